@@ -1,0 +1,61 @@
+/* radraft — configuration.
+ *
+ * One table (src/config.c) names every key with its type, range, default and help text;
+ * it drives the defaults, JSON file parsing, command-line overrides, validation and
+ * `radraft config --print`. A configuration file is JSON whose nesting follows the dotted
+ * key names: {"dicom": {"max_dimension": 8192}} sets `dicom.max_dimension` (a dotted key
+ * at any level, {"dicom.max_dimension": 8192}, means the same).
+ */
+#ifndef RADRAFT_CONFIG_H
+#define RADRAFT_CONFIG_H
+
+#include <stdio.h>
+
+#include "radraft/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RD_CONFIG_STR_MAX 1024
+#define RD_CONFIG_LIST_MAX 32
+#define RD_CONFIG_ITEM_MAX 256
+
+typedef struct rd_strlist {
+    int count;
+    char items[RD_CONFIG_LIST_MAX][RD_CONFIG_ITEM_MAX];
+} rd_strlist;
+
+/* The effective configuration: plain values, no owned pointers, so it can be copied. */
+typedef struct rd_config {
+    char log_level[16];
+    int dicom_max_dimension;
+    double dicom_voi_percentile_low;
+    double dicom_voi_percentile_high;
+} rd_config;
+
+/* Fills `cfg` with every key's default. */
+void rd_config_defaults(rd_config *cfg);
+
+/* Applies the keys of a JSON document to `cfg`. `origin` names the source in messages
+ * (a file name). All or nothing: on failure `cfg` is unchanged. Unknown keys, wrong types
+ * and out-of-range values are errors (RD_E_CONFIG) that name the key. */
+rd_status rd_config_apply_json(rd_config *cfg, const char *json, const char *origin,
+                               rd_error *err);
+
+/* Reads a JSON file (at most 1 MiB) and applies it as rd_config_apply_json does. */
+rd_status rd_config_load_file(rd_config *cfg, const char *path, rd_error *err);
+
+/* Sets one key from its text form ("8192", "true", "info", "a,b" for a list). */
+rd_status rd_config_set(rd_config *cfg, const char *key, const char *value, rd_error *err);
+
+/* Writes the configuration as a JSON document (nested by dotted name) to `fp`. */
+rd_status rd_config_print(const rd_config *cfg, FILE *fp, rd_error *err);
+
+/* Writes one line per key: name, type, range, default and help. */
+void rd_config_describe(FILE *fp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

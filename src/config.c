@@ -1,0 +1,440 @@
+#include "radraft/config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+typedef enum cfg_type { CFG_INT, CFG_DOUBLE, CFG_BOOL, CFG_STRING, CFG_STRLIST } cfg_type;
+
+typedef struct cfg_key {
+    const char *name;
+    cfg_type type;
+    size_t offset;
+    double min, max;     /* INT, DOUBLE: inclusive range; STRING: length bounds */
+    const char *def;     /* default in text form, parsed by the same code as overrides */
+    const char *choices; /* STRING: '|'-separated allowed values, or NULL */
+    const char *help;
+} cfg_key;
+
+#define OFF(field) offsetof(rd_config, field)
+
+/* The configuration table. Add a key here and in rd_config; nothing else is needed for it
+ * to be parsed, validated, overridable and printed. */
+static const cfg_key cfg_keys[] = {
+    {"log.level", CFG_STRING, OFF(log_level), 1, 15, "info", "error|warn|info|debug",
+     "least severe level written to the log"},
+    {"dicom.max_dimension", CFG_INT, OFF(dicom_max_dimension), 16, 65535, "16384", NULL,
+     "largest Rows or Columns accepted when decoding an image; larger ones are refused"},
+    {"dicom.voi_percentile_low", CFG_DOUBLE, OFF(dicom_voi_percentile_low), 0, 49, "0.5", NULL,
+     "lower percentile of pixel values mapped to black when the image has no VOI window"},
+    {"dicom.voi_percentile_high", CFG_DOUBLE, OFF(dicom_voi_percentile_high), 51, 100, "99.5",
+     NULL, "upper percentile of pixel values mapped to white when the image has no VOI window"},
+};
+
+#define N_KEYS (sizeof cfg_keys / sizeof cfg_keys[0])
+
+static const char *type_name(cfg_type t)
+{
+    switch (t) {
+    case CFG_INT: return "int";
+    case CFG_DOUBLE: return "number";
+    case CFG_BOOL: return "bool";
+    case CFG_STRING: return "string";
+    case CFG_STRLIST: return "list";
+    }
+    return "?";
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t row[128];
+    if (lb >= sizeof row / sizeof row[0])
+        return (size_t)-1;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static const cfg_key *find_key(const char *name)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(cfg_keys[i].name, name) == 0)
+            return &cfg_keys[i];
+    return NULL;
+}
+
+static rd_status unknown_key(const char *origin, const char *name, rd_error *err)
+{
+    const cfg_key *best = NULL;
+    size_t best_d = 4; /* suggest only close matches */
+    for (size_t i = 0; i < N_KEYS; i++) {
+        size_t d = edit_distance(name, cfg_keys[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = &cfg_keys[i];
+        }
+    }
+    if (best)
+        return rd_error_set(err, RD_E_CONFIG, "%s: unknown key '%s' (did you mean '%s'?)",
+                            origin, name, best->name);
+    return rd_error_set(err, RD_E_CONFIG,
+                        "%s: unknown key '%s' (radraft config --keys lists them)", origin,
+                        name);
+}
+
+static rd_status set_int(rd_config *cfg, const cfg_key *k, double v, const char *origin,
+                         rd_error *err)
+{
+    if (!(v >= k->min && v <= k->max) || v != floor(v))
+        return rd_error_set(err, RD_E_CONFIG,
+                            "%s: key '%s': %g is not an integer in [%.0f, %.0f]", origin,
+                            k->name, v, k->min, k->max);
+    *(int *)((char *)cfg + k->offset) = (int)v;
+    return RD_OK;
+}
+
+static rd_status set_double(rd_config *cfg, const cfg_key *k, double v, const char *origin,
+                            rd_error *err)
+{
+    if (!(v >= k->min && v <= k->max))
+        return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': %g is outside [%g, %g]", origin,
+                            k->name, v, k->min, k->max);
+    *(double *)((char *)cfg + k->offset) = v;
+    return RD_OK;
+}
+
+static rd_status set_string(rd_config *cfg, const cfg_key *k, const char *v,
+                            const char *origin, rd_error *err)
+{
+    size_t len = strlen(v);
+    if ((double)len < k->min || (double)len > k->max)
+        return rd_error_set(err, RD_E_CONFIG,
+                            "%s: key '%s': length %zu is outside [%.0f, %.0f]", origin, k->name,
+                            len, k->min, k->max);
+    if (k->choices) {
+        const char *p = k->choices;
+        int ok = 0;
+        while (*p && !ok) {
+            const char *bar = strchr(p, '|');
+            size_t n = bar ? (size_t)(bar - p) : strlen(p);
+            ok = (n == len && strncmp(p, v, n) == 0);
+            p += n + (bar != NULL);
+        }
+        if (!ok)
+            return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': '%s' is not one of %s",
+                                origin, k->name, v, k->choices);
+    }
+    rd_strlcpy((char *)cfg + k->offset, v, RD_CONFIG_STR_MAX);
+    return RD_OK;
+}
+
+static rd_status list_add(rd_strlist *list, const cfg_key *k, const char *item, size_t n,
+                          const char *origin, rd_error *err)
+{
+    if (list->count >= RD_CONFIG_LIST_MAX)
+        return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': more than %d entries", origin,
+                            k->name, RD_CONFIG_LIST_MAX);
+    if (n == 0 || n >= RD_CONFIG_ITEM_MAX)
+        return rd_error_set(err, RD_E_CONFIG,
+                            "%s: key '%s': entry length %zu is outside [1, %d]", origin,
+                            k->name, n, RD_CONFIG_ITEM_MAX - 1);
+    memcpy(list->items[list->count], item, n);
+    list->items[list->count][n] = '\0';
+    list->count++;
+    return RD_OK;
+}
+
+/* Parses the text form of a value, as given on a command line or as a default. */
+static rd_status set_text(rd_config *cfg, const cfg_key *k, const char *text,
+                          const char *origin, rd_error *err)
+{
+    char *end = NULL;
+    double v;
+
+    switch (k->type) {
+    case CFG_INT:
+    case CFG_DOUBLE:
+        errno = 0;
+        v = strtod(text, &end);
+        if (errno || end == text || *end != '\0')
+            return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': '%s' is not a number",
+                                origin, k->name, text);
+        return k->type == CFG_INT ? set_int(cfg, k, v, origin, err)
+                                  : set_double(cfg, k, v, origin, err);
+    case CFG_BOOL:
+        if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0 || strcmp(text, "yes") == 0)
+            *(int *)((char *)cfg + k->offset) = 1;
+        else if (strcmp(text, "false") == 0 || strcmp(text, "0") == 0 ||
+                 strcmp(text, "no") == 0)
+            *(int *)((char *)cfg + k->offset) = 0;
+        else
+            return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': '%s' is not true or false",
+                                origin, k->name, text);
+        return RD_OK;
+    case CFG_STRING:
+        return set_string(cfg, k, text, origin, err);
+    case CFG_STRLIST: {
+        rd_strlist *list = (rd_strlist *)((char *)cfg + k->offset);
+        list->count = 0;
+        for (const char *p = text; *p;) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            rd_status st = list_add(list, k, p, n, origin, err);
+            if (st != RD_OK)
+                return st;
+            p += n + (comma != NULL);
+        }
+        return RD_OK;
+    }
+    }
+    return rd_error_set(err, RD_E_INTERNAL, "bad key type");
+}
+
+void rd_config_defaults(rd_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        rd_status st = set_text(cfg, &cfg_keys[i], cfg_keys[i].def, "default", NULL);
+        (void)st; /* the table's defaults are checked by the unit tests */
+    }
+}
+
+rd_status rd_config_set(rd_config *cfg, const char *key, const char *value, rd_error *err)
+{
+    const cfg_key *k = find_key(key);
+    if (!k)
+        return unknown_key("command line", key, err);
+    rd_config tmp = *cfg;
+    rd_status st = set_text(&tmp, k, value, "command line", err);
+    if (st == RD_OK)
+        *cfg = tmp;
+    return st;
+}
+
+static rd_status apply_node(rd_config *cfg, const cJSON *node, const char *prefix,
+                            const char *origin, rd_error *err)
+{
+    const cJSON *child;
+    cJSON_ArrayForEach(child, node)
+    {
+        char name[256];
+        int n = snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "",
+                         child->string ? child->string : "");
+        if (n < 0 || (size_t)n >= sizeof name)
+            return rd_error_set(err, RD_E_CONFIG, "%s: key name too long", origin);
+        const cfg_key *k = find_key(name);
+        if (!k) {
+            if (cJSON_IsObject(child)) {
+                rd_status st = apply_node(cfg, child, name, origin, err);
+                if (st != RD_OK)
+                    return st;
+                continue;
+            }
+            return unknown_key(origin, name, err);
+        }
+        rd_status st = RD_OK;
+        switch (k->type) {
+        case CFG_INT:
+        case CFG_DOUBLE:
+            if (!cJSON_IsNumber(child))
+                return rd_error_set(err, RD_E_CONFIG, "%s: key '%s' must be a number", origin,
+                                    name);
+            st = k->type == CFG_INT ? set_int(cfg, k, child->valuedouble, origin, err)
+                                    : set_double(cfg, k, child->valuedouble, origin, err);
+            break;
+        case CFG_BOOL:
+            if (!cJSON_IsBool(child))
+                return rd_error_set(err, RD_E_CONFIG, "%s: key '%s' must be true or false",
+                                    origin, name);
+            *(int *)((char *)cfg + k->offset) = cJSON_IsTrue(child);
+            break;
+        case CFG_STRING:
+            if (!cJSON_IsString(child))
+                return rd_error_set(err, RD_E_CONFIG, "%s: key '%s' must be a string", origin,
+                                    name);
+            st = set_string(cfg, k, child->valuestring, origin, err);
+            break;
+        case CFG_STRLIST: {
+            rd_strlist *list = (rd_strlist *)((char *)cfg + k->offset);
+            const cJSON *item;
+            if (!cJSON_IsArray(child))
+                return rd_error_set(err, RD_E_CONFIG, "%s: key '%s' must be a list of strings",
+                                    origin, name);
+            list->count = 0;
+            cJSON_ArrayForEach(item, child)
+            {
+                if (!cJSON_IsString(item))
+                    return rd_error_set(err, RD_E_CONFIG,
+                                        "%s: key '%s' must be a list of strings", origin, name);
+                st = list_add(list, k, item->valuestring, strlen(item->valuestring), origin,
+                              err);
+                if (st != RD_OK)
+                    return st;
+            }
+            break;
+        }
+        }
+        if (st != RD_OK)
+            return st;
+    }
+    return RD_OK;
+}
+
+rd_status rd_config_apply_json(rd_config *cfg, const char *json, const char *origin,
+                               rd_error *err)
+{
+    cJSON *root = cJSON_Parse(json);
+    rd_status st;
+    if (!root) {
+        const char *where = cJSON_GetErrorPtr();
+        size_t offset = where && where >= json ? (size_t)(where - json) : 0;
+        return rd_error_set(err, RD_E_CONFIG, "%s: not valid JSON (near byte %zu)", origin,
+                            offset);
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return rd_error_set(err, RD_E_CONFIG, "%s: the configuration must be a JSON object",
+                            origin);
+    }
+    rd_config tmp = *cfg;
+    st = apply_node(&tmp, root, "", origin, err);
+    if (st == RD_OK && tmp.dicom_voi_percentile_low >= tmp.dicom_voi_percentile_high)
+        st = rd_error_set(err, RD_E_CONFIG,
+                          "%s: dicom.voi_percentile_low must be below dicom.voi_percentile_high",
+                          origin);
+    if (st == RD_OK)
+        *cfg = tmp;
+    cJSON_Delete(root);
+    return st;
+}
+
+rd_status rd_config_load_file(rd_config *cfg, const char *path, rd_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    rd_status st = rd_read_file(path, 1 << 20, &text, &len, err);
+    if (st != RD_OK)
+        return st;
+    st = rd_config_apply_json(cfg, text, path, err);
+    free(text);
+    return st;
+}
+
+/* Finds or creates the object for the dotted prefix of `name` under `root`. */
+static cJSON *object_for(cJSON *root, const char *name, const char **leaf)
+{
+    cJSON *obj = root;
+    const char *p = name;
+    const char *dot;
+    while ((dot = strchr(p, '.')) != NULL) {
+        char part[64];
+        size_t n = (size_t)(dot - p);
+        if (n >= sizeof part)
+            return NULL;
+        memcpy(part, p, n);
+        part[n] = '\0';
+        cJSON *next = cJSON_GetObjectItemCaseSensitive(obj, part);
+        if (!next) {
+            next = cJSON_AddObjectToObject(obj, part);
+            if (!next)
+                return NULL;
+        }
+        obj = next;
+        p = dot + 1;
+    }
+    *leaf = p;
+    return obj;
+}
+
+rd_status rd_config_print(const rd_config *cfg, FILE *fp, rd_error *err)
+{
+    cJSON *root = cJSON_CreateObject();
+    rd_status st = RD_OK;
+    char *text = NULL;
+    if (!root)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory printing configuration");
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const cfg_key *k = &cfg_keys[i];
+        const char *leaf = NULL;
+        const char *base = (const char *)cfg + k->offset;
+        cJSON *obj = object_for(root, k->name, &leaf);
+        cJSON *v = NULL;
+        if (!obj) {
+            st = rd_error_set(err, RD_E_NOMEM, "out of memory printing configuration");
+            goto out;
+        }
+        switch (k->type) {
+        case CFG_INT: v = cJSON_AddNumberToObject(obj, leaf, *(const int *)base); break;
+        case CFG_DOUBLE: v = cJSON_AddNumberToObject(obj, leaf, *(const double *)base); break;
+        case CFG_BOOL: v = cJSON_AddBoolToObject(obj, leaf, *(const int *)base); break;
+        case CFG_STRING: v = cJSON_AddStringToObject(obj, leaf, base); break;
+        case CFG_STRLIST: {
+            const rd_strlist *list = (const rd_strlist *)base;
+            v = cJSON_AddArrayToObject(obj, leaf);
+            for (int j = 0; v && j < list->count; j++) {
+                cJSON *s = cJSON_CreateString(list->items[j]);
+                if (!s || !cJSON_AddItemToArray(v, s)) {
+                    cJSON_Delete(s);
+                    v = NULL;
+                }
+            }
+            break;
+        }
+        }
+        if (!v) {
+            st = rd_error_set(err, RD_E_NOMEM, "out of memory printing configuration");
+            goto out;
+        }
+    }
+    text = cJSON_Print(root);
+    if (!text) {
+        st = rd_error_set(err, RD_E_NOMEM, "out of memory printing configuration");
+        goto out;
+    }
+    fprintf(fp, "%s\n", text);
+out:
+    free(text);
+    cJSON_Delete(root);
+    return st;
+}
+
+void rd_config_describe(FILE *fp)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const cfg_key *k = &cfg_keys[i];
+        char range[128] = "";
+        switch (k->type) {
+        case CFG_INT: snprintf(range, sizeof range, "[%.0f, %.0f]", k->min, k->max); break;
+        case CFG_DOUBLE: snprintf(range, sizeof range, "[%g, %g]", k->min, k->max); break;
+        case CFG_STRING:
+            if (k->choices)
+                snprintf(range, sizeof range, "%s", k->choices);
+            break;
+        default: break;
+        }
+        fprintf(fp, "%-28s %-7s %-22s default %-10s %s\n", k->name, type_name(k->type), range,
+                k->def[0] ? k->def : "\"\"", k->help);
+    }
+}

@@ -1,0 +1,83 @@
+#include "radraft/log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* The log sink is the one piece of global state: it is configured once at start-up and
+ * read by every thread, so the level is read without the lock and the stream under it. */
+static struct {
+    pthread_mutex_t lock;
+    FILE *stream;
+    volatile rd_log_level level;
+} g_log = {PTHREAD_MUTEX_INITIALIZER, NULL, RD_LOG_INFO};
+
+rd_status rd_log_level_parse(const char *name, rd_log_level *out, rd_error *err)
+{
+    for (int i = 0; i <= (int)RD_LOG_DEBUG; i++) {
+        if (name && strcmp(name, level_names[i]) == 0) {
+            *out = (rd_log_level)i;
+            return RD_OK;
+        }
+    }
+    return rd_error_set(err, RD_E_INVALID,
+                        "unknown log level '%s' (expected error, warn, info or debug)",
+                        name ? name : "(null)");
+}
+
+const char *rd_log_level_name(rd_log_level level)
+{
+    if ((unsigned)level > (unsigned)RD_LOG_DEBUG)
+        return "?";
+    return level_names[level];
+}
+
+void rd_log_set_level(rd_log_level level)
+{
+    g_log.level = level;
+}
+
+rd_log_level rd_log_get_level(void)
+{
+    return g_log.level;
+}
+
+void rd_log_set_stream(FILE *fp)
+{
+    pthread_mutex_lock(&g_log.lock);
+    g_log.stream = fp;
+    pthread_mutex_unlock(&g_log.lock);
+}
+
+void rd_log(rd_log_level level, const char *fmt, ...)
+{
+    char line[2048];
+    char stamp[32];
+    struct timespec ts;
+    struct tm tm;
+    va_list ap;
+    int n;
+
+    if (level > g_log.level)
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    n = snprintf(line, sizeof line, "%s.%03ldZ radraft %s: ", stamp, ts.tv_nsec / 1000000L,
+                 rd_log_level_name(level));
+    if (n < 0 || (size_t)n >= sizeof line)
+        n = 0;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+
+    pthread_mutex_lock(&g_log.lock);
+    FILE *out = g_log.stream ? g_log.stream : stderr;
+    fputs(line, out);
+    fputc('\n', out);
+    fflush(out);
+    pthread_mutex_unlock(&g_log.lock);
+}

@@ -1,0 +1,41 @@
+/* radraft — small private helpers shared by the modules (not part of the public API). */
+#ifndef RADRAFT_UTIL_H
+#define RADRAFT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "radraft/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Copies at most size-1 bytes and always terminates; returns strlen(src). */
+size_t rd_strlcpy(char *dst, const char *src, size_t size);
+
+/* *out = a * b, returning 0 when the product overflows size_t (nothing is written then). */
+static inline int rd_mul_size(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return 0;
+    *out = a * b;
+    return 1;
+}
+
+/* Reads a whole file of at most `max_bytes` into a NUL-terminated buffer the caller frees.
+ * A larger file is RD_E_TOO_LARGE, a missing one RD_E_NOT_FOUND. */
+rd_status rd_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
+                       rd_error *err);
+
+/* Writes `len` bytes to `path` through a temporary file in the same folder, fsync and
+ * rename, so that a reader sees the old file or the whole new one. */
+rd_status rd_write_file_atomic(const char *path, const void *data, size_t len, rd_error *err);
+
+/* Creates a folder and its parents (mode 0755); existing ones are fine. */
+rd_status rd_mkdirs(const char *path, rd_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
