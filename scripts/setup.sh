@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the Debian packages radraft needs (only those missing) and builds it.
+#   bash scripts/setup.sh          build dependencies + DCMTK tools, then build into build/
+#   bash scripts/setup.sh --test   also what the tests drive (dicom3tools, PyTorch, Orthanc)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_tests=0
+[ "${1:-}" = "--test" ] && want_tests=1
+
+pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk libpng-dev libopenblas-dev
+      libcjson-dev libsqlite3-dev sqlite3 libopenjp2-7-dev python3)
+if [ "$want_tests" = 1 ]; then
+    pkgs+=(dicom3tools python3-numpy python3-torch orthanc curl)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Orthanc's package starts a system service; the tests start their own instances.
+    if printf '%s\n' "${missing[@]}" | grep -qx orthanc; then
+        (service orthanc stop || systemctl stop orthanc) >/dev/null 2>&1 || true
+    fi
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$jobs"
