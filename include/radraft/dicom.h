@@ -53,7 +53,8 @@ typedef struct rd_dicom_meta {
     int samples_per_pixel;
     int number_of_frames;    /* 1 when absent */
     int has_pixel_data;
-    double pixel_spacing[2]; /* row, column spacing in mm; 0 when absent */
+    double pixel_spacing[2]; /* row, column spacing in mm (Pixel Spacing, else Imager Pixel
+                              * Spacing); 0 when absent */
 } rd_dicom_meta;
 
 typedef struct rd_dicom_options {
