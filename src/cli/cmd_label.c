@@ -1,0 +1,236 @@
+/* radraft label / radraft evaluate-labeler: report text -> finding states, and the
+ * labeler measured against expert labels. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "lines.h"
+#include "radraft/labeler.h"
+
+static const char label_help[] =
+    "usage: radraft label [--in FILE.jsonl] [OPTIONS]\n"
+    "Reads reports as JSON Lines (objects with \"id\", \"findings\", \"impression\"; other\n"
+    "members are ignored) from FILE or standard input and writes one JSON object a line:\n"
+    "{\"id\": ..., \"findings\": {\"Cardiomegaly\": \"present\", \"Effusion\": \"absent\", ...}}\n"
+    "with every finding the report mentions (present, absent or uncertain), plus\n"
+    "\"No Finding\": \"present\" when nothing abnormal is present or uncertain. A bad line is\n"
+    "reported on standard error with its number and skipped; the exit status is then 1.\n\n"
+    "  --in FILE           read FILE instead of standard input\n" RD_CLI_COMMON_HELP
+    "\nConfiguration: labeler.phrases = a JSON phrase file extending the built-in phrases.\n";
+
+/* Creates the labeler the configuration asks for; prints the error on failure. */
+static rd_labeler *make_labeler(const rd_cli *cli)
+{
+    rd_labeler *lab = NULL;
+    rd_error err;
+    if (rd_labeler_create(&lab, cli->cfg.labeler_phrases, &err) != RD_OK) {
+        rd_cli_error(cli, "%s", rd_error_message(&err));
+        return NULL;
+    }
+    return lab;
+}
+
+int rd_cmd_label(int argc, char **argv)
+{
+    enum { OPT_IN = RD_OPT_FIRST_PRIVATE };
+    static const struct option opts[] = {
+        {"in", required_argument, NULL, OPT_IN}, RD_CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    rd_cli cli;
+    rd_error err;
+    rd_line_reader r;
+    rd_labeler *lab = NULL;
+    const char *in_path = NULL;
+    FILE *in = stdin;
+    int opt, bad = 0, eof = 0, rc = RD_EXIT_OK;
+
+    rd_cli_init(&cli, "radraft label");
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int c = rd_cli_common_option(&cli, opt, optarg);
+        if (c < 0)
+            return RD_EXIT_USAGE;
+        if (c > 0)
+            continue;
+        switch (opt) {
+        case OPT_IN:
+            in_path = optarg;
+            break;
+        case 'h':
+            fputs(label_help, stdout);
+            return RD_EXIT_OK;
+        default:
+            fputs(label_help, stderr);
+            return RD_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        rd_cli_error(&cli, "unexpected argument '%s'", argv[optind]);
+        return RD_EXIT_USAGE;
+    }
+    if (rd_cli_finish_config(&cli) != 0)
+        return RD_EXIT_FAIL;
+    if (!(lab = make_labeler(&cli)))
+        return RD_EXIT_FAIL;
+    if (in_path && strcmp(in_path, "-") != 0) {
+        in = fopen(in_path, "r");
+        if (!in) {
+            rd_cli_error(&cli, "%s: %s", in_path, strerror(errno));
+            rd_labeler_free(lab);
+            return RD_EXIT_FAIL;
+        }
+    } else {
+        in_path = "<stdin>";
+    }
+    rd_line_reader_init(&r, in);
+    for (;;) {
+        char id[256];
+        rd_labels labels;
+        rd_status st = rd_line_read(&r, RD_LINE_MAX, &eof, &err);
+        if (st == RD_E_TOO_LARGE) {
+            rd_cli_error(&cli, "%s: %s; skipped", in_path, rd_error_message(&err));
+            bad++;
+            continue;
+        }
+        if (st != RD_OK) {
+            rd_cli_error(&cli, "%s: %s", in_path, rd_error_message(&err));
+            rc = RD_EXIT_FAIL;
+            break;
+        }
+        if (eof)
+            break;
+        if (strspn(r.buf, " \t") == r.len)
+            continue; /* blank lines separate nothing in JSON Lines; they are allowed */
+        if (rd_labeler_label_json(lab, r.buf, id, sizeof id, &labels, &err) != RD_OK) {
+            rd_cli_error(&cli, "%s:%ld: %s; skipped", in_path, r.lineno, rd_error_message(&err));
+            bad++;
+            continue;
+        }
+        if (rd_labels_write_json(stdout, id, &labels, &err) != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            rc = RD_EXIT_FAIL;
+            break;
+        }
+    }
+    if (fflush(stdout) != 0) {
+        rd_cli_error(&cli, "write error: %s", strerror(errno));
+        rc = RD_EXIT_FAIL;
+    }
+    if (bad) {
+        rd_cli_error(&cli, "%d bad line%s", bad, bad == 1 ? "" : "s");
+        rc = RD_EXIT_FAIL;
+    }
+    rd_line_reader_free(&r);
+    if (in != stdin)
+        fclose(in);
+    rd_labeler_free(lab);
+    return rc;
+}
+
+static const char eval_help[] =
+    "usage: radraft evaluate-labeler [--reports FILE.jsonl] [--gold FILE.csv] [OPTIONS]\n"
+    "Labels every report that has a row of expert labels and prints precision, recall and F1\n"
+    "per finding, then micro and macro averages: once counting a finding as positive when it\n"
+    "is present or uncertain, once when it is present. Without --reports/--gold it reads\n"
+    "$RADRAFT_SHARED_DATA/iu-reports/reports.jsonl and gold14.csv.\n\n"
+    "  --reports FILE      reports as JSON Lines (id, findings, impression)\n"
+    "  --gold FILE         CSV: id column, then one 0/1 column per finding\n"
+    "  --positive MODE     print one table only: 'uncertain' (present or uncertain is\n"
+    "                      positive) or 'present' (present only)\n" RD_CLI_COMMON_HELP;
+
+int rd_cmd_evaluate_labeler(int argc, char **argv)
+{
+    enum { OPT_REPORTS = RD_OPT_FIRST_PRIVATE, OPT_GOLD, OPT_POSITIVE };
+    static const struct option opts[] = {{"reports", required_argument, NULL, OPT_REPORTS},
+                                         {"gold", required_argument, NULL, OPT_GOLD},
+                                         {"positive", required_argument, NULL, OPT_POSITIVE},
+                                         RD_CLI_COMMON_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
+    rd_cli cli;
+    rd_error err;
+    rd_labeler *lab = NULL;
+    rd_labeler_eval ev;
+    const char *reports = NULL, *gold = NULL;
+    char reports_buf[1100], gold_buf[1100];
+    int opt, modes = 3; /* bit 0: uncertain counts as positive; bit 1: present only */
+
+    rd_cli_init(&cli, "radraft evaluate-labeler");
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int c = rd_cli_common_option(&cli, opt, optarg);
+        if (c < 0)
+            return RD_EXIT_USAGE;
+        if (c > 0)
+            continue;
+        switch (opt) {
+        case OPT_REPORTS:
+            reports = optarg;
+            break;
+        case OPT_GOLD:
+            gold = optarg;
+            break;
+        case OPT_POSITIVE:
+            if (strcmp(optarg, "uncertain") == 0)
+                modes = 1;
+            else if (strcmp(optarg, "present") == 0)
+                modes = 2;
+            else {
+                rd_cli_error(&cli, "--positive expects 'uncertain' or 'present', got '%s'", optarg);
+                return RD_EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            fputs(eval_help, stdout);
+            return RD_EXIT_OK;
+        default:
+            fputs(eval_help, stderr);
+            return RD_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        rd_cli_error(&cli, "unexpected argument '%s'", argv[optind]);
+        return RD_EXIT_USAGE;
+    }
+    if (!reports || !gold) {
+        const char *shared = getenv("RADRAFT_SHARED_DATA");
+        if (!shared || !shared[0]) {
+            rd_cli_error(&cli, "give --reports and --gold, or set RADRAFT_SHARED_DATA to the "
+                               "shared data folder");
+            return RD_EXIT_USAGE;
+        }
+        if (!reports) {
+            if (snprintf(reports_buf, sizeof reports_buf, "%s/iu-reports/reports.jsonl", shared) >=
+                (int)sizeof reports_buf) {
+                rd_cli_error(&cli, "RADRAFT_SHARED_DATA is too long");
+                return RD_EXIT_USAGE;
+            }
+            reports = reports_buf;
+        }
+        if (!gold) {
+            if (snprintf(gold_buf, sizeof gold_buf, "%s/iu-reports/gold14.csv", shared) >=
+                (int)sizeof gold_buf) {
+                rd_cli_error(&cli, "RADRAFT_SHARED_DATA is too long");
+                return RD_EXIT_USAGE;
+            }
+            gold = gold_buf;
+        }
+    }
+    if (rd_cli_finish_config(&cli) != 0)
+        return RD_EXIT_FAIL;
+    if (!(lab = make_labeler(&cli)))
+        return RD_EXIT_FAIL;
+    printf("reports: %s\ngold: %s\n", reports, gold);
+    for (int m = 0; m < 2; m++) {
+        if (!(modes & (1 << m)))
+            continue;
+        if (rd_labeler_evaluate(lab, reports, gold, m == 0, &ev, &err) != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            rd_labeler_free(lab);
+            return RD_EXIT_FAIL;
+        }
+        printf("\n");
+        rd_labeler_eval_print(&ev, stdout);
+    }
+    rd_labeler_free(lab);
+    return RD_EXIT_OK;
+}

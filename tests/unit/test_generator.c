@@ -1,0 +1,424 @@
+/* Templated report generator: thresholds, templates, evidence reuse, and the round trip
+ * labeler(generator(states)) == states. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "radraft/generator.h"
+#include "radraft/labeler.h"
+#include "rdtest.h"
+#include "util.h"
+
+static rd_generator *default_generator(void)
+{
+    rd_generator *gen = NULL;
+    rd_error err;
+    if (rd_generator_create(&gen, NULL, &err) != RD_OK) {
+        fprintf(stderr, "rd_generator_create: %s\n", rd_error_message(&err));
+        return NULL;
+    }
+    return gen;
+}
+
+static rd_labeler *default_labeler(void)
+{
+    rd_labeler *lab = NULL;
+    rd_error err;
+    if (rd_labeler_create(&lab, NULL, &err) != RD_OK) {
+        fprintf(stderr, "rd_labeler_create: %s\n", rd_error_message(&err));
+        return NULL;
+    }
+    return lab;
+}
+
+/* A small deterministic generator (xorshift), so that a failure can be replayed. */
+static uint32_t rng_next(uint32_t *s)
+{
+    uint32_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *s = x;
+}
+
+/* Checks that the labeler reads the draft as the draft's own states say, and that those
+ * are the states asked for. Returns 1 when all agree. */
+static int round_trip_ok(const rd_labeler *lab, const rd_draft *d, const rd_finding_state *want)
+{
+    rd_labels l;
+    rd_error err;
+    int ok = 1;
+    if (rd_labeler_label(lab, d->findings_text, d->impression_text, &l, &err) != RD_OK) {
+        fprintf(stderr, "rd_labeler_label: %s\n", rd_error_message(&err));
+        return 0;
+    }
+    for (int f = 0; f < RD_FINDING_COUNT; f++) {
+        if (l.state[f] != d->state[f] || (f < RD_FINDING_N_ABNORMAL && d->state[f] != want[f])) {
+            fprintf(stderr, "%s: asked %s, draft says %s, labeler reads %s\n",
+                    rd_finding_name((rd_finding)f),
+                    f < RD_FINDING_N_ABNORMAL ? rd_state_name(want[f]) : "-",
+                    rd_state_name(d->state[f]), rd_state_name(l.state[f]));
+            ok = 0;
+        }
+    }
+    if (!ok)
+        fprintf(stderr, "FINDINGS: %s\nIMPRESSION: %s\n", d->findings_text, d->impression_text);
+    return ok;
+}
+
+RD_TEST(round_trip_random_states)
+{
+    rd_generator *gen = default_generator();
+    rd_labeler *lab = default_labeler();
+    uint32_t seed = 12345;
+    int failures = 0;
+    REQUIRE(gen && lab);
+    for (int iter = 0; iter < 3000 && failures < 3; iter++) {
+        rd_finding_state st[RD_FINDING_N_ABNORMAL];
+        rd_draft d;
+        rd_error err;
+        /* Half the vectors are sparse (mostly not mentioned), as real reports are. */
+        int sparse = iter % 2;
+        for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+            uint32_t r = rng_next(&seed) % 8;
+            if (sparse)
+                st[f] = r < 5 ? RD_STATE_NOT_MENTIONED : (rd_finding_state)(r - 4);
+            else
+                st[f] = (rd_finding_state)(r % 4);
+        }
+        if (rd_generator_draft_states(gen, st, NULL, NULL, 0, lab, &d, &err) != RD_OK) {
+            RD_FAIL_AT("draft: %s", rd_error_message(&err));
+            break;
+        }
+        if (!round_trip_ok(lab, &d, st)) {
+            RD_FAIL_AT("round trip failed at iteration %d", iter);
+            failures++;
+        }
+        rd_draft_free(&d);
+    }
+    rd_generator_free(gen);
+    rd_labeler_free(lab);
+}
+
+/* Each single finding in each state, alone: the smallest cases, named when they fail. */
+RD_TEST(round_trip_each_finding)
+{
+    rd_generator *gen = default_generator();
+    rd_labeler *lab = default_labeler();
+    REQUIRE(gen && lab);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        for (int s = 0; s < RD_STATE_COUNT; s++) {
+            rd_finding_state st[RD_FINDING_N_ABNORMAL] = {RD_STATE_NOT_MENTIONED};
+            rd_draft d;
+            st[f] = (rd_finding_state)s;
+            REQUIRE_OK(rd_generator_draft_states(gen, st, NULL, NULL, 0, lab, &d, NULL), NULL);
+            CHECK_MSG(round_trip_ok(lab, &d, st), "%s %s", rd_finding_name((rd_finding)f),
+                      rd_state_name((rd_finding_state)s));
+            rd_draft_free(&d);
+        }
+    rd_generator_free(gen);
+    rd_labeler_free(lab);
+}
+
+static const char thresholds_json[] = "{\"default\": {\"present\": 0.6, \"uncertain\": 0.4},"
+                                      " \"Pneumothorax\": {\"present\": 0.3, \"uncertain\": 0.2}}";
+
+RD_TEST(scores_through_thresholds)
+{
+    rd_generator *gen = default_generator();
+    rd_labeler *lab = default_labeler();
+    rd_thresholds th;
+    rd_draft d;
+    rd_error err;
+    double scores[RD_FINDING_N_ABNORMAL] = {0};
+    REQUIRE(gen && lab);
+    REQUIRE_OK(rd_thresholds_parse(&th, thresholds_json, "t.json", &err), &err);
+    CHECK_NEAR(th.present[RD_FINDING_PNEUMOTHORAX], 0.3, 1e-12);
+    CHECK_NEAR(th.present[RD_FINDING_MASS], 0.6, 1e-12);
+    scores[RD_FINDING_CARDIOMEGALY] = 0.9;  /* present */
+    scores[RD_FINDING_EFFUSION] = 0.5;      /* uncertain */
+    scores[RD_FINDING_PNEUMOTHORAX] = 0.35; /* present by its own threshold */
+    scores[RD_FINDING_MASS] = 0.39;         /* below: not a pertinent negative, left out */
+    scores[RD_FINDING_EDEMA] = 0.1;         /* below: a pertinent negative, absent */
+    REQUIRE_OK(rd_generator_draft_scores(gen, scores, &th, NULL, 0, lab, &d, &err), &err);
+    CHECK_EQ_INT(d.state[RD_FINDING_CARDIOMEGALY], RD_STATE_PRESENT);
+    CHECK_EQ_INT(d.state[RD_FINDING_EFFUSION], RD_STATE_UNCERTAIN);
+    CHECK_EQ_INT(d.state[RD_FINDING_PNEUMOTHORAX], RD_STATE_PRESENT);
+    CHECK_EQ_INT(d.state[RD_FINDING_MASS], RD_STATE_NOT_MENTIONED);
+    CHECK_EQ_INT(d.state[RD_FINDING_EDEMA], RD_STATE_ABSENT);
+    CHECK_EQ_INT(d.state[RD_FINDING_NO_FINDING], RD_STATE_NOT_MENTIONED);
+    CHECK_NEAR(d.confidence[RD_FINDING_CARDIOMEGALY], 0.9, 1e-12);
+    CHECK_NEAR(d.confidence[RD_FINDING_EDEMA], 0.9, 1e-12);
+    /* Impression: most significant first (pneumothorax), then by the templates' order. */
+    REQUIRE(d.n_items == 3);
+    CHECK_EQ_INT(d.items[0].finding, RD_FINDING_PNEUMOTHORAX);
+    CHECK_EQ_INT(d.items[1].finding, RD_FINDING_EFFUSION);
+    CHECK_EQ_INT(d.items[2].finding, RD_FINDING_CARDIOMEGALY);
+    CHECK_EQ_INT(d.items[1].state, RD_STATE_UNCERTAIN);
+    CHECK(strstr(d.impression_text, "neumothorax") < strstr(d.impression_text, "ardiomegaly"));
+    /* Findings: organ order, lungs then pleura then heart. */
+    {
+        const char *lungs = strstr(d.findings_text, "lungs are");
+        const char *pleura = strstr(d.findings_text, "pneumothorax");
+        const char *heart = strstr(d.findings_text, "heart is enlarged");
+        CHECK(lungs && pleura && heart && lungs < pleura && pleura < heart);
+    }
+    CHECK(round_trip_ok(lab, &d, d.state));
+    rd_draft_free(&d);
+    /* A score outside [0, 1] is refused. */
+    scores[RD_FINDING_MASS] = 1.5;
+    CHECK(rd_generator_draft_scores(gen, scores, &th, NULL, 0, lab, &d, &err) == RD_E_INVALID);
+    CHECK(d.findings_text == NULL);
+    rd_generator_free(gen);
+    rd_labeler_free(lab);
+}
+
+RD_TEST(normal_report_below_thresholds)
+{
+    rd_generator *gen = default_generator();
+    rd_labeler *lab = default_labeler();
+    rd_thresholds th;
+    rd_draft d;
+    double scores[RD_FINDING_N_ABNORMAL];
+    REQUIRE(gen && lab);
+    REQUIRE_OK(rd_thresholds_parse(&th, thresholds_json, NULL, NULL), NULL);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        scores[f] = 0.15;
+    REQUIRE_OK(rd_generator_draft_scores(gen, scores, &th, NULL, 0, lab, &d, NULL), NULL);
+    CHECK_STR(d.impression_text, "No acute cardiopulmonary abnormality.");
+    CHECK_EQ_INT(d.n_items, 0);
+    CHECK_EQ_INT(d.state[RD_FINDING_NO_FINDING], RD_STATE_PRESENT);
+    CHECK(strstr(d.findings_text, "The lungs are well expanded and clear.") != NULL);
+    CHECK(strstr(d.findings_text, "No pneumothorax or pleural effusion.") != NULL);
+    CHECK(round_trip_ok(lab, &d, d.state));
+    rd_draft_free(&d);
+    rd_draft_free(&d); /* a cleared draft may be freed again */
+    rd_draft_free(NULL);
+    rd_generator_free(gen);
+    rd_labeler_free(lab);
+}
+
+RD_TEST(bad_thresholds)
+{
+    rd_thresholds th;
+    rd_error err;
+    CHECK(rd_thresholds_parse(&th, "{", "t.json", &err) == RD_E_CONFIG);
+    CHECK(rd_thresholds_parse(&th, "{\"Mass\": {\"present\": 0.5, \"uncertain\": 0.3}}", "t.json",
+                              &err) == RD_E_CONFIG);
+    CHECK_MSG(strstr(err.msg, "no entry for") != NULL, "%s", err.msg);
+    CHECK(rd_thresholds_parse(&th, "{\"default\": {\"present\": 0.3, \"uncertain\": 0.5}}",
+                              "t.json", &err) == RD_E_CONFIG);
+    CHECK(rd_thresholds_parse(&th, "{\"default\": {\"present\": 1.5, \"uncertain\": 0.5}}",
+                              "t.json", &err) == RD_E_CONFIG);
+    CHECK(rd_thresholds_parse(&th, "{\"default\": {\"present\": 0.5}}", "t.json", &err) ==
+          RD_E_CONFIG);
+    CHECK(rd_thresholds_parse(&th,
+                              "{\"default\": {\"present\": 0.5, \"uncertain\": 0.2}, "
+                              "\"Fracture\": {\"present\": 0.5, \"uncertain\": 0.2}}",
+                              "t.json", &err) == RD_E_CONFIG);
+    CHECK_MSG(strstr(err.msg, "Fracture") != NULL, "%s", err.msg);
+    /* Inside a model description. */
+    CHECK_OK(rd_thresholds_parse(&th,
+                                 "{\"name\": \"m\", \"thresholds\": {\"default\": "
+                                 "{\"present\": 0.7, \"uncertain\": 0.2}}}",
+                                 "model.json", &err),
+             &err);
+    CHECK_NEAR(th.uncertain[RD_FINDING_HERNIA], 0.2, 1e-12);
+}
+
+RD_TEST(clean_sentence)
+{
+    char out[RD_GENERATOR_MAX_SENTENCE + 8];
+    CHECK(rd_generator_clean_sentence("Stable mild cardiomegaly", out, sizeof out));
+    CHECK_STR(out, "Mild cardiomegaly.");
+    CHECK(rd_generator_clean_sentence("small left pleural effusion, unchanged from the prior "
+                                      "study",
+                                      out, sizeof out));
+    CHECK_STR(out, "Small left pleural effusion.");
+    CHECK(rd_generator_clean_sentence("The heart is again enlarged", out, sizeof out));
+    CHECK_STR(out, "The heart is enlarged.");
+    CHECK(rd_generator_clean_sentence("Hyperinflated lungs consistent with COPD", out, sizeof out));
+    CHECK_STR(out, "Hyperinflated lungs consistent with COPD.");
+    /* Refused: comparison it cannot remove, identifying or de-identified text, numbers. */
+    CHECK(!rd_generator_clean_sentence("Cardiomegaly is unchanged", out, sizeof out));
+    CHECK(!rd_generator_clean_sentence("Effusion has increased since the prior study", out,
+                                       sizeof out));
+    CHECK(!rd_generator_clean_sentence("Compared to prior, effusion is larger", out, sizeof out));
+    CHECK(!rd_generator_clean_sentence("Small XXXX effusion", out, sizeof out));
+    CHECK(!rd_generator_clean_sentence("Effusion noted on 3/14", out, sizeof out));
+    CHECK(!rd_generator_clean_sentence("A 12 mm nodule", out, sizeof out));
+    CHECK(!rd_generator_clean_sentence("Findings discussed with Smith", out, sizeof out));
+    CHECK(!rd_generator_clean_sentence("Nodule seen by LEE", out, sizeof out));
+    CHECK(!rd_generator_clean_sentence("Mild cardiomegaly per Jones", out, sizeof out));
+    CHECK(
+        !rd_generator_clean_sentence("Findings called to the ordering physician", out, sizeof out));
+    CHECK(!rd_generator_clean_sentence("Nodule seen by Dr. Jones", out, sizeof out));
+    CHECK(!rd_generator_clean_sentence("Effusion \xc3\xa9", out, sizeof out));
+    CHECK(!rd_generator_clean_sentence("", out, sizeof out));
+    CHECK(!rd_generator_clean_sentence("Effusion", out, sizeof out));
+    /* Too small an output buffer is a refusal, not an overflow. */
+    CHECK(!rd_generator_clean_sentence("Mild cardiomegaly", out, 8));
+}
+
+/* Past cases, written for this test (radraft's own words, not from any report). */
+static void make_case(rd_evidence_case *c, double sim, const char *findings)
+{
+    memset(c, 0, sizeof *c);
+    c->similarity = sim;
+    c->findings_text = findings;
+}
+
+RD_TEST(evidence_sentences_reused_only_when_consistent)
+{
+    rd_generator *gen = default_generator();
+    rd_labeler *lab = default_labeler();
+    rd_evidence_case ev[4];
+    rd_finding_state st[RD_FINDING_N_ABNORMAL] = {RD_STATE_NOT_MENTIONED};
+    rd_draft d;
+    REQUIRE(gen && lab);
+    st[RD_FINDING_CARDIOMEGALY] = RD_STATE_PRESENT;
+    st[RD_FINDING_EFFUSION] = RD_STATE_ABSENT;
+    /* Most similar, but disagrees on cardiomegaly: not used. */
+    make_case(&ev[0], 0.99, "The heart is not enlarged. No effusion.");
+    ev[0].state[RD_FINDING_CARDIOMEGALY] = RD_STATE_ABSENT;
+    /* Agrees; its first sentence is identifying, its second also mentions an effusion
+     * (present, against the chosen absent); its third is usable after cleaning. */
+    make_case(&ev[1], 0.9,
+              "Results discussed with Dr. Brown. Cardiomegaly with a small effusion. "
+              "Stable moderate cardiomegaly.");
+    ev[1].state[RD_FINDING_CARDIOMEGALY] = RD_STATE_PRESENT;
+    ev[1].state[RD_FINDING_EFFUSION] = RD_STATE_PRESENT;
+    /* Agrees, less similar: not needed. */
+    make_case(&ev[2], 0.5, "Marked cardiomegaly.");
+    ev[2].state[RD_FINDING_CARDIOMEGALY] = RD_STATE_PRESENT;
+    make_case(&ev[3], 0.7, NULL);
+    ev[3].state[RD_FINDING_CARDIOMEGALY] = RD_STATE_PRESENT;
+    REQUIRE_OK(rd_generator_draft_states(gen, st, NULL, ev, 4, lab, &d, NULL), NULL);
+    CHECK_EQ_INT(d.n_reused, 1);
+    CHECK_MSG(strstr(d.findings_text, "Moderate cardiomegaly.") != NULL, "%s", d.findings_text);
+    CHECK(strstr(d.findings_text, "Brown") == NULL);
+    CHECK(strstr(d.findings_text, "Stable") == NULL);
+    CHECK(strstr(d.findings_text, "The heart is enlarged.") == NULL);
+    CHECK(round_trip_ok(lab, &d, st));
+    rd_draft_free(&d);
+    /* Without a labeler only templates are used. */
+    REQUIRE_OK(rd_generator_draft_states(gen, st, NULL, ev, 4, NULL, &d, NULL), NULL);
+    CHECK_EQ_INT(d.n_reused, 0);
+    CHECK(strstr(d.findings_text, "The heart is enlarged.") != NULL);
+    rd_draft_free(&d);
+    rd_generator_free(gen);
+    rd_labeler_free(lab);
+}
+
+/* Random states with a pool of evidence sentences: whatever is reused, the labeler still
+ * reads the draft as the chosen states. */
+RD_TEST(round_trip_with_evidence)
+{
+    static const char *const pool[] = {
+        "Moderate cardiomegaly, new since the prior examination.",
+        "Stable small bilateral pleural effusions.",
+        "There is a small right apical pneumothorax.",
+        "Patchy right lower lobe opacity may represent pneumonia.",
+        "Scattered calcified granulomas. No pneumothorax.",
+        "Mild interstitial pulmonary edema.",
+        "Left basilar subsegmental atelectasis.",
+        "Hyperexpanded lungs with emphysema.",
+        "The heart is normal in size, no effusion.",
+        "A small hiatal hernia is again seen.",
+        "Possible small left pleural effusion versus pleural thickening.",
+        "Right upper lobe mass, unchanged.",
+        "No focal consolidation or pneumothorax.",
+        "Dense right middle lobe consolidation.",
+        "Biapical pleural thickening.",
+        "Noncalcified nodule in the left upper lobe.",
+    };
+    enum { NP = sizeof pool / sizeof pool[0] };
+    rd_generator *gen = default_generator();
+    rd_labeler *lab = default_labeler();
+    rd_evidence_case ev[NP];
+    uint32_t seed = 777;
+    int reused = 0, failures = 0;
+    REQUIRE(gen && lab);
+    for (int i = 0; i < NP; i++) {
+        rd_labels l;
+        make_case(&ev[i], 1.0 - i * 0.01, pool[i]);
+        REQUIRE_OK(rd_labeler_label(lab, pool[i], NULL, &l, NULL), NULL);
+        memcpy(ev[i].state, l.state, sizeof l.state);
+    }
+    for (int iter = 0; iter < 1000 && failures < 3; iter++) {
+        rd_finding_state st[RD_FINDING_N_ABNORMAL];
+        rd_draft d;
+        for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+            uint32_t r = rng_next(&seed) % 8;
+            st[f] = r < 4 ? RD_STATE_NOT_MENTIONED : (rd_finding_state)(r - 4);
+            if (st[f] == RD_STATE_NOT_MENTIONED && r == 3)
+                st[f] = RD_STATE_ABSENT;
+        }
+        REQUIRE_OK(rd_generator_draft_states(gen, st, NULL, ev, NP, lab, &d, NULL), NULL);
+        reused += d.n_reused;
+        if (!round_trip_ok(lab, &d, st)) {
+            RD_FAIL_AT("round trip with evidence failed at iteration %d", iter);
+            failures++;
+        }
+        rd_draft_free(&d);
+    }
+    CHECK_MSG(reused > 100, "only %d sentences reused", reused);
+    rd_generator_free(gen);
+    rd_labeler_free(lab);
+}
+
+static void expect_bad_templates(const char *json, const char *what)
+{
+    rd_generator *gen = NULL;
+    rd_error err;
+    rd_error_clear(&err);
+    rd_status st = rd_generator_create_from_json(&gen, json, "site.json", &err);
+    CHECK_MSG(st == RD_E_CONFIG, "status %s for %.60s", rd_status_name(st), json);
+    CHECK(gen == NULL);
+    CHECK_MSG(strstr(err.msg, what) != NULL, "message '%s' lacks '%s'", err.msg, what);
+    rd_generator_free(gen);
+}
+
+RD_TEST(bad_template_files)
+{
+    char *good = NULL, *bad = NULL, *at;
+    size_t len;
+    rd_generator *gen = NULL;
+    rd_error err;
+    char path[1024];
+    expect_bad_templates("{", "not valid JSON");
+    expect_bad_templates("[]", "JSON object");
+    expect_bad_templates("{\"version\": 1, \"colour\": 1}", "colour");
+    expect_bad_templates("{\"version\": 1}", "organ_order");
+    /* Start from the shipped file and break one thing at a time. */
+    snprintf(path, sizeof path, "%s/models/report-templates.json", RD_TEST_SOURCE_DIR);
+    REQUIRE_OK(rd_read_file(path, 1 << 20, &good, &len, &err), &err);
+    REQUIRE_OK(rd_generator_create_from_json(&gen, good, path, &err), &err);
+    rd_generator_free(gen);
+    bad = strdup(good);
+    REQUIRE(bad);
+    at = strstr(bad, "\"Hernia\": {");
+    REQUIRE(at);
+    memcpy(at, "\"Hernix\"", 8);
+    expect_bad_templates(bad, "Hernix");
+    memcpy(bad, good, len + 1);
+    at = strstr(bad, "\"No {list}.\"");
+    REQUIRE(at);
+    memcpy(at, "\"No {lost}", 10);
+    expect_bad_templates(bad, "{list}");
+    memcpy(bad, good, len + 1);
+    at = strstr(bad, "\"priority\": 1,");
+    REQUIRE(at);
+    memcpy(at, "\"priority\": 0,", 14);
+    expect_bad_templates(bad, "priority");
+    memcpy(bad, good, len + 1);
+    at = strstr(bad, "\"bones\"]");
+    REQUIRE(at);
+    memcpy(at, "\"lungs\"]", 8);
+    expect_bad_templates(bad, "twice");
+    free(bad);
+    free(good);
+}
+
+RD_TEST_MAIN()
