@@ -1,0 +1,170 @@
+/* radraft — writing draft and signed reports as DICOM Structured Reports (implemented in
+ * pacs/sr.cc over DCMTK's dcmsr).
+ *
+ * A draft is an Enhanced SR instance in the source study, in a new series (Modality SR),
+ * whose content follows TID 2000 "Basic Diagnostic Imaging Report":
+ *
+ *   CONTAINER (18748-4, LN, "Diagnostic Imaging Report")           template 2000 / DCMR
+ *     HAS CONCEPT MOD  CODE (121049, DCM, "Language of Content Item and Descendants")
+ *                           = (en, RFC5646, "English")
+ *     HAS OBS CONTEXT  CODE (121005, DCM, "Observer Type") = (121007, DCM, "Device")
+ *     HAS OBS CONTEXT  UIDREF (121012, DCM, "Device Observer UID")
+ *     HAS OBS CONTEXT  TEXT (121013, DCM, "Device Observer Name") = "radraft"
+ *     HAS OBS CONTEXT  TEXT (121014, DCM, "Device Observer Manufacturer") = "radraft"
+ *     HAS OBS CONTEXT  TEXT (121015, DCM, "Device Observer Model Name") = "radraft <model>
+ *                                                                           <version>"
+ *     CONTAINS CONTAINER (59776-5, LN, "Findings")
+ *       CONTAINS TEXT (121071, DCM, "Finding") = the findings text
+ *       CONTAINS CODE (121071, DCM, "Finding") = (RDF02, 99RADRAFT, "Cardiomegaly")  [each
+ *                present or uncertain finding]
+ *         HAS PROPERTIES CODE (RD0001, 99RADRAFT, "Finding state")
+ *                            = (RD0002, 99RADRAFT, "Present") | (RD0003, .., "Uncertain")
+ *         HAS PROPERTIES NUM (RD0004, 99RADRAFT, "Model score") [0, 1], unit (1, UCUM)
+ *     CONTAINS CONTAINER (19005-8, LN, "Impression")
+ *       CONTAINS TEXT (121073, DCM, "Impression") = the impression text
+ *
+ * The finding codes RDF01..RDF14 of the private scheme 99RADRAFT (declared in the Coding
+ * Scheme Identification Sequence) follow the vocabulary order of radraft/findings.h. The
+ * header copies patient (name, ID, birth date, sex) and study (Study Instance UID, date,
+ * time, accession number, referring physician, Study ID, description) from the source
+ * instances, as UTF-8 (Specific Character Set ISO_IR 192, whatever the source used), and
+ * lists every source instance in the Current Requested Procedure Evidence Sequence. The
+ * Contributing Equipment Sequence names radraft and the model (purpose: Processing
+ * Equipment). UIDs are "2.25." UUIDs (random, version 4).
+ *
+ * Draft: Completion Flag PARTIAL, Verification Flag UNVERIFIED, Preliminary Flag
+ * PRELIMINARY, series number 9001 (by default), instance number 1. Signed: a new SOP
+ * instance in the draft's series (instance number + 1), COMPLETE, VERIFIED, FINAL, the
+ * Verifying Observer Sequence, and the Predecessor Documents Sequence naming the draft.
+ *
+ * Files are written through a temporary file renamed into place. Every DCMTK condition
+ * becomes an rd_status with DCMTK's message; nothing here throws or aborts.
+ */
+#ifndef RADRAFT_SR_H
+#define RADRAFT_SR_H
+
+#include <stddef.h>
+
+#include "radraft/error.h"
+#include "radraft/findings.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Caps on what the caller hands in. */
+#define RD_SR_MAX_TEXT (64u * 1024u) /* findings or impression text, bytes */
+#define RD_SR_MAX_SOURCES 4096       /* source instances of one study */
+
+/* The UID written as Device Observer UID when the caller gives none: it names radraft as a
+ * kind of device rather than one installation (a site may set its own). */
+#define RD_SR_DEFAULT_DEVICE_UID "2.25.36027429572974740587912077665188952685"
+#define RD_SR_DEFAULT_SERIES_NUMBER 9001
+
+/* One structured finding. `name` is a vocabulary name (rd_finding_name: "Cardiomegaly",
+ * "Pleural_Thickening"; the 14 abnormal findings only); the string is borrowed. */
+typedef struct rd_sr_finding {
+    const char *name;
+    rd_finding_state state; /* RD_STATE_PRESENT or RD_STATE_UNCERTAIN */
+    double score;           /* the model's score in [0, 1]; negative: none written */
+} rd_sr_finding;
+
+/* What a draft is made of. Strings are UTF-8 and borrowed for the duration of the call. */
+typedef struct rd_sr_params {
+    const char *const *sources;    /* paths of the study's instances (all of one study) */
+    size_t n_sources;              /* 1..RD_SR_MAX_SOURCES */
+    const char *findings_text;     /* required, non-empty */
+    const char *impression_text;   /* required, non-empty */
+    const rd_sr_finding *findings; /* may be NULL when n_findings is 0 */
+    size_t n_findings;             /* at most RD_FINDING_N_ABNORMAL */
+    const char *model_name;        /* e.g. "radraft-cxr-resnet"; required */
+    const char *model_version;     /* e.g. "1.0"; required */
+    const char *device_uid;        /* NULL or "": RD_SR_DEFAULT_DEVICE_UID */
+    int series_number;             /* 0: RD_SR_DEFAULT_SERIES_NUMBER */
+} rd_sr_params;
+
+/* Fills `p` with zeros/NULLs (the defaults above apply to them). */
+void rd_sr_params_init(rd_sr_params *p);
+
+/* What was written. */
+typedef struct rd_sr_result {
+    char study_uid[65];
+    char series_uid[65];
+    char sop_instance_uid[65];
+    char sop_class_uid[65];
+    int n_evidence;    /* source instances referenced */
+    char warning[256]; /* "" or a note: an attribute that could not be converted to UTF-8
+                        * (left empty), or a source value DCMTK finds invalid for its VR
+                        * (copied as is, so that the SR still matches its images) */
+} rd_sr_result;
+
+/* Writes a draft SR for the study of `p->sources` to `out_path`. `res` may be NULL.
+ * Errors: RD_E_INVALID (missing text or model, an unknown finding name, a state other than
+ * present/uncertain, a score outside [0, 1], invalid UTF-8, sources of several studies or
+ * patients, a source without study/series/SOP UIDs), RD_E_TOO_LARGE (text or source count
+ * over the caps), RD_E_NOT_FOUND / RD_E_DICOM (a source that cannot be read), RD_E_IO (the
+ * output cannot be written), RD_E_DICOM (a DCMTK failure, with its message). */
+rd_status rd_sr_write_draft(const rd_sr_params *p, const char *out_path, rd_sr_result *res,
+                            rd_error *err);
+
+/* What signing adds or changes. Strings borrowed, UTF-8. */
+typedef struct rd_sr_sign_params {
+    const char *verifier_name;   /* DICOM PN, "Family^Given"; required */
+    const char *organization;    /* required */
+    const char *datetime;        /* DICOM DT of the verification; NULL or "": now */
+    const char *findings_text;   /* NULL: keep the draft's; otherwise the edited text */
+    const char *impression_text; /* NULL: keep the draft's */
+    int replace_findings;        /* non-zero: the coded findings become `findings` */
+    const rd_sr_finding *findings;
+    size_t n_findings;
+} rd_sr_sign_params;
+
+void rd_sr_sign_params_init(rd_sr_sign_params *p);
+
+/* Reads the draft at `draft_path` and writes its signed version to `out_path`.
+ * Errors: RD_E_INVALID (missing verifier or organization, bad texts or findings, a draft
+ * that is not a radraft-style SR or is already verified), RD_E_NOT_FOUND, RD_E_DICOM,
+ * RD_E_IO. */
+rd_status rd_sr_write_signed(const char *draft_path, const rd_sr_sign_params *p,
+                             const char *out_path, rd_sr_result *res, rd_error *err);
+
+/* What an SR says, read back (any SR document; the texts and coded findings are found by
+ * their concept names as written above). */
+typedef struct rd_sr_info {
+    char sop_class_uid[65];
+    char sop_instance_uid[65];
+    char series_uid[65];
+    char study_uid[65];
+    char patient_name[256]; /* UTF-8 */
+    char patient_id[72];
+    char completion_flag[16];   /* "PARTIAL" / "COMPLETE" */
+    char verification_flag[16]; /* "UNVERIFIED" / "VERIFIED" */
+    char preliminary_flag[16];  /* "PRELIMINARY" / "FINAL" / "" */
+    char verifier_name[256];    /* first verifying observer, "" when none */
+    char verifier_organization[128];
+    char verification_datetime[32];
+    char predecessor_sop_uid[65]; /* first predecessor document, "" when none */
+    char device_model_name[128];  /* value of (121015, DCM) */
+    int n_evidence;
+    char *findings_text;   /* owned (rd_sr_info_free); NULL when absent */
+    char *impression_text; /* owned; NULL when absent */
+    int n_findings;        /* coded findings with a known code */
+    struct {
+        rd_finding finding;
+        rd_finding_state state;
+        double score; /* -1 when absent */
+    } findings[RD_FINDING_N_ABNORMAL];
+} rd_sr_info;
+
+/* Reads an SR file (other producers' too, leniently: invalid content items are skipped).
+ * On success the caller owns info's texts (rd_sr_info_free).
+ * Errors: RD_E_NOT_FOUND, RD_E_DICOM (not an SR or unparsable). */
+rd_status rd_sr_read(const char *path, rd_sr_info *info, rd_error *err);
+
+/* Releases the texts and clears the struct. Accepts NULL. */
+void rd_sr_info_free(rd_sr_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

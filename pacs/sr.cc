@@ -1,0 +1,1019 @@
+// Writing draft and signed reports as DICOM Enhanced SR over DCMTK's dcmsr (see
+// include/radraft/sr.h for the document layout).
+//
+// The document is built with DSRDocument, written to a dataset, and then completed with what
+// DSRDocument does not model (our own UIDs, the Contributing Equipment Sequence). The patient
+// and study text of the source comes through rd__dicom_load, which decodes every Specific
+// Character Set to UTF-8 (including the Japanese ISO 2022 sets that DCMTK's iconv lacks).
+// Nothing here throws across the extern "C" boundary.
+#include "radraft/sr.h"
+
+#include "dicom_int.h"
+#include "j2k.h" // rd__pacs_error
+#include "radraft/version.h"
+
+#include <dcmtk/config/osconfig.h>
+
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcitem.h>
+#include <dcmtk/dcmdata/dcspchrs.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmsr/dsrdoc.h>
+#include <dcmtk/oflog/oflog.h>
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+namespace
+{
+
+const char kScheme[] = "99RADRAFT";
+
+// The coded findings, in the order of rd_finding (radraft/findings.h). The code values are
+// radraft's own (private scheme); the meanings are what a viewer shows.
+const char *const kFindingCode[RD_FINDING_N_ABNORMAL] = {
+    "RDF01", "RDF02", "RDF03", "RDF04", "RDF05", "RDF06", "RDF07",
+    "RDF08", "RDF09", "RDF10", "RDF11", "RDF12", "RDF13", "RDF14"};
+const char *const kFindingName[RD_FINDING_N_ABNORMAL] = {
+    "Atelectasis", "Cardiomegaly", "Effusion",           "Infiltration",  "Mass",
+    "Nodule",      "Pneumonia",    "Pneumothorax",       "Consolidation", "Edema",
+    "Emphysema",   "Fibrosis",     "Pleural_Thickening", "Hernia"};
+const char *const kFindingMeaning[RD_FINDING_N_ABNORMAL] = {
+    "Atelectasis", "Cardiomegaly", "Pleural effusion",   "Infiltration",  "Mass",
+    "Nodule",      "Pneumonia",    "Pneumothorax",       "Consolidation", "Edema",
+    "Emphysema",   "Fibrosis",     "Pleural thickening", "Hernia"};
+
+const DSRCodedEntryValue kRoot("18748-4", "LN", "Diagnostic Imaging Report");
+const DSRCodedEntryValue kLanguage("121049", "DCM", "Language of Content Item and Descendants");
+const DSRCodedEntryValue kEnglish("en", "RFC5646", "English");
+const DSRCodedEntryValue kObserverType("121005", "DCM", "Observer Type");
+const DSRCodedEntryValue kDevice("121007", "DCM", "Device");
+const DSRCodedEntryValue kDeviceUid("121012", "DCM", "Device Observer UID");
+const DSRCodedEntryValue kDeviceName("121013", "DCM", "Device Observer Name");
+const DSRCodedEntryValue kDeviceManufacturer("121014", "DCM", "Device Observer Manufacturer");
+const DSRCodedEntryValue kDeviceModel("121015", "DCM", "Device Observer Model Name");
+const DSRCodedEntryValue kFindingsSection("59776-5", "LN", "Findings");
+const DSRCodedEntryValue kImpressionSection("19005-8", "LN", "Impression");
+const DSRCodedEntryValue kFinding("121071", "DCM", "Finding");
+const DSRCodedEntryValue kImpression("121073", "DCM", "Impression");
+const DSRCodedEntryValue kState("RD0001", kScheme, "Finding state");
+const DSRCodedEntryValue kPresent("RD0002", kScheme, "Present");
+const DSRCodedEntryValue kUncertain("RD0003", kScheme, "Uncertain");
+const DSRCodedEntryValue kScore("RD0004", kScheme, "Model score");
+const DSRCodedEntryValue kNoUnits("1", "UCUM", "no units");
+
+void init_once()
+{
+    static std::once_flag once;
+    std::call_once(once, [] {
+        // DCMTK would print its own warnings on stderr; failures come back as statuses.
+        static const char *const loggers[] = {"dcmtk.dcmsr", "dcmtk.dcmdata"};
+        for (const char *name : loggers)
+            OFLog::getLogger(name).setLogLevel(OFLogger::FATAL_LOG_LEVEL);
+    });
+}
+
+// A "2.25." UID from a random version-4 UUID (PS3.5 B.2): no registered root needed.
+bool make_uid(std::string &out)
+{
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        got += static_cast<size_t>(n);
+    }
+    b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+    b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+    unsigned __int128 v = 0;
+    for (unsigned char c : b)
+        v = (v << 8) | c;
+    char digits[48];
+    int n = 0;
+    do {
+        digits[n++] = static_cast<char>('0' + static_cast<int>(v % 10));
+        v /= 10;
+    } while (v != 0);
+    out = "2.25.";
+    while (n > 0)
+        out.push_back(digits[--n]);
+    return true;
+}
+
+std::string now_dt(const char *fmt)
+{
+    time_t t = time(nullptr);
+    struct tm tm;
+    char buf[32] = "";
+    if (localtime_r(&t, &tm))
+        strftime(buf, sizeof buf, fmt, &tm);
+    return buf;
+}
+
+bool valid_utf8(const char *s)
+{
+    const unsigned char *p = reinterpret_cast<const unsigned char *>(s);
+    while (*p) {
+        unsigned char c = *p;
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (len == 0 || (len == 2 && c < 0xc2))
+            return false;
+        for (size_t k = 1; k < len; k++)
+            if ((p[k] & 0xc0) != 0x80)
+                return false;
+        p += len;
+    }
+    return true;
+}
+
+bool valid_uid(const std::string &u)
+{
+    if (u.empty() || u.size() > 64)
+        return false;
+    for (char c : u)
+        if (!((c >= '0' && c <= '9') || c == '.'))
+            return false;
+    return true;
+}
+
+void put(char *dst, size_t size, const std::string &v)
+{
+    size_t n = v.size() < size - 1 ? v.size() : size - 1;
+    // Cut at a UTF-8 character boundary.
+    while (n > 0 && n < v.size() && (static_cast<unsigned char>(v[n]) & 0xc0) == 0x80)
+        n--;
+    std::memcpy(dst, v.data(), n);
+    dst[n] = '\0';
+}
+
+int finding_index(const char *name)
+{
+    if (!name)
+        return -1;
+    for (int i = 0; i < RD_FINDING_N_ABNORMAL; i++)
+        if (strcasecmp(name, kFindingName[i]) == 0)
+            return i;
+    return -1;
+}
+
+// The int value of an enum that came from C (any int may arrive; see dicom_write.cc).
+template <class E> int enum_value(const E &e)
+{
+    static_assert(sizeof(E) == sizeof(int), "C enums are int-sized");
+    int v;
+    std::memcpy(&v, &e, sizeof v);
+    return v;
+}
+
+// Puts "path: " before the message rd__dicom_load left in `err` (which does not name the
+// file), through a copy since the message is both source and destination.
+rd_status prefix_error(rd_error *err, rd_status st, const char *path)
+{
+    if (!err)
+        return st;
+    std::string msg = err->msg;
+    return rd__pacs_error(err, st, "%s: %s", path, msg.c_str());
+}
+
+struct coded {
+    int index;
+    int state; // RD_STATE_PRESENT or RD_STATE_UNCERTAIN
+    double score;
+};
+
+rd_status check_findings(const rd_sr_finding *f, size_t n, std::vector<coded> &out, rd_error *err)
+{
+    if (n > RD_FINDING_N_ABNORMAL)
+        return rd__pacs_error(err, RD_E_INVALID, "%zu coded findings (at most %d)", n,
+                              RD_FINDING_N_ABNORMAL);
+    if (n > 0 && !f)
+        return rd__pacs_error(err, RD_E_INVALID, "findings is NULL");
+    for (size_t i = 0; i < n; i++) {
+        int idx = finding_index(f[i].name);
+        int st = enum_value(f[i].state);
+        if (idx < 0)
+            return rd__pacs_error(err, RD_E_INVALID, "unknown finding '%s'",
+                                  f[i].name ? f[i].name : "(null)");
+        if (st != RD_STATE_PRESENT && st != RD_STATE_UNCERTAIN)
+            return rd__pacs_error(err, RD_E_INVALID,
+                                  "finding %s: only present or uncertain findings are coded",
+                                  kFindingName[idx]);
+        if (!(f[i].score < 0) && !(f[i].score <= 1.0))
+            return rd__pacs_error(err, RD_E_INVALID, "finding %s: score %g outside [0, 1]",
+                                  kFindingName[idx], f[i].score);
+        for (const coded &c : out)
+            if (c.index == idx)
+                return rd__pacs_error(err, RD_E_INVALID, "finding %s given twice",
+                                      kFindingName[idx]);
+        out.push_back({idx, st, f[i].score < 0 ? -1.0 : f[i].score});
+    }
+    return RD_OK;
+}
+
+rd_status check_text(const char *what, const char *s, rd_error *err)
+{
+    if (!s || !s[0])
+        return rd__pacs_error(err, RD_E_INVALID, "the %s text is empty", what);
+    if (std::strlen(s) > RD_SR_MAX_TEXT)
+        return rd__pacs_error(err, RD_E_TOO_LARGE, "the %s text exceeds %u bytes", what,
+                              RD_SR_MAX_TEXT);
+    if (!valid_utf8(s))
+        return rd__pacs_error(err, RD_E_INVALID, "the %s text is not valid UTF-8", what);
+    return RD_OK;
+}
+
+// Adds content items one after another; the first failure stops it with a message.
+class tree_builder
+{
+  public:
+    explicit tree_builder(DSRDocumentTree &t) : t_(t) {}
+
+    void add(DSRTypes::E_RelationshipType rel, DSRTypes::E_ValueType vt, DSRTypes::E_AddMode mode,
+             const DSRCodedEntryValue &name)
+    {
+        if (!ok_)
+            return;
+        if (t_.addContentItem(rel, vt, mode) == 0) {
+            fail(std::string("cannot add content item '") + name.getCodeMeaning().c_str() + "'");
+            return;
+        }
+        check(t_.getCurrentContentItem().setConceptName(name), name);
+    }
+    void text(const std::string &v, const DSRCodedEntryValue &name)
+    {
+        if (ok_)
+            check(t_.getCurrentContentItem().setStringValue(v.c_str()), name);
+    }
+    void code(const DSRCodedEntryValue &v, const DSRCodedEntryValue &name)
+    {
+        if (ok_)
+            check(t_.getCurrentContentItem().setCodeValue(v), name);
+    }
+    void num(double v, const DSRCodedEntryValue &name)
+    {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.4f", v);
+        if (ok_)
+            check(t_.getCurrentContentItem().setNumericValue(
+                      DSRNumericMeasurementValue(buf, kNoUnits)),
+                  name);
+    }
+    void up()
+    {
+        if (ok_ && t_.goUp() == 0)
+            fail("cannot move up the content tree");
+    }
+    // The coded findings as siblings: the first one added with `first_mode` relative to
+    // the current node, the others after it. The cursor ends on the last one.
+    void findings(const std::vector<coded> &list, DSRTypes::E_AddMode first_mode)
+    {
+        bool first = true;
+        for (const coded &c : list) {
+            add(DSRTypes::RT_contains, DSRTypes::VT_Code,
+                first ? first_mode : DSRTypes::AM_afterCurrent, kFinding);
+            first = false;
+            code(DSRCodedEntryValue(kFindingCode[c.index], kScheme, kFindingMeaning[c.index]),
+                 kFinding);
+            add(DSRTypes::RT_hasProperties, DSRTypes::VT_Code, DSRTypes::AM_belowCurrent, kState);
+            code(c.state == RD_STATE_PRESENT ? kPresent : kUncertain, kState);
+            if (c.score >= 0) {
+                add(DSRTypes::RT_hasProperties, DSRTypes::VT_Num, DSRTypes::AM_afterCurrent,
+                    kScore);
+                num(c.score, kScore);
+            }
+            up();
+        }
+    }
+    void check(const OFCondition &c, const DSRCodedEntryValue &name)
+    {
+        if (c.bad())
+            fail(std::string(name.getCodeMeaning().c_str()) + ": " + c.text());
+    }
+    void fail(const std::string &m)
+    {
+        if (ok_) {
+            ok_ = false;
+            msg_ = m;
+        }
+    }
+    bool ok() const
+    {
+        return ok_;
+    }
+    const std::string &msg() const
+    {
+        return msg_;
+    }
+
+  private:
+    DSRDocumentTree &t_;
+    bool ok_ = true;
+    std::string msg_;
+};
+
+struct content {
+    std::string findings_text;
+    std::string impression_text;
+    std::vector<coded> findings;
+    std::string device_uid;
+    std::string model;
+};
+
+rd_status build_tree(DSRDocumentTree &t, const content &c, rd_error *err)
+{
+    tree_builder b(t);
+    b.add(DSRTypes::RT_isRoot, DSRTypes::VT_Container, DSRTypes::AM_afterCurrent, kRoot);
+    if (b.ok())
+        b.check(t.setTemplateIdentification("2000", "DCMR"), kRoot);
+    b.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Code, DSRTypes::AM_belowCurrent, kLanguage);
+    b.code(kEnglish, kLanguage);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Code, DSRTypes::AM_afterCurrent, kObserverType);
+    b.code(kDevice, kObserverType);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_UIDRef, DSRTypes::AM_afterCurrent, kDeviceUid);
+    b.text(c.device_uid, kDeviceUid);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRTypes::AM_afterCurrent, kDeviceName);
+    b.text("radraft", kDeviceName);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRTypes::AM_afterCurrent,
+          kDeviceManufacturer);
+    b.text("radraft", kDeviceManufacturer);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRTypes::AM_afterCurrent, kDeviceModel);
+    b.text(c.model, kDeviceModel);
+    b.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRTypes::AM_afterCurrent,
+          kFindingsSection);
+    b.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRTypes::AM_belowCurrent, kFinding);
+    b.text(c.findings_text, kFinding);
+    b.findings(c.findings, DSRTypes::AM_afterCurrent);
+    b.up();
+    b.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRTypes::AM_afterCurrent,
+          kImpressionSection);
+    b.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRTypes::AM_belowCurrent, kImpression);
+    b.text(c.impression_text, kImpression);
+    if (!b.ok())
+        return rd__pacs_error(err, RD_E_DICOM, "SR content: %s", b.msg().c_str());
+    return RD_OK;
+}
+
+std::string get_str(DcmItem *ds, const DcmTagKey &tag)
+{
+    OFString v;
+    if (ds->findAndGetOFStringArray(tag, v).bad())
+        return std::string();
+    return std::string(v.c_str(), v.length());
+}
+
+bool is_ascii(const std::string &s)
+{
+    for (unsigned char c : s)
+        if (c >= 0x80 || c == 0x1b)
+            return false;
+    return true;
+}
+
+// A text attribute of the source as UTF-8; false when its character set cannot be
+// converted here (the caller then leaves the attribute empty rather than mislabel bytes).
+bool source_text_utf8(DcmItem *ds, const DcmTagKey &tag, const char *delimiters, std::string &out)
+{
+    std::string raw = get_str(ds, tag);
+    std::string charset = get_str(ds, DCM_SpecificCharacterSet);
+    if (is_ascii(raw) || charset == "ISO_IR 192") {
+        out = raw;
+        return valid_utf8(raw.c_str());
+    }
+    DcmSpecificCharacterSet cs;
+    OFString conv;
+    if (cs.selectCharacterSet(charset.c_str()).good() &&
+        cs.convertString(raw.c_str(), raw.size(), conv, delimiters).good()) {
+        out.assign(conv.c_str(), conv.length());
+        return valid_utf8(out.c_str());
+    }
+    out.clear();
+    return false;
+}
+
+// What one source instance contributes.
+struct source_ref {
+    std::string study, series, sop_class, sop;
+};
+
+// Sets a header value copied from the source. One that DCMTK's VR check refuses (a name
+// over 64 characters, a malformed date) is copied unchecked, as the source has it, and
+// noted: the PACS files the report by these values, so they must match the images even
+// where the images are not quite valid DICOM.
+template <class F>
+void set_or_note(F setter, const std::string &value, const char *what, std::string &warning)
+{
+    if (setter(value, true).good())
+        return;
+    if (setter(value, false).bad())
+        setter(std::string(), false);
+    if (warning.empty())
+        warning = std::string(what) + " of the source is not valid DICOM; copied as is";
+}
+
+rd_status save_atomic(DcmFileFormat &ff, const char *path, rd_error *err)
+{
+    std::string tmp = std::string(path) + ".tmp-XXXXXX";
+    std::vector<char> name(tmp.begin(), tmp.end());
+    name.push_back('\0');
+    int fd = mkstemp(name.data());
+    if (fd < 0)
+        return rd__pacs_error(err, RD_E_IO, "%s: cannot create a temporary file: %s", path,
+                              std::strerror(errno));
+    close(fd);
+    OFCondition c = ff.saveFile(name.data(), EXS_LittleEndianExplicit);
+    if (c.bad()) {
+        unlink(name.data());
+        return rd__pacs_error(err, RD_E_IO, "%s: %s", path, c.text());
+    }
+    fd = open(name.data(), O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    if (std::rename(name.data(), path) != 0) {
+        int e = errno;
+        unlink(name.data());
+        return rd__pacs_error(err, RD_E_IO, "%s: %s", path, std::strerror(e));
+    }
+    return RD_OK;
+}
+
+rd_status put_contributing_equipment(DcmItem *ds, const std::string &model_name,
+                                     const std::string &model_version, rd_error *err)
+{
+    DcmItem *eq = nullptr, *purpose = nullptr;
+    std::string versions =
+        std::string("radraft " RD_VERSION "\\") + model_name + " " + model_version;
+    OFCondition c = ds->findOrCreateSequenceItem(DCM_ContributingEquipmentSequence, eq, -2);
+    if (c.good())
+        c = eq->putAndInsertString(DCM_Manufacturer, "radraft");
+    if (c.good())
+        c = eq->putAndInsertString(DCM_ManufacturerModelName, model_name.c_str());
+    if (c.good())
+        c = eq->putAndInsertString(DCM_SoftwareVersions, versions.c_str());
+    if (c.good())
+        c = eq->putAndInsertString(DCM_ContributionDateTime, now_dt("%Y%m%d%H%M%S").c_str());
+    if (c.good())
+        c = eq->putAndInsertString(DCM_ContributionDescription,
+                                   "Report draft generated from image findings");
+    if (c.good())
+        c = eq->findOrCreateSequenceItem(DCM_PurposeOfReferenceCodeSequence, purpose, -2);
+    if (c.good())
+        c = purpose->putAndInsertString(DCM_CodeValue, "109102");
+    if (c.good())
+        c = purpose->putAndInsertString(DCM_CodingSchemeDesignator, "DCM");
+    if (c.good())
+        c = purpose->putAndInsertString(DCM_CodeMeaning, "Processing Equipment");
+    if (c.bad())
+        return rd__pacs_error(err, RD_E_DICOM, "Contributing Equipment Sequence: %s", c.text());
+    return RD_OK;
+}
+
+rd_status add_scheme(DSRDocument &doc, rd_error *err)
+{
+    DSRCodingSchemeIdentificationList &l = doc.getCodingSchemeIdentification();
+    OFCondition c = l.addItem(kScheme, "", "radraft findings and finding states", "radraft");
+    if (c.bad())
+        return rd__pacs_error(err, RD_E_DICOM, "Coding Scheme Identification: %s", c.text());
+    return RD_OK;
+}
+
+void fill_result(rd_sr_result *res, const std::string &study, const std::string &series,
+                 const std::string &sop, const char *sop_class, int n_evidence,
+                 const std::string &warning)
+{
+    if (!res)
+        return;
+    std::memset(res, 0, sizeof *res);
+    put(res->study_uid, sizeof res->study_uid, study);
+    put(res->series_uid, sizeof res->series_uid, series);
+    put(res->sop_instance_uid, sizeof res->sop_instance_uid, sop);
+    put(res->sop_class_uid, sizeof res->sop_class_uid, sop_class);
+    res->n_evidence = n_evidence;
+    put(res->warning, sizeof res->warning, warning);
+}
+
+rd_status load_file(DcmFileFormat &ff, const char *path, rd_error *err)
+{
+    struct stat st;
+    if (!path || !path[0])
+        return rd__pacs_error(err, RD_E_INVALID, "no file name");
+    if (stat(path, &st) != 0)
+        return rd__pacs_error(err, errno == ENOENT ? RD_E_NOT_FOUND : RD_E_IO, "%s: %s", path,
+                              std::strerror(errno));
+    if (static_cast<long long>(st.st_size) > RD_DICOM_MAX_FILE_BYTES)
+        return rd__pacs_error(err, RD_E_TOO_LARGE, "%s: file too large", path);
+    // Values over 4 KiB (pixel data) stay on disk: only header attributes are needed.
+    OFCondition c = ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
+    if (c.bad())
+        return rd__pacs_error(err, RD_E_DICOM, "%s: %s", path, c.text());
+    return RD_OK;
+}
+
+// Reads an SR file into `doc`, its text converted to UTF-8 first when it uses another
+// character set (so that what we copy or return is UTF-8).
+rd_status read_sr(DcmFileFormat &ff, DSRDocument &doc, const char *path, size_t flags,
+                  rd_error *err)
+{
+    rd_status st = load_file(ff, path, err);
+    if (st != RD_OK)
+        return st;
+    DcmDataset *ds = ff.getDataset();
+    std::string cs = get_str(ds, DCM_SpecificCharacterSet);
+    if (!cs.empty() && cs != "ISO_IR 192" && cs != "ISO_IR 6") {
+        OFCondition c = ds->convertToUTF8();
+        if (c.bad())
+            return rd__pacs_error(err, RD_E_DICOM, "%s: character set '%s': %s", path, cs.c_str(),
+                                  c.text());
+    }
+    OFCondition c = doc.read(*ds, flags);
+    if (c.bad())
+        return rd__pacs_error(err, RD_E_DICOM, "%s: not a readable SR document: %s", path,
+                              c.text());
+    return RD_OK;
+}
+
+bool is_node(DSRContentItem &it, DSRTypes::E_ValueType vt, const DSRCodedEntryValue &name)
+{
+    return it.getValueType() == vt && it.getConceptName() == name;
+}
+
+rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *res, rd_error *err)
+{
+    init_once();
+    if (!p || !out_path || !out_path[0])
+        return rd__pacs_error(err, RD_E_INVALID, "missing parameters or output path");
+    if (p->n_sources == 0 || !p->sources)
+        return rd__pacs_error(err, RD_E_INVALID, "no source instances");
+    if (p->n_sources > RD_SR_MAX_SOURCES)
+        return rd__pacs_error(err, RD_E_TOO_LARGE, "%zu source instances (at most %d)",
+                              p->n_sources, RD_SR_MAX_SOURCES);
+    rd_status st = check_text("findings", p->findings_text, err);
+    if (st == RD_OK)
+        st = check_text("impression", p->impression_text, err);
+    if (st != RD_OK)
+        return st;
+    if (!p->model_name || !p->model_name[0] || !p->model_version || !p->model_version[0])
+        return rd__pacs_error(err, RD_E_INVALID, "the model name and version are required");
+    if (std::strlen(p->model_name) > 48 || std::strlen(p->model_version) > 14 ||
+        !valid_utf8(p->model_name) || !valid_utf8(p->model_version))
+        return rd__pacs_error(err, RD_E_INVALID,
+                              "model name (48) or version (14 bytes) too long or not UTF-8");
+    content c;
+    st = check_findings(p->findings, p->n_findings, c.findings, err);
+    if (st != RD_OK)
+        return st;
+    c.findings_text = p->findings_text;
+    c.impression_text = p->impression_text;
+    c.device_uid = p->device_uid && p->device_uid[0] ? p->device_uid : RD_SR_DEFAULT_DEVICE_UID;
+    if (!valid_uid(c.device_uid))
+        return rd__pacs_error(err, RD_E_INVALID, "device UID '%s' is not a valid UID",
+                              c.device_uid.c_str());
+    c.model = std::string("radraft ") + p->model_name + " " + p->model_version;
+    if (p->series_number < 0)
+        return rd__pacs_error(err, RD_E_INVALID, "negative series number");
+    int series_number = p->series_number ? p->series_number : RD_SR_DEFAULT_SERIES_NUMBER;
+
+    // The sources: one study, one patient, each with its UIDs.
+    std::vector<source_ref> refs;
+    rd_dicom_meta meta;
+    std::string referring, study_id, warning;
+    for (size_t i = 0; i < p->n_sources; i++) {
+        DcmFileFormat ff;
+        st = load_file(ff, p->sources[i], err);
+        if (st != RD_OK)
+            return st;
+        DcmDataset *ds = ff.getDataset();
+        source_ref r{get_str(ds, DCM_StudyInstanceUID), get_str(ds, DCM_SeriesInstanceUID),
+                     get_str(ds, DCM_SOPClassUID), get_str(ds, DCM_SOPInstanceUID)};
+        if (!valid_uid(r.study) || !valid_uid(r.series) || !valid_uid(r.sop_class) ||
+            !valid_uid(r.sop))
+            return rd__pacs_error(err, RD_E_INVALID,
+                                  "%s: missing or malformed study, series or SOP UIDs",
+                                  p->sources[i]);
+        if (i == 0) {
+            rd_dicom_options opts = {16384, 0.5, 99.5};
+            st = rd__dicom_load(p->sources[i], &opts, &meta, nullptr, err);
+            if (st != RD_OK)
+                return prefix_error(err, st, p->sources[i]);
+            if (!source_text_utf8(ds, DCM_ReferringPhysicianName, "\\^=", referring))
+                warning = "Referring Physician's Name not convertible to UTF-8; left empty";
+            if (!source_text_utf8(ds, DCM_StudyID, "\\", study_id))
+                warning = "Study ID not convertible to UTF-8; left empty";
+        } else if (r.study != refs[0].study) {
+            return rd__pacs_error(err, RD_E_INVALID,
+                                  "%s belongs to study %s, not %s: one report per study",
+                                  p->sources[i], r.study.c_str(), refs[0].study.c_str());
+        }
+        refs.push_back(r);
+    }
+    // Several patients in one study is a source error we refuse to paper over.
+    for (size_t i = 1; i < p->n_sources; i++) {
+        rd_dicom_meta m;
+        rd_dicom_options opts = {16384, 0.5, 99.5};
+        st = rd__dicom_load(p->sources[i], &opts, &m, nullptr, err);
+        if (st != RD_OK)
+            return prefix_error(err, st, p->sources[i]);
+        if (std::strcmp(m.patient_id, meta.patient_id) != 0)
+            return rd__pacs_error(err, RD_E_INVALID,
+                                  "%s has another Patient ID than %s: one patient per report",
+                                  p->sources[i], p->sources[0]);
+    }
+
+    DSRDocument doc;
+    OFCondition cond = doc.createNewDocument(DSRTypes::DT_EnhancedSR);
+    if (cond.good())
+        cond = doc.setSpecificCharacterSetType(DSRTypes::CS_UTF8);
+    if (cond.good())
+        cond = doc.createNewSeriesInStudy(refs[0].study.c_str());
+    if (cond.bad())
+        return rd__pacs_error(err, RD_E_DICOM, "new SR document: %s", cond.text());
+    auto setter = [&doc](OFCondition (DSRDocument::*fn)(const OFString &, const OFBool)) {
+        return [&doc, fn](const std::string &v, bool check) {
+            return (doc.*fn)(v.c_str(), check ? OFTrue : OFFalse);
+        };
+    };
+    set_or_note(setter(&DSRDocument::setPatientName), meta.patient_name, "Patient's Name", warning);
+    set_or_note(setter(&DSRDocument::setPatientID), meta.patient_id, "Patient ID", warning);
+    set_or_note(setter(&DSRDocument::setPatientBirthDate), meta.patient_birth_date,
+                "Patient's Birth Date", warning);
+    std::string sex = meta.patient_sex;
+    set_or_note(setter(&DSRDocument::setPatientSex),
+                sex == "M" || sex == "F" || sex == "O" ? sex : std::string(), "Patient's Sex",
+                warning);
+    set_or_note(setter(&DSRDocument::setStudyDate), meta.study_date, "Study Date", warning);
+    set_or_note(setter(&DSRDocument::setStudyTime), meta.study_time, "Study Time", warning);
+    set_or_note(setter(&DSRDocument::setAccessionNumber), meta.accession_number, "Accession Number",
+                warning);
+    set_or_note(setter(&DSRDocument::setReferringPhysicianName), referring,
+                "Referring Physician's Name", warning);
+    set_or_note(setter(&DSRDocument::setStudyID), study_id, "Study ID", warning);
+    set_or_note(setter(&DSRDocument::setStudyDescription), meta.study_description,
+                "Study Description", warning);
+    char num[16];
+    std::snprintf(num, sizeof num, "%d", series_number);
+    cond = doc.setSeriesNumber(num);
+    if (cond.good())
+        cond = doc.setInstanceNumber("1");
+    if (cond.good())
+        cond = doc.setSeriesDescription("radraft draft reports");
+    if (cond.good())
+        cond = doc.setManufacturer("radraft");
+    if (cond.good())
+        cond = doc.setManufacturerModelName(p->model_name);
+    if (cond.good())
+        cond = doc.setSoftwareVersions("radraft " RD_VERSION);
+    if (cond.good())
+        cond = doc.setPreliminaryFlag(DSRTypes::PF_Preliminary);
+    if (cond.bad())
+        return rd__pacs_error(err, RD_E_DICOM, "SR header: %s", cond.text());
+    for (const source_ref &r : refs) {
+        cond = doc.getCurrentRequestedProcedureEvidence().addItem(
+            r.study.c_str(), r.series.c_str(), r.sop_class.c_str(), r.sop.c_str());
+        if (cond.bad())
+            return rd__pacs_error(err, RD_E_DICOM, "evidence %s: %s", r.sop.c_str(), cond.text());
+    }
+    st = add_scheme(doc, err);
+    if (st == RD_OK)
+        st = build_tree(doc.getTree(), c, err);
+    if (st != RD_OK)
+        return st;
+
+    std::string series_uid, sop_uid;
+    if (!make_uid(series_uid) || !make_uid(sop_uid))
+        return rd__pacs_error(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
+    DcmFileFormat ff;
+    DcmDataset *ds = ff.getDataset();
+    cond = doc.write(*ds);
+    if (cond.good())
+        cond = ds->putAndInsertString(DCM_SeriesInstanceUID, series_uid.c_str());
+    if (cond.good())
+        cond = ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
+    if (cond.bad())
+        return rd__pacs_error(err, RD_E_DICOM, "writing the SR dataset: %s", cond.text());
+    st = put_contributing_equipment(ds, p->model_name, p->model_version, err);
+    if (st == RD_OK)
+        st = save_atomic(ff, out_path, err);
+    if (st != RD_OK)
+        return st;
+    fill_result(res, refs[0].study, series_uid, sop_uid, UID_EnhancedSRStorage,
+                static_cast<int>(refs.size()), warning);
+    return RD_OK;
+}
+
+rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const char *out_path,
+                      rd_sr_result *res, rd_error *err)
+{
+    init_once();
+    if (!p || !out_path || !out_path[0])
+        return rd__pacs_error(err, RD_E_INVALID, "missing parameters or output path");
+    if (!p->verifier_name || !p->verifier_name[0] || !p->organization || !p->organization[0])
+        return rd__pacs_error(err, RD_E_INVALID,
+                              "the verifier's name and organization are "
+                              "required");
+    if (!valid_utf8(p->verifier_name) || !valid_utf8(p->organization))
+        return rd__pacs_error(err, RD_E_INVALID, "verifier or organization is not UTF-8");
+    rd_status st = RD_OK;
+    if (p->findings_text)
+        st = check_text("findings", p->findings_text, err);
+    if (st == RD_OK && p->impression_text)
+        st = check_text("impression", p->impression_text, err);
+    if (st != RD_OK)
+        return st;
+    std::vector<coded> findings;
+    if (p->replace_findings) {
+        st = check_findings(p->findings, p->n_findings, findings, err);
+        if (st != RD_OK)
+            return st;
+    }
+
+    DcmFileFormat draft_ff;
+    DSRDocument doc;
+    st = read_sr(draft_ff, doc, draft_path, 0, err);
+    if (st != RD_OK)
+        return st;
+    if (doc.getVerificationFlag() == DSRTypes::VF_Verified ||
+        doc.getCompletionFlag() == DSRTypes::CF_Complete)
+        return rd__pacs_error(err, RD_E_INVALID,
+                              "%s is already complete or verified; sign "
+                              "the draft",
+                              draft_path);
+    OFString study, series, sop_class, sop, instance_number;
+    doc.getStudyInstanceUID(study);
+    doc.getSeriesInstanceUID(series);
+    doc.getSOPClassUID(sop_class);
+    doc.getSOPInstanceUID(sop);
+    doc.getInstanceNumber(instance_number);
+
+    DSRDocumentTree &t = doc.getTree();
+    bool has_findings = false, has_impression = false;
+    for (size_t id = t.gotoRoot(); id != 0; id = t.iterate()) {
+        DSRContentItem &it = t.getCurrentContentItem();
+        if (is_node(it, DSRTypes::VT_Text, kFinding)) {
+            has_findings = true;
+            if (p->findings_text && it.setStringValue(p->findings_text).bad())
+                return rd__pacs_error(err, RD_E_INVALID, "the findings text is not valid");
+        } else if (is_node(it, DSRTypes::VT_Text, kImpression)) {
+            has_impression = true;
+            if (p->impression_text && it.setStringValue(p->impression_text).bad())
+                return rd__pacs_error(err, RD_E_INVALID, "the impression text is not valid");
+        }
+    }
+    if (!has_findings || !has_impression)
+        return rd__pacs_error(err, RD_E_INVALID, "%s has no Finding or no Impression text item",
+                              draft_path);
+    if (p->replace_findings) {
+        // Remove the coded findings (with their properties), one per pass: removing moves
+        // the cursor, so each pass starts again from the root.
+        for (;;) {
+            bool removed = false;
+            for (size_t id = t.gotoRoot(); id != 0; id = t.iterate()) {
+                if (is_node(t.getCurrentContentItem(), DSRTypes::VT_Code, kFinding)) {
+                    t.removeCurrentContentItem();
+                    removed = true;
+                    break;
+                }
+            }
+            if (!removed)
+                break;
+        }
+        if (t.gotoNamedNode(kFindingsSection) == 0)
+            return rd__pacs_error(err, RD_E_INVALID, "%s has no Findings section", draft_path);
+        tree_builder b(t);
+        b.findings(findings, DSRTypes::AM_belowCurrent);
+        if (!b.ok())
+            return rd__pacs_error(err, RD_E_DICOM, "SR content: %s", b.msg().c_str());
+    }
+
+    long inst = std::strtol(instance_number.c_str(), nullptr, 10);
+    char num[24];
+    std::snprintf(num, sizeof num, "%ld", inst > 0 && inst < 1000000000L ? inst + 1 : 2);
+    doc.createNewSOPInstance();
+    doc.getPredecessorDocuments().clear();
+    OFCondition cond = doc.getPredecessorDocuments().addItem(study, series, sop_class, sop);
+    if (cond.good())
+        cond = doc.setInstanceNumber(num);
+    if (cond.good())
+        cond = doc.setContentDate(now_dt("%Y%m%d").c_str());
+    if (cond.good())
+        cond = doc.setContentTime(now_dt("%H%M%S").c_str());
+    if (cond.good())
+        cond = doc.completeDocument();
+    if (cond.good())
+        cond = doc.setPreliminaryFlag(DSRTypes::PF_Final);
+    if (cond.bad())
+        return rd__pacs_error(err, RD_E_DICOM, "signed SR header: %s", cond.text());
+    std::string dt = p->datetime && p->datetime[0] ? p->datetime : now_dt("%Y%m%d%H%M%S");
+    cond = doc.verifyDocument(p->verifier_name, p->organization, dt.c_str());
+    if (cond.bad())
+        return rd__pacs_error(err, RD_E_INVALID, "verifying observer: %s", cond.text());
+
+    std::string sop_uid;
+    if (!make_uid(sop_uid))
+        return rd__pacs_error(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
+    DcmFileFormat ff;
+    DcmDataset *ds = ff.getDataset();
+    cond = doc.write(*ds);
+    if (cond.good())
+        cond = ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
+    DcmElement *eq = nullptr;
+    if (cond.good() &&
+        draft_ff.getDataset()->findAndGetElement(DCM_ContributingEquipmentSequence, eq).good() &&
+        eq) {
+        DcmElement *copy = OFstatic_cast(DcmElement *, eq->clone());
+        if (!copy)
+            return rd__pacs_error(err, RD_E_NOMEM, "out of memory");
+        cond = ds->insert(copy, OFTrue);
+        if (cond.bad())
+            delete copy;
+    }
+    if (cond.bad())
+        return rd__pacs_error(err, RD_E_DICOM, "writing the signed SR dataset: %s", cond.text());
+    st = save_atomic(ff, out_path, err);
+    if (st != RD_OK)
+        return st;
+    fill_result(res, study.c_str(), series.c_str(), sop_uid, sop_class.c_str(),
+                static_cast<int>(doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances()),
+                std::string());
+    return RD_OK;
+}
+
+char *dup_text(const std::string &s)
+{
+    char *p = static_cast<char *>(std::malloc(s.size() + 1));
+    if (p)
+        std::memcpy(p, s.c_str(), s.size() + 1);
+    return p;
+}
+
+rd_status read_impl(const char *path, rd_sr_info *info, rd_error *err)
+{
+    init_once();
+    if (!info)
+        return rd__pacs_error(err, RD_E_INVALID, "info is NULL");
+    std::memset(info, 0, sizeof *info);
+    DcmFileFormat ff;
+    DSRDocument doc;
+    // Other producers' SRs are read leniently (an invalid image reference, say, is
+    // skipped) since only the texts and header are wanted; signing reads strictly.
+    rd_status st = read_sr(ff, doc, path,
+                           DSRTypes::RF_acceptInvalidContentItemValue |
+                               DSRTypes::RF_ignoreRelationshipConstraints |
+                               DSRTypes::RF_skipInvalidContentItems,
+                           err);
+    if (st != RD_OK)
+        return st;
+    OFString v, dt, name, org;
+    DcmDataset *ds = ff.getDataset();
+    put(info->sop_class_uid, sizeof info->sop_class_uid, get_str(ds, DCM_SOPClassUID));
+    put(info->sop_instance_uid, sizeof info->sop_instance_uid, get_str(ds, DCM_SOPInstanceUID));
+    put(info->series_uid, sizeof info->series_uid, get_str(ds, DCM_SeriesInstanceUID));
+    put(info->study_uid, sizeof info->study_uid, get_str(ds, DCM_StudyInstanceUID));
+    put(info->patient_name, sizeof info->patient_name, get_str(ds, DCM_PatientName));
+    put(info->patient_id, sizeof info->patient_id, get_str(ds, DCM_PatientID));
+    const char *s = DSRTypes::completionFlagToEnumeratedValue(doc.getCompletionFlag());
+    put(info->completion_flag, sizeof info->completion_flag, s ? s : "");
+    s = DSRTypes::verificationFlagToEnumeratedValue(doc.getVerificationFlag());
+    put(info->verification_flag, sizeof info->verification_flag, s ? s : "");
+    s = DSRTypes::preliminaryFlagToEnumeratedValue(doc.getPreliminaryFlag());
+    put(info->preliminary_flag, sizeof info->preliminary_flag, s ? s : "");
+    if (doc.getNumberOfVerifyingObservers() > 0 &&
+        doc.getVerifyingObserver(1, dt, name, org).good()) {
+        put(info->verifier_name, sizeof info->verifier_name, name.c_str());
+        put(info->verifier_organization, sizeof info->verifier_organization, org.c_str());
+        put(info->verification_datetime, sizeof info->verification_datetime, dt.c_str());
+    }
+    DSRSOPInstanceReferenceList &pred = doc.getPredecessorDocuments();
+    if (pred.gotoFirstItem().good())
+        put(info->predecessor_sop_uid, sizeof info->predecessor_sop_uid,
+            pred.getSOPInstanceUID(v).c_str());
+    info->n_evidence =
+        static_cast<int>(doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances());
+
+    std::string findings, impression;
+    bool have_f = false, have_i = false;
+    int cur = -1;
+    DSRDocumentTree &t = doc.getTree();
+    for (size_t id = t.gotoRoot(); id != 0; id = t.iterate()) {
+        DSRContentItem &it = t.getCurrentContentItem();
+        if (!have_f && is_node(it, DSRTypes::VT_Text, kFinding)) {
+            findings = it.getStringValue().c_str();
+            have_f = true;
+        } else if (!have_i && is_node(it, DSRTypes::VT_Text, kImpression)) {
+            impression = it.getStringValue().c_str();
+            have_i = true;
+        } else if (is_node(it, DSRTypes::VT_Text, kDeviceModel)) {
+            put(info->device_model_name, sizeof info->device_model_name,
+                it.getStringValue().c_str());
+        } else if (is_node(it, DSRTypes::VT_Code, kFinding)) {
+            cur = -1;
+            const DSRCodedEntryValue &cv = it.getCodeValue();
+            for (int i = 0; i < RD_FINDING_N_ABNORMAL; i++)
+                if (cv.getCodingSchemeDesignator() == kScheme &&
+                    cv.getCodeValue() == kFindingCode[i] &&
+                    info->n_findings < RD_FINDING_N_ABNORMAL) {
+                    cur = info->n_findings++;
+                    info->findings[cur].finding = static_cast<rd_finding>(i);
+                    info->findings[cur].state = RD_STATE_PRESENT;
+                    info->findings[cur].score = -1;
+                }
+        } else if (cur >= 0 && is_node(it, DSRTypes::VT_Code, kState)) {
+            info->findings[cur].state =
+                it.getCodeValue() == kUncertain ? RD_STATE_UNCERTAIN : RD_STATE_PRESENT;
+        } else if (cur >= 0 && is_node(it, DSRTypes::VT_Num, kScore)) {
+            info->findings[cur].score =
+                std::strtod(it.getNumericValue().getNumericValue().c_str(), nullptr);
+        }
+    }
+    if (have_f && !(info->findings_text = dup_text(findings)))
+        goto nomem;
+    if (have_i && !(info->impression_text = dup_text(impression)))
+        goto nomem;
+    return RD_OK;
+nomem:
+    rd_sr_info_free(info);
+    return rd__pacs_error(err, RD_E_NOMEM, "out of memory");
+}
+
+} // namespace
+
+extern "C" {
+
+void rd_sr_params_init(rd_sr_params *p)
+{
+    if (p)
+        std::memset(p, 0, sizeof *p);
+}
+
+void rd_sr_sign_params_init(rd_sr_sign_params *p)
+{
+    if (p)
+        std::memset(p, 0, sizeof *p);
+}
+
+rd_status rd_sr_write_draft(const rd_sr_params *p, const char *out_path, rd_sr_result *res,
+                            rd_error *err)
+{
+    try {
+        return draft_impl(p, out_path, res, err);
+    } catch (const std::bad_alloc &) {
+        return rd__pacs_error(err, RD_E_NOMEM, "out of memory");
+    } catch (...) {
+        return rd__pacs_error(err, RD_E_INTERNAL, "unexpected exception writing an SR");
+    }
+}
+
+rd_status rd_sr_write_signed(const char *draft_path, const rd_sr_sign_params *p,
+                             const char *out_path, rd_sr_result *res, rd_error *err)
+{
+    try {
+        return signed_impl(draft_path, p, out_path, res, err);
+    } catch (const std::bad_alloc &) {
+        return rd__pacs_error(err, RD_E_NOMEM, "out of memory");
+    } catch (...) {
+        return rd__pacs_error(err, RD_E_INTERNAL, "unexpected exception signing an SR");
+    }
+}
+
+rd_status rd_sr_read(const char *path, rd_sr_info *info, rd_error *err)
+{
+    try {
+        return read_impl(path, info, err);
+    } catch (const std::bad_alloc &) {
+        if (info)
+            rd_sr_info_free(info);
+        return rd__pacs_error(err, RD_E_NOMEM, "out of memory");
+    } catch (...) {
+        if (info)
+            rd_sr_info_free(info);
+        return rd__pacs_error(err, RD_E_INTERNAL, "unexpected exception reading an SR");
+    }
+}
+
+void rd_sr_info_free(rd_sr_info *info)
+{
+    if (!info)
+        return;
+    std::free(info->findings_text);
+    std::free(info->impression_text);
+    std::memset(info, 0, sizeof *info);
+}
+
+} // extern "C"

@@ -1,0 +1,576 @@
+/* radraft report: draft one study as a DICOM SR; radraft sign: write its verified version. */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "radraft/dicom.h"
+#include "radraft/findings.h"
+#include "radraft/generator.h"
+#include "radraft/image.h"
+#include "radraft/labeler.h"
+#include "radraft/log.h"
+#include "radraft/sr.h"
+#include "radraft/version.h"
+#include "util.h"
+
+/* Until the encoder and retrieval drive `report`, the scores come from --scores, and these
+ * thresholds apply when neither --thresholds nor generator.thresholds names a file. */
+static const char default_thresholds[] = "{\"default\": {\"present\": 0.5, \"uncertain\": 0.3}}";
+
+#define SCORES_MAX_BYTES (1u << 20)
+
+static const char report_help[] =
+    "usage: radraft report [OPTIONS] FILE.dcm...\n"
+    "Drafts the report of one study from its instances (all FILEs must belong to one study)\n"
+    "and writes it as a DICOM Enhanced SR (draft: PARTIAL, UNVERIFIED, PRELIMINARY) in a new\n"
+    "series of that study. The frontal image is chosen by View Position (PA, then AP), else\n"
+    "as the most left-right symmetric image among those not marked lateral.\n"
+    "Until the encoder is wired in, the finding scores must be given with --scores; the\n"
+    "command then says so on stderr.\n\n"
+    "  -o, --output FILE      the SR to write (default: ./<StudyInstanceUID>-draft-sr.dcm)\n"
+    "  --scores JSON|FILE     finding scores in [0, 1], a JSON object such as\n"
+    "                         '{\"Cardiomegaly\": 0.8, \"Effusion\": 0.4}' or a file holding\n"
+    "                         one; findings not named score 0\n"
+    "  --thresholds FILE      per-finding present/uncertain thresholds (default: the key\n"
+    "                         generator.thresholds, else present 0.5 / uncertain 0.3)\n"
+    "  --json                 print the texts, the findings with scores and states, and the\n"
+    "                         SR's path and UIDs as one JSON object\n" RD_CLI_COMMON_HELP;
+
+static const char sign_help[] =
+    "usage: radraft sign [OPTIONS] DRAFT.dcm --verifier NAME --organization ORG\n"
+    "Writes the signed version of a draft SR: a new instance in the draft's series, COMPLETE,\n"
+    "VERIFIED, FINAL, with the verifying observer and a Predecessor Documents reference to\n"
+    "the draft. Edited texts replace the draft's, and their findings (read by the labeler)\n"
+    "replace the draft's coded findings.\n\n"
+    "  --verifier NAME        the radiologist, as a DICOM name (\"Family^Given\")\n"
+    "  --organization ORG     the verifier's organization\n"
+    "  --findings TEXT        edited findings text (default: the draft's)\n"
+    "  --impression TEXT      edited impression text (default: the draft's)\n"
+    "  --datetime DT          verification date-time YYYYMMDDHHMMSS (default: now)\n"
+    "  -o, --output FILE      the SR to write (default: ./<StudyInstanceUID>-signed-sr.dcm)\n"
+    "  --json                 print the signed SR's path and UIDs as JSON\n" RD_CLI_COMMON_HELP;
+
+/* A UID as a file name part: digits and dots only, 1..64 characters. */
+static int uid_ok(const char *uid)
+{
+    size_t n = strlen(uid);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)uid[i]) && uid[i] != '.')
+            return 0;
+    return 1;
+}
+
+/* ---- scores ---------------------------------------------------------------------- */
+
+static rd_status parse_scores(const char *arg, double scores[RD_FINDING_N_ABNORMAL], rd_error *err)
+{
+    char *text = NULL;
+    const char *json = arg;
+    const char *p = arg;
+    cJSON *root = NULL;
+    rd_status st = RD_OK;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p != '{') {
+        size_t len;
+        st = rd_read_file(arg, SCORES_MAX_BYTES, &text, &len, err);
+        if (st != RD_OK)
+            return rd_error_prefix(err, st, "--scores");
+        json = text;
+    }
+    for (int i = 0; i < RD_FINDING_N_ABNORMAL; i++)
+        scores[i] = 0;
+    root = cJSON_Parse(json);
+    if (!cJSON_IsObject(root)) {
+        st = rd_error_set(err, RD_E_INVALID, "--scores: not a JSON object of finding scores");
+        goto out;
+    }
+    for (cJSON *it = root->child; it; it = it->next) {
+        rd_finding f;
+        if (rd_finding_from_name(it->string, &f, err) != RD_OK) {
+            st = rd_error_set(err, RD_E_INVALID, "--scores: unknown finding '%s'", it->string);
+            goto out;
+        }
+        if (f == RD_FINDING_NO_FINDING) {
+            st = rd_error_set(err, RD_E_INVALID,
+                              "--scores: \"No Finding\" is not scored; give the 14 findings");
+            goto out;
+        }
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble <= 1)) {
+            st = rd_error_set(err, RD_E_INVALID,
+                              "--scores: %s: the score must be a number in "
+                              "[0, 1]",
+                              it->string);
+            goto out;
+        }
+        scores[f] = it->valuedouble;
+    }
+out:
+    cJSON_Delete(root);
+    free(text);
+    return st;
+}
+
+/* ---- frontal image --------------------------------------------------------------- */
+
+static int is_lateral(const rd_dicom_meta *m)
+{
+    return strcmp(m->view_position, "LL") == 0 || strcmp(m->view_position, "RL") == 0 ||
+           strcmp(m->view_position, "LATERAL") == 0 || strcmp(m->view_position, "LAT") == 0;
+}
+
+/* Left-right symmetry of the body in an image. On a 128 x 128 copy, the band of rows from
+ * 20% to 70% of the height (the chest) is cut to the body's columns (those brighter than
+ * halfway between the darkest and brightest column means), and the correlation of that cut
+ * with its mirror image is the answer. A frontal chest radiograph is close to
+ * mirror-symmetric about the spine; a lateral is not (spine to one side, sternum to the
+ * other), even though its body outline is. Returns -2 when the image cannot be decoded. */
+static double symmetry(const char *path)
+{
+    enum { S = 128 };
+    rd_image *img = NULL, *small = NULL;
+    double r = -2, prof[S], lo = 1e30, hi = -1e30;
+    const int y0 = S / 5, y1 = S * 7 / 10;
+    if (rd_dicom_read_image(path, NULL, &img, NULL, NULL) != RD_OK ||
+        rd_image_resize(img, S, S, &small, NULL) != RD_OK)
+        goto out;
+    for (int x = 0; x < S; x++) {
+        prof[x] = 0;
+        for (int y = y0; y < y1; y++)
+            prof[x] += small->data[y * S + x];
+        prof[x] /= y1 - y0;
+        lo = prof[x] < lo ? prof[x] : lo;
+        hi = prof[x] > hi ? prof[x] : hi;
+    }
+    int c0 = 0, c1 = S - 1;
+    while (c0 < S - 1 && prof[c0] <= lo + 0.5 * (hi - lo))
+        c0++;
+    while (c1 > 0 && prof[c1] <= lo + 0.5 * (hi - lo))
+        c1--;
+    if (c1 - c0 < 8) {
+        r = 0;
+        goto out;
+    }
+    double sa = 0, sb = 0, sab = 0, saa = 0, sbb = 0, n = 0;
+    for (int y = y0; y < y1; y++) {
+        for (int x = c0; x <= c1; x++) {
+            double a = small->data[y * S + x], b = small->data[y * S + (c0 + c1 - x)];
+            sa += a;
+            sb += b;
+            sab += a * b;
+            saa += a * a;
+            sbb += b * b;
+            n++;
+        }
+    }
+    double cov = sab - sa * sb / n, va = saa - sa * sa / n, vb = sbb - sb * sb / n;
+    r = va > 0 && vb > 0 ? cov / sqrt(va * vb) : 0;
+out:
+    rd_log_debug("%s: left-right symmetry %.3f", path, r);
+    rd_image_free(small);
+    rd_image_free(img);
+    return r;
+}
+
+/* Chooses the frontal instance: the first PA, else the first AP, else the most symmetric
+ * decodable image not marked lateral. Returns its index or -1, and the rule that chose it. */
+static int choose_frontal(char **files, const rd_dicom_meta *metas, int n, const char **rule)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(metas[i].view_position, "PA") == 0) {
+            *rule = "view position PA";
+            return i;
+        }
+    for (int i = 0; i < n; i++)
+        if (strcmp(metas[i].view_position, "AP") == 0) {
+            *rule = "view position AP";
+            return i;
+        }
+    int best = -1;
+    double best_s = -1.5;
+    for (int i = 0; i < n; i++) {
+        if (!metas[i].has_pixel_data || is_lateral(&metas[i]))
+            continue;
+        double s = symmetry(files[i]);
+        if (s > best_s) {
+            best_s = s;
+            best = i;
+        }
+    }
+    *rule = best >= 0 ? "most left-right symmetric image" : "none found";
+    return best;
+}
+
+/* ---- output ---------------------------------------------------------------------- */
+
+static int print_json(cJSON *obj)
+{
+    char *s = cJSON_PrintUnformatted(obj);
+    if (!s)
+        return -1;
+    puts(s);
+    cJSON_free(s);
+    return 0;
+}
+
+static void add_result(cJSON *obj, const char *path, const rd_sr_result *res)
+{
+    cJSON *sr = cJSON_AddObjectToObject(obj, "sr");
+    if (!sr)
+        return;
+    cJSON_AddStringToObject(sr, "path", path);
+    cJSON_AddStringToObject(sr, "sop_class_uid", res->sop_class_uid);
+    cJSON_AddStringToObject(sr, "sop_instance_uid", res->sop_instance_uid);
+    cJSON_AddStringToObject(sr, "series_uid", res->series_uid);
+    cJSON_AddStringToObject(sr, "study_uid", res->study_uid);
+    cJSON_AddNumberToObject(sr, "evidence_instances", res->n_evidence);
+}
+
+int rd_cmd_report(int argc, char **argv)
+{
+    enum { OPT_JSON = RD_OPT_FIRST_PRIVATE, OPT_SCORES, OPT_THRESHOLDS };
+    static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+                                         {"json", no_argument, NULL, OPT_JSON},
+                                         {"scores", required_argument, NULL, OPT_SCORES},
+                                         {"thresholds", required_argument, NULL, OPT_THRESHOLDS},
+                                         RD_CLI_COMMON_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
+    rd_cli cli;
+    rd_error err;
+    const char *out_arg = NULL, *scores_arg = NULL, *thresholds_arg = NULL;
+    int json = 0, opt, rc = RD_EXIT_FAIL;
+    rd_dicom_meta *metas = NULL;
+    rd_generator *gen = NULL;
+    rd_draft draft;
+    char out_path[1024];
+    double scores[RD_FINDING_N_ABNORMAL];
+    rd_thresholds th;
+    cJSON *obj = NULL;
+
+    memset(&draft, 0, sizeof draft);
+    rd_cli_init(&cli, "radraft report");
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        int r = rd_cli_common_option(&cli, opt, optarg);
+        if (r < 0)
+            return RD_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        switch (opt) {
+        case 'o':
+            out_arg = optarg;
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        case OPT_SCORES:
+            scores_arg = optarg;
+            break;
+        case OPT_THRESHOLDS:
+            thresholds_arg = optarg;
+            break;
+        case 'h':
+            fputs(report_help, stdout);
+            return RD_EXIT_OK;
+        default:
+            fputs(report_help, stderr);
+            return RD_EXIT_USAGE;
+        }
+    }
+    int n = argc - optind;
+    char **files = argv + optind;
+    if (n < 1) {
+        rd_cli_error(&cli, "no DICOM file given");
+        fputs(report_help, stderr);
+        return RD_EXIT_USAGE;
+    }
+    if (n > RD_SR_MAX_SOURCES) {
+        rd_cli_error(&cli, "%d files: at most %d instances per study", n, RD_SR_MAX_SOURCES);
+        return RD_EXIT_USAGE;
+    }
+    if (rd_cli_finish_config(&cli) != 0)
+        return RD_EXIT_FAIL;
+    if (!scores_arg) {
+        rd_cli_error(&cli, "no finding scores: the encoder is not wired into 'report' yet; "
+                           "give them with --scores '{\"Cardiomegaly\": 0.8, ...}'");
+        return RD_EXIT_USAGE;
+    }
+    if (parse_scores(scores_arg, scores, &err) != RD_OK) {
+        rd_cli_error(&cli, "%s", rd_error_message(&err));
+        return RD_EXIT_USAGE;
+    }
+    fprintf(stderr, "radraft report: scores given on the command line; no model\n");
+
+    /* The instances: one study. */
+    metas = calloc((size_t)n, sizeof *metas);
+    if (!metas) {
+        rd_cli_error(&cli, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        if (rd_dicom_read_meta(files[i], &metas[i], &err) != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            goto out;
+        }
+        if (strcmp(metas[i].study_uid, metas[0].study_uid) != 0) {
+            rd_cli_error(&cli,
+                         "%s and %s belong to different studies; give the instances of "
+                         "one study",
+                         files[0], files[i]);
+            rc = RD_EXIT_USAGE;
+            goto out;
+        }
+    }
+    if (!uid_ok(metas[0].study_uid)) {
+        rd_cli_error(&cli, "%s: missing or malformed Study Instance UID", files[0]);
+        goto out;
+    }
+    const char *rule = "";
+    int frontal = choose_frontal(files, metas, n, &rule);
+    if (frontal < 0)
+        fprintf(stderr, "radraft report: no frontal image among the instances (not needed "
+                        "while scores are given)\n");
+
+    /* Thresholds and text. */
+    const char *th_path = thresholds_arg ? thresholds_arg : cli.cfg.generator_thresholds;
+    rd_status st = th_path[0] ? rd_thresholds_load(&th, th_path, &err)
+                              : rd_thresholds_parse(&th, default_thresholds, "built-in", &err);
+    if (st == RD_OK)
+        st = rd_generator_create(&gen, cli.cfg.generator_templates, &err);
+    if (st == RD_OK)
+        st = rd_generator_draft_scores(gen, scores, &th, NULL, 0, NULL, &draft, &err);
+    if (st != RD_OK) {
+        rd_cli_error(&cli, "%s", rd_error_message(&err));
+        goto out;
+    }
+
+    /* The SR. */
+    if (out_arg) {
+        if (rd_strlcpy(out_path, out_arg, sizeof out_path) >= sizeof out_path) {
+            rd_cli_error(&cli, "output path too long");
+            goto out;
+        }
+    } else if (snprintf(out_path, sizeof out_path, "%s-draft-sr.dcm", metas[0].study_uid) >=
+               (int)sizeof out_path) {
+        goto out;
+    }
+    rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
+    for (int i = 0; i < draft.n_items; i++) {
+        coded[i].name = rd_finding_name(draft.items[i].finding);
+        coded[i].state = draft.items[i].state;
+        coded[i].score = scores[draft.items[i].finding];
+    }
+    rd_sr_params p;
+    rd_sr_result res;
+    rd_sr_params_init(&p);
+    p.sources = (const char *const *)files;
+    p.n_sources = (size_t)n;
+    p.findings_text = draft.findings_text;
+    p.impression_text = draft.impression_text;
+    p.findings = coded;
+    p.n_findings = (size_t)draft.n_items;
+    p.model_name = "no-model-cli-scores";
+    p.model_version = RD_VERSION;
+    if (rd_sr_write_draft(&p, out_path, &res, &err) != RD_OK) {
+        rd_cli_error(&cli, "%s", rd_error_message(&err));
+        goto out;
+    }
+    if (res.warning[0])
+        fprintf(stderr, "radraft report: warning: %s\n", res.warning);
+
+    if (!json) {
+        printf("%s\n\nFINDINGS:\n%s\n\nIMPRESSION:\n%s\n", out_path, draft.findings_text,
+               draft.impression_text);
+        rc = RD_EXIT_OK;
+        goto out;
+    }
+    obj = cJSON_CreateObject();
+    cJSON *fl = obj ? cJSON_AddArrayToObject(obj, "findings") : NULL;
+    if (!fl)
+        goto nomem;
+    cJSON_AddStringToObject(obj, "study_uid", metas[0].study_uid);
+    cJSON_AddNumberToObject(obj, "instances", n);
+    if (frontal >= 0)
+        cJSON_AddStringToObject(obj, "frontal", files[frontal]);
+    else
+        cJSON_AddNullToObject(obj, "frontal");
+    cJSON_AddStringToObject(obj, "frontal_rule", rule);
+    cJSON_AddStringToObject(obj, "scores_source", "command line (no model)");
+    cJSON_AddStringToObject(obj, "findings_text", draft.findings_text);
+    cJSON_AddStringToObject(obj, "impression_text", draft.impression_text);
+    for (int f = 0; f < RD_FINDING_COUNT; f++) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(fl, o)) {
+            cJSON_Delete(o);
+            goto nomem;
+        }
+        cJSON_AddStringToObject(o, "name", rd_finding_name((rd_finding)f));
+        if (f < RD_FINDING_N_ABNORMAL)
+            cJSON_AddNumberToObject(o, "score", scores[f]);
+        cJSON_AddStringToObject(o, "state", rd_state_name(draft.state[f]));
+    }
+    add_result(obj, out_path, &res);
+    if (print_json(obj) != 0)
+        goto nomem;
+    rc = RD_EXIT_OK;
+    goto out;
+nomem:
+    rd_cli_error(&cli, "out of memory");
+out:
+    cJSON_Delete(obj);
+    rd_draft_free(&draft);
+    rd_generator_free(gen);
+    free(metas);
+    return rc;
+}
+
+int rd_cmd_sign(int argc, char **argv)
+{
+    enum {
+        OPT_JSON = RD_OPT_FIRST_PRIVATE,
+        OPT_VERIFIER,
+        OPT_ORG,
+        OPT_FINDINGS,
+        OPT_IMPRESSION,
+        OPT_DATETIME
+    };
+    static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+                                         {"json", no_argument, NULL, OPT_JSON},
+                                         {"verifier", required_argument, NULL, OPT_VERIFIER},
+                                         {"organization", required_argument, NULL, OPT_ORG},
+                                         {"findings", required_argument, NULL, OPT_FINDINGS},
+                                         {"impression", required_argument, NULL, OPT_IMPRESSION},
+                                         {"datetime", required_argument, NULL, OPT_DATETIME},
+                                         RD_CLI_COMMON_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
+    rd_cli cli;
+    rd_error err;
+    rd_sr_sign_params sp;
+    rd_sr_info info;
+    rd_sr_result res;
+    rd_labeler *lab = NULL;
+    rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
+    const char *out_arg = NULL;
+    char out_path[1024];
+    int json = 0, opt, rc = RD_EXIT_FAIL;
+    cJSON *obj = NULL;
+
+    memset(&info, 0, sizeof info);
+    rd_sr_sign_params_init(&sp);
+    rd_cli_init(&cli, "radraft sign");
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        int r = rd_cli_common_option(&cli, opt, optarg);
+        if (r < 0)
+            return RD_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        switch (opt) {
+        case 'o':
+            out_arg = optarg;
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        case OPT_VERIFIER:
+            sp.verifier_name = optarg;
+            break;
+        case OPT_ORG:
+            sp.organization = optarg;
+            break;
+        case OPT_FINDINGS:
+            sp.findings_text = optarg;
+            break;
+        case OPT_IMPRESSION:
+            sp.impression_text = optarg;
+            break;
+        case OPT_DATETIME:
+            sp.datetime = optarg;
+            break;
+        case 'h':
+            fputs(sign_help, stdout);
+            return RD_EXIT_OK;
+        default:
+            fputs(sign_help, stderr);
+            return RD_EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1 || !sp.verifier_name || !sp.organization) {
+        rd_cli_error(&cli, "give one draft SR, --verifier and --organization");
+        fputs(sign_help, stderr);
+        return RD_EXIT_USAGE;
+    }
+    const char *draft_path = argv[optind];
+    if (rd_cli_finish_config(&cli) != 0)
+        return RD_EXIT_FAIL;
+    if (rd_sr_read(draft_path, &info, &err) != RD_OK) {
+        rd_cli_error(&cli, "%s", rd_error_message(&err));
+        goto out;
+    }
+    /* Edited text: its coded findings are what the labeler reads in the final text. */
+    if (sp.findings_text || sp.impression_text) {
+        rd_labels labels;
+        const char *ft = sp.findings_text ? sp.findings_text : info.findings_text;
+        const char *it = sp.impression_text ? sp.impression_text : info.impression_text;
+        if (rd_labeler_create(&lab, cli.cfg.labeler_phrases, &err) != RD_OK ||
+            rd_labeler_label(lab, ft, it, &labels, &err) != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            goto out;
+        }
+        size_t nc = 0;
+        for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+            if (labels.state[f] != RD_STATE_PRESENT && labels.state[f] != RD_STATE_UNCERTAIN)
+                continue;
+            coded[nc].name = rd_finding_name((rd_finding)f);
+            coded[nc].state = labels.state[f];
+            coded[nc].score = -1;
+            nc++;
+        }
+        sp.replace_findings = 1;
+        sp.findings = coded;
+        sp.n_findings = nc;
+    }
+    if (out_arg) {
+        if (rd_strlcpy(out_path, out_arg, sizeof out_path) >= sizeof out_path) {
+            rd_cli_error(&cli, "output path too long");
+            goto out;
+        }
+    } else if (!uid_ok(info.study_uid) || snprintf(out_path, sizeof out_path, "%s-signed-sr.dcm",
+                                                   info.study_uid) >= (int)sizeof out_path) {
+        rd_cli_error(&cli, "%s: malformed Study Instance UID; give -o", draft_path);
+        goto out;
+    }
+    if (rd_sr_write_signed(draft_path, &sp, out_path, &res, &err) != RD_OK) {
+        rd_cli_error(&cli, "%s", rd_error_message(&err));
+        goto out;
+    }
+    if (!json) {
+        printf("%s\n", out_path);
+        rc = RD_EXIT_OK;
+        goto out;
+    }
+    obj = cJSON_CreateObject();
+    if (!obj) {
+        rd_cli_error(&cli, "out of memory");
+        goto out;
+    }
+    cJSON_AddStringToObject(obj, "draft", draft_path);
+    cJSON_AddStringToObject(obj, "predecessor_sop_instance_uid", info.sop_instance_uid);
+    add_result(obj, out_path, &res);
+    if (print_json(obj) != 0) {
+        rd_cli_error(&cli, "out of memory");
+        goto out;
+    }
+    rc = RD_EXIT_OK;
+out:
+    cJSON_Delete(obj);
+    rd_labeler_free(lab);
+    rd_sr_info_free(&info);
+    return rc;
+}

@@ -1,0 +1,369 @@
+/* DICOM SR writer: draft and signed reports written through the API and read back, with the
+ * header copied from the source (ISO 2022 Japanese and Korean names included) and bad input
+ * refused. The peer checks (dciodvfy, dsrdump, dcmdump) are in
+ * tests/integration/test_report.sh. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "radraft/dicom.h"
+#include "radraft/samples.h"
+#include "radraft/sr.h"
+#include "rdtest.h"
+
+#define ENHANCED_SR "1.2.840.10008.5.1.4.1.1.88.22"
+
+static const char kFindings[] = "The heart is enlarged. There may be a small left pleural "
+                                "effusion. No pneumothorax.";
+static const char kImpression[] = "Cardiomegaly. Possible small left pleural effusion.";
+
+/* Writes the PA and lateral of sample patient RDS0002 (small images) into `dir`. */
+static int write_sample_study(const char *dir, char pa[1024], char lat[1024])
+{
+    rd_samples_options opts;
+    rd_error err;
+    rd_samples_options_default(&opts);
+    opts.rows = 128;
+    /* Cases 2 and 3 are RDS0002's PA and lateral (see samples/README.md). */
+    snprintf(pa, 1024, "%s/pa.dcm", dir);
+    snprintf(lat, 1024, "%s/lateral.dcm", dir);
+    if (rd_samples_write_case(2, &opts, pa, &err) != RD_OK ||
+        rd_samples_write_case(3, &opts, lat, &err) != RD_OK) {
+        fprintf(stderr, "rd_samples_write_case: %s\n", rd_error_message(&err));
+        return -1;
+    }
+    return 0;
+}
+
+static const rd_sr_finding kCoded[] = {
+    {"Cardiomegaly", RD_STATE_PRESENT, 0.82},
+    {"Effusion", RD_STATE_UNCERTAIN, 0.41},
+};
+
+static void draft_params(rd_sr_params *p, const char *const *sources, size_t n)
+{
+    rd_sr_params_init(p);
+    p->sources = sources;
+    p->n_sources = n;
+    p->findings_text = kFindings;
+    p->impression_text = kImpression;
+    p->findings = kCoded;
+    p->n_findings = 2;
+    p->model_name = "test-model";
+    p->model_version = "0.3";
+}
+
+RD_TEST(draft_round_trip)
+{
+    const char *dir = rd_test_tmpdir("sr_draft_round_trip");
+    char pa[1024], lat[1024], out[1200];
+    rd_error err;
+    rd_sr_params p;
+    rd_sr_result res;
+    rd_sr_info info;
+    rd_dicom_meta src, sr;
+    REQUIRE(write_sample_study(dir, pa, lat) == 0);
+    const char *sources[] = {pa, lat};
+    draft_params(&p, sources, 2);
+    snprintf(out, sizeof out, "%s/draft.dcm", dir);
+    REQUIRE_OK(rd_sr_write_draft(&p, out, &res, &err), &err);
+    REQUIRE_OK(rd_dicom_read_meta(pa, &src, &err), &err);
+
+    CHECK_STR(res.study_uid, src.study_uid);
+    CHECK_STR(res.sop_class_uid, ENHANCED_SR);
+    CHECK_EQ_INT(res.n_evidence, 2);
+    CHECK(strncmp(res.sop_instance_uid, "2.25.", 5) == 0);
+    CHECK(strcmp(res.series_uid, src.series_uid) != 0);
+
+    /* What DCMTK's generic reader sees. */
+    REQUIRE_OK(rd_dicom_read_meta(out, &sr, &err), &err);
+    CHECK_STR(sr.sop_class_uid, ENHANCED_SR);
+    CHECK_STR(sr.modality, "SR");
+    CHECK_STR(sr.study_uid, src.study_uid);
+    CHECK_STR(sr.series_uid, res.series_uid);
+    CHECK_STR(sr.sop_instance_uid, res.sop_instance_uid);
+    CHECK_STR(sr.patient_name, src.patient_name);
+    CHECK_STR(sr.patient_id, src.patient_id);
+    CHECK_STR(sr.patient_birth_date, src.patient_birth_date);
+    CHECK_STR(sr.patient_sex, src.patient_sex);
+    CHECK_STR(sr.accession_number, src.accession_number);
+    CHECK_STR(sr.study_date, src.study_date);
+    CHECK_STR(sr.study_time, src.study_time);
+    CHECK_STR(sr.specific_charset, "ISO_IR 192");
+    CHECK_EQ_INT(sr.series_number, RD_SR_DEFAULT_SERIES_NUMBER);
+    CHECK_EQ_INT(sr.instance_number, 1);
+    CHECK_EQ_INT(sr.has_pixel_data, 0);
+
+    /* What the SR reader finds in the document. */
+    REQUIRE_OK(rd_sr_read(out, &info, &err), &err);
+    CHECK_STR(info.completion_flag, "PARTIAL");
+    CHECK_STR(info.verification_flag, "UNVERIFIED");
+    CHECK_STR(info.preliminary_flag, "PRELIMINARY");
+    CHECK_STR(info.findings_text, kFindings);
+    CHECK_STR(info.impression_text, kImpression);
+    CHECK_STR(info.device_model_name, "radraft test-model 0.3");
+    CHECK_STR(info.verifier_name, "");
+    CHECK_STR(info.predecessor_sop_uid, "");
+    CHECK_EQ_INT(info.n_evidence, 2);
+    CHECK_EQ_INT(info.n_findings, 2);
+    CHECK_EQ_INT(info.findings[0].finding, RD_FINDING_CARDIOMEGALY);
+    CHECK_EQ_INT(info.findings[0].state, RD_STATE_PRESENT);
+    CHECK_NEAR(info.findings[0].score, 0.82, 1e-4);
+    CHECK_EQ_INT(info.findings[1].finding, RD_FINDING_EFFUSION);
+    CHECK_EQ_INT(info.findings[1].state, RD_STATE_UNCERTAIN);
+    CHECK_NEAR(info.findings[1].score, 0.41, 1e-4);
+    rd_sr_info_free(&info);
+    CHECK(info.findings_text == NULL);
+    rd_sr_info_free(NULL);
+}
+
+RD_TEST(two_drafts_get_distinct_uids)
+{
+    const char *dir = rd_test_tmpdir("sr_two_drafts");
+    char pa[1024], lat[1024], a[1200], b[1200];
+    rd_error err;
+    rd_sr_params p;
+    rd_sr_result ra, rb;
+    REQUIRE(write_sample_study(dir, pa, lat) == 0);
+    const char *sources[] = {pa};
+    draft_params(&p, sources, 1);
+    p.n_findings = 0;
+    p.series_number = 42;
+    snprintf(a, sizeof a, "%s/a.dcm", dir);
+    snprintf(b, sizeof b, "%s/b.dcm", dir);
+    REQUIRE_OK(rd_sr_write_draft(&p, a, &ra, &err), &err);
+    REQUIRE_OK(rd_sr_write_draft(&p, b, &rb, &err), &err);
+    CHECK(strcmp(ra.sop_instance_uid, rb.sop_instance_uid) != 0);
+    CHECK(strcmp(ra.series_uid, rb.series_uid) != 0);
+    CHECK(strlen(ra.sop_instance_uid) <= 64);
+    CHECK_STR(ra.study_uid, rb.study_uid);
+    CHECK_EQ_INT(ra.n_evidence, 1);
+    rd_dicom_meta m;
+    REQUIRE_OK(rd_dicom_read_meta(a, &m, &err), &err);
+    CHECK_EQ_INT(m.series_number, 42);
+    rd_sr_info info;
+    REQUIRE_OK(rd_sr_read(a, &info, &err), &err);
+    CHECK_EQ_INT(info.n_findings, 0);
+    rd_sr_info_free(&info);
+}
+
+RD_TEST(signed_version)
+{
+    const char *dir = rd_test_tmpdir("sr_signed");
+    char pa[1024], lat[1024], draft[1200], signed_path[1200], again[1200];
+    rd_error err;
+    rd_sr_params p;
+    rd_sr_result dres, sres;
+    rd_sr_sign_params s;
+    rd_sr_info info;
+    REQUIRE(write_sample_study(dir, pa, lat) == 0);
+    const char *sources[] = {pa, lat};
+    draft_params(&p, sources, 2);
+    snprintf(draft, sizeof draft, "%s/draft.dcm", dir);
+    snprintf(signed_path, sizeof signed_path, "%s/signed.dcm", dir);
+    REQUIRE_OK(rd_sr_write_draft(&p, draft, &dres, &err), &err);
+
+    rd_sr_sign_params_init(&s);
+    s.verifier_name = "Müller^Anna";
+    s.organization = "Radiology, St. Elsewhere";
+    s.datetime = "20260102103000";
+    s.impression_text = "Cardiomegaly.";
+    REQUIRE_OK(rd_sr_write_signed(draft, &s, signed_path, &sres, &err), &err);
+    CHECK(strcmp(sres.sop_instance_uid, dres.sop_instance_uid) != 0);
+    CHECK_STR(sres.series_uid, dres.series_uid);
+    CHECK_STR(sres.study_uid, dres.study_uid);
+
+    REQUIRE_OK(rd_sr_read(signed_path, &info, &err), &err);
+    CHECK_STR(info.sop_instance_uid, sres.sop_instance_uid);
+    CHECK_STR(info.completion_flag, "COMPLETE");
+    CHECK_STR(info.verification_flag, "VERIFIED");
+    CHECK_STR(info.preliminary_flag, "FINAL");
+    CHECK_STR(info.verifier_name, "Müller^Anna");
+    CHECK_STR(info.verifier_organization, "Radiology, St. Elsewhere");
+    CHECK(strncmp(info.verification_datetime, "20260102103000", 14) == 0);
+    CHECK_STR(info.predecessor_sop_uid, dres.sop_instance_uid);
+    CHECK_STR(info.findings_text, kFindings);         /* kept */
+    CHECK_STR(info.impression_text, "Cardiomegaly."); /* edited */
+    CHECK_EQ_INT(info.n_findings, 2);                 /* kept */
+    CHECK_EQ_INT(info.n_evidence, 2);
+    rd_sr_info_free(&info);
+
+    rd_dicom_meta m;
+    REQUIRE_OK(rd_dicom_read_meta(signed_path, &m, &err), &err);
+    CHECK_EQ_INT(m.instance_number, 2);
+    CHECK_STR(m.modality, "SR");
+
+    /* The draft is unchanged, and a signed report cannot be signed again. */
+    REQUIRE_OK(rd_sr_read(draft, &info, &err), &err);
+    CHECK_STR(info.verification_flag, "UNVERIFIED");
+    CHECK_STR(info.impression_text, kImpression);
+    rd_sr_info_free(&info);
+    snprintf(again, sizeof again, "%s/again.dcm", dir);
+    CHECK_EQ_INT(rd_sr_write_signed(signed_path, &s, again, NULL, &err), RD_E_INVALID);
+}
+
+RD_TEST(signed_replaces_findings)
+{
+    const char *dir = rd_test_tmpdir("sr_signed_replace");
+    char pa[1024], lat[1024], draft[1200], out[1200];
+    rd_error err;
+    rd_sr_params p;
+    rd_sr_sign_params s;
+    rd_sr_info info;
+    REQUIRE(write_sample_study(dir, pa, lat) == 0);
+    const char *sources[] = {pa};
+    draft_params(&p, sources, 1);
+    snprintf(draft, sizeof draft, "%s/draft.dcm", dir);
+    snprintf(out, sizeof out, "%s/signed.dcm", dir);
+    REQUIRE_OK(rd_sr_write_draft(&p, draft, NULL, &err), &err);
+    static const rd_sr_finding edited[] = {{"Nodule", RD_STATE_PRESENT, -1}};
+    rd_sr_sign_params_init(&s);
+    s.verifier_name = "Doe^Jane";
+    s.organization = "General Hospital";
+    s.findings_text = "A nodule in the right upper lobe.";
+    s.impression_text = "Right upper lobe nodule.";
+    s.replace_findings = 1;
+    s.findings = edited;
+    s.n_findings = 1;
+    REQUIRE_OK(rd_sr_write_signed(draft, &s, out, NULL, &err), &err);
+    REQUIRE_OK(rd_sr_read(out, &info, &err), &err);
+    CHECK_STR(info.findings_text, "A nodule in the right upper lobe.");
+    CHECK_EQ_INT(info.n_findings, 1);
+    CHECK_EQ_INT(info.findings[0].finding, RD_FINDING_NODULE);
+    CHECK_EQ_INT(info.findings[0].state, RD_STATE_PRESENT);
+    CHECK(info.findings[0].score < 0);
+    rd_sr_info_free(&info);
+
+    /* Missing verifier details are refused. */
+    s.organization = "";
+    CHECK_EQ_INT(rd_sr_write_signed(draft, &s, out, NULL, &err), RD_E_INVALID);
+}
+
+static void check_name_source(const char *file, const char *expected_name, const char *tmp)
+{
+    const char *data = rd_test_shared_data();
+    char src[1024], out[1200];
+    rd_error err;
+    rd_sr_params p;
+    rd_sr_info info;
+    rd_dicom_meta m;
+    snprintf(src, sizeof src, "%s/dicom/edge/%s", data, file);
+    snprintf(out, sizeof out, "%s/draft.dcm", rd_test_tmpdir(tmp));
+    const char *sources[] = {src};
+    draft_params(&p, sources, 1);
+    REQUIRE_OK(rd_sr_write_draft(&p, out, NULL, &err), &err);
+    REQUIRE_OK(rd_dicom_read_meta(out, &m, &err), &err);
+    CHECK_STR(m.specific_charset, "ISO_IR 192");
+    CHECK_STR(m.patient_name, expected_name);
+    REQUIRE_OK(rd_sr_read(out, &info, &err), &err);
+    CHECK_STR(info.patient_name, expected_name);
+    rd_sr_info_free(&info);
+}
+
+RD_TEST(japanese_name_in_utf8)
+{
+    /* ISO 2022 IR 87 source: the name is hiragana "yamada^tarou". */
+    check_name_source("chrJapMulti-CR-chest.dcm", "やまだ^たろう", "sr_japanese");
+}
+
+RD_TEST(korean_name_in_utf8)
+{
+    /* ISO 2022 IR 149 source. */
+    check_name_source("chrKoreanMulti-CR-chest.dcm", "김희중", "sr_korean");
+}
+
+RD_TEST(read_other_producers)
+{
+    const char *data = rd_test_shared_data();
+    char path[1024], out[1200];
+    rd_error err;
+    rd_sr_info info;
+    rd_sr_sign_params s;
+
+    /* DCMTK's test document: Latin-1 text comes back as UTF-8. */
+    snprintf(path, sizeof path, "%s/dicom/sr/test_SR-comprehensive.dcm", data);
+    REQUIRE_OK(rd_sr_read(path, &info, &err), &err);
+    CHECK_STR(info.sop_class_uid, "1.2.840.10008.5.1.4.1.1.88.33");
+    CHECK_STR(info.completion_flag, "COMPLETE");
+    CHECK_STR(info.verification_flag, "VERIFIED");
+    CHECK_STR(info.verifier_name, "Riesmeier^Jörg");
+    CHECK_STR(info.verifier_organization, "OFFIS e.V.");
+    CHECK(info.findings_text == NULL); /* not a TID 2000 report */
+    CHECK_EQ_INT(info.n_findings, 0);
+    rd_sr_info_free(&info);
+
+    /* A Basic Text SR with an invalid image reference: read leniently. */
+    snprintf(path, sizeof path, "%s/dicom/sr/reportsi-basic-text.dcm", data);
+    REQUIRE_OK(rd_sr_read(path, &info, &err), &err);
+    CHECK_STR(info.sop_class_uid, "1.2.840.10008.5.1.4.1.1.88.11");
+    CHECK(info.patient_name[0] != '\0');
+    rd_sr_info_free(&info);
+
+    /* Neither is a draft radraft can sign. */
+    snprintf(out, sizeof out, "%s/signed.dcm", rd_test_tmpdir("sr_other_producers"));
+    rd_sr_sign_params_init(&s);
+    s.verifier_name = "Doe^Jane";
+    s.organization = "General Hospital";
+    snprintf(path, sizeof path, "%s/dicom/sr/test_SR-comprehensive.dcm", data);
+    CHECK_EQ_INT(rd_sr_write_signed(path, &s, out, NULL, &err), RD_E_INVALID);
+}
+
+RD_TEST(bad_input_refused)
+{
+    const char *data = rd_test_shared_data();
+    const char *dir = rd_test_tmpdir("sr_bad_input");
+    char pa[1024], lat[1024], out[1200], other[1200], missing[1200];
+    rd_error err;
+    rd_sr_params p;
+    rd_sr_info info;
+    REQUIRE(write_sample_study(dir, pa, lat) == 0);
+    snprintf(out, sizeof out, "%s/out.dcm", dir);
+    snprintf(other, sizeof other, "%s/dicom/edge/chrKoreanMulti-CR-chest.dcm", data);
+    snprintf(missing, sizeof missing, "%s/missing.dcm", dir);
+    const char *one[] = {pa};
+
+    draft_params(&p, one, 1);
+    p.findings_text = "";
+    CHECK_EQ_INT(rd_sr_write_draft(&p, out, NULL, &err), RD_E_INVALID);
+    draft_params(&p, one, 1);
+    p.impression_text = "bad \xff\xfe bytes";
+    CHECK_EQ_INT(rd_sr_write_draft(&p, out, NULL, &err), RD_E_INVALID);
+    draft_params(&p, one, 1);
+    p.model_name = NULL;
+    CHECK_EQ_INT(rd_sr_write_draft(&p, out, NULL, &err), RD_E_INVALID);
+
+    static const rd_sr_finding unknown[] = {{"Broken heart", RD_STATE_PRESENT, 0.9}};
+    static const rd_sr_finding absent[] = {{"Mass", RD_STATE_ABSENT, 0.1}};
+    static const rd_sr_finding high[] = {{"Mass", RD_STATE_PRESENT, 1.5}};
+    static const rd_sr_finding nan_score[] = {{"Mass", RD_STATE_PRESENT, NAN}};
+    static const rd_sr_finding twice[] = {{"Mass", RD_STATE_PRESENT, 0.9},
+                                          {"mass", RD_STATE_UNCERTAIN, 0.5}};
+    const rd_sr_finding *bad[] = {unknown, absent, high, nan_score, twice};
+    const size_t nbad[] = {1, 1, 1, 1, 2};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        draft_params(&p, one, 1);
+        p.findings = bad[i];
+        p.n_findings = nbad[i];
+        CHECK_MSG(rd_sr_write_draft(&p, out, NULL, &err) == RD_E_INVALID, "bad finding set %zu", i);
+    }
+
+    /* Instances of two studies (the sample and the Korean edge file). */
+    const char *two[] = {pa, other};
+    draft_params(&p, two, 2);
+    CHECK_EQ_INT(rd_sr_write_draft(&p, out, NULL, &err), RD_E_INVALID);
+    CHECK(strstr(err.msg, "one report per study") != NULL);
+
+    const char *gone[] = {missing};
+    draft_params(&p, gone, 1);
+    CHECK_EQ_INT(rd_sr_write_draft(&p, out, NULL, &err), RD_E_NOT_FOUND);
+
+    /* An image is not an SR; the output was never written by the failures above. */
+    CHECK_EQ_INT(rd_sr_read(pa, &info, &err), RD_E_DICOM);
+    FILE *fp = fopen(out, "rb");
+    CHECK(fp == NULL);
+    if (fp)
+        fclose(fp);
+}
+
+RD_TEST_MAIN()
