@@ -790,9 +790,12 @@ rd_status rd_generator_draft_states(const rd_generator *gen, const rd_finding_st
         add_negatives(gen, &fb, absent, n_absent);
     }
 
-    for (int i = 0; i < RD_FINDING_N_ABNORMAL; i++) {
-        int f = gen->by_priority[i];
-        if (states[f] < RD_STATE_UNCERTAIN)
+    /* Impression: what is present before what is only possible, each group most
+     * significant first, so the first line is the firmest and most important finding. */
+    for (int k = 0; k < 2 * RD_FINDING_N_ABNORMAL; k++) {
+        int f = gen->by_priority[k % RD_FINDING_N_ABNORMAL];
+        rd_finding_state want = k < RD_FINDING_N_ABNORMAL ? RD_STATE_PRESENT : RD_STATE_UNCERTAIN;
+        if (states[f] != want)
             continue;
         sb_sentence(&ib, states[f] == RD_STATE_PRESENT ? gen->f[f].imp_present
                                                        : gen->f[f].imp_uncertain);

@@ -74,7 +74,8 @@ typedef struct rd_draft {
      * score for present and uncertain findings, 1 - score for the others. */
     rd_finding_state state[RD_FINDING_COUNT];
     double confidence[RD_FINDING_COUNT];
-    /* The present and uncertain findings, most significant first (impression order). */
+    /* The present and uncertain findings in impression order: present before uncertain,
+     * each group most significant first. */
     rd_draft_item items[RD_FINDING_N_ABNORMAL];
     int n_items;
     int n_reused; /* sentences taken from evidence rather than templates */

@@ -150,13 +150,15 @@ RD_TEST(scores_through_thresholds)
     CHECK_EQ_INT(d.state[RD_FINDING_NO_FINDING], RD_STATE_NOT_MENTIONED);
     CHECK_NEAR(d.confidence[RD_FINDING_CARDIOMEGALY], 0.9, 1e-12);
     CHECK_NEAR(d.confidence[RD_FINDING_EDEMA], 0.9, 1e-12);
-    /* Impression: most significant first (pneumothorax), then by the templates' order. */
+    /* Impression: present findings first, most significant first (pneumothorax), then the
+     * uncertain ones, even when more significant (effusion). */
     REQUIRE(d.n_items == 3);
     CHECK_EQ_INT(d.items[0].finding, RD_FINDING_PNEUMOTHORAX);
-    CHECK_EQ_INT(d.items[1].finding, RD_FINDING_EFFUSION);
-    CHECK_EQ_INT(d.items[2].finding, RD_FINDING_CARDIOMEGALY);
-    CHECK_EQ_INT(d.items[1].state, RD_STATE_UNCERTAIN);
+    CHECK_EQ_INT(d.items[1].finding, RD_FINDING_CARDIOMEGALY);
+    CHECK_EQ_INT(d.items[2].finding, RD_FINDING_EFFUSION);
+    CHECK_EQ_INT(d.items[2].state, RD_STATE_UNCERTAIN);
     CHECK(strstr(d.impression_text, "neumothorax") < strstr(d.impression_text, "ardiomegaly"));
+    CHECK(strstr(d.impression_text, "ardiomegaly") < strstr(d.impression_text, "ffusion"));
     /* Findings: organ order, lungs then pleura then heart. */
     {
         const char *lungs = strstr(d.findings_text, "lungs are");
