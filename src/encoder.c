@@ -1,0 +1,144 @@
+/* radraft — the image encoder: preprocessing from the model file + the nn engine. */
+#include "radraft/encoder.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "radraft/findings.h"
+#include "util.h"
+
+struct rd_encoder {
+    rd_nn_model *model;
+    rd_nn_ctx *ctx;
+    const rd_nn_info *info;
+    int max_batch;
+    size_t in_elems; /* floats of one preprocessed image */
+    float *input;    /* max_batch preprocessed images, reused by every call */
+};
+
+void rd_encoder_free(rd_encoder *enc)
+{
+    if (!enc)
+        return;
+    rd_nn_ctx_free(enc->ctx);
+    rd_nn_model_free(enc->model);
+    free(enc->input);
+    free(enc);
+}
+
+rd_status rd_encoder_create(rd_encoder **out, const char *model_path, int threads, int max_batch,
+                            rd_error *err)
+{
+    rd_encoder *enc = calloc(1, sizeof *enc);
+    rd_status st;
+    size_t n;
+
+    if (!enc)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
+    if ((st = rd_nn_model_load(&enc->model, model_path, err)) != RD_OK)
+        goto fail;
+    enc->info = rd_nn_model_info(enc->model);
+    if (enc->info->embedding_dim <= 0) {
+        st = rd_error_set(err, RD_E_MODEL, "%s: the model has no 'embedding' output", model_path);
+        goto fail;
+    }
+    if (enc->info->n_labels > 0) {
+        /* The scores are indexed by rd_finding everywhere downstream. */
+        int ok = enc->info->n_labels == RD_FINDING_N_ABNORMAL;
+        for (int i = 0; ok && i < RD_FINDING_N_ABNORMAL; i++)
+            ok = strcmp(enc->info->labels[i], rd_finding_name((rd_finding)i)) == 0;
+        if (!ok) {
+            st = rd_error_set(err, RD_E_MODEL,
+                              "%s: the model's labels are not the 14 findings of the "
+                              "vocabulary in its order",
+                              model_path);
+            goto fail;
+        }
+    }
+    if ((st = rd_nn_ctx_create(&enc->ctx, enc->model, max_batch, threads, err)) != RD_OK)
+        goto fail;
+    enc->max_batch = max_batch;
+    enc->in_elems =
+        (size_t)enc->info->in_channels * (size_t)enc->info->in_height * (size_t)enc->info->in_width;
+    if (!rd_mul_size(enc->in_elems * sizeof(float), (size_t)max_batch, &n) ||
+        !(enc->input = malloc(n))) {
+        st = rd_error_set(err, RD_E_NOMEM, "out of memory for the input batch");
+        goto fail;
+    }
+    *out = enc;
+    return RD_OK;
+fail:
+    rd_encoder_free(enc);
+    return st;
+}
+
+const rd_nn_info *rd_encoder_info(const rd_encoder *enc)
+{
+    return enc->info;
+}
+
+rd_status rd_encoder_preprocess(const rd_encoder *enc, const rd_image *img, float *dst,
+                                rd_error *err)
+{
+    const rd_nn_info *info = enc->info;
+    rd_image *resized = NULL;
+    const rd_image *src = img;
+    size_t plane = (size_t)info->in_height * (size_t)info->in_width;
+
+    if (!img || !img->data || img->width < 1 || img->height < 1)
+        return rd_error_set(err, RD_E_INVALID, "empty image");
+    if (img->width != info->in_width || img->height != info->in_height) {
+        rd_status st = rd_image_resize(img, info->in_width, info->in_height, &resized, err);
+        if (st != RD_OK)
+            return st;
+        src = resized;
+    }
+    for (int c = 0; c < info->in_channels; c++) {
+        float mean = info->mean[c], inv = 1.0f / info->std[c];
+        float *d = dst + (size_t)c * plane;
+        for (size_t i = 0; i < plane; i++)
+            d[i] = (src->data[i] - mean) * inv;
+    }
+    rd_image_free(resized);
+    return RD_OK;
+}
+
+rd_status rd_encoder_embed_batch(rd_encoder *enc, const rd_image *const *imgs, int n,
+                                 float *embeddings, float *scores, rd_error *err)
+{
+    const rd_nn_info *info = enc->info;
+    int dim = info->embedding_dim, nl = info->n_labels;
+
+    if (n < 1)
+        return rd_error_set(err, RD_E_INVALID, "no image to embed");
+    for (int start = 0; start < n; start += enc->max_batch) {
+        int b = n - start < enc->max_batch ? n - start : enc->max_batch, size = 0;
+        rd_status st;
+        const float *emb, *sc;
+        for (int i = 0; i < b; i++) {
+            st = rd_encoder_preprocess(enc, imgs[start + i], enc->input + (size_t)i * enc->in_elems,
+                                       err);
+            if (st != RD_OK)
+                return rd_error_prefix(err, st, "image %d", start + i);
+        }
+        if ((st = rd_nn_forward(enc->ctx, enc->input, b, err)) != RD_OK)
+            return st;
+        emb = rd_nn_ctx_output(enc->ctx, "embedding", &size);
+        if (!emb || size != dim)
+            return rd_error_set(err, RD_E_INTERNAL, "embedding output missing");
+        memcpy(embeddings + (size_t)start * dim, emb, (size_t)b * dim * sizeof *emb);
+        if (scores && nl > 0) {
+            sc = rd_nn_ctx_output(enc->ctx, "scores", &size);
+            if (!sc || size != nl)
+                return rd_error_set(err, RD_E_INTERNAL, "scores output missing");
+            memcpy(scores + (size_t)start * nl, sc, (size_t)b * nl * sizeof *sc);
+        }
+    }
+    return RD_OK;
+}
+
+rd_status rd_encoder_embed(rd_encoder *enc, const rd_image *img, float *embedding, float *scores,
+                           rd_error *err)
+{
+    return rd_encoder_embed_batch(enc, &img, 1, embedding, scores, err);
+}
