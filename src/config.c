@@ -16,14 +16,14 @@ typedef enum cfg_type { CFG_INT, CFG_DOUBLE, CFG_BOOL, CFG_STRING, CFG_STRLIST }
 typedef struct cfg_key {
     const char *name;
     cfg_type type;
-    size_t offset;
+    size_t offset, size; /* where the value lives in rd_config, and its size */
     double min, max;     /* INT, DOUBLE: inclusive range; STRING: length bounds */
     const char *def;     /* default in text form, parsed by the same code as overrides */
     const char *choices; /* STRING: '|'-separated allowed values, or NULL */
     const char *help;
 } cfg_key;
 
-#define OFF(field) offsetof(rd_config, field)
+#define OFF(field) offsetof(rd_config, field), sizeof(((rd_config *)0)->field)
 
 /* The configuration table. Add a key here and in rd_config; nothing else is needed for it
  * to be parsed, validated, overridable and printed. */
@@ -36,6 +36,60 @@ static const cfg_key cfg_keys[] = {
      "lower percentile of pixel values mapped to black when the image has no VOI window"},
     {"dicom.voi_percentile_high", CFG_DOUBLE, OFF(dicom_voi_percentile_high), 51, 100, "99.5",
      NULL, "upper percentile of pixel values mapped to white when the image has no VOI window"},
+    {"labeler.phrases", CFG_STRING, OFF(labeler_phrases), 0, RD_CONFIG_STR_MAX - 1, "", NULL,
+     "JSON phrase file that extends (or, with \"mode\": \"replace\", replaces) the built-in "
+     "labeler phrases; empty: built-in only"},
+    {"generator.templates", CFG_STRING, OFF(generator_templates), 0, RD_CONFIG_STR_MAX - 1, "",
+     NULL, "JSON report template file used instead of the built-in templates; empty: built-in"},
+    {"generator.thresholds", CFG_STRING, OFF(generator_thresholds), 0, RD_CONFIG_STR_MAX - 1, "",
+     NULL, "JSON file of per-finding present/uncertain score thresholds; empty: the model's"},
+    {"encoder.model", CFG_STRING, OFF(encoder_model), 0, RD_CONFIG_STR_MAX - 1, "", NULL,
+     "encoder model: a folder holding model.json (+ its safetensors), or the JSON file"},
+    {"encoder.threads", CFG_INT, OFF(encoder_threads), 0, 256, "0", NULL,
+     "threads of one encoder (its OpenBLAS calls run inside them); 0: one per core"},
+    {"encoder.batch", CFG_INT, OFF(encoder_batch), 1, 256, "8", NULL,
+     "images per forward pass when several are embedded together (radraft embed)"},
+    {"server.port", CFG_INT, OFF(server_port), 1, 65535, "11112", NULL,
+     "TCP port of the DICOM listener (radraft serve)"},
+    {"server.ae_title", CFG_STRING, OFF(server_ae_title), 1, 16, "RADRAFT", NULL,
+     "AE title of the listener, also the calling AE title when radraft sends"},
+    {"server.data_dir", CFG_STRING, OFF(server_data_dir), 1, 1000, "./radraft-data", NULL,
+     "data directory: store/ (received files) and radraft.db (the index)"},
+    {"server.max_associations", CFG_INT, OFF(server_max_associations), 1, 1024, "16", NULL,
+     "associations served at once; more are rejected (local limit exceeded)"},
+    {"server.stable_seconds", CFG_INT, OFF(server_stable_seconds), 0, 86400, "30", NULL,
+     "a study without a new instance for this long is complete: its job is queued"},
+    {"server.allowed_calling_aes", CFG_STRLIST, OFF(server_allowed_calling_aes), 0, 0, "", NULL,
+     "calling AE titles allowed to associate; empty allows every peer"},
+    {"server.check_called_ae", CFG_BOOL, OFF(server_check_called_ae), 0, 1, "false", NULL,
+     "reject associations whose called AE title is not server.ae_title"},
+    {"server.max_pdu", CFG_INT, OFF(server_max_pdu), 4096, 131072, "116794", NULL,
+     "largest PDU received, in bytes (DCMTK's default is 16384)"},
+    {"server.acse_timeout", CFG_INT, OFF(server_acse_timeout), 1, 3600, "30", NULL,
+     "seconds to wait for association messages (request, release)"},
+    {"server.dimse_timeout", CFG_INT, OFF(server_dimse_timeout), 1, 3600, "60", NULL,
+     "seconds to wait for the next part of a DIMSE message once it has begun"},
+    {"server.idle_timeout", CFG_INT, OFF(server_idle_timeout), 1, 86400, "300", NULL,
+     "seconds an association may stay idle before radraft aborts it"},
+    {"server.tls_certificate", CFG_STRING, OFF(server_tls_certificate), 0, 1000, "", NULL,
+     "PEM certificate: when set the listener speaks DICOM TLS only (and the sender presents it)"},
+    {"server.tls_private_key", CFG_STRING, OFF(server_tls_private_key), 0, 1000, "", NULL,
+     "PEM private key of server.tls_certificate"},
+    {"server.tls_ca_certificates", CFG_STRING, OFF(server_tls_ca_certificates), 0, 1000, "",
+     NULL, "PEM file of trusted CAs: peers must present a certificate they signed"},
+    {"outbox.tls", CFG_BOOL, OFF(outbox_tls), 0, 1, "false", NULL,
+     "send to the destinations (and radraft send/echo) over DICOM TLS"},
+    {"store.duplicate_policy", CFG_STRING, OFF(store_duplicate_policy), 1, 15, "keep-first",
+     "keep-first|replace",
+     "an instance received again with different content: keep the first or replace it"},
+    {"outbox.destinations", CFG_STRLIST, OFF(outbox_destinations), 0, 0, "", NULL,
+     "DICOM destinations (AE@host:port) that results are sent to"},
+    {"outbox.retry_initial_seconds", CFG_INT, OFF(outbox_retry_initial_seconds), 1, 86400, "5",
+     NULL, "delay before the first retry of a failed delivery; doubled at each retry"},
+    {"outbox.retry_max_seconds", CFG_INT, OFF(outbox_retry_max_seconds), 1, 604800, "600", NULL,
+     "longest delay between two attempts of a delivery"},
+    {"outbox.retry_max_attempts", CFG_INT, OFF(outbox_retry_max_attempts), 0, 1000000, "0", NULL,
+     "attempts before a delivery is given up as failed; 0 retries forever"},
 };
 
 #define N_KEYS (sizeof cfg_keys / sizeof cfg_keys[0])
@@ -129,7 +183,8 @@ static rd_status set_string(rd_config *cfg, const cfg_key *k, const char *v,
                             const char *origin, rd_error *err)
 {
     size_t len = strlen(v);
-    if ((double)len < k->min || (double)len > k->max)
+    /* The field's size bounds the value even if a row's maximum were set too high. */
+    if ((double)len < k->min || (double)len > k->max || len >= k->size)
         return rd_error_set(err, RD_E_CONFIG,
                             "%s: key '%s': length %zu is outside [%.0f, %.0f]", origin, k->name,
                             len, k->min, k->max);
@@ -146,7 +201,7 @@ static rd_status set_string(rd_config *cfg, const cfg_key *k, const char *v,
             return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': '%s' is not one of %s",
                                 origin, k->name, v, k->choices);
     }
-    rd_strlcpy((char *)cfg + k->offset, v, RD_CONFIG_STR_MAX);
+    rd_strlcpy((char *)cfg + k->offset, v, k->size);
     return RD_OK;
 }
 

@@ -56,6 +56,10 @@ typedef struct rd_nn_node {
      * gamma, beta, mean, var). Owned by the node. */
     float *weight;
     float *bias;
+    /* batchnorm of a model parsed raw (for training): running mean and variance, with
+     * weight = gamma and bias = beta unfolded; NULL otherwise. Owned by the node. */
+    float *mean;
+    float *var;
     int dead;        /* removed by folding or fusion; its consumers read `replaced_by` */
     int replaced_by; /* for a dead node, the node whose output now stands for it */
 } rd_nn_node;
@@ -77,5 +81,14 @@ struct rd_nn_model {
 };
 
 const char *rd_nn_op_name(rd_nn_op op);
+
+/* As rd_nn_model_parse / rd_nn_model_load, with the same validation, but the graph is kept
+ * as described for the trainer (src/nn_train.c): batch norm keeps gamma, beta, running mean
+ * and running variance, and nothing is folded or fused. Such a model is not for inference
+ * contexts. */
+rd_status rd_nn_model_parse_raw(rd_nn_model **out, const char *json, size_t json_len,
+                                const void *weights, size_t weights_len, const char *origin,
+                                rd_error *err);
+rd_status rd_nn_model_load_raw(rd_nn_model **out, const char *path, rd_error *err);
 
 #endif

@@ -424,7 +424,7 @@ static int window_out(int in, int k, int s, int p)
 }
 
 static rd_status parse_node(rd_nn_model *m, int idx, const cJSON *jn, st_file *sf,
-                            const char *origin, rd_error *err)
+                            const char *origin, int raw, rd_error *err)
 {
     rd_nn_node *nd = &m->nodes[idx];
     char ctx[RD_NN_NAME_MAX + 96];
@@ -515,7 +515,7 @@ static rd_status parse_node(rd_nn_model *m, int idx, const cJSON *jn, st_file *s
             free(mean);
             return st;
         }
-        /* Stored as scale and shift from here on: y = x * scale + shift. */
+        /* Stored as scale and shift from here on: y = x * scale + shift (unless raw). */
         for (int c = 0; c < nd->c; c++) {
             double sc;
             if (!(var[c] >= 0) || !isfinite(var[c])) {
@@ -524,9 +524,16 @@ static rd_status parse_node(rd_nn_model *m, int idx, const cJSON *jn, st_file *s
                 free(var);
                 return rd_error_set(err, RD_E_MODEL, "%s: running_var[%d] is %g", ctx, c, bad);
             }
+            if (raw)
+                continue;
             sc = (double)nd->weight[c] / sqrt((double)var[c] + nd->eps);
             nd->bias[c] = (float)((double)nd->bias[c] - (double)mean[c] * sc);
             nd->weight[c] = (float)sc;
+        }
+        if (raw) {
+            nd->mean = mean;
+            nd->var = var;
+            break;
         }
         free(mean);
         free(var);
@@ -713,6 +720,8 @@ void rd_nn_model_free(rd_nn_model *m)
     for (int i = 0; i < m->n_nodes; i++) {
         free(m->nodes[i].weight);
         free(m->nodes[i].bias);
+        free(m->nodes[i].mean);
+        free(m->nodes[i].var);
     }
     free(m->nodes);
     if (m->labels)
@@ -812,9 +821,9 @@ static rd_status parse_outputs(rd_nn_model *m, const cJSON *root, const char *or
     return RD_OK;
 }
 
-rd_status rd_nn_model_parse(rd_nn_model **out, const char *json, size_t json_len,
-                            const void *weights, size_t weights_len, const char *origin,
-                            rd_error *err)
+static rd_status model_parse(rd_nn_model **out, const char *json, size_t json_len,
+                             const void *weights, size_t weights_len, const char *origin, int raw,
+                             rd_error *err)
 {
     cJSON *root = NULL;
     const cJSON *graph, *input, *jn, *fmt;
@@ -908,7 +917,7 @@ rd_status rd_nn_model_parse(rd_nn_model **out, const char *json, size_t json_len
     }
     cJSON_ArrayForEach(jn, graph)
     {
-        st = parse_node(m, m->n_nodes, jn, &sf, origin, err);
+        st = parse_node(m, m->n_nodes, jn, &sf, origin, raw, err);
         m->n_nodes++; /* count it even on failure so that its parameters are freed */
         if (st != RD_OK)
             goto out;
@@ -931,7 +940,7 @@ rd_status rd_nn_model_parse(rd_nn_model **out, const char *json, size_t json_len
         goto out;
     }
     m->info.labels = (const char *const *)m->labels;
-    if ((st = rewrite(m, err)) != RD_OK)
+    if (!raw && (st = rewrite(m, err)) != RD_OK)
         goto out;
     *out = m;
     m = NULL;
@@ -942,7 +951,21 @@ out:
     return st;
 }
 
-rd_status rd_nn_model_load(rd_nn_model **out, const char *path, rd_error *err)
+rd_status rd_nn_model_parse(rd_nn_model **out, const char *json, size_t json_len,
+                            const void *weights, size_t weights_len, const char *origin,
+                            rd_error *err)
+{
+    return model_parse(out, json, json_len, weights, weights_len, origin, 0, err);
+}
+
+rd_status rd_nn_model_parse_raw(rd_nn_model **out, const char *json, size_t json_len,
+                                const void *weights, size_t weights_len, const char *origin,
+                                rd_error *err)
+{
+    return model_parse(out, json, json_len, weights, weights_len, origin, 1, err);
+}
+
+static rd_status model_load(rd_nn_model **out, const char *path, int raw, rd_error *err)
 {
     char json_path[4096], weights_path[4096], dir[4096];
     char *json = NULL, *weights = NULL;
@@ -987,10 +1010,20 @@ rd_status rd_nn_model_load(rd_nn_model **out, const char *path, rd_error *err)
     st = rd_read_file(weights_path, RD_NN_MAX_WEIGHTS_BYTES, &weights, &weights_len, err);
     if (st != RD_OK)
         goto out;
-    st = rd_nn_model_parse(out, json, json_len, weights, weights_len, json_path, err);
+    st = model_parse(out, json, json_len, weights, weights_len, json_path, raw, err);
 out:
     cJSON_Delete(root);
     free(json);
     free(weights);
     return st;
+}
+
+rd_status rd_nn_model_load(rd_nn_model **out, const char *path, rd_error *err)
+{
+    return model_load(out, path, 0, err);
+}
+
+rd_status rd_nn_model_load_raw(rd_nn_model **out, const char *path, rd_error *err)
+{
+    return model_load(out, path, 1, err);
 }

@@ -32,6 +32,35 @@ typedef struct rd_config {
     int dicom_max_dimension;
     double dicom_voi_percentile_low;
     double dicom_voi_percentile_high;
+    /* server (listener), store and outbox: see the table in src/config.c */
+    int server_port;
+    char server_ae_title[17];
+    char server_data_dir[RD_CONFIG_STR_MAX];
+    int server_max_associations;
+    int server_stable_seconds;
+    rd_strlist server_allowed_calling_aes;
+    int server_check_called_ae;
+    int server_max_pdu;
+    int server_acse_timeout;
+    int server_dimse_timeout;
+    int server_idle_timeout;
+    char server_tls_certificate[RD_CONFIG_STR_MAX];
+    char server_tls_private_key[RD_CONFIG_STR_MAX];
+    char server_tls_ca_certificates[RD_CONFIG_STR_MAX];
+    int outbox_tls;
+    char store_duplicate_policy[16];
+    rd_strlist outbox_destinations;
+    int outbox_retry_initial_seconds;
+    int outbox_retry_max_seconds;
+    int outbox_retry_max_attempts;
+    /* labeler and generator data files */
+    char labeler_phrases[RD_CONFIG_STR_MAX];
+    char generator_templates[RD_CONFIG_STR_MAX];
+    char generator_thresholds[RD_CONFIG_STR_MAX];
+    /* encoder (CNN inference) */
+    char encoder_model[RD_CONFIG_STR_MAX];
+    int encoder_threads;
+    int encoder_batch;
 } rd_config;
 
 /* Fills `cfg` with every key's default. */

@@ -13,6 +13,18 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"serve", rd_cmd_serve, "DICOM listener (C-STORE/C-ECHO), job scheduler and outbox"},
+    {"send", rd_cmd_send, "send DICOM files with C-STORE (or queue them in the outbox)"},
+    {"echo", rd_cmd_echo, "C-ECHO a DICOM peer (AE@host:port)"},
+    {"report", rd_cmd_report, "draft the report of one study as a DICOM SR"},
+    {"sign", rd_cmd_sign, "write the verified (signed) version of a draft SR"},
+    {"info", rd_cmd_info, "metadata of DICOM or PNG files as JSON lines"},
+    {"render", rd_cmd_render, "decode a DICOM or PNG image and write it as a PNG"},
+    {"embed", rd_cmd_embed, "embedding + finding scores of images as JSON lines"},
+    {"model", rd_cmd_model, "write (init), validate (check) or time (bench) an encoder model"},
+    {"label", rd_cmd_label, "report text (JSON Lines) -> finding states"},
+    {"evaluate-labeler", rd_cmd_evaluate_labeler, "measure the labeler against expert labels"},
+    {"samples", rd_cmd_samples, "write the synthetic sample studies as DICOM files"},
     {"config", rd_cmd_config, "print the effective configuration or the list of keys"},
 };
 
@@ -20,7 +32,7 @@ static void usage(FILE *fp)
 {
     fprintf(fp, "usage: radraft COMMAND [OPTIONS] [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(fp, "  %-17s %s\n", commands[i].name, commands[i].summary);
     fprintf(fp, "\n'radraft COMMAND --help' describes one command; 'radraft --version' prints "
                 "the version.\n");
 }

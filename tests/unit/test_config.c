@@ -100,6 +100,13 @@ RD_TEST(set_from_text)
     CHECK_EQ_INT(rd_config_set(&cfg, "dicom.max_dimension", "512x", &err), RD_E_CONFIG);
     CHECK_EQ_INT(rd_config_set(&cfg, "dicom.max_dimension", "99999999", &err), RD_E_CONFIG);
     CHECK_EQ_INT(cfg.dicom_max_dimension, 512);
+    /* A string longer than its key allows (an AE title is at most 16 characters). */
+    CHECK_EQ_INT(rd_config_set(&cfg, "server.ae_title", "ABCDEFGHIJKLMNOPQ", &err), RD_E_CONFIG);
+    CHECK_OK(rd_config_set(&cfg, "server.ae_title", "ABCDEFGHIJKLMNOP", &err), &err);
+    CHECK_STR(cfg.server_ae_title, "ABCDEFGHIJKLMNOP");
+    CHECK_OK(rd_config_set(&cfg, "server.allowed_calling_aes", "PACS,CT1", &err), &err);
+    CHECK_EQ_INT(cfg.server_allowed_calling_aes.count, 2);
+    CHECK_STR(cfg.server_allowed_calling_aes.items[1], "CT1");
 }
 
 RD_TEST(load_file_errors)

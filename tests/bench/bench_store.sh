@@ -1,0 +1,105 @@
+#!/bin/bash
+# Benchmark (not a test): C-STORE throughput of `radraft serve` against DCMTK's storescp
+# and Orthanc (when installed), same files, same machine.
+#
+# usage: bench_store.sh RADRAFT SHARED_DATA [N_FILES] [WORKDIR]
+# Sends N_FILES (default 400) uncompressed instances with 1 sender, then split over 8
+# parallel senders; prints instances/s, MB/s and the server's CPU time per instance.
+# Every peer and storescu run with TCP_NODELAY=1 so that the comparison is fair (Debian's
+# DCMTK leaves Nagle's algorithm on otherwise).
+set -u
+RADRAFT=$(readlink -f "$1")
+DATA=$2
+N=${3:-400}
+WORK=${4:-/tmp/radraft-bench.$$}
+export TCP_NODELAY=1
+PORT=$((21980 + $$ % 10))
+rm -rf "$WORK" && mkdir -p "$WORK/src" && cd "$WORK" || exit 1
+SERVER=
+trap 'kill -9 $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+
+SRC=$DATA/dicom/codecs/CT-MONO2-16-ankle-implicit.dcm
+for s in $(seq 1 8); do mkdir -p src/s$s; done
+for i in $(seq 1 $N); do cp "$SRC" src/s$(( (i - 1) % 8 + 1 ))/f$i.dcm; done
+chmod -R u+w src
+for s in $(seq 1 8); do dcmodify -nb -gin src/s$s/*.dcm >/dev/null 2>&1; done
+BYTES=$(du -cb src/s*/*.dcm | tail -1 | cut -f1)
+
+wait_up() {
+    for _ in $(seq 1 100); do
+        echoscu -aet BENCH -aec $1 localhost $PORT >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+cpu_of() { awk '{print ($14 + $15) / 100}' /proc/$1/stat; }
+
+# run NAME SENDERS: sends every file with SENDERS parallel storescu to the server running
+# as $SERVER and prints one table row.
+run() {
+    local name=$1 senders=$2 t0 t1 c0 c1 pids=()
+    c0=$(cpu_of $SERVER)
+    t0=$(date +%s.%N)
+    if [ $senders -eq 1 ]; then
+        storescu -aet BENCH -aec $AE localhost $PORT src/s*/*.dcm >/dev/null 2>&1
+    else
+        for s in $(seq 1 $senders); do
+            storescu -aet BENCH$s -aec $AE localhost $PORT src/s$s/*.dcm >/dev/null 2>&1 &
+            pids+=($!)
+        done
+        wait "${pids[@]}"
+    fi
+    t1=$(date +%s.%N)
+    c1=$(cpu_of $SERVER)
+    awk -v n=$N -v b=$BYTES -v t=$(echo "$t1 - $t0" | bc) -v c=$(echo "$c1 - $c0" | bc) \
+        -v name="$name" -v s=$senders 'BEGIN {
+            printf "| %-9s | %d | %7.1f | %6.1f | %6.2f |\n", name, s, n / t, b / t / 1e6, 1000 * c / n }'
+}
+
+echo "$N instances of $(( BYTES / N / 1024 )) KiB, $(nproc) CPUs"
+echo "| server    | senders | instances/s | MB/s | server CPU ms/instance |"
+echo "|---|---|---|---|---|"
+
+# radraft: durable (fsync of file and directory, SQLite commit) before each success.
+for senders in 1 8; do
+    rm -rf rd
+    "$RADRAFT" serve --port $PORT --data-dir rd --log-level warn >rd.log 2>&1 &
+    SERVER=$!
+    AE=RADRAFT
+    wait_up RADRAFT || { echo "radraft did not start"; cat rd.log; exit 1; }
+    run radraft $senders
+    kill -TERM $SERVER; wait $SERVER 2>/dev/null
+done
+
+# storescp: writes files without fsync.
+for senders in 1 8; do
+    rm -rf sc && mkdir sc
+    # storescp serves one association at a time (DCMTK's --fork is not available on every
+    # build); parallel senders queue on it.
+    storescp -aet STORESCP -od sc $PORT >sc.log 2>&1 &
+    SERVER=$!
+    AE=STORESCP
+    wait_up STORESCP || { echo "storescp did not start"; cat sc.log; exit 1; }
+    run storescp $senders
+    kill -9 $SERVER; wait $SERVER 2>/dev/null
+done
+
+# Orthanc: stores durably too (SQLite index, fsync), one process with a thread per
+# association. Started on loopback with a generated configuration.
+if command -v Orthanc >/dev/null; then
+    for senders in 1 8; do
+        rm -rf or && mkdir or
+        cat >or.json <<EOF
+{ "Name": "bench", "StorageDirectory": "$WORK/or", "IndexDirectory": "$WORK/or",
+  "HttpPort": $((PORT + 100)), "RemoteAccessAllowed": false, "DicomAet": "ORTHANC",
+  "DicomPort": $PORT, "DicomCheckCalledAet": false, "Plugins": [],
+  "StorageCompression": false, "DicomThreadsCount": 8 }
+EOF
+        Orthanc or.json >or.log 2>&1 &
+        SERVER=$!
+        AE=ORTHANC
+        wait_up ORTHANC || { echo "Orthanc did not start"; tail or.log; exit 1; }
+        run orthanc $senders
+        kill -TERM $SERVER; wait $SERVER 2>/dev/null
+    done
+fi

@@ -1,0 +1,117 @@
+#!/bin/bash
+# Interoperability with Orthanc (Debian package orthanc), started on loopback with a
+# generated configuration: Orthanc sends a study to radraft through its REST API
+# (C-STORE), radraft's outbox delivers a file to Orthanc that then shows up in Orthanc's
+# REST API, and with Orthanc stopped the delivery retries and completes once it is back.
+#
+# usage: test_net_orthanc.sh RADRAFT SHARED_DATA WORKDIR
+set -u
+RADRAFT=$1
+DATA=$2
+WORK=$3
+for tool in Orthanc curl sqlite3 dcmdump; do
+    command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
+done
+[ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+
+BASE=$((21000 + ($$ % 90) * 10 + 5))
+PORT=$BASE               # radraft
+OR_DICOM=$((BASE + 1))   # Orthanc DICOM
+OR_HTTP=$((BASE + 2))    # Orthanc REST
+FAILS=0
+SERVER=
+ORTHANC=
+cleanup() { kill -9 $SERVER $ORTHANC 2>/dev/null; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+pass() { echo "ok: $*"; }
+db() { sqlite3 -cmd ".timeout 10000" "$WORK/rd/radraft.db" "$1"; }
+api() { curl -s --max-time 20 "http://127.0.0.1:$OR_HTTP$1" "${@:2}"; }
+
+mkdir -p orthanc-db
+cat >orthanc.json <<EOF
+{
+  "Name": "radraft-test",
+  "StorageDirectory": "$WORK/orthanc-db",
+  "IndexDirectory": "$WORK/orthanc-db",
+  "HttpPort": $OR_HTTP,
+  "RemoteAccessAllowed": false,
+  "AuthenticationEnabled": false,
+  "DicomAet": "ORTHANC",
+  "DicomPort": $OR_DICOM,
+  "DicomCheckCalledAet": false,
+  "DicomModalities": { "radraft": [ "RADRAFT", "127.0.0.1", $PORT ] },
+  "Plugins": [],
+  "StorageCompression": false
+}
+EOF
+start_orthanc() {
+    Orthanc orthanc.json >>orthanc.log 2>&1 &
+    ORTHANC=$!
+    for _ in $(seq 1 100); do
+        api /system >/dev/null 2>&1 && return 0
+        kill -0 $ORTHANC 2>/dev/null || return 1
+        sleep 0.2
+    done
+    return 1
+}
+start_orthanc || { cat orthanc.log | tail -20; fail "Orthanc did not start"; exit 1; }
+pass "Orthanc started"
+
+"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 --send-to ORTHANC@127.0.0.1:$OR_DICOM \
+    --set outbox.retry_initial_seconds=1 --set outbox.retry_max_seconds=2 >rd.log 2>&1 &
+SERVER=$!
+for _ in $(seq 1 100); do
+    "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+# 1. Orthanc -> radraft: upload a study to Orthanc, then have Orthanc C-STORE it.
+F1=$DATA/dicom/chest/siim-CR-jpeg-baseline.dcm
+F2=$DATA/dicom/chest/RG1_J2KI.dcm
+id1=$(api /instances -X POST --data-binary @"$F1" | sed -n 's/.*"ID" *: *"\([^"]*\)".*/\1/p')
+id2=$(api /instances -X POST --data-binary @"$F2" | sed -n 's/.*"ID" *: *"\([^"]*\)".*/\1/p')
+[ -n "$id1" ] && [ -n "$id2" ] && pass "uploaded to Orthanc" || fail "upload to Orthanc"
+api /modalities/radraft/echo -X POST -d '' >/dev/null && pass "Orthanc C-ECHO to radraft" \
+    || fail "Orthanc C-ECHO to radraft"
+api /modalities/radraft/store -X POST -d "[\"$id1\", \"$id2\"]" >store.json
+n=$(db "SELECT COUNT(*) FROM instances")
+[ "$n" = 2 ] && pass "radraft stored the 2 instances Orthanc sent" || fail "radraft has $n instances"
+for f in "$F1" "$F2"; do
+    sop=$(dcmdump -q +P 0008,0018 "$f" | sed -e 's/.*\[\(.*\)\].*/\1/')
+    [ -n "$(db "SELECT 1 FROM instances WHERE sop_instance_uid='$sop'")" ] \
+        || fail "$sop not indexed"
+done
+
+# 2. radraft -> Orthanc through the outbox, first while Orthanc is down.
+kill $ORTHANC; wait $ORTHANC 2>/dev/null
+ORTHANC=
+F3=$DATA/dicom/codecs/CT-MONO2-16-ankle-implicit.dcm
+SOP3=$(dcmdump -q +P 0008,0018 "$F3" | sed -e 's/.*\[\(.*\)\].*/\1/')
+"$RADRAFT" send --queue --data-dir rd --to ORTHANC@127.0.0.1:$OR_DICOM "$F3" \
+    && pass "queued for Orthanc" || fail "send --queue"
+sleep 3
+st=$(db "SELECT state || ' ' || attempts FROM outbox")
+case "$st" in pending*) pass "pending while Orthanc is down ($st)" ;;
+*) fail "outbox state while Orthanc is down: $st" ;; esac
+start_orthanc || fail "Orthanc did not restart"
+for _ in $(seq 1 50); do
+    [ "$(db "SELECT state FROM outbox")" = done ] && break
+    sleep 0.2
+done
+st=$(db "SELECT state || ' ' || attempts FROM outbox")
+case "$st" in "done "*) pass "delivered to Orthanc after retries ($st)" ;;
+*) fail "outbox after Orthanc came back: $st" ;; esac
+found=$(api /tools/find -X POST -d "{\"Level\":\"Instance\",\"Query\":{\"SOPInstanceUID\":\"$SOP3\"}}")
+case "$found" in *[0-9a-f]*) pass "Orthanc's REST API shows the delivered instance" ;;
+*) fail "Orthanc does not show $SOP3: $found" ;; esac
+
+kill -TERM $SERVER; wait $SERVER
+[ $? -eq 0 ] && pass "radraft stopped cleanly" || fail "radraft exit status"
+SERVER=
+if [ $FAILS -ne 0 ]; then
+    echo "$FAILS check(s) failed"
+    exit 1
+fi
+echo "all checks passed"

@@ -1,0 +1,375 @@
+#!/bin/bash
+# radraft serve against real DCMTK peers: echo, storage in every transfer syntax with the
+# dataset unchanged, parallel senders, kill -9 during a parallel send, the calling AE
+# allowlist, hostile UIDs, and the outbox delivering to a storescp that is down, then up.
+#
+# usage: test_net_serve.sh RADRAFT SHARED_DATA WORKDIR
+set -u
+RADRAFT=$1
+DATA=$2
+WORK=$3
+for tool in storescu storescp echoscu dcmdump dcmodify sqlite3; do
+    command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
+done
+[ -d "$DATA/dicom/codecs" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+
+rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
+cd "$WORK" || exit 1
+# A port range per run, unlikely to clash with other tests or services.
+BASE=$((21000 + ($$ % 90) * 10))
+PORT=$BASE
+PEER_PORT=$((BASE + 1))
+FAILS=0
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+pass() { echo "ok: $*"; }
+
+# start_server DATADIR LOG [extra args]: starts radraft serve and waits until it answers.
+start_server() {
+    local dir=$1 log=$2
+    shift 2
+    "$RADRAFT" serve --port $PORT --data-dir "$dir" --stable-seconds 1 --log-level debug "$@" \
+        >>"$log" 2>&1 &
+    SERVER=$!
+    PIDS+=($SERVER)
+    for _ in $(seq 1 100); do
+        echoscu -aet PROBE -aec RADRAFT localhost $PORT >/dev/null 2>&1 && return 0
+        kill -0 $SERVER 2>/dev/null || { cat "$log"; return 1; }
+        sleep 0.1
+    done
+    return 1
+}
+stop_server() {
+    kill -TERM $SERVER 2>/dev/null
+    wait $SERVER 2>/dev/null
+    return $?
+}
+db() { sqlite3 -cmd ".timeout 10000" "$1/radraft.db" "$2"; }
+sop_of() { dcmdump -q +P 0008,0018 "$1" | sed -e 's/.*\[\(.*\)\].*/\1/' | head -1; }
+study_of() { dcmdump -q +P 0020,000d "$1" | sed -e 's/.*\[\(.*\)\].*/\1/' | head -1; }
+# The dataset as dcmdump prints it, every value in full (pixel data included), without
+# the file meta header, group lengths and length annotations: storescu itself re-encodes
+# what it sends (it drops group lengths and may change sequence length encoding), which is
+# not radraft's doing; every value, pixel data included, must be the same.
+dataset_dump() {
+    dcmdump -q +L +U8 "$1" | grep -a -v -e '^#' -e '^(0002,' -e '^ *([0-9a-f]\{4\},0000)' \
+        -e '(fffe,e00d)' -e '(fffe,e0dd)' \
+        | sed -e 's/ *#[^#]*$//' -e 's/(Sequence with [a-z]* length #=[0-9]*)/(Sequence)/' \
+              -e 's/(Item with [a-z]* length #=[0-9]*)/(Item)/'
+}
+meta_xfer() { dcmdump -q -M +P 0002,0010 "$1" 2>/dev/null | sed -e 's/.*\[\(.*\)\].*/\1/' | head -1; }
+
+########## 1. echo and storage of every transfer syntax, dataset unchanged
+D1=$WORK/d1
+start_server "$D1" server1.log || { fail "radraft serve did not start"; exit 1; }
+echoscu -aet TESTSCU -aec RADRAFT localhost $PORT && pass "echoscu" || fail "echoscu"
+"$RADRAFT" echo RADRAFT@localhost:$PORT >/dev/null && pass "radraft echo" || fail "radraft echo"
+
+FILES=$(ls "$DATA"/dicom/codecs/*.dcm "$DATA"/dicom/chest/*.dcm)
+# storescu proposes only uncompressed syntaxes unless told otherwise: a generated
+# configuration proposes each file's own (SOP class, transfer syntax), one context each,
+# so that every file travels as it is, compressed or not.
+make_storescu_cfg() {
+    local i=0 t=0
+    declare -A ts_name
+    {
+        echo "[[TransferSyntaxes]]"
+        for f in "$@"; do
+            ts=$(dcmdump -q -M -Un +P 0002,0010 "$f" 2>/dev/null | sed -e 's/.*\[\(.*\)\].*/\1/' | head -1)
+            [ -n "$ts" ] || ts=1.2.840.10008.1.2
+            if [ -z "${ts_name[$ts]:-}" ]; then
+                t=$((t + 1)); ts_name[$ts]=TS$t
+                echo "[TS$t]"; echo "TransferSyntax1 = $ts"
+            fi
+        done
+        echo "[[PresentationContexts]]"; echo "[Files]"
+        for f in "$@"; do
+            ts=$(dcmdump -q -M -Un +P 0002,0010 "$f" 2>/dev/null | sed -e 's/.*\[\(.*\)\].*/\1/' | head -1)
+            [ -n "$ts" ] || ts=1.2.840.10008.1.2
+            cls=$(dcmdump -q -Un +P 0008,0016 "$f" | sed -e 's/.*\[\(.*\)\].*/\1/' | head -1)
+            echo "$cls ${ts_name[$ts]}"
+        done | sort -u | while read -r cls tsn; do
+            i=$((i + 1)); echo "PresentationContext$i = $cls\\$tsn"
+        done
+        echo "[[Profiles]]"; echo "[Files]"; echo "PresentationContexts = Files"
+    } >storescu.cfg
+}
+make_storescu_cfg $FILES
+storescu -aet TESTSCU -aec RADRAFT -xf storescu.cfg Files localhost $PORT $FILES >storescu1.log 2>&1 \
+    && pass "storescu sent $(echo $FILES | wc -w) files" || fail "storescu (see storescu1.log)"
+# Some sample files are one image in several encodings with one SOP Instance UID: the
+# first one sent is kept (store.duplicate_policy keep-first), the others are duplicates.
+declare -A first_of
+n_unique=0
+for f in $FILES; do
+    sop=$(sop_of "$f")
+    if [ -z "${first_of[$sop]:-}" ]; then first_of[$sop]=$f; n_unique=$((n_unique + 1)); fi
+done
+n_ok=0
+for sop in "${!first_of[@]}"; do
+    f=${first_of[$sop]}
+    stored=$(find "$D1/store" -name "$sop.dcm")
+    if [ -n "$stored" ] && cmp -s <(dataset_dump "$f") <(dataset_dump "$stored"); then
+        n_ok=$((n_ok + 1))
+    else
+        fail "$f ($sop): not stored, or not the first one sent"
+    fi
+done
+[ $n_ok -eq $n_unique ] && pass "$n_unique distinct instances stored, duplicates kept first" \
+    || fail "only $n_ok of $n_unique distinct instances stored as sent first"
+grep -q "received again with different content.*keeping the first" server1.log \
+    && pass "different-content duplicates logged" || fail "duplicates not logged"
+rows=$(db "$D1" "SELECT COUNT(*) FROM instances")
+[ "$rows" -eq $n_unique ] && pass "$rows rows indexed" || fail "$rows rows indexed, not $n_unique"
+
+# Every transfer syntax: copies with new SOP Instance UIDs (dcmodify keeps the syntax and
+# the encapsulated pixel data), each stored with the dataset unchanged, pixel data
+# included, in the syntax it was sent in.
+mkdir -p uniq
+i=0
+for f in $FILES; do i=$((i + 1)); cp "$f" uniq/u$i.dcm; done
+chmod u+w uniq/*.dcm
+dcmodify -nb -gin uniq/*.dcm >/dev/null 2>&1
+UFILES=$(ls uniq/*.dcm)
+make_storescu_cfg $UFILES
+storescu -aet TESTSCU -aec RADRAFT -xf storescu.cfg Files localhost $PORT $UFILES >storescu1u.log 2>&1 \
+    && pass "storescu sent the copies" || fail "storescu copies (see storescu1u.log)"
+n_ok=0
+for f in $UFILES; do
+    sop=$(sop_of "$f")
+    stored=$(find "$D1/store" -name "$sop.dcm")
+    if [ -z "$stored" ]; then
+        fail "$f ($sop) not stored"
+        continue
+    fi
+    if ! cmp -s <(dataset_dump "$f") <(dataset_dump "$stored"); then
+        fail "$f: stored dataset differs"
+        diff <(dataset_dump "$f") <(dataset_dump "$stored") | head -6 | cut -c1-200
+        continue
+    fi
+    orig=$(meta_xfer "$f")
+    if [ -n "$orig" ] && [ "$orig" != "$(meta_xfer "$stored")" ]; then
+        fail "$f: transfer syntax $orig became $(meta_xfer "$stored")"
+        continue
+    fi
+    n_ok=$((n_ok + 1))
+done
+n_xfers=$(for f in $UFILES; do meta_xfer "$f"; done | sort -u | wc -l)
+[ $n_ok -eq $(echo $UFILES | wc -w) ] && pass "$n_ok files in $n_xfers transfer syntaxes stored unchanged" \
+    || fail "only $n_ok files stored unchanged"
+n_all=$((n_unique + $(echo $UFILES | wc -w)))
+# Sending everything again: success, no second copy.
+storescu -aet TESTSCU -aec RADRAFT -xf storescu.cfg Files localhost $PORT $UFILES >storescu1b.log 2>&1 \
+    && pass "resend accepted" || fail "resend"
+[ "$(find "$D1/store" -name '*.dcm' | wc -l)" -eq $n_all ] \
+    && pass "resend kept one copy each" || fail "resend made copies"
+sleep 3
+jobs=$(db "$D1" "SELECT COUNT(*) FROM jobs WHERE state='done'")
+studies=$(db "$D1" "SELECT COUNT(*) FROM studies")
+[ "$jobs" -ge "$studies" ] && [ "$studies" -gt 0 ] && pass "$studies studies, $jobs jobs done" \
+    || fail "$studies studies but $jobs jobs done"
+stop_server && pass "clean shutdown on SIGTERM" || fail "exit status after SIGTERM"
+
+########## 2. parallel senders: 8 x 25 instances, each stored exactly once
+mkdir -p big
+for s in $(seq 1 8); do
+    mkdir -p big/s$s
+    for i in $(seq 1 60); do cp "$DATA/dicom/codecs/CT-MONO2-16-ankle-implicit.dcm" big/s$s/f$i.dcm; done
+    dcmodify -nb -gin -i "(0020,000d)=1.2.826.0.1.3680043.9.7778.$s.$$" big/s$s/*.dcm \
+        >/dev/null 2>&1
+done
+D2=$WORK/d2
+mkdir -p src
+# An uncompressed file: storescu proposes uncompressed syntaxes only by default.
+SRC=$DATA/dicom/codecs/emri_small_big_endian.dcm
+for s in $(seq 1 8); do
+    mkdir -p src/s$s
+    for i in $(seq 1 25); do cp "$SRC" src/s$s/f$i.dcm; done
+    # New SOP Instance UIDs, and a study per sender.
+    dcmodify -nb -gin -i "(0020,000d)=1.2.826.0.1.3680043.9.7777.$s.$$" src/s$s/*.dcm \
+        >/dev/null 2>&1
+done
+chmod -R u+w src
+start_server "$D2" server2.log || { fail "radraft serve did not start"; exit 1; }
+for s in $(seq 1 8); do
+    storescu -aet SENDER$s -aec RADRAFT localhost $PORT src/s$s/*.dcm >par$s.log 2>&1 &
+    SENDERS[$s]=$!
+done
+ok=1
+for s in $(seq 1 8); do wait ${SENDERS[$s]} || ok=0; done
+[ $ok -eq 1 ] && pass "8 parallel storescu finished" || fail "a parallel storescu failed"
+rows=$(db "$D2" "SELECT COUNT(*) FROM instances")
+files=$(find "$D2/store" -name '*.dcm' | wc -l)
+uniq=$(for f in src/s*/*.dcm; do sop_of "$f"; done | sort -u | wc -l)
+[ "$rows" -eq 200 ] && [ "$files" -eq 200 ] && [ "$uniq" -eq 200 ] \
+    && pass "200 instances stored exactly once" || fail "rows=$rows files=$files unique=$uniq"
+
+# A peer that disconnects in the middle of a transfer: nothing half-written, the server
+# goes on, and what it acknowledged before is stored.
+storescu -v -aet QUITTER -aec RADRAFT localhost $PORT big/s1/*.dcm >quitter.log 2>&1 &
+Q=$!
+sleep 0.3
+kill -9 $Q 2>/dev/null
+wait $Q 2>/dev/null
+# Garbage instead of an association request, and a connection closed at once.
+exec 3<>/dev/tcp/127.0.0.1/$PORT && printf 'this is not a DICOM PDU\r\n' >&3 && exec 3>&-
+exec 3<>/dev/tcp/127.0.0.1/$PORT && exec 3>&-
+sleep 0.5
+echoscu -aet PROBE -aec RADRAFT localhost $PORT >/dev/null 2>&1 \
+    && pass "alive after a sender was killed mid-transfer and after garbage" \
+    || fail "server dead after a disconnect"
+acked=$(grep -c "Received Store Response (Success)" quitter.log)
+rows=$(db "$D2" "SELECT COUNT(*) FROM instances WHERE calling_ae='QUITTER'")
+[ "$rows" -ge "$acked" ] && [ "$rows" -le $((acked + 1)) ] \
+    && pass "killed sender: $acked acknowledged, $rows stored" \
+    || fail "killed sender: $acked acknowledged but $rows stored"
+[ -z "$(find "$D2/store" -name '.tmp-*')" ] && pass "no temporary file after the disconnect" \
+    || fail "temporary file left after the disconnect"
+stop_server
+
+########## 2b. SIGTERM during a send: the store in flight finishes, the server exits
+start_server "$D2" server2b.log || { fail "radraft serve did not restart"; exit 1; }
+storescu -v -aet TERMED -aec RADRAFT localhost $PORT big/s2/*.dcm >termed.log 2>&1 &
+T=$!
+sleep 0.3
+t0=$(date +%s)
+kill -TERM $SERVER
+wait $SERVER
+rc=$?
+t1=$(date +%s)
+wait $T
+[ $rc -eq 0 ] && [ $((t1 - t0)) -le 5 ] && pass "SIGTERM during a send: exit 0 in $((t1 - t0)) s" \
+    || fail "SIGTERM during a send: exit $rc after $((t1 - t0)) s"
+missing=0
+for f in $(awk '/Sending file:/{f=$NF} /Received Store Response \(Success\)/{print f}' termed.log); do
+    sop=$(sop_of "$f")
+    [ -n "$(db "$D2" "SELECT 1 FROM instances WHERE sop_instance_uid='$sop'")" ] \
+        || missing=$((missing + 1))
+done
+n_t=$(grep -c "Received Store Response (Success)" termed.log)
+[ $missing -eq 0 ] && [ $n_t -lt 60 ] && pass "$n_t acknowledged before the shutdown, all stored" \
+    || fail "shutdown: $n_t acknowledged, $missing missing"
+
+########## 3. kill -9 during a parallel send; restart; every success is there
+D3=$WORK/d3
+start_server "$D3" server3.log || { fail "radraft serve did not start"; exit 1; }
+for s in $(seq 1 8); do
+    storescu -v -aet CRASH$s -aec RADRAFT localhost $PORT big/s$s/*.dcm >crash$s.log 2>&1 &
+    SENDERS[$s]=$!
+done
+sleep 1.5
+kill -9 $SERVER
+for s in $(seq 1 8); do wait ${SENDERS[$s]}; done
+# Files whose C-STORE got a success response: storescu -v logs "Sending file: X" and then
+# "Received Store Response (Success)".
+awk '/Sending file:/{f=$NF} /Received Store Response \(Success\)/{print f}' crash*.log \
+    | sort -u >acked.txt
+n_acked=$(wc -l <acked.txt)
+[ "$n_acked" -gt 0 ] && [ "$n_acked" -lt 480 ] && pass "$n_acked of 480 acknowledged before kill -9" \
+    || fail "$n_acked of 480 acknowledged before kill -9 (the kill was not mid-send)"
+start_server "$D3" server3b.log || { fail "radraft serve did not restart"; exit 1; }
+missing=0
+while read -r f; do
+    sop=$(sop_of "$f")
+    r=$(db "$D3" "SELECT path FROM instances WHERE sop_instance_uid='$sop'")
+    if [ -z "$r" ] || ! cmp -s <(dataset_dump "$f") <(dataset_dump "$D3/$r"); then
+        missing=$((missing + 1))
+    fi
+done <acked.txt
+[ $missing -eq 0 ] && pass "every acknowledged instance is present, indexed and intact" \
+    || fail "$missing acknowledged instances missing after the crash"
+[ -z "$(find "$D3/store" -name '.tmp-*')" ] && pass "no temporary file left after restart" \
+    || fail "temporary files left"
+sleep 3
+no_job=$(db "$D3" "SELECT COUNT(*) FROM studies s WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.study_uid=s.study_uid AND j.state='done')")
+[ "$no_job" -eq 0 ] && pass "every study got its job after the restart" \
+    || fail "$no_job studies without a job after the restart"
+stop_server
+
+########## 4. allowlist, called AE check and hostile UIDs
+D4=$WORK/d4
+start_server "$D4" server4.log --set server.allowed_calling_aes=GOODAE,PROBE \
+    --set server.check_called_ae=true || { fail "radraft serve did not start"; exit 1; }
+echoscu -aet GOODAE -aec RADRAFT localhost $PORT >/dev/null 2>&1 && pass "allowed AE accepted" \
+    || fail "allowed AE rejected"
+echoscu -aet BADAE -aec RADRAFT localhost $PORT >/dev/null 2>&1 && fail "BADAE accepted" \
+    || pass "unknown calling AE rejected"
+grep -q "rejected an association from .*BADAE" server4.log && pass "rejection logged with the peer" \
+    || fail "rejection not logged"
+echoscu -aet GOODAE -aec WRONG localhost $PORT >/dev/null 2>&1 && fail "wrong called AE accepted" \
+    || pass "wrong called AE rejected"
+
+mkdir -p hostile
+i=0
+# An uncompressed source, so that storescu sends every variant as it is.
+HSRC=$DATA/dicom/codecs/emri_small_big_endian.dcm
+for uid in "../../../../evil" "1.2.3/../../evil" "1.2..3" \
+    "1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25.26.27.28"; do
+    i=$((i + 1))
+    for tag in 0020,000d 0020,000e 0008,0018; do
+        n=hostile/h$i-${tag/,/-}.dcm
+        cp "$HSRC" $n && chmod u+w $n
+        dcmodify -nb -gin -i "($tag)=$uid" $n >/dev/null 2>&1
+    done
+done
+for f in hostile/*.dcm; do
+    storescu -aet GOODAE -aec RADRAFT localhost $PORT $f >>hostile.log 2>&1
+done
+refused=$(grep -a -c "unsafe or invalid UID" server4.log)
+# DCMTK itself refuses some of these (a UID over 64 characters does not fit in a C-STORE
+# request); the rest reach radraft's store and must be refused there.
+[ "$refused" -ge 6 ] && pass "$refused hostile instances refused by the store" \
+    || fail "only $refused hostile instances reached the store and were refused"
+[ -z "$(find "$WORK" -name 'evil*')" ] && pass "no hostile UID escaped the store" \
+    || fail "a hostile UID made a file: $(find "$WORK" -name 'evil*')"
+rows=$(db "$D4" "SELECT COUNT(*) FROM instances")
+[ "$rows" -eq 0 ] && pass "hostile instances refused" || fail "$rows hostile instances stored"
+echoscu -aet GOODAE -aec RADRAFT localhost $PORT >/dev/null 2>&1 && pass "alive after hostile input" \
+    || fail "server dead after hostile input"
+stop_server
+
+########## 5. outbox: delivery to storescp, retried while it is down
+D5=$WORK/d5
+mkdir -p rx
+start_server "$D5" server5.log --send-to PEER@localhost:$PEER_PORT \
+    --set outbox.retry_initial_seconds=1 --set outbox.retry_max_seconds=2 \
+    || { fail "radraft serve did not start"; exit 1; }
+F=$DATA/dicom/chest/siim-CR-jpeg-baseline.dcm
+"$RADRAFT" send --queue --data-dir "$D5" --to PEER@localhost:$PEER_PORT "$F" && pass "queued in the outbox" || fail "send --queue"
+sleep 3
+st=$(db "$D5" "SELECT state || ' ' || attempts FROM outbox")
+case "$st" in pending*) pass "delivery pending while the peer is down ($st)" ;;
+*) fail "outbox state while the peer is down: $st" ;; esac
+storescp +xa -aet PEER -od rx $PEER_PORT >storescp.log 2>&1 &
+PIDS+=($!)
+STORESCP=$!
+for _ in $(seq 1 50); do
+    [ "$(db "$D5" "SELECT state FROM outbox")" = done ] && break
+    sleep 0.2
+done
+st=$(db "$D5" "SELECT state || ' ' || attempts FROM outbox")
+case "$st" in "done "[2-9]* | "done "[1-9][0-9]*) pass "delivered after retries ($st)" ;;
+*) fail "outbox after the peer came up: $st" ;; esac
+[ "$(ls rx | wc -l)" -eq 1 ] && cmp -s <(dataset_dump "$F") <(dataset_dump rx/*) \
+    && pass "peer received the file unchanged" || fail "peer did not receive the file unchanged"
+# Confirmed deliveries are never sent again, also after a restart.
+stop_server
+start_server "$D5" server5b.log --send-to PEER@localhost:$PEER_PORT || fail "restart"
+sleep 2
+[ "$(ls rx | wc -l)" -eq 1 ] && pass "nothing sent twice after restart" || fail "sent twice"
+"$RADRAFT" send --to PEER@localhost:$PEER_PORT "$DATA"/dicom/codecs/JPEG-LL.dcm \
+    && pass "radraft send" || fail "radraft send"
+[ "$(ls rx | wc -l)" -eq 2 ] && pass "storescp got the sent file" || fail "storescp did not get it"
+stop_server
+kill $STORESCP 2>/dev/null
+
+if [ $FAILS -ne 0 ]; then
+    echo "$FAILS check(s) failed"
+    exit 1
+fi
+echo "all checks passed"

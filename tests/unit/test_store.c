@@ -1,0 +1,427 @@
+/* The durable store: UID sanitizing, layout, duplicates, fault injection, jobs, outbox. */
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "radraft/store.h"
+#include "rdtest.h"
+#include "store_int.h"
+#include "util.h"
+
+static const char fake_file[] = "PREAMBLE-META|dataset bytes of an instance, pixel data...";
+#define META_LEN 14 /* "PREAMBLE-META|" */
+
+static rd_store_instance inst_of(const char *study, const char *series, const char *sop)
+{
+    rd_store_instance in = {
+        study, series, sop, "1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.1.2.1", "CR", "TESTSCU"};
+    return in;
+}
+
+/* Counts regular files under a folder (recursively), and those whose name starts with
+ * ".tmp-". */
+static void count_files(const char *dir, int *files, int *temps)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        char path[2048];
+        struct stat sb;
+        if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (lstat(path, &sb) != 0)
+            continue;
+        if (S_ISDIR(sb.st_mode))
+            count_files(path, files, temps);
+        else {
+            (*files)++;
+            if (strncmp(e->d_name, ".tmp-", 5) == 0)
+                (*temps)++;
+        }
+    }
+    closedir(d);
+}
+
+RD_TEST(sha256_known_vectors)
+{
+    char hex[65];
+    rd_sha256_hex("", 0, hex);
+    CHECK_STR(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    rd_sha256_hex("abc", 3, hex);
+    CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    /* 56 bytes: the padding spills into a second block. */
+    rd_sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, hex);
+    CHECK_STR(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+RD_TEST(uid_validation)
+{
+    char long_uid[80];
+    CHECK(rd_store_uid_valid("1.2.840.10008.5.1.4.1.1.1"));
+    CHECK(rd_store_uid_valid("1"));
+    CHECK(!rd_store_uid_valid(""));
+    CHECK(!rd_store_uid_valid(NULL));
+    CHECK(!rd_store_uid_valid("../../etc/passwd"));
+    CHECK(!rd_store_uid_valid("1.2/3"));
+    CHECK(!rd_store_uid_valid("1..2"));
+    CHECK(!rd_store_uid_valid(".1.2"));
+    CHECK(!rd_store_uid_valid("1.2."));
+    CHECK(!rd_store_uid_valid(".."));
+    CHECK(!rd_store_uid_valid("1.2 "));
+    CHECK(!rd_store_uid_valid("1.2a"));
+    memset(long_uid, '1', 64);
+    long_uid[64] = '\0';
+    CHECK(rd_store_uid_valid(long_uid));
+    long_uid[64] = '1';
+    long_uid[65] = '\0';
+    CHECK(!rd_store_uid_valid(long_uid));
+}
+
+RD_TEST(open_creates_schema_and_reopens)
+{
+    const char *dir = rd_test_tmpdir("store_open");
+    rd_store *s = NULL, *s2 = NULL;
+    rd_error err;
+    char path[1200];
+    struct stat sb;
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    CHECK_EQ_INT(rd_store_schema_version(s), 1);
+    snprintf(path, sizeof path, "%s/store", dir);
+    CHECK(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode));
+    /* A second connection (another thread) opens the same store. */
+    REQUIRE_OK(rd_store_open(&s2, dir, NULL, &err), &err);
+    CHECK_EQ_INT(rd_store_schema_version(s2), 1);
+    rd_store_close(s2);
+    rd_store_close(s);
+    rd_store_close(NULL);
+}
+
+RD_TEST(put_writes_file_and_row)
+{
+    const char *dir = rd_test_tmpdir("store_put");
+    rd_store *s = NULL;
+    rd_error err;
+    rd_store_put_result res = RD_STORE_SAME;
+    rd_store_instance in = inst_of("1.2.3", "1.2.3.4", "1.2.3.4.5");
+    char path[2048], expect[2048], *data = NULL;
+    size_t len = 0;
+    long n = -1;
+    int files = 0, temps = 0;
+
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    CHECK_OK(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, &res, &err), &err);
+    CHECK_EQ_INT(res, RD_STORE_NEW);
+    CHECK_OK(rd_store_instance_path(s, "1.2.3.4.5", path, sizeof path, &err), &err);
+    snprintf(expect, sizeof expect, "%s/store/1.2.3/1.2.3.4/1.2.3.4.5.dcm", dir);
+    CHECK_STR(path, expect);
+    CHECK_OK(rd_read_file(path, 1 << 20, &data, &len, &err), &err);
+    CHECK_EQ_INT(len, sizeof fake_file - 1);
+    CHECK(data && memcmp(data, fake_file, len) == 0);
+    free(data);
+    CHECK_OK(rd_store_count_instances(s, NULL, &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    CHECK_OK(rd_store_count_instances(s, "1.2.3", &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    snprintf(path, sizeof path, "%s/store", dir);
+    count_files(path, &files, &temps);
+    CHECK_EQ_INT(files, 1);
+    CHECK_EQ_INT(temps, 0);
+    CHECK_EQ_INT(rd_store_instance_path(s, "9.9", path, sizeof path, &err), RD_E_NOT_FOUND);
+    rd_store_close(s);
+}
+
+RD_TEST(put_refuses_hostile_uids)
+{
+    const char *dir = rd_test_tmpdir("store_hostile");
+    const char *bad[] = {"../../../../tmp/evil",
+                         "1.2/../../x",
+                         "1..2",
+                         "/etc/passwd",
+                         "",
+                         "1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25.26"};
+    rd_store *s = NULL;
+    rd_error err;
+    char path[1200];
+    int files = 0, temps = 0;
+    long n = -1;
+
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rd_store_instance a = inst_of(bad[i], "1.2", "1.2.3");
+        rd_store_instance b = inst_of("1.2", bad[i], "1.2.3");
+        rd_store_instance c = inst_of("1.2", "1.2", bad[i]);
+        CHECK_EQ_INT(rd_store_put(s, &a, fake_file, 10, 0, NULL, &err), RD_E_INVALID);
+        CHECK_EQ_INT(rd_store_put(s, &b, fake_file, 10, 0, NULL, &err), RD_E_INVALID);
+        CHECK_EQ_INT(rd_store_put(s, &c, fake_file, 10, 0, NULL, &err), RD_E_INVALID);
+    }
+    CHECK_OK(rd_store_count_instances(s, NULL, &n, &err), &err);
+    CHECK_EQ_INT(n, 0);
+    snprintf(path, sizeof path, "%s/store", dir);
+    count_files(path, &files, &temps);
+    CHECK_EQ_INT(files, 0);
+    rd_store_close(s);
+}
+
+RD_TEST(duplicate_same_content_is_one_copy)
+{
+    const char *dir = rd_test_tmpdir("store_dup_same");
+    rd_store *s = NULL;
+    rd_error err;
+    rd_store_put_result res = RD_STORE_NEW;
+    rd_store_instance in = inst_of("1.2.3", "1.2.3.4", "1.2.3.4.5");
+    char other_meta[sizeof fake_file];
+    char path[1200];
+    long n = -1;
+    int files = 0, temps = 0;
+
+    /* Same dataset, another file meta header: still the same content. */
+    memcpy(other_meta, fake_file, sizeof fake_file);
+    memcpy(other_meta, "XXXXXXXXXXXXX|", META_LEN);
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    CHECK_OK(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, &res, &err), &err);
+    CHECK_EQ_INT(res, RD_STORE_NEW);
+    CHECK_OK(rd_store_put(s, &in, other_meta, sizeof fake_file - 1, META_LEN, &res, &err), &err);
+    CHECK_EQ_INT(res, RD_STORE_SAME);
+    CHECK_OK(rd_store_count_instances(s, NULL, &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    snprintf(path, sizeof path, "%s/store", dir);
+    count_files(path, &files, &temps);
+    CHECK_EQ_INT(files, 1);
+    rd_store_close(s);
+}
+
+static void check_dup_policy(rd_store_dup_policy policy, const char *name)
+{
+    const char *dir = rd_test_tmpdir(name);
+    rd_store *s = NULL;
+    rd_error err;
+    rd_store_options opts;
+    rd_store_put_result res = RD_STORE_NEW;
+    rd_store_instance in = inst_of("1.2.3", "1.2.3.4", "1.2.3.4.5");
+    const char *second = "PREAMBLE-META|other content!";
+    char path[2048], *data = NULL;
+    size_t len = 0;
+
+    rd_store_options_default(&opts);
+    opts.duplicate_policy = policy;
+    REQUIRE_OK(rd_store_open(&s, dir, &opts, &err), &err);
+    CHECK_OK(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, &res, &err), &err);
+    CHECK_OK(rd_store_put(s, &in, second, strlen(second), META_LEN, &res, &err), &err);
+    CHECK_EQ_INT(res, policy == RD_STORE_DUP_KEEP_FIRST ? RD_STORE_KEPT_FIRST : RD_STORE_REPLACED);
+    CHECK_OK(rd_store_instance_path(s, "1.2.3.4.5", path, sizeof path, &err), &err);
+    CHECK_OK(rd_read_file(path, 1 << 20, &data, &len, &err), &err);
+    if (policy == RD_STORE_DUP_KEEP_FIRST)
+        CHECK(data && len == sizeof fake_file - 1 && memcmp(data, fake_file, len) == 0);
+    else
+        CHECK(data && len == strlen(second) && memcmp(data, second, len) == 0);
+    free(data);
+    rd_store_close(s);
+}
+
+RD_TEST(duplicate_different_keep_first)
+{
+    check_dup_policy(RD_STORE_DUP_KEEP_FIRST, "store_dup_keep");
+}
+
+RD_TEST(duplicate_different_replace)
+{
+    check_dup_policy(RD_STORE_DUP_REPLACE, "store_dup_replace");
+}
+
+RD_TEST(dup_policy_parse)
+{
+    rd_store_dup_policy p = RD_STORE_DUP_KEEP_FIRST;
+    CHECK_OK(rd_store_dup_policy_parse("replace", &p, NULL), NULL);
+    CHECK_EQ_INT(p, RD_STORE_DUP_REPLACE);
+    CHECK_OK(rd_store_dup_policy_parse("keep-first", &p, NULL), NULL);
+    CHECK_EQ_INT(p, RD_STORE_DUP_KEEP_FIRST);
+    CHECK_EQ_INT(rd_store_dup_policy_parse("newest", &p, NULL), RD_E_INVALID);
+}
+
+/* Each injected fault: an error, no file (not even a temporary one), no row; and the
+ * same put succeeds afterwards. */
+static void check_fault(rd_store_fault fault, rd_status expect, const char *name)
+{
+    const char *dir = rd_test_tmpdir(name);
+    rd_store *s = NULL;
+    rd_error err;
+    rd_store_instance in = inst_of("1.2.3", "1.2.3.4", "1.2.3.4.5");
+    char path[1200];
+    long n = -1;
+    int files = 0, temps = 0;
+
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    rd_store__set_fault(s, fault);
+    CHECK_EQ_INT(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, NULL, &err),
+                 expect);
+    CHECK_OK(rd_store_count_instances(s, NULL, &n, &err), &err);
+    CHECK_EQ_INT(n, 0);
+    snprintf(path, sizeof path, "%s/store", dir);
+    count_files(path, &files, &temps);
+    CHECK_EQ_INT(files, 0);
+    CHECK_EQ_INT(rd_store_queue_stable(s, rd_store_now() + 1000, 0, NULL, &err), RD_OK);
+    CHECK_OK(rd_store_count_jobs(s, NULL, -1, &n, &err), &err);
+    CHECK_EQ_INT(n, 0);
+    /* The fault was one-shot: the retry stores it. */
+    CHECK_OK(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, NULL, &err), &err);
+    CHECK_OK(rd_store_count_instances(s, NULL, &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    files = temps = 0;
+    count_files(path, &files, &temps);
+    CHECK_EQ_INT(files, 1);
+    CHECK_EQ_INT(temps, 0);
+    rd_store_close(s);
+}
+
+RD_TEST(fault_disk_full_during_write)
+{
+    check_fault(RD_STORE_FAULT_WRITE, RD_E_IO, "store_fault_write");
+}
+
+RD_TEST(fault_fsync_error)
+{
+    check_fault(RD_STORE_FAULT_FSYNC, RD_E_IO, "store_fault_fsync");
+}
+
+RD_TEST(fault_rename_error)
+{
+    check_fault(RD_STORE_FAULT_RENAME, RD_E_IO, "store_fault_rename");
+}
+
+RD_TEST(fault_commit_error)
+{
+    check_fault(RD_STORE_FAULT_COMMIT, RD_E_DB, "store_fault_commit");
+}
+
+RD_TEST(recover_removes_temporary_files)
+{
+    const char *dir = rd_test_tmpdir("store_recover");
+    rd_store *s = NULL;
+    rd_error err;
+    char path[1200];
+    int files = 0, temps = 0;
+    FILE *fp;
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    snprintf(path, sizeof path, "%s/store/1.2/1.3", dir);
+    REQUIRE_OK(rd_mkdirs(path, &err), &err);
+    snprintf(path, sizeof path, "%s/store/1.2/1.3/.tmp-1.4-abcdef", dir);
+    fp = fopen(path, "wb");
+    REQUIRE(fp);
+    fputs("half a file", fp);
+    fclose(fp);
+    CHECK_OK(rd_store_recover(s, &err), &err);
+    snprintf(path, sizeof path, "%s/store", dir);
+    count_files(path, &files, &temps);
+    CHECK_EQ_INT(temps, 0);
+    rd_store_close(s);
+}
+
+RD_TEST(stable_study_queues_one_job_and_requeues)
+{
+    const char *dir = rd_test_tmpdir("store_jobs");
+    rd_store *s = NULL, *s2 = NULL;
+    rd_error err;
+    rd_store_instance a = inst_of("1.2.3", "1.2.3.4", "1.2.3.4.1");
+    rd_store_instance b = inst_of("1.2.3", "1.2.3.4", "1.2.3.4.2");
+    rd_store_instance c = inst_of("1.2.3", "1.2.3.4", "1.2.3.4.3");
+    rd_store_job job;
+    int queued = -1;
+    long n = -1;
+    double now;
+
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    CHECK_OK(rd_store_put(s, &a, "AAAA", 4, 0, NULL, &err), &err);
+    CHECK_OK(rd_store_put(s, &b, "BBBB", 4, 0, NULL, &err), &err);
+    now = rd_store_now();
+    /* Not yet stable: nothing queued. */
+    CHECK_OK(rd_store_queue_stable(s, now, 30, &queued, &err), &err);
+    CHECK_EQ_INT(queued, 0);
+    CHECK_EQ_INT(rd_store_job_claim(s, &job, &err), RD_E_NOT_FOUND);
+    /* Stable: exactly one job, however often the scheduler looks. */
+    CHECK_OK(rd_store_queue_stable(s, now + 31, 30, &queued, &err), &err);
+    CHECK_EQ_INT(queued, 1);
+    CHECK_OK(rd_store_queue_stable(s, now + 60, 30, &queued, &err), &err);
+    CHECK_EQ_INT(queued, 0);
+    /* Jobs survive a restart (a new connection) and a crash while running. */
+    rd_store_close(s);
+    REQUIRE_OK(rd_store_open(&s2, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_job_claim(s2, &job, &err), &err);
+    CHECK_STR(job.study_uid, "1.2.3");
+    CHECK_EQ_INT(job.attempts, 1);
+    CHECK_OK(rd_store_recover(s2, &err), &err); /* as after kill -9 while running */
+    REQUIRE_OK(rd_store_job_claim(s2, &job, &err), &err);
+    CHECK_EQ_INT(job.attempts, 2);
+    CHECK_OK(rd_store_job_finish(s2, job.id, NULL, &err), &err);
+    CHECK_EQ_INT(rd_store_job_finish(s2, job.id, NULL, &err), RD_E_NOT_FOUND);
+    CHECK_OK(rd_store_count_jobs(s2, "1.2.3", RD_JOB_DONE, &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    /* A new instance after the job ran: a new job once stable again. */
+    CHECK_OK(rd_store_put(s2, &c, "CCCC", 4, 0, NULL, &err), &err);
+    now = rd_store_now();
+    CHECK_OK(rd_store_queue_stable(s2, now + 31, 30, &queued, &err), &err);
+    CHECK_EQ_INT(queued, 1);
+    CHECK_OK(rd_store_count_jobs(s2, "1.2.3", -1, &n, &err), &err);
+    CHECK_EQ_INT(n, 2);
+    /* A resend of a stored instance is not news: no new job. */
+    CHECK_OK(rd_store_put(s2, &c, "CCCC", 4, 0, NULL, &err), &err);
+    CHECK_OK(rd_store_queue_stable(s2, now + 100, 30, &queued, &err), &err);
+    CHECK_EQ_INT(queued, 0);
+    REQUIRE_OK(rd_store_job_claim(s2, &job, &err), &err);
+    CHECK_OK(rd_store_job_finish(s2, job.id, "decoder failed", &err), &err);
+    CHECK_OK(rd_store_count_jobs(s2, NULL, RD_JOB_FAILED, &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    rd_store_close(s2);
+}
+
+RD_TEST(outbox_retries_with_backoff_and_never_resends_done)
+{
+    const char *dir = rd_test_tmpdir("store_outbox");
+    rd_store *s = NULL;
+    rd_error err;
+    rd_store_delivery d;
+    int64_t id = 0, id2 = 0;
+    long n = -1;
+    double t0 = 1000000.0;
+
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    CHECK_OK(rd_store_outbox_add(s, "/x/a.dcm", "PACS@localhost:104", t0, &id, &err), &err);
+    CHECK_OK(rd_store_outbox_add(s, "/x/a.dcm", "PACS@localhost:104", t0, &id2, &err), &err);
+    CHECK_EQ_INT(id, id2); /* queued once */
+    REQUIRE_OK(rd_store_outbox_claim(s, t0, &d, &err), &err);
+    CHECK_STR(d.file, "/x/a.dcm");
+    CHECK_STR(d.destination, "PACS@localhost:104");
+    /* While it is being sent nobody else takes it. */
+    CHECK_EQ_INT(rd_store_outbox_claim(s, t0, &d, &err), RD_E_NOT_FOUND);
+    CHECK_OK(rd_store_outbox_result(s, id, "connection refused", t0, 5, 60, 0, &err), &err);
+    /* First retry after 5 s, then 10, 20, 40, 60 (capped). */
+    CHECK_EQ_INT(rd_store_outbox_claim(s, t0 + 4.9, &d, &err), RD_E_NOT_FOUND);
+    REQUIRE_OK(rd_store_outbox_claim(s, t0 + 5, &d, &err), &err);
+    CHECK_OK(rd_store_outbox_result(s, id, "refused", t0 + 5, 5, 60, 0, &err), &err);
+    CHECK_EQ_INT(rd_store_outbox_claim(s, t0 + 14.9, &d, &err), RD_E_NOT_FOUND);
+    REQUIRE_OK(rd_store_outbox_claim(s, t0 + 15, &d, &err), &err);
+    CHECK_EQ_INT(d.attempts, 2);
+    /* A crash while sending: the delivery is pending again after recovery. */
+    CHECK_OK(rd_store_recover(s, &err), &err);
+    REQUIRE_OK(rd_store_outbox_claim(s, t0 + 15, &d, &err), &err);
+    CHECK_OK(rd_store_outbox_result(s, id, NULL, t0 + 16, 5, 60, 0, &err), &err);
+    CHECK_OK(rd_store_outbox_count(s, "done", &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    /* Confirmed: never claimed again, not even much later or after recovery. */
+    CHECK_OK(rd_store_recover(s, &err), &err);
+    CHECK_EQ_INT(rd_store_outbox_claim(s, t0 + 1e6, &d, &err), RD_E_NOT_FOUND);
+    /* With a maximum of 2 attempts a delivery ends failed. */
+    CHECK_OK(rd_store_outbox_add(s, "/x/b.dcm", "PACS@localhost:104", t0, &id, &err), &err);
+    REQUIRE_OK(rd_store_outbox_claim(s, t0, &d, &err), &err);
+    CHECK_OK(rd_store_outbox_result(s, id, "refused", t0, 5, 60, 2, &err), &err);
+    REQUIRE_OK(rd_store_outbox_claim(s, t0 + 5, &d, &err), &err);
+    CHECK_OK(rd_store_outbox_result(s, id, "refused", t0 + 5, 5, 60, 2, &err), &err);
+    CHECK_OK(rd_store_outbox_count(s, "failed", &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    rd_store_close(s);
+}
+
+RD_TEST_MAIN()
