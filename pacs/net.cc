@@ -645,8 +645,8 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
                 // not served to its end (an SCP cannot release, so it aborts; the sender
                 // resends what got no response).
                 if (scp->stopping.load()) {
-                    rd_log_info("net: aborting the association from %s (%s) for shutdown",
-                                calling, peer);
+                    rd_log_info("net: aborting the association from %s (%s) for shutdown", calling,
+                                peer);
                     (void)ASC_abortAssociation(assoc);
                     break;
                 }

@@ -34,8 +34,8 @@ static const cfg_key cfg_keys[] = {
      "largest Rows or Columns accepted when decoding an image; larger ones are refused"},
     {"dicom.voi_percentile_low", CFG_DOUBLE, OFF(dicom_voi_percentile_low), 0, 49, "0.5", NULL,
      "lower percentile of pixel values mapped to black when the image has no VOI window"},
-    {"dicom.voi_percentile_high", CFG_DOUBLE, OFF(dicom_voi_percentile_high), 51, 100, "99.5",
-     NULL, "upper percentile of pixel values mapped to white when the image has no VOI window"},
+    {"dicom.voi_percentile_high", CFG_DOUBLE, OFF(dicom_voi_percentile_high), 51, 100, "99.5", NULL,
+     "upper percentile of pixel values mapped to white when the image has no VOI window"},
     {"labeler.phrases", CFG_STRING, OFF(labeler_phrases), 0, RD_CONFIG_STR_MAX - 1, "", NULL,
      "JSON phrase file that extends (or, with \"mode\": \"replace\", replaces) the built-in "
      "labeler phrases; empty: built-in only"},
@@ -75,8 +75,8 @@ static const cfg_key cfg_keys[] = {
      "PEM certificate: when set the listener speaks DICOM TLS only (and the sender presents it)"},
     {"server.tls_private_key", CFG_STRING, OFF(server_tls_private_key), 0, 1000, "", NULL,
      "PEM private key of server.tls_certificate"},
-    {"server.tls_ca_certificates", CFG_STRING, OFF(server_tls_ca_certificates), 0, 1000, "",
-     NULL, "PEM file of trusted CAs: peers must present a certificate they signed"},
+    {"server.tls_ca_certificates", CFG_STRING, OFF(server_tls_ca_certificates), 0, 1000, "", NULL,
+     "PEM file of trusted CAs: peers must present a certificate they signed"},
     {"outbox.tls", CFG_BOOL, OFF(outbox_tls), 0, 1, "false", NULL,
      "send to the destinations (and radraft send/echo) over DICOM TLS"},
     {"store.duplicate_policy", CFG_STRING, OFF(store_duplicate_policy), 1, 15, "keep-first",
@@ -97,11 +97,16 @@ static const cfg_key cfg_keys[] = {
 static const char *type_name(cfg_type t)
 {
     switch (t) {
-    case CFG_INT: return "int";
-    case CFG_DOUBLE: return "number";
-    case CFG_BOOL: return "bool";
-    case CFG_STRING: return "string";
-    case CFG_STRLIST: return "list";
+    case CFG_INT:
+        return "int";
+    case CFG_DOUBLE:
+        return "number";
+    case CFG_BOOL:
+        return "bool";
+    case CFG_STRING:
+        return "string";
+    case CFG_STRLIST:
+        return "list";
     }
     return "?";
 }
@@ -151,20 +156,18 @@ static rd_status unknown_key(const char *origin, const char *name, rd_error *err
         }
     }
     if (best)
-        return rd_error_set(err, RD_E_CONFIG, "%s: unknown key '%s' (did you mean '%s'?)",
-                            origin, name, best->name);
-    return rd_error_set(err, RD_E_CONFIG,
-                        "%s: unknown key '%s' (radraft config --keys lists them)", origin,
-                        name);
+        return rd_error_set(err, RD_E_CONFIG, "%s: unknown key '%s' (did you mean '%s'?)", origin,
+                            name, best->name);
+    return rd_error_set(err, RD_E_CONFIG, "%s: unknown key '%s' (radraft config --keys lists them)",
+                        origin, name);
 }
 
 static rd_status set_int(rd_config *cfg, const cfg_key *k, double v, const char *origin,
                          rd_error *err)
 {
     if (!(v >= k->min && v <= k->max) || v != floor(v))
-        return rd_error_set(err, RD_E_CONFIG,
-                            "%s: key '%s': %g is not an integer in [%.0f, %.0f]", origin,
-                            k->name, v, k->min, k->max);
+        return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': %g is not an integer in [%.0f, %.0f]",
+                            origin, k->name, v, k->min, k->max);
     *(int *)((char *)cfg + k->offset) = (int)v;
     return RD_OK;
 }
@@ -179,15 +182,14 @@ static rd_status set_double(rd_config *cfg, const cfg_key *k, double v, const ch
     return RD_OK;
 }
 
-static rd_status set_string(rd_config *cfg, const cfg_key *k, const char *v,
-                            const char *origin, rd_error *err)
+static rd_status set_string(rd_config *cfg, const cfg_key *k, const char *v, const char *origin,
+                            rd_error *err)
 {
     size_t len = strlen(v);
     /* The field's size bounds the value even if a row's maximum were set too high. */
     if ((double)len < k->min || (double)len > k->max || len >= k->size)
-        return rd_error_set(err, RD_E_CONFIG,
-                            "%s: key '%s': length %zu is outside [%.0f, %.0f]", origin, k->name,
-                            len, k->min, k->max);
+        return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': length %zu is outside [%.0f, %.0f]",
+                            origin, k->name, len, k->min, k->max);
     if (k->choices) {
         const char *p = k->choices;
         int ok = 0;
@@ -198,8 +200,8 @@ static rd_status set_string(rd_config *cfg, const cfg_key *k, const char *v,
             p += n + (bar != NULL);
         }
         if (!ok)
-            return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': '%s' is not one of %s",
-                                origin, k->name, v, k->choices);
+            return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': '%s' is not one of %s", origin,
+                                k->name, v, k->choices);
     }
     rd_strlcpy((char *)cfg + k->offset, v, k->size);
     return RD_OK;
@@ -209,12 +211,11 @@ static rd_status list_add(rd_strlist *list, const cfg_key *k, const char *item, 
                           const char *origin, rd_error *err)
 {
     if (list->count >= RD_CONFIG_LIST_MAX)
-        return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': more than %d entries", origin,
-                            k->name, RD_CONFIG_LIST_MAX);
+        return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': more than %d entries", origin, k->name,
+                            RD_CONFIG_LIST_MAX);
     if (n == 0 || n >= RD_CONFIG_ITEM_MAX)
-        return rd_error_set(err, RD_E_CONFIG,
-                            "%s: key '%s': entry length %zu is outside [1, %d]", origin,
-                            k->name, n, RD_CONFIG_ITEM_MAX - 1);
+        return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': entry length %zu is outside [1, %d]",
+                            origin, k->name, n, RD_CONFIG_ITEM_MAX - 1);
     memcpy(list->items[list->count], item, n);
     list->items[list->count][n] = '\0';
     list->count++;
@@ -222,8 +223,8 @@ static rd_status list_add(rd_strlist *list, const cfg_key *k, const char *item, 
 }
 
 /* Parses the text form of a value, as given on a command line or as a default. */
-static rd_status set_text(rd_config *cfg, const cfg_key *k, const char *text,
-                          const char *origin, rd_error *err)
+static rd_status set_text(rd_config *cfg, const cfg_key *k, const char *text, const char *origin,
+                          rd_error *err)
 {
     char *end = NULL;
     double v;
@@ -234,19 +235,18 @@ static rd_status set_text(rd_config *cfg, const cfg_key *k, const char *text,
         errno = 0;
         v = strtod(text, &end);
         if (errno || end == text || *end != '\0')
-            return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': '%s' is not a number",
-                                origin, k->name, text);
+            return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': '%s' is not a number", origin,
+                                k->name, text);
         return k->type == CFG_INT ? set_int(cfg, k, v, origin, err)
                                   : set_double(cfg, k, v, origin, err);
     case CFG_BOOL:
         if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0 || strcmp(text, "yes") == 0)
             *(int *)((char *)cfg + k->offset) = 1;
-        else if (strcmp(text, "false") == 0 || strcmp(text, "0") == 0 ||
-                 strcmp(text, "no") == 0)
+        else if (strcmp(text, "false") == 0 || strcmp(text, "0") == 0 || strcmp(text, "no") == 0)
             *(int *)((char *)cfg + k->offset) = 0;
         else
-            return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': '%s' is not true or false",
-                                origin, k->name, text);
+            return rd_error_set(err, RD_E_CONFIG, "%s: key '%s': '%s' is not true or false", origin,
+                                k->name, text);
         return RD_OK;
     case CFG_STRING:
         return set_string(cfg, k, text, origin, err);
@@ -321,8 +321,8 @@ static rd_status apply_node(rd_config *cfg, const cJSON *node, const char *prefi
             break;
         case CFG_BOOL:
             if (!cJSON_IsBool(child))
-                return rd_error_set(err, RD_E_CONFIG, "%s: key '%s' must be true or false",
-                                    origin, name);
+                return rd_error_set(err, RD_E_CONFIG, "%s: key '%s' must be true or false", origin,
+                                    name);
             *(int *)((char *)cfg + k->offset) = cJSON_IsTrue(child);
             break;
         case CFG_STRING:
@@ -341,10 +341,9 @@ static rd_status apply_node(rd_config *cfg, const cJSON *node, const char *prefi
             cJSON_ArrayForEach(item, child)
             {
                 if (!cJSON_IsString(item))
-                    return rd_error_set(err, RD_E_CONFIG,
-                                        "%s: key '%s' must be a list of strings", origin, name);
-                st = list_add(list, k, item->valuestring, strlen(item->valuestring), origin,
-                              err);
+                    return rd_error_set(err, RD_E_CONFIG, "%s: key '%s' must be a list of strings",
+                                        origin, name);
+                st = list_add(list, k, item->valuestring, strlen(item->valuestring), origin, err);
                 if (st != RD_OK)
                     return st;
             }
@@ -357,16 +356,14 @@ static rd_status apply_node(rd_config *cfg, const cJSON *node, const char *prefi
     return RD_OK;
 }
 
-rd_status rd_config_apply_json(rd_config *cfg, const char *json, const char *origin,
-                               rd_error *err)
+rd_status rd_config_apply_json(rd_config *cfg, const char *json, const char *origin, rd_error *err)
 {
     cJSON *root = cJSON_Parse(json);
     rd_status st;
     if (!root) {
         const char *where = cJSON_GetErrorPtr();
         size_t offset = where && where >= json ? (size_t)(where - json) : 0;
-        return rd_error_set(err, RD_E_CONFIG, "%s: not valid JSON (near byte %zu)", origin,
-                            offset);
+        return rd_error_set(err, RD_E_CONFIG, "%s: not valid JSON (near byte %zu)", origin, offset);
     }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
@@ -441,10 +438,18 @@ rd_status rd_config_print(const rd_config *cfg, FILE *fp, rd_error *err)
             goto out;
         }
         switch (k->type) {
-        case CFG_INT: v = cJSON_AddNumberToObject(obj, leaf, *(const int *)base); break;
-        case CFG_DOUBLE: v = cJSON_AddNumberToObject(obj, leaf, *(const double *)base); break;
-        case CFG_BOOL: v = cJSON_AddBoolToObject(obj, leaf, *(const int *)base); break;
-        case CFG_STRING: v = cJSON_AddStringToObject(obj, leaf, base); break;
+        case CFG_INT:
+            v = cJSON_AddNumberToObject(obj, leaf, *(const int *)base);
+            break;
+        case CFG_DOUBLE:
+            v = cJSON_AddNumberToObject(obj, leaf, *(const double *)base);
+            break;
+        case CFG_BOOL:
+            v = cJSON_AddBoolToObject(obj, leaf, *(const int *)base);
+            break;
+        case CFG_STRING:
+            v = cJSON_AddStringToObject(obj, leaf, base);
+            break;
         case CFG_STRLIST: {
             const rd_strlist *list = (const rd_strlist *)base;
             v = cJSON_AddArrayToObject(obj, leaf);
@@ -481,13 +486,18 @@ void rd_config_describe(FILE *fp)
         const cfg_key *k = &cfg_keys[i];
         char range[128] = "";
         switch (k->type) {
-        case CFG_INT: snprintf(range, sizeof range, "[%.0f, %.0f]", k->min, k->max); break;
-        case CFG_DOUBLE: snprintf(range, sizeof range, "[%g, %g]", k->min, k->max); break;
+        case CFG_INT:
+            snprintf(range, sizeof range, "[%.0f, %.0f]", k->min, k->max);
+            break;
+        case CFG_DOUBLE:
+            snprintf(range, sizeof range, "[%g, %g]", k->min, k->max);
+            break;
         case CFG_STRING:
             if (k->choices)
                 snprintf(range, sizeof range, "%s", k->choices);
             break;
-        default: break;
+        default:
+            break;
         }
         fprintf(fp, "%-28s %-7s %-22s default %-10s %s\n", k->name, type_name(k->type), range,
                 k->def[0] ? k->def : "\"\"", k->help);

@@ -16,10 +16,9 @@ rd_status rd_image_create(rd_image **out, int width, int height, rd_error *err)
     rd_image *img;
 
     if (width <= 0 || height <= 0 || width > RD_IMAGE_MAX_DIM || height > RD_IMAGE_MAX_DIM)
-        return rd_error_set(err, RD_E_TOO_LARGE, "image size %dx%d outside 1..%d", width,
-                            height, RD_IMAGE_MAX_DIM);
-    if (!rd_mul_size((size_t)width, (size_t)height, &n) ||
-        !rd_mul_size(n, sizeof(float), &bytes))
+        return rd_error_set(err, RD_E_TOO_LARGE, "image size %dx%d outside 1..%d", width, height,
+                            RD_IMAGE_MAX_DIM);
+    if (!rd_mul_size((size_t)width, (size_t)height, &n) || !rd_mul_size(n, sizeof(float), &bytes))
         return rd_error_set(err, RD_E_TOO_LARGE, "image size %dx%d overflows", width, height);
     img = malloc(sizeof *img);
     if (!img)
@@ -92,8 +91,7 @@ static void resample_line(const float *in, size_t in_stride, int n_in, float *ou
     }
 }
 
-rd_status rd_image_resize(const rd_image *src, int width, int height, rd_image **out,
-                          rd_error *err)
+rd_status rd_image_resize(const rd_image *src, int width, int height, rd_image **out, rd_error *err)
 {
     rd_image *tmp = NULL, *dst = NULL;
     rd_status st;
@@ -288,8 +286,8 @@ rd_status rd_png_write(const rd_image *img, const char *path, int bit_depth, rd_
     size_t row_bytes;
 
     if (bit_depth != 8 && bit_depth != 16)
-        return rd_error_set(err, RD_E_INVALID, "%s: PNG bit depth must be 8 or 16, not %d",
-                            path, bit_depth);
+        return rd_error_set(err, RD_E_INVALID, "%s: PNG bit depth must be 8 or 16, not %d", path,
+                            bit_depth);
     if (!img || !img->data)
         return rd_error_set(err, RD_E_INVALID, "%s: no image to write", path);
     if (!rd_mul_size((size_t)img->width, (size_t)bit_depth / 8, &row_bytes))

@@ -19,8 +19,7 @@ size_t rd_strlcpy(char *dst, const char *src, size_t size)
     return len;
 }
 
-rd_status rd_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
-                       rd_error *err)
+rd_status rd_read_file(const char *path, size_t max_bytes, char **out, size_t *len, rd_error *err)
 {
     FILE *fp = fopen(path, "rb");
     char *buf = NULL;
@@ -36,8 +35,8 @@ rd_status rd_read_file(const char *path, size_t max_bytes, char **out, size_t *l
             if (ncap > max_bytes + 2)
                 ncap = max_bytes + 2;
             if (ncap <= n + 1) {
-                st = rd_error_set(err, RD_E_TOO_LARGE, "%s: larger than %zu bytes", path,
-                                  max_bytes);
+                st =
+                    rd_error_set(err, RD_E_TOO_LARGE, "%s: larger than %zu bytes", path, max_bytes);
                 goto out;
             }
             char *nbuf = realloc(buf, ncap);

@@ -25,8 +25,7 @@ static inline int rd_mul_size(size_t a, size_t b, size_t *out)
 
 /* Reads a whole file of at most `max_bytes` into a NUL-terminated buffer the caller frees.
  * A larger file is RD_E_TOO_LARGE, a missing one RD_E_NOT_FOUND. */
-rd_status rd_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
-                       rd_error *err);
+rd_status rd_read_file(const char *path, size_t max_bytes, char **out, size_t *len, rd_error *err);
 
 /* Writes `len` bytes to `path` through a temporary file in the same folder, fsync and
  * rename, so that a reader sees the old file or the whole new one. */

@@ -69,8 +69,7 @@ void rd_config_defaults(rd_config *cfg);
 /* Applies the keys of a JSON document to `cfg`. `origin` names the source in messages
  * (a file name). All or nothing: on failure `cfg` is unchanged. Unknown keys, wrong types
  * and out-of-range values are errors (RD_E_CONFIG) that name the key. */
-rd_status rd_config_apply_json(rd_config *cfg, const char *json, const char *origin,
-                               rd_error *err);
+rd_status rd_config_apply_json(rd_config *cfg, const char *json, const char *origin, rd_error *err);
 
 /* Reads a JSON file (at most 1 MiB) and applies it as rd_config_apply_json does. */
 rd_status rd_config_load_file(rd_config *cfg, const char *path, rd_error *err);

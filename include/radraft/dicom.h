@@ -36,10 +36,10 @@ typedef struct rd_dicom_meta {
     char series_description[128];
     char modality[32];
     char view_position[32];
-    char laterality[16];   /* Image Laterality, else Laterality */
-    char body_part[72];    /* Body Part Examined */
-    char image_type[128];  /* backslash-separated, as stored */
-    char photometric[32];  /* Photometric Interpretation */
+    char laterality[16];  /* Image Laterality, else Laterality */
+    char body_part[72];   /* Body Part Examined */
+    char image_type[128]; /* backslash-separated, as stored */
+    char photometric[32]; /* Photometric Interpretation */
     char manufacturer[72];
     char transfer_syntax_uid[72];
     char transfer_syntax_name[96];
@@ -51,15 +51,15 @@ typedef struct rd_dicom_meta {
     int bits_allocated;
     int bits_stored;
     int samples_per_pixel;
-    int number_of_frames;    /* 1 when absent */
+    int number_of_frames; /* 1 when absent */
     int has_pixel_data;
     double pixel_spacing[2]; /* row, column spacing in mm (Pixel Spacing, else Imager Pixel
                               * Spacing); 0 when absent */
 } rd_dicom_meta;
 
 typedef struct rd_dicom_options {
-    int max_dimension;           /* Rows or Columns above this are refused (RD_E_TOO_LARGE) */
-    double voi_percentile_low;   /* percentile fallback window when no VOI is stored */
+    int max_dimension;         /* Rows or Columns above this are refused (RD_E_TOO_LARGE) */
+    double voi_percentile_low; /* percentile fallback window when no VOI is stored */
     double voi_percentile_high;
 } rd_dicom_options;
 

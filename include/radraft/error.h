@@ -15,22 +15,22 @@ extern "C" {
 #endif
 
 /* One table generates the enum, the names and the default messages. */
-#define RD_STATUS_MAP(X)                                                                   \
-    X(OK, "success")                                                                       \
-    X(E_NOMEM, "out of memory")                                                            \
-    X(E_INVALID, "invalid argument")                                                       \
-    X(E_IO, "input/output error")                                                          \
-    X(E_NOT_FOUND, "not found")                                                            \
-    X(E_TOO_LARGE, "exceeds a size limit")                                                 \
-    X(E_CONFIG, "configuration error")                                                     \
-    X(E_DICOM, "DICOM error")                                                              \
-    X(E_NOT_IMAGE, "not an image object")                                                  \
-    X(E_UNSUPPORTED, "unsupported")                                                        \
-    X(E_CORRUPT, "corrupt or truncated data")                                              \
-    X(E_IMAGE, "image error")                                                              \
-    X(E_DB, "database error")                                                              \
-    X(E_MODEL, "model error")                                                              \
-    X(E_NET, "network error")                                                              \
+#define RD_STATUS_MAP(X)                                                                           \
+    X(OK, "success")                                                                               \
+    X(E_NOMEM, "out of memory")                                                                    \
+    X(E_INVALID, "invalid argument")                                                               \
+    X(E_IO, "input/output error")                                                                  \
+    X(E_NOT_FOUND, "not found")                                                                    \
+    X(E_TOO_LARGE, "exceeds a size limit")                                                         \
+    X(E_CONFIG, "configuration error")                                                             \
+    X(E_DICOM, "DICOM error")                                                                      \
+    X(E_NOT_IMAGE, "not an image object")                                                          \
+    X(E_UNSUPPORTED, "unsupported")                                                                \
+    X(E_CORRUPT, "corrupt or truncated data")                                                      \
+    X(E_IMAGE, "image error")                                                                      \
+    X(E_DB, "database error")                                                                      \
+    X(E_MODEL, "model error")                                                                      \
+    X(E_NET, "network error")                                                                      \
     X(E_INTERNAL, "internal error")
 
 typedef enum rd_status {

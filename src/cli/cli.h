@@ -21,16 +21,18 @@ enum {
     RD_OPT_FIRST_PRIVATE /* subcommands number their own long options from here */
 };
 
-#define RD_CLI_COMMON_LONGOPTS                                                             \
-    {"config", required_argument, NULL, RD_OPT_CONFIG},                                    \
-        {"set", required_argument, NULL, RD_OPT_SET},                                      \
-        {"log-level", required_argument, NULL, RD_OPT_LOG_LEVEL},                          \
-        {"help", no_argument, NULL, 'h'}
+#define RD_CLI_COMMON_LONGOPTS                                                                     \
+    {"config", required_argument, NULL, RD_OPT_CONFIG},                                            \
+        {"set", required_argument, NULL, RD_OPT_SET},                                              \
+        {"log-level", required_argument, NULL, RD_OPT_LOG_LEVEL},                                  \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
 
-#define RD_CLI_COMMON_HELP                                                                 \
-    "  --config FILE       JSON configuration file (default: $RADRAFT_CONFIG if set)\n"    \
-    "  --set KEY=VALUE     override one configuration key (repeatable)\n"                  \
-    "  --log-level LEVEL   error, warn, info or debug\n"                                   \
+#define RD_CLI_COMMON_HELP                                                                         \
+    "  --config FILE       JSON configuration file (default: $RADRAFT_CONFIG if set)\n"            \
+    "  --set KEY=VALUE     override one configuration key (repeatable)\n"                          \
+    "  --log-level LEVEL   error, warn, info or debug\n"                                           \
     "  -h, --help          this help\n"
 
 /* Command-line state shared by the subcommands: the configuration being built from the

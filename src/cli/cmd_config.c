@@ -29,10 +29,18 @@ int rd_cmd_config(int argc, char **argv)
         if (r > 0)
             continue;
         switch (opt) {
-        case OPT_PRINT: keys = 0; break;
-        case OPT_KEYS: keys = 1; break;
-        case 'h': fputs(help, stdout); return RD_EXIT_OK;
-        default: fputs(help, stderr); return RD_EXIT_USAGE;
+        case OPT_PRINT:
+            keys = 0;
+            break;
+        case OPT_KEYS:
+            keys = 1;
+            break;
+        case 'h':
+            fputs(help, stdout);
+            return RD_EXIT_OK;
+        default:
+            fputs(help, stderr);
+            return RD_EXIT_USAGE;
         }
     }
     if (optind < argc) {

@@ -30,11 +30,11 @@ RD_TEST(nested_and_dotted_keys)
     rd_config cfg;
     rd_error err;
     rd_config_defaults(&cfg);
-    CHECK_OK(rd_config_apply_json(&cfg, "{\"dicom\": {\"max_dimension\": 4096}}", "t", &err),
-             &err);
+    CHECK_OK(rd_config_apply_json(&cfg, "{\"dicom\": {\"max_dimension\": 4096}}", "t", &err), &err);
     CHECK_EQ_INT(cfg.dicom_max_dimension, 4096);
-    CHECK_OK(rd_config_apply_json(&cfg, "{\"dicom.max_dimension\": 2048, \"log\": "
-                                        "{\"level\": \"debug\"}}",
+    CHECK_OK(rd_config_apply_json(&cfg,
+                                  "{\"dicom.max_dimension\": 2048, \"log\": "
+                                  "{\"level\": \"debug\"}}",
                                   "t", &err),
              &err);
     CHECK_EQ_INT(cfg.dicom_max_dimension, 2048);
@@ -48,8 +48,9 @@ RD_TEST(bad_values_rejected_atomically)
     rd_config_defaults(&cfg);
     rd_config before = cfg;
     /* The valid first key must not be applied when the second is bad. */
-    CHECK_EQ_INT(rd_config_apply_json(&cfg, "{\"log\":{\"level\":\"debug\"},"
-                                            "\"dicom\":{\"max_dimension\": 3}}",
+    CHECK_EQ_INT(rd_config_apply_json(&cfg,
+                                      "{\"log\":{\"level\":\"debug\"},"
+                                      "\"dicom\":{\"max_dimension\": 3}}",
                                       "f.json", &err),
                  RD_E_CONFIG);
     CHECK(strstr(err.msg, "dicom.max_dimension") != NULL);
@@ -71,8 +72,9 @@ RD_TEST(bad_values_rejected_atomically)
                                       "\"voi_percentile_high\": 60}}",
                                       "t", &err),
                  RD_OK);
-    CHECK_EQ_INT(rd_config_apply_json(&cfg, "{\"dicom\":{\"voi_percentile_low\": 45, "
-                                            "\"voi_percentile_high\": 51}}",
+    CHECK_EQ_INT(rd_config_apply_json(&cfg,
+                                      "{\"dicom\":{\"voi_percentile_low\": 45, "
+                                      "\"voi_percentile_high\": 51}}",
                                       "t", &err),
                  RD_OK);
     CHECK(memcmp(&before, &cfg, sizeof cfg) != 0);
