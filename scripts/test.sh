@@ -21,5 +21,11 @@ cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan -L unit --output-on-failure -j "$jobs" || status=1
 
+echo "== source format (.clang-format)"
+if ! git ls-files -z '*.c' '*.h' '*.cc' | xargs -0 clang-format --dry-run --Werror; then
+    echo "test: some files differ from .clang-format (run clang-format -i on them)" >&2
+    status=1
+fi
+
 [ "$status" = 0 ] && echo "test: all passed" || echo "test: FAILURES (see above)"
 exit "$status"
