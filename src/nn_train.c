@@ -10,7 +10,9 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -25,11 +27,11 @@ typedef void (*task_fn)(struct rd_tnet *net, int node, int ith);
 struct rd_tnet {
     rd_nn_model *m;
     int max_batch, nth, batch, training;
-    size_t *elems;   /* per node: floats of one sample's output */
-    float **y, **dy; /* per node: outputs and their gradients, max_batch x elems */
-    int32_t **arg;   /* per maxpool node: index of the maximum in the input plane */
+    size_t *elems;                 /* per node: floats of one sample's output */
+    float **y, **dy;               /* per node: outputs and their gradients, max_batch x elems */
+    int32_t **arg;                 /* per maxpool node: index of the maximum in the input plane */
     double **bn_mean, **bn_invstd; /* per batch norm node: the statistics the forward used */
-    char *need;      /* per node: on the path of the current backward */
+    char *need;                    /* per node: on the path of the current backward */
     int want_input_grad;
     rd_tnet_param *params;
     int n_params;
@@ -48,7 +50,18 @@ struct rd_tnet {
     int pending, quit;
     task_fn task;
     int task_node;
+    /* Time per op (forward, backward) when $RADRAFT_TRAIN_PROFILE is set, printed to stderr
+     * when the network is freed. */
+    int profile;
+    double prof[RD_NN_OP_COUNT][2];
 };
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 typedef struct worker_arg {
     rd_tnet *net;
@@ -643,8 +656,8 @@ static void bwd_linear(rd_tnet *net, int i, int ith)
     /* Weight and bias gradients split by output feature; the input gradient by image. */
     split((size_t)nd->c, ith, net->nth, &a, &b);
     if (b > a) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(b - a), (int)f, net->batch,
-                    1.0f, dy + a, nd->c, x, (int)f, 1.0f, pw->g + a * f, (int)f);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(b - a), (int)f, net->batch, 1.0f,
+                    dy + a, nd->c, x, (int)f, 1.0f, pw->g + a * f, (int)f);
         if (nd->bias)
             for (size_t o = a; o < b; o++) {
                 float s = 0;
@@ -658,8 +671,8 @@ static void bwd_linear(rd_tnet *net, int i, int ith)
     split((size_t)net->batch, ith, net->nth, &a, &b);
     if (b > a)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(b - a), (int)f, nd->c, 1.0f,
-                    dy + a * nd->c, nd->c, nd->weight, (int)f, 1.0f,
-                    net->dy[nd->in[0]] + a * f, (int)f);
+                    dy + a * nd->c, nd->c, nd->weight, (int)f, 1.0f, net->dy[nd->in[0]] + a * f,
+                    (int)f);
 }
 
 static void bwd_l2norm(rd_tnet *net, int i, int ith)
@@ -751,6 +764,17 @@ void rd_tnet_free(rd_tnet *net)
 {
     if (!net)
         return;
+    if (net->profile) {
+        double total = 0;
+        for (int o = 0; o < RD_NN_OP_COUNT; o++)
+            total += net->prof[o][0] + net->prof[o][1];
+        fprintf(stderr, "train profile: %.0f ms in ops\n", total);
+        for (int o = 0; o < RD_NN_OP_COUNT; o++)
+            if (net->prof[o][0] + net->prof[o][1] > 0)
+                fprintf(stderr, "  %-10s forward %9.0f ms  backward %9.0f ms  %5.1f%%\n",
+                        rd_nn_op_name((rd_nn_op)o), net->prof[o][0], net->prof[o][1],
+                        100 * (net->prof[o][0] + net->prof[o][1]) / total);
+    }
     if (net->n_started > 0) {
         pthread_mutex_lock(&net->mu);
         net->quit = 1;
@@ -826,6 +850,7 @@ rd_status rd_tnet_create(rd_tnet **out, rd_nn_model *m, int max_batch, int threa
     pthread_cond_init(&net->cv_done, NULL);
     net->max_batch = max_batch;
     net->nth = threads;
+    net->profile = getenv("RADRAFT_TRAIN_PROFILE") != NULL;
     net->elems = calloc((size_t)n, sizeof *net->elems);
     net->y = calloc((size_t)n, sizeof *net->y);
     net->dy = calloc((size_t)n, sizeof *net->dy);
@@ -978,13 +1003,17 @@ const float *rd_tnet_input_grad(const rd_tnet *net)
     return net->want_input_grad ? net->dy[0] : NULL;
 }
 
+const float *rd_tnet_grad(const rd_tnet *net, int node)
+{
+    return node >= 0 && node < net->m->n_nodes ? net->dy[node] : NULL;
+}
+
 void rd_tnet_want_input_grad(rd_tnet *net, int on)
 {
     net->want_input_grad = on;
 }
 
-rd_status rd_tnet_forward(rd_tnet *net, const float *input, int batch, int training,
-                          rd_error *err)
+rd_status rd_tnet_forward(rd_tnet *net, const float *input, int batch, int training, rd_error *err)
 {
     if (batch < 1 || batch > net->max_batch)
         return rd_error_set(err, RD_E_INVALID, "batch %d outside [1, %d]", batch, net->max_batch);
@@ -993,8 +1022,12 @@ rd_status rd_tnet_forward(rd_tnet *net, const float *input, int batch, int train
     memcpy(net->y[0], input, (size_t)batch * net->elems[0] * sizeof *input);
     net->batch = batch;
     net->training = training;
-    for (int i = 1; i < net->m->n_nodes; i++)
+    for (int i = 1; i < net->m->n_nodes; i++) {
+        double t0 = net->profile ? now_ms() : 0;
         run_all(net, fwd_fn(net->m->nodes[i].op), i);
+        if (net->profile)
+            net->prof[net->m->nodes[i].op][0] += now_ms() - t0;
+    }
     return RD_OK;
 }
 
@@ -1025,9 +1058,12 @@ rd_status rd_tnet_backward(rd_tnet *net, int node, const float *dy, rd_error *er
     for (int i = node; i >= 1; i--) {
         if (!net->need[i])
             continue;
+        double t0 = net->profile ? now_ms() : 0;
         run_all(net, bwd_fn(m->nodes[i].op), i);
         if (m->nodes[i].op == RD_NN_OP_CONV2D)
             run_all(net, reduce_conv, i);
+        if (net->profile)
+            net->prof[m->nodes[i].op][1] += now_ms() - t0;
     }
     return RD_OK;
 }

@@ -43,13 +43,15 @@ float *rd_tnet_value(const rd_tnet *net, int node, size_t *elems);
 /* The gradient of the last backward with respect to the network input (batch x input
  * elems), computed only when rd_tnet_want_input_grad(net, 1) was called. */
 const float *rd_tnet_input_grad(const rd_tnet *net);
+/* The gradient of the loss with respect to a node's output in the last backward (zero for
+ * nodes the backward did not reach), batch x elems floats. */
+const float *rd_tnet_grad(const rd_tnet *net, int node);
 void rd_tnet_want_input_grad(rd_tnet *net, int on);
 
 /* Runs the network on `batch` inputs (NCHW, already normalized). training = 1: batch norm
  * normalizes with the batch's statistics and updates its running statistics (momentum
  * 0.1); training = 0: it uses the running statistics, as the inference engine does. */
-rd_status rd_tnet_forward(rd_tnet *net, const float *input, int batch, int training,
-                          rd_error *err);
+rd_status rd_tnet_forward(rd_tnet *net, const float *input, int batch, int training, rd_error *err);
 
 /* Sets every parameter gradient to zero. */
 void rd_tnet_zero_grad(rd_tnet *net);

@@ -65,10 +65,14 @@ int rd_cli_parse_int(const rd_cli *cli, const char *name, const char *text, long
 /* The subcommands: argv[0] is the subcommand's name. */
 int rd_cmd_config(int argc, char **argv);
 int rd_cmd_samples(int argc, char **argv);
+int rd_cmd_archive(int argc, char **argv);
 int rd_cmd_serve(int argc, char **argv);
+int rd_cmd_batch(int argc, char **argv);
 int rd_cmd_send(int argc, char **argv);
 int rd_cmd_echo(int argc, char **argv);
 int rd_cmd_embed(int argc, char **argv);
+int rd_cmd_predict(int argc, char **argv);
+int rd_cmd_train(int argc, char **argv);
 int rd_cmd_model(int argc, char **argv);
 int rd_cmd_label(int argc, char **argv);
 int rd_cmd_evaluate_labeler(int argc, char **argv);

@@ -14,6 +14,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"serve", rd_cmd_serve, "DICOM listener (C-STORE/C-ECHO), job scheduler and outbox"},
+    {"batch", rd_cmd_batch, "draft every study in folders of DICOM files (resumable, parallel)"},
     {"send", rd_cmd_send, "send DICOM files with C-STORE (or queue them in the outbox)"},
     {"echo", rd_cmd_echo, "C-ECHO a DICOM peer (AE@host:port)"},
     {"report", rd_cmd_report, "draft the report of one study as a DICOM SR"},
@@ -21,9 +22,12 @@ static const command commands[] = {
     {"info", rd_cmd_info, "metadata of DICOM or PNG files as JSON lines"},
     {"render", rd_cmd_render, "decode a DICOM or PNG image and write it as a PNG"},
     {"embed", rd_cmd_embed, "embedding + finding scores of images as JSON lines"},
+    {"predict", rd_cmd_predict, "finding scores of images (files or folders) as CSV"},
+    {"train", rd_cmd_train, "train the encoder on labelled images (NIH CSV format)"},
     {"model", rd_cmd_model, "write (init), validate (check) or time (bench) an encoder model"},
     {"label", rd_cmd_label, "report text (JSON Lines) -> finding states"},
     {"evaluate-labeler", rd_cmd_evaluate_labeler, "measure the labeler against expert labels"},
+    {"archive", rd_cmd_archive, "similar-case archive: import, list, stats, export-seed, query"},
     {"samples", rd_cmd_samples, "write the synthetic sample studies as DICOM files"},
     {"config", rd_cmd_config, "print the effective configuration or the list of keys"},
 };

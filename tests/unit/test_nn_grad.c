@@ -94,8 +94,8 @@ static int close_enough(double a, double n, double atol, double rtol)
 
 /* Compares the analytic gradient of every trained tensor and of the input with central
  * differences (step eps) at up to `samples` coordinates each. `x` is batch x input elems. */
-static void grad_check_x(rd_nn_model *m, float *x, int batch, int threads, double eps,
-                         double atol, double rtol, int samples)
+static void grad_check_x(rd_nn_model *m, float *x, int batch, int threads, double eps, double atol,
+                         double rtol, int samples)
 {
     rd_tnet *net = NULL;
     rd_error err;
@@ -214,7 +214,8 @@ RD_TEST(conv_strided_grouped)
 
 RD_TEST(conv_depthwise_and_pointwise)
 {
-    tens t[] = {{"d.weight", 4, {4, 1, 3, 3}, -0.5, 0.5}, {"p.weight", 4, {5, 4, 1, 1}, -0.5, 0.5},
+    tens t[] = {{"d.weight", 4, {4, 1, 3, 3}, -0.5, 0.5},
+                {"p.weight", 4, {5, 4, 1, 1}, -0.5, 0.5},
                 {"s.weight", 4, {3, 5, 1, 1}, -0.5, 0.5}};
     rd_nn_model *m = make_model(4, 6, 7,
                                 "{\"name\":\"d\",\"op\":\"conv2d\",\"inputs\":[\"x\"],"
