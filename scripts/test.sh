@@ -21,6 +21,12 @@ cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan -L unit --output-on-failure -j "$jobs" || status=1
 
+echo "== banned calls (unbounded or unchecked: sprintf, strcpy, strcat, atoi, atol, gets, strtok)"
+if git grep -nE '(^|[^a-z_])(sprintf|strcpy|strcat|atoi|atol|gets|strtok)\(' -- src pacs include; then
+    echo "test: use snprintf, rd_strlcpy, strtol with checks instead" >&2
+    status=1
+fi
+
 echo "== source format (.clang-format)"
 if ! git ls-files -z '*.c' '*.h' '*.cc' | xargs -0 clang-format --dry-run --Werror; then
     echo "test: some files differ from .clang-format (run clang-format -i on them)" >&2
