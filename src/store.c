@@ -70,9 +70,64 @@ static const char *const migrations[] = {
     "  updated_at REAL NOT NULL,"
     "  UNIQUE(file, destination));"
     "CREATE INDEX outbox_due ON outbox(state, next_attempt);",
+    /* 2: the pipeline: retry times of jobs, what became of each content version of a
+     * study (drafted or skipped, and why), and the review items of the drafts. */
+    "ALTER TABLE jobs ADD COLUMN not_before REAL NOT NULL DEFAULT 0;"
+    "CREATE TABLE study_versions("
+    "  study_uid TEXT NOT NULL,"
+    "  content_version TEXT NOT NULL,"
+    "  outcome TEXT NOT NULL CHECK(outcome IN ('drafted','skipped')),"
+    "  reason TEXT,"
+    "  review_id INTEGER,"
+    "  created_at REAL NOT NULL,"
+    "  PRIMARY KEY(study_uid, content_version));"
+    "CREATE TABLE reviews("
+    "  id INTEGER PRIMARY KEY,"
+    "  study_uid TEXT NOT NULL,"
+    "  content_version TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK(state IN ('draft','approved','edited','rejected')),"
+    "  sr_path TEXT NOT NULL,"
+    "  sr_sop_instance_uid TEXT,"
+    "  frontal_sop_instance_uid TEXT,"
+    "  model_version TEXT,"
+    "  findings_text TEXT,"
+    "  impression_text TEXT,"
+    "  findings_json TEXT,"
+    "  neighbours_json TEXT,"
+    "  created_at REAL NOT NULL,"
+    "  updated_at REAL NOT NULL,"
+    "  UNIQUE(study_uid, content_version));"
+    "CREATE INDEX reviews_state ON reviews(state, id);",
+    /* 3: the archive of past studies for similar-case retrieval (src/store_archive.c) */
+    "CREATE TABLE archive("
+    "  id INTEGER PRIMARY KEY,"
+    "  model_version TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  study_uid TEXT NOT NULL,"
+    "  patient_hash TEXT NOT NULL DEFAULT '',"
+    "  view INTEGER NOT NULL DEFAULT 0,"
+    "  study_date INTEGER NOT NULL DEFAULT 0,"
+    "  source INTEGER NOT NULL,"
+    "  states TEXT NOT NULL,"
+    "  findings_text TEXT,"
+    "  impression_text TEXT,"
+    "  dim INTEGER NOT NULL,"
+    "  embedding BLOB NOT NULL,"
+    "  added_at REAL NOT NULL,"
+    "  UNIQUE(model_version, key));",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+sqlite3 *rd_store__db(rd_store *s)
+{
+    return s->db;
+}
+
+const char *rd_store__dir(const rd_store *s)
+{
+    return s->dir;
+}
 
 void rd_store__set_fault(rd_store *s, rd_store_fault fault)
 {
@@ -771,9 +826,10 @@ rd_status rd_store_job_claim(rd_store *s, rd_store_job *job, rd_error *err)
         return rc;
     if ((rc = prepare(s,
                       "SELECT id, study_uid, attempts FROM jobs WHERE state='queued'"
-                      " ORDER BY id LIMIT 1",
+                      " AND not_before <= ?1 ORDER BY id LIMIT 1",
                       &st, err)) != RD_OK)
         goto out;
+    sqlite3_bind_double(st, 1, rd_store_now());
     r = sqlite3_step(st);
     if (r == SQLITE_DONE) {
         rc = rd_error_set(err, RD_E_NOT_FOUND, "no queued job");
@@ -1019,4 +1075,297 @@ rd_status rd_store_outbox_count(rd_store *s, const char *state, long *count, rd_
         return count_query(s, "SELECT COUNT(*) FROM outbox WHERE state=?", state, NULL, 0, 0, count,
                            err);
     return count_query(s, "SELECT COUNT(*) FROM outbox", NULL, NULL, 0, 0, count, err);
+}
+
+/* ---- pipeline: job retries, study versions, review items ---- */
+
+rd_status rd_store_job_retry(rd_store *s, int64_t job_id, const char *error, double delay_seconds,
+                             rd_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    rd_status rc;
+    double now = rd_store_now();
+    if ((rc = prepare(s,
+                      "UPDATE jobs SET state='queued', error=?1, updated_at=?2, not_before=?3"
+                      " WHERE id=?4 AND state='running'",
+                      &st, err)) != RD_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, error ? error : "", -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, now);
+    sqlite3_bind_double(st, 3, now + (delay_seconds > 0 ? delay_seconds : 0));
+    sqlite3_bind_int64(st, 4, job_id);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = db_error(s, err, "requeueing a job");
+    else if (sqlite3_changes(s->db) != 1)
+        rc = rd_error_set(err, RD_E_NOT_FOUND, "job %lld is not running", (long long)job_id);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+rd_status rd_store_job_error(rd_store *s, int64_t job_id, char *buf, size_t size, rd_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    rd_status rc = prepare(s, "SELECT error FROM jobs WHERE id=?", &st, err);
+    if (rc != RD_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, job_id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *e = (const char *)sqlite3_column_text(st, 0);
+        rd_strlcpy(buf, e ? e : "", size);
+    } else {
+        rc = rd_error_set(err, RD_E_NOT_FOUND, "no job %lld", (long long)job_id);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+rd_status rd_store_study_files(rd_store *s, const char *study_uid, char ***paths, int *n,
+                               rd_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    char **list = NULL;
+    int count = 0, cap = 0;
+    rd_status rc;
+    *paths = NULL;
+    *n = 0;
+    if ((rc = prepare(s,
+                      "SELECT path FROM instances WHERE study_uid=? ORDER BY series_uid,"
+                      " sop_instance_uid",
+                      &st, err)) != RD_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, study_uid, -1, SQLITE_STATIC);
+    for (;;) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_DONE)
+            break;
+        if (r != SQLITE_ROW) {
+            rc = db_error(s, err, "listing a study's instances");
+            goto out;
+        }
+        if (count >= RD_STORE_STUDY_MAX_FILES) {
+            rc = rd_error_set(err, RD_E_TOO_LARGE, "study %.80s has more than %d instances",
+                              study_uid, RD_STORE_STUDY_MAX_FILES);
+            goto out;
+        }
+        if (count == cap) {
+            int ncap = cap ? cap * 2 : 8;
+            char **nl = realloc(list, (size_t)ncap * sizeof *nl);
+            if (!nl) {
+                rc = rd_error_set(err, RD_E_NOMEM, "out of memory listing a study");
+                goto out;
+            }
+            list = nl;
+            cap = ncap;
+        }
+        const char *rel = (const char *)sqlite3_column_text(st, 0);
+        size_t len = strlen(s->dir) + 1 + strlen(rel ? rel : "") + 1;
+        list[count] = malloc(len);
+        if (!list[count]) {
+            rc = rd_error_set(err, RD_E_NOMEM, "out of memory listing a study");
+            goto out;
+        }
+        snprintf(list[count], len, "%s/%s", s->dir, rel ? rel : "");
+        count++;
+    }
+out:
+    sqlite3_finalize(st);
+    if (rc != RD_OK) {
+        rd_store_free_paths(list, count);
+        return rc;
+    }
+    *paths = list;
+    *n = count;
+    return RD_OK;
+}
+
+void rd_store_free_paths(char **paths, int n)
+{
+    if (!paths)
+        return;
+    for (int i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+}
+
+rd_status rd_store_study_version_get(rd_store *s, const char *study_uid,
+                                     const char *content_version, rd_store_study_version *out,
+                                     rd_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    rd_status rc = prepare(s,
+                           "SELECT outcome, reason, review_id FROM study_versions WHERE"
+                           " study_uid=? AND content_version=?",
+                           &st, err);
+    if (rc != RD_OK)
+        return rc;
+    memset(out, 0, sizeof *out);
+    sqlite3_bind_text(st, 1, study_uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, content_version, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        const char *o = (const char *)sqlite3_column_text(st, 0);
+        const char *why = (const char *)sqlite3_column_text(st, 1);
+        out->found = 1;
+        out->drafted = o && strcmp(o, "drafted") == 0;
+        rd_strlcpy(out->reason, why ? why : "", sizeof out->reason);
+        out->review_id = sqlite3_column_int64(st, 2);
+    } else if (r != SQLITE_DONE) {
+        rc = db_error(s, err, "looking up a study version");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+rd_status rd_store_study_skip(rd_store *s, const char *study_uid, const char *content_version,
+                              const char *reason, rd_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    rd_status rc = prepare(s,
+                           "INSERT INTO study_versions(study_uid, content_version, outcome, reason,"
+                           " created_at) VALUES(?1, ?2, 'skipped', ?3, ?4)"
+                           " ON CONFLICT(study_uid, content_version) DO NOTHING",
+                           &st, err);
+    if (rc != RD_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, study_uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, content_version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, reason ? reason : "", -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 4, rd_store_now());
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = db_error(s, err, "recording a skipped study");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void bind_opt_text(sqlite3_stmt *st, int idx, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, idx);
+}
+
+rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
+                              const char *const *destinations, int n_destinations,
+                              int64_t *review_id, int *added, rd_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    rd_status rc;
+    double now = rd_store_now();
+    int64_t id = 0;
+    int is_new = 0;
+
+    if (!r->study_uid || !r->content_version || !r->sr_path)
+        return rd_error_set(err, RD_E_INVALID, "a review item needs a study, a version and an SR");
+    for (int i = 0; i < n_destinations; i++)
+        if (strlen(r->sr_path) >= sizeof((rd_store_delivery *)0)->file ||
+            strlen(destinations[i]) >= sizeof((rd_store_delivery *)0)->destination)
+            return rd_error_set(err, RD_E_TOO_LARGE, "outbox: file or destination name too long");
+    /* One transaction: the review item, the study version's outcome and the deliveries
+     * appear together or not at all, so a crash can neither deliver an SR that has no
+     * review item nor leave a draft that is never delivered. */
+    if ((rc = exec(s, "BEGIN IMMEDIATE", err)) != RD_OK)
+        return rc;
+    if ((rc = prepare(s,
+                      "INSERT INTO reviews(study_uid, content_version, state, sr_path,"
+                      " sr_sop_instance_uid, frontal_sop_instance_uid, model_version,"
+                      " findings_text, impression_text, findings_json, neighbours_json,"
+                      " created_at, updated_at) VALUES(?1,?2,'draft',?3,?4,?5,?6,?7,?8,?9,?10,"
+                      "?11,?11) ON CONFLICT(study_uid, content_version) DO NOTHING",
+                      &st, err)) != RD_OK)
+        goto out;
+    sqlite3_bind_text(st, 1, r->study_uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->content_version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->sr_path, -1, SQLITE_STATIC);
+    bind_opt_text(st, 4, r->sr_sop_instance_uid);
+    bind_opt_text(st, 5, r->frontal_sop_instance_uid);
+    bind_opt_text(st, 6, r->model_version);
+    bind_opt_text(st, 7, r->findings_text);
+    bind_opt_text(st, 8, r->impression_text);
+    bind_opt_text(st, 9, r->findings_json);
+    bind_opt_text(st, 10, r->neighbours_json);
+    sqlite3_bind_double(st, 11, now);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = db_error(s, err, "adding a review item");
+        goto out;
+    }
+    is_new = sqlite3_changes(s->db) == 1;
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((rc = prepare(s, "SELECT id FROM reviews WHERE study_uid=? AND content_version=?", &st,
+                      err)) != RD_OK)
+        goto out;
+    sqlite3_bind_text(st, 1, r->study_uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->content_version, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = db_error(s, err, "adding a review item");
+        goto out;
+    }
+    id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!is_new)
+        goto commit; /* drafted before: nothing more to record or send */
+    if ((rc = prepare(s,
+                      "INSERT INTO study_versions(study_uid, content_version, outcome,"
+                      " review_id, created_at) VALUES(?1, ?2, 'drafted', ?3, ?4)"
+                      " ON CONFLICT(study_uid, content_version) DO UPDATE SET"
+                      " outcome='drafted', reason=NULL, review_id=excluded.review_id",
+                      &st, err)) != RD_OK)
+        goto out;
+    sqlite3_bind_text(st, 1, r->study_uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->content_version, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, id);
+    sqlite3_bind_double(st, 4, now);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = db_error(s, err, "recording a drafted study");
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    for (int i = 0; i < n_destinations; i++) {
+        if ((rc = prepare(s,
+                          "INSERT INTO outbox(file, destination, state, attempts, next_attempt,"
+                          " created_at, updated_at) VALUES(?1, ?2, 'pending', 0, ?3, ?3, ?3)"
+                          " ON CONFLICT(file, destination) DO NOTHING",
+                          &st, err)) != RD_OK)
+            goto out;
+        sqlite3_bind_text(st, 1, r->sr_path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, destinations[i], -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 3, now);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            rc = db_error(s, err, "queueing a delivery");
+            goto out;
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+commit:
+    rc = exec(s, "COMMIT", err);
+out:
+    sqlite3_finalize(st);
+    if (rc != RD_OK) {
+        rollback(s);
+        return rc;
+    }
+    if (review_id)
+        *review_id = id;
+    if (added)
+        *added = is_new;
+    return RD_OK;
+}
+
+rd_status rd_store_count_reviews(rd_store *s, const char *study_uid, const char *state, long *count,
+                                 rd_error *err)
+{
+    if (study_uid && state)
+        return count_query(s, "SELECT COUNT(*) FROM reviews WHERE study_uid=? AND state=?",
+                           study_uid, state, 0, 0, count, err);
+    if (study_uid)
+        return count_query(s, "SELECT COUNT(*) FROM reviews WHERE study_uid=?", study_uid, NULL, 0,
+                           0, count, err);
+    if (state)
+        return count_query(s, "SELECT COUNT(*) FROM reviews WHERE state=?", state, NULL, 0, 0,
+                           count, err);
+    return count_query(s, "SELECT COUNT(*) FROM reviews", NULL, NULL, 0, 0, count, err);
 }

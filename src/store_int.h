@@ -21,6 +21,12 @@ typedef enum rd_store_fault {
 /* Arms one fault for the next rd_store_put on this handle (it disarms when hit). */
 void rd_store__set_fault(rd_store *s, rd_store_fault fault);
 
+/* The connection and data directory of a handle, for the store's other source files
+ * (src/store_archive.c); nothing outside the store module uses them. */
+struct sqlite3;
+struct sqlite3 *rd_store__db(rd_store *s);
+const char *rd_store__dir(const rd_store *s);
+
 #ifdef __cplusplus
 }
 #endif

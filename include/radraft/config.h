@@ -61,6 +61,18 @@ typedef struct rd_config {
     char encoder_model[RD_CONFIG_STR_MAX];
     int encoder_threads;
     int encoder_batch;
+    /* similar-case retrieval and the archive (include/radraft/index.h) */
+    int retrieval_k;
+    double retrieval_encoder_weight;
+    double retrieval_min_similarity;
+    int retrieval_date_window_days;
+    double retrieval_uncertain_value;
+    double retrieval_temperature;
+    char archive_patient_salt[RD_CONFIG_ITEM_MAX];
+    int archive_load_seed;
+    /* pipeline (drafting workers) */
+    int pipeline_workers;
+    int pipeline_retry_max_attempts;
 } rd_config;
 
 /* Fills `cfg` with every key's default. */

@@ -172,6 +172,116 @@ rd_status rd_store_outbox_result(rd_store *s, int64_t id, const char *error, dou
 /* Number of deliveries in a state ("pending", "sending", "done", "failed"; NULL: all). */
 rd_status rd_store_outbox_count(rd_store *s, const char *state, long *count, rd_error *err);
 
+/* ---- archive (past studies for similar-case retrieval; used through radraft/index.h) ---- */
+
+/* One archive row. Strings and the embedding are borrowed (for rd_store_archive_add: for the
+ * call; in a scan callback: until it returns). `states` is RD_FINDING_COUNT digits 0..3
+ * (rd_finding_state in vocabulary order); `view` and `source` are the rd_view_family and
+ * rd_archive_source values of radraft/index.h. */
+typedef struct rd_store_archive_row {
+    int64_t id;
+    const char *model_version;
+    const char *key;
+    const char *study_uid;
+    const char *patient_hash;
+    int view;
+    int study_date;
+    int source;
+    const char *states;
+    const char *findings_text;   /* NULL when none */
+    const char *impression_text; /* NULL when none */
+    int dim;
+    const float *embedding; /* dim floats (stored little-endian in the BLOB) */
+} rd_store_archive_row;
+
+/* Inserts a row; *id (may be NULL) gets its row id. When a row with the same model version
+ * and key exists nothing is written, *id gets that row's id and *added (may be NULL) 0. */
+rd_status rd_store_archive_add(rd_store *s, const rd_store_archive_row *row, int64_t *id,
+                               int *added, rd_error *err);
+
+/* Inserts `n` rows in one transaction (all or none); ids[i] and added[i] (either may be
+ * NULL) as for rd_store_archive_add. */
+rd_status rd_store_archive_add_many(rd_store *s, const rd_store_archive_row *rows, size_t n,
+                                    int64_t *ids, int *added, rd_error *err);
+
+/* Calls `fn` for every row of `model_version` (NULL: every row) in id order. A callback
+ * that returns a status other than RD_OK stops the scan, which returns that status. A row
+ * whose embedding BLOB is not `dim` floats is RD_E_CORRUPT. With `with_embedding` 0 the
+ * embedding is not read (row->embedding is NULL), for listings. */
+typedef rd_status (*rd_store_archive_fn)(void *ctx, const rd_store_archive_row *row, rd_error *err);
+rd_status rd_store_archive_scan(rd_store *s, const char *model_version, int with_embedding,
+                                rd_store_archive_fn fn, void *ctx, rd_error *err);
+
+/* Number of rows of `model_version` (NULL: all). */
+rd_status rd_store_archive_count(rd_store *s, const char *model_version, long *count,
+                                 rd_error *err);
+
+/* ---- the pipeline: job retries, study versions, review items ---- */
+
+/* Most instances of one study that rd_store_study_files lists. */
+#define RD_STORE_STUDY_MAX_FILES 4096
+
+/* Puts a running job back in the queue with its error message (what failed, for the
+ * operator); it is not claimed again before `delay_seconds` from now. */
+rd_status rd_store_job_retry(rd_store *s, int64_t job_id, const char *error, double delay_seconds,
+                             rd_error *err);
+
+/* The last error recorded on a job ("" when none) into `buf`. RD_E_NOT_FOUND: no such job. */
+rd_status rd_store_job_error(rd_store *s, int64_t job_id, char *buf, size_t size, rd_error *err);
+
+/* The absolute paths of a study's stored instances, ordered by series and SOP Instance
+ * UID. On success the caller owns *paths (*n strings; free with rd_store_free_paths).
+ * RD_E_TOO_LARGE above RD_STORE_STUDY_MAX_FILES instances. */
+rd_status rd_store_study_files(rd_store *s, const char *study_uid, char ***paths, int *n,
+                               rd_error *err);
+/* Frees a list from rd_store_study_files. Accepts NULL. */
+void rd_store_free_paths(char **paths, int n);
+
+/* What became of one content version of a study (a study's content version names the set
+ * of its image instances, so that a study is drafted once per version). */
+typedef struct rd_store_study_version {
+    int found;         /* 0: never processed */
+    int drafted;       /* 1: drafted (review_id names the item); 0: skipped */
+    char reason[512];  /* why it was skipped */
+    int64_t review_id; /* the review item of a draft */
+} rd_store_study_version;
+
+rd_status rd_store_study_version_get(rd_store *s, const char *study_uid,
+                                     const char *content_version, rd_store_study_version *out,
+                                     rd_error *err);
+
+/* Records that a content version of a study gets no draft, and why ("not a chest
+ * radiograph: modality CT"). A version already recorded keeps its first outcome. */
+rd_status rd_store_study_skip(rd_store *s, const char *study_uid, const char *content_version,
+                              const char *reason, rd_error *err);
+
+/* A review item: a draft waiting for a radiologist. Strings are borrowed for the call;
+ * the JSON members are stored as given (see src/pipeline.c for their shape). */
+typedef struct rd_store_review {
+    const char *study_uid;
+    const char *content_version;
+    const char *sr_path; /* the draft SR */
+    const char *sr_sop_instance_uid;
+    const char *frontal_sop_instance_uid;
+    const char *model_version;
+    const char *findings_text;
+    const char *impression_text;
+    const char *findings_json;   /* {"Cardiomegaly": {"state", "score", "encoder"}, ...} */
+    const char *neighbours_json; /* [{"id", "similarity"}, ...] */
+} rd_store_review;
+
+/* Adds a review item in state 'draft', marks its study version drafted and queues the SR
+ * for every destination, in one transaction. A study version that already has its item
+ * changes nothing: *added (may be NULL) is then 0, and *review_id (may be NULL) names the
+ * existing item. */
+rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
+                              const char *const *destinations, int n_destinations,
+                              int64_t *review_id, int *added, rd_error *err);
+
+/* Number of review items (of a study and/or in a state; NULL: any). */
+rd_status rd_store_count_reviews(rd_store *s, const char *study_uid, const char *state, long *count,
+                                 rd_error *err);
+
 /* ---- helpers ---- */
 
 /* SHA-256 of `len` bytes as 64 lowercase hex digits plus NUL. */

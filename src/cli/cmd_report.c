@@ -13,6 +13,7 @@
 #include "radraft/image.h"
 #include "radraft/labeler.h"
 #include "radraft/log.h"
+#include "radraft/pipeline.h"
 #include "radraft/sr.h"
 #include "radraft/version.h"
 #include "util.h"
@@ -115,96 +116,6 @@ out:
     cJSON_Delete(root);
     free(text);
     return st;
-}
-
-/* ---- frontal image --------------------------------------------------------------- */
-
-static int is_lateral(const rd_dicom_meta *m)
-{
-    return strcmp(m->view_position, "LL") == 0 || strcmp(m->view_position, "RL") == 0 ||
-           strcmp(m->view_position, "LATERAL") == 0 || strcmp(m->view_position, "LAT") == 0;
-}
-
-/* Left-right symmetry of the body in an image. On a 128 x 128 copy, the band of rows from
- * 20% to 70% of the height (the chest) is cut to the body's columns (those brighter than
- * halfway between the darkest and brightest column means), and the correlation of that cut
- * with its mirror image is the answer. A frontal chest radiograph is close to
- * mirror-symmetric about the spine; a lateral is not (spine to one side, sternum to the
- * other), even though its body outline is. Returns -2 when the image cannot be decoded. */
-static double symmetry(const char *path)
-{
-    enum { S = 128 };
-    rd_image *img = NULL, *small = NULL;
-    double r = -2, prof[S], lo = 1e30, hi = -1e30;
-    const int y0 = S / 5, y1 = S * 7 / 10;
-    if (rd_dicom_read_image(path, NULL, &img, NULL, NULL) != RD_OK ||
-        rd_image_resize(img, S, S, &small, NULL) != RD_OK)
-        goto out;
-    for (int x = 0; x < S; x++) {
-        prof[x] = 0;
-        for (int y = y0; y < y1; y++)
-            prof[x] += small->data[y * S + x];
-        prof[x] /= y1 - y0;
-        lo = prof[x] < lo ? prof[x] : lo;
-        hi = prof[x] > hi ? prof[x] : hi;
-    }
-    int c0 = 0, c1 = S - 1;
-    while (c0 < S - 1 && prof[c0] <= lo + 0.5 * (hi - lo))
-        c0++;
-    while (c1 > 0 && prof[c1] <= lo + 0.5 * (hi - lo))
-        c1--;
-    if (c1 - c0 < 8) {
-        r = 0;
-        goto out;
-    }
-    double sa = 0, sb = 0, sab = 0, saa = 0, sbb = 0, n = 0;
-    for (int y = y0; y < y1; y++) {
-        for (int x = c0; x <= c1; x++) {
-            double a = small->data[y * S + x], b = small->data[y * S + (c0 + c1 - x)];
-            sa += a;
-            sb += b;
-            sab += a * b;
-            saa += a * a;
-            sbb += b * b;
-            n++;
-        }
-    }
-    double cov = sab - sa * sb / n, va = saa - sa * sa / n, vb = sbb - sb * sb / n;
-    r = va > 0 && vb > 0 ? cov / sqrt(va * vb) : 0;
-out:
-    rd_log_debug("%s: left-right symmetry %.3f", path, r);
-    rd_image_free(small);
-    rd_image_free(img);
-    return r;
-}
-
-/* Chooses the frontal instance: the first PA, else the first AP, else the most symmetric
- * decodable image not marked lateral. Returns its index or -1, and the rule that chose it. */
-static int choose_frontal(char **files, const rd_dicom_meta *metas, int n, const char **rule)
-{
-    for (int i = 0; i < n; i++)
-        if (strcmp(metas[i].view_position, "PA") == 0) {
-            *rule = "view position PA";
-            return i;
-        }
-    for (int i = 0; i < n; i++)
-        if (strcmp(metas[i].view_position, "AP") == 0) {
-            *rule = "view position AP";
-            return i;
-        }
-    int best = -1;
-    double best_s = -1.5;
-    for (int i = 0; i < n; i++) {
-        if (!metas[i].has_pixel_data || is_lateral(&metas[i]))
-            continue;
-        double s = symmetry(files[i]);
-        if (s > best_s) {
-            best_s = s;
-            best = i;
-        }
-    }
-    *rule = best >= 0 ? "most left-right symmetric image" : "none found";
-    return best;
 }
 
 /* ---- output ---------------------------------------------------------------------- */
@@ -332,7 +243,7 @@ int rd_cmd_report(int argc, char **argv)
         goto out;
     }
     const char *rule = "";
-    int frontal = choose_frontal(files, metas, n, &rule);
+    int frontal = rd_pipeline_choose_frontal((const char *const *)files, metas, n, &rule);
     if (frontal < 0)
         fprintf(stderr, "radraft report: no frontal image among the instances (not needed "
                         "while scores are given)\n");

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "radraft/log.h"
 #include "radraft/net.h"
+#include "radraft/pipeline.h"
 #include "radraft/store.h"
 #include "util.h"
 
@@ -19,7 +20,10 @@ static const char help[] =
     "durably (a success response only once the file and its index row are on disk), a job\n"
     "for every study that stops receiving for server.stable_seconds, and an outbox that\n"
     "delivers results to the configured destinations with retries. SIGINT or SIGTERM stop it\n"
-    "cleanly: no new association, the stores in progress finish, then it exits.\n\n"
+    "cleanly: no new association, the stores in progress finish, then it exits.\n"
+    "With an encoder model (encoder.model), every stable study is drafted by\n"
+    "pipeline.workers workers: the draft SR goes to DATA/sr, a review item (state draft)\n"
+    "to the database, and the SR to every destination through the outbox.\n\n"
     "  --port N            listener TCP port (server.port, default 11112)\n"
     "  --ae-title T        listener AE title (server.ae_title, default RADRAFT)\n"
     "  --data-dir D        data directory (server.data_dir, default ./radraft-data)\n"
@@ -39,6 +43,7 @@ typedef struct serve_ctx {
     const rd_config *cfg;
     rd_store_options store_opts;
     rd_net_scu_options scu;
+    int drafting; /* the pipeline's workers take the jobs */
 } serve_ctx;
 
 static rd_status on_assoc_begin(void *ctx, void **assoc_ctx, rd_error *err)
@@ -82,8 +87,8 @@ static void sleep_s(double s)
         ;
 }
 
-/* The scheduler: queues jobs for stable studies and runs them. Until the pipeline is
- * wired in, running a job marks its study ready. */
+/* The scheduler: queues jobs for stable studies. The pipeline's workers run them; without
+ * a model (no drafting), running a job only marks its study ready. */
 static void *scheduler_main(void *arg)
 {
     serve_ctx *sc = arg;
@@ -101,7 +106,7 @@ static void *scheduler_main(void *arg)
             rd_log_error("serve: scheduler: %s", rd_error_message(&err));
         else if (queued > 0)
             rd_log_info("serve: %d stable stud%s queued", queued, queued == 1 ? "y" : "ies");
-        while (!g_stop && rd_store_job_claim(s, &job, &err) == RD_OK) {
+        while (!g_stop && !sc->drafting && rd_store_job_claim(s, &job, &err) == RD_OK) {
             rd_log_info("serve: job %lld: study %s ready", (long long)job.id, job.study_uid);
             if (rd_store_job_finish(s, job.id, NULL, &err) != RD_OK)
                 rd_log_error("serve: job %lld: %s", (long long)job.id, rd_error_message(&err));
@@ -166,6 +171,8 @@ int rd_cmd_serve(int argc, char **argv)
     serve_ctx sc;
     rd_store *s = NULL;
     rd_net_scp *scp = NULL;
+    rd_pipeline *pipeline = NULL;
+    rd_pipeline_pool *pool = NULL;
     rd_net_scp_options scp_opts;
     rd_net_handlers handlers;
     pthread_t sched_thread, outbox_thread;
@@ -256,6 +263,29 @@ int rd_cmd_serve(int argc, char **argv)
         goto out;
     }
 
+    /* The drafting pipeline, when there is a model: its workers take the stable studies'
+     * jobs. Without one, radraft still receives, stores and delivers. */
+    {
+        char model[RD_CONFIG_STR_MAX];
+        int workers, threads;
+        rd_pipeline_options po;
+        rd_pipeline_plan_threads(&cli.cfg, 0, &workers, &threads);
+        memset(&po, 0, sizeof po);
+        po.enqueue = 1;
+        po.encoder_threads = threads;
+        if (rd_pipeline_model_path(&cli.cfg, model, sizeof model, &err) != RD_OK) {
+            rd_log_warn("serve: %s; studies are stored but not drafted", rd_error_message(&err));
+        } else if (rd_pipeline_create(&pipeline, &cli.cfg, &po, &err) != RD_OK ||
+                   rd_pipeline_pool_start(&pool, pipeline, workers, &err) != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            goto out;
+        } else {
+            sc.drafting = 1;
+            rd_log_info("serve: drafting with %d worker(s) x %d encoder thread(s)", workers,
+                        threads);
+        }
+    }
+
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -293,6 +323,8 @@ out:
         pthread_join(sched_thread, NULL);
     if (outbox_started)
         pthread_join(outbox_thread, NULL);
+    rd_pipeline_pool_stop(pool); /* the jobs in progress finish first */
+    rd_pipeline_free(pipeline);
     rd_store_close(s);
     return rc;
 }

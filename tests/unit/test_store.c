@@ -89,12 +89,13 @@ RD_TEST(open_creates_schema_and_reopens)
     char path[1200];
     struct stat sb;
     REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
-    CHECK_EQ_INT(rd_store_schema_version(s), 1);
+    /* Every migration applied (2: the pipeline's tables, 3: the archive, ...). */
+    CHECK(rd_store_schema_version(s) >= 3);
     snprintf(path, sizeof path, "%s/store", dir);
     CHECK(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode));
     /* A second connection (another thread) opens the same store. */
     REQUIRE_OK(rd_store_open(&s2, dir, NULL, &err), &err);
-    CHECK_EQ_INT(rd_store_schema_version(s2), 1);
+    CHECK_EQ_INT(rd_store_schema_version(s2), rd_store_schema_version(s));
     rd_store_close(s2);
     rd_store_close(s);
     rd_store_close(NULL);

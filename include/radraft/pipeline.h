@@ -1,0 +1,147 @@
+/* radraft — the pipeline: one study through every stage, and the worker pool that runs it.
+ *
+ * Stages of one study (rd_pipeline_run_study):
+ *   read      the metadata of every instance; the study's content version is the SHA-256 of
+ *             its image instances' sorted SOP Instance UIDs, so a study is drafted once per
+ *             version (an SR sent back into the study does not make a new version);
+ *   check     a chest radiograph? (an instance with pixel data, Modality CR or DX, Body Part
+ *             Examined CHEST-like or absent); otherwise a recorded reason and no draft;
+ *   frontal   the frontal image: View Position PA, then AP, else the most left-right
+ *             symmetric image not marked lateral (rd_pipeline_choose_frontal);
+ *   decode    the frontal image to a gray image (rd_dicom_read_image);
+ *   embed     the encoder's embedding and finding scores (rd_encoder_embed);
+ *   retrieve  the top-k similar archive studies (rd_index_search), their votes combined with
+ *             the encoder's scores (rd_index_votes, rd_index_combine);
+ *   generate  the report text (rd_generator_draft_scores, thresholds from
+ *             generator.thresholds, else the model's, else present 0.5 / uncertain 0.3);
+ *   write     the draft SR (rd_sr_write_draft) into the SR folder;
+ *   record    one transaction: the review item (state 'draft': findings, scores,
+ *             neighbours, SR path), the study version's outcome, and one outbox delivery per
+ *             destination (rd_store_review_add).
+ *
+ * Threads: an rd_pipeline (configuration, generator, labeler, thresholds, archive index) is
+ * immutable once created and shared; each thread has its own rd_pipeline_worker (its SQLite
+ * connection and its encoder). rd_pipeline_plan_threads sizes workers and encoder threads so
+ * that their product does not exceed the cores.
+ */
+#ifndef RADRAFT_PIPELINE_H
+#define RADRAFT_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "radraft/config.h"
+#include "radraft/dicom.h"
+#include "radraft/error.h"
+#include "radraft/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rd_pipeline rd_pipeline;
+typedef struct rd_pipeline_worker rd_pipeline_worker;
+
+typedef struct rd_pipeline_options {
+    const char *data_dir; /* the store (radraft.db); NULL: cfg->server_data_dir */
+    const char *sr_dir;   /* where draft SRs are written; NULL: DATA/sr */
+    int enqueue;          /* non-zero: queue every SR for cfg->outbox_destinations */
+    int encoder_threads;  /* threads of each worker's encoder (>= 1) */
+} rd_pipeline_options;
+
+/* The model shipped with radraft, used when encoder.model is empty ("" while none ships:
+ * the one place to change when it does). A static string. */
+const char *rd_pipeline_default_model(void);
+
+/* The encoder model to use: encoder.model, else rd_pipeline_default_model(). RD_E_CONFIG
+ * when neither names one. */
+rd_status rd_pipeline_model_path(const rd_config *cfg, char *out, size_t size, rd_error *err);
+
+/* Workers and encoder threads per worker: pipeline.workers (0: `batch` ? one per core :
+ * half the cores, at least 1) and encoder.threads (0: cores / workers, at least 1), with
+ * workers x threads capped at the cores by lowering the threads. */
+void rd_pipeline_plan_threads(const rd_config *cfg, int batch, int *workers, int *threads);
+
+/* Creates the shared part: loads the templates, labeler, thresholds and the archive index
+ * of the model's version (importing the model's seed archive when archive.load_seed and the
+ * archive has none of that version). `cfg` is copied. On success *out is the caller's
+ * (rd_pipeline_free). Errors: RD_E_CONFIG (no model, a bad data file), RD_E_MODEL,
+ * RD_E_DB, RD_E_IO. */
+rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
+                             const rd_pipeline_options *opts, rd_error *err);
+/* Accepts NULL. Every worker must be freed first. */
+void rd_pipeline_free(rd_pipeline *p);
+
+/* The SR folder in use. */
+const char *rd_pipeline_sr_dir(const rd_pipeline *p);
+/* Entries of the archive index (0 when there is none). */
+long rd_pipeline_archive_size(rd_pipeline *p);
+
+/* A worker: its own store connection and encoder, for one thread at a time. On success
+ * *out is the caller's (rd_pipeline_worker_free). */
+rd_status rd_pipeline_worker_create(rd_pipeline_worker **out, rd_pipeline *p, rd_error *err);
+/* Accepts NULL. */
+void rd_pipeline_worker_free(rd_pipeline_worker *w);
+/* The worker's store connection (borrowed). */
+rd_store *rd_pipeline_worker_store(rd_pipeline_worker *w);
+
+typedef enum rd_pipeline_outcome {
+    RD_PIPELINE_DRAFTED = 0,    /* a draft SR was written and its review item recorded */
+    RD_PIPELINE_SKIPPED = 1,    /* no draft, for the recorded reason */
+    RD_PIPELINE_DONE_BEFORE = 2 /* this content version was drafted or skipped before */
+} rd_pipeline_outcome;
+
+const char *rd_pipeline_outcome_name(rd_pipeline_outcome o);
+
+/* What one study gave, and how long each stage took (milliseconds). */
+typedef struct rd_pipeline_result {
+    rd_pipeline_outcome outcome;
+    char study_uid[65];
+    char content_version[65];
+    char reason[512];   /* SKIPPED (or DONE_BEFORE of a skipped version): why */
+    char sr_path[1024]; /* DRAFTED: the SR */
+    int64_t review_id;  /* DRAFTED, DONE_BEFORE of a draft */
+    int n_neighbours;
+    int n_present; /* findings drafted as present */
+    int n_uncertain;
+    double ms_read, ms_decode, ms_embed, ms_retrieve, ms_generate, ms_write, ms_record;
+} rd_pipeline_result;
+
+/* Runs one study (`files`: its instances, n >= 1) through every stage. RD_OK for every
+ * outcome in rd_pipeline_outcome; otherwise the error of the stage that failed, its message
+ * prefixed with the stage ("decode: ...", "record: ..."), and nothing recorded. */
+rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files, int n,
+                                rd_pipeline_result *res, rd_error *err);
+
+/* 1 if a failure with this status may pass on a retry (I/O, database, memory, network). */
+int rd_pipeline_status_retriable(rd_status st);
+
+/* Runs a claimed job of the store's queue: its study's stored instances through
+ * rd_pipeline_run_study, then finishes the job (done), puts it back with a delay (a
+ * retriable failure before pipeline.retry_max_attempts attempts), or fails it; the failure
+ * message is recorded on the job either way. `res` may be NULL. Returns the pipeline's
+ * status (RD_OK when the study was drafted or skipped). */
+rd_status rd_pipeline_run_job(rd_pipeline_worker *w, const rd_store_job *job,
+                              rd_pipeline_result *res, rd_error *err);
+
+/* A pool of `workers` threads, each with its own worker, taking jobs from the store's
+ * queue until stopped. Workers are created before it returns, so a bad model fails here. */
+typedef struct rd_pipeline_pool rd_pipeline_pool;
+rd_status rd_pipeline_pool_start(rd_pipeline_pool **out, rd_pipeline *p, int workers,
+                                 rd_error *err);
+/* Lets the running jobs finish, joins the threads and frees the pool. Accepts NULL. */
+void rd_pipeline_pool_stop(rd_pipeline_pool *pool);
+
+/* Chooses the frontal instance among `n`: the first PA, else the first AP, else the most
+ * left-right symmetric decodable image not marked lateral (decoded from files[i]).
+ * Returns its index, or -1 when there is none; *rule (may be NULL) names the rule. */
+int rd_pipeline_choose_frontal(const char *const *files, const rd_dicom_meta *metas, int n,
+                               const char **rule);
+
+/* 1 if a View Position marks a lateral view (LL, RL, LATERAL, LAT). */
+int rd_pipeline_is_lateral(const rd_dicom_meta *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1013 @@
+#include "radraft/pipeline.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "radraft/encoder.h"
+#include "radraft/findings.h"
+#include "radraft/generator.h"
+#include "radraft/image.h"
+#include "radraft/index.h"
+#include "radraft/labeler.h"
+#include "radraft/log.h"
+#include "radraft/sr.h"
+#include "radraft/version.h"
+#include "util.h"
+
+#define PL_PATH_MAX 1024
+#define PL_MODEL_JSON_MAX (64u << 20)
+
+/* Thresholds when neither generator.thresholds nor the model names any. */
+static const char default_thresholds[] = "{\"default\": {\"present\": 0.5, \"uncertain\": 0.3}}";
+
+struct rd_pipeline {
+    rd_config cfg;
+    char data_dir[PL_PATH_MAX];
+    char sr_dir[PL_PATH_MAX];
+    char model_path[PL_PATH_MAX];
+    char model_name[128];
+    char model_version[128];
+    int encoder_threads;
+    int enqueue;
+    rd_thresholds th;
+    rd_generator *gen;
+    rd_labeler *lab;
+    rd_index *ix; /* NULL when the model has no embedding */
+    rd_retrieval_settings rs;
+};
+
+struct rd_pipeline_worker {
+    rd_pipeline *p;
+    rd_store *store;
+    rd_encoder *enc;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+const char *rd_pipeline_default_model(void)
+{
+    /* No trained model ships yet. When one does (models/<name>), return its installed
+     * path here; everything else follows. */
+    return "";
+}
+
+rd_status rd_pipeline_model_path(const rd_config *cfg, char *out, size_t size, rd_error *err)
+{
+    const char *m = cfg->encoder_model[0] ? cfg->encoder_model : rd_pipeline_default_model();
+    if (!m[0])
+        return rd_error_set(err, RD_E_CONFIG,
+                            "no encoder model: set encoder.model (radraft model init makes an "
+                            "untrained one for tests)");
+    if (rd_strlcpy(out, m, size) >= size)
+        return rd_error_set(err, RD_E_CONFIG, "encoder.model: path too long");
+    return RD_OK;
+}
+
+void rd_pipeline_plan_threads(const rd_config *cfg, int batch, int *workers, int *threads)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int c = cores > 0 && cores < 4096 ? (int)cores : 1;
+    int w = cfg->pipeline_workers;
+    int t = cfg->encoder_threads;
+    if (w <= 0)
+        w = batch ? c : (c / 2 > 1 ? c / 2 : 1);
+    if (t <= 0 || w * t > c)
+        t = c / w > 1 ? c / w : 1;
+    *workers = w;
+    *threads = t;
+}
+
+const char *rd_pipeline_outcome_name(rd_pipeline_outcome o)
+{
+    switch (o) {
+    case RD_PIPELINE_DRAFTED:
+        return "drafted";
+    case RD_PIPELINE_SKIPPED:
+        return "skipped";
+    case RD_PIPELINE_DONE_BEFORE:
+        return "done before";
+    }
+    return "?";
+}
+
+int rd_pipeline_status_retriable(rd_status st)
+{
+    return st == RD_E_IO || st == RD_E_DB || st == RD_E_NOMEM || st == RD_E_NET;
+}
+
+/* ---- creation ------------------------------------------------------------------- */
+
+/* The model description's text: the JSON itself, or model.json inside a folder. */
+static rd_status read_model_json(const char *model, char **text, rd_error *err)
+{
+    char path[PL_PATH_MAX + 16];
+    struct stat sb;
+    size_t len;
+    if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode))
+        snprintf(path, sizeof path, "%s/model.json", model);
+    else
+        rd_strlcpy(path, model, sizeof path);
+    return rd_read_file(path, PL_MODEL_JSON_MAX, text, &len, err);
+}
+
+/* The seed archive beside the model, when the model is a folder. */
+static void seed_path(const char *model, char *out, size_t size)
+{
+    struct stat sb;
+    const char *slash;
+    if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(out, size, "%s/%s", model, RD_INDEX_SEED_FILE);
+        return;
+    }
+    slash = strrchr(model, '/');
+    if (slash)
+        snprintf(out, size, "%.*s/%s", (int)(slash - model), model, RD_INDEX_SEED_FILE);
+    else
+        snprintf(out, size, "%s", RD_INDEX_SEED_FILE);
+}
+
+/* Thresholds: generator.thresholds, else the model's "thresholds", else the default. */
+static rd_status load_thresholds(rd_pipeline *p, const char *model_json, rd_error *err)
+{
+    cJSON *root;
+    int has;
+    if (p->cfg.generator_thresholds[0])
+        return rd_thresholds_load(&p->th, p->cfg.generator_thresholds, err);
+    root = cJSON_Parse(model_json);
+    has = root && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "thresholds"));
+    cJSON_Delete(root);
+    if (has)
+        return rd_thresholds_parse(&p->th, model_json, p->model_path, err);
+    return rd_thresholds_parse(&p->th, default_thresholds, "built-in thresholds", err);
+}
+
+rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
+                             const rd_pipeline_options *opts, rd_error *err)
+{
+    rd_pipeline *p = calloc(1, sizeof *p);
+    char *model_json = NULL;
+    rd_encoder *probe = NULL;
+    rd_store *store = NULL;
+    rd_status st;
+
+    if (!p)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory creating the pipeline");
+    p->cfg = *cfg;
+    p->encoder_threads = opts && opts->encoder_threads > 0 ? opts->encoder_threads : 1;
+    p->enqueue = opts ? opts->enqueue : 0;
+    rd_strlcpy(p->data_dir, opts && opts->data_dir ? opts->data_dir : cfg->server_data_dir,
+               sizeof p->data_dir);
+    if (opts && opts->sr_dir) {
+        if (rd_strlcpy(p->sr_dir, opts->sr_dir, sizeof p->sr_dir) >= sizeof p->sr_dir - 200) {
+            st = rd_error_set(err, RD_E_INVALID, "SR folder path too long");
+            goto out;
+        }
+    } else if (snprintf(p->sr_dir, sizeof p->sr_dir, "%s/sr", p->data_dir) >=
+               (int)sizeof p->sr_dir - 200) {
+        st = rd_error_set(err, RD_E_INVALID, "data directory path too long");
+        goto out;
+    }
+    if ((st = rd_mkdirs(p->sr_dir, err)) != RD_OK)
+        goto out;
+    if ((st = rd_pipeline_model_path(cfg, p->model_path, sizeof p->model_path, err)) != RD_OK)
+        goto out;
+    if ((st = read_model_json(p->model_path, &model_json, err)) != RD_OK)
+        goto out;
+    /* One encoder just to learn the model's name, version and embedding size: the workers
+     * create their own. */
+    if ((st = rd_encoder_create(&probe, p->model_path, 1, 1, err)) != RD_OK)
+        goto out;
+    const rd_nn_info *info = rd_encoder_info(probe);
+    rd_strlcpy(p->model_name, info->name ? info->name : "model", sizeof p->model_name);
+    rd_strlcpy(p->model_version, info->version ? info->version : "0", sizeof p->model_version);
+    if ((st = load_thresholds(p, model_json, err)) != RD_OK)
+        goto out;
+    if ((st = rd_generator_create(&p->gen, cfg->generator_templates, err)) != RD_OK)
+        goto out;
+    if ((st = rd_labeler_create(&p->lab, cfg->labeler_phrases, err)) != RD_OK)
+        goto out;
+    if ((st = rd_retrieval_settings_resolve(&p->rs, cfg, model_json, err)) != RD_OK)
+        goto out;
+    p->rs.search.with_text = 1; /* the generator may reuse a neighbour's sentence */
+    if (info->embedding_dim > 0) {
+        char seed[PL_PATH_MAX + 64];
+        long n_seeded = 0;
+        seed_path(p->model_path, seed, sizeof seed);
+        if ((st = rd_store_open(&store, p->data_dir, NULL, err)) != RD_OK)
+            goto out;
+        if ((st = rd_index_load(&p->ix, store, p->model_version, info->embedding_dim,
+                                cfg->archive_load_seed ? seed : NULL, &n_seeded, err)) != RD_OK)
+            goto out;
+        if (n_seeded > 0)
+            rd_log_info("pipeline: imported %ld seed archive entries from %s", n_seeded, seed);
+    }
+    rd_log_info("pipeline: model %s (%s), archive of %ld studies, SRs into %s", p->model_name,
+                p->model_version, p->ix ? rd_index_count(p->ix) : 0L, p->sr_dir);
+out:
+    rd_store_close(store);
+    rd_encoder_free(probe);
+    free(model_json);
+    if (st != RD_OK) {
+        rd_pipeline_free(p);
+        return st;
+    }
+    *out = p;
+    return RD_OK;
+}
+
+void rd_pipeline_free(rd_pipeline *p)
+{
+    if (!p)
+        return;
+    rd_index_free(p->ix);
+    rd_labeler_free(p->lab);
+    rd_generator_free(p->gen);
+    free(p);
+}
+
+const char *rd_pipeline_sr_dir(const rd_pipeline *p)
+{
+    return p->sr_dir;
+}
+
+long rd_pipeline_archive_size(rd_pipeline *p)
+{
+    return p->ix ? rd_index_count(p->ix) : 0;
+}
+
+rd_status rd_pipeline_worker_create(rd_pipeline_worker **out, rd_pipeline *p, rd_error *err)
+{
+    rd_pipeline_worker *w = calloc(1, sizeof *w);
+    rd_status st;
+    if (!w)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory creating a worker");
+    w->p = p;
+    if ((st = rd_store_open(&w->store, p->data_dir, NULL, err)) != RD_OK ||
+        (st = rd_encoder_create(&w->enc, p->model_path, p->encoder_threads, 1, err)) != RD_OK) {
+        rd_pipeline_worker_free(w);
+        return st;
+    }
+    *out = w;
+    return RD_OK;
+}
+
+void rd_pipeline_worker_free(rd_pipeline_worker *w)
+{
+    if (!w)
+        return;
+    rd_encoder_free(w->enc);
+    rd_store_close(w->store);
+    free(w);
+}
+
+rd_store *rd_pipeline_worker_store(rd_pipeline_worker *w)
+{
+    return w->store;
+}
+
+/* ---- frontal image ---------------------------------------------------------------- */
+
+int rd_pipeline_is_lateral(const rd_dicom_meta *m)
+{
+    return strcmp(m->view_position, "LL") == 0 || strcmp(m->view_position, "RL") == 0 ||
+           strcmp(m->view_position, "LATERAL") == 0 || strcmp(m->view_position, "LAT") == 0;
+}
+
+/* Left-right symmetry of the body in an image. On a 128 x 128 copy, the band of rows from
+ * 20% to 70% of the height (the chest) is cut to the body's columns (those brighter than
+ * halfway between the darkest and brightest column means), and the correlation of that cut
+ * with its mirror image is the answer. A frontal chest radiograph is close to
+ * mirror-symmetric about the spine; a lateral is not (spine to one side, sternum to the
+ * other), even though its body outline is. Returns -2 when the image cannot be decoded. */
+static double symmetry(const char *path)
+{
+    enum { S = 128 };
+    rd_image *img = NULL, *small = NULL;
+    double r = -2, prof[S], lo = 1e30, hi = -1e30;
+    const int y0 = S / 5, y1 = S * 7 / 10;
+    if (rd_dicom_read_image(path, NULL, &img, NULL, NULL) != RD_OK ||
+        rd_image_resize(img, S, S, &small, NULL) != RD_OK)
+        goto out;
+    for (int x = 0; x < S; x++) {
+        prof[x] = 0;
+        for (int y = y0; y < y1; y++)
+            prof[x] += small->data[y * S + x];
+        prof[x] /= y1 - y0;
+        lo = prof[x] < lo ? prof[x] : lo;
+        hi = prof[x] > hi ? prof[x] : hi;
+    }
+    int c0 = 0, c1 = S - 1;
+    while (c0 < S - 1 && prof[c0] <= lo + 0.5 * (hi - lo))
+        c0++;
+    while (c1 > 0 && prof[c1] <= lo + 0.5 * (hi - lo))
+        c1--;
+    if (c1 - c0 < 8) {
+        r = 0;
+        goto out;
+    }
+    double sa = 0, sb = 0, sab = 0, saa = 0, sbb = 0, n = 0;
+    for (int y = y0; y < y1; y++) {
+        for (int x = c0; x <= c1; x++) {
+            double a = small->data[y * S + x], b = small->data[y * S + (c0 + c1 - x)];
+            sa += a;
+            sb += b;
+            sab += a * b;
+            saa += a * a;
+            sbb += b * b;
+            n++;
+        }
+    }
+    double cov = sab - sa * sb / n, va = saa - sa * sa / n, vb = sbb - sb * sb / n;
+    r = va > 0 && vb > 0 ? cov / sqrt(va * vb) : 0;
+out:
+    rd_log_debug("%s: left-right symmetry %.3f", path, r);
+    rd_image_free(small);
+    rd_image_free(img);
+    return r;
+}
+
+int rd_pipeline_choose_frontal(const char *const *files, const rd_dicom_meta *metas, int n,
+                               const char **rule)
+{
+    const char *why = "none found";
+    int best = -1;
+    double best_s = -1.5;
+    for (int i = 0; i < n; i++)
+        if (strcmp(metas[i].view_position, "PA") == 0) {
+            if (rule)
+                *rule = "view position PA";
+            return i;
+        }
+    for (int i = 0; i < n; i++)
+        if (strcmp(metas[i].view_position, "AP") == 0) {
+            if (rule)
+                *rule = "view position AP";
+            return i;
+        }
+    for (int i = 0; i < n; i++) {
+        if (!metas[i].has_pixel_data || rd_pipeline_is_lateral(&metas[i]))
+            continue;
+        double s = symmetry(files[i]);
+        if (s > best_s) {
+            best_s = s;
+            best = i;
+        }
+    }
+    if (best >= 0)
+        why = "most left-right symmetric image";
+    if (rule)
+        *rule = why;
+    return best;
+}
+
+/* ---- one study -------------------------------------------------------------------- */
+
+static int chest_like(const char *body_part)
+{
+    static const char *const words[] = {"CHEST", "THORAX", "LUNG", "THORACIC"};
+    char up[72];
+    size_t i;
+    if (!body_part[0])
+        return 1; /* many chest radiographs do not say; the other checks still apply */
+    for (i = 0; body_part[i] && i < sizeof up - 1; i++)
+        up[i] = (char)toupper((unsigned char)body_part[i]);
+    up[i] = '\0';
+    for (i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strstr(up, words[i]))
+            return 1;
+    return 0;
+}
+
+static int radiograph_modality(const char *m)
+{
+    return strcmp(m, "CR") == 0 || strcmp(m, "DX") == 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* SHA-256 of the sorted SOP Instance UIDs of the instances with pixel data (all instances
+ * when none has any), one per line. */
+static rd_status content_version(const rd_dicom_meta *metas, int n, char out[65], rd_error *err)
+{
+    const char **uids = calloc((size_t)n, sizeof *uids);
+    char *buf = NULL;
+    size_t len = 0, pos = 0;
+    int m = 0, any_image = 0;
+    for (int i = 0; i < n; i++)
+        any_image |= metas[i].has_pixel_data;
+    if (!uids)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++)
+        if (metas[i].has_pixel_data || !any_image) {
+            uids[m++] = metas[i].sop_instance_uid;
+            len += strlen(metas[i].sop_instance_uid) + 1;
+        }
+    qsort(uids, (size_t)m, sizeof *uids, cmp_str);
+    buf = malloc(len + 1);
+    if (!buf) {
+        free(uids);
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < m; i++) {
+        size_t l = strlen(uids[i]);
+        memcpy(buf + pos, uids[i], l);
+        pos += l;
+        buf[pos++] = '\n';
+    }
+    rd_sha256_hex(buf, pos, out);
+    free(buf);
+    free(uids);
+    return RD_OK;
+}
+
+/* Records a skip and fills the result. */
+static rd_status skip(rd_pipeline_worker *w, const char *study, const char *version,
+                      rd_pipeline_result *res, rd_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static rd_status skip(rd_pipeline_worker *w, const char *study, const char *version,
+                      rd_pipeline_result *res, rd_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->reason, sizeof res->reason, fmt, ap);
+    va_end(ap);
+    res->outcome = RD_PIPELINE_SKIPPED;
+    rd_status st = rd_store_study_skip(w->store, study, version, res->reason, err);
+    if (st != RD_OK)
+        return rd_error_prefix(err, st, "record");
+    rd_log_info("pipeline: study %s: no draft: %s", study, res->reason);
+    return RD_OK;
+}
+
+/* The retrieval stage: the top-k similar archive studies of the frontal image and their
+ * votes combined with the encoder's scores into `combined`. Without an archive (or an
+ * empty one) the encoder's scores pass through. `hits` has room for rs.search.k hits. */
+static rd_status retrieve(rd_pipeline_worker *w, const rd_dicom_meta *frontal,
+                          const float *embedding, const double *enc_scores, rd_index_hit *hits,
+                          int *n_hits, double votes[RD_FINDING_COUNT],
+                          double combined[RD_FINDING_N_ABNORMAL], rd_error *err)
+{
+    rd_pipeline *p = w->p;
+    rd_index_query q;
+    char patient[65];
+    double total;
+    rd_status st;
+    *n_hits = 0;
+    for (int f = 0; f < RD_FINDING_COUNT; f++)
+        votes[f] = 0;
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        combined[f] = enc_scores ? enc_scores[f] : 0;
+    if (!p->ix || rd_index_count(p->ix) == 0)
+        return RD_OK;
+    memset(&q, 0, sizeof q);
+    rd_index_patient_hash(p->cfg.archive_patient_salt, frontal->patient_id, patient);
+    q.embedding = embedding;
+    q.study_uid = frontal->study_uid;
+    q.patient_hash = frontal->patient_id[0] ? patient : NULL;
+    q.view = rd_view_family_from_position(frontal->view_position);
+    if (q.view == RD_VIEW_UNKNOWN)
+        q.view = RD_VIEW_FRONTAL; /* the frontal image was chosen as such */
+    q.study_date = rd_index_parse_date(frontal->study_date);
+    if ((st = rd_index_search(p->ix, &q, &p->rs.search, hits, n_hits, err)) != RD_OK)
+        return st;
+    total = rd_index_votes(hits, *n_hits, &p->rs.votes, votes);
+    rd_index_combine(enc_scores, votes, total, &p->rs.votes, combined);
+    return RD_OK;
+}
+
+static double clamp01(double x)
+{
+    return !(x >= 0) ? 0 : x > 1 ? 1 : x;
+}
+
+/* The review item's JSON: per finding its drafted state, the combined score, the
+ * encoder's score and the neighbours' vote; the neighbours with their similarity. */
+static rd_status review_json(const rd_draft *d, const double *combined, const double *enc,
+                             const double *votes, const rd_index_hit *hits, int n_hits,
+                             char **findings, char **neighbours, rd_error *err)
+{
+    cJSON *fo = cJSON_CreateObject(), *no = cJSON_CreateArray();
+    rd_status st = RD_OK;
+    *findings = *neighbours = NULL;
+    if (!fo || !no)
+        goto nomem;
+    for (int f = 0; f < RD_FINDING_COUNT; f++) {
+        cJSON *o = cJSON_AddObjectToObject(fo, rd_finding_name((rd_finding)f));
+        if (!o || !cJSON_AddStringToObject(o, "state", rd_state_name(d->state[f])))
+            goto nomem;
+        if (f < RD_FINDING_N_ABNORMAL) {
+            cJSON_AddNumberToObject(o, "score", combined[f]);
+            if (enc)
+                cJSON_AddNumberToObject(o, "encoder", enc[f]);
+        }
+        if (n_hits > 0)
+            cJSON_AddNumberToObject(o, "votes", votes[f]);
+    }
+    for (int i = 0; i < n_hits; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(no, o)) {
+            cJSON_Delete(o);
+            goto nomem;
+        }
+        cJSON_AddNumberToObject(o, "id", (double)hits[i].id);
+        cJSON_AddNumberToObject(o, "similarity", hits[i].similarity);
+        cJSON_AddStringToObject(o, "study_uid", hits[i].study_uid);
+    }
+    *findings = cJSON_PrintUnformatted(fo);
+    *neighbours = cJSON_PrintUnformatted(no);
+    if (!*findings || !*neighbours) {
+        cJSON_free(*findings);
+        cJSON_free(*neighbours);
+        *findings = *neighbours = NULL;
+        goto nomem;
+    }
+    goto out;
+nomem:
+    st = rd_error_set(err, RD_E_NOMEM, "out of memory writing the review item");
+out:
+    cJSON_Delete(fo);
+    cJSON_Delete(no);
+    return st;
+}
+
+rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files, int n,
+                                rd_pipeline_result *res, rd_error *err)
+{
+    rd_pipeline *p = w->p;
+    rd_dicom_meta *metas = NULL;
+    const char **img_files = NULL;
+    rd_dicom_meta *img_metas = NULL;
+    int *cand = NULL;
+    rd_image *img = NULL;
+    float *embedding = NULL, *fscores = NULL;
+    rd_index_hit *hits = NULL;
+    rd_evidence_case *evidence = NULL;
+    char *findings_json = NULL, *neighbours_json = NULL;
+    rd_draft draft;
+    rd_status st = RD_OK;
+    int n_read = 0, n_img = 0, n_cand = 0, n_hits = 0;
+    double t, enc_scores[RD_FINDING_N_ABNORMAL], combined[RD_FINDING_N_ABNORMAL];
+    double votes[RD_FINDING_COUNT];
+    const char *study = "";
+    int have_enc_scores = 0;
+
+    memset(&draft, 0, sizeof draft);
+    memset(res, 0, sizeof *res);
+    if (n < 1 || n > RD_SR_MAX_SOURCES)
+        return rd_error_set(err, RD_E_INVALID, "read: a study of %d instances (1..%d)", n,
+                            RD_SR_MAX_SOURCES);
+
+    /* read: every instance's metadata; the instances of the first readable one's study. */
+    t = now_ms();
+    metas = calloc((size_t)n, sizeof *metas);
+    img_files = calloc((size_t)n, sizeof *img_files);
+    img_metas = calloc((size_t)n, sizeof *img_metas);
+    cand = calloc((size_t)n, sizeof *cand);
+    if (!metas || !img_files || !img_metas || !cand) {
+        st = rd_error_set(err, RD_E_NOMEM, "read: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        rd_error e;
+        rd_status rs = rd_dicom_read_meta(files[i], &metas[n_read], &e);
+        if (rs != RD_OK) {
+            if (rd_pipeline_status_retriable(rs)) {
+                st = rd_error_set(err, rs, "read: %s", rd_error_message(&e));
+                goto out;
+            }
+            rd_log_warn("pipeline: ignoring %s: %s", files[i], rd_error_message(&e));
+            continue;
+        }
+        if (n_read > 0 && strcmp(metas[n_read].study_uid, metas[0].study_uid) != 0) {
+            rd_log_warn("pipeline: ignoring %s: it belongs to another study", files[i]);
+            continue;
+        }
+        if (metas[n_read].has_pixel_data) {
+            img_files[n_img] = files[i];
+            img_metas[n_img++] = metas[n_read];
+        }
+        n_read++;
+    }
+    if (n_read == 0) {
+        st = rd_error_set(err, RD_E_DICOM, "read: no readable DICOM instance among %d files", n);
+        goto out;
+    }
+    study = metas[0].study_uid;
+    if (!rd_store_uid_valid(study)) {
+        st = rd_error_set(err, RD_E_INVALID, "read: %s: malformed Study Instance UID", files[0]);
+        goto out;
+    }
+    rd_strlcpy(res->study_uid, study, sizeof res->study_uid);
+    if ((st = content_version(metas, n_read, res->content_version, err)) != RD_OK)
+        goto out;
+    res->ms_read = now_ms() - t;
+
+    /* Drafted (or skipped) before for this content version: nothing to do. */
+    rd_store_study_version sv;
+    if ((st = rd_store_study_version_get(w->store, study, res->content_version, &sv, err)) !=
+        RD_OK) {
+        st = rd_error_prefix(err, st, "read");
+        goto out;
+    }
+    if (sv.found) {
+        res->outcome = RD_PIPELINE_DONE_BEFORE;
+        res->review_id = sv.review_id;
+        rd_strlcpy(res->reason, sv.drafted ? "" : sv.reason, sizeof res->reason);
+        goto out;
+    }
+
+    /* check: a chest radiograph with an image. */
+    if (n_img == 0) {
+        st = skip(w, study, res->content_version, res, err,
+                  "no image: none of the %d instances has pixel data", n_read);
+        goto out;
+    }
+    for (int i = 0; i < n_img; i++)
+        if (radiograph_modality(img_metas[i].modality))
+            cand[n_cand++] = i;
+    if (n_cand == 0) {
+        st = skip(w, study, res->content_version, res, err,
+                  "not a chest radiograph: modality %s (CR or DX expected)",
+                  img_metas[0].modality[0] ? img_metas[0].modality : "(none)");
+        goto out;
+    }
+    {
+        int k = 0;
+        for (int i = 0; i < n_cand; i++)
+            if (chest_like(img_metas[cand[i]].body_part))
+                cand[k++] = cand[i];
+        if (k == 0) {
+            st = skip(w, study, res->content_version, res, err,
+                      "not a chest radiograph: body part %s", img_metas[cand[0]].body_part);
+            goto out;
+        }
+        n_cand = k;
+    }
+
+    /* frontal */
+    {
+        const char **cf = calloc((size_t)n_cand, sizeof *cf);
+        rd_dicom_meta *cm = calloc((size_t)n_cand, sizeof *cm);
+        const char *rule = "";
+        int f = -1;
+        if (cf && cm) {
+            for (int i = 0; i < n_cand; i++) {
+                cf[i] = img_files[cand[i]];
+                cm[i] = img_metas[cand[i]];
+            }
+            f = rd_pipeline_choose_frontal(cf, cm, n_cand, &rule);
+        }
+        free(cf);
+        free(cm);
+        if (!cf || !cm) {
+            st = rd_error_set(err, RD_E_NOMEM, "frontal: out of memory");
+            goto out;
+        }
+        if (f < 0) {
+            st = skip(w, study, res->content_version, res, err,
+                      "no usable image: no frontal view among %d image(s)", n_cand);
+            goto out;
+        }
+        int fi = cand[f];
+        cand[0] = fi; /* the frontal image's index in img_* from here on */
+        rd_log_debug("pipeline: study %s: frontal %s (%s)", study, img_files[fi], rule);
+    }
+    const rd_dicom_meta *fm = &img_metas[cand[0]];
+    const char *ffile = img_files[cand[0]];
+
+    /* decode */
+    t = now_ms();
+    {
+        rd_dicom_options dopts;
+        rd_error e;
+        rd_dicom_options_default(&dopts);
+        dopts.max_dimension = p->cfg.dicom_max_dimension;
+        dopts.voi_percentile_low = p->cfg.dicom_voi_percentile_low;
+        dopts.voi_percentile_high = p->cfg.dicom_voi_percentile_high;
+        rd_status ds = rd_dicom_read_image(ffile, &dopts, &img, NULL, &e);
+        if (ds != RD_OK) {
+            if (rd_pipeline_status_retriable(ds)) {
+                st = rd_error_set(err, ds, "decode: %s", rd_error_message(&e));
+                goto out;
+            }
+            st = skip(w, study, res->content_version, res, err, "no usable image: %s",
+                      rd_error_message(&e));
+            goto out;
+        }
+    }
+    res->ms_decode = now_ms() - t;
+
+    /* embed */
+    t = now_ms();
+    const rd_nn_info *info = rd_encoder_info(w->enc);
+    have_enc_scores = info->n_labels == RD_FINDING_N_ABNORMAL;
+    embedding = calloc((size_t)(info->embedding_dim > 0 ? info->embedding_dim : 1), sizeof(float));
+    fscores = calloc(RD_FINDING_N_ABNORMAL, sizeof(float));
+    if (!embedding || !fscores) {
+        st = rd_error_set(err, RD_E_NOMEM, "embed: out of memory");
+        goto out;
+    }
+    if ((st = rd_encoder_embed(w->enc, img, embedding, have_enc_scores ? fscores : NULL, err)) !=
+        RD_OK) {
+        st = rd_error_prefix(err, st, "embed");
+        goto out;
+    }
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        enc_scores[f] = have_enc_scores ? fscores[f] : 0;
+    res->ms_embed = now_ms() - t;
+
+    /* retrieve + combine */
+    t = now_ms();
+    hits = calloc((size_t)(p->rs.search.k > 0 ? p->rs.search.k : 1), sizeof *hits);
+    if (!hits) {
+        st = rd_error_set(err, RD_E_NOMEM, "retrieve: out of memory");
+        goto out;
+    }
+    if ((st = retrieve(w, fm, embedding, have_enc_scores ? enc_scores : NULL, hits, &n_hits, votes,
+                       combined, err)) != RD_OK) {
+        st = rd_error_prefix(err, st, "retrieve");
+        goto out;
+    }
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        combined[f] = clamp01(combined[f]);
+    res->n_neighbours = n_hits;
+    res->ms_retrieve = now_ms() - t;
+
+    /* generate */
+    t = now_ms();
+    if (n_hits > 0) {
+        evidence = calloc((size_t)n_hits, sizeof *evidence);
+        if (!evidence) {
+            st = rd_error_set(err, RD_E_NOMEM, "generate: out of memory");
+            goto out;
+        }
+        rd_index_evidence(hits, n_hits, evidence);
+    }
+    if ((st = rd_generator_draft_scores(p->gen, combined, &p->th, evidence, (size_t)n_hits, p->lab,
+                                        &draft, err)) != RD_OK) {
+        st = rd_error_prefix(err, st, "generate");
+        goto out;
+    }
+    for (int i = 0; i < draft.n_items; i++) {
+        if (draft.items[i].state == RD_STATE_PRESENT)
+            res->n_present++;
+        else
+            res->n_uncertain++;
+    }
+    res->ms_generate = now_ms() - t;
+
+    /* write: the draft SR, named by study and content version so that a rerun after a crash
+     * rewrites the same file rather than adding a second one. */
+    t = now_ms();
+    rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
+    rd_sr_params sp;
+    rd_sr_result sr;
+    for (int i = 0; i < draft.n_items; i++) {
+        coded[i].name = rd_finding_name(draft.items[i].finding);
+        coded[i].state = draft.items[i].state;
+        coded[i].score = combined[draft.items[i].finding];
+    }
+    if (snprintf(res->sr_path, sizeof res->sr_path, "%s/%s-%.16s-draft-sr.dcm", p->sr_dir, study,
+                 res->content_version) >= (int)sizeof res->sr_path) {
+        st = rd_error_set(err, RD_E_INVALID, "write: SR path too long");
+        goto out;
+    }
+    rd_sr_params_init(&sp);
+    sp.sources = img_files;
+    sp.n_sources = (size_t)n_img;
+    sp.findings_text = draft.findings_text;
+    sp.impression_text = draft.impression_text;
+    sp.findings = coded;
+    sp.n_findings = (size_t)draft.n_items;
+    /* The SR names the model by its version string (which names the architecture and the
+     * training), cut to the writer's 48 bytes, and radraft's own version: the writer allows
+     * only 14 bytes for a version, too few for model versions like
+     * "resnet-small-2026.11-nih". */
+    char sr_model[49];
+    rd_strlcpy(sr_model, p->model_version, sizeof sr_model);
+    sp.model_name = sr_model;
+    sp.model_version = RD_VERSION;
+    if ((st = rd_sr_write_draft(&sp, res->sr_path, &sr, err)) != RD_OK) {
+        st = rd_error_prefix(err, st, "write");
+        goto out;
+    }
+    if (sr.warning[0])
+        rd_log_warn("pipeline: study %s: SR: %s", study, sr.warning);
+    res->ms_write = now_ms() - t;
+
+    /* record: the review item, the study version and the deliveries, together. */
+    t = now_ms();
+    if ((st = review_json(&draft, combined, have_enc_scores ? enc_scores : NULL, votes, hits,
+                          n_hits, &findings_json, &neighbours_json, err)) != RD_OK) {
+        st = rd_error_prefix(err, st, "record");
+        goto out;
+    }
+    {
+        rd_store_review r;
+        const char *dests[RD_CONFIG_LIST_MAX];
+        int nd = 0, added = 0;
+        if (p->enqueue)
+            for (int i = 0; i < p->cfg.outbox_destinations.count; i++)
+                dests[nd++] = p->cfg.outbox_destinations.items[i];
+        memset(&r, 0, sizeof r);
+        r.study_uid = study;
+        r.content_version = res->content_version;
+        r.sr_path = res->sr_path;
+        r.sr_sop_instance_uid = sr.sop_instance_uid;
+        r.frontal_sop_instance_uid = fm->sop_instance_uid;
+        r.model_version = p->model_version;
+        r.findings_text = draft.findings_text;
+        r.impression_text = draft.impression_text;
+        r.findings_json = findings_json;
+        r.neighbours_json = neighbours_json;
+        if ((st = rd_store_review_add(w->store, &r, dests, nd, &res->review_id, &added, err)) !=
+            RD_OK) {
+            st = rd_error_prefix(err, st, "record");
+            goto out;
+        }
+        res->outcome = added ? RD_PIPELINE_DRAFTED : RD_PIPELINE_DONE_BEFORE;
+    }
+    res->ms_record = now_ms() - t;
+    rd_log_info("pipeline: study %s drafted: %d present, %d uncertain, %d neighbours, SR %s", study,
+                res->n_present, res->n_uncertain, n_hits, res->sr_path);
+out:
+    cJSON_free(findings_json);
+    cJSON_free(neighbours_json);
+    rd_draft_free(&draft);
+    free(evidence);
+    if (hits)
+        rd_index_hits_clear(hits, n_hits);
+    free(hits);
+    free(fscores);
+    free(embedding);
+    rd_image_free(img);
+    free(cand);
+    free(img_metas);
+    free(img_files);
+    free(metas);
+    return st;
+}
+
+/* ---- jobs and the pool ------------------------------------------------------------ */
+
+rd_status rd_pipeline_run_job(rd_pipeline_worker *w, const rd_store_job *job,
+                              rd_pipeline_result *res, rd_error *err)
+{
+    rd_pipeline_result local;
+    char **files = NULL;
+    int n = 0;
+    rd_error e;
+    rd_status st, fst;
+    if (!res)
+        res = &local;
+    memset(res, 0, sizeof *res);
+    st = rd_store_study_files(w->store, job->study_uid, &files, &n, &e);
+    if (st == RD_OK && n == 0)
+        st = rd_error_set(&e, RD_E_NOT_FOUND, "read: study %s has no stored instance",
+                          job->study_uid);
+    if (st == RD_OK)
+        st = rd_pipeline_run_study(w, (const char *const *)files, n, res, &e);
+    rd_store_free_paths(files, n);
+    if (st == RD_OK) {
+        fst = rd_store_job_finish(w->store, job->id, NULL, err);
+        if (res->outcome == RD_PIPELINE_DONE_BEFORE)
+            rd_log_info("pipeline: job %lld: study %s: this version was processed before",
+                        (long long)job->id, job->study_uid);
+        return fst;
+    }
+    if (rd_pipeline_status_retriable(st) && job->attempts < w->p->cfg.pipeline_retry_max_attempts) {
+        double delay = 2;
+        for (int i = 1; i < job->attempts && delay < 300; i++)
+            delay *= 2;
+        rd_log_warn("pipeline: job %lld: study %s: attempt %d failed, retrying in %.0f s: %s",
+                    (long long)job->id, job->study_uid, job->attempts, delay, rd_error_message(&e));
+        fst = rd_store_job_retry(w->store, job->id, rd_error_message(&e), delay, err);
+    } else {
+        rd_log_error("pipeline: job %lld: study %s failed: %s", (long long)job->id, job->study_uid,
+                     rd_error_message(&e));
+        fst = rd_store_job_finish(w->store, job->id, rd_error_message(&e), err);
+    }
+    if (fst != RD_OK)
+        return fst;
+    if (err)
+        *err = e;
+    return st;
+}
+
+struct rd_pipeline_pool {
+    rd_pipeline *p;
+    int n;
+    atomic_int stop;
+    rd_pipeline_worker **workers;
+    pthread_t *threads;
+    int started;
+};
+
+typedef struct pool_arg {
+    rd_pipeline_pool *pool;
+    int index;
+} pool_arg;
+
+static void *pool_main(void *arg)
+{
+    rd_pipeline_pool *pool = ((pool_arg *)arg)->pool;
+    rd_pipeline_worker *w = pool->workers[((pool_arg *)arg)->index];
+    free(arg);
+    while (!atomic_load(&pool->stop)) {
+        rd_store_job job;
+        rd_error err;
+        rd_status st = rd_store_job_claim(w->store, &job, &err);
+        if (st == RD_OK) {
+            rd_log_info("pipeline: job %lld: study %s (attempt %d)", (long long)job.id,
+                        job.study_uid, job.attempts);
+            (void)rd_pipeline_run_job(w, &job, NULL, &err);
+            continue;
+        }
+        if (st != RD_E_NOT_FOUND)
+            rd_log_error("pipeline: %s", rd_error_message(&err));
+        for (int i = 0; i < 4 && !atomic_load(&pool->stop); i++) {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+rd_status rd_pipeline_pool_start(rd_pipeline_pool **out, rd_pipeline *p, int workers, rd_error *err)
+{
+    rd_pipeline_pool *pool = calloc(1, sizeof *pool);
+    rd_status st = RD_OK;
+    if (workers < 1 || workers > 1024) {
+        free(pool);
+        return rd_error_set(err, RD_E_INVALID, "%d workers (1..1024)", workers);
+    }
+    if (!pool)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
+    pool->p = p;
+    atomic_init(&pool->stop, 0);
+    pool->workers = calloc((size_t)workers, sizeof *pool->workers);
+    pool->threads = calloc((size_t)workers, sizeof *pool->threads);
+    if (!pool->workers || !pool->threads) {
+        st = rd_error_set(err, RD_E_NOMEM, "out of memory");
+        goto out;
+    }
+    pool->n = workers;
+    for (int i = 0; i < workers; i++)
+        if ((st = rd_pipeline_worker_create(&pool->workers[i], p, err)) != RD_OK)
+            goto out;
+    for (int i = 0; i < workers; i++) {
+        pool_arg *a = malloc(sizeof *a);
+        if (!a) {
+            st = rd_error_set(err, RD_E_NOMEM, "out of memory");
+            goto out;
+        }
+        a->pool = pool;
+        a->index = i;
+        if (pthread_create(&pool->threads[i], NULL, pool_main, a) != 0) {
+            free(a);
+            st = rd_error_set(err, RD_E_INTERNAL, "cannot start a pipeline worker thread");
+            goto out;
+        }
+        pool->started++;
+    }
+out:
+    if (st != RD_OK) {
+        rd_pipeline_pool_stop(pool);
+        return st;
+    }
+    *out = pool;
+    return RD_OK;
+}
+
+void rd_pipeline_pool_stop(rd_pipeline_pool *pool)
+{
+    if (!pool)
+        return;
+    atomic_store(&pool->stop, 1);
+    for (int i = 0; i < pool->started; i++)
+        pthread_join(pool->threads[i], NULL);
+    for (int i = 0; i < pool->n; i++)
+        rd_pipeline_worker_free(pool->workers ? pool->workers[i] : NULL);
+    free(pool->workers);
+    free(pool->threads);
+    free(pool);
+}

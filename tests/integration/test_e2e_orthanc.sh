@@ -1,0 +1,113 @@
+#!/bin/bash
+# End to end with Orthanc as the PACS (Debian package, started on loopback with a generated
+# configuration): Orthanc sends a sample study to `radraft serve` through its REST API
+# (/modalities/radraft/store), radraft drafts it, and the draft SR shows up in Orthanc in
+# the same study, for the same patient, within the stable delay + a few seconds.
+#
+# usage: bash test_e2e_orthanc.sh RADRAFT SHARED_DATA WORKDIR
+set -u
+RADRAFT=$(readlink -f "$1")
+DATA=$2
+WORK=$3
+for tool in Orthanc curl sqlite3 python3 dciodvfy; do
+    command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
+done
+[ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+
+BASE=$((23500 + ($$ % 90) * 5))
+PORT=$BASE
+OR_DICOM=$((BASE + 1))
+OR_HTTP=$((BASE + 2))
+STABLE=2
+FAILS=0
+SERVER=
+ORTHANC=
+cleanup() { kill -9 $SERVER $ORTHANC 2>/dev/null; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+pass() { echo "ok: $*"; }
+api() { curl -s --max-time 20 "http://127.0.0.1:$OR_HTTP$1" "${@:2}"; }
+
+"$RADRAFT" model init --arch resnet-small --seed 1 --out model >/dev/null || { fail "model init"; exit 1; }
+"$RADRAFT" samples --out samples --size 512 >/dev/null || { fail "samples"; exit 1; }
+
+mkdir -p orthanc-db
+cat >orthanc.json <<JSON
+{
+  "Name": "radraft-e2e", "StorageDirectory": "$WORK/orthanc-db", "IndexDirectory": "$WORK/orthanc-db",
+  "HttpPort": $OR_HTTP, "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
+  "DicomAet": "ORTHANC", "DicomPort": $OR_DICOM, "DicomCheckCalledAet": false,
+  "DicomModalities": { "radraft": [ "RADRAFT", "127.0.0.1", $PORT ] },
+  "Plugins": [], "StorageCompression": false
+}
+JSON
+Orthanc orthanc.json >orthanc.log 2>&1 &
+ORTHANC=$!
+up=0
+for _ in $(seq 1 150); do
+    api /system >/dev/null 2>&1 && { up=1; break; }
+    sleep 0.2
+done
+[ $up = 1 ] || { tail -20 orthanc.log; fail "Orthanc did not start"; exit 1; }
+
+"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds $STABLE --set encoder.model=model \
+    --send-to ORTHANC@127.0.0.1:$OR_DICOM >rd.log 2>&1 &
+SERVER=$!
+for _ in $(seq 1 100); do
+    "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+# Upload one study (JPEG-LS and RLE files, PA + lateral) to Orthanc, then have Orthanc send it.
+ids=()
+for f in samples/RDS0002/*.dcm; do
+    id=$(api /instances -X POST --data-binary @"$f" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ID"])')
+    [ -n "$id" ] && ids+=("\"$id\"") || fail "upload $f"
+done
+study_uid=$(dcmdump +P StudyInstanceUID samples/RDS0002/pa.dcm | sed -e 's/.*\[\(.*\)\].*/\1/')
+patient=$(dcmdump +P PatientID samples/RDS0002/pa.dcm | sed -e 's/.*\[\(.*\)\].*/\1/')
+body=$(IFS=,; echo "[${ids[*]}]")
+api /modalities/radraft/store -X POST -d "$body" >store.json || fail "Orthanc store to radraft"
+t0=$(date +%s.%N)
+sr=
+for _ in $(seq 1 200); do
+    sr=$(api /tools/find -X POST -d "{\"Level\":\"Instance\",\"Query\":{\"StudyInstanceUID\":\"$study_uid\",\"Modality\":\"SR\"}}" |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[0] if r else "")')
+    [ -n "$sr" ] && break
+    sleep 0.1
+done
+t1=$(date +%s.%N)
+lat=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
+if [ -n "$sr" ]; then
+    pass "the draft SR is in Orthanc ${lat} s after Orthanc sent the study (stable delay $STABLE s)"
+    python3 -c "import sys; sys.exit(0 if $t1 - $t0 <= $STABLE + 6 else 1)" || fail "took $lat s"
+    api "/instances/$sr/simplified-tags" >sr-tags.json
+    python3 - sr-tags.json "$study_uid" "$patient" <<'PY' || fail "SR tags in Orthanc"
+import json, sys
+t = json.load(open(sys.argv[1]))
+assert t["StudyInstanceUID"] == sys.argv[2], t["StudyInstanceUID"]
+assert t["PatientID"] == sys.argv[3], t["PatientID"]
+assert t["Modality"] == "SR" and t["CompletionFlag"] == "PARTIAL" and t["VerificationFlag"] == "UNVERIFIED"
+PY
+    # Same study in Orthanc: the SR's series hangs under the study that holds the images.
+    n_series=$(api "/studies/$(api "/instances/$sr/study" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ID"])')" |
+        python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Series"]))')
+    [ "$n_series" -ge 2 ] && pass "the SR is a new series of the study in Orthanc ($n_series series)" || fail "series in the study: $n_series"
+    api "/instances/$sr/file" >sr.dcm
+    out=$(dciodvfy sr.dcm 2>&1)
+    echo "$out" | grep -q "^Error" && { fail "dciodvfy reports errors for the SR from Orthanc"; echo "$out" | grep "^Error"; }
+else
+    fail "no SR of study $study_uid in Orthanc after 20 s"
+fi
+n=$(sqlite3 -cmd ".timeout 5000" rd/radraft.db "SELECT COUNT(*) FROM reviews WHERE study_uid='$study_uid' AND state='draft'")
+[ "$n" = 1 ] && pass "one review item" || fail "$n review items"
+
+kill -TERM $SERVER; wait $SERVER
+[ $? -eq 0 ] && pass "radraft stopped cleanly" || fail "radraft exit status"
+SERVER=
+if [ $FAILS -ne 0 ]; then
+    echo "$FAILS check(s) failed"; tail -20 rd.log
+    exit 1
+fi
+echo "all checks passed"

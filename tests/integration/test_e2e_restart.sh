@@ -1,0 +1,115 @@
+#!/bin/bash
+# Crash and restart: `radraft serve` is killed (SIGKILL) while it drafts, then restarted;
+# `radraft batch` is killed midway through 40 studies, then run again. Afterwards every
+# study is drafted exactly once: one review item and one SR file per study, one delivery per
+# SR, and the rerun of batch drafts only what the killed run had not finished.
+#
+# usage: bash test_e2e_restart.sh RADRAFT SHARED_DATA WORKDIR
+set -u
+RADRAFT=$(readlink -f "$1")
+DATA=$2
+WORK=$3
+for tool in storescu storescp sqlite3; do
+    command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
+done
+[ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+
+BASE=$((23000 + ($$ % 90) * 10 + 5))
+PORT=$BASE
+SCP_PORT=$((BASE + 1))
+FAILS=0
+SERVER=
+SCP=
+BATCH=
+cleanup() { kill -9 $SERVER $SCP $BATCH 2>/dev/null; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+pass() { echo "ok: $*"; }
+q() { sqlite3 -cmd ".timeout 10000" "$1" "$2"; }
+
+"$RADRAFT" model init --arch resnet-small --seed 1 --out model >/dev/null || { fail "model init"; exit 1; }
+for seed in $(seq 1 10); do
+    "$RADRAFT" samples --out "archive/s$seed" --seed $seed --size 1024 --syntax explicit-le >/dev/null \
+        || { fail "samples --seed $seed"; exit 1; }
+done
+N=40
+
+# ---- serve: SIGKILL while a job runs, then restart ------------------------------------
+start_serve() {
+    "$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 --set encoder.model=model \
+        --set pipeline.workers=1 --send-to STORESCP@127.0.0.1:$SCP_PORT >>rd.log 2>&1 &
+    SERVER=$!
+    for _ in $(seq 1 100); do
+        "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+mkdir -p received
+storescp -od received $SCP_PORT >storescp.log 2>&1 &
+SCP=$!
+start_serve || fail "serve did not start"
+storescu -aec RADRAFT 127.0.0.1 $PORT archive/s1/*/*.dcm archive/s2/*/*.dcm >storescu.log 2>&1 || fail "storescu"
+NS=8
+for _ in $(seq 1 200); do
+    grep -q "pipeline: job" rd.log && break
+    sleep 0.05
+done
+kill -9 $SERVER; wait $SERVER 2>/dev/null
+SERVER=
+before=$(q rd/radraft.db "SELECT COUNT(*) FROM reviews")
+[ "$before" -lt $NS ] && pass "killed serve with $before of $NS studies drafted" || fail "serve finished all $NS before the kill (test premise)"
+start_serve || fail "serve did not restart"
+for _ in $(seq 1 300); do
+    [ "$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state='done'")" -ge $NS ] && break
+    sleep 0.1
+done
+sleep 1
+reviews=$(q rd/radraft.db "SELECT COUNT(*) FROM reviews")
+studies=$(q rd/radraft.db "SELECT COUNT(DISTINCT study_uid) FROM reviews")
+srs=$(ls rd/sr/*-draft-sr.dcm 2>/dev/null | wc -l)
+deliveries=$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state='done'")
+received=$(find received -type f | wc -l)
+[ "$reviews" = $NS ] && [ "$studies" = $NS ] && pass "serve: $NS review items after the restart" \
+    || fail "serve: $reviews review items for $studies studies (expected $NS)"
+[ "$srs" = $NS ] && pass "serve: $NS SR files" || fail "serve: $srs SR files (expected $NS)"
+[ "$deliveries" = $NS ] && [ "$received" = $NS ] && pass "serve: $NS SRs delivered once each" \
+    || fail "serve: $deliveries deliveries done, $received files at storescp (expected $NS)"
+[ "$(q rd/radraft.db "SELECT COUNT(*) FROM jobs WHERE state<>'done'")" = 0 ] || fail "serve: unfinished jobs: $(q rd/radraft.db "SELECT id, state, error FROM jobs WHERE state<>'done'")"
+[ -z "$(ls rd/sr | grep -v -- '-draft-sr.dcm$')" ] || fail "serve: stray files in rd/sr: $(ls rd/sr | grep -v -- '-draft-sr.dcm$')"
+kill -TERM $SERVER; wait $SERVER
+SERVER=
+
+# ---- batch: SIGKILL midway, then run again ------------------------------------------
+"$RADRAFT" batch archive --data-dir bd --out out --model model >batch1.log 2>&1 &
+BATCH=$!
+for _ in $(seq 1 400); do
+    n=$(ls out/*-draft-sr.dcm 2>/dev/null | wc -l)
+    [ "$n" -ge 5 ] && break
+    sleep 0.02
+done
+kill -9 $BATCH; wait $BATCH 2>/dev/null
+BATCH=
+first=$(q bd/radraft.db "SELECT COUNT(*) FROM reviews")
+[ "$first" -lt $N ] && pass "killed batch with $first of $N studies recorded" || fail "batch finished before the kill (test premise)"
+"$RADRAFT" batch archive --data-dir bd --out out --model model >batch2.log 2>&1 || fail "batch rerun exit status"
+drafted=$(sed -n 's/^  drafted *\([0-9]*\)$/\1/p' batch2.log)
+done_before=$(sed -n 's/^  done before *\([0-9]*\)$/\1/p' batch2.log)
+[ "$drafted" = $((N - first)) ] && [ "$done_before" = "$first" ] \
+    && pass "rerun drafted $drafted and skipped the $done_before done before" \
+    || fail "rerun: drafted '$drafted', done before '$done_before' (first run recorded $first)"
+reviews=$(q bd/radraft.db "SELECT COUNT(*) FROM reviews")
+studies=$(q bd/radraft.db "SELECT COUNT(DISTINCT study_uid) FROM reviews")
+srs=$(ls out/*-draft-sr.dcm | wc -l)
+[ "$reviews" = $N ] && [ "$studies" = $N ] && [ "$srs" = $N ] && pass "batch: $N review items and $N SRs" \
+    || fail "batch: $reviews review items, $studies studies, $srs SRs (expected $N)"
+[ -z "$(ls out | grep -v -- '-draft-sr.dcm$')" ] || fail "batch: stray files in out: $(ls out | grep -v -- '-draft-sr.dcm$')"
+"$RADRAFT" batch archive --data-dir bd --out out --model model >batch3.log 2>&1 || fail "third run"
+grep -q "^  done before  $N$" batch3.log && pass "a third run drafts nothing" || fail "third run: $(cat batch3.log | tail -6)"
+
+if [ $FAILS -ne 0 ]; then
+    echo "$FAILS check(s) failed"; tail -20 rd.log
+    exit 1
+fi
+echo "all checks passed"

@@ -1,0 +1,113 @@
+#!/bin/bash
+# End to end with DCMTK as both peers: storescu sends the sample studies to `radraft serve`,
+# which drafts each stable study and delivers its draft SR to storescp. Checked: one SR per
+# study arrives within the stable delay + a few seconds, in the same study and for the same
+# patient, dciodvfy accepts it, and each study has one review item in state 'draft'.
+#
+# usage: bash test_e2e_storescp.sh RADRAFT SHARED_DATA WORKDIR
+set -u
+RADRAFT=$(readlink -f "$1")
+DATA=$2
+WORK=$3
+for tool in storescu storescp dciodvfy dcmdump sqlite3 python3; do
+    command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
+done
+[ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+
+BASE=$((23000 + ($$ % 90) * 10))
+PORT=$BASE
+SCP_PORT=$((BASE + 1))
+STABLE=2
+FAILS=0
+SERVER=
+SCP=
+cleanup() { kill -9 $SERVER $SCP 2>/dev/null; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+pass() { echo "ok: $*"; }
+db() { sqlite3 -cmd ".timeout 10000" "$WORK/rd/radraft.db" "$1"; }
+tagval() { dcmdump +L +P "$2" "$1" 2>/dev/null | head -1 | sed -e 's/^[^[]*\[//' -e 's/\].*$//'; }
+
+"$RADRAFT" model init --arch resnet-small --seed 1 --out model >/dev/null || { fail "model init"; exit 1; }
+# storescu proposes only uncompressed syntaxes for what it cannot convert, so the samples are
+# written in Explicit VR Little Endian.
+"$RADRAFT" samples --out samples --size 512 --syntax explicit-le >/dev/null || { fail "samples"; exit 1; }
+N_STUDIES=$(ls samples | wc -l)
+
+mkdir -p received
+storescp -od received --sort-on-study-uid st $SCP_PORT >storescp.log 2>&1 &
+SCP=$!
+"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds $STABLE \
+    --send-to STORESCP@127.0.0.1:$SCP_PORT --set encoder.model=model >rd.log 2>&1 &
+SERVER=$!
+for _ in $(seq 1 100); do
+    "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+storescu -aec RADRAFT 127.0.0.1 $PORT samples/*/*.dcm >storescu.log 2>&1 || { fail "storescu"; cat storescu.log; }
+t0=$(date +%s.%N)
+n=0
+for _ in $(seq 1 200); do
+    n=$(find received -type f | wc -l)
+    [ "$n" -ge "$N_STUDIES" ] && break
+    sleep 0.1
+done
+t1=$(date +%s.%N)
+lat=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
+[ "$n" -eq "$N_STUDIES" ] && pass "$n draft SRs arrived at storescp ${lat} s after the last instance (stable delay $STABLE s)" \
+    || fail "$n of $N_STUDIES SRs arrived at storescp within 20 s"
+python3 -c "import sys; sys.exit(0 if $t1 - $t0 <= $STABLE + 6 else 1)" || fail "SRs took $lat s (limit: stable delay + 6 s)"
+
+for d in samples/*/; do
+    src=$d/pa.dcm
+    study=$(tagval "$src" StudyInstanceUID)
+    sr=$(grep -l "" $(find received -type f) 2>/dev/null | while read -r f; do
+        [ "$(tagval "$f" StudyInstanceUID)" = "$study" ] && echo "$f"; done | head -1)
+    [ -n "$sr" ] || { fail "no SR for study $study"; continue; }
+    [ "$(tagval "$sr" Modality)" = SR ] || fail "$sr is not an SR"
+    for tag in PatientName PatientID StudyInstanceUID AccessionNumber; do
+        [ "$(tagval "$sr" $tag)" = "$(tagval "$src" $tag)" ] || fail "$sr: $tag '$(tagval "$sr" $tag)' differs from the source's"
+    done
+    out=$(dciodvfy "$sr" 2>&1)
+    echo "$out" | grep -q "^Error" && { fail "dciodvfy reports errors for $sr"; echo "$out" | grep "^Error"; }
+    echo "$out" | grep -q "^EnhancedSR" || fail "dciodvfy does not see an Enhanced SR in $sr"
+    [ "$(db "SELECT COUNT(*) FROM reviews WHERE study_uid='$study' AND state='draft'")" = 1 ] \
+        || fail "study $study: not exactly one review item in state draft"
+done
+pass "every SR checked (study, patient, dciodvfy)"
+
+# The review item holds the findings, scores, neighbours and SR path.
+python3 - "$WORK/rd/radraft.db" <<'PY' || fail "review item content"
+import json, os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT findings_json, neighbours_json, sr_path, findings_text, impression_text,"
+                  " frontal_sop_instance_uid, sr_sop_instance_uid FROM reviews").fetchall()
+assert rows, "no review rows"
+for fj, nj, path, ft, it, frontal, sop in rows:
+    f = json.loads(fj)
+    assert len(f) == 15 and all("state" in v for v in f.values()), f
+    assert all(0 <= f[k]["score"] <= 1 for k in f if k != "No Finding")
+    assert isinstance(json.loads(nj), list)
+    assert os.path.exists(path if os.path.isabs(path) else os.path.join(os.path.dirname(sys.argv[1]), "..", path)) or os.path.exists(path), path
+    assert ft and it and frontal and sop
+PY
+[ "$(db "SELECT COUNT(*) FROM study_versions WHERE outcome='drafted'")" = "$N_STUDIES" ] || fail "study_versions"
+[ "$(db "SELECT COUNT(*) FROM jobs WHERE state='done'")" = "$N_STUDIES" ] || fail "jobs not all done: $(db "SELECT state, error FROM jobs")"
+[ "$(db "SELECT COUNT(*) FROM outbox WHERE state='done'")" = "$N_STUDIES" ] || fail "outbox: $(db "SELECT state, COUNT(*) FROM outbox GROUP BY 1")"
+
+# Sending a study again (same instances) drafts nothing new.
+storescu -aec RADRAFT 127.0.0.1 $PORT samples/RDS0001/*.dcm >/dev/null 2>&1 || fail "storescu again"
+sleep $((STABLE + 2))
+[ "$(db "SELECT COUNT(*) FROM reviews")" = "$N_STUDIES" ] && pass "a resent study is not drafted again" \
+    || fail "a resent study was drafted again"
+
+kill -TERM $SERVER; wait $SERVER
+[ $? -eq 0 ] && pass "radraft stopped cleanly" || fail "radraft exit status"
+SERVER=
+if [ $FAILS -ne 0 ]; then
+    echo "$FAILS check(s) failed"; tail -20 rd.log
+    exit 1
+fi
+echo "all checks passed"

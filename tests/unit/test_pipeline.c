@@ -1,0 +1,227 @@
+/* The pipeline module and the store functions it uses: thread planning, review items and
+ * study versions recorded once, job retries, and whole studies through every stage. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "radraft/config.h"
+#include "radraft/nn.h"
+#include "radraft/pipeline.h"
+#include "radraft/samples.h"
+#include "radraft/store.h"
+#include "rdtest.h"
+#include "util.h"
+
+RD_TEST(plan_threads_never_oversubscribe)
+{
+    rd_config cfg;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int w, t;
+    rd_config_defaults(&cfg);
+    rd_pipeline_plan_threads(&cfg, 0, &w, &t);
+    CHECK(w >= 1 && t >= 1 && w * t <= (cores > 0 ? cores : 1));
+    rd_pipeline_plan_threads(&cfg, 1, &w, &t);
+    CHECK_EQ_INT(w, (int)cores);
+    CHECK_EQ_INT(t, 1);
+    cfg.pipeline_workers = 1;
+    cfg.encoder_threads = 1000;
+    rd_pipeline_plan_threads(&cfg, 0, &w, &t);
+    CHECK_EQ_INT(w, 1);
+    CHECK(t <= cores);
+}
+
+RD_TEST(review_recorded_once_with_deliveries)
+{
+    const char *dir = rd_test_tmpdir("pl_review");
+    rd_store *s = NULL;
+    rd_error err;
+    rd_store_review r;
+    rd_store_study_version sv;
+    const char *dests[2] = {"A@127.0.0.1:1", "B@127.0.0.1:2"};
+    int64_t id1 = 0, id2 = 0;
+    int added = -1;
+    long n = -1;
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    memset(&r, 0, sizeof r);
+    r.study_uid = "1.2.3";
+    r.content_version = "abc";
+    r.sr_path = "/tmp/x-draft-sr.dcm";
+    r.findings_json = "{}";
+    CHECK_OK(rd_store_study_version_get(s, "1.2.3", "abc", &sv, &err), &err);
+    CHECK_EQ_INT(sv.found, 0);
+    CHECK_OK(rd_store_review_add(s, &r, dests, 2, &id1, &added, &err), &err);
+    CHECK_EQ_INT(added, 1);
+    CHECK_OK(rd_store_review_add(s, &r, dests, 2, &id2, &added, &err), &err);
+    CHECK_EQ_INT(added, 0);
+    CHECK(id1 == id2 && id1 > 0);
+    CHECK_OK(rd_store_outbox_count(s, "pending", &n, &err), &err);
+    CHECK_EQ_INT((int)n, 2);
+    CHECK_OK(rd_store_count_reviews(s, NULL, "draft", &n, &err), &err);
+    CHECK_EQ_INT((int)n, 1);
+    CHECK_OK(rd_store_study_version_get(s, "1.2.3", "abc", &sv, &err), &err);
+    CHECK(sv.found && sv.drafted && sv.review_id == id1);
+    /* A skip recorded later does not overwrite the draft; a skip of another version stays. */
+    CHECK_OK(rd_store_study_skip(s, "1.2.3", "abc", "late", &err), &err);
+    CHECK_OK(rd_store_study_version_get(s, "1.2.3", "abc", &sv, &err), &err);
+    CHECK(sv.drafted);
+    CHECK_OK(rd_store_study_skip(s, "1.2.3", "def", "not a chest radiograph", &err), &err);
+    CHECK_OK(rd_store_study_version_get(s, "1.2.3", "def", &sv, &err), &err);
+    CHECK(sv.found && !sv.drafted);
+    CHECK_STR(sv.reason, "not a chest radiograph");
+    rd_store_close(s);
+}
+
+RD_TEST(job_retry_waits_and_keeps_the_error)
+{
+    const char *dir = rd_test_tmpdir("pl_retry");
+    rd_store *s = NULL;
+    rd_error err;
+    rd_store_job job;
+    char msg[128];
+    static const char data[] = "not really DICOM, but the store does not care";
+    rd_store_instance in = {"1.2.3", "1.2.3.4", "1.2.3.4.5", "", "", "CR", "T"};
+    char **files = NULL;
+    int n = 0;
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_put(s, &in, data, sizeof data, 0, NULL, &err), &err);
+    CHECK_OK(rd_store_study_files(s, "1.2.3", &files, &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    CHECK(n == 1 && strstr(files[0], "/store/1.2.3/1.2.3.4/1.2.3.4.5.dcm") != NULL);
+    rd_store_free_paths(files, n);
+    CHECK_OK(rd_store_queue_stable(s, rd_store_now() + 100, 0, NULL, &err), &err);
+    REQUIRE_OK(rd_store_job_claim(s, &job, &err), &err);
+    CHECK_EQ_INT(job.attempts, 1);
+    CHECK_OK(rd_store_job_retry(s, job.id, "decode: disk on fire", 3600, &err), &err);
+    CHECK(rd_store_job_claim(s, &job, &err) == RD_E_NOT_FOUND);
+    CHECK_OK(rd_store_job_error(s, job.id, msg, sizeof msg, &err), &err);
+    CHECK_STR(msg, "decode: disk on fire");
+    rd_store_close(s);
+}
+
+/* Writes the sample case pair of patient `p` (0-based) under dir, returns the paths. */
+static void write_case(const char *dir, int p, char pa[512], char lat[512])
+{
+    rd_samples_options o;
+    rd_error err;
+    char rel[128], path[512];
+    rd_samples_options_default(&o);
+    o.rows = 256;
+    for (int k = 0; k < 2; k++) {
+        size_t i = (size_t)(2 * p + k);
+        REQUIRE_OK(rd_samples_case_path(i, rel, sizeof rel, &err), &err);
+        snprintf(path, sizeof path, "%s/%s", dir, rel);
+        *strrchr(path, '/') = '\0';
+        mkdir(path, 0755);
+        snprintf(path, sizeof path, "%s/%s", dir, rel);
+        REQUIRE_OK(rd_samples_write_case(i, &o, path, &err), &err);
+        snprintf(strstr(rel, "pa.dcm") ? pa : lat, 512, "%s", path);
+    }
+}
+
+RD_TEST(study_drafted_once_and_non_chest_skipped)
+{
+    const char *dir = rd_test_tmpdir("pl_study");
+    const char *shared = rd_test_shared_data();
+    char model[1100], data[1100], pa[512], lat[512], ct[1100];
+    rd_config cfg;
+    rd_pipeline_options po;
+    rd_pipeline *p = NULL;
+    rd_pipeline_worker *w = NULL;
+    rd_pipeline_result res;
+    rd_error err;
+    long n = -1;
+    struct stat sb;
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(data, sizeof data, "%s/data", dir);
+    REQUIRE_OK(rd_nn_model_init("resnet-small", 1, model, &err), &err);
+    write_case(dir, 1, pa, lat);
+    rd_config_defaults(&cfg);
+    REQUIRE(rd_strlcpy(cfg.encoder_model, model, sizeof cfg.encoder_model) <
+            sizeof cfg.encoder_model);
+    snprintf(cfg.outbox_destinations.items[0], sizeof cfg.outbox_destinations.items[0],
+             "PACS@127.0.0.1:104");
+    cfg.outbox_destinations.count = 1;
+    memset(&po, 0, sizeof po);
+    po.data_dir = data;
+    po.enqueue = 1;
+    po.encoder_threads = 1;
+    REQUIRE_OK(rd_pipeline_create(&p, &cfg, &po, &err), &err);
+    REQUIRE_OK(rd_pipeline_worker_create(&w, p, &err), &err);
+
+    const char *files[2] = {lat, pa};
+    CHECK_OK(rd_pipeline_run_study(w, files, 2, &res, &err), &err);
+    CHECK_EQ_INT(res.outcome, RD_PIPELINE_DRAFTED);
+    CHECK(stat(res.sr_path, &sb) == 0 && sb.st_size > 0);
+    CHECK(strncmp(res.sr_path, data, strlen(data)) == 0); /* default SR folder: DATA/sr */
+    CHECK(res.review_id > 0);
+    CHECK(res.ms_embed > 0);
+    CHECK_OK(rd_store_count_reviews(rd_pipeline_worker_store(w), res.study_uid, "draft", &n, &err),
+             &err);
+    CHECK_EQ_INT((int)n, 1);
+    CHECK_OK(rd_store_outbox_count(rd_pipeline_worker_store(w), "pending", &n, &err), &err);
+    CHECK_EQ_INT((int)n, 1);
+
+    /* Same instances in another order: the same content version, nothing new. */
+    const char *again[2] = {pa, lat};
+    CHECK_OK(rd_pipeline_run_study(w, again, 2, &res, &err), &err);
+    CHECK_EQ_INT(res.outcome, RD_PIPELINE_DONE_BEFORE);
+    CHECK_OK(rd_store_count_reviews(rd_pipeline_worker_store(w), NULL, NULL, &n, &err), &err);
+    CHECK_EQ_INT((int)n, 1);
+
+    /* A CT study: skipped with its reason, recorded, and skipped again without work. */
+    snprintf(ct, sizeof ct, "%s/dicom/codecs/CT-MONO2-16-ankle-implicit.dcm", shared);
+    const char *ctf[1] = {ct};
+    CHECK_OK(rd_pipeline_run_study(w, ctf, 1, &res, &err), &err);
+    CHECK_EQ_INT(res.outcome, RD_PIPELINE_SKIPPED);
+    CHECK(strstr(res.reason, "modality CT") != NULL);
+    CHECK_OK(rd_pipeline_run_study(w, ctf, 1, &res, &err), &err);
+    CHECK_EQ_INT(res.outcome, RD_PIPELINE_DONE_BEFORE);
+    CHECK(strstr(res.reason, "modality CT") != NULL);
+
+    /* A lateral alone has no frontal view. */
+    write_case(dir, 2, pa, lat);
+    const char *lonely[1] = {lat};
+    CHECK_OK(rd_pipeline_run_study(w, lonely, 1, &res, &err), &err);
+    CHECK_EQ_INT(res.outcome, RD_PIPELINE_SKIPPED);
+    CHECK(strstr(res.reason, "no frontal view") != NULL);
+
+    /* A file that is not DICOM at all is a failure with the stage named. */
+    const char *bogus[1] = {model};
+    CHECK(rd_pipeline_run_study(w, bogus, 1, &res, &err) != RD_OK);
+    CHECK(strncmp(rd_error_message(&err), "read: ", 6) == 0);
+
+    /* A queued job whose study cannot be read fails, with the stage's message on the job. */
+    {
+        static const char junk[] = "a stored instance that is not DICOM";
+        rd_store_instance in = {"1.2.9", "1.2.9.1", "1.2.9.1.1", "", "", "CR", "T"};
+        rd_store *s = rd_pipeline_worker_store(w);
+        rd_store_job job;
+        char msg[256];
+        REQUIRE_OK(rd_store_put(s, &in, junk, sizeof junk, 0, NULL, &err), &err);
+        REQUIRE_OK(rd_store_queue_stable(s, rd_store_now() + 100, 0, NULL, &err), &err);
+        REQUIRE_OK(rd_store_job_claim(s, &job, &err), &err);
+        CHECK(rd_pipeline_run_job(w, &job, &res, &err) != RD_OK);
+        CHECK_OK(rd_store_count_jobs(s, "1.2.9", RD_JOB_FAILED, &n, &err), &err);
+        CHECK_EQ_INT((int)n, 1);
+        CHECK_OK(rd_store_job_error(s, job.id, msg, sizeof msg, &err), &err);
+        CHECK(strncmp(msg, "read: ", 6) == 0);
+    }
+
+    rd_pipeline_worker_free(w);
+    rd_pipeline_free(p);
+}
+
+RD_TEST(no_model_is_a_config_error)
+{
+    rd_config cfg;
+    rd_pipeline *p = NULL;
+    rd_error err;
+    char path[64];
+    rd_config_defaults(&cfg);
+    CHECK(rd_pipeline_model_path(&cfg, path, sizeof path, &err) == RD_E_CONFIG);
+    CHECK(rd_pipeline_create(&p, &cfg, NULL, &err) != RD_OK);
+    CHECK(p == NULL);
+}
+
+RD_TEST_MAIN()
