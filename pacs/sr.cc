@@ -459,8 +459,9 @@ rd_status put_contributing_equipment(DcmItem *ds, const std::string &model_name,
                                      const std::string &model_version, rd_error *err)
 {
     DcmItem *eq = nullptr, *purpose = nullptr;
-    std::string versions =
-        std::string("radraft " RD_VERSION "\\") + model_name + " " + model_version;
+    // Software Versions is multi-valued (LO, 64 characters a value): radraft's own version,
+    // then the model's, so that neither has to share a value with the other.
+    std::string versions = std::string("radraft " RD_VERSION "\\") + model_version;
     OFCondition c = ds->findOrCreateSequenceItem(DCM_ContributingEquipmentSequence, eq, -2);
     if (c.good())
         c = eq->putAndInsertString(DCM_Manufacturer, "radraft");
@@ -572,10 +573,10 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
         return st;
     if (!p->model_name || !p->model_name[0] || !p->model_version || !p->model_version[0])
         return rd__pacs_error(err, RD_E_INVALID, "the model name and version are required");
-    if (std::strlen(p->model_name) > 48 || std::strlen(p->model_version) > 14 ||
+    if (std::strlen(p->model_name) > 64 || std::strlen(p->model_version) > 64 ||
         !valid_utf8(p->model_name) || !valid_utf8(p->model_version))
         return rd__pacs_error(err, RD_E_INVALID,
-                              "model name (48) or version (14 bytes) too long or not UTF-8");
+                              "model name or version longer than 64 bytes, or not UTF-8");
     content c;
     st = check_findings(p->findings, p->n_findings, c.findings, err);
     if (st != RD_OK)

@@ -798,14 +798,13 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
     sp.impression_text = draft.impression_text;
     sp.findings = coded;
     sp.n_findings = (size_t)draft.n_items;
-    /* The SR names the model by its version string (which names the architecture and the
-     * training), cut to the writer's 48 bytes, and radraft's own version: the writer allows
-     * only 14 bytes for a version, too few for model versions like
-     * "resnet-small-2026.11-nih". */
-    char sr_model[49];
-    rd_strlcpy(sr_model, p->model_version, sizeof sr_model);
+    /* The SR names the model (Manufacturer's Model Name, LO) and its version (a value of
+     * Software Versions, LO): at most 64 characters each, so longer ones are cut. */
+    char sr_model[65], sr_version[65];
+    rd_strlcpy(sr_model, p->model_name, sizeof sr_model);
+    rd_strlcpy(sr_version, p->model_version, sizeof sr_version);
     sp.model_name = sr_model;
-    sp.model_version = RD_VERSION;
+    sp.model_version = sr_version;
     if ((st = rd_sr_write_draft(&sp, res->sr_path, &sr, err)) != RD_OK) {
         st = rd_error_prefix(err, st, "write");
         goto out;
