@@ -1,5 +1,8 @@
-/* radraft predict: finding scores of images as CSV (one row per image). */
+/* radraft predict: finding scores of images as CSV (one row per image): the scores radraft
+ * bases its report on, that is the encoder's scores combined with the votes of similar
+ * archived cases when an archive is available, else the encoder's own. */
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,15 +13,30 @@
 #include "radraft/encoder.h"
 #include "radraft/findings.h"
 #include "radraft/image.h"
+#include "radraft/index.h"
+#include "radraft/log.h"
+#include "radraft/pipeline.h"
+#include "radraft/store.h"
+#include "util.h"
 
 static const char help[] =
-    "usage: radraft predict [--model MODEL] [--out FILE.csv] FILE_OR_DIR...\n"
-    "Scores every image (DICOM or PNG; folders are searched recursively, in name order) with\n"
-    "the encoder and writes a CSV: a header row \"path,<finding>,...\" with the 14 findings\n"
-    "in vocabulary order, then one row per image with its path and a score in [0, 1] per\n"
-    "finding. A file that cannot be read is reported on stderr and the exit status is 1.\n\n"
+    "usage: radraft predict [--model MODEL] [--out FILE.csv] [--data-dir DIR] [--encoder-only]\n"
+    "                       FILE_OR_DIR...\n"
+    "Scores every image (DICOM or PNG; folders are searched recursively, in name order) and\n"
+    "writes a CSV: a header row \"path,<finding>,...\" with the 14 findings in vocabulary\n"
+    "order, then one row per image with its path and a score in [0, 1] per finding.\n"
+    "The score is the one radraft drafts reports from: with an archive of similar cases (the\n"
+    "data directory's archive, else the model's seed archive when archive.load_seed is on),\n"
+    "the encoder's scores combined with the similarity-weighted votes of the nearest archived\n"
+    "cases (settings retrieval.* and the model's \"retrieval\"); without one, the encoder's\n"
+    "own scores. Which one is used is said on stderr. A PNG never votes for itself: archive\n"
+    "entries of the image with the same file name are left out (a DICOM file's own study\n"
+    "and patient are, as in the pipeline). A file that cannot be read is reported on stderr\n"
+    "and the exit status is 1. --log-level debug logs every image's neighbours.\n\n"
     "  --model MODEL       model folder (with model.json) or JSON file (config encoder.model)\n"
     "  --out FILE          write the CSV here instead of standard output\n"
+    "  --data-dir DIR      data directory holding the archive (config server.data_dir)\n"
+    "  --encoder-only      the encoder's own scores, without the archive\n"
     "  --threads N         worker threads (config encoder.threads; 0 = one per core)\n"
     "  --batch N           images per forward pass (config encoder.batch)\n" RD_CLI_COMMON_HELP;
 
@@ -114,22 +132,181 @@ static void csv_field(FILE *fp, const char *s)
     fputc('"', fp);
 }
 
+/* The archive to retrieve from, or NULL in *out with the reason in `why`. The data
+ * directory's archive rows of this model version come first; when it holds none (or there
+ * is no database there: predict never creates one), the model's seed archive is read into
+ * memory, as the pipeline would import it on its first start. */
+static rd_status open_archive(const rd_cli *cli, const char *model, const char *data_dir,
+                              const rd_nn_info *info, rd_index **out, char *why, size_t why_size,
+                              rd_error *err)
+{
+    char db[4200], seed[4096];
+    struct stat sb;
+    rd_store *store = NULL;
+    rd_index *ix = NULL;
+    rd_store_options so;
+    rd_status st;
+    long n_seed = 0, n_store;
+
+    *out = NULL;
+    if (info->embedding_dim <= 0) {
+        snprintf(why, why_size, "the model has no embedding");
+        return RD_OK;
+    }
+    if (snprintf(db, sizeof db, "%s/radraft.db", data_dir) >= (int)sizeof db)
+        return rd_error_set(err, RD_E_INVALID, "%s: data directory path too long", data_dir);
+    if (stat(db, &sb) == 0) {
+        rd_store_options_default(&so);
+        if ((st = rd_store_open(&store, data_dir, &so, err)) != RD_OK)
+            return st;
+        st = rd_index_load(&ix, store, info->version, info->embedding_dim, NULL, NULL, err);
+        rd_store_close(store);
+        if (st != RD_OK)
+            return st;
+    } else if ((st = rd_index_create(&ix, info->version, info->embedding_dim, err)) != RD_OK) {
+        return st;
+    }
+    n_store = rd_index_count(ix);
+    if (n_store > 0) {
+        snprintf(why, why_size, "the archive in %s (%ld entries)", data_dir, n_store);
+        *out = ix;
+        return RD_OK;
+    }
+    if ((st = rd_index_seed_default_path(model, seed, sizeof seed, err)) != RD_OK)
+        goto fail;
+    if (!cli->cfg.archive_load_seed || stat(seed, &sb) != 0) {
+        snprintf(why, why_size, "no archive: nothing for model %s in %s%s", info->version, data_dir,
+                 cli->cfg.archive_load_seed ? " and no seed archive beside the model"
+                                            : " (archive.load_seed is off)");
+        rd_index_free(ix);
+        return RD_OK;
+    }
+    if ((st = rd_index_seed_read(ix, NULL, seed, 0, &n_seed, err)) != RD_OK)
+        goto fail;
+    if (rd_index_count(ix) == 0) {
+        snprintf(why, why_size, "no archive: the seed archive %s is empty", seed);
+        rd_index_free(ix);
+        return RD_OK;
+    }
+    snprintf(why, why_size, "the seed archive %s (%ld entries)", seed, rd_index_count(ix));
+    *out = ix;
+    return RD_OK;
+fail:
+    rd_index_free(ix);
+    return st;
+}
+
+/* What one image's query excludes besides the usual filters: its own study, in the form
+ * the archive keeps it ("nih:<name without extension>" for an imported NIH image, the Study
+ * Instance UID for DICOM) and as the SHA-256 a seed archive keeps instead. */
+typedef struct query_self {
+    char study[RD_INDEX_KEY_MAX + 8];
+    char study_hash[65];
+    char patient_hash[65];
+} query_self;
+
+static void query_for_png(const char *path, query_self *qs)
+{
+    const char *name = strrchr(path, '/');
+    name = name ? name + 1 : path;
+    snprintf(qs->study, sizeof qs->study, "nih:%.*s", (int)strcspn(name, "."), name);
+    rd_sha256_hex(qs->study, strlen(qs->study), qs->study_hash);
+    qs->patient_hash[0] = '\0';
+}
+
+static void query_for_dicom(const rd_config *cfg, const rd_dicom_meta *m, query_self *qs)
+{
+    rd_strlcpy(qs->study, m->study_uid, sizeof qs->study);
+    rd_sha256_hex(qs->study, strlen(qs->study), qs->study_hash);
+    rd_index_patient_hash(cfg->archive_patient_salt, m->patient_id, qs->patient_hash);
+}
+
+/* Drops the hits of the query's own study as a seed names it (the search itself already
+ * left out the plain form) and keeps at most k. Returns the number kept. */
+static int drop_self(rd_index_hit *hits, int n, const query_self *qs, int k)
+{
+    int m = 0;
+    for (int i = 0; i < n && m < k; i++) {
+        if (qs->study[0] && strcmp(hits[i].study_uid, qs->study_hash) == 0)
+            continue;
+        if (m != i)
+            hits[m] = hits[i];
+        m++;
+    }
+    return m;
+}
+
+/* Retrieves the neighbours of a batch of `n` embedded images in one search, combines their
+ * votes with the encoder's scores and writes the rows. Returns 1 on success. */
+static int search_and_write(const rd_cli *cli, FILE *out, rd_index *ix,
+                            const rd_retrieval_settings *rs, int k_search, const char *const *names,
+                            int n, const float *emb, const float *scores, rd_index_query *queries,
+                            const query_self *selves, rd_index_hit *hits, int *n_hits)
+{
+    rd_index_params p = rs->search;
+    rd_error err;
+    int dim = rd_index_dim(ix);
+    p.k = k_search;
+    for (int j = 0; j < n; j++)
+        queries[j].embedding = emb + (size_t)j * (size_t)dim;
+    if (rd_index_search_batch(ix, queries, n, &p, hits, n_hits, &err) != RD_OK) {
+        rd_cli_error(cli, "%s", rd_error_message(&err));
+        return 0;
+    }
+    for (int j = 0; j < n; j++) {
+        rd_index_hit *h = hits + (size_t)j * (size_t)k_search;
+        double enc[RD_FINDING_N_ABNORMAL], votes[RD_FINDING_COUNT];
+        double combined[RD_FINDING_N_ABNORMAL], total;
+        int m = drop_self(h, n_hits[j], &selves[j], rs->search.k);
+        for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+            enc[f] = scores[(size_t)j * RD_FINDING_N_ABNORMAL + f];
+        total = rd_index_votes(h, m, &rs->votes, votes);
+        rd_index_combine(enc, votes, total, &rs->votes, combined);
+        rd_log_debug("predict: %s: %d neighbours (own study %s left out)", names[j], m,
+                     selves[j].study);
+        for (int i = 0; i < m; i++)
+            rd_log_debug("predict: %s: neighbour %d: id %lld similarity %.6f study %s", names[j],
+                         i + 1, (long long)h[i].id, (double)h[i].similarity, h[i].study_uid);
+        csv_field(out, names[j]);
+        for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+            fprintf(out, ",%.6f", combined[f] < 0 ? 0.0 : combined[f] > 1 ? 1.0 : combined[f]);
+        fputc('\n', out);
+    }
+    return 1;
+}
+
 int rd_cmd_predict(int argc, char **argv)
 {
-    enum { OPT_MODEL = RD_OPT_FIRST_PRIVATE, OPT_OUT, OPT_THREADS, OPT_BATCH };
+    enum {
+        OPT_MODEL = RD_OPT_FIRST_PRIVATE,
+        OPT_OUT,
+        OPT_THREADS,
+        OPT_BATCH,
+        OPT_DATA_DIR,
+        OPT_ENCODER_ONLY
+    };
     static const struct option opts[] = {{"model", required_argument, NULL, OPT_MODEL},
                                          {"out", required_argument, NULL, OPT_OUT},
                                          {"threads", required_argument, NULL, OPT_THREADS},
                                          {"batch", required_argument, NULL, OPT_BATCH},
+                                         {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+                                         {"encoder-only", no_argument, NULL, OPT_ENCODER_ONLY},
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
     rd_encoder *enc = NULL;
     rd_dicom_options dopts;
-    const char *model = NULL, *out_path = NULL;
+    const char *model = NULL, *out_path = NULL, *data_dir = NULL;
+    char model_buf[4096], why[8400] = "--encoder-only";
     long threads = -1, batch = -1;
-    int opt, rc = RD_EXIT_OK;
+    int opt, rc = RD_EXIT_OK, encoder_only = 0, k_search = 0;
+    rd_index *ix = NULL;
+    rd_retrieval_settings rs;
+    rd_index_query *queries = NULL;
+    query_self *selves = NULL;
+    rd_index_hit *hits = NULL;
+    int *n_hits = NULL;
     file_list files = {0};
     rd_image **imgs = NULL;
     const char **names = NULL;
@@ -159,6 +336,12 @@ int rd_cmd_predict(int argc, char **argv)
             if (rd_cli_parse_int(&cli, "--batch", optarg, 1, 256, &batch))
                 return RD_EXIT_USAGE;
             break;
+        case OPT_DATA_DIR:
+            data_dir = optarg;
+            break;
+        case OPT_ENCODER_ONLY:
+            encoder_only = 1;
+            break;
         case 'h':
             fputs(help, stdout);
             return RD_EXIT_OK;
@@ -174,12 +357,15 @@ int rd_cmd_predict(int argc, char **argv)
     }
     if (rd_cli_finish_config(&cli) != 0)
         return RD_EXIT_FAIL;
-    if (!model)
-        model = cli.cfg.encoder_model;
-    if (!model[0]) {
-        rd_cli_error(&cli, "no model: give --model or set encoder.model");
-        return RD_EXIT_USAGE;
+    if (!model) {
+        if (rd_pipeline_model_path(&cli.cfg, model_buf, sizeof model_buf, &err) != RD_OK) {
+            rd_cli_error(&cli, "no model: give --model or set encoder.model");
+            return RD_EXIT_USAGE;
+        }
+        model = model_buf;
     }
+    if (!data_dir)
+        data_dir = cli.cfg.server_data_dir;
     for (int i = optind; i < argc; i++) {
         struct stat sb;
         int r = stat(argv[i], &sb) == 0 && S_ISDIR(sb.st_mode) ? walk(&files, argv[i], 0)
@@ -206,6 +392,27 @@ int rd_cmd_predict(int argc, char **argv)
         rc = RD_EXIT_FAIL;
         goto out;
     }
+    if (!encoder_only) {
+        if (open_archive(&cli, model, data_dir, info, &ix, why, sizeof why, &err) != RD_OK ||
+            (ix && rd_retrieval_settings_load(&rs, &cli.cfg, model, &err) != RD_OK)) {
+            rd_cli_error(&cli, "%s (--encoder-only scores without the archive)",
+                         rd_error_message(&err));
+            rc = RD_EXIT_FAIL;
+            goto out;
+        }
+    }
+    if (ix) {
+        /* One more hit than k: a seed archive's entry of the image itself is only recognised
+         * after the search (by its hashed study) and then dropped. */
+        rs.search.with_text = 0;
+        k_search = rs.search.k < RD_INDEX_MAX_K ? rs.search.k + 1 : RD_INDEX_MAX_K;
+        fprintf(stderr,
+                "radraft predict: scores: combined: encoder x %.2f + votes of up to %d similar "
+                "cases x %.2f, from %s\n",
+                rs.votes.encoder_weight, rs.search.k, 1 - rs.votes.encoder_weight, why);
+    } else {
+        fprintf(stderr, "radraft predict: scores: the encoder's own (%s)\n", why);
+    }
     if (out_path && !(out = fopen(out_path, "w"))) {
         rd_cli_error(&cli, "%s: cannot write", out_path);
         out = stdout;
@@ -220,6 +427,19 @@ int rd_cmd_predict(int argc, char **argv)
     names = calloc((size_t)batch, sizeof *names);
     emb = malloc((size_t)batch * info->embedding_dim * sizeof *emb);
     scores = malloc((size_t)batch * info->n_labels * sizeof *scores);
+    if (ix) {
+        size_t nh = 0;
+        queries = calloc((size_t)batch, sizeof *queries);
+        selves = calloc((size_t)batch, sizeof *selves);
+        n_hits = calloc((size_t)batch, sizeof *n_hits);
+        if (rd_mul_size((size_t)batch, (size_t)k_search, &nh))
+            hits = calloc(nh, sizeof *hits);
+        if (!queries || !selves || !n_hits || !hits) {
+            rd_cli_error(&cli, "out of memory");
+            rc = RD_EXIT_FAIL;
+            goto out;
+        }
+    }
     if (!imgs || !names || !emb || !scores) {
         rd_cli_error(&cli, "out of memory");
         rc = RD_EXIT_FAIL;
@@ -233,12 +453,28 @@ int rd_cmd_predict(int argc, char **argv)
         int n = 0;
         while (n < batch && i < files.n) {
             const char *path = files.p[i++];
-            rd_status st = is_png(path) ? rd_png_read(path, &imgs[n], NULL, &err)
-                                        : rd_dicom_read_image(path, &dopts, &imgs[n], NULL, &err);
+            rd_dicom_meta meta;
+            int png = is_png(path);
+            rd_status st = png ? rd_png_read(path, &imgs[n], NULL, &err)
+                               : rd_dicom_read_image(path, &dopts, &imgs[n], &meta, &err);
             if (st != RD_OK) {
                 rd_cli_error(&cli, "%s: %s", path, rd_error_message(&err));
                 rc = RD_EXIT_FAIL;
                 continue;
+            }
+            if (ix) {
+                rd_index_query *q = &queries[n];
+                memset(q, 0, sizeof *q);
+                if (png) {
+                    query_for_png(path, &selves[n]);
+                    q->view = RD_VIEW_UNKNOWN; /* a PNG says nothing of its view */
+                } else {
+                    query_for_dicom(&cli.cfg, &meta, &selves[n]);
+                    q->view = rd_view_family_from_position(meta.view_position);
+                    q->study_date = rd_index_parse_date(meta.study_date);
+                }
+                q->study_uid = selves[n].study;
+                q->patient_hash = selves[n].patient_hash;
             }
             names[n++] = path;
         }
@@ -247,7 +483,10 @@ int rd_cmd_predict(int argc, char **argv)
                 RD_OK) {
                 rd_cli_error(&cli, "%s", rd_error_message(&err));
                 rc = RD_EXIT_FAIL;
-            } else {
+            } else if (ix && !search_and_write(&cli, out, ix, &rs, k_search, names, n, emb, scores,
+                                               queries, selves, hits, n_hits)) {
+                rc = RD_EXIT_FAIL;
+            } else if (!ix) {
                 for (int j = 0; j < n; j++) {
                     csv_field(out, names[j]);
                     for (int f = 0; f < info->n_labels; f++)
@@ -276,5 +515,10 @@ out:
     free(emb);
     free(scores);
     rd_encoder_free(enc);
+    free(queries);
+    free(selves);
+    free(hits);
+    free(n_hits);
+    rd_index_free(ix);
     return rc;
 }

@@ -26,6 +26,7 @@ static const command commands[] = {
     {"train", rd_cmd_train, "train the encoder on labelled images (NIH CSV format)"},
     {"model", rd_cmd_model, "write (init), validate (check) or time (bench) an encoder model"},
     {"label", rd_cmd_label, "report text (JSON Lines) -> finding states"},
+    {"evaluate", rd_cmd_evaluate, "per-finding AUROC of predictions (CSV) against labels"},
     {"evaluate-labeler", rd_cmd_evaluate_labeler, "measure the labeler against expert labels"},
     {"archive", rd_cmd_archive, "similar-case archive: import, list, stats, export-seed, query"},
     {"samples", rd_cmd_samples, "write the synthetic sample studies as DICOM files"},

@@ -47,7 +47,7 @@ cp "$data/nih/lowres64/images/00000001_000.png" "$work/imgs/a.png"
 cp "$data/nih/lowres64/images/00000001_001.png" "$work/imgs/sub/b.png"
 echo "not an image" >"$work/imgs/notes.txt"
 dcm="$data/dicom/chest/CR-MONO1-10-chest.dcm"
-"$radraft" predict --model "$work/m" --out "$work/p.csv" "$work/imgs" "$dcm"
+"$radraft" predict --encoder-only --model "$work/m" --out "$work/p.csv" "$work/imgs" "$dcm"
 python3 - "$work/p.csv" "$work/imgs" "$dcm" <<'PY'
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))
