@@ -439,22 +439,24 @@ static rd_status content_version(const rd_dicom_meta *metas, int n, char out[65]
     return RD_OK;
 }
 
-/* Records a skip and fills the result. */
-static rd_status skip(rd_pipeline_worker *w, const char *study, const char *version,
-                      rd_pipeline_result *res, rd_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static rd_status skip(rd_pipeline_worker *w, const char *study, const char *version,
-                      rd_pipeline_result *res, rd_error *err, const char *fmt, ...)
+/* A study that gets no draft: fills in the reason and, when `record`, records it as the
+ * outcome of the study's content version. */
+static rd_status skip(rd_pipeline_worker *w, int record, rd_pipeline_draft *d, rd_error *err,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static rd_status skip(rd_pipeline_worker *w, int record, rd_pipeline_draft *d, rd_error *err,
+                      const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(res->reason, sizeof res->reason, fmt, ap);
+    vsnprintf(d->reason, sizeof d->reason, fmt, ap);
     va_end(ap);
-    res->outcome = RD_PIPELINE_SKIPPED;
-    rd_status st = rd_store_study_skip(w->store, study, version, res->reason, err);
+    d->outcome = RD_PIPELINE_SKIPPED;
+    if (!record)
+        return RD_OK;
+    rd_status st = rd_store_study_skip(w->store, d->study_uid, d->content_version, d->reason, err);
     if (st != RD_OK)
         return rd_error_prefix(err, st, "record");
-    rd_log_info("pipeline: study %s: no draft: %s", study, res->reason);
+    rd_log_info("pipeline: study %s: no draft: %s", d->study_uid, d->reason);
     return RD_OK;
 }
 
@@ -501,9 +503,8 @@ static double clamp01(double x)
 
 /* The review item's JSON: per finding its drafted state, the combined score, the
  * encoder's score and the neighbours' vote; the neighbours with their similarity. */
-static rd_status review_json(const rd_draft *d, const double *combined, const double *enc,
-                             const double *votes, const rd_index_hit *hits, int n_hits,
-                             char **findings, char **neighbours, rd_error *err)
+static rd_status review_json(const rd_pipeline_draft *d, char **findings, char **neighbours,
+                             rd_error *err)
 {
     cJSON *fo = cJSON_CreateObject(), *no = cJSON_CreateArray();
     rd_status st = RD_OK;
@@ -512,25 +513,25 @@ static rd_status review_json(const rd_draft *d, const double *combined, const do
         goto nomem;
     for (int f = 0; f < RD_FINDING_COUNT; f++) {
         cJSON *o = cJSON_AddObjectToObject(fo, rd_finding_name((rd_finding)f));
-        if (!o || !cJSON_AddStringToObject(o, "state", rd_state_name(d->state[f])))
+        if (!o || !cJSON_AddStringToObject(o, "state", rd_state_name(d->draft.state[f])))
             goto nomem;
         if (f < RD_FINDING_N_ABNORMAL) {
-            cJSON_AddNumberToObject(o, "score", combined[f]);
-            if (enc)
-                cJSON_AddNumberToObject(o, "encoder", enc[f]);
+            cJSON_AddNumberToObject(o, "score", d->combined[f]);
+            if (d->has_encoder_scores)
+                cJSON_AddNumberToObject(o, "encoder", d->encoder[f]);
         }
-        if (n_hits > 0)
-            cJSON_AddNumberToObject(o, "votes", votes[f]);
+        if (d->n_neighbours > 0)
+            cJSON_AddNumberToObject(o, "votes", d->votes[f]);
     }
-    for (int i = 0; i < n_hits; i++) {
+    for (int i = 0; i < d->n_neighbours; i++) {
         cJSON *o = cJSON_CreateObject();
         if (!o || !cJSON_AddItemToArray(no, o)) {
             cJSON_Delete(o);
             goto nomem;
         }
-        cJSON_AddNumberToObject(o, "id", (double)hits[i].id);
-        cJSON_AddNumberToObject(o, "similarity", hits[i].similarity);
-        cJSON_AddStringToObject(o, "study_uid", hits[i].study_uid);
+        cJSON_AddNumberToObject(o, "id", (double)d->neighbours[i].id);
+        cJSON_AddNumberToObject(o, "similarity", d->neighbours[i].similarity);
+        cJSON_AddStringToObject(o, "study_uid", d->neighbours[i].study_uid);
     }
     *findings = cJSON_PrintUnformatted(fo);
     *neighbours = cJSON_PrintUnformatted(no);
@@ -549,8 +550,24 @@ out:
     return st;
 }
 
-rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files, int n,
-                                rd_pipeline_result *res, rd_error *err)
+void rd_pipeline_draft_free(rd_pipeline_draft *d)
+{
+    if (!d)
+        return;
+    rd_draft_free(&d->draft);
+    free(d->neighbours);
+    memset(d, 0, sizeof *d);
+    d->frontal = -1;
+    d->frontal_rule = "";
+}
+
+/* The stages from read to write, shared by rd_pipeline_draft_files (record == 0: nothing
+ * touches the store) and rd_pipeline_run_study (record != 0: a content version processed
+ * before is not drafted again, its review id going to *done_review_id, and skips are
+ * recorded). `d` is initialized here and always left for rd_pipeline_draft_free. */
+static rd_status draft_study(rd_pipeline_worker *w, const char *const *files, int n,
+                             const char *sr_path, int record, rd_pipeline_draft *d,
+                             int64_t *done_review_id, rd_error *err)
 {
     rd_pipeline *p = w->p;
     rd_dicom_meta *metas = NULL;
@@ -561,17 +578,16 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
     float *embedding = NULL, *fscores = NULL;
     rd_index_hit *hits = NULL;
     rd_evidence_case *evidence = NULL;
-    char *findings_json = NULL, *neighbours_json = NULL;
-    rd_draft draft;
     rd_status st = RD_OK;
     int n_read = 0, n_img = 0, n_cand = 0, n_hits = 0;
-    double t, enc_scores[RD_FINDING_N_ABNORMAL], combined[RD_FINDING_N_ABNORMAL];
-    double votes[RD_FINDING_COUNT];
+    double t;
     const char *study = "";
-    int have_enc_scores = 0;
 
-    memset(&draft, 0, sizeof draft);
-    memset(res, 0, sizeof *res);
+    memset(d, 0, sizeof *d);
+    d->frontal = -1;
+    d->frontal_rule = "";
+    rd_strlcpy(d->model_name, p->model_name, sizeof d->model_name);
+    rd_strlcpy(d->model_version, p->model_version, sizeof d->model_version);
     if (n < 1 || n > RD_SR_MAX_SOURCES)
         return rd_error_set(err, RD_E_INVALID, "read: a study of %d instances (1..%d)", n,
                             RD_SR_MAX_SOURCES);
@@ -616,37 +632,37 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
         st = rd_error_set(err, RD_E_INVALID, "read: %s: malformed Study Instance UID", files[0]);
         goto out;
     }
-    rd_strlcpy(res->study_uid, study, sizeof res->study_uid);
-    if ((st = content_version(metas, n_read, res->content_version, err)) != RD_OK)
+    rd_strlcpy(d->study_uid, study, sizeof d->study_uid);
+    if ((st = content_version(metas, n_read, d->content_version, err)) != RD_OK)
         goto out;
-    res->ms_read = now_ms() - t;
+    d->ms_read = now_ms() - t;
 
     /* Drafted (or skipped) before for this content version: nothing to do. */
-    rd_store_study_version sv;
-    if ((st = rd_store_study_version_get(w->store, study, res->content_version, &sv, err)) !=
-        RD_OK) {
-        st = rd_error_prefix(err, st, "read");
-        goto out;
-    }
-    if (sv.found) {
-        res->outcome = RD_PIPELINE_DONE_BEFORE;
-        res->review_id = sv.review_id;
-        rd_strlcpy(res->reason, sv.drafted ? "" : sv.reason, sizeof res->reason);
-        goto out;
+    if (record) {
+        rd_store_study_version sv;
+        if ((st = rd_store_study_version_get(w->store, study, d->content_version, &sv, err)) !=
+            RD_OK) {
+            st = rd_error_prefix(err, st, "read");
+            goto out;
+        }
+        if (sv.found) {
+            d->outcome = RD_PIPELINE_DONE_BEFORE;
+            *done_review_id = sv.review_id;
+            rd_strlcpy(d->reason, sv.drafted ? "" : sv.reason, sizeof d->reason);
+            goto out;
+        }
     }
 
     /* check: a chest radiograph with an image. */
     if (n_img == 0) {
-        st = skip(w, study, res->content_version, res, err,
-                  "no image: none of the %d instances has pixel data", n_read);
+        st = skip(w, record, d, err, "no image: none of the %d instances has pixel data", n_read);
         goto out;
     }
     for (int i = 0; i < n_img; i++)
         if (radiograph_modality(img_metas[i].modality))
             cand[n_cand++] = i;
     if (n_cand == 0) {
-        st = skip(w, study, res->content_version, res, err,
-                  "not a chest radiograph: modality %s (CR or DX expected)",
+        st = skip(w, record, d, err, "not a chest radiograph: modality %s (CR or DX expected)",
                   img_metas[0].modality[0] ? img_metas[0].modality : "(none)");
         goto out;
     }
@@ -656,8 +672,8 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
             if (chest_like(img_metas[cand[i]].body_part))
                 cand[k++] = cand[i];
         if (k == 0) {
-            st = skip(w, study, res->content_version, res, err,
-                      "not a chest radiograph: body part %s", img_metas[cand[0]].body_part);
+            st = skip(w, record, d, err, "not a chest radiograph: body part %s",
+                      img_metas[cand[0]].body_part);
             goto out;
         }
         n_cand = k;
@@ -683,16 +699,24 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
             goto out;
         }
         if (f < 0) {
-            st = skip(w, study, res->content_version, res, err,
-                      "no usable image: no frontal view among %d image(s)", n_cand);
+            st = skip(w, record, d, err, "no usable image: no frontal view among %d image(s)",
+                      n_cand);
             goto out;
         }
         int fi = cand[f];
         cand[0] = fi; /* the frontal image's index in img_* from here on */
+        d->frontal_rule = rule;
+        for (int i = 0; i < n; i++)
+            if (files[i] == img_files[fi]) {
+                d->frontal = i;
+                break;
+            }
         rd_log_debug("pipeline: study %s: frontal %s (%s)", study, img_files[fi], rule);
     }
     const rd_dicom_meta *fm = &img_metas[cand[0]];
     const char *ffile = img_files[cand[0]];
+    rd_strlcpy(d->frontal_sop_instance_uid, fm->sop_instance_uid,
+               sizeof d->frontal_sop_instance_uid);
 
     /* decode */
     t = now_ms();
@@ -709,31 +733,30 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
                 st = rd_error_set(err, ds, "decode: %s", rd_error_message(&e));
                 goto out;
             }
-            st = skip(w, study, res->content_version, res, err, "no usable image: %s",
-                      rd_error_message(&e));
+            st = skip(w, record, d, err, "no usable image: %s", rd_error_message(&e));
             goto out;
         }
     }
-    res->ms_decode = now_ms() - t;
+    d->ms_decode = now_ms() - t;
 
     /* embed */
     t = now_ms();
     const rd_nn_info *info = rd_encoder_info(w->enc);
-    have_enc_scores = info->n_labels == RD_FINDING_N_ABNORMAL;
+    d->has_encoder_scores = info->n_labels == RD_FINDING_N_ABNORMAL;
     embedding = calloc((size_t)(info->embedding_dim > 0 ? info->embedding_dim : 1), sizeof(float));
     fscores = calloc(RD_FINDING_N_ABNORMAL, sizeof(float));
     if (!embedding || !fscores) {
         st = rd_error_set(err, RD_E_NOMEM, "embed: out of memory");
         goto out;
     }
-    if ((st = rd_encoder_embed(w->enc, img, embedding, have_enc_scores ? fscores : NULL, err)) !=
-        RD_OK) {
+    if ((st = rd_encoder_embed(w->enc, img, embedding, d->has_encoder_scores ? fscores : NULL,
+                               err)) != RD_OK) {
         st = rd_error_prefix(err, st, "embed");
         goto out;
     }
     for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
-        enc_scores[f] = have_enc_scores ? fscores[f] : 0;
-    res->ms_embed = now_ms() - t;
+        d->encoder[f] = d->has_encoder_scores ? fscores[f] : 0;
+    d->ms_embed = now_ms() - t;
 
     /* retrieve + combine */
     t = now_ms();
@@ -742,15 +765,28 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
         st = rd_error_set(err, RD_E_NOMEM, "retrieve: out of memory");
         goto out;
     }
-    if ((st = retrieve(w, fm, embedding, have_enc_scores ? enc_scores : NULL, hits, &n_hits, votes,
-                       combined, err)) != RD_OK) {
+    if ((st = retrieve(w, fm, embedding, d->has_encoder_scores ? d->encoder : NULL, hits, &n_hits,
+                       d->votes, d->combined, err)) != RD_OK) {
         st = rd_error_prefix(err, st, "retrieve");
         goto out;
     }
     for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
-        combined[f] = clamp01(combined[f]);
-    res->n_neighbours = n_hits;
-    res->ms_retrieve = now_ms() - t;
+        d->combined[f] = clamp01(d->combined[f]);
+    if (n_hits > 0) {
+        d->neighbours = calloc((size_t)n_hits, sizeof *d->neighbours);
+        if (!d->neighbours) {
+            st = rd_error_set(err, RD_E_NOMEM, "retrieve: out of memory");
+            goto out;
+        }
+        for (int i = 0; i < n_hits; i++) {
+            d->neighbours[i].id = hits[i].id;
+            d->neighbours[i].similarity = hits[i].similarity;
+            rd_strlcpy(d->neighbours[i].study_uid, hits[i].study_uid,
+                       sizeof d->neighbours[i].study_uid);
+        }
+        d->n_neighbours = n_hits;
+    }
+    d->ms_retrieve = now_ms() - t;
 
     /* generate */
     t = now_ms();
@@ -762,42 +798,37 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
         }
         rd_index_evidence(hits, n_hits, evidence);
     }
-    if ((st = rd_generator_draft_scores(p->gen, combined, &p->th, evidence, (size_t)n_hits, p->lab,
-                                        &draft, err)) != RD_OK) {
+    if ((st = rd_generator_draft_scores(p->gen, d->combined, &p->th, evidence, (size_t)n_hits,
+                                        p->lab, &d->draft, err)) != RD_OK) {
         st = rd_error_prefix(err, st, "generate");
         goto out;
     }
-    for (int i = 0; i < draft.n_items; i++) {
-        if (draft.items[i].state == RD_STATE_PRESENT)
-            res->n_present++;
-        else
-            res->n_uncertain++;
-    }
-    res->ms_generate = now_ms() - t;
+    d->ms_generate = now_ms() - t;
 
-    /* write: the draft SR, named by study and content version so that a rerun after a crash
-     * rewrites the same file rather than adding a second one. */
+    /* write: by default the draft SR is named by study and content version, so that a rerun
+     * after a crash rewrites the same file rather than adding a second one. */
     t = now_ms();
     rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
     rd_sr_params sp;
-    rd_sr_result sr;
-    for (int i = 0; i < draft.n_items; i++) {
-        coded[i].name = rd_finding_name(draft.items[i].finding);
-        coded[i].state = draft.items[i].state;
-        coded[i].score = combined[draft.items[i].finding];
+    for (int i = 0; i < d->draft.n_items; i++) {
+        coded[i].name = rd_finding_name(d->draft.items[i].finding);
+        coded[i].state = d->draft.items[i].state;
+        coded[i].score = d->combined[d->draft.items[i].finding];
     }
-    if (snprintf(res->sr_path, sizeof res->sr_path, "%s/%s-%.16s-draft-sr.dcm", p->sr_dir, study,
-                 res->content_version) >= (int)sizeof res->sr_path) {
+    if (sr_path ? rd_strlcpy(d->sr_path, sr_path, sizeof d->sr_path) >= sizeof d->sr_path
+                : snprintf(d->sr_path, sizeof d->sr_path, "%s/%s-%.16s-draft-sr.dcm", p->sr_dir,
+                           study, d->content_version) >= (int)sizeof d->sr_path) {
+        d->sr_path[0] = '\0';
         st = rd_error_set(err, RD_E_INVALID, "write: SR path too long");
         goto out;
     }
     rd_sr_params_init(&sp);
     sp.sources = img_files;
     sp.n_sources = (size_t)n_img;
-    sp.findings_text = draft.findings_text;
-    sp.impression_text = draft.impression_text;
+    sp.findings_text = d->draft.findings_text;
+    sp.impression_text = d->draft.impression_text;
     sp.findings = coded;
-    sp.n_findings = (size_t)draft.n_items;
+    sp.n_findings = (size_t)d->draft.n_items;
     /* The SR names the model (Manufacturer's Model Name, LO) and its version (a value of
      * Software Versions, LO): at most 64 characters each, so longer ones are cut. */
     char sr_model[65], sr_version[65];
@@ -805,53 +836,15 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
     rd_strlcpy(sr_version, p->model_version, sizeof sr_version);
     sp.model_name = sr_model;
     sp.model_version = sr_version;
-    if ((st = rd_sr_write_draft(&sp, res->sr_path, &sr, err)) != RD_OK) {
+    if ((st = rd_sr_write_draft(&sp, d->sr_path, &d->sr, err)) != RD_OK) {
         st = rd_error_prefix(err, st, "write");
         goto out;
     }
-    if (sr.warning[0])
-        rd_log_warn("pipeline: study %s: SR: %s", study, sr.warning);
-    res->ms_write = now_ms() - t;
-
-    /* record: the review item, the study version and the deliveries, together. */
-    t = now_ms();
-    if ((st = review_json(&draft, combined, have_enc_scores ? enc_scores : NULL, votes, hits,
-                          n_hits, &findings_json, &neighbours_json, err)) != RD_OK) {
-        st = rd_error_prefix(err, st, "record");
-        goto out;
-    }
-    {
-        rd_store_review r;
-        const char *dests[RD_CONFIG_LIST_MAX];
-        int nd = 0, added = 0;
-        if (p->enqueue)
-            for (int i = 0; i < p->cfg.outbox_destinations.count; i++)
-                dests[nd++] = p->cfg.outbox_destinations.items[i];
-        memset(&r, 0, sizeof r);
-        r.study_uid = study;
-        r.content_version = res->content_version;
-        r.sr_path = res->sr_path;
-        r.sr_sop_instance_uid = sr.sop_instance_uid;
-        r.frontal_sop_instance_uid = fm->sop_instance_uid;
-        r.model_version = p->model_version;
-        r.findings_text = draft.findings_text;
-        r.impression_text = draft.impression_text;
-        r.findings_json = findings_json;
-        r.neighbours_json = neighbours_json;
-        if ((st = rd_store_review_add(w->store, &r, dests, nd, &res->review_id, &added, err)) !=
-            RD_OK) {
-            st = rd_error_prefix(err, st, "record");
-            goto out;
-        }
-        res->outcome = added ? RD_PIPELINE_DRAFTED : RD_PIPELINE_DONE_BEFORE;
-    }
-    res->ms_record = now_ms() - t;
-    rd_log_info("pipeline: study %s drafted: %d present, %d uncertain, %d neighbours, SR %s", study,
-                res->n_present, res->n_uncertain, n_hits, res->sr_path);
+    if (d->sr.warning[0])
+        rd_log_warn("pipeline: study %s: SR: %s", study, d->sr.warning);
+    d->ms_write = now_ms() - t;
+    d->outcome = RD_PIPELINE_DRAFTED;
 out:
-    cJSON_free(findings_json);
-    cJSON_free(neighbours_json);
-    rd_draft_free(&draft);
     free(evidence);
     if (hits)
         rd_index_hits_clear(hits, n_hits);
@@ -863,6 +856,86 @@ out:
     free(img_metas);
     free(img_files);
     free(metas);
+    return st;
+}
+
+rd_status rd_pipeline_draft_files(rd_pipeline_worker *w, const char *const *files, int n,
+                                  const char *sr_path, rd_pipeline_draft *d, rd_error *err)
+{
+    int64_t unused = 0;
+    return draft_study(w, files, n, sr_path, 0, d, &unused, err);
+}
+
+rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files, int n,
+                                rd_pipeline_result *res, rd_error *err)
+{
+    rd_pipeline *p = w->p;
+    rd_pipeline_draft d;
+    char *findings_json = NULL, *neighbours_json = NULL;
+    rd_status st;
+    double t;
+
+    memset(res, 0, sizeof *res);
+    st = draft_study(w, files, n, NULL, 1, &d, &res->review_id, err);
+    rd_strlcpy(res->study_uid, d.study_uid, sizeof res->study_uid);
+    rd_strlcpy(res->content_version, d.content_version, sizeof res->content_version);
+    rd_strlcpy(res->reason, d.reason, sizeof res->reason);
+    res->outcome = d.outcome;
+    res->n_neighbours = d.n_neighbours;
+    res->ms_read = d.ms_read;
+    res->ms_decode = d.ms_decode;
+    res->ms_embed = d.ms_embed;
+    res->ms_retrieve = d.ms_retrieve;
+    res->ms_generate = d.ms_generate;
+    res->ms_write = d.ms_write;
+    if (st != RD_OK || d.outcome != RD_PIPELINE_DRAFTED)
+        goto out;
+    rd_strlcpy(res->sr_path, d.sr_path, sizeof res->sr_path);
+    for (int i = 0; i < d.draft.n_items; i++) {
+        if (d.draft.items[i].state == RD_STATE_PRESENT)
+            res->n_present++;
+        else
+            res->n_uncertain++;
+    }
+
+    /* record: the review item, the study version and the deliveries, together. */
+    t = now_ms();
+    if ((st = review_json(&d, &findings_json, &neighbours_json, err)) != RD_OK) {
+        st = rd_error_prefix(err, st, "record");
+        goto out;
+    }
+    {
+        rd_store_review r;
+        const char *dests[RD_CONFIG_LIST_MAX];
+        int nd = 0, added = 0;
+        if (p->enqueue)
+            for (int i = 0; i < p->cfg.outbox_destinations.count; i++)
+                dests[nd++] = p->cfg.outbox_destinations.items[i];
+        memset(&r, 0, sizeof r);
+        r.study_uid = d.study_uid;
+        r.content_version = d.content_version;
+        r.sr_path = d.sr_path;
+        r.sr_sop_instance_uid = d.sr.sop_instance_uid;
+        r.frontal_sop_instance_uid = d.frontal_sop_instance_uid;
+        r.model_version = d.model_version;
+        r.findings_text = d.draft.findings_text;
+        r.impression_text = d.draft.impression_text;
+        r.findings_json = findings_json;
+        r.neighbours_json = neighbours_json;
+        if ((st = rd_store_review_add(w->store, &r, dests, nd, &res->review_id, &added, err)) !=
+            RD_OK) {
+            st = rd_error_prefix(err, st, "record");
+            goto out;
+        }
+        res->outcome = added ? RD_PIPELINE_DRAFTED : RD_PIPELINE_DONE_BEFORE;
+    }
+    res->ms_record = now_ms() - t;
+    rd_log_info("pipeline: study %s drafted: %d present, %d uncertain, %d neighbours, SR %s",
+                d.study_uid, res->n_present, res->n_uncertain, d.n_neighbours, res->sr_path);
+out:
+    cJSON_free(findings_json);
+    cJSON_free(neighbours_json);
+    rd_pipeline_draft_free(&d);
     return st;
 }
 

@@ -14,7 +14,8 @@
  *             the encoder's scores (rd_index_votes, rd_index_combine);
  *   generate  the report text (rd_generator_draft_scores, thresholds from
  *             generator.thresholds, else the model's, else present 0.5 / uncertain 0.3);
- *   write     the draft SR (rd_sr_write_draft) into the SR folder;
+ *   write     the draft SR (rd_sr_write_draft) into the SR folder (these stages are
+ *             rd_pipeline_draft_files, which `radraft report` uses alone);
  *   record    one transaction: the review item (state 'draft': findings, scores,
  *             neighbours, SR path), the study version's outcome, and one outbox delivery per
  *             destination (rd_store_review_add).
@@ -33,6 +34,9 @@
 #include "radraft/config.h"
 #include "radraft/dicom.h"
 #include "radraft/error.h"
+#include "radraft/findings.h"
+#include "radraft/generator.h"
+#include "radraft/sr.h"
 #include "radraft/store.h"
 
 #ifdef __cplusplus
@@ -106,6 +110,51 @@ typedef struct rd_pipeline_result {
     int n_uncertain;
     double ms_read, ms_decode, ms_embed, ms_retrieve, ms_generate, ms_write, ms_record;
 } rd_pipeline_result;
+
+/* One archive study that voted. */
+typedef struct rd_pipeline_neighbour {
+    int64_t id;        /* the archive entry */
+    double similarity; /* cosine similarity to the frontal image */
+    char study_uid[65];
+} rd_pipeline_neighbour;
+
+/* A study drafted from its files: every stage up to and including the SR written, nothing
+ * recorded. Filled by rd_pipeline_draft_files; rd_pipeline_draft_free releases it. */
+typedef struct rd_pipeline_draft {
+    rd_pipeline_outcome outcome; /* DRAFTED, or SKIPPED for `reason` (no SR written) */
+    char reason[512];
+    char study_uid[65];
+    char content_version[65];
+    int frontal;              /* index in `files` of the embedded image; -1 when skipped before */
+    const char *frontal_rule; /* static: "view position PA", ... ("" when none) */
+    char frontal_sop_instance_uid[65];
+    char model_name[128];
+    char model_version[128];
+    int has_encoder_scores;                 /* the model scores the 14 findings itself */
+    double encoder[RD_FINDING_N_ABNORMAL];  /* the encoder's scores (0 without) */
+    double votes[RD_FINDING_COUNT];         /* the neighbours' votes (0 without neighbours) */
+    double combined[RD_FINDING_N_ABNORMAL]; /* what the generator used, in [0, 1] */
+    rd_pipeline_neighbour *neighbours;      /* owned; n_neighbours of them, most similar first */
+    int n_neighbours;
+    rd_draft draft; /* owned: the texts and the states */
+    char sr_path[1024];
+    rd_sr_result sr;
+    double ms_read, ms_decode, ms_embed, ms_retrieve, ms_generate, ms_write;
+} rd_pipeline_draft;
+
+/* Accepts a zeroed or filled draft; leaves it zeroed. */
+void rd_pipeline_draft_free(rd_pipeline_draft *d);
+
+/* Drafts one study (`files`: its instances, 1..RD_SR_MAX_SOURCES) through the stages read,
+ * check, frontal, decode, embed, retrieve, generate and write, and writes the draft SR to
+ * `sr_path` (NULL: <SR folder>/<StudyUID>-<version>-draft-sr.dcm). Nothing goes to the
+ * store: no review item, no study version, no outbox row; it is what `radraft report` does
+ * and what rd_pipeline_run_study records. RD_OK with d->outcome SKIPPED (and d->reason) when
+ * the study cannot be drafted (not a chest radiograph, no usable image); otherwise the error
+ * of the failing stage, prefixed with its name. On return `d` holds what was filled, for
+ * rd_pipeline_draft_free, whatever the status. */
+rd_status rd_pipeline_draft_files(rd_pipeline_worker *w, const char *const *files, int n,
+                                  const char *sr_path, rd_pipeline_draft *d, rd_error *err);
 
 /* Runs one study (`files`: its instances, n >= 1) through every stage. RD_OK for every
  * outcome in rd_pipeline_outcome; otherwise the error of the stage that failed, its message

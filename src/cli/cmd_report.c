@@ -18,8 +18,8 @@
 #include "radraft/version.h"
 #include "util.h"
 
-/* Until the encoder and retrieval drive `report`, the scores come from --scores, and these
- * thresholds apply when neither --thresholds nor generator.thresholds names a file. */
+/* With scores given by --scores, these thresholds apply when neither --thresholds nor
+ * generator.thresholds names a file (the pipeline also has the model's). */
 static const char default_thresholds[] = "{\"default\": {\"present\": 0.5, \"uncertain\": 0.3}}";
 
 #define SCORES_MAX_BYTES (1u << 20)
@@ -28,18 +28,26 @@ static const char report_help[] =
     "usage: radraft report [OPTIONS] FILE.dcm...\n"
     "Drafts the report of one study from its instances (all FILEs must belong to one study)\n"
     "and writes it as a DICOM Enhanced SR (draft: PARTIAL, UNVERIFIED, PRELIMINARY) in a new\n"
-    "series of that study. The frontal image is chosen by View Position (PA, then AP), else\n"
-    "as the most left-right symmetric image among those not marked lateral.\n"
-    "Until the encoder is wired in, the finding scores must be given with --scores; the\n"
-    "command then says so on stderr.\n\n"
+    "series of that study, the way `radraft serve` and `radraft batch` draft: the frontal\n"
+    "image (View Position PA, then AP, else the most left-right symmetric image not marked\n"
+    "lateral) is decoded and embedded by the encoder model, the most similar studies of the\n"
+    "archive vote, and the combined scores drive the generator. Nothing is recorded: no\n"
+    "review item, no outbox delivery.\n\n"
     "  -o, --output FILE      the SR to write (default: ./<StudyInstanceUID>-draft-sr.dcm)\n"
-    "  --scores JSON|FILE     finding scores in [0, 1], a JSON object such as\n"
+    "  --model M              encoder model folder or model.json (encoder.model)\n"
+    "  --data-dir D           whose radraft.db holds the archive (server.data_dir); with\n"
+    "                         archive.load_seed, the model's seed archive is loaded into it\n"
+    "                         when it has nothing of the model's version\n"
+    "  --scores JSON|FILE     override: finding scores in [0, 1], a JSON object such as\n"
     "                         '{\"Cardiomegaly\": 0.8, \"Effusion\": 0.4}' or a file holding\n"
-    "                         one; findings not named score 0\n"
+    "                         one (findings not named score 0); no model or archive is used,\n"
+    "                         and the command says so on stderr\n"
     "  --thresholds FILE      per-finding present/uncertain thresholds (default: the key\n"
-    "                         generator.thresholds, else present 0.5 / uncertain 0.3)\n"
-    "  --json                 print the texts, the findings with scores and states, and the\n"
-    "                         SR's path and UIDs as one JSON object\n" RD_CLI_COMMON_HELP;
+    "                         generator.thresholds, else the model's, else present 0.5 /\n"
+    "                         uncertain 0.3)\n"
+    "  --json                 print the texts, per finding its state, combined score, encoder\n"
+    "                         score and neighbours' vote, the neighbours, the model version\n"
+    "                         and the SR's path and UIDs as one JSON object\n" RD_CLI_COMMON_HELP;
 
 static const char sign_help[] =
     "usage: radraft sign [OPTIONS] DRAFT.dcm --verifier NAME --organization ORG\n"
@@ -143,28 +151,212 @@ static void add_result(cJSON *obj, const char *path, const rd_sr_result *res)
     cJSON_AddNumberToObject(sr, "evidence_instances", res->n_evidence);
 }
 
+/* The draft from scores given on the command line: no model, no archive, no check that
+ * the study is a chest radiograph (the scores say what it shows). Fills `d` as
+ * rd_pipeline_draft_files would, with no encoder scores and no neighbours. */
+static rd_status draft_from_scores(rd_cli *cli, char **files, int n, const rd_dicom_meta *metas,
+                                   const double scores[RD_FINDING_N_ABNORMAL], const char *out_path,
+                                   rd_pipeline_draft *d, rd_error *err)
+{
+    rd_generator *gen = NULL;
+    rd_thresholds th;
+    rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
+    rd_sr_params p;
+    rd_status st;
+    const char *rule = "";
+
+    memset(d, 0, sizeof *d);
+    rd_strlcpy(d->study_uid, metas[0].study_uid, sizeof d->study_uid);
+    d->frontal = rd_pipeline_choose_frontal((const char *const *)files, metas, n, &rule);
+    d->frontal_rule = rule;
+    if (d->frontal < 0)
+        fprintf(stderr, "radraft report: no frontal image among the instances (not needed "
+                        "while scores are given)\n");
+    else
+        rd_strlcpy(d->frontal_sop_instance_uid, metas[d->frontal].sop_instance_uid,
+                   sizeof d->frontal_sop_instance_uid);
+    rd_strlcpy(d->model_name, "no-model-cli-scores", sizeof d->model_name);
+    rd_strlcpy(d->model_version, RD_VERSION, sizeof d->model_version);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        d->combined[f] = scores[f];
+
+    const char *th_path = cli->cfg.generator_thresholds;
+    st = th_path[0] ? rd_thresholds_load(&th, th_path, err)
+                    : rd_thresholds_parse(&th, default_thresholds, "built-in", err);
+    if (st == RD_OK)
+        st = rd_generator_create(&gen, cli->cfg.generator_templates, err);
+    if (st == RD_OK)
+        st = rd_generator_draft_scores(gen, scores, &th, NULL, 0, NULL, &d->draft, err);
+    if (st != RD_OK)
+        goto out;
+    for (int i = 0; i < d->draft.n_items; i++) {
+        coded[i].name = rd_finding_name(d->draft.items[i].finding);
+        coded[i].state = d->draft.items[i].state;
+        coded[i].score = scores[d->draft.items[i].finding];
+    }
+    rd_strlcpy(d->sr_path, out_path, sizeof d->sr_path);
+    rd_sr_params_init(&p);
+    p.sources = (const char *const *)files;
+    p.n_sources = (size_t)n;
+    p.findings_text = d->draft.findings_text;
+    p.impression_text = d->draft.impression_text;
+    p.findings = coded;
+    p.n_findings = (size_t)d->draft.n_items;
+    p.model_name = d->model_name;
+    p.model_version = d->model_version;
+    st = rd_sr_write_draft(&p, out_path, &d->sr, err);
+    if (st == RD_OK && d->sr.warning[0])
+        fprintf(stderr, "radraft report: warning: %s\n", d->sr.warning);
+out:
+    rd_generator_free(gen);
+    return st;
+}
+
+/* The draft as the pipeline makes it: one worker, every core for its encoder, the SR
+ * folder being the output's own. */
+static rd_status draft_with_model(rd_cli *cli, char **files, int n, const char *out_path,
+                                  rd_pipeline_draft *d, long *archive_size, rd_error *err)
+{
+    rd_pipeline *pl = NULL;
+    rd_pipeline_worker *w = NULL;
+    rd_pipeline_options po;
+    rd_config one = cli->cfg;
+    char dir[1024];
+    int workers, threads;
+    rd_status st;
+
+    memset(d, 0, sizeof *d);
+    d->frontal = -1;
+    d->frontal_rule = "";
+    rd_strlcpy(dir, out_path, sizeof dir);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        rd_strlcpy(dir, ".", sizeof dir);
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    one.pipeline_workers = 1;
+    rd_pipeline_plan_threads(&one, 1, &workers, &threads);
+    memset(&po, 0, sizeof po);
+    po.sr_dir = dir;
+    po.encoder_threads = threads;
+    if ((st = rd_pipeline_create(&pl, &cli->cfg, &po, err)) != RD_OK)
+        goto out;
+    *archive_size = rd_pipeline_archive_size(pl);
+    if ((st = rd_pipeline_worker_create(&w, pl, err)) != RD_OK)
+        goto out;
+    st = rd_pipeline_draft_files(w, (const char *const *)files, n, out_path, d, err);
+    if (st == RD_OK && d->outcome == RD_PIPELINE_SKIPPED)
+        st = rd_error_set(err, RD_E_UNSUPPORTED, "%s: no draft: %s", d->study_uid, d->reason);
+out:
+    rd_pipeline_worker_free(w);
+    rd_pipeline_free(pl);
+    return st;
+}
+
+/* --json: the study, the frontal image, per finding its state and scores, the neighbours,
+ * the model, the texts and the SR. */
+static int print_report_json(char **files, int n, const rd_pipeline_draft *d, int from_model,
+                             long archive_size)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON *fl = obj ? cJSON_AddArrayToObject(obj, "findings") : NULL;
+    cJSON *nl = obj ? cJSON_AddArrayToObject(obj, "neighbours") : NULL;
+    int rc = -1;
+    if (!fl || !nl)
+        goto out;
+    cJSON_AddStringToObject(obj, "study_uid", d->study_uid);
+    cJSON_AddNumberToObject(obj, "instances", n);
+    if (d->frontal >= 0)
+        cJSON_AddStringToObject(obj, "frontal", files[d->frontal]);
+    else
+        cJSON_AddNullToObject(obj, "frontal");
+    cJSON_AddStringToObject(obj, "frontal_rule", d->frontal_rule ? d->frontal_rule : "");
+    cJSON_AddStringToObject(obj, "scores_source", from_model ? "model" : "command line (no model)");
+    if (from_model) {
+        cJSON_AddStringToObject(obj, "model", d->model_name);
+        cJSON_AddStringToObject(obj, "model_version", d->model_version);
+        cJSON_AddNumberToObject(obj, "archive_size", (double)archive_size);
+    } else {
+        cJSON_AddNullToObject(obj, "model");
+        cJSON_AddNullToObject(obj, "model_version");
+        cJSON_AddNullToObject(obj, "archive_size");
+    }
+    cJSON_AddStringToObject(obj, "findings_text", d->draft.findings_text);
+    cJSON_AddStringToObject(obj, "impression_text", d->draft.impression_text);
+    for (int f = 0; f < RD_FINDING_COUNT; f++) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(fl, o)) {
+            cJSON_Delete(o);
+            goto out;
+        }
+        cJSON_AddStringToObject(o, "name", rd_finding_name((rd_finding)f));
+        cJSON_AddStringToObject(o, "state", rd_state_name(d->draft.state[f]));
+        if (f < RD_FINDING_N_ABNORMAL) {
+            cJSON_AddNumberToObject(o, "score", d->combined[f]);
+            if (d->has_encoder_scores)
+                cJSON_AddNumberToObject(o, "encoder", d->encoder[f]);
+            else
+                cJSON_AddNullToObject(o, "encoder");
+        }
+        if (d->n_neighbours > 0)
+            cJSON_AddNumberToObject(o, "votes", d->votes[f]);
+        else
+            cJSON_AddNullToObject(o, "votes");
+    }
+    for (int i = 0; i < d->n_neighbours; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(nl, o)) {
+            cJSON_Delete(o);
+            goto out;
+        }
+        cJSON_AddNumberToObject(o, "id", (double)d->neighbours[i].id);
+        cJSON_AddNumberToObject(o, "similarity", d->neighbours[i].similarity);
+        cJSON_AddStringToObject(o, "study_uid", d->neighbours[i].study_uid);
+    }
+    if (from_model) {
+        cJSON *ms = cJSON_AddObjectToObject(obj, "ms");
+        if (!ms)
+            goto out;
+        cJSON_AddNumberToObject(ms, "read", d->ms_read);
+        cJSON_AddNumberToObject(ms, "decode", d->ms_decode);
+        cJSON_AddNumberToObject(ms, "embed", d->ms_embed);
+        cJSON_AddNumberToObject(ms, "retrieve", d->ms_retrieve);
+        cJSON_AddNumberToObject(ms, "generate", d->ms_generate);
+        cJSON_AddNumberToObject(ms, "write", d->ms_write);
+    }
+    add_result(obj, d->sr_path, &d->sr);
+    rc = print_json(obj);
+out:
+    cJSON_Delete(obj);
+    return rc;
+}
+
 int rd_cmd_report(int argc, char **argv)
 {
-    enum { OPT_JSON = RD_OPT_FIRST_PRIVATE, OPT_SCORES, OPT_THRESHOLDS };
+    enum { OPT_JSON = RD_OPT_FIRST_PRIVATE, OPT_SCORES, OPT_THRESHOLDS, OPT_MODEL, OPT_DATA };
     static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
                                          {"json", no_argument, NULL, OPT_JSON},
                                          {"scores", required_argument, NULL, OPT_SCORES},
                                          {"thresholds", required_argument, NULL, OPT_THRESHOLDS},
+                                         {"model", required_argument, NULL, OPT_MODEL},
+                                         {"data-dir", required_argument, NULL, OPT_DATA},
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
     const char *out_arg = NULL, *scores_arg = NULL, *thresholds_arg = NULL;
+    const char *model_arg = NULL, *data_arg = NULL;
     int json = 0, opt, rc = RD_EXIT_FAIL;
     rd_dicom_meta *metas = NULL;
-    rd_generator *gen = NULL;
-    rd_draft draft;
+    rd_pipeline_draft d;
     char out_path[1024];
     double scores[RD_FINDING_N_ABNORMAL];
-    rd_thresholds th;
-    cJSON *obj = NULL;
+    long archive_size = 0;
+    rd_status st;
 
-    memset(&draft, 0, sizeof draft);
+    memset(&d, 0, sizeof d);
     rd_cli_init(&cli, "radraft report");
     optind = 1;
     while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -185,6 +377,12 @@ int rd_cmd_report(int argc, char **argv)
             break;
         case OPT_THRESHOLDS:
             thresholds_arg = optarg;
+            break;
+        case OPT_MODEL:
+            model_arg = optarg;
+            break;
+        case OPT_DATA:
+            data_arg = optarg;
             break;
         case 'h':
             fputs(report_help, stdout);
@@ -207,16 +405,27 @@ int rd_cmd_report(int argc, char **argv)
     }
     if (rd_cli_finish_config(&cli) != 0)
         return RD_EXIT_FAIL;
-    if (!scores_arg) {
-        rd_cli_error(&cli, "no finding scores: the encoder is not wired into 'report' yet; "
-                           "give them with --scores '{\"Cardiomegaly\": 0.8, ...}'");
-        return RD_EXIT_USAGE;
-    }
-    if (parse_scores(scores_arg, scores, &err) != RD_OK) {
+    if ((data_arg && rd_config_set(&cli.cfg, "server.data_dir", data_arg, &err) != RD_OK) ||
+        (model_arg && rd_config_set(&cli.cfg, "encoder.model", model_arg, &err) != RD_OK) ||
+        (thresholds_arg &&
+         rd_config_set(&cli.cfg, "generator.thresholds", thresholds_arg, &err) != RD_OK)) {
         rd_cli_error(&cli, "%s", rd_error_message(&err));
         return RD_EXIT_USAGE;
     }
-    fprintf(stderr, "radraft report: scores given on the command line; no model\n");
+    if (scores_arg) {
+        if (parse_scores(scores_arg, scores, &err) != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            return RD_EXIT_USAGE;
+        }
+        fprintf(stderr, "radraft report: scores given on the command line; no model\n");
+    } else {
+        char model[1024];
+        if (rd_pipeline_model_path(&cli.cfg, model, sizeof model, &err) != RD_OK) {
+            rd_cli_error(&cli, "no encoder model: give --model M or set encoder.model (or give the "
+                               "finding scores with --scores '{\"Cardiomegaly\": 0.8, ...}')");
+            return RD_EXIT_USAGE;
+        }
+    }
 
     /* The instances: one study. */
     metas = calloc((size_t)n, sizeof *metas);
@@ -242,26 +451,6 @@ int rd_cmd_report(int argc, char **argv)
         rd_cli_error(&cli, "%s: missing or malformed Study Instance UID", files[0]);
         goto out;
     }
-    const char *rule = "";
-    int frontal = rd_pipeline_choose_frontal((const char *const *)files, metas, n, &rule);
-    if (frontal < 0)
-        fprintf(stderr, "radraft report: no frontal image among the instances (not needed "
-                        "while scores are given)\n");
-
-    /* Thresholds and text. */
-    const char *th_path = thresholds_arg ? thresholds_arg : cli.cfg.generator_thresholds;
-    rd_status st = th_path[0] ? rd_thresholds_load(&th, th_path, &err)
-                              : rd_thresholds_parse(&th, default_thresholds, "built-in", &err);
-    if (st == RD_OK)
-        st = rd_generator_create(&gen, cli.cfg.generator_templates, &err);
-    if (st == RD_OK)
-        st = rd_generator_draft_scores(gen, scores, &th, NULL, 0, NULL, &draft, &err);
-    if (st != RD_OK) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
-        goto out;
-    }
-
-    /* The SR. */
     if (out_arg) {
         if (rd_strlcpy(out_path, out_arg, sizeof out_path) >= sizeof out_path) {
             rd_cli_error(&cli, "output path too long");
@@ -271,72 +460,26 @@ int rd_cmd_report(int argc, char **argv)
                (int)sizeof out_path) {
         goto out;
     }
-    rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
-    for (int i = 0; i < draft.n_items; i++) {
-        coded[i].name = rd_finding_name(draft.items[i].finding);
-        coded[i].state = draft.items[i].state;
-        coded[i].score = scores[draft.items[i].finding];
-    }
-    rd_sr_params p;
-    rd_sr_result res;
-    rd_sr_params_init(&p);
-    p.sources = (const char *const *)files;
-    p.n_sources = (size_t)n;
-    p.findings_text = draft.findings_text;
-    p.impression_text = draft.impression_text;
-    p.findings = coded;
-    p.n_findings = (size_t)draft.n_items;
-    p.model_name = "no-model-cli-scores";
-    p.model_version = RD_VERSION;
-    if (rd_sr_write_draft(&p, out_path, &res, &err) != RD_OK) {
+
+    st = scores_arg ? draft_from_scores(&cli, files, n, metas, scores, out_path, &d, &err)
+                    : draft_with_model(&cli, files, n, out_path, &d, &archive_size, &err);
+    if (st != RD_OK) {
         rd_cli_error(&cli, "%s", rd_error_message(&err));
         goto out;
     }
-    if (res.warning[0])
-        fprintf(stderr, "radraft report: warning: %s\n", res.warning);
-
     if (!json) {
-        printf("%s\n\nFINDINGS:\n%s\n\nIMPRESSION:\n%s\n", out_path, draft.findings_text,
-               draft.impression_text);
+        printf("%s\n\nFINDINGS:\n%s\n\nIMPRESSION:\n%s\n", d.sr_path, d.draft.findings_text,
+               d.draft.impression_text);
         rc = RD_EXIT_OK;
         goto out;
     }
-    obj = cJSON_CreateObject();
-    cJSON *fl = obj ? cJSON_AddArrayToObject(obj, "findings") : NULL;
-    if (!fl)
-        goto nomem;
-    cJSON_AddStringToObject(obj, "study_uid", metas[0].study_uid);
-    cJSON_AddNumberToObject(obj, "instances", n);
-    if (frontal >= 0)
-        cJSON_AddStringToObject(obj, "frontal", files[frontal]);
-    else
-        cJSON_AddNullToObject(obj, "frontal");
-    cJSON_AddStringToObject(obj, "frontal_rule", rule);
-    cJSON_AddStringToObject(obj, "scores_source", "command line (no model)");
-    cJSON_AddStringToObject(obj, "findings_text", draft.findings_text);
-    cJSON_AddStringToObject(obj, "impression_text", draft.impression_text);
-    for (int f = 0; f < RD_FINDING_COUNT; f++) {
-        cJSON *o = cJSON_CreateObject();
-        if (!o || !cJSON_AddItemToArray(fl, o)) {
-            cJSON_Delete(o);
-            goto nomem;
-        }
-        cJSON_AddStringToObject(o, "name", rd_finding_name((rd_finding)f));
-        if (f < RD_FINDING_N_ABNORMAL)
-            cJSON_AddNumberToObject(o, "score", scores[f]);
-        cJSON_AddStringToObject(o, "state", rd_state_name(draft.state[f]));
+    if (print_report_json(files, n, &d, !scores_arg, archive_size) != 0) {
+        rd_cli_error(&cli, "out of memory");
+        goto out;
     }
-    add_result(obj, out_path, &res);
-    if (print_json(obj) != 0)
-        goto nomem;
     rc = RD_EXIT_OK;
-    goto out;
-nomem:
-    rd_cli_error(&cli, "out of memory");
 out:
-    cJSON_Delete(obj);
-    rd_draft_free(&draft);
-    rd_generator_free(gen);
+    rd_pipeline_draft_free(&d);
     free(metas);
     return rc;
 }

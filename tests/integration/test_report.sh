@@ -2,6 +2,8 @@
 # radraft report / sign against DCMTK's and dicom3tools' own readers: every SR written must
 # pass dciodvfy without errors, dsrdump must show the TID 2000 tree and the flags, and the
 # header must carry the source's patient and study (ISO 2022 names included, as UTF-8).
+# Drafting with a (random-weights) model and a small archive runs the pipeline's stages;
+# --scores overrides them.
 #
 # usage: bash test_report.sh RADRAFT_BINARY SHARED_DATA WORKDIR
 set -u
@@ -198,8 +200,8 @@ head -1 defaults/out.txt | grep -qF "$study-draft-sr.dcm" || fail "report did no
 grep -qi "pneumothorax" defaults/out.txt || fail "the report text does not mention the pneumothorax"
 
 # ---- refusals --------------------------------------------------------------------------
-"$RADRAFT" report "$PA" -o x.dcm >/dev/null 2>err1.txt
-[ $? -eq 2 ] || fail "report without --scores did not exit 2"
+env -u RADRAFT_CONFIG "$RADRAFT" report "$PA" -o x.dcm >/dev/null 2>err1.txt
+[ $? -eq 2 ] || fail "report without --scores or a model did not exit 2"
 grep -q -- "--scores" err1.txt || fail "report without --scores does not say how to give them"
 "$RADRAFT" report "$PA" --scores '{"Heartache": 0.5}' -o x.dcm >/dev/null 2>err2.txt
 [ $? -eq 2 ] || fail "unknown finding in --scores accepted"
@@ -211,6 +213,84 @@ grep -q "different studies" err3.txt || fail "two studies: no clear message"
 [ -f x.dcm ] && fail "a refused report left x.dcm"
 "$RADRAFT" sign draft.dcm -o y.dcm >/dev/null 2>&1
 [ $? -eq 2 ] || fail "sign without verifier did not exit 2"
+
+# ---- drafting with the encoder and the archive, as the pipeline does -------------------
+# A random-weights model and an archive of 40 NIH images: the numbers mean nothing, but
+# every stage runs (embed, retrieve, combine, generate, write).
+"$RADRAFT" model init --arch resnet-small --seed 1 --out model >model.log 2>&1 ||
+    { cat model.log >&2; fail "model init"; }
+"$RADRAFT" archive import --nih "$DATA/nih/labels.csv" --images "$DATA/nih/images" --limit 40 \
+    --model model --data-dir archive >import.log 2>&1 || { cat import.log >&2; fail "archive import"; }
+"$RADRAFT" report "$LAT" "$PA" --model model --data-dir archive -o model-out/draft.dcm --json \
+    >model.json 2>model.err
+rc=$?
+[ $rc -eq 0 ] || { fail "report with a model exited $rc"; cat model.err >&2; }
+grep -q "scores given on the command line" model.err && fail "report with a model says the scores came from the command line"
+[ -f model-out/draft.dcm ] && check_iod model-out/draft.dcm || fail "report with a model wrote no SR"
+python3 - model.json "$PA" "$(tagval "$PA" StudyInstanceUID)" <<'EOF2' || fail "report --json with a model"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["scores_source"] == "model", d["scores_source"]
+assert d["model_version"] == "resnet-small-random-seed1", d["model_version"]
+assert d["archive_size"] == 40, d["archive_size"]
+assert d["frontal"] == sys.argv[2] and d["frontal_rule"] == "view position PA", d["frontal"]
+assert d["study_uid"] == sys.argv[3]
+nb = d["neighbours"]
+assert 1 <= len(nb) <= 40, len(nb)
+sims = [x["similarity"] for x in nb]
+assert all(-1 <= s <= 1 for s in sims) and sims == sorted(sims, reverse=True), sims
+assert all(isinstance(x["id"], int) and x["study_uid"].startswith("nih:") for x in nb), nb
+assert len({x["study_uid"] for x in nb}) == len(nb), "a study twice among the neighbours"
+assert len(d["findings"]) == 15
+for f in d["findings"][:14]:
+    for k in ("score", "encoder", "votes"):
+        assert 0 <= f[k] <= 1, (f["name"], k, f[k])
+    assert f["state"] in ("present", "uncertain", "absent", "not mentioned"), f
+# The combined score lies between the encoder's score and the neighbours' vote.
+    lo, hi = sorted((f["encoder"], f["votes"]))
+    assert lo - 1e-6 <= f["score"] <= hi + 1e-6, f
+assert d["findings_text"] and d["impression_text"]
+assert d["sr"]["path"] == "model-out/draft.dcm" and d["sr"]["evidence_instances"] == 2
+EOF2
+dsrdump +Pc model-out/draft.dcm 2>/dev/null | grep -qF '(121015,DCM,"Device Observer Model Name")="radraft resnet-small ' ||
+    fail "the SR's device observer does not name the model"
+[ "$(tagval model-out/draft.dcm ManufacturerModelName)" = "resnet-small" ] || fail "the SR does not name the model"
+python3 - archive/radraft.db <<'EOF2' || fail "report recorded something in the data directory"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+for t in ("reviews", "outbox", "study_versions"):
+    n = c.execute("SELECT count(*) FROM " + t).fetchone()[0]
+    assert n == 0, (t, n)
+EOF2
+[ -d archive/sr ] && fail "report created the pipeline's SR folder"
+
+# The same files with --scores: the override wins, no model is used.
+"$RADRAFT" report "$LAT" "$PA" --model model --data-dir archive --scores '{"Cardiomegaly": 0.85}' \
+    -o model-out/override.dcm --json >override.json 2>override.err || fail "report --scores with a model"
+grep -q "scores given on the command line; no model" override.err || fail "--scores with a model: no override note"
+python3 - override.json <<'EOF2' || fail "--scores with a model: the given scores were not used"
+import json, sys
+d = json.load(open(sys.argv[1]))
+f = {x["name"]: x for x in d["findings"]}
+assert d["scores_source"] == "command line (no model)" and d["model_version"] is None, d
+assert d["neighbours"] == []
+assert f["Cardiomegaly"]["state"] == "present" and abs(f["Cardiomegaly"]["score"] - 0.85) < 1e-9
+assert all(f[n]["score"] == 0 and f[n]["encoder"] is None for n in f if n not in ("Cardiomegaly", "No Finding"))
+EOF2
+
+# Not a chest radiograph: no draft, and the reason.
+"$RADRAFT" report "$DATA/dicom/codecs/CT-MONO2-16-ankle-implicit.dcm" --model model \
+    --data-dir archive -o ct.dcm >/dev/null 2>ct.err
+[ $? -eq 1 ] || fail "report of a CT study with a model did not exit 1"
+grep -q "not a chest radiograph" ct.err || fail "CT study: no reason given: $(cat ct.err)"
+[ -f ct.dcm ] && fail "a CT study got a draft"
+
+# No model and no scores: a usage error that names both ways.
+env -u RADRAFT_CONFIG "$RADRAFT" report "$PA" -o nomodel.dcm >/dev/null 2>nomodel.err
+[ $? -eq 2 ] || fail "report without model or scores did not exit 2"
+grep -q -- "--model" nomodel.err && grep -q "encoder.model" nomodel.err ||
+    fail "report without model or scores does not name --model and encoder.model: $(cat nomodel.err)"
+[ -f nomodel.dcm ] && fail "report without model or scores wrote an SR"
 
 # ---- a real PACS: Orthanc accepts the draft and the signed SR by C-STORE ----------------
 need Orthanc

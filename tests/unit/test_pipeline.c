@@ -212,6 +212,79 @@ RD_TEST(study_drafted_once_and_non_chest_skipped)
     rd_pipeline_free(p);
 }
 
+RD_TEST(draft_files_writes_the_sr_and_records_nothing)
+{
+    const char *dir = rd_test_tmpdir("pl_draft");
+    const char *shared = rd_test_shared_data();
+    char model[1100], data[1100], pa[512], lat[512], ct[1100], out[1100];
+    rd_config cfg;
+    rd_pipeline_options po;
+    rd_pipeline *p = NULL;
+    rd_pipeline_worker *w = NULL;
+    rd_pipeline_draft d;
+    rd_pipeline_result res;
+    rd_store_study_version sv;
+    rd_error err;
+    long n = -1;
+    struct stat sb;
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(out, sizeof out, "%s/chosen-name.dcm", dir);
+    REQUIRE_OK(rd_nn_model_init("resnet-small", 1, model, &err), &err);
+    write_case(dir, 0, pa, lat);
+    rd_config_defaults(&cfg);
+    REQUIRE(rd_strlcpy(cfg.encoder_model, model, sizeof cfg.encoder_model) <
+            sizeof cfg.encoder_model);
+    memset(&po, 0, sizeof po);
+    po.data_dir = data;
+    po.encoder_threads = 1;
+    REQUIRE_OK(rd_pipeline_create(&p, &cfg, &po, &err), &err);
+    REQUIRE_OK(rd_pipeline_worker_create(&w, p, &err), &err);
+
+    const char *files[2] = {lat, pa};
+    CHECK_OK(rd_pipeline_draft_files(w, files, 2, out, &d, &err), &err);
+    CHECK_EQ_INT(d.outcome, RD_PIPELINE_DRAFTED);
+    CHECK_STR(d.sr_path, out);
+    CHECK(stat(out, &sb) == 0 && sb.st_size > 0);
+    CHECK_EQ_INT(d.frontal, 1);
+    CHECK_STR(d.frontal_rule, "view position PA");
+    CHECK(d.has_encoder_scores);
+    CHECK_EQ_INT(d.n_neighbours, 0); /* an empty archive: the encoder's scores pass through */
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        CHECK_NEAR(d.combined[f], d.encoder[f], 1e-6);
+    CHECK(d.draft.findings_text && d.draft.findings_text[0]);
+    CHECK(d.model_version[0] && d.sr.sop_instance_uid[0]);
+    CHECK_OK(rd_store_count_reviews(rd_pipeline_worker_store(w), NULL, NULL, &n, &err), &err);
+    CHECK_EQ_INT((int)n, 0);
+    CHECK_OK(rd_store_study_version_get(rd_pipeline_worker_store(w), d.study_uid, d.content_version,
+                                        &sv, &err),
+             &err);
+    CHECK_EQ_INT(sv.found, 0);
+    /* Nothing was recorded, so the pipeline still drafts the study, with the same text. */
+    CHECK_OK(rd_pipeline_run_study(w, files, 2, &res, &err), &err);
+    CHECK_EQ_INT(res.outcome, RD_PIPELINE_DRAFTED);
+    CHECK_STR(res.content_version, d.content_version);
+    rd_pipeline_draft_free(&d);
+    CHECK(d.neighbours == NULL && d.draft.findings_text == NULL);
+
+    /* A CT study: skipped with its reason, no SR, nothing recorded. */
+    snprintf(ct, sizeof ct, "%s/dicom/codecs/CT-MONO2-16-ankle-implicit.dcm", shared);
+    snprintf(out, sizeof out, "%s/ct-sr.dcm", dir);
+    const char *ctf[1] = {ct};
+    CHECK_OK(rd_pipeline_draft_files(w, ctf, 1, out, &d, &err), &err);
+    CHECK_EQ_INT(d.outcome, RD_PIPELINE_SKIPPED);
+    CHECK(strstr(d.reason, "modality CT") != NULL);
+    CHECK(stat(out, &sb) != 0);
+    CHECK_OK(rd_store_study_version_get(rd_pipeline_worker_store(w), d.study_uid, d.content_version,
+                                        &sv, &err),
+             &err);
+    CHECK_EQ_INT(sv.found, 0);
+    rd_pipeline_draft_free(&d);
+
+    rd_pipeline_worker_free(w);
+    rd_pipeline_free(p);
+}
+
 RD_TEST(no_model_is_a_config_error)
 {
     rd_config cfg;
