@@ -43,8 +43,10 @@ static const cfg_key cfg_keys[] = {
      NULL, "JSON report template file used instead of the built-in templates; empty: built-in"},
     {"generator.thresholds", CFG_STRING, OFF(generator_thresholds), 0, RD_CONFIG_STR_MAX - 1, "",
      NULL, "JSON file of per-finding present/uncertain score thresholds; empty: the model's"},
-    {"encoder.model", CFG_STRING, OFF(encoder_model), 0, RD_CONFIG_STR_MAX - 1, "", NULL,
-     "encoder model: a folder holding model.json (+ its safetensors), or the JSON file"},
+    {"encoder.model", CFG_STRING, OFF(encoder_model), 0, RD_CONFIG_STR_MAX - 1,
+     RD_MODELS_DIR "/cxr-resnet-small", NULL,
+     "encoder model: a folder holding model.json (+ its safetensors), or the JSON file; "
+     "default: the model radraft ships; empty: none (drafting off)"},
     {"encoder.threads", CFG_INT, OFF(encoder_threads), 0, 256, "0", NULL,
      "threads of one encoder (its OpenBLAS calls run inside them); 0: one per core"},
     {"encoder.batch", CFG_INT, OFF(encoder_batch), 1, 256, "8", NULL,

@@ -60,16 +60,9 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-const char *rd_pipeline_default_model(void)
-{
-    /* No trained model ships yet. When one does (models/<name>), return its installed
-     * path here; everything else follows. */
-    return "";
-}
-
 rd_status rd_pipeline_model_path(const rd_config *cfg, char *out, size_t size, rd_error *err)
 {
-    const char *m = cfg->encoder_model[0] ? cfg->encoder_model : rd_pipeline_default_model();
+    const char *m = cfg->encoder_model;
     if (!m[0])
         return rd_error_set(err, RD_E_CONFIG,
                             "no encoder model: set encoder.model (radraft model init makes an "

@@ -53,12 +53,8 @@ typedef struct rd_pipeline_options {
     int encoder_threads;  /* threads of each worker's encoder (>= 1) */
 } rd_pipeline_options;
 
-/* The model shipped with radraft, used when encoder.model is empty ("" while none ships:
- * the one place to change when it does). A static string. */
-const char *rd_pipeline_default_model(void);
-
-/* The encoder model to use: encoder.model, else rd_pipeline_default_model(). RD_E_CONFIG
- * when neither names one. */
+/* The encoder model to use: encoder.model (by default the model radraft ships). RD_E_CONFIG
+ * when it is set empty. */
 rd_status rd_pipeline_model_path(const rd_config *cfg, char *out, size_t size, rd_error *err);
 
 /* Workers and encoder threads per worker: pipeline.workers (0: `batch` ? one per core :

@@ -63,7 +63,7 @@ echo "|---|---|---|---|---|"
 # radraft: durable (fsync of file and directory, SQLite commit) before each success.
 for senders in 1 8; do
     rm -rf rd
-    "$RADRAFT" serve --port $PORT --data-dir rd --log-level warn >rd.log 2>&1 &
+    "$RADRAFT" serve --port $PORT --data-dir rd --log-level warn --set encoder.model= >rd.log 2>&1 &
     SERVER=$!
     AE=RADRAFT
     wait_up RADRAFT || { echo "radraft did not start"; cat rd.log; exit 1; }

@@ -67,7 +67,7 @@ grep -q "missing.png" "$work/err.txt" || fail "missing file not named: $(cat "$w
 
 # No model configured: a usage error that says what to set.
 set +e
-"$radraft" embed "$png1" >/dev/null 2>"$work/err.txt"
+"$radraft" embed --set encoder.model= "$png1" >/dev/null 2>"$work/err.txt"
 rc=$?
 set -e
 [ "$rc" = 2 ] || fail "no model: exit status $rc"

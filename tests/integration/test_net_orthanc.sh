@@ -59,7 +59,7 @@ start_orthanc() {
 start_orthanc || { cat orthanc.log | tail -20; fail "Orthanc did not start"; exit 1; }
 pass "Orthanc started"
 
-"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 --send-to ORTHANC@127.0.0.1:$OR_DICOM \
+"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 --set encoder.model= --send-to ORTHANC@127.0.0.1:$OR_DICOM \
     --set outbox.retry_initial_seconds=1 --set outbox.retry_max_seconds=2 >rd.log 2>&1 &
 SERVER=$!
 for _ in $(seq 1 100); do

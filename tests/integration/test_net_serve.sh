@@ -33,7 +33,8 @@ pass() { echo "ok: $*"; }
 start_server() {
     local dir=$1 log=$2
     shift 2
-    "$RADRAFT" serve --port $PORT --data-dir "$dir" --stable-seconds 1 --log-level debug "$@" \
+    "$RADRAFT" serve --port $PORT --data-dir "$dir" --stable-seconds 1 --log-level debug \
+        --set encoder.model= "$@" \
         >>"$log" 2>&1 &
     SERVER=$!
     PIDS+=($SERVER)

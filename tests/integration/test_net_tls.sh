@@ -34,7 +34,7 @@ done
 gen server localhost ca && gen client client ca && gen stranger stranger otherca \
     || { fail "openssl could not make the certificates"; exit 1; }
 
-"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 \
+"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 --set encoder.model= \
     --set server.tls_certificate=server.crt --set server.tls_private_key=server.key \
     --set server.tls_ca_certificates=ca.crt >rd.log 2>&1 &
 SERVER=$!

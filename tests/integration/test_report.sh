@@ -200,7 +200,7 @@ head -1 defaults/out.txt | grep -qF "$study-draft-sr.dcm" || fail "report did no
 grep -qi "pneumothorax" defaults/out.txt || fail "the report text does not mention the pneumothorax"
 
 # ---- refusals --------------------------------------------------------------------------
-env -u RADRAFT_CONFIG "$RADRAFT" report "$PA" -o x.dcm >/dev/null 2>err1.txt
+env -u RADRAFT_CONFIG "$RADRAFT" report "$PA" --set encoder.model= -o x.dcm >/dev/null 2>err1.txt
 [ $? -eq 2 ] || fail "report without --scores or a model did not exit 2"
 grep -q -- "--scores" err1.txt || fail "report without --scores does not say how to give them"
 "$RADRAFT" report "$PA" --scores '{"Heartache": 0.5}' -o x.dcm >/dev/null 2>err2.txt
@@ -286,7 +286,7 @@ grep -q "not a chest radiograph" ct.err || fail "CT study: no reason given: $(ca
 [ -f ct.dcm ] && fail "a CT study got a draft"
 
 # No model and no scores: a usage error that names both ways.
-env -u RADRAFT_CONFIG "$RADRAFT" report "$PA" -o nomodel.dcm >/dev/null 2>nomodel.err
+env -u RADRAFT_CONFIG "$RADRAFT" report "$PA" --set encoder.model= -o nomodel.dcm >/dev/null 2>nomodel.err
 [ $? -eq 2 ] || fail "report without model or scores did not exit 2"
 grep -q -- "--model" nomodel.err && grep -q "encoder.model" nomodel.err ||
     fail "report without model or scores does not name --model and encoder.model: $(cat nomodel.err)"
