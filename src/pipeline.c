@@ -2,6 +2,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -150,6 +151,27 @@ static rd_status load_thresholds(rd_pipeline *p, const char *model_json, rd_erro
     return rd_thresholds_parse(&p->th, default_thresholds, "built-in thresholds", err);
 }
 
+/* An SR is written to "<name>.tmp-XXXXXX" and renamed into place; a process killed in
+ * between leaves the temporary behind. Nothing else writes there, and one radraft process
+ * drafts into a folder at a time, so whatever temporary is there at start-up is stale. */
+static void remove_stale_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        char path[PL_PATH_MAX + 256];
+        if (!strstr(e->d_name, "-sr.dcm.tmp-"))
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
+            continue;
+        if (unlink(path) == 0)
+            rd_log_warn("pipeline: removed %s, left by an interrupted SR write", path);
+    }
+    closedir(d);
+}
+
 rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
                              const rd_pipeline_options *opts, rd_error *err)
 {
@@ -176,7 +198,9 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
         st = rd_error_set(err, RD_E_INVALID, "data directory path too long");
         goto out;
     }
-    if ((st = rd_mkdirs(p->sr_dir, err)) != RD_OK)
+    if ((st = rd_mkdirs(p->sr_dir, err)) == RD_OK)
+        remove_stale_temporaries(p->sr_dir);
+    if (st != RD_OK)
         goto out;
     if ((st = rd_pipeline_model_path(cfg, p->model_path, sizeof p->model_path, err)) != RD_OK)
         goto out;
@@ -985,12 +1009,29 @@ struct rd_pipeline_pool {
     rd_pipeline_worker **workers;
     pthread_t *threads;
     int started;
+    rd_wake wake; /* posted when jobs are queued and on stop */
+    pthread_mutex_t hook_mu;
+    int hook_mu_ready;
+    void (*on_done)(void *ctx); /* guarded by hook_mu */
+    void *on_done_ctx;
 };
 
 typedef struct pool_arg {
     rd_pipeline_pool *pool;
     int index;
 } pool_arg;
+
+static void pool_job_done(rd_pipeline_pool *pool)
+{
+    void (*fn)(void *);
+    void *ctx;
+    pthread_mutex_lock(&pool->hook_mu);
+    fn = pool->on_done;
+    ctx = pool->on_done_ctx;
+    pthread_mutex_unlock(&pool->hook_mu);
+    if (fn)
+        fn(ctx);
+}
 
 static void *pool_main(void *arg)
 {
@@ -1005,14 +1046,15 @@ static void *pool_main(void *arg)
             rd_log_info("pipeline: job %lld: study %s (attempt %d)", (long long)job.id,
                         job.study_uid, job.attempts);
             (void)rd_pipeline_run_job(w, &job, NULL, &err);
+            pool_job_done(pool);
             continue;
         }
         if (st != RD_E_NOT_FOUND)
             rd_log_error("pipeline: %s", rd_error_message(&err));
-        for (int i = 0; i < 4 && !atomic_load(&pool->stop); i++) {
-            struct timespec ts = {0, 50 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
+        /* A wakeup (jobs queued, or stop) ends the wait early; the timeout keeps polling as
+         * the fallback, for jobs whose retry delay has passed and for a missed wakeup. */
+        if (!atomic_load(&pool->stop))
+            (void)rd_wake_wait(&pool->wake, 0.2);
     }
     return NULL;
 }
@@ -1029,6 +1071,13 @@ rd_status rd_pipeline_pool_start(rd_pipeline_pool **out, rd_pipeline *p, int wor
         return rd_error_set(err, RD_E_NOMEM, "out of memory");
     pool->p = p;
     atomic_init(&pool->stop, 0);
+    if ((st = rd_wake_init(&pool->wake, err)) != RD_OK)
+        goto out;
+    if (pthread_mutex_init(&pool->hook_mu, NULL) != 0) {
+        st = rd_error_set(err, RD_E_INTERNAL, "cannot create a mutex");
+        goto out;
+    }
+    pool->hook_mu_ready = 1;
     pool->workers = calloc((size_t)workers, sizeof *pool->workers);
     pool->threads = calloc((size_t)workers, sizeof *pool->threads);
     if (!pool->workers || !pool->threads) {
@@ -1068,11 +1117,31 @@ void rd_pipeline_pool_stop(rd_pipeline_pool *pool)
     if (!pool)
         return;
     atomic_store(&pool->stop, 1);
+    rd_wake_post(&pool->wake); /* the idle workers see the stop now */
     for (int i = 0; i < pool->started; i++)
         pthread_join(pool->threads[i], NULL);
     for (int i = 0; i < pool->n; i++)
         rd_pipeline_worker_free(pool->workers ? pool->workers[i] : NULL);
+    rd_wake_destroy(&pool->wake);
+    if (pool->hook_mu_ready)
+        pthread_mutex_destroy(&pool->hook_mu);
     free(pool->workers);
     free(pool->threads);
     free(pool);
+}
+
+void rd_pipeline_pool_wake(rd_pipeline_pool *pool)
+{
+    if (pool)
+        rd_wake_post(&pool->wake);
+}
+
+void rd_pipeline_pool_set_on_done(rd_pipeline_pool *pool, void (*on_done)(void *ctx), void *ctx)
+{
+    if (!pool)
+        return;
+    pthread_mutex_lock(&pool->hook_mu);
+    pool->on_done = on_done;
+    pool->on_done_ctx = ctx;
+    pthread_mutex_unlock(&pool->hook_mu);
 }

@@ -817,6 +817,28 @@ out:
     return rc;
 }
 
+rd_status rd_store_next_stable_due(rd_store *s, double stable_seconds, double *due, rd_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    rd_status rc;
+    *due = -1;
+    if ((rc = prepare(s, "SELECT MIN(last_received) FROM studies WHERE dirty=1", &st, err)) !=
+        RD_OK)
+        return rc;
+    switch (sqlite3_step(st)) {
+    case SQLITE_ROW:
+        /* MIN over no row is NULL: no study is waiting to become stable. */
+        if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+            *due = sqlite3_column_double(st, 0) + stable_seconds;
+        break;
+    default:
+        rc = db_error(s, err, "reading the studies");
+        break;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 rd_status rd_store_job_claim(rd_store *s, rd_store_job *job, rd_error *err)
 {
     sqlite3_stmt *st = NULL;

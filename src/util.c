@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 size_t rd_strlcpy(char *dst, const char *src, size_t size)
@@ -129,4 +130,84 @@ rd_status rd_mkdirs(const char *path, rd_error *err)
     if (mkdir(buf, 0755) != 0 && errno != EEXIST)
         return rd_error_set(err, RD_E_IO, "%s: %s", buf, strerror(errno));
     return RD_OK;
+}
+
+rd_status rd_wake_init(rd_wake *w, rd_error *err)
+{
+    pthread_condattr_t attr;
+    int ok;
+    memset(w, 0, sizeof *w);
+    if (pthread_condattr_init(&attr) != 0)
+        return rd_error_set(err, RD_E_INTERNAL, "cannot create a wakeup");
+    /* The monotonic clock, so that a change of the wall clock neither stalls nor spins. */
+    ok = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
+         pthread_cond_init(&w->cv, &attr) == 0;
+    pthread_condattr_destroy(&attr);
+    if (!ok)
+        return rd_error_set(err, RD_E_INTERNAL, "cannot create a wakeup");
+    if (pthread_mutex_init(&w->mu, NULL) != 0) {
+        pthread_cond_destroy(&w->cv);
+        return rd_error_set(err, RD_E_INTERNAL, "cannot create a wakeup");
+    }
+    w->ready = 1;
+    return RD_OK;
+}
+
+void rd_wake_destroy(rd_wake *w)
+{
+    if (!w || !w->ready)
+        return;
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    w->ready = 0;
+}
+
+void rd_wake_post(rd_wake *w)
+{
+    if (!w || !w->ready)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->seq++;
+    w->pending = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int rd_wake_wait(rd_wake *w, double timeout_s)
+{
+    struct timespec deadline;
+    unsigned long seq;
+    int woken = 0;
+    if (!(timeout_s > 0))
+        timeout_s = 0;
+    if (timeout_s > 86400)
+        timeout_s = 86400;
+    if (!w || !w->ready) {
+        struct timespec ts;
+        ts.tv_sec = (time_t)timeout_s;
+        ts.tv_nsec = (long)((timeout_s - (double)ts.tv_sec) * 1e9);
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        return 0;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += (time_t)timeout_s;
+    deadline.tv_nsec += (long)((timeout_s - (double)(time_t)timeout_s) * 1e9);
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    seq = w->seq;
+    /* A post since the last wait counts; otherwise wait for a new one (the sequence number
+     * guards against spurious wakeups) or the deadline. */
+    while (!w->pending && w->seq == seq)
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &deadline) == ETIMEDOUT)
+            break;
+    if (w->pending || w->seq != seq) {
+        woken = 1;
+        w->pending = 0;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return woken;
 }

@@ -2,6 +2,7 @@
 #ifndef RADRAFT_UTIL_H
 #define RADRAFT_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,28 @@ rd_status rd_write_file_atomic(const char *path, const void *data, size_t len, r
 
 /* Creates a folder and its parents (mode 0755); existing ones are fine. */
 rd_status rd_mkdirs(const char *path, rd_error *err);
+
+/* A wakeup between threads: a mutex, a condition variable and a count of posts. A post is
+ * never lost: one made while nobody waits makes the next wait return at once. Waiters use it
+ * to shorten a polling sleep, so correctness never depends on a post arriving. The struct
+ * belongs to the caller; init before use, destroy once no thread uses it. */
+typedef struct rd_wake {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned long seq; /* number of posts so far */
+    int pending;       /* a post that no wait has consumed yet */
+    int ready;         /* set by a successful init, so destroy is safe after a failed one */
+} rd_wake;
+
+rd_status rd_wake_init(rd_wake *w, rd_error *err);
+/* Accepts NULL and a wake whose init failed. */
+void rd_wake_destroy(rd_wake *w);
+/* Wakes every thread now waiting, or the next wait. Accepts NULL. */
+void rd_wake_post(rd_wake *w);
+/* Waits at most timeout_s seconds (monotonic clock) for a post; a post made since the last
+ * wait returns at once. Returns 1 when woken by a post, 0 on timeout. With NULL it just
+ * sleeps for timeout_s. */
+int rd_wake_wait(rd_wake *w, double timeout_s);
 
 #ifdef __cplusplus
 }

@@ -176,6 +176,14 @@ rd_status rd_pipeline_pool_start(rd_pipeline_pool **out, rd_pipeline *p, int wor
                                  rd_error *err);
 /* Lets the running jobs finish, joins the threads and frees the pool. Accepts NULL. */
 void rd_pipeline_pool_stop(rd_pipeline_pool *pool);
+/* Makes the idle workers look for a job now, rather than at their next poll (every 0.2 s,
+ * which remains the fallback). Call it after queueing jobs. Accepts NULL. */
+void rd_pipeline_pool_wake(rd_pipeline_pool *pool);
+/* Sets a hook that a worker calls, on its own thread, after each job it ran (drafted, done
+ * before, failed or retried); NULL removes it. The hook must be quick and thread-safe (it
+ * may run on several workers at once); ctx stays the caller's and must outlive the pool or
+ * the next call. Accepts a NULL pool. */
+void rd_pipeline_pool_set_on_done(rd_pipeline_pool *pool, void (*on_done)(void *ctx), void *ctx);
 
 /* Chooses the frontal instance among `n`: the first PA, else the first AP, else the most
  * left-right symmetric decodable image not marked lateral (decoded from files[i]).

@@ -125,6 +125,11 @@ const char *rd_job_state_name(rd_job_state state);
 rd_status rd_store_queue_stable(rd_store *s, double now, double stable_seconds, int *queued,
                                 rd_error *err);
 
+/* *due = the earliest time (seconds since the epoch) at which a study that received an
+ * instance since its last job becomes stable: MIN(last_received) over those studies plus
+ * `stable_seconds`; -1 when there is none. Lets a scheduler sleep until then. */
+rd_status rd_store_next_stable_due(rd_store *s, double stable_seconds, double *due, rd_error *err);
+
 typedef struct rd_store_job {
     int64_t id;
     char study_uid[RD_STORE_UID_MAX + 1];

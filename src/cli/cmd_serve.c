@@ -43,7 +43,12 @@ typedef struct serve_ctx {
     const rd_config *cfg;
     rd_store_options store_opts;
     rd_net_scu_options scu;
-    int drafting; /* the pipeline's workers take the jobs */
+    int drafting;           /* the pipeline's workers take the jobs */
+    rd_pipeline_pool *pool; /* NULL without drafting */
+    /* Wakeups that shorten the polling sleeps (which stay as the fallback): a new instance
+     * wakes the scheduler, a finished job the outbox, and the shutdown both. */
+    rd_wake sched_wake;
+    rd_wake outbox_wake;
 } serve_ctx;
 
 static rd_status on_assoc_begin(void *ctx, void **assoc_ctx, rd_error *err)
@@ -69,9 +74,14 @@ static rd_status on_store(void *ctx, void *assoc_ctx, const rd_net_instance *in,
                             in->sop_class_uid, in->transfer_syntax_uid, in->modality,
                             in->calling_ae};
     rd_store_put_result res = RD_STORE_NEW;
+    serve_ctx *sc = ctx;
     rd_status st;
-    (void)ctx;
     st = rd_store_put(assoc_ctx, &si, in->file, in->file_len, in->dataset_offset, &res, err);
+    /* The scheduler looks at least every 0.5 s and then sleeps until the next study is due;
+     * only a shorter stable delay needs it to look now (a wakeup per instance would cost
+     * it a write transaction per instance, contending with the stores). */
+    if (st == RD_OK && res == RD_STORE_NEW && sc->cfg->server_stable_seconds < 0.5)
+        rd_wake_post(&sc->sched_wake);
     if (st == RD_OK && res == RD_STORE_NEW)
         rd_log_debug("serve: stored %s (study %s) from %s", in->sop_instance_uid, in->study_uid,
                      in->calling_ae);
@@ -85,6 +95,30 @@ static void sleep_s(double s)
     ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !g_stop)
         ;
+}
+
+/* The pool's hook after each job: its SR, if any, is in the outbox now. */
+static void wake_outbox(void *ctx)
+{
+    rd_wake_post(ctx);
+}
+
+/* How long the scheduler may sleep: until the earliest moment a study can become stable,
+ * but at most 0.5 s (the polling fallback) and at least 10 ms (no spinning on a study that
+ * is due but not yet queued, e.g. when the clock went back). */
+static double scheduler_delay(serve_ctx *sc, rd_store *s)
+{
+    double due, delay = 0.5;
+    rd_error err;
+    if (rd_store_next_stable_due(s, sc->cfg->server_stable_seconds, &due, &err) != RD_OK)
+        rd_log_error("serve: scheduler: %s", rd_error_message(&err));
+    else if (due >= 0)
+        delay = due - rd_store_now();
+    if (delay > 0.5)
+        delay = 0.5;
+    if (!(delay >= 0.01))
+        delay = 0.01;
+    return delay;
 }
 
 /* The scheduler: queues jobs for stable studies. The pipeline's workers run them; without
@@ -106,12 +140,15 @@ static void *scheduler_main(void *arg)
             rd_log_error("serve: scheduler: %s", rd_error_message(&err));
         else if (queued > 0)
             rd_log_info("serve: %d stable stud%s queued", queued, queued == 1 ? "y" : "ies");
+        if (queued > 0)
+            rd_pipeline_pool_wake(sc->pool);
         while (!g_stop && !sc->drafting && rd_store_job_claim(s, &job, &err) == RD_OK) {
             rd_log_info("serve: job %lld: study %s ready", (long long)job.id, job.study_uid);
             if (rd_store_job_finish(s, job.id, NULL, &err) != RD_OK)
                 rd_log_error("serve: job %lld: %s", (long long)job.id, rd_error_message(&err));
         }
-        sleep_s(0.5);
+        if (!g_stop)
+            (void)rd_wake_wait(&sc->sched_wake, scheduler_delay(sc, s));
     }
     rd_store_close(s);
     return NULL;
@@ -147,7 +184,10 @@ static void *outbox_main(void *arg)
                                        sc->cfg->outbox_retry_max_attempts, &err) != RD_OK)
                 rd_log_error("serve: outbox: %s", rd_error_message(&err));
         }
-        sleep_s(0.5);
+        /* A finished job wakes the outbox at once; the timeout is the fallback, and the
+         * moment a failed delivery's retry comes due. */
+        if (!g_stop)
+            (void)rd_wake_wait(&sc->outbox_wake, 0.5);
     }
     rd_store_close(s);
     return NULL;
@@ -254,6 +294,11 @@ int rd_cmd_serve(int argc, char **argv)
     }
     rd_net_scu_options_from_config(&sc.scu, &cli.cfg);
     rd_net_init();
+    if (rd_wake_init(&sc.sched_wake, &err) != RD_OK ||
+        rd_wake_init(&sc.outbox_wake, &err) != RD_OK) {
+        rd_cli_error(&cli, "%s", rd_error_message(&err));
+        goto out;
+    }
 
     /* Open the store once up front: migrations, and recovery after a crash (jobs and
      * deliveries left running go back to their queues, half-written temporaries go). */
@@ -281,6 +326,8 @@ int rd_cmd_serve(int argc, char **argv)
             goto out;
         } else {
             sc.drafting = 1;
+            sc.pool = pool;
+            rd_pipeline_pool_set_on_done(pool, wake_outbox, &sc.outbox_wake);
             rd_log_info("serve: drafting with %d worker(s) x %d encoder thread(s)", workers,
                         threads);
         }
@@ -318,6 +365,9 @@ int rd_cmd_serve(int argc, char **argv)
     rc = sched_started && outbox_started ? RD_EXIT_OK : RD_EXIT_FAIL;
 out:
     g_stop = 1;
+    /* The signal handler cannot post (not async-signal-safe); this thread does. */
+    rd_wake_post(&sc.sched_wake);
+    rd_wake_post(&sc.outbox_wake);
     rd_net_scp_stop(scp); /* stops accepting, lets in-flight stores finish */
     if (sched_started)
         pthread_join(sched_thread, NULL);
@@ -326,5 +376,8 @@ out:
     rd_pipeline_pool_stop(pool); /* the jobs in progress finish first */
     rd_pipeline_free(pipeline);
     rd_store_close(s);
+    /* After every thread that posts or waits has been joined. */
+    rd_wake_destroy(&sc.sched_wake);
+    rd_wake_destroy(&sc.outbox_wake);
     return rc;
 }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "radraft/config.h"
@@ -212,6 +213,57 @@ RD_TEST(study_drafted_once_and_non_chest_skipped)
     rd_pipeline_free(p);
 }
 
+static void post_wake(void *ctx)
+{
+    rd_wake_post(ctx);
+}
+
+RD_TEST(pool_wakes_on_queued_jobs_and_reports_each_job)
+{
+    const char *dir = rd_test_tmpdir("pl_pool");
+    char model[1100], data[1100];
+    static const char junk[] = "a stored instance that is not DICOM";
+    rd_store_instance in = {"1.2.7", "1.2.7.1", "1.2.7.1.1", "", "", "CR", "T"};
+    rd_config cfg;
+    rd_pipeline_options po;
+    rd_pipeline *p = NULL;
+    rd_pipeline_pool *pool = NULL;
+    rd_store *s = NULL;
+    rd_wake done;
+    rd_error err;
+    long n = -1;
+    struct timespec idle = {0, 300 * 1000 * 1000};
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(data, sizeof data, "%s/data", dir);
+    REQUIRE_OK(rd_nn_model_init("resnet-small", 1, model, &err), &err);
+    rd_config_defaults(&cfg);
+    REQUIRE(rd_strlcpy(cfg.encoder_model, model, sizeof cfg.encoder_model) <
+            sizeof cfg.encoder_model);
+    memset(&po, 0, sizeof po);
+    po.data_dir = data;
+    po.encoder_threads = 1;
+    REQUIRE_OK(rd_wake_init(&done, &err), &err);
+    REQUIRE_OK(rd_pipeline_create(&p, &cfg, &po, &err), &err);
+    REQUIRE_OK(rd_pipeline_pool_start(&pool, p, 2, &err), &err);
+    rd_pipeline_pool_set_on_done(pool, post_wake, &done);
+    REQUIRE_OK(rd_store_open(&s, data, NULL, &err), &err);
+    nanosleep(&idle, NULL); /* the workers are idle, waiting */
+    /* A job that fails at once (its instance is not DICOM): the hook still runs. */
+    REQUIRE_OK(rd_store_put(s, &in, junk, sizeof junk, 0, NULL, &err), &err);
+    REQUIRE_OK(rd_store_queue_stable(s, rd_store_now() + 100, 0, NULL, &err), &err);
+    rd_pipeline_pool_wake(pool);
+    CHECK_EQ_INT(rd_wake_wait(&done, 10), 1);
+    CHECK_OK(rd_store_count_jobs(s, "1.2.7", RD_JOB_FAILED, &n, &err), &err);
+    CHECK_EQ_INT((int)n, 1);
+    /* Stop wakes and joins the idle workers; NULL pools are accepted. */
+    rd_pipeline_pool_stop(pool);
+    rd_pipeline_pool_wake(NULL);
+    rd_pipeline_pool_set_on_done(NULL, post_wake, &done);
+    rd_store_close(s);
+    rd_pipeline_free(p);
+    rd_wake_destroy(&done);
+}
+
 RD_TEST(draft_files_writes_the_sr_and_records_nothing)
 {
     const char *dir = rd_test_tmpdir("pl_draft");
@@ -296,6 +348,40 @@ RD_TEST(no_model_is_a_config_error)
     CHECK(rd_pipeline_model_path(&cfg, path, sizeof path, &err) == RD_E_CONFIG);
     CHECK(rd_pipeline_create(&p, &cfg, NULL, &err) != RD_OK);
     CHECK(p == NULL);
+}
+
+RD_TEST(stale_sr_temporaries_removed_at_start)
+{
+    const char *dir = rd_test_tmpdir("pl_stale");
+    char model[1100], srdir[1100], stale[1300], keep[1300];
+    rd_config cfg;
+    rd_pipeline_options po;
+    rd_pipeline *p = NULL;
+    rd_error err;
+    struct stat sb;
+    FILE *fp;
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(srdir, sizeof srdir, "%s/sr", dir);
+    REQUIRE_OK(rd_nn_model_init("resnet-small", 1, model, &err), &err);
+    REQUIRE_OK(rd_mkdirs(srdir, &err), &err);
+    /* What a process killed between writing and renaming an SR leaves, and a finished SR. */
+    snprintf(stale, sizeof stale, "%s/1.2.3-0123456789abcdef-draft-sr.dcm.tmp-Ab12Cd", srdir);
+    snprintf(keep, sizeof keep, "%s/1.2.3-0123456789abcdef-draft-sr.dcm", srdir);
+    REQUIRE((fp = fopen(stale, "wb")) != NULL);
+    fclose(fp);
+    REQUIRE((fp = fopen(keep, "wb")) != NULL);
+    fclose(fp);
+    rd_config_defaults(&cfg);
+    REQUIRE(rd_strlcpy(cfg.encoder_model, model, sizeof cfg.encoder_model) <
+            sizeof cfg.encoder_model);
+    memset(&po, 0, sizeof po);
+    po.data_dir = dir;
+    po.sr_dir = srdir;
+    po.encoder_threads = 1;
+    REQUIRE_OK(rd_pipeline_create(&p, &cfg, &po, &err), &err);
+    CHECK(stat(stale, &sb) != 0);
+    CHECK(stat(keep, &sb) == 0);
+    rd_pipeline_free(p);
 }
 
 RD_TEST_MAIN()

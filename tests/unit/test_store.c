@@ -378,6 +378,34 @@ RD_TEST(stable_study_queues_one_job_and_requeues)
     rd_store_close(s2);
 }
 
+RD_TEST(next_stable_due_is_the_oldest_dirty_study)
+{
+    const char *dir = rd_test_tmpdir("store_due");
+    rd_store *s = NULL;
+    rd_error err;
+    rd_store_instance a = inst_of("1.2.5", "1.2.5.4", "1.2.5.4.1");
+    rd_store_instance b = inst_of("1.2.6", "1.2.6.4", "1.2.6.4.1");
+    double due = 0, before, t_a, after;
+
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    /* No study at all: nothing is due. */
+    CHECK_OK(rd_store_next_stable_due(s, 30, &due, &err), &err);
+    CHECK(due < 0);
+    before = rd_store_now();
+    CHECK_OK(rd_store_put(s, &a, "AAAA", 4, 0, NULL, &err), &err);
+    t_a = rd_store_now();
+    CHECK_OK(rd_store_put(s, &b, "BBBB", 4, 0, NULL, &err), &err);
+    after = rd_store_now();
+    /* The older study decides: received between `before` and `t_a`, stable 30 s later. */
+    CHECK_OK(rd_store_next_stable_due(s, 30, &due, &err), &err);
+    CHECK(due >= before + 30 && due <= t_a + 30);
+    /* Once both are queued, no dirty study is left. */
+    CHECK_OK(rd_store_queue_stable(s, after + 31, 30, NULL, &err), &err);
+    CHECK_OK(rd_store_next_stable_due(s, 30, &due, &err), &err);
+    CHECK(due < 0);
+    rd_store_close(s);
+}
+
 RD_TEST(outbox_retries_with_backoff_and_never_resends_done)
 {
     const char *dir = rd_test_tmpdir("store_outbox");

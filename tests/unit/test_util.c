@@ -1,0 +1,79 @@
+/* The private helpers: the wakeup between threads. */
+#include <pthread.h>
+#include <time.h>
+
+#include "rdtest.h"
+#include "util.h"
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct poster {
+    rd_wake *w;
+    double delay;
+} poster;
+
+static void *post_later(void *arg)
+{
+    poster *p = arg;
+    struct timespec ts = {0, (long)(p->delay * 1e9)};
+    nanosleep(&ts, NULL);
+    rd_wake_post(p->w);
+    return NULL;
+}
+
+RD_TEST(wake_times_out_without_a_post)
+{
+    rd_wake w;
+    rd_error err;
+    double t0;
+    REQUIRE_OK(rd_wake_init(&w, &err), &err);
+    t0 = mono_now();
+    CHECK_EQ_INT(rd_wake_wait(&w, 0.05), 0);
+    CHECK(mono_now() - t0 >= 0.049);
+    rd_wake_destroy(&w);
+    rd_wake_destroy(&w); /* twice is harmless */
+    rd_wake_destroy(NULL);
+    rd_wake_post(NULL);
+}
+
+RD_TEST(wake_post_before_wait_is_not_lost)
+{
+    rd_wake w;
+    rd_error err;
+    double t0;
+    REQUIRE_OK(rd_wake_init(&w, &err), &err);
+    rd_wake_post(&w);
+    rd_wake_post(&w);
+    t0 = mono_now();
+    CHECK_EQ_INT(rd_wake_wait(&w, 5), 1);
+    CHECK(mono_now() - t0 < 1);
+    /* Both posts were consumed by that wait: the next one times out. */
+    CHECK_EQ_INT(rd_wake_wait(&w, 0.02), 0);
+    rd_wake_destroy(&w);
+}
+
+RD_TEST(wake_post_from_another_thread_ends_the_wait)
+{
+    rd_wake w;
+    rd_error err;
+    pthread_t t;
+    poster p;
+    double t0, waited;
+    REQUIRE_OK(rd_wake_init(&w, &err), &err);
+    p.w = &w;
+    p.delay = 0.05;
+    t0 = mono_now();
+    REQUIRE(pthread_create(&t, NULL, post_later, &p) == 0);
+    CHECK_EQ_INT(rd_wake_wait(&w, 10), 1);
+    waited = mono_now() - t0;
+    pthread_join(t, NULL);
+    CHECK(waited >= 0.04 && waited < 5);
+    rd_wake_destroy(&w);
+}
+
+RD_TEST_MAIN()
