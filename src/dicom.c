@@ -2,6 +2,8 @@
  * and the pixel pipeline (dicom_pixels.c). */
 #include "radraft/dicom.h"
 
+#include "radraft/config.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +16,14 @@ void rd_dicom_options_default(rd_dicom_options *opts)
     opts->max_dimension = 16384;
     opts->voi_percentile_low = 0.5;
     opts->voi_percentile_high = 99.5;
+}
+
+void rd_dicom_options_from_config(rd_dicom_options *opts, const rd_config *cfg)
+{
+    rd_dicom_options_default(opts);
+    opts->max_dimension = cfg->dicom_max_dimension;
+    opts->voi_percentile_low = cfg->dicom_voi_percentile_low;
+    opts->voi_percentile_high = cfg->dicom_voi_percentile_high;
 }
 
 static rd_status check_options(const rd_dicom_options *opts, rd_error *err)

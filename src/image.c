@@ -152,6 +152,16 @@ static rd_status png_open(const char *path, FILE **fp_out, rd_error *err)
     return RD_OK;
 }
 
+int rd_png_probe(const char *path)
+{
+    unsigned char sig[8];
+    FILE *fp = fopen(path, "rb");
+    int ok = fp && fread(sig, 1, sizeof sig, fp) == sizeof sig && png_sig_cmp(sig, 0, 8) == 0;
+    if (fp)
+        fclose(fp);
+    return ok;
+}
+
 rd_status rd_png_read_info(const char *path, rd_png_info *info, rd_error *err)
 {
     FILE *fp = NULL;

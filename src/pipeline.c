@@ -740,10 +740,7 @@ static rd_status draft_study(rd_pipeline_worker *w, const char *const *files, in
     {
         rd_dicom_options dopts;
         rd_error e;
-        rd_dicom_options_default(&dopts);
-        dopts.max_dimension = p->cfg.dicom_max_dimension;
-        dopts.voi_percentile_low = p->cfg.dicom_voi_percentile_low;
-        dopts.voi_percentile_high = p->cfg.dicom_voi_percentile_high;
+        rd_dicom_options_from_config(&dopts, &p->cfg);
         rd_status ds = rd_dicom_read_image(ffile, &dopts, &img, NULL, &e);
         if (ds != RD_OK) {
             if (rd_pipeline_status_retriable(ds)) {

@@ -319,21 +319,10 @@ static int is_val_patient(const char *patient, uint64_t seed, double frac)
 
 /* Image loading and augmentation ------------------------------------------------------------ */
 
-static int file_is_png(const char *path)
-{
-    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    unsigned char buf[8];
-    FILE *fp = fopen(path, "rb");
-    int ok = fp && fread(buf, 1, 8, fp) == 8 && memcmp(buf, sig, 8) == 0;
-    if (fp)
-        fclose(fp);
-    return ok;
-}
-
 static rd_status read_gray(const char *path, rd_image **out, rd_error *err)
 {
-    rd_status st = file_is_png(path) ? rd_png_read(path, out, NULL, err)
-                                     : rd_dicom_read_image(path, NULL, out, NULL, err);
+    rd_status st = rd_png_probe(path) ? rd_png_read(path, out, NULL, err)
+                                      : rd_dicom_read_image(path, NULL, out, NULL, err);
     return st == RD_OK ? RD_OK : rd_error_prefix(err, st, "%s", path);
 }
 

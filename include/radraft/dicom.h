@@ -66,6 +66,11 @@ typedef struct rd_dicom_options {
 /* Fills `opts` with the defaults (16384, 0.5, 99.5). */
 void rd_dicom_options_default(rd_dicom_options *opts);
 
+struct rd_config;
+/* Fills `opts` from the configuration keys dicom.max_dimension and
+ * dicom.voi_percentile_low/high. */
+void rd_dicom_options_from_config(rd_dicom_options *opts, const struct rd_config *cfg);
+
 /* Reads the metadata of a DICOM file (Part 10, or a raw dataset without file meta header).
  * Errors: RD_E_NOT_FOUND, RD_E_IO, RD_E_DICOM (not DICOM / unparsable). */
 rd_status rd_dicom_read_meta(const char *path, rd_dicom_meta *meta, rd_error *err);

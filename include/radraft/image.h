@@ -43,6 +43,9 @@ typedef struct rd_png_info {
     int channels;
 } rd_png_info;
 
+/* 1 if the file starts with the PNG signature (a cheap test before choosing a reader). */
+int rd_png_probe(const char *path);
+
 /* Reads only the header of a PNG file. */
 rd_status rd_png_read_info(const char *path, rd_png_info *info, rd_error *err);
 

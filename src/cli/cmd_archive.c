@@ -547,10 +547,7 @@ static int import_dicom(archive_args *a, rd_encoder *enc, rd_index *ix, rd_store
     const rd_nn_info *info = rd_encoder_info(enc);
 
     memset(&ds, 0, sizeof ds);
-    rd_dicom_options_default(&dopts);
-    dopts.max_dimension = a->cli.cfg.dicom_max_dimension;
-    dopts.voi_percentile_low = a->cli.cfg.dicom_voi_percentile_low;
-    dopts.voi_percentile_high = a->cli.cfg.dicom_voi_percentile_high;
+    rd_dicom_options_from_config(&dopts, &a->cli.cfg);
     for (int i = 0; i < a->n_paths; i++)
         if (walk(&ds, a->paths[i], 0, &err) != RD_OK) {
             rd_cli_error(&a->cli, "%s", rd_error_message(&err));
@@ -840,17 +837,6 @@ out:
 
 /* ---- query ---- */
 
-static int is_png(const char *path)
-{
-    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    unsigned char buf[8];
-    FILE *fp = fopen(path, "rb");
-    int ok = fp && fread(buf, 1, 8, fp) == 8 && memcmp(buf, sig, 8) == 0;
-    if (fp)
-        fclose(fp);
-    return ok;
-}
-
 static void print_scores(const char *name, const double *v, int n)
 {
     printf(", \"%s\": {", name);
@@ -879,8 +865,7 @@ static int cmd_query(archive_args *a)
         rd_cli_error(&a->cli, "no model: give --model or set encoder.model");
         return RD_EXIT_USAGE;
     }
-    rd_dicom_options_default(&dopts);
-    dopts.max_dimension = a->cli.cfg.dicom_max_dimension;
+    rd_dicom_options_from_config(&dopts, &a->cli.cfg);
     if (rd_encoder_create(&enc, a->model, a->cli.cfg.encoder_threads, 1, &err) != RD_OK ||
         rd_retrieval_settings_load(&rs, &a->cli.cfg, a->model, &err) != RD_OK ||
         rd_index_seed_default_path(a->model, seed, sizeof seed, &err) != RD_OK ||
@@ -917,7 +902,7 @@ static int cmd_query(archive_args *a)
         rd_status st;
         memset(&meta, 0, sizeof meta);
         memset(&q, 0, sizeof q);
-        if (is_png(file))
+        if (rd_png_probe(file))
             st = rd_png_read(file, &img, NULL, &err);
         else
             st = rd_dicom_read_image(file, &dopts, &img, &meta, &err);

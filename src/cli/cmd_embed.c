@@ -32,17 +32,6 @@ static void print_json_string(FILE *fp, const char *s)
     fputc('"', fp);
 }
 
-static int is_png(const char *path)
-{
-    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    unsigned char buf[8];
-    FILE *fp = fopen(path, "rb");
-    int ok = fp && fread(buf, 1, 8, fp) == 8 && memcmp(buf, sig, 8) == 0;
-    if (fp)
-        fclose(fp);
-    return ok;
-}
-
 static void print_result(const char *file, const rd_nn_info *info, const float *emb,
                          const float *scores)
 {
@@ -133,10 +122,7 @@ int rd_cmd_embed(int argc, char **argv)
         return RD_EXIT_FAIL;
     }
     const rd_nn_info *info = rd_encoder_info(enc);
-    rd_dicom_options_default(&dopts);
-    dopts.max_dimension = cli.cfg.dicom_max_dimension;
-    dopts.voi_percentile_low = cli.cfg.dicom_voi_percentile_low;
-    dopts.voi_percentile_high = cli.cfg.dicom_voi_percentile_high;
+    rd_dicom_options_from_config(&dopts, &cli.cfg);
     imgs = calloc((size_t)batch, sizeof *imgs);
     names = calloc((size_t)batch, sizeof *names);
     emb = malloc((size_t)batch * info->embedding_dim * sizeof *emb);
@@ -150,8 +136,9 @@ int rd_cmd_embed(int argc, char **argv)
         int n = 0;
         while (n < batch && i < argc) {
             const char *path = argv[i++];
-            rd_status st = is_png(path) ? rd_png_read(path, &imgs[n], NULL, &err)
-                                        : rd_dicom_read_image(path, &dopts, &imgs[n], NULL, &err);
+            rd_status st = rd_png_probe(path)
+                               ? rd_png_read(path, &imgs[n], NULL, &err)
+                               : rd_dicom_read_image(path, &dopts, &imgs[n], NULL, &err);
             if (st != RD_OK) {
                 rd_cli_error(&cli, "%s", rd_error_message(&err));
                 rc = RD_EXIT_FAIL;

@@ -68,22 +68,9 @@ static const field fields[] = {
 #undef S
 #undef I
 
-static int is_png(const char *path)
-{
-    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    unsigned char b[8];
-    FILE *fp = fopen(path, "rb");
-    size_t n;
-    if (!fp)
-        return 0;
-    n = fread(b, 1, sizeof b, fp);
-    fclose(fp);
-    return n == sizeof b && memcmp(b, sig, sizeof sig) == 0;
-}
-
 static rd_status describe(const char *path, cJSON *obj, rd_error *err)
 {
-    if (is_png(path)) {
+    if (rd_png_probe(path)) {
         rd_png_info info;
         rd_status st = rd_png_read_info(path, &info, err);
         if (st != RD_OK)

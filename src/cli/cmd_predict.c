@@ -69,17 +69,6 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int is_png(const char *path)
-{
-    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    unsigned char buf[8];
-    FILE *fp = fopen(path, "rb");
-    int ok = fp && fread(buf, 1, 8, fp) == 8 && memcmp(buf, sig, 8) == 0;
-    if (fp)
-        fclose(fp);
-    return ok;
-}
-
 /* Adds the images under `dir` (PNG or DICOM by their first bytes), sorted by name. */
 static int walk(file_list *l, const char *dir, int depth)
 {
@@ -107,7 +96,7 @@ static int walk(file_list *l, const char *dir, int depth)
             continue;
         if (S_ISDIR(sb.st_mode))
             rc = walk(l, path, depth + 1);
-        else if (S_ISREG(sb.st_mode) && (is_png(path) || rd_dicom_probe(path)))
+        else if (S_ISREG(sb.st_mode) && (rd_png_probe(path) || rd_dicom_probe(path)))
             rc = list_add(l, path);
     }
     for (int i = 0; i < names.n; i++)
@@ -419,10 +408,7 @@ int rd_cmd_predict(int argc, char **argv)
         rc = RD_EXIT_FAIL;
         goto out;
     }
-    rd_dicom_options_default(&dopts);
-    dopts.max_dimension = cli.cfg.dicom_max_dimension;
-    dopts.voi_percentile_low = cli.cfg.dicom_voi_percentile_low;
-    dopts.voi_percentile_high = cli.cfg.dicom_voi_percentile_high;
+    rd_dicom_options_from_config(&dopts, &cli.cfg);
     imgs = calloc((size_t)batch, sizeof *imgs);
     names = calloc((size_t)batch, sizeof *names);
     emb = malloc((size_t)batch * info->embedding_dim * sizeof *emb);
@@ -454,7 +440,7 @@ int rd_cmd_predict(int argc, char **argv)
         while (n < batch && i < files.n) {
             const char *path = files.p[i++];
             rd_dicom_meta meta;
-            int png = is_png(path);
+            int png = rd_png_probe(path);
             rd_status st = png ? rd_png_read(path, &imgs[n], NULL, &err)
                                : rd_dicom_read_image(path, &dopts, &imgs[n], &meta, &err);
             if (st != RD_OK) {

@@ -16,19 +16,6 @@ static const char help[] =
     "  --size N            resize so that the longer side is N pixels (aspect kept)\n"
     "  --bits 8|16         PNG bit depth (default 8)\n" RD_CLI_COMMON_HELP;
 
-static int is_png(const char *path)
-{
-    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    unsigned char b[8];
-    FILE *fp = fopen(path, "rb");
-    size_t n;
-    if (!fp)
-        return 0;
-    n = fread(b, 1, sizeof b, fp);
-    fclose(fp);
-    return n == sizeof b && memcmp(b, sig, sizeof sig) == 0;
-}
-
 int rd_cmd_render(int argc, char **argv)
 {
     enum { OPT_SIZE = RD_OPT_FIRST_PRIVATE, OPT_BITS };
@@ -86,12 +73,9 @@ int rd_cmd_render(int argc, char **argv)
     }
     if (rd_cli_finish_config(&cli) != 0)
         return RD_EXIT_FAIL;
-    rd_dicom_options_default(&dopts);
-    dopts.max_dimension = cli.cfg.dicom_max_dimension;
-    dopts.voi_percentile_low = cli.cfg.dicom_voi_percentile_low;
-    dopts.voi_percentile_high = cli.cfg.dicom_voi_percentile_high;
+    rd_dicom_options_from_config(&dopts, &cli.cfg);
 
-    if (is_png(argv[optind]))
+    if (rd_png_probe(argv[optind]))
         st = rd_png_read(argv[optind], &img, NULL, &err);
     else
         st = rd_dicom_read_image(argv[optind], &dopts, &img, NULL, &err);

@@ -103,6 +103,8 @@ RD_TEST(png_bad_files)
     rd_image_free(img);
 
     CHECK_EQ_INT(rd_png_read("/nonexistent/x.png", &back, NULL, &err), RD_E_NOT_FOUND);
+    CHECK(rd_png_probe(path));
+    CHECK(!rd_png_probe("/nonexistent/x.png"));
     /* Every truncation of a valid file is an error, never a crash. */
     FILE *fp = fopen(path, "rb");
     REQUIRE(fp);
@@ -116,6 +118,7 @@ RD_TEST(png_bad_files)
         fwrite(buf, 1, len, fp);
         fclose(fp);
         rd_status st = rd_png_read(cut, &back, NULL, &err);
+        CHECK(rd_png_probe(cut) == (len >= 8)); /* the signature is the first 8 bytes */
         CHECK_MSG(st != RD_OK, "truncated PNG of %zu bytes accepted", len);
         if (st == RD_OK)
             rd_image_free(back);
