@@ -39,6 +39,10 @@ static const cfg_key cfg_keys[] = {
     {"labeler.phrases", CFG_STRING, OFF(labeler_phrases), 0, RD_CONFIG_STR_MAX - 1, "", NULL,
      "JSON phrase file that extends (or, with \"mode\": \"replace\", replaces) the built-in "
      "labeler phrases; empty: built-in only"},
+    {"labeler.speculative", CFG_STRING, OFF(labeler_speculative), 1, 15, "not_mentioned",
+     "not_mentioned|uncertain",
+     "state of a finding a report only raises as a possibility (\"may represent\", \"cannot "
+     "exclude\"): not_mentioned, as the expert labels count it, or uncertain"},
     {"generator.templates", CFG_STRING, OFF(generator_templates), 0, RD_CONFIG_STR_MAX - 1, "",
      NULL, "JSON report template file used instead of the built-in templates; empty: built-in"},
     {"generator.thresholds", CFG_STRING, OFF(generator_thresholds), 0, RD_CONFIG_STR_MAX - 1, "",

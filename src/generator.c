@@ -689,8 +689,11 @@ static int find_evidence_sentence(int f, const rd_finding_state *chosen, const r
                     raw[len] = '\0';
                     if (rd_generator_clean_sentence(raw, buf, buf_size) &&
                         rd_labeler_label(lab, buf, NULL, &lb, NULL) == RD_OK) {
+                        /* A sentence that raises a finding only as a possibility says
+                         * more than its states show: it is not reused. */
                         for (int g = 0; g < RD_FINDING_N_ABNORMAL && ok; g++)
-                            ok = lb.state[g] == RD_STATE_NOT_MENTIONED || lb.state[g] == chosen[g];
+                            ok = !lb.speculative[g] && (lb.state[g] == RD_STATE_NOT_MENTIONED ||
+                                                        lb.state[g] == chosen[g]);
                         if (ok && lb.state[f] == chosen[f]) {
                             for (int g = 0; g < RD_FINDING_N_ABNORMAL; g++)
                                 covers[g] = lb.state[g] == chosen[g];

@@ -24,6 +24,7 @@ typedef enum lb_kind {
     LB_EXCLUDE,
     LB_NEG,
     LB_UNC,
+    LB_SPEC,
     LB_HYPO,
     LB_PSEUDO,
     LB_END,
@@ -46,13 +47,23 @@ typedef struct lb_phrase {
     int n;
     lb_kind kind;
     int finding; /* LB_MENTION, LB_EXCLUDE */
-    int dir;     /* LB_NEG, LB_UNC */
+    int dir;     /* LB_NEG, LB_UNC, LB_SPEC */
 } lb_phrase;
 
 struct rd_labeler {
     lb_phrase *phrases;
     size_t n, cap;
+    int speculative_uncertain; /* labeler.speculative = "uncertain" */
 };
+
+/* How strongly one mention asserts its finding; the strongest over all mentions wins. */
+typedef enum lb_level {
+    LB_LEVEL_NONE,        /* not mentioned, or only hypothetically ("evaluate for") */
+    LB_LEVEL_ABSENT,      /* negated */
+    LB_LEVEL_SPECULATIVE, /* raised as a possibility ("may represent", "cannot exclude") */
+    LB_LEVEL_UNCERTAIN,   /* one of a differential ("atelectasis versus scarring") */
+    LB_LEVEL_PRESENT
+} lb_level;
 
 /* ---------------------------------------------------------------------------------------
  * Phrase files
@@ -283,6 +294,8 @@ static rd_status load_document(rd_labeler *lab, const char *json, const char *or
             st = add_triggers(lab, child, "negation", LB_NEG, origin, err);
         else if (strcmp(k, "uncertainty") == 0)
             st = add_triggers(lab, child, "uncertainty", LB_UNC, origin, err);
+        else if (strcmp(k, "speculation") == 0)
+            st = add_triggers(lab, child, "speculation", LB_SPEC, origin, err);
         else if (strcmp(k, "hypothetical") == 0)
             st = add_list(lab, child, "hypothetical", LB_HYPO, 0, LB_DIR_BEFORE, origin, err);
         else if (strcmp(k, "pseudo") == 0)
@@ -296,8 +309,8 @@ static rd_status load_document(rd_labeler *lab, const char *json, const char *or
         else
             st = rd_error_set(err, RD_E_CONFIG,
                               "%s: unknown key '%.64s' (about, version, mode, findings, "
-                              "negation, uncertainty, hypothetical, pseudo, scope_end, "
-                              "list_words, verbs)",
+                              "negation, uncertainty, speculation, hypothetical, pseudo, "
+                              "scope_end, list_words, verbs)",
                               origin, k);
         if (st != RD_OK)
             goto out;
@@ -363,6 +376,14 @@ out:
     }
     *out = lab;
     return RD_OK;
+}
+
+rd_status rd_labeler_create_from_config(rd_labeler **out, const rd_config *cfg, rd_error *err)
+{
+    rd_status st = rd_labeler_create(out, cfg->labeler_phrases, err);
+    if (st == RD_OK)
+        (*out)->speculative_uncertain = strcmp(cfg->labeler_speculative, "uncertain") == 0;
+    return st;
 }
 
 rd_status rd_labeler_create(rd_labeler **out, const char *path, rd_error *err)
@@ -731,8 +752,8 @@ static rd_status find_triggers(const rd_labeler *lab, const lb_text *t, lb_trig 
         for (size_t p = 0; p < lab->n; p++) {
             const lb_phrase *ph = &lab->phrases[p];
             int end;
-            if (ph->kind != LB_NEG && ph->kind != LB_UNC && ph->kind != LB_HYPO &&
-                ph->kind != LB_PSEUDO && ph->kind != LB_END)
+            if (ph->kind != LB_NEG && ph->kind != LB_UNC && ph->kind != LB_SPEC &&
+                ph->kind != LB_HYPO && ph->kind != LB_PSEUDO && ph->kind != LB_END)
                 continue;
             if (!match_at(ph, t, i, &end))
                 continue;
@@ -762,19 +783,19 @@ static rd_status find_triggers(const rd_labeler *lab, const lb_text *t, lb_trig 
     return RD_OK;
 }
 
-/* The state of one mention: the nearest trigger whose scope holds it decides. */
-static rd_finding_state mention_state(const lb_text *t, const lb_trig *trigs, int ntrig, int ms,
-                                      int me)
+/* The level of one mention: the nearest trigger whose scope holds it decides. */
+static lb_level mention_level(const lb_text *t, const lb_trig *trigs, int ntrig, int ms, int me)
 {
     int best = -1;
-    rd_finding_state state = RD_STATE_PRESENT;
+    lb_level level = LB_LEVEL_PRESENT;
     /* Only triggers near enough to act: a trigger is at most LB_MAX_WORDS * (LB_GAP + 1)
      * words long and must end within LB_MAX_SCOPE words of the mention. */
     int from = ms - LB_MAX_SCOPE - LB_MAX_WORDS * (LB_GAP + 1);
     for (int i = first_trigger_from(trigs, ntrig, from);
          i < ntrig && trigs[i].start <= me + LB_MAX_SCOPE; i++) {
         int d;
-        if (trigs[i].kind != LB_NEG && trigs[i].kind != LB_UNC && trigs[i].kind != LB_HYPO)
+        if (trigs[i].kind != LB_NEG && trigs[i].kind != LB_UNC && trigs[i].kind != LB_SPEC &&
+            trigs[i].kind != LB_HYPO)
             continue;
         /* A trigger overlapping the mention itself ("no" in a phrase) is not one. */
         if (trigs[i].start <= ms && trigs[i].end > ms)
@@ -784,12 +805,23 @@ static rd_finding_state mention_state(const lb_text *t, const lb_trig *trigs, in
             continue;
         if (best < 0 || d < best) {
             best = d;
-            state = trigs[i].kind == LB_NEG   ? RD_STATE_ABSENT
-                    : trigs[i].kind == LB_UNC ? RD_STATE_UNCERTAIN
-                                              : RD_STATE_NOT_MENTIONED;
+            switch (trigs[i].kind) {
+            case LB_NEG:
+                level = LB_LEVEL_ABSENT;
+                break;
+            case LB_UNC:
+                level = LB_LEVEL_UNCERTAIN;
+                break;
+            case LB_SPEC:
+                level = LB_LEVEL_SPECULATIVE;
+                break;
+            default:
+                level = LB_LEVEL_NONE;
+                break;
+            }
         }
     }
-    return state;
+    return level;
 }
 
 rd_status rd_labeler_label(const rd_labeler *lab, const char *findings, const char *impression,
@@ -800,6 +832,7 @@ rd_status rd_labeler_label(const rd_labeler *lab, const char *findings, const ch
     lb_trig *trigs = NULL;
     int ntrig = 0;
     unsigned char *excluded = NULL; /* [finding][token]: inside an exclusion phrase */
+    lb_level level[RD_FINDING_N_ABNORMAL] = {LB_LEVEL_NONE};
     size_t bytes;
     rd_status st;
 
@@ -830,7 +863,7 @@ rd_status rd_labeler_label(const rd_labeler *lab, const char *findings, const ch
             const lb_phrase *ph = &lab->phrases[p];
             const unsigned char *ex;
             int end, skip = 0;
-            rd_finding_state s;
+            lb_level lv;
             if (ph->kind != LB_MENTION || !match_at(ph, &t, i, &end))
                 continue;
             ex = excluded + (size_t)ph->finding * ((size_t)t.n + 1);
@@ -838,14 +871,37 @@ rd_status rd_labeler_label(const rd_labeler *lab, const char *findings, const ch
                 skip = ex[k];
             if (skip)
                 continue;
-            s = mention_state(&t, trigs, ntrig, i, end);
-            if (s > out->state[ph->finding])
-                out->state[ph->finding] = s;
+            lv = mention_level(&t, trigs, ntrig, i, end);
+            if (lv > level[ph->finding])
+                level[ph->finding] = lv;
         }
     out->state[RD_FINDING_NO_FINDING] = RD_STATE_PRESENT;
-    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
-        if (out->state[f] >= RD_STATE_UNCERTAIN)
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        switch (level[f]) {
+        case LB_LEVEL_PRESENT:
+            out->state[f] = RD_STATE_PRESENT;
+            break;
+        case LB_LEVEL_UNCERTAIN:
+            out->state[f] = RD_STATE_UNCERTAIN;
+            break;
+        case LB_LEVEL_SPECULATIVE:
+            /* Expert labels do not count a finding the report only raises as a
+             * possibility (see labeler.h); a site may ask for it to be uncertain. */
+            out->speculative[f] = 1;
+            out->state[f] =
+                lab->speculative_uncertain ? RD_STATE_UNCERTAIN : RD_STATE_NOT_MENTIONED;
+            break;
+        case LB_LEVEL_ABSENT:
+            out->state[f] = RD_STATE_ABSENT;
+            break;
+        default:
+            out->state[f] = RD_STATE_NOT_MENTIONED;
+            break;
+        }
+        /* A report that raises a finding, even as a possibility, is not a normal one. */
+        if (out->state[f] >= RD_STATE_UNCERTAIN || out->speculative[f])
             out->state[RD_FINDING_NO_FINDING] = RD_STATE_NOT_MENTIONED;
+    }
 out:
     free(excluded);
     free(trigs);

@@ -54,7 +54,7 @@ out:
 rd_status rd_labels_write_json(FILE *fp, const char *id, const rd_labels *labels, rd_error *err)
 {
     cJSON *root = cJSON_CreateObject();
-    cJSON *obj = NULL;
+    cJSON *obj = NULL, *spec = NULL;
     char *text = NULL;
     rd_status st = RD_OK;
 
@@ -68,6 +68,17 @@ rd_status rd_labels_write_json(FILE *fp, const char *id, const rd_labels *labels
         if (s == RD_STATE_NOT_MENTIONED)
             continue;
         if (!cJSON_AddStringToObject(obj, rd_finding_name((rd_finding)f), rd_state_name(s))) {
+            st = rd_error_set(err, RD_E_NOMEM, "out of memory writing labels");
+            goto out;
+        }
+    }
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        cJSON *name;
+        if (!labels->speculative[f])
+            continue;
+        if ((!spec && !(spec = cJSON_AddArrayToObject(root, "speculative"))) ||
+            !(name = cJSON_CreateString(rd_finding_name((rd_finding)f))) ||
+            !cJSON_AddItemToArray(spec, name)) {
             st = rd_error_set(err, RD_E_NOMEM, "out of memory writing labels");
             goto out;
         }
@@ -236,9 +247,36 @@ static void prf(int tp, int fp, int fn, double *p, double *r, double *f)
     *f = *p + *r > 0 ? 2 * *p * *r / (*p + *r) : 0.0;
 }
 
+const char *rd_labeler_positive_name(rd_labeler_positive mode)
+{
+    switch (mode) {
+    case RD_LABELER_POSITIVE_PRESENT:
+        return "present";
+    case RD_LABELER_POSITIVE_UNCERTAIN:
+        return "uncertain";
+    case RD_LABELER_POSITIVE_SPECULATIVE:
+        return "speculative";
+    }
+    return "?";
+}
+
+/* Whether finding f of `labels` counts as a positive prediction under `mode`. */
+static int predicted_positive(const rd_labels *labels, int f, rd_labeler_positive mode)
+{
+    switch (mode) {
+    case RD_LABELER_POSITIVE_PRESENT:
+        return labels->state[f] == RD_STATE_PRESENT;
+    case RD_LABELER_POSITIVE_UNCERTAIN:
+        return labels->state[f] >= RD_STATE_UNCERTAIN;
+    case RD_LABELER_POSITIVE_SPECULATIVE:
+        return labels->state[f] >= RD_STATE_UNCERTAIN || labels->speculative[f];
+    }
+    return 0;
+}
+
 rd_status rd_labeler_evaluate(const rd_labeler *lab, const char *reports_path,
-                              const char *gold_path, int uncertain_positive, rd_labeler_eval *out,
-                              rd_error *err)
+                              const char *gold_path, rd_labeler_positive positive,
+                              rd_labeler_eval *out, rd_error *err)
 {
     gold_row *rows = NULL;
     size_t nrows = 0;
@@ -250,7 +288,7 @@ rd_status rd_labeler_evaluate(const rd_labeler *lab, const char *reports_path,
     int eof = 0;
 
     memset(out, 0, sizeof *out);
-    out->uncertain_positive = uncertain_positive != 0;
+    out->positive = positive;
     rd_line_reader_init(&r, NULL);
     st = read_gold(gold_path, &rows, &nrows, out->annotated, has_column, err);
     if (st != RD_OK)
@@ -288,8 +326,7 @@ rd_status rd_labeler_evaluate(const rd_labeler *lab, const char *reports_path,
         seen[g - rows] = 1;
         out->n_reports++;
         for (int f = 0; f < RD_FINDING_COUNT; f++) {
-            int pred = labels.state[f] == RD_STATE_PRESENT ||
-                       (uncertain_positive && labels.state[f] == RD_STATE_UNCERTAIN);
+            int pred = predicted_positive(&labels, f, positive);
             if (!has_column[f])
                 continue;
             if (pred && g->pos[f])
@@ -340,7 +377,9 @@ void rd_labeler_eval_print(const rd_labeler_eval *ev, FILE *fp)
 {
     fprintf(fp, "reports compared: %d (gold rows without a report: %d); positive = %s\n",
             ev->n_reports, ev->n_missing,
-            ev->uncertain_positive ? "present or uncertain" : "present");
+            ev->positive == RD_LABELER_POSITIVE_PRESENT     ? "present"
+            : ev->positive == RD_LABELER_POSITIVE_UNCERTAIN ? "present or uncertain"
+                                                            : "present, uncertain or speculative");
     fprintf(fp, "%-20s %6s %6s %5s %5s %5s %9s %7s %6s\n", "finding", "gold+", "pred+", "TP", "FP",
             "FN", "precision", "recall", "F1");
     for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {

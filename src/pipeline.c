@@ -217,7 +217,7 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
         goto out;
     if ((st = rd_generator_create(&p->gen, cfg->generator_templates, err)) != RD_OK)
         goto out;
-    if ((st = rd_labeler_create(&p->lab, cfg->labeler_phrases, err)) != RD_OK)
+    if ((st = rd_labeler_create_from_config(&p->lab, cfg, err)) != RD_OK)
         goto out;
     if ((st = rd_retrieval_settings_resolve(&p->rs, cfg, model_json, err)) != RD_OK)
         goto out;

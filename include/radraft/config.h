@@ -55,6 +55,7 @@ typedef struct rd_config {
     int outbox_retry_max_attempts;
     /* labeler and generator data files */
     char labeler_phrases[RD_CONFIG_STR_MAX];
+    char labeler_speculative[16];
     char generator_templates[RD_CONFIG_STR_MAX];
     char generator_thresholds[RD_CONFIG_STR_MAX];
     /* encoder (CNN inference) */

@@ -2,12 +2,21 @@
  *
  * Rule-based. A phrase file (JSON; the default, models/labeler.json, is compiled into the
  * binary) lists for every finding the words that mention it and the words that exclude a
- * look-alike ("pericardial effusion" is not a pleural effusion), plus negation and
- * uncertainty triggers that act forward ("no pneumothorax") or backward ("pneumothorax is
- * not seen"), pseudo-triggers that only look like them ("no change in"), and the words that
- * end a trigger's scope ("but", "however"). A trigger's scope never leaves its sentence
+ * look-alike ("pericardial effusion" is not a pleural effusion), plus negation,
+ * uncertainty and speculation triggers that act forward ("no pneumothorax") or backward
+ * ("pneumothorax is not seen"), pseudo-triggers that only look like them ("no change in"), and the
+ * words that end a trigger's scope ("but", "however"). A trigger's scope never leaves its sentence
  * and stops at a comma that starts a new clause, so "no effusion, the heart is enlarged"
  * negates only the effusion. De-identification tokens ("XXXX") are skipped.
+ *
+ * Hedged mentions come in two kinds. A finding named as one of a differential for what is
+ * seen ("atelectasis versus scarring") is uncertain. A finding the report only raises as a
+ * possibility ("may represent pneumonia", "cannot exclude a nodule", "suggestive of
+ * emphysema") is speculative: it is flagged, but by default its state stays not mentioned,
+ * because that is how the expert labels this labeler is measured against treat it: in
+ * ../shared/data/iu-reports, 4 of the 142 speculative findings are labeled positive there,
+ * against 35 of the 50 uncertain (differential) ones and 702 of the 744 present ones. The
+ * configuration key labeler.speculative = "uncertain" makes them uncertain instead.
  *
  * A labeler is immutable once created: one may be shared by any number of threads.
  */
@@ -16,6 +25,7 @@
 
 #include <stdio.h>
 
+#include "radraft/config.h"
 #include "radraft/error.h"
 #include "radraft/findings.h"
 
@@ -30,10 +40,13 @@ extern "C" {
 
 typedef struct rd_labeler rd_labeler;
 
-/* What one report says: a state for every finding. state[RD_FINDING_NO_FINDING] is
- * RD_STATE_PRESENT exactly when no abnormal finding is present or uncertain. */
+/* What one report says: a state for every finding. speculative[f] is 1 when the report
+ * raises f only as a possibility (its state is then not mentioned, or uncertain with
+ * labeler.speculative = "uncertain"). state[RD_FINDING_NO_FINDING] is RD_STATE_PRESENT
+ * exactly when no abnormal finding is present, uncertain or speculative. */
 typedef struct rd_labels {
     rd_finding_state state[RD_FINDING_COUNT];
+    unsigned char speculative[RD_FINDING_COUNT];
 } rd_labels;
 
 /* Creates a labeler from the built-in phrases, extended or replaced by the phrase file at
@@ -45,6 +58,10 @@ typedef struct rd_labels {
  * with rd_labeler_free. */
 rd_status rd_labeler_create(rd_labeler **out, const char *path, rd_error *err);
 
+/* As rd_labeler_create with the phrase file of labeler.phrases, and speculative mentions
+ * stated as labeler.speculative says. */
+rd_status rd_labeler_create_from_config(rd_labeler **out, const rd_config *cfg, rd_error *err);
+
 /* As rd_labeler_create, from a phrase document in memory (NULL: built-in phrases only).
  * `origin` names it in error messages. */
 rd_status rd_labeler_create_from_json(rd_labeler **out, const char *json, const char *origin,
@@ -55,8 +72,8 @@ void rd_labeler_free(rd_labeler *lab);
 
 /* Labels a report from its findings and impression sections (either may be NULL or empty).
  * A finding mentioned several times takes the strongest state: present over uncertain over
- * absent. Fails (RD_E_TOO_LARGE) only when the text exceeds RD_LABELER_MAX_TEXT, or
- * RD_E_NOMEM. */
+ * speculative over absent. Fails (RD_E_TOO_LARGE) only when the text exceeds RD_LABELER_MAX_TEXT,
+ * or RD_E_NOMEM. */
 rd_status rd_labeler_label(const rd_labeler *lab, const char *findings, const char *impression,
                            rd_labels *out, rd_error *err);
 
@@ -70,18 +87,28 @@ size_t rd_labeler_phrase_count(const rd_labeler *lab);
 rd_status rd_labeler_label_json(const rd_labeler *lab, const char *line, char *id_out,
                                 size_t id_size, rd_labels *out, rd_error *err);
 
-/* Writes {"id": ..., "findings": {name: state, ...}} (the mentioned findings in vocabulary
- * order, plus "No Finding" when present) as one line to `fp`. */
+/* Writes {"id": ..., "findings": {name: state, ...}, "speculative": [name, ...]} (the
+ * stated findings in vocabulary order, plus "No Finding" when present; "speculative" only
+ * when the report raises a finding as a possibility) as one line to `fp`. */
 rd_status rd_labels_write_json(FILE *fp, const char *id, const rd_labels *labels, rd_error *err);
 
-/* A labeler measured against expert labels. A finding counts as positive when present or
- * uncertain. Micro and macro averages cover the abnormal findings that have at least one
- * positive gold label ("annotated"); micro_all_* also count the other abnormal findings,
- * whose predictions can then only be false positives. */
+/* Which predictions count as positive when a labeler is measured. */
+typedef enum rd_labeler_positive {
+    RD_LABELER_POSITIVE_PRESENT,     /* present only */
+    RD_LABELER_POSITIVE_UNCERTAIN,   /* present or uncertain (the measure the bar is set on) */
+    RD_LABELER_POSITIVE_SPECULATIVE, /* present, uncertain or speculative */
+} rd_labeler_positive;
+
+/* Its name: "present", "uncertain" or "speculative". */
+const char *rd_labeler_positive_name(rd_labeler_positive mode);
+
+/* A labeler measured against expert labels. Micro and macro averages cover the abnormal
+ * findings that have at least one positive gold label ("annotated"); micro_all_* also count
+ * the other abnormal findings, whose predictions can then only be false positives. */
 typedef struct rd_labeler_eval {
-    int n_reports;          /* reports found in both files and compared */
-    int n_missing;          /* gold rows without a report */
-    int uncertain_positive; /* whether "uncertain" counted as positive */
+    int n_reports;                /* reports found in both files and compared */
+    int n_missing;                /* gold rows without a report */
+    rd_labeler_positive positive; /* which predictions counted as positive */
     int tp[RD_FINDING_COUNT], fp[RD_FINDING_COUNT], fn[RD_FINDING_COUNT];
     int tn[RD_FINDING_COUNT];
     int annotated[RD_FINDING_COUNT]; /* the gold file has a column for it with a positive */
@@ -92,12 +119,12 @@ typedef struct rd_labeler_eval {
 
 /* Labels every report of `reports_path` (JSON Lines as above) whose id has a row in
  * `gold_path` (CSV: a header naming the id column first, then one column per finding by
- * machine name, "normal" for No Finding; values 0 or 1), and compares. A prediction is
- * positive when present, or also when uncertain if `uncertain_positive` is non-zero. Bad
- * lines in either file are RD_E_CORRUPT naming the file and line. */
+ * machine name, "normal" for No Finding; values 0 or 1), and compares, counting as positive
+ * what `positive` says. Bad lines in either file are RD_E_CORRUPT naming the file and
+ * line. */
 rd_status rd_labeler_evaluate(const rd_labeler *lab, const char *reports_path,
-                              const char *gold_path, int uncertain_positive, rd_labeler_eval *out,
-                              rd_error *err);
+                              const char *gold_path, rd_labeler_positive positive,
+                              rd_labeler_eval *out, rd_error *err);
 
 /* Prints the evaluation as a table (one row per finding, then micro and macro). */
 void rd_labeler_eval_print(const rd_labeler_eval *ev, FILE *fp);

@@ -559,7 +559,7 @@ static int import_dicom(archive_args *a, rd_encoder *enc, rd_index *ix, rd_store
         rc = RD_EXIT_FAIL;
         goto out;
     }
-    if (rd_labeler_create(&lab, a->cli.cfg.labeler_phrases, &err) != RD_OK ||
+    if (rd_labeler_create_from_config(&lab, &a->cli.cfg, &err) != RD_OK ||
         !(emb = malloc((size_t)info->embedding_dim * sizeof *emb))) {
         rd_cli_error(&a->cli, "%s", lab ? "out of memory" : rd_error_message(&err));
         rc = RD_EXIT_FAIL;

@@ -13,18 +13,22 @@ static const char label_help[] =
     "Reads reports as JSON Lines (objects with \"id\", \"findings\", \"impression\"; other\n"
     "members are ignored) from FILE or standard input and writes one JSON object a line:\n"
     "{\"id\": ..., \"findings\": {\"Cardiomegaly\": \"present\", \"Effusion\": \"absent\", ...}}\n"
-    "with every finding the report mentions (present, absent or uncertain), plus\n"
-    "\"No Finding\": \"present\" when nothing abnormal is present or uncertain. A bad line is\n"
-    "reported on standard error with its number and skipped; the exit status is then 1.\n\n"
+    "with every finding the report states (present, absent or uncertain), plus\n"
+    "\"No Finding\": \"present\" when nothing abnormal is present, uncertain or speculative,\n"
+    "and \"speculative\": [...] naming the findings the report only raises as a possibility\n"
+    "(\"may represent pneumonia\"). A bad line is reported on standard error with its number\n"
+    "and skipped; the exit status is then 1.\n\n"
     "  --in FILE           read FILE instead of standard input\n" RD_CLI_COMMON_HELP
-    "\nConfiguration: labeler.phrases = a JSON phrase file extending the built-in phrases.\n";
+    "\nConfiguration: labeler.phrases = a JSON phrase file extending the built-in phrases;\n"
+    "labeler.speculative = not_mentioned (default) or uncertain: the state of a speculative\n"
+    "finding.\n";
 
 /* Creates the labeler the configuration asks for; prints the error on failure. */
 static rd_labeler *make_labeler(const rd_cli *cli)
 {
     rd_labeler *lab = NULL;
     rd_error err;
-    if (rd_labeler_create(&lab, cli->cfg.labeler_phrases, &err) != RD_OK) {
+    if (rd_labeler_create_from_config(&lab, &cli->cfg, &err) != RD_OK) {
         rd_cli_error(cli, "%s", rd_error_message(&err));
         return NULL;
     }
@@ -130,13 +134,15 @@ int rd_cmd_label(int argc, char **argv)
 static const char eval_help[] =
     "usage: radraft evaluate-labeler [--reports FILE.jsonl] [--gold FILE.csv] [OPTIONS]\n"
     "Labels every report that has a row of expert labels and prints precision, recall and F1\n"
-    "per finding, then micro and macro averages: once counting a finding as positive when it\n"
-    "is present or uncertain, once when it is present. Without --reports/--gold it reads\n"
+    "per finding, then micro and macro averages, three times: counting a finding as positive\n"
+    "when it is present or uncertain, when it is present, and when it is present, uncertain\n"
+    "or speculative. Without --reports/--gold it reads\n"
     "$RADRAFT_SHARED_DATA/iu-reports/reports.jsonl and gold14.csv.\n\n"
     "  --reports FILE      reports as JSON Lines (id, findings, impression)\n"
     "  --gold FILE         CSV: id column, then one 0/1 column per finding\n"
     "  --positive MODE     print one table only: 'uncertain' (present or uncertain is\n"
-    "                      positive) or 'present' (present only)\n" RD_CLI_COMMON_HELP;
+    "                      positive), 'present' (present only) or 'speculative' (present,\n"
+    "                      uncertain or speculative)\n" RD_CLI_COMMON_HELP;
 
 int rd_cmd_evaluate_labeler(int argc, char **argv)
 {
@@ -152,7 +158,11 @@ int rd_cmd_evaluate_labeler(int argc, char **argv)
     rd_labeler_eval ev;
     const char *reports = NULL, *gold = NULL;
     char reports_buf[1100], gold_buf[1100];
-    int opt, modes = 3; /* bit 0: uncertain counts as positive; bit 1: present only */
+    /* The tables printed, in this order; the first is the measure the bar is set on. */
+    static const rd_labeler_positive order[] = {RD_LABELER_POSITIVE_UNCERTAIN,
+                                                RD_LABELER_POSITIVE_PRESENT,
+                                                RD_LABELER_POSITIVE_SPECULATIVE};
+    int opt, only = -1;
 
     rd_cli_init(&cli, "radraft evaluate-labeler");
     optind = 1;
@@ -170,12 +180,14 @@ int rd_cmd_evaluate_labeler(int argc, char **argv)
             gold = optarg;
             break;
         case OPT_POSITIVE:
-            if (strcmp(optarg, "uncertain") == 0)
-                modes = 1;
-            else if (strcmp(optarg, "present") == 0)
-                modes = 2;
-            else {
-                rd_cli_error(&cli, "--positive expects 'uncertain' or 'present', got '%s'", optarg);
+            for (int m = 0; m < 3; m++)
+                if (strcmp(optarg, rd_labeler_positive_name(order[m])) == 0)
+                    only = m;
+            if (only < 0) {
+                rd_cli_error(&cli,
+                             "--positive expects 'uncertain', 'present' or 'speculative', got "
+                             "'%s'",
+                             optarg);
                 return RD_EXIT_USAGE;
             }
             break;
@@ -220,10 +232,10 @@ int rd_cmd_evaluate_labeler(int argc, char **argv)
     if (!(lab = make_labeler(&cli)))
         return RD_EXIT_FAIL;
     printf("reports: %s\ngold: %s\n", reports, gold);
-    for (int m = 0; m < 2; m++) {
-        if (!(modes & (1 << m)))
+    for (int m = 0; m < 3; m++) {
+        if (only >= 0 && m != only)
             continue;
-        if (rd_labeler_evaluate(lab, reports, gold, m == 0, &ev, &err) != RD_OK) {
+        if (rd_labeler_evaluate(lab, reports, gold, order[m], &ev, &err) != RD_OK) {
             rd_cli_error(&cli, "%s", rd_error_message(&err));
             rd_labeler_free(lab);
             return RD_EXIT_FAIL;

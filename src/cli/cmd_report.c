@@ -572,7 +572,7 @@ int rd_cmd_sign(int argc, char **argv)
         rd_labels labels;
         const char *ft = sp.findings_text ? sp.findings_text : info.findings_text;
         const char *it = sp.impression_text ? sp.impression_text : info.impression_text;
-        if (rd_labeler_create(&lab, cli.cfg.labeler_phrases, &err) != RD_OK ||
+        if (rd_labeler_create_from_config(&lab, &cli.cfg, &err) != RD_OK ||
             rd_labeler_label(lab, ft, it, &labels, &err) != RD_OK) {
             rd_cli_error(&cli, "%s", rd_error_message(&err));
             goto out;
