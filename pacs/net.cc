@@ -292,10 +292,21 @@ extern "C" rd_status rd_net_peer_parse(const char *text, rd_net_peer *out, rd_er
 {
     const char *at = strchr(text, '@');
     const char *colon = strrchr(text, ':');
+    const char *plus = colon ? strchr(colon, '+') : NULL;
     rd_net_peer p;
     memset(&p, 0, sizeof p);
+    p.tls = -1;
     if (!at || !colon || colon < at)
         return rd_error_set(err, RD_E_INVALID, "'%s' is not AE@host:port", text);
+    if (plus) {
+        if (strcmp(plus, "+tls") == 0)
+            p.tls = 1;
+        else if (strcmp(plus, "+plain") == 0)
+            p.tls = 0;
+        else
+            return rd_error_set(err, RD_E_INVALID,
+                                "'%s': after the port only +tls or +plain may follow", text);
+    }
     size_t ae_len = static_cast<size_t>(at - text);
     size_t host_len = static_cast<size_t>(colon - at - 1);
     if (ae_len == 0 || ae_len > RD_NET_AE_MAX)
@@ -308,7 +319,8 @@ extern "C" rd_status rd_net_peer_parse(const char *text, rd_net_peer *out, rd_er
         return rd_error_set(err, RD_E_INVALID, "'%s': missing or too long host", text);
     char *end = NULL;
     long port = strtol(colon + 1, &end, 10);
-    if (end == colon + 1 || *end != '\0' || port < 1 || port > 65535)
+    if (end == colon + 1 || end != (plus ? plus : colon + strlen(colon)) || port < 1 ||
+        port > 65535)
         return rd_error_set(err, RD_E_INVALID, "'%s': the port must be 1 to 65535", text);
     memcpy(p.ae_title, text, ae_len);
     memcpy(p.host, at + 1, host_len);
@@ -850,6 +862,8 @@ rd_status open_association(const rd_net_peer *peer, const rd_net_scu_options *op
 {
     T_ASC_Parameters *params = NULL;
     *tls = NULL;
+    // A "+tls" or "+plain" destination decides for itself; others follow outbox.tls.
+    const bool use_tls = peer->tls >= 0 ? peer->tls != 0 : opts->tls != 0;
     char address[300];
     int acse = opts->acse_timeout > 0 ? opts->acse_timeout : 30;
     long max_pdu = opts->max_pdu >= ASC_MINIMUMPDUSIZE && opts->max_pdu <= ASC_MAXIMUMPDUSIZE
@@ -863,7 +877,7 @@ rd_status open_association(const rd_net_peer *peer, const rd_net_scu_options *op
     OFCondition cond = ASC_initializeNetwork(NET_REQUESTOR, 0, acse, net);
     if (cond.bad())
         return rd_error_set(err, RD_E_NET, "network initialisation failed: %s", cond.text());
-    if (opts->tls) {
+    if (use_tls) {
         rd_status st = make_tls(NET_REQUESTOR, opts->tls_certificate, opts->tls_private_key,
                                 opts->tls_ca_file, tls, err);
         if (st == RD_OK && ASC_setTransportLayer(*net, *tls, 0).bad())
@@ -876,7 +890,7 @@ rd_status open_association(const rd_net_peer *peer, const rd_net_scu_options *op
         }
     }
     cond = ASC_createAssociationParameters(&params, max_pdu);
-    if (cond.good() && opts->tls)
+    if (cond.good() && use_tls)
         cond = ASC_setTransportLayerType(params, OFTrue);
     if (cond.bad()) {
         drop_network(net, tls);

@@ -23,15 +23,17 @@ extern "C" {
 
 #define RD_NET_AE_MAX 16
 
-/* A DICOM peer "AE@host:port". */
+/* A DICOM peer "AE@host:port", optionally with "+tls" or "+plain" after the port. */
 typedef struct rd_net_peer {
     char ae_title[RD_NET_AE_MAX + 1];
     char host[256];
     int port;
+    int tls; /* -1: as the sender options say (outbox.tls); 0: plain TCP; 1: DICOM TLS */
 } rd_net_peer;
 
-/* Parses "AE@host:port" (AE 1-16 characters without backslash or control characters,
- * port 1-65535). Errors: RD_E_INVALID naming what is wrong. */
+/* Parses "AE@host:port[+tls|+plain]" (AE 1-16 characters without backslash or control
+ * characters, port 1-65535). The suffix decides TLS for this peer whatever outbox.tls
+ * says; without one, tls is -1. Errors: RD_E_INVALID naming what is wrong. */
 rd_status rd_net_peer_parse(const char *text, rd_net_peer *out, rd_error *err);
 
 /* Process-wide network set-up (TCP_NODELAY for DCMTK's sockets, SIGPIPE ignored). Called

@@ -13,7 +13,9 @@ static const char send_help[] =
     "Sends DICOM files with C-STORE over one association, each in its own transfer syntax\n"
     "(no transcoding). Exits 0 only when the peer confirmed every file.\n"
     "With --queue the files are put in the outbox of the data directory instead, for\n"
-    "`radraft serve` to deliver with retries (to --to, or to every outbox.destinations).\n\n"
+    "`radraft serve` to deliver with retries (to --to, or to every outbox.destinations).\n"
+    "A destination ending +tls uses DICOM TLS, one ending +plain plain TCP; others follow\n"
+    "outbox.tls.\n\n"
     "  --to AE@host:port   the destination (repeatable with --queue)\n"
     "  --queue             queue in the outbox instead of sending now\n"
     "  --data-dir D        data directory of the outbox (server.data_dir)\n"
@@ -21,7 +23,8 @@ static const char send_help[] =
 
 static const char echo_help[] =
     "usage: radraft echo AE@host:port [OPTIONS]\n"
-    "Sends a C-ECHO (verification) to a DICOM peer; exits 0 when it answers success.\n\n"
+    "Sends a C-ECHO (verification) to a DICOM peer; exits 0 when it answers success.\n"
+    "AE@host:port+tls uses DICOM TLS, +plain plain TCP; without a suffix outbox.tls decides.\n\n"
     "  --calling-ae T      calling AE title (default server.ae_title)\n" RD_CLI_COMMON_HELP;
 
 int rd_cmd_send(int argc, char **argv)

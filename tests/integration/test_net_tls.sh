@@ -62,6 +62,19 @@ TLSOPTS="--set outbox.tls=true --set server.tls_certificate=client.crt
     || fail "radraft echo over TLS"
 "$RADRAFT" send $TLSOPTS --to RADRAFT@localhost:$PORT "$DATA/dicom/codecs/RG3_J2KR.dcm" \
     && pass "radraft send over TLS" || fail "radraft send over TLS"
+# TLS per destination: "+tls" speaks TLS with outbox.tls off; "+plain" speaks plain TCP
+# with outbox.tls on, which the TLS-only listener refuses.
+CERTS="--set server.tls_certificate=client.crt --set server.tls_private_key=client.key
+    --set server.tls_ca_certificates=ca.crt"
+"$RADRAFT" echo $CERTS "RADRAFT@localhost:$PORT+tls" >/dev/null \
+    && pass "a +tls destination speaks TLS without outbox.tls" \
+    || fail "a +tls destination speaks TLS without outbox.tls"
+"$RADRAFT" echo $CERTS "RADRAFT@localhost:$PORT" >/dev/null 2>&1 \
+    && fail "a plain destination reached the TLS listener" \
+    || pass "a destination without suffix follows outbox.tls (off)"
+"$RADRAFT" echo $TLSOPTS "RADRAFT@localhost:$PORT+plain" >/dev/null 2>&1 \
+    && fail "a +plain destination spoke TLS" \
+    || pass "a +plain destination speaks plain TCP despite outbox.tls"
 # With a valid client certificate but trusting another CA, only the sender's own check of
 # the server's certificate can fail the association.
 "$RADRAFT" echo --set outbox.tls=true --set server.tls_certificate=client.crt \

@@ -29,6 +29,21 @@ RD_TEST(peer_parse)
     CHECK_EQ_INT(rd_net_peer_parse("PACS@h:12x", &p, NULL), RD_E_INVALID);
     CHECK_EQ_INT(rd_net_peer_parse("SEVENTEEN_CHARS_X@h:1", &p, NULL), RD_E_INVALID);
     CHECK_EQ_INT(rd_net_peer_parse("A\\B@h:1", &p, NULL), RD_E_INVALID);
+    /* TLS per destination: a suffix decides, none follows outbox.tls. */
+    CHECK_OK(rd_net_peer_parse("PACS@localhost:104", &p, &err), &err);
+    CHECK_EQ_INT(p.tls, -1);
+    CHECK_OK(rd_net_peer_parse("PACS@pacs.example.org:2762+tls", &p, &err), &err);
+    CHECK_STR(p.host, "pacs.example.org");
+    CHECK_EQ_INT(p.port, 2762);
+    CHECK_EQ_INT(p.tls, 1);
+    CHECK_OK(rd_net_peer_parse("A@::1:104+plain", &p, &err), &err);
+    CHECK_STR(p.host, "::1");
+    CHECK_EQ_INT(p.port, 104);
+    CHECK_EQ_INT(p.tls, 0);
+    CHECK_EQ_INT(rd_net_peer_parse("PACS@h:104+ssl", &p, NULL), RD_E_INVALID);
+    CHECK_EQ_INT(rd_net_peer_parse("PACS@h:104+tls+tls", &p, NULL), RD_E_INVALID);
+    CHECK_EQ_INT(rd_net_peer_parse("PACS@h:+tls", &p, NULL), RD_E_INVALID);
+    CHECK_EQ_INT(rd_net_peer_parse("PACS@h:+104", &p, NULL), RD_E_INVALID);
 }
 
 typedef struct fake_store {
@@ -144,6 +159,7 @@ RD_TEST(echo_and_store_roundtrip)
     REQUIRE(scp);
     snprintf(peer.host, sizeof peer.host, "127.0.0.1");
     rd_strlcpy(peer.ae_title, "UNITSCP", sizeof peer.ae_title);
+    peer.tls = -1; /* as the sender options say */
     peer.port = port;
     scu_opts(&so, "UNITSCU");
     CHECK_OK(rd_net_echo(&peer, &so, &err), &err);
@@ -189,6 +205,7 @@ RD_TEST(store_failure_is_a_failure_status)
     REQUIRE(scp);
     rd_strlcpy(peer.host, "127.0.0.1", sizeof peer.host);
     rd_strlcpy(peer.ae_title, "UNITSCP", sizeof peer.ae_title);
+    peer.tls = -1; /* as the sender options say */
     peer.port = port;
     scu_opts(&so, "UNITSCU");
     CHECK_EQ_INT(rd_net_send_files(&peer, &so, files, 2, res, &err), RD_E_NET);
@@ -223,6 +240,7 @@ RD_TEST(allowlist_rejects_unknown_calling_ae)
     REQUIRE(scp);
     rd_strlcpy(peer.host, "127.0.0.1", sizeof peer.host);
     rd_strlcpy(peer.ae_title, "UNITSCP", sizeof peer.ae_title);
+    peer.tls = -1; /* as the sender options say */
     peer.port = port;
     scu_opts(&so, "STRANGER");
     CHECK_EQ_INT(rd_net_echo(&peer, &so, &err), RD_E_NET);
@@ -244,6 +262,7 @@ RD_TEST(send_to_closed_port_fails_cleanly)
     rd_status res = RD_OK;
     rd_strlcpy(peer.host, "127.0.0.1", sizeof peer.host);
     rd_strlcpy(peer.ae_title, "NOBODY", sizeof peer.ae_title);
+    peer.tls = -1; /* as the sender options say */
     peer.port = test_port(3);
     scu_opts(&so, "UNITSCU");
     CHECK_EQ_INT(rd_net_echo(&peer, &so, &err), RD_E_NET);
