@@ -1124,6 +1124,36 @@ rd_status rd_store_job_retry(rd_store *s, int64_t job_id, const char *error, dou
     return rc;
 }
 
+rd_status rd_store_job_begin(rd_store *s, const char *study_uid, int attempts, rd_store_job *job,
+                             rd_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    rd_status rc;
+    double now = rd_store_now();
+    size_t len = study_uid ? strlen(study_uid) : 0;
+    if (len == 0 || len > RD_STORE_UID_MAX || attempts < 1)
+        return rd_error_set(err, RD_E_INVALID,
+                            "job: a study UID of 1..%d characters and attempts >= 1 expected",
+                            RD_STORE_UID_MAX);
+    if ((rc = prepare(s,
+                      "INSERT INTO jobs(study_uid, state, attempts, created_at, updated_at)"
+                      " VALUES(?1, 'running', ?2, ?3, ?3)",
+                      &st, err)) != RD_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, study_uid, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, attempts);
+    sqlite3_bind_double(st, 3, now);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = db_error(s, err, "adding a job");
+    } else {
+        job->id = sqlite3_last_insert_rowid(s->db);
+        rd_strlcpy(job->study_uid, study_uid, sizeof job->study_uid);
+        job->attempts = attempts;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 rd_status rd_store_job_error(rd_store *s, int64_t job_id, char *buf, size_t size, rd_error *err)
 {
     sqlite3_stmt *st = NULL;

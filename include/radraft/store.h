@@ -231,6 +231,17 @@ rd_status rd_store_archive_count(rd_store *s, const char *model_version, long *c
 rd_status rd_store_job_retry(rd_store *s, int64_t job_id, const char *error, double delay_seconds,
                              rd_error *err);
 
+/* Adds a job in state 'running' for a study that the caller ran itself rather than through
+ * the queue (radraft batch, whose files are not in the store), with the `attempts` (>= 1)
+ * it made; the caller ends it at once with rd_store_job_finish, which records the outcome
+ * (and a failure's message) exactly as for a claimed job. *job gets its id, study and
+ * attempts. Only the queue's jobs are ever claimed: this one is never run by `serve`
+ * (unless a crash leaves it running, when rd_store_recover queues it like any other).
+ * `study_uid` is stored as given (1..RD_STORE_UID_MAX characters; it need not pass
+ * rd_store_uid_valid, as a malformed UID may be why the study failed). */
+rd_status rd_store_job_begin(rd_store *s, const char *study_uid, int attempts, rd_store_job *job,
+                             rd_error *err);
+
 /* The last error recorded on a job ("" when none) into `buf`. RD_E_NOT_FOUND: no such job. */
 rd_status rd_store_job_error(rd_store *s, int64_t job_id, char *buf, size_t size, rd_error *err);
 

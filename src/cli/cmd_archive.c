@@ -2,7 +2,6 @@
  * images + labels CSV, DICOM studies with an SR or JSON Lines reports, a seed file), list,
  * stats, export-seed, and query (the neighbours, votes and combined scores of images). */
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include "radraft/store.h"
 #include "radraft/train.h"
 #include "util.h"
+#include "walk.h"
 
 static const char help[] =
     "usage: radraft archive COMMAND [OPTIONS]\n"
@@ -265,13 +265,17 @@ static int import_nih(archive_args *a, rd_encoder *enc, rd_index *ix, rd_store *
             failed++;
             continue;
         }
-        snprintf(path, sizeof path, "%s/%s", images, fld[0]);
+        if (snprintf(path, sizeof path, "%s/%s", images, fld[0]) >= (int)sizeof path ||
+            snprintf(p->key, sizeof p->key, "nih:%s", fld[0]) >= (int)sizeof p->key) {
+            rd_log_warn("%s:%ld: image name too long: row skipped", a->nih, lineno);
+            failed++;
+            continue;
+        }
         if ((st = rd_png_read(path, &p->img, NULL, &err)) != RD_OK) {
             rd_log_warn("%s: %s", path, rd_error_message(&err));
             failed++;
             continue;
         }
-        snprintf(p->key, sizeof p->key, "nih:%s", fld[0]);
         /* An NIH image is one follow-up visit of a patient: its name without the extension
          * stands for the study. */
         snprintf(p->study, sizeof p->study, "nih:%.*s", (int)strcspn(fld[0], "."), fld[0]);
@@ -419,30 +423,25 @@ static rd_status add_file(dicom_set *ds, const char *path, rd_error *err)
     return RD_OK;
 }
 
-static rd_status walk(dicom_set *ds, const char *path, int depth, rd_error *err)
+static rd_status walk_file(void *ctx, const char *path, const struct stat *sb, rd_error *err)
 {
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return rd_error_set(err, RD_E_NOT_FOUND, "%s: not found", path);
-    if (!S_ISDIR(sb.st_mode))
-        return S_ISREG(sb.st_mode) ? add_file(ds, path, err) : RD_OK;
-    if (depth >= MAX_DEPTH)
-        return RD_OK;
-    DIR *d = opendir(path);
-    struct dirent *e;
-    rd_status st = RD_OK;
-    if (!d)
-        return rd_error_set(err, RD_E_IO, "%s: cannot open the folder", path);
-    while (st == RD_OK && (e = readdir(d)) != NULL) {
-        char sub[4096];
-        if (e->d_name[0] == '.')
-            continue;
-        if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub)
-            continue;
-        st = walk(ds, sub, depth + 1, err);
-    }
-    closedir(d);
-    return st;
+    (void)sb;
+    return add_file(ctx, path, err);
+}
+
+/* Adds the files of a folder (recursively, in name order, following links but not loops;
+ * folders MAX_DEPTH levels deep are not entered) or a file. A folder that cannot be read
+ * is an error: an archive import should not silently leave out part of what it was
+ * given. */
+static rd_status walk(dicom_set *ds, const char *path, rd_error *err)
+{
+    rd_walk_options o;
+    rd_walk_options_default(&o);
+    o.follow_symlinks = 1;
+    o.sorted = 1;
+    o.skip_too_deep = 1;
+    o.max_depth = MAX_DEPTH;
+    return rd_walk(path, &o, walk_file, ds, NULL, err);
 }
 
 static const char *json_text(const cJSON *o, const char *name)
@@ -549,7 +548,7 @@ static int import_dicom(archive_args *a, rd_encoder *enc, rd_index *ix, rd_store
     memset(&ds, 0, sizeof ds);
     rd_dicom_options_from_config(&dopts, &a->cli.cfg);
     for (int i = 0; i < a->n_paths; i++)
-        if (walk(&ds, a->paths[i], 0, &err) != RD_OK) {
+        if (walk(&ds, a->paths[i], &err) != RD_OK) {
             rd_cli_error(&a->cli, "%s", rd_error_message(&err));
             rc = RD_EXIT_FAIL;
             goto out;
@@ -1216,7 +1215,8 @@ static int cmd_evaluate(archive_args *a)
             continue;
         if (!plain_name(fld[0]) || nih_states(fld[5], st, &err) != RD_OK)
             continue;
-        snprintf(path, sizeof path, "%s/%s", images, fld[0]);
+        if (snprintf(path, sizeof path, "%s/%s", images, fld[0]) >= (int)sizeof path)
+            continue; /* a name longer than any file name */
         if (rd_png_read(path, &img, NULL, &err) != RD_OK ||
             rd_encoder_embed(enc, img, emb, scores, &err) != RD_OK) {
             rd_log_warn("%s: %s", path, rd_error_message(&err));

@@ -1,5 +1,4 @@
 /* radraft batch: the drafting pipeline over an archive of DICOM files, without the network. */
-#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -14,6 +13,7 @@
 #include "radraft/log.h"
 #include "radraft/pipeline.h"
 #include "util.h"
+#include "walk.h"
 
 static const char help[] =
     "usage: radraft batch [OPTIONS] DIR_OR_FILE...\n"
@@ -24,8 +24,9 @@ static const char help[] =
     "directory's database. A study is drafted once per content version (its image\n"
     "instances): running again skips what is done, so an interrupted run resumes. Progress\n"
     "(count, rate, ETA) goes to stderr: a status line on a terminal, else a line every 10 s.\n"
-    "The summary lists drafted, skipped (with reasons) and failed studies. Exit status 1\n"
-    "when a study failed.\n\n"
+    "The summary lists drafted, skipped (with reasons) and failed studies. A failed study\n"
+    "is recorded as a failed job with its error in the database (as serve records one) and\n"
+    "is tried again by the next run. Exit status 1 when a study failed.\n\n"
     "  --out DIR           where SRs are written (default DATA/sr)\n"
     "  --send              also queue every SR for outbox.destinations (radraft serve on the\n"
     "                      same data directory delivers them)\n"
@@ -55,65 +56,88 @@ typedef struct scan {
     long not_dicom, unreadable;
 } scan;
 
-static int add_file(scan *sc, const char *path)
+/* The rd_walk callback: one file of the folders given. */
+static rd_status add_file(void *ctx, const char *path, const struct stat *sb, rd_error *err)
 {
+    scan *sc = ctx;
     rd_dicom_meta m;
-    rd_error err;
+    rd_error e;
+    (void)sb;
     if (!rd_dicom_probe(path)) {
         sc->not_dicom++;
-        return 0;
+        return RD_OK;
     }
-    if (rd_dicom_read_meta(path, &m, &err) != RD_OK || !m.study_uid[0] ||
-        strlen(m.study_uid) > 64) {
+    rd_status rs = rd_dicom_read_meta(path, &m, &e);
+    if (rs != RD_OK || !m.study_uid[0] || strlen(m.study_uid) > 64) {
         rd_log_warn("batch: %s: %s", path,
-                    m.study_uid[0] ? rd_error_message(&err) : "no Study Instance UID");
+                    rs != RD_OK      ? rd_error_message(&e)
+                    : m.study_uid[0] ? "Study Instance UID longer than 64 characters"
+                                     : "no Study Instance UID");
         sc->unreadable++;
-        return 0;
+        return RD_OK;
     }
     if (sc->n >= BATCH_MAX_FILES)
-        return -1;
+        return rd_error_set(err, RD_E_TOO_LARGE, "more than %ld DICOM files", BATCH_MAX_FILES);
     if (sc->n == sc->cap) {
         long ncap = sc->cap ? sc->cap * 2 : 256;
         inst *nv = realloc(sc->v, (size_t)ncap * sizeof *nv);
         if (!nv)
-            return -1;
+            return rd_error_set(err, RD_E_NOMEM, "out of memory while scanning");
         sc->v = nv;
         sc->cap = ncap;
     }
     sc->v[sc->n].path = strdup(path);
     if (!sc->v[sc->n].path)
-        return -1;
+        return rd_error_set(err, RD_E_NOMEM, "out of memory while scanning");
     rd_strlcpy(sc->v[sc->n].study, m.study_uid, sizeof sc->v[sc->n].study);
     sc->n++;
-    return 0;
+    return RD_OK;
 }
 
-/* Walks a folder (or takes a file); symbolic links are not followed into folders. */
-static int walk(scan *sc, const char *path, int depth)
+/* Scans a folder (recursively) or takes a file. Symbolic links below the roots are not
+ * followed, and folders that cannot be read or lie more than 32 levels deep are skipped:
+ * an archive is scanned as far as it can be. A root that does not exist is warned about
+ * and skipped; only running out of memory or past BATCH_MAX_FILES stops the scan. */
+static rd_status scan_root(scan *sc, const char *root, rd_error *err)
 {
-    struct stat sb;
-    DIR *d;
-    struct dirent *e;
-    int rc = 0;
-    if (depth > 32 || stat(path, &sb) != 0)
-        return 0;
-    if (S_ISREG(sb.st_mode))
-        return add_file(sc, path);
-    if (!S_ISDIR(sb.st_mode) || !(d = opendir(path)))
-        return 0;
-    while (rc == 0 && (e = readdir(d)) != NULL) {
-        char child[4096];
-        struct stat lb;
-        if (e->d_name[0] == '.')
-            continue;
-        if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) >= (int)sizeof child)
-            continue;
-        if (lstat(child, &lb) != 0 || (S_ISLNK(lb.st_mode) && depth > 0))
-            continue;
-        rc = walk(sc, child, depth + 1);
+    rd_walk_options o;
+    rd_walk_stats ws;
+    rd_status st;
+    rd_walk_options_default(&o);
+    o.skip_unreadable = 1;
+    o.skip_too_deep = 1;
+    o.max_depth = 32;
+    st = rd_walk(root, &o, add_file, sc, &ws, err);
+    sc->unreadable += ws.unreadable;
+    if (st == RD_E_NOT_FOUND || (st == RD_E_IO && ws.folders == 0)) {
+        rd_log_warn("batch: %s; skipped", rd_error_message(err));
+        return RD_OK;
     }
-    closedir(d);
-    return rc;
+    return st;
+}
+
+/* Records a study's outcome as a job in the store, as `serve` records the jobs it runs:
+ * a failure as a failed job with its message, so that it is durable and a rerun can tell
+ * it from a study never seen; a success (`error` NULL) only when a failed job of the study
+ * is on record, so that the study's newest job tells its state. A store error is logged:
+ * the study's outcome stands either way. */
+static void record_job(rd_pipeline_worker *w, const char *study, int attempts, const char *error)
+{
+    rd_store *s = rd_pipeline_worker_store(w);
+    rd_store_job job;
+    rd_error e;
+    long failed_before = 0;
+    rd_status st = RD_OK;
+    if (!error) {
+        st = rd_store_count_jobs(s, study, RD_JOB_FAILED, &failed_before, &e);
+        if (st != RD_OK || failed_before == 0)
+            goto out;
+    }
+    if ((st = rd_store_job_begin(s, study, attempts, &job, &e)) == RD_OK)
+        st = rd_store_job_finish(s, job.id, error, &e);
+out:
+    if (st != RD_OK)
+        rd_log_error("batch: study %s: cannot record its job: %s", study, rd_error_message(&e));
 }
 
 static int cmp_inst(const void *a, const void *b)
@@ -194,7 +218,8 @@ static void *batch_main(void *arg)
         rd_pipeline_result res;
         rd_error err;
         rd_status st = RD_OK;
-        for (int attempt = 1; attempt <= bs->max_attempts; attempt++) {
+        int attempt; /* after the loop: the attempts made */
+        for (attempt = 1; attempt <= bs->max_attempts; attempt++) {
             st =
                 rd_pipeline_run_study(w, files, (int)(r.count > 4096 ? 4096 : r.count), &res, &err);
             if (st == RD_OK || !rd_pipeline_status_retriable(st) || attempt == bs->max_attempts)
@@ -203,6 +228,10 @@ static void *batch_main(void *arg)
                         bs->sc->v[r.first].study, attempt, rd_error_message(&err));
             sleep((unsigned)attempt);
         }
+        if (st != RD_OK)
+            record_job(w, bs->sc->v[r.first].study, attempt, rd_error_message(&err));
+        else if (res.outcome != RD_PIPELINE_DONE_BEFORE)
+            record_job(w, bs->sc->v[r.first].study, attempt, NULL);
         pthread_mutex_lock(&bs->mu);
         if (st != RD_OK) {
             bs->failed++;
@@ -333,9 +362,8 @@ int rd_cmd_batch(int argc, char **argv)
     /* Scan and group. */
     double t0 = mono_s();
     for (int i = optind; i < argc; i++)
-        if (walk(&sc, argv[i], 0) != 0) {
-            rd_cli_error(&cli, "out of memory or more than %ld files while scanning",
-                         BATCH_MAX_FILES);
+        if (scan_root(&sc, argv[i], &err) != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
             goto out;
         }
     qsort(sc.v, (size_t)sc.n, sizeof *sc.v, cmp_inst);

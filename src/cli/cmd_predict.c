@@ -1,7 +1,6 @@
 /* radraft predict: finding scores of images as CSV (one row per image): the scores radraft
  * bases its report on, that is the encoder's scores combined with the votes of similar
  * archived cases when an archive is available, else the encoder's own. */
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "radraft/pipeline.h"
 #include "radraft/store.h"
 #include "util.h"
+#include "walk.h"
 
 static const char help[] =
     "usage: radraft predict [--model MODEL] [--out FILE.csv] [--data-dir DIR] [--encoder-only]\n"
@@ -41,7 +41,8 @@ static const char help[] =
     "  --batch N           images per forward pass (config encoder.batch)\n" RD_CLI_COMMON_HELP;
 
 #define MAX_FILES 10000000
-#define MAX_DEPTH 32
+/* Folders 33 levels below a given folder are an error (32 levels are walked). */
+#define MAX_DEPTH 33
 
 typedef struct file_list {
     char **p;
@@ -64,45 +65,28 @@ static int list_add(file_list *l, const char *path)
     return 0;
 }
 
-static int cmp_name(const void *a, const void *b)
+/* The rd_walk callback: keeps the images (PNG or DICOM by their first bytes). */
+static rd_status walk_file(void *ctx, const char *path, const struct stat *sb, rd_error *err)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    (void)sb;
+    if (!rd_png_probe(path) && !rd_dicom_probe(path))
+        return RD_OK;
+    if (list_add(ctx, path) != 0)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory or more than %d files", MAX_FILES);
+    return RD_OK;
 }
 
-/* Adds the images under `dir` (PNG or DICOM by their first bytes), sorted by name. */
-static int walk(file_list *l, const char *dir, int depth)
+/* Adds the images under `dir`, depth first in name order, following links (not loops). A
+ * folder that cannot be read, or nested MAX_DEPTH levels deep, is an error: the CSV would
+ * otherwise be silently short of images. */
+static rd_status walk(file_list *l, const char *dir, rd_error *err)
 {
-    DIR *d;
-    struct dirent *e;
-    file_list names = {0};
-    int rc = 0;
-    if (depth > MAX_DEPTH || !(d = opendir(dir)))
-        return -1;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        if (list_add(&names, e->d_name) != 0) {
-            rc = -1;
-            break;
-        }
-    }
-    closedir(d);
-    qsort(names.p, (size_t)names.n, sizeof *names.p, cmp_name);
-    for (int i = 0; rc == 0 && i < names.n; i++) {
-        char path[4096];
-        struct stat sb;
-        if (snprintf(path, sizeof path, "%s/%s", dir, names.p[i]) >= (int)sizeof path ||
-            stat(path, &sb) != 0)
-            continue;
-        if (S_ISDIR(sb.st_mode))
-            rc = walk(l, path, depth + 1);
-        else if (S_ISREG(sb.st_mode) && (rd_png_probe(path) || rd_dicom_probe(path)))
-            rc = list_add(l, path);
-    }
-    for (int i = 0; i < names.n; i++)
-        free(names.p[i]);
-    free(names.p);
-    return rc;
+    rd_walk_options o;
+    rd_walk_options_default(&o);
+    o.follow_symlinks = 1;
+    o.sorted = 1;
+    o.max_depth = MAX_DEPTH;
+    return rd_walk(dir, &o, walk_file, l, NULL, err);
 }
 
 /* A CSV field: quoted when it holds a comma, a quote or a line break. */
@@ -357,9 +341,12 @@ int rd_cmd_predict(int argc, char **argv)
         data_dir = cli.cfg.server_data_dir;
     for (int i = optind; i < argc; i++) {
         struct stat sb;
-        int r = stat(argv[i], &sb) == 0 && S_ISDIR(sb.st_mode) ? walk(&files, argv[i], 0)
-                                                               : list_add(&files, argv[i]);
-        if (r != 0) {
+        if (stat(argv[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            if (walk(&files, argv[i], &err) != RD_OK) {
+                rd_cli_error(&cli, "%s", rd_error_message(&err));
+                rc = RD_EXIT_FAIL;
+            }
+        } else if (list_add(&files, argv[i]) != 0) {
             rd_cli_error(&cli, "%s: cannot list", argv[i]);
             rc = RD_EXIT_FAIL;
         }

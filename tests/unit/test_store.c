@@ -453,4 +453,43 @@ RD_TEST(outbox_retries_with_backoff_and_never_resends_done)
     rd_store_close(s);
 }
 
+RD_TEST(job_begin_records_a_job_run_outside_the_queue)
+{
+    const char *dir = rd_test_tmpdir("store_job_begin");
+    rd_store *s = NULL;
+    rd_error err;
+    rd_store_job job, claimed;
+    char msg[256];
+    long n = -1;
+
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    /* A failure: the job row holds the state, the attempts and the message. */
+    REQUIRE_OK(rd_store_job_begin(s, "1.2.9", 3, &job, &err), &err);
+    CHECK_STR(job.study_uid, "1.2.9");
+    CHECK_EQ_INT(job.attempts, 3);
+    /* Never claimed by the queue's workers. */
+    CHECK_EQ_INT(rd_store_job_claim(s, &claimed, &err), RD_E_NOT_FOUND);
+    CHECK_OK(rd_store_job_finish(s, job.id, "read: malformed Study Instance UID", &err), &err);
+    CHECK_OK(rd_store_count_jobs(s, "1.2.9", RD_JOB_FAILED, &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    CHECK_OK(rd_store_job_error(s, job.id, msg, sizeof msg, &err), &err);
+    CHECK_STR(msg, "read: malformed Study Instance UID");
+    /* A later success is a second, done job. */
+    REQUIRE_OK(rd_store_job_begin(s, "1.2.9", 1, &job, &err), &err);
+    CHECK_OK(rd_store_job_finish(s, job.id, NULL, &err), &err);
+    CHECK_OK(rd_store_count_jobs(s, "1.2.9", RD_JOB_DONE, &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    /* Bad arguments change nothing. */
+    CHECK_EQ_INT(rd_store_job_begin(s, "", 1, &job, &err), RD_E_INVALID);
+    CHECK_EQ_INT(rd_store_job_begin(s, "1.2.9", 0, &job, &err), RD_E_INVALID);
+    CHECK_EQ_INT(rd_store_job_begin(s,
+                                    "1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22."
+                                    "23.24.25.26.27",
+                                    1, &job, &err),
+                 RD_E_INVALID);
+    CHECK_OK(rd_store_count_jobs(s, NULL, -1, &n, &err), &err);
+    CHECK_EQ_INT(n, 2);
+    rd_store_close(s);
+}
+
 RD_TEST_MAIN()
