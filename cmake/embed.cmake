@@ -4,7 +4,7 @@
 #
 # Included from CMakeLists.txt after radraft_core is defined. The same file is also run in
 # script mode (cmake -P) by the build to write one generated .c file per data file; the
-# generated files live in the build tree, so the src/*.c glob never sees them.
+# generated files live in the build tree, so the src/<stage>/*.c globs never see them.
 
 if(CMAKE_SCRIPT_MODE_FILE)
   # Script mode: -DIN=data file -DOUT=generated .c -DSYMBOL=C array name.

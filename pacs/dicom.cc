@@ -6,7 +6,7 @@
  * by j2k.cc; every other compressed transfer syntax by DCMTK's registered decoders. Nothing
  * here throws across the extern "C" boundary or aborts on a bad file.
  */
-#include "dicom_int.h"
+#include "dicom/dicom_int.h"
 #include "j2k.h"
 
 #include <dcmtk/config/osconfig.h>

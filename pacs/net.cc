@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "radraft/log.h"
-#include "util.h"
+#include "base/util.h"
 
 namespace
 {

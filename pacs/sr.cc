@@ -8,7 +8,7 @@
 // Nothing here throws across the extern "C" boundary.
 #include "radraft/sr.h"
 
-#include "dicom_int.h"
+#include "dicom/dicom_int.h"
 #include "j2k.h" // rd__pacs_error
 #include "radraft/version.h"
 

@@ -19,8 +19,8 @@
 #include "radraft/sr.h"
 #include "radraft/store.h"
 #include "radraft/train.h"
-#include "util.h"
-#include "walk.h"
+#include "base/util.h"
+#include "base/walk.h"
 
 static const char help[] =
     "usage: radraft archive COMMAND [OPTIONS]\n"

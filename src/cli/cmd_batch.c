@@ -12,8 +12,8 @@
 #include "radraft/dicom.h"
 #include "radraft/log.h"
 #include "radraft/pipeline.h"
-#include "util.h"
-#include "walk.h"
+#include "base/util.h"
+#include "base/walk.h"
 
 static const char help[] =
     "usage: radraft batch [OPTIONS] DIR_OR_FILE...\n"

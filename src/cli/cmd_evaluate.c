@@ -12,7 +12,7 @@
 #include "cli.h"
 #include "radraft/findings.h"
 #include "radraft/train.h"
-#include "util.h"
+#include "base/util.h"
 
 static const char help[] =
     "usage: radraft evaluate --labels LABELS.csv PREDICTIONS.csv [--json]\n"

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "lines.h"
+#include "base/lines.h"
 #include "radraft/labeler.h"
 
 static const char label_help[] =

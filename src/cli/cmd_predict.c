@@ -16,8 +16,8 @@
 #include "radraft/log.h"
 #include "radraft/pipeline.h"
 #include "radraft/store.h"
-#include "util.h"
-#include "walk.h"
+#include "base/util.h"
+#include "base/walk.h"
 
 static const char help[] =
     "usage: radraft predict [--model MODEL] [--out FILE.csv] [--data-dir DIR] [--encoder-only]\n"

@@ -16,7 +16,7 @@
 #include "radraft/pipeline.h"
 #include "radraft/sr.h"
 #include "radraft/version.h"
-#include "util.h"
+#include "base/util.h"
 
 /* With scores given by --scores, these thresholds apply when neither --thresholds nor
  * generator.thresholds names a file (the pipeline also has the model's). */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "radraft/samples.h"
-#include "util.h"
+#include "base/util.h"
 
 static const char help[] =
     "usage: radraft samples --out DIR [--seed N] [--size ROWS] [--syntax NAME] [OPTIONS]\n"

@@ -12,7 +12,7 @@
 #include "radraft/net.h"
 #include "radraft/pipeline.h"
 #include "radraft/store.h"
-#include "util.h"
+#include "base/util.h"
 
 static const char help[] =
     "usage: radraft serve [OPTIONS]\n"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Benchmark (not a test): exact top-k search of the archive index (src/index.c, OpenBLAS
+# Benchmark (not a test): exact top-k search of the archive index (src/retrieval/, OpenBLAS
 # sgemv / sgemm) against FAISS IndexFlatIP (Debian libfaiss-dev) and a naive C loop, on the
 # same random unit vectors, same machine, same thread count.
 #
@@ -23,9 +23,9 @@ export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 
 # The index and what it links, compiled directly (no DCMTK needed for this module).
 gcc -std=c11 -O2 -D_GNU_SOURCE -I"$ROOT/include" -I"$ROOT/src" -o "$WORK/bench_index" \
-    "$ROOT/tests/bench/bench_index.c" "$ROOT/src/index.c" "$ROOT/src/store.c" \
-    "$ROOT/src/store_archive.c" "$ROOT/src/util.c" "$ROOT/src/log.c" "$ROOT/src/error.c" \
-    "$ROOT/src/sha256.c" $(pkg-config --cflags --libs openblas libcjson sqlite3) -lpthread -lm
+    "$ROOT/tests/bench/bench_index.c" "$ROOT"/src/retrieval/*.c "$ROOT"/src/store/*.c \
+    "$ROOT/src/base/util.c" "$ROOT/src/base/log.c" "$ROOT/src/base/error.c" \
+    "$ROOT/src/base/sha256.c" $(pkg-config --cflags --libs openblas libcjson sqlite3) -lpthread -lm
 HAVE_FAISS=0
 if [ -f /usr/include/faiss/IndexFlat.h ] &&
     g++ -std=c++17 -O2 -o "$WORK/bench_faiss" "$ROOT/tests/bench/bench_index_faiss.cc" \

@@ -10,7 +10,7 @@
 #include "radraft/dicom.h"
 #include "radraft/samples.h"
 #include "rdtest.h"
-#include "util.h"
+#include "base/util.h"
 
 /* The exact command that wrote samples/ (also quoted in samples/README.md). */
 #define SAMPLES_ROWS 768

@@ -20,10 +20,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "nn_train_int.h"
+#include "train/nn_train_int.h"
 #include "radraft/nn.h"
 #include "rdtest.h"
-#include "util.h"
+#include "base/util.h"
 
 static const char *python(void)
 {

@@ -1,7 +1,7 @@
 #include "radraft/config.h"
 #include "radraft/log.h"
 #include "rdtest.h"
-#include "util.h"
+#include "base/util.h"
 
 RD_TEST(defaults_valid)
 {

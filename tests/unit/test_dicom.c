@@ -6,12 +6,12 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "dicom_int.h"
-#include "dicom_pixels.h"
+#include "dicom/dicom_int.h"
+#include "dicom/dicom_pixels.h"
 #include "radraft/dicom.h"
 #include "radraft/log.h"
 #include "rdtest.h"
-#include "util.h"
+#include "base/util.h"
 
 /* ---- the per-file outcome table ----------------------------------------------------- */
 

@@ -1,7 +1,7 @@
-/* Unit tests of the DICOM pixel pipeline (src/dicom_pixels.c) on synthetic buffers. */
+/* Unit tests of the DICOM pixel pipeline (src/dicom/dicom_pixels.c) on synthetic buffers. */
 #include <stdint.h>
 
-#include "dicom_pixels.h"
+#include "dicom/dicom_pixels.h"
 #include "radraft/dicom.h"
 #include "rdtest.h"
 

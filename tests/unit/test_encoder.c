@@ -8,7 +8,7 @@
 #include "radraft/image.h"
 #include "radraft/nn.h"
 #include "rdtest.h"
-#include "util.h"
+#include "base/util.h"
 
 static rd_image *gradient(int w, int h, float phase)
 {

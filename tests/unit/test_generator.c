@@ -8,7 +8,7 @@
 #include "radraft/generator.h"
 #include "radraft/labeler.h"
 #include "rdtest.h"
-#include "util.h"
+#include "base/util.h"
 
 static rd_generator *default_generator(void)
 {

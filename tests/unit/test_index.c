@@ -12,8 +12,8 @@
 #include "radraft/config.h"
 #include "radraft/index.h"
 #include "rdtest.h"
-#include "store_int.h"
-#include "util.h"
+#include "store/store_int.h"
+#include "base/util.h"
 
 static uint64_t rng_state = 88172645463325252ull;
 

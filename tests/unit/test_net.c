@@ -8,7 +8,7 @@
 #include "radraft/net.h"
 #include "radraft/store.h"
 #include "rdtest.h"
-#include "util.h"
+#include "base/util.h"
 
 RD_TEST(peer_parse)
 {

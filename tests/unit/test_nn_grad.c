@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn_train_int.h"
+#include "train/nn_train_int.h"
 #include "radraft/nn.h"
 #include "rdtest.h"
 

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn_int.h"
+#include "nn/nn_int.h"
 #include "radraft/nn.h"
 #include "rdtest.h"
-#include "util.h"
+#include "base/util.h"
 
 /* Reads DIR/model.json and DIR/model.safetensors of a freshly initialized `arch`. */
 static int init_files(const char *arch, const char *name, char **json, size_t *json_len, char **st,

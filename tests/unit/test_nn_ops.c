@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn_int.h"
+#include "nn/nn_int.h"
 #include "radraft/nn.h"
 #include "rdtest.h"
 

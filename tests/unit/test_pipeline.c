@@ -12,7 +12,7 @@
 #include "radraft/samples.h"
 #include "radraft/store.h"
 #include "rdtest.h"
-#include "util.h"
+#include "base/util.h"
 
 RD_TEST(plan_threads_never_oversubscribe)
 {

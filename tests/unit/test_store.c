@@ -6,8 +6,8 @@
 
 #include "radraft/store.h"
 #include "rdtest.h"
-#include "store_int.h"
-#include "util.h"
+#include "store/store_int.h"
+#include "base/util.h"
 
 static const char fake_file[] = "PREAMBLE-META|dataset bytes of an instance, pixel data...";
 #define META_LEN 14 /* "PREAMBLE-META|" */

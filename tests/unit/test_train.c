@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn_train_int.h"
+#include "train/nn_train_int.h"
 #include "radraft/encoder.h"
 #include "radraft/image.h"
 #include "radraft/train.h"
 #include "rdtest.h"
-#include "util.h"
+#include "base/util.h"
 
 RD_TEST(auroc_known_values)
 {

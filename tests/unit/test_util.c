@@ -3,7 +3,7 @@
 #include <time.h>
 
 #include "rdtest.h"
-#include "util.h"
+#include "base/util.h"
 
 static double mono_now(void)
 {

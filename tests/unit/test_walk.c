@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "rdtest.h"
-#include "util.h"
-#include "walk.h"
+#include "base/util.h"
+#include "base/walk.h"
 
 /* What a walk visited: the paths relative to the root, in visiting order. */
 typedef struct seen {

@@ -16,8 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nn_train_int.h"
-#include "util.h"
+#include "train/nn_train_int.h"
+#include "base/util.h"
 
 #define BN_MOMENTUM 0.1
 

@@ -24,7 +24,7 @@
 #include "radraft/log.h"
 #include "radraft/sr.h"
 #include "radraft/version.h"
-#include "util.h"
+#include "base/util.h"
 
 #define PL_PATH_MAX 1024
 #define PL_MODEL_JSON_MAX (64u << 20)

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "dicom_int.h"
-#include "dicom_pixels.h"
+#include "dicom/dicom_int.h"
+#include "dicom/dicom_pixels.h"
 #include "radraft/log.h"
 
 void rd_dicom_options_default(rd_dicom_options *opts)

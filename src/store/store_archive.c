@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "radraft/store.h"
-#include "store_int.h"
-#include "util.h"
+#include "store/store_int.h"
+#include "base/util.h"
 
 /* Caps on what a row read back may hold; larger values mean a damaged or foreign database. */
 #define ARCHIVE_MAX_DIM 4096

@@ -1,5 +1,5 @@
 /* radraft — the recursive folder walk (see walk.h). */
-#include "walk.h"
+#include "base/walk.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "radraft/log.h"
-#include "util.h"
+#include "base/util.h"
 
 typedef struct dir_id {
     dev_t dev;

@@ -6,13 +6,13 @@
  * percentile window exact: it is taken from a histogram of stored values, each weighted by
  * its modality value, whatever the modality transform is.
  */
-#include "dicom_pixels.h"
+#include "dicom/dicom_pixels.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "base/util.h"
 
 static int is_monochrome(const char *pm)
 {

@@ -14,7 +14,7 @@
 
 #include "radraft/config.h"
 #include "radraft/log.h"
-#include "util.h"
+#include "base/util.h"
 
 /* Entries scored per BLAS call: bounds the score buffer whatever the archive size. */
 #define SCORE_BUDGET (1u << 20) /* floats of one score block (4 MiB) */

@@ -9,7 +9,7 @@
 #ifndef RADRAFT_NN_TRAIN_INT_H
 #define RADRAFT_NN_TRAIN_INT_H
 
-#include "nn_int.h"
+#include "nn/nn_int.h"
 
 typedef struct rd_tnet rd_tnet;
 

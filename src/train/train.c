@@ -12,12 +12,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "nn_train_int.h"
+#include "train/nn_train_int.h"
 #include "radraft/dicom.h"
 #include "radraft/findings.h"
 #include "radraft/image.h"
 #include "radraft/log.h"
-#include "util.h"
+#include "base/util.h"
 
 #define NF RD_FINDING_N_ABNORMAL
 #define MAX_CSV_BYTES ((size_t)512 << 20)

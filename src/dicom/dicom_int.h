@@ -6,7 +6,7 @@
 #ifndef RADRAFT_DICOM_INT_H
 #define RADRAFT_DICOM_INT_H
 
-#include "dicom_pixels.h"
+#include "dicom/dicom_pixels.h"
 #include "radraft/dicom.h"
 #include "radraft/error.h"
 

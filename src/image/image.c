@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "base/util.h"
 
 rd_status rd_image_create(rd_image **out, int width, int height, rd_error *err)
 {

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lines.h"
+#include "base/lines.h"
 #include "radraft/labeler.h"
-#include "util.h"
+#include "base/util.h"
 
 #define EVAL_MAX_ROWS 1000000
 #define EVAL_ID_MAX 128

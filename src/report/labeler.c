@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "embedded.h"
-#include "util.h"
+#include "report/embedded.h"
+#include "base/util.h"
 
 /* Limits on what a phrase file may hold. They keep the matcher's work per word bounded
  * and every phrase in a fixed-size record. */

@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "nn_int.h"
-#include "util.h"
+#include "nn/nn_int.h"
+#include "base/util.h"
 
 /* Upper bound on one worker's im2col tile (floats): 2 MiB keeps it in a core's L2/L3 share. */
 #define IM2COL_TILE_FLOATS ((size_t)1 << 19)

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "radraft/findings.h"
-#include "util.h"
+#include "base/util.h"
 
 struct rd_encoder {
     rd_nn_model *model;

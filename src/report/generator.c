@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "embedded.h"
-#include "util.h"
+#include "report/embedded.h"
+#include "base/util.h"
 
 #define GEN_MAX_TEMPLATE 512  /* bytes in one template sentence */
 #define GEN_MAX_EVIDENCE 1000 /* evidence cases considered */

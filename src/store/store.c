@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "radraft/log.h"
-#include "store_int.h"
-#include "util.h"
+#include "store/store_int.h"
+#include "base/util.h"
 
 #define PATH_MAX_RD 4096
 

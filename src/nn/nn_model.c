@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn_int.h"
-#include "util.h"
+#include "nn/nn_int.h"
+#include "base/util.h"
 
 static const char *const op_names[RD_NN_OP_COUNT] = {
     "input",   "conv2d", "batchnorm", "relu",   "silu",   "sigmoid", "maxpool",

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn_int.h"
-#include "util.h"
+#include "nn/nn_int.h"
+#include "base/util.h"
 
 const char *const rd_nn_archs[] = {"resnet-small", "resnet18", "opzoo", NULL};
 
