@@ -1,17 +1,14 @@
-/* radraft serve: the DICOM listener, the job scheduler and the outbox. */
-#include <errno.h>
-#include <pthread.h>
+/* radraft serve: options and signals; the node itself is rd_serve (src/pipeline/serve.c). */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "radraft/log.h"
 #include "radraft/net.h"
-#include "radraft/pipeline.h"
-#include "radraft/store.h"
+#include "radraft/serve.h"
 #include "base/util.h"
 
 static const char help[] =
@@ -31,166 +28,14 @@ static const char help[] =
     "  --send-to AE@host:port  a destination for results (repeatable; replaces\n"
     "                      outbox.destinations)\n" RD_CLI_COMMON_HELP;
 
-static volatile sig_atomic_t g_stop;
+/* Set by the signal handler, read by the main thread: a lock-free atomic, which a signal
+ * handler may write. */
+static atomic_int g_stop;
 
 static void on_signal(int sig)
 {
     (void)sig;
-    g_stop = 1;
-}
-
-typedef struct serve_ctx {
-    const rd_config *cfg;
-    rd_store_options store_opts;
-    rd_net_scu_options scu;
-    int drafting;           /* the pipeline's workers take the jobs */
-    rd_pipeline_pool *pool; /* NULL without drafting */
-    /* Wakeups that shorten the polling sleeps (which stay as the fallback): a new instance
-     * wakes the scheduler, a finished job the outbox, and the shutdown both. */
-    rd_wake sched_wake;
-    rd_wake outbox_wake;
-} serve_ctx;
-
-static rd_status on_assoc_begin(void *ctx, void **assoc_ctx, rd_error *err)
-{
-    serve_ctx *sc = ctx;
-    rd_store *s = NULL;
-    /* One SQLite connection per association thread. */
-    rd_status st = rd_store_open(&s, sc->cfg->server_data_dir, &sc->store_opts, err);
-    if (st == RD_OK)
-        *assoc_ctx = s;
-    return st;
-}
-
-static void on_assoc_end(void *ctx, void *assoc_ctx)
-{
-    (void)ctx;
-    rd_store_close(assoc_ctx);
-}
-
-static rd_status on_store(void *ctx, void *assoc_ctx, const rd_net_instance *in, rd_error *err)
-{
-    rd_store_instance si = {in->study_uid,     in->series_uid,          in->sop_instance_uid,
-                            in->sop_class_uid, in->transfer_syntax_uid, in->modality,
-                            in->calling_ae};
-    rd_store_put_result res = RD_STORE_NEW;
-    serve_ctx *sc = ctx;
-    rd_status st;
-    st = rd_store_put(assoc_ctx, &si, in->file, in->file_len, in->dataset_offset, &res, err);
-    /* The scheduler looks at least every 0.5 s and then sleeps until the next study is due;
-     * only a shorter stable delay needs it to look now (a wakeup per instance would cost
-     * it a write transaction per instance, contending with the stores). */
-    if (st == RD_OK && res == RD_STORE_NEW && sc->cfg->server_stable_seconds < 0.5)
-        rd_wake_post(&sc->sched_wake);
-    if (st == RD_OK && res == RD_STORE_NEW)
-        rd_log_debug("serve: stored %s (study %s) from %s", in->sop_instance_uid, in->study_uid,
-                     in->calling_ae);
-    return st;
-}
-
-static void sleep_s(double s)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !g_stop)
-        ;
-}
-
-/* The pool's hook after each job: its SR, if any, is in the outbox now. */
-static void wake_outbox(void *ctx)
-{
-    rd_wake_post(ctx);
-}
-
-/* How long the scheduler may sleep: until the earliest moment a study can become stable,
- * but at most 0.5 s (the polling fallback) and at least 10 ms (no spinning on a study that
- * is due but not yet queued, e.g. when the clock went back). */
-static double scheduler_delay(serve_ctx *sc, rd_store *s)
-{
-    double due, delay = 0.5;
-    rd_error err;
-    if (rd_store_next_stable_due(s, sc->cfg->server_stable_seconds, &due, &err) != RD_OK)
-        rd_log_error("serve: scheduler: %s", rd_error_message(&err));
-    else if (due >= 0)
-        delay = due - rd_store_now();
-    if (delay > 0.5)
-        delay = 0.5;
-    if (!(delay >= 0.01))
-        delay = 0.01;
-    return delay;
-}
-
-/* The scheduler: queues jobs for stable studies. The pipeline's workers run them; without
- * a model (no drafting), running a job only marks its study ready. */
-static void *scheduler_main(void *arg)
-{
-    serve_ctx *sc = arg;
-    rd_store *s = NULL;
-    rd_error err;
-    if (rd_store_open(&s, sc->cfg->server_data_dir, &sc->store_opts, &err) != RD_OK) {
-        rd_log_error("serve: scheduler: %s", rd_error_message(&err));
-        return NULL;
-    }
-    while (!g_stop) {
-        int queued = 0;
-        rd_store_job job;
-        if (rd_store_queue_stable(s, rd_store_now(), sc->cfg->server_stable_seconds, &queued,
-                                  &err) != RD_OK)
-            rd_log_error("serve: scheduler: %s", rd_error_message(&err));
-        else if (queued > 0)
-            rd_log_info("serve: %d stable stud%s queued", queued, queued == 1 ? "y" : "ies");
-        if (queued > 0)
-            rd_pipeline_pool_wake(sc->pool);
-        while (!g_stop && !sc->drafting && rd_store_job_claim(s, &job, &err) == RD_OK) {
-            rd_log_info("serve: job %lld: study %s ready", (long long)job.id, job.study_uid);
-            if (rd_store_job_finish(s, job.id, NULL, &err) != RD_OK)
-                rd_log_error("serve: job %lld: %s", (long long)job.id, rd_error_message(&err));
-        }
-        if (!g_stop)
-            (void)rd_wake_wait(&sc->sched_wake, scheduler_delay(sc, s));
-    }
-    rd_store_close(s);
-    return NULL;
-}
-
-/* The outbox: delivers due files, one association each, with backoff on failure. */
-static void *outbox_main(void *arg)
-{
-    serve_ctx *sc = arg;
-    rd_store *s = NULL;
-    rd_error err;
-    if (rd_store_open(&s, sc->cfg->server_data_dir, &sc->store_opts, &err) != RD_OK) {
-        rd_log_error("serve: outbox: %s", rd_error_message(&err));
-        return NULL;
-    }
-    while (!g_stop) {
-        rd_store_delivery d;
-        while (!g_stop && rd_store_outbox_claim(s, rd_store_now(), &d, &err) == RD_OK) {
-            rd_net_peer peer;
-            rd_error send_err;
-            const char *files[1] = {d.file};
-            rd_status st = rd_net_peer_parse(d.destination, &peer, &send_err);
-            if (st == RD_OK)
-                st = rd_net_send_files(&peer, &sc->scu, files, 1, NULL, &send_err);
-            if (st == RD_OK)
-                rd_log_info("serve: outbox: %s delivered to %s", d.file, d.destination);
-            else
-                rd_log_warn("serve: outbox: %s to %s: attempt %d failed: %s", d.file, d.destination,
-                            d.attempts + 1, rd_error_message(&send_err));
-            if (rd_store_outbox_result(s, d.id, st == RD_OK ? NULL : rd_error_message(&send_err),
-                                       rd_store_now(), sc->cfg->outbox_retry_initial_seconds,
-                                       sc->cfg->outbox_retry_max_seconds,
-                                       sc->cfg->outbox_retry_max_attempts, &err) != RD_OK)
-                rd_log_error("serve: outbox: %s", rd_error_message(&err));
-        }
-        /* A finished job wakes the outbox at once; the timeout is the fallback, and the
-         * moment a failed delivery's retry comes due. */
-        if (!g_stop)
-            (void)rd_wake_wait(&sc->outbox_wake, 0.5);
-    }
-    rd_store_close(s);
-    return NULL;
+    atomic_store(&g_stop, 1);
 }
 
 int rd_cmd_serve(int argc, char **argv)
@@ -205,18 +50,10 @@ int rd_cmd_serve(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const char *port = NULL, *ae = NULL, *data = NULL, *stable = NULL;
     const char *send_to[RD_CONFIG_LIST_MAX];
-    int n_send_to = 0, opt, rc = RD_EXIT_FAIL;
+    int n_send_to = 0, opt;
     rd_cli cli;
     rd_error err;
-    serve_ctx sc;
-    rd_store *s = NULL;
-    rd_net_scp *scp = NULL;
-    rd_pipeline *pipeline = NULL;
-    rd_pipeline_pool *pool = NULL;
-    rd_net_scp_options scp_opts;
-    rd_net_handlers handlers;
-    pthread_t sched_thread, outbox_thread;
-    int sched_started = 0, outbox_started = 0;
+    rd_serve *srv = NULL;
     struct sigaction sa;
 
     rd_cli_init(&cli, "radraft serve");
@@ -284,100 +121,20 @@ int rd_cmd_serve(int argc, char **argv)
         }
     }
 
-    memset(&sc, 0, sizeof sc);
-    sc.cfg = &cli.cfg;
-    rd_store_options_default(&sc.store_opts);
-    if (rd_store_dup_policy_parse(cli.cfg.store_duplicate_policy, &sc.store_opts.duplicate_policy,
-                                  &err) != RD_OK) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
-        return RD_EXIT_USAGE;
-    }
-    rd_net_scu_options_from_config(&sc.scu, &cli.cfg);
-    rd_net_init();
-    if (rd_wake_init(&sc.sched_wake, &err) != RD_OK ||
-        rd_wake_init(&sc.outbox_wake, &err) != RD_OK) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
-        goto out;
-    }
-
-    /* Open the store once up front: migrations, and recovery after a crash (jobs and
-     * deliveries left running go back to their queues, half-written temporaries go). */
-    if (rd_store_open(&s, cli.cfg.server_data_dir, &sc.store_opts, &err) != RD_OK ||
-        rd_store_recover(s, &err) != RD_OK) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
-        goto out;
-    }
-
-    /* The drafting pipeline, when there is a model: its workers take the stable studies'
-     * jobs. Without one, radraft still receives, stores and delivers. */
-    {
-        char model[RD_CONFIG_STR_MAX];
-        int workers, threads;
-        rd_pipeline_options po;
-        rd_pipeline_plan_threads(&cli.cfg, 0, &workers, &threads);
-        memset(&po, 0, sizeof po);
-        po.enqueue = 1;
-        po.encoder_threads = threads;
-        if (rd_pipeline_model_path(&cli.cfg, model, sizeof model, &err) != RD_OK) {
-            rd_log_warn("serve: %s; studies are stored but not drafted", rd_error_message(&err));
-        } else if (rd_pipeline_create(&pipeline, &cli.cfg, &po, &err) != RD_OK ||
-                   rd_pipeline_pool_start(&pool, pipeline, workers, &err) != RD_OK) {
-            rd_cli_error(&cli, "%s", rd_error_message(&err));
-            goto out;
-        } else {
-            sc.drafting = 1;
-            sc.pool = pool;
-            rd_pipeline_pool_set_on_done(pool, wake_outbox, &sc.outbox_wake);
-            rd_log_info("serve: drafting with %d worker(s) x %d encoder thread(s)", workers,
-                        threads);
-        }
-    }
-
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-
-    rd_net_scp_options_from_config(&scp_opts, &cli.cfg);
-    handlers.ctx = &sc;
-    handlers.assoc_begin = on_assoc_begin;
-    handlers.assoc_end = on_assoc_end;
-    handlers.store = on_store;
-    if (rd_net_scp_start(&scp, &scp_opts, &handlers, &err) != RD_OK) {
+    if (rd_serve_start(&srv, &cli.cfg, &err) != RD_OK) {
         rd_cli_error(&cli, "%s", rd_error_message(&err));
-        goto out;
+        return RD_EXIT_FAIL;
     }
-    if (pthread_create(&sched_thread, NULL, scheduler_main, &sc) == 0)
-        sched_started = 1;
-    if (pthread_create(&outbox_thread, NULL, outbox_main, &sc) == 0)
-        outbox_started = 1;
-    if (!sched_started || !outbox_started) {
-        rd_cli_error(&cli, "cannot start the scheduler or outbox thread");
-        g_stop = 1;
+    while (!atomic_load(&g_stop)) {
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
     }
-    rd_log_info("serve: ready: %s on port %d, data in %s, %d destination(s)",
-                cli.cfg.server_ae_title, cli.cfg.server_port, cli.cfg.server_data_dir,
-                cli.cfg.outbox_destinations.count);
-    while (!g_stop)
-        sleep_s(0.2);
     rd_log_info("serve: shutting down");
-    rc = sched_started && outbox_started ? RD_EXIT_OK : RD_EXIT_FAIL;
-out:
-    g_stop = 1;
-    /* The signal handler cannot post (not async-signal-safe); this thread does. */
-    rd_wake_post(&sc.sched_wake);
-    rd_wake_post(&sc.outbox_wake);
-    rd_net_scp_stop(scp); /* stops accepting, lets in-flight stores finish */
-    if (sched_started)
-        pthread_join(sched_thread, NULL);
-    if (outbox_started)
-        pthread_join(outbox_thread, NULL);
-    rd_pipeline_pool_stop(pool); /* the jobs in progress finish first */
-    rd_pipeline_free(pipeline);
-    rd_store_close(s);
-    /* After every thread that posts or waits has been joined. */
-    rd_wake_destroy(&sc.sched_wake);
-    rd_wake_destroy(&sc.outbox_wake);
-    return rc;
+    rd_serve_stop(srv);
+    return RD_EXIT_OK;
 }
