@@ -74,6 +74,8 @@ typedef struct rd_config {
     /* pipeline (drafting workers) */
     int pipeline_workers;
     int pipeline_retry_max_attempts;
+    int pipeline_retry_initial_seconds;
+    int pipeline_retry_max_seconds;
 } rd_config;
 
 /* Fills `cfg` with every key's default. */

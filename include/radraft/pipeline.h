@@ -84,6 +84,8 @@ rd_status rd_pipeline_worker_create(rd_pipeline_worker **out, rd_pipeline *p, rd
 void rd_pipeline_worker_free(rd_pipeline_worker *w);
 /* The worker's store connection (borrowed). */
 rd_store *rd_pipeline_worker_store(rd_pipeline_worker *w);
+/* The pipeline's configuration (borrowed). */
+const rd_config *rd_pipeline_worker_config(const rd_pipeline_worker *w);
 
 typedef enum rd_pipeline_outcome {
     RD_PIPELINE_DRAFTED = 0,    /* a draft SR was written and its review item recorded */
@@ -158,22 +160,57 @@ rd_status rd_pipeline_draft_files(rd_pipeline_worker *w, const char *const *file
 rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files, int n,
                                 rd_pipeline_result *res, rd_error *err);
 
+/* ---- jobs: the one pool and the one retry policy of serve and batch (src/pipeline/jobs.c) */
+
 /* 1 if a failure with this status may pass on a retry (I/O, database, memory, network). */
 int rd_pipeline_status_retriable(rd_status st);
 
-/* Runs a claimed job of the store's queue: its study's stored instances through
- * rd_pipeline_run_study, then finishes the job (done), puts it back with a delay (a
- * retriable failure before pipeline.retry_max_attempts attempts), or fails it; the failure
- * message is recorded on the job either way. `res` may be NULL. Returns the pipeline's
- * status (RD_OK when the study was drafted or skipped). */
-rd_status rd_pipeline_run_job(rd_pipeline_worker *w, const rd_store_job *job,
-                              rd_pipeline_result *res, rd_error *err);
+/* The retry policy: after attempt `attempts` (>= 1) failed with `st`, the seconds to wait
+ * before the next one: pipeline.retry_initial_seconds doubling with each attempt, at most
+ * pipeline.retry_max_seconds; -1 when there is no next attempt (the failure is not
+ * retriable, or pipeline.retry_max_attempts attempts were made). */
+double rd_pipeline_retry_delay(const rd_config *cfg, rd_status st, int attempts);
 
-/* A pool of `workers` threads, each with its own worker, taking jobs from the store's
- * queue until stopped. Workers are created before it returns, so a bad model fails here. */
+/* Where a pool's jobs come from and where their outcomes go. A job is one study; its id,
+ * study and attempts (this one included) are the source's. serve's source is the store's
+ * durable queue (rd_pipeline_pool_start); batch's is the studies it scanned
+ * (src/pipeline/batch.c). The functions are called on the workers' threads, several at
+ * once: they must be thread-safe. */
+typedef struct rd_pipeline_source {
+    void *ctx;
+    /* Takes the next job that is due. RD_OK; RD_E_NOT_FOUND when none is due now, with
+     * *finished set to 1 when none will ever be again (the worker then ends); another
+     * status is an error (logged; the worker tries again later). */
+    rd_status (*claim)(void *ctx, rd_pipeline_worker *w, rd_store_job *job, int *finished,
+                       rd_error *err);
+    /* The job's instance files: on success *files (*n paths) is the caller's, freed with
+     * rd_store_free_paths. */
+    rd_status (*files)(void *ctx, rd_pipeline_worker *w, const rd_store_job *job, char ***files,
+                       int *n, rd_error *err);
+    /* Ends a job. `st` is the study's status: RD_OK with `res` its outcome, else a failure
+     * with its message `error`; `retry_delay` >= 0 means the policy wants another attempt
+     * after that many seconds, < 0 that the outcome is final. */
+    rd_status (*finish)(void *ctx, rd_pipeline_worker *w, const rd_store_job *job, rd_status st,
+                        const rd_pipeline_result *res, const char *error, double retry_delay,
+                        rd_error *err);
+} rd_pipeline_source;
+
+/* Runs one claimed job of `src` (NULL: the store's queue): its files through
+ * rd_pipeline_run_study, then the retry policy, then src->finish, which records the
+ * outcome (for the store's queue: done, back in the queue after the delay, or failed, the
+ * failure's message on the job). `res` may be NULL. Returns the study's status (RD_OK when
+ * it was drafted or skipped), or the source's error when recording failed. */
+rd_status rd_pipeline_run_job(rd_pipeline_worker *w, const rd_pipeline_source *src,
+                              const rd_store_job *job, rd_pipeline_result *res, rd_error *err);
+
+/* A pool of `workers` threads, each with its own worker, taking jobs from `src` (copied;
+ * NULL: the store's queue, until stopped). Workers are created before it returns, so a bad
+ * model fails here. */
 typedef struct rd_pipeline_pool rd_pipeline_pool;
 rd_status rd_pipeline_pool_start(rd_pipeline_pool **out, rd_pipeline *p, int workers,
-                                 rd_error *err);
+                                 const rd_pipeline_source *src, rd_error *err);
+/* 1 when every worker has ended because the source has finished. */
+int rd_pipeline_pool_finished(rd_pipeline_pool *pool);
 /* Lets the running jobs finish, joins the threads and frees the pool. Accepts NULL. */
 void rd_pipeline_pool_stop(rd_pipeline_pool *pool);
 /* Makes the idle workers look for a job now, rather than at their next poll (every 0.2 s,

@@ -100,11 +100,6 @@ const char *rd_pipeline_outcome_name(rd_pipeline_outcome o)
     return "?";
 }
 
-int rd_pipeline_status_retriable(rd_status st)
-{
-    return st == RD_E_IO || st == RD_E_DB || st == RD_E_NOMEM || st == RD_E_NET;
-}
-
 /* ---- creation ------------------------------------------------------------------- */
 
 /* The model description's text: the JSON itself, or model.json inside a folder. */
@@ -296,6 +291,11 @@ void rd_pipeline_worker_free(rd_pipeline_worker *w)
 rd_store *rd_pipeline_worker_store(rd_pipeline_worker *w)
 {
     return w->store;
+}
+
+const rd_config *rd_pipeline_worker_config(const rd_pipeline_worker *w)
+{
+    return &w->p->cfg;
 }
 
 /* ---- frontal image ---------------------------------------------------------------- */
@@ -951,194 +951,4 @@ out:
     cJSON_free(neighbours_json);
     rd_pipeline_draft_free(&d);
     return st;
-}
-
-/* ---- jobs and the pool ------------------------------------------------------------ */
-
-rd_status rd_pipeline_run_job(rd_pipeline_worker *w, const rd_store_job *job,
-                              rd_pipeline_result *res, rd_error *err)
-{
-    rd_pipeline_result local;
-    char **files = NULL;
-    int n = 0;
-    rd_error e;
-    rd_status st, fst;
-    if (!res)
-        res = &local;
-    memset(res, 0, sizeof *res);
-    st = rd_store_study_files(w->store, job->study_uid, &files, &n, &e);
-    if (st == RD_OK && n == 0)
-        st = rd_error_set(&e, RD_E_NOT_FOUND, "read: study %s has no stored instance",
-                          job->study_uid);
-    if (st == RD_OK)
-        st = rd_pipeline_run_study(w, (const char *const *)files, n, res, &e);
-    rd_store_free_paths(files, n);
-    if (st == RD_OK) {
-        fst = rd_store_job_finish(w->store, job->id, NULL, err);
-        if (res->outcome == RD_PIPELINE_DONE_BEFORE)
-            rd_log_info("pipeline: job %lld: study %s: this version was processed before",
-                        (long long)job->id, job->study_uid);
-        return fst;
-    }
-    if (rd_pipeline_status_retriable(st) && job->attempts < w->p->cfg.pipeline_retry_max_attempts) {
-        double delay = 2;
-        for (int i = 1; i < job->attempts && delay < 300; i++)
-            delay *= 2;
-        rd_log_warn("pipeline: job %lld: study %s: attempt %d failed, retrying in %.0f s: %s",
-                    (long long)job->id, job->study_uid, job->attempts, delay, rd_error_message(&e));
-        fst = rd_store_job_retry(w->store, job->id, rd_error_message(&e), delay, err);
-    } else {
-        rd_log_error("pipeline: job %lld: study %s failed: %s", (long long)job->id, job->study_uid,
-                     rd_error_message(&e));
-        fst = rd_store_job_finish(w->store, job->id, rd_error_message(&e), err);
-    }
-    if (fst != RD_OK)
-        return fst;
-    if (err)
-        *err = e;
-    return st;
-}
-
-struct rd_pipeline_pool {
-    rd_pipeline *p;
-    int n;
-    atomic_int stop;
-    rd_pipeline_worker **workers;
-    pthread_t *threads;
-    int started;
-    rd_wake wake; /* posted when jobs are queued and on stop */
-    pthread_mutex_t hook_mu;
-    int hook_mu_ready;
-    void (*on_done)(void *ctx); /* guarded by hook_mu */
-    void *on_done_ctx;
-};
-
-typedef struct pool_arg {
-    rd_pipeline_pool *pool;
-    int index;
-} pool_arg;
-
-static void pool_job_done(rd_pipeline_pool *pool)
-{
-    void (*fn)(void *);
-    void *ctx;
-    pthread_mutex_lock(&pool->hook_mu);
-    fn = pool->on_done;
-    ctx = pool->on_done_ctx;
-    pthread_mutex_unlock(&pool->hook_mu);
-    if (fn)
-        fn(ctx);
-}
-
-static void *pool_main(void *arg)
-{
-    rd_pipeline_pool *pool = ((pool_arg *)arg)->pool;
-    rd_pipeline_worker *w = pool->workers[((pool_arg *)arg)->index];
-    free(arg);
-    while (!atomic_load(&pool->stop)) {
-        rd_store_job job;
-        rd_error err;
-        rd_status st = rd_store_job_claim(w->store, &job, &err);
-        if (st == RD_OK) {
-            rd_log_info("pipeline: job %lld: study %s (attempt %d)", (long long)job.id,
-                        job.study_uid, job.attempts);
-            (void)rd_pipeline_run_job(w, &job, NULL, &err);
-            pool_job_done(pool);
-            continue;
-        }
-        if (st != RD_E_NOT_FOUND)
-            rd_log_error("pipeline: %s", rd_error_message(&err));
-        /* A wakeup (jobs queued, or stop) ends the wait early; the timeout keeps polling as
-         * the fallback, for jobs whose retry delay has passed and for a missed wakeup. */
-        if (!atomic_load(&pool->stop))
-            (void)rd_wake_wait(&pool->wake, 0.2);
-    }
-    return NULL;
-}
-
-rd_status rd_pipeline_pool_start(rd_pipeline_pool **out, rd_pipeline *p, int workers, rd_error *err)
-{
-    rd_pipeline_pool *pool = calloc(1, sizeof *pool);
-    rd_status st = RD_OK;
-    if (workers < 1 || workers > 1024) {
-        free(pool);
-        return rd_error_set(err, RD_E_INVALID, "%d workers (1..1024)", workers);
-    }
-    if (!pool)
-        return rd_error_set(err, RD_E_NOMEM, "out of memory");
-    pool->p = p;
-    atomic_init(&pool->stop, 0);
-    if ((st = rd_wake_init(&pool->wake, err)) != RD_OK)
-        goto out;
-    if (pthread_mutex_init(&pool->hook_mu, NULL) != 0) {
-        st = rd_error_set(err, RD_E_INTERNAL, "cannot create a mutex");
-        goto out;
-    }
-    pool->hook_mu_ready = 1;
-    pool->workers = calloc((size_t)workers, sizeof *pool->workers);
-    pool->threads = calloc((size_t)workers, sizeof *pool->threads);
-    if (!pool->workers || !pool->threads) {
-        st = rd_error_set(err, RD_E_NOMEM, "out of memory");
-        goto out;
-    }
-    pool->n = workers;
-    for (int i = 0; i < workers; i++)
-        if ((st = rd_pipeline_worker_create(&pool->workers[i], p, err)) != RD_OK)
-            goto out;
-    for (int i = 0; i < workers; i++) {
-        pool_arg *a = malloc(sizeof *a);
-        if (!a) {
-            st = rd_error_set(err, RD_E_NOMEM, "out of memory");
-            goto out;
-        }
-        a->pool = pool;
-        a->index = i;
-        if (pthread_create(&pool->threads[i], NULL, pool_main, a) != 0) {
-            free(a);
-            st = rd_error_set(err, RD_E_INTERNAL, "cannot start a pipeline worker thread");
-            goto out;
-        }
-        pool->started++;
-    }
-out:
-    if (st != RD_OK) {
-        rd_pipeline_pool_stop(pool);
-        return st;
-    }
-    *out = pool;
-    return RD_OK;
-}
-
-void rd_pipeline_pool_stop(rd_pipeline_pool *pool)
-{
-    if (!pool)
-        return;
-    atomic_store(&pool->stop, 1);
-    rd_wake_post(&pool->wake); /* the idle workers see the stop now */
-    for (int i = 0; i < pool->started; i++)
-        pthread_join(pool->threads[i], NULL);
-    for (int i = 0; i < pool->n; i++)
-        rd_pipeline_worker_free(pool->workers ? pool->workers[i] : NULL);
-    rd_wake_destroy(&pool->wake);
-    if (pool->hook_mu_ready)
-        pthread_mutex_destroy(&pool->hook_mu);
-    free(pool->workers);
-    free(pool->threads);
-    free(pool);
-}
-
-void rd_pipeline_pool_wake(rd_pipeline_pool *pool)
-{
-    if (pool)
-        rd_wake_post(&pool->wake);
-}
-
-void rd_pipeline_pool_set_on_done(rd_pipeline_pool *pool, void (*on_done)(void *ctx), void *ctx)
-{
-    if (!pool)
-        return;
-    pthread_mutex_lock(&pool->hook_mu);
-    pool->on_done = on_done;
-    pool->on_done_ctx = ctx;
-    pthread_mutex_unlock(&pool->hook_mu);
 }

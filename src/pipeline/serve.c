@@ -86,7 +86,8 @@ static rd_status start_drafting(rd_serve *srv, rd_error *err)
     po.enqueue = 1;
     po.encoder_threads = threads;
     if ((st = rd_pipeline_create(&srv->pipeline, &srv->cfg, &po, err)) != RD_OK ||
-        (st = rd_pipeline_pool_start(&srv->pool, srv->pipeline, srv->workers, err)) != RD_OK) {
+        (st = rd_pipeline_pool_start(&srv->pool, srv->pipeline, srv->workers, NULL, err)) !=
+            RD_OK) {
         srv->workers = 0;
         return st;
     }

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "radraft/batch.h"
 #include "radraft/config.h"
 #include "radraft/nn.h"
 #include "radraft/pipeline.h"
@@ -120,6 +121,105 @@ static void write_case(const char *dir, int p, char pa[512], char lat[512])
     }
 }
 
+RD_TEST(retry_policy_doubles_caps_and_ends)
+{
+    rd_config cfg;
+    rd_config_defaults(&cfg);
+    cfg.pipeline_retry_initial_seconds = 2;
+    cfg.pipeline_retry_max_seconds = 300;
+    cfg.pipeline_retry_max_attempts = 5;
+    CHECK(fabs(rd_pipeline_retry_delay(&cfg, RD_E_IO, 1) - 2) < 1e-9);
+    CHECK(fabs(rd_pipeline_retry_delay(&cfg, RD_E_DB, 2) - 4) < 1e-9);
+    CHECK(fabs(rd_pipeline_retry_delay(&cfg, RD_E_NET, 4) - 16) < 1e-9);
+    /* The last attempt made: no next one. */
+    CHECK(rd_pipeline_retry_delay(&cfg, RD_E_IO, 5) < 0);
+    /* A failure that a retry cannot mend is final at once. */
+    CHECK(rd_pipeline_retry_delay(&cfg, RD_E_DICOM, 1) < 0);
+    CHECK(rd_pipeline_retry_delay(&cfg, RD_E_INVALID, 1) < 0);
+    CHECK(rd_pipeline_retry_delay(&cfg, RD_E_TOO_LARGE, 1) < 0);
+    /* Capped. */
+    cfg.pipeline_retry_max_seconds = 5;
+    CHECK(fabs(rd_pipeline_retry_delay(&cfg, RD_E_IO, 3) - 5) < 1e-9);
+    cfg.pipeline_retry_max_attempts = 100;
+    CHECK(fabs(rd_pipeline_retry_delay(&cfg, RD_E_IO, 99) - 5) < 1e-9);
+}
+
+/* batch through the pool: every study gets its final outcome and the source finishes; a
+ * study over the instance cap is refused whole, with its reason on a failed job, never
+ * drafted from the first instances. */
+RD_TEST(batch_source_runs_every_study_and_refuses_an_oversized_one)
+{
+    const char *dir = rd_test_tmpdir("pl_batch");
+    char model[1100], data[1100], pa[512], lat[512], pa2[512], lat2[512], msg[256];
+    rd_config cfg;
+    rd_pipeline_options po;
+    rd_pipeline *p = NULL;
+    rd_pipeline_pool *pool = NULL;
+    rd_batch *b = NULL;
+    rd_batch_stats bs;
+    rd_store *s = NULL;
+    rd_error err;
+    long n = -1;
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(data, sizeof data, "%s/data", dir);
+    REQUIRE_OK(rd_nn_model_init("resnet-small", 1, model, &err), &err);
+    write_case(dir, 0, pa, lat);
+    write_case(dir, 1, pa2, lat2);
+    rd_config_defaults(&cfg);
+    REQUIRE(rd_strlcpy(cfg.encoder_model, model, sizeof cfg.encoder_model) <
+            sizeof cfg.encoder_model);
+    REQUIRE_OK(rd_batch_create(&b, &err), &err);
+    REQUIRE_OK(rd_batch_add_root(b, pa, &err), &err);
+    REQUIRE_OK(rd_batch_add_root(b, lat, &err), &err);
+    /* The second patient's study: one instance added RD_STORE_STUDY_MAX_FILES + 1 times. */
+    for (int i = 0; i <= RD_STORE_STUDY_MAX_FILES; i++)
+        REQUIRE_OK(rd_batch_add_root(b, pa2, &err), &err);
+    REQUIRE_OK(rd_batch_group(b, &err), &err);
+    rd_batch_get_stats(b, &bs);
+    CHECK_EQ_INT((int)bs.studies, 2);
+    CHECK_EQ_INT((int)bs.instances, RD_STORE_STUDY_MAX_FILES + 3);
+    memset(&po, 0, sizeof po);
+    po.data_dir = data;
+    po.encoder_threads = 1;
+    REQUIRE_OK(rd_pipeline_create(&p, &cfg, &po, &err), &err);
+    rd_pipeline_source src = rd_batch_source(b);
+    REQUIRE_OK(rd_pipeline_pool_start(&pool, p, 2, &src, &err), &err);
+    for (int i = 0; i < 600 && !rd_pipeline_pool_finished(pool); i++) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(rd_pipeline_pool_finished(pool));
+    rd_pipeline_pool_stop(pool);
+    rd_batch_get_stats(b, &bs);
+    CHECK_EQ_INT((int)bs.finished, 2);
+    CHECK_EQ_INT((int)bs.drafted, 1);
+    CHECK_EQ_INT((int)bs.failed, 1);
+    REQUIRE_OK(rd_store_open(&s, data, NULL, &err), &err);
+    CHECK_OK(rd_store_count_reviews(s, NULL, "draft", &n, &err), &err);
+    CHECK_EQ_INT((int)n, 1);
+    CHECK_OK(rd_store_count_jobs(s, NULL, RD_JOB_FAILED, &n, &err), &err);
+    CHECK_EQ_INT((int)n, 1);
+    /* The only job on record (a drafted study needs none) is the oversized study's failed
+     * one, with the reason. */
+    {
+        char want[64];
+        rd_dicom_meta m;
+        REQUIRE_OK(rd_dicom_read_meta(pa2, &m, &err), &err);
+        CHECK_OK(rd_store_count_jobs(s, m.study_uid, RD_JOB_FAILED, &n, &err), &err);
+        CHECK_EQ_INT((int)n, 1);
+        CHECK_OK(rd_store_count_jobs(s, NULL, -1, &n, &err), &err);
+        CHECK_EQ_INT((int)n, 1);
+        CHECK_OK(rd_store_job_error(s, 1, msg, sizeof msg, &err), &err);
+        snprintf(want, sizeof want, "%d instances (at most %d)", RD_STORE_STUDY_MAX_FILES + 1,
+                 RD_STORE_STUDY_MAX_FILES);
+        CHECK_MSG(strncmp(msg, "read: ", 6) == 0 && strstr(msg, want) != NULL, "job error: %s",
+                  msg);
+    }
+    rd_store_close(s);
+    rd_pipeline_free(p);
+    rd_batch_free(b);
+}
+
 RD_TEST(study_drafted_once_and_non_chest_skipped)
 {
     const char *dir = rd_test_tmpdir("pl_study");
@@ -202,7 +302,7 @@ RD_TEST(study_drafted_once_and_non_chest_skipped)
         REQUIRE_OK(rd_store_put(s, &in, junk, sizeof junk, 0, NULL, &err), &err);
         REQUIRE_OK(rd_store_queue_stable(s, rd_store_now() + 100, 0, NULL, &err), &err);
         REQUIRE_OK(rd_store_job_claim(s, &job, &err), &err);
-        CHECK(rd_pipeline_run_job(w, &job, &res, &err) != RD_OK);
+        CHECK(rd_pipeline_run_job(w, NULL, &job, &res, &err) != RD_OK);
         CHECK_OK(rd_store_count_jobs(s, "1.2.9", RD_JOB_FAILED, &n, &err), &err);
         CHECK_EQ_INT((int)n, 1);
         CHECK_OK(rd_store_job_error(s, job.id, msg, sizeof msg, &err), &err);
@@ -244,7 +344,7 @@ RD_TEST(pool_wakes_on_queued_jobs_and_reports_each_job)
     po.encoder_threads = 1;
     REQUIRE_OK(rd_wake_init(&done, &err), &err);
     REQUIRE_OK(rd_pipeline_create(&p, &cfg, &po, &err), &err);
-    REQUIRE_OK(rd_pipeline_pool_start(&pool, p, 2, &err), &err);
+    REQUIRE_OK(rd_pipeline_pool_start(&pool, p, 2, NULL, &err), &err);
     rd_pipeline_pool_set_on_done(pool, post_wake, &done);
     REQUIRE_OK(rd_store_open(&s, data, NULL, &err), &err);
     nanosleep(&idle, NULL); /* the workers are idle, waiting */
