@@ -51,6 +51,9 @@ rd_status rd_thresholds_parse(rd_thresholds *out, const char *json, const char *
                               rd_error *err);
 /* Reads a thresholds file (at most RD_GENERATOR_MAX_FILE bytes) and parses it. */
 rd_status rd_thresholds_load(rd_thresholds *out, const char *path, rd_error *err);
+/* The thresholds used when neither the configuration nor the model names any: present at
+ * 0.5, uncertain at 0.3 for every finding. */
+void rd_thresholds_builtin(rd_thresholds *out);
 
 /* One similar past case. The strings are borrowed for the duration of the call. */
 typedef struct rd_evidence_case {

@@ -39,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "radraft/dicom.h"
 #include "radraft/error.h"
 #include "radraft/findings.h"
 #include "radraft/generator.h"
@@ -158,6 +159,13 @@ typedef struct rd_index_query {
     int study_date;           /* YYYYMMDD; used with date_window_days */
 } rd_index_query;
 
+/* The query of a study's image from its metadata: its own study and patient excluded (the
+ * patient as the archive keeps it: rd_index_patient_hash with the site's `salt`, into
+ * `patient_hash`), its view family and date. `embedding` is the caller's to set; `m` and
+ * `patient_hash` must outlive the query. */
+void rd_index_query_from_meta(rd_index_query *q, const rd_dicom_meta *m, const char *salt,
+                              char patient_hash[65]);
+
 /* Search settings: from the configuration (retrieval.*) via rd_index_params_default and the
  * caller; see rd_retrieval_settings below. */
 typedef struct rd_index_params {
@@ -228,6 +236,13 @@ double rd_index_votes(const rd_index_hit *hits, int n_hits, const rd_vote_params
 void rd_index_combine(const double *encoder, const double votes[RD_FINDING_COUNT],
                       double total_weight, const rd_vote_params *p,
                       double combined[RD_FINDING_N_ABNORMAL]);
+
+/* The scores a draft uses, in one call: the hits' votes (rd_index_votes) combined with the
+ * encoder's scores (rd_index_combine; `encoder` may be NULL) and clamped to [0, 1] into
+ * `combined`. Returns the votes' total weight. */
+double rd_index_scores(const rd_index_hit *hits, int n_hits, const double *encoder,
+                       const rd_vote_params *p, double votes[RD_FINDING_COUNT],
+                       double combined[RD_FINDING_N_ABNORMAL]);
 
 /* Fills `out[0..n_hits)` for rd_generator_draft_*: similarity, states and the hits' texts
  * (borrowed from the hits: keep them until the draft is written). */

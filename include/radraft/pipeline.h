@@ -36,6 +36,7 @@
 #include "radraft/error.h"
 #include "radraft/findings.h"
 #include "radraft/generator.h"
+#include "radraft/image.h"
 #include "radraft/sr.h"
 #include "radraft/store.h"
 
@@ -154,6 +155,16 @@ void rd_pipeline_draft_free(rd_pipeline_draft *d);
 rd_status rd_pipeline_draft_files(rd_pipeline_worker *w, const char *const *files, int n,
                                   const char *sr_path, rd_pipeline_draft *d, rd_error *err);
 
+/* The write stage alone: the draft SR of `draft` (its texts, and its findings coded with
+ * their `scores`) over the study's instances `sources` (1..RD_SR_MAX_SOURCES), naming the
+ * model (name and version cut to 64 characters, as the SR's LO elements require), written
+ * to `sr_path` atomically. `radraft report` with scores given uses it as the pipeline does. */
+rd_status rd_pipeline_write_draft_sr(const char *const *sources, int n_sources,
+                                     const rd_draft *draft,
+                                     const double scores[RD_FINDING_N_ABNORMAL],
+                                     const char *model_name, const char *model_version,
+                                     const char *sr_path, rd_sr_result *out, rd_error *err);
+
 /* Runs one study (`files`: its instances, n >= 1) through every stage. RD_OK for every
  * outcome in rd_pipeline_outcome; otherwise the error of the stage that failed, its message
  * prefixed with the stage ("decode: ...", "record: ..."), and nothing recorded. */
@@ -223,12 +234,15 @@ void rd_pipeline_pool_wake(rd_pipeline_pool *pool);
 void rd_pipeline_pool_set_on_done(rd_pipeline_pool *pool, void (*on_done)(void *ctx), void *ctx);
 
 /* Chooses the frontal instance among `n`: the first PA, else the first AP, else the most
- * left-right symmetric decodable image not marked lateral (decoded from files[i]).
- * Returns its index, or -1 when there is none; *rule (may be NULL) names the rule. */
+ * left-right symmetric decodable image not marked lateral (decoded from files[i] with `opts`,
+ * NULL: the defaults). Returns its index, or -1 when there is none; *rule (may be NULL)
+ * names the rule. When `decoded` is not NULL it gets the chosen image if choosing decoded
+ * it (the caller's, rd_image_free), else NULL. */
 int rd_pipeline_choose_frontal(const char *const *files, const rd_dicom_meta *metas, int n,
-                               const char **rule);
+                               const rd_dicom_options *opts, rd_image **decoded, const char **rule);
 
-/* 1 if a View Position marks a lateral view (LL, RL, LATERAL, LAT). */
+/* 1 if a View Position marks a lateral view (LL, RL, LATERAL, LAT; the one view classifier,
+ * rd_view_family_from_position). */
 int rd_pipeline_is_lateral(const rd_dicom_meta *m);
 
 #ifdef __cplusplus

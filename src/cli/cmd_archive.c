@@ -909,13 +909,8 @@ static int cmd_query(archive_args *a)
             st = rd_encoder_embed(enc, img, emb, info->n_labels ? scores : NULL, &err);
         rd_image_free(img);
         if (st == RD_OK) {
-            if (meta.patient_id[0])
-                rd_index_patient_hash(a->cli.cfg.archive_patient_salt, meta.patient_id, patient);
             q.embedding = emb;
-            q.study_uid = meta.study_uid;
-            q.patient_hash = patient;
-            q.view = rd_view_family_from_position(meta.view_position);
-            q.study_date = rd_index_parse_date(meta.study_date);
+            rd_index_query_from_meta(&q, &meta, a->cli.cfg.archive_patient_salt, patient);
             st = rd_index_search(ix, &q, &rs.search, hits, &n_hits, &err);
         }
         if (st != RD_OK) {
@@ -925,8 +920,8 @@ static int cmd_query(archive_args *a)
         }
         for (int f = 0; f < info->n_labels && f < RD_FINDING_N_ABNORMAL; f++)
             enc_scores[f] = scores[f];
-        double total = rd_index_votes(hits, n_hits, &rs.votes, votes);
-        rd_index_combine(info->n_labels ? enc_scores : NULL, votes, total, &rs.votes, combined);
+        rd_index_scores(hits, n_hits, info->n_labels ? enc_scores : NULL, &rs.votes, votes,
+                        combined);
         fputs("{\"file\": ", stdout);
         print_json_string(stdout, file);
         fputs(", \"model\": ", stdout);

@@ -229,12 +229,11 @@ static int search_and_write(const rd_cli *cli, FILE *out, rd_index *ix,
     for (int j = 0; j < n; j++) {
         rd_index_hit *h = hits + (size_t)j * (size_t)k_search;
         double enc[RD_FINDING_N_ABNORMAL], votes[RD_FINDING_COUNT];
-        double combined[RD_FINDING_N_ABNORMAL], total;
+        double combined[RD_FINDING_N_ABNORMAL];
         int m = drop_self(h, n_hits[j], &selves[j], rs->search.k);
         for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
             enc[f] = scores[(size_t)j * RD_FINDING_N_ABNORMAL + f];
-        total = rd_index_votes(h, m, &rs->votes, votes);
-        rd_index_combine(enc, votes, total, &rs->votes, combined);
+        rd_index_scores(h, m, enc, &rs->votes, votes, combined);
         rd_log_debug("predict: %s: %d neighbours (own study %s left out)", names[j], m,
                      selves[j].study);
         for (int i = 0; i < m; i++)
@@ -242,7 +241,7 @@ static int search_and_write(const rd_cli *cli, FILE *out, rd_index *ix,
                          i + 1, (long long)h[i].id, (double)h[i].similarity, h[i].study_uid);
         csv_field(out, names[j]);
         for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
-            fprintf(out, ",%.6f", combined[f] < 0 ? 0.0 : combined[f] > 1 ? 1.0 : combined[f]);
+            fprintf(out, ",%.6f", combined[f]);
         fputc('\n', out);
     }
     return 1;

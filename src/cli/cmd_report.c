@@ -20,7 +20,6 @@
 
 /* With scores given by --scores, these thresholds apply when neither --thresholds nor
  * generator.thresholds names a file (the pipeline also has the model's). */
-static const char default_thresholds[] = "{\"default\": {\"present\": 0.5, \"uncertain\": 0.3}}";
 
 #define SCORES_MAX_BYTES (1u << 20)
 
@@ -160,14 +159,13 @@ static rd_status draft_from_scores(rd_cli *cli, char **files, int n, const rd_di
 {
     rd_generator *gen = NULL;
     rd_thresholds th;
-    rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
-    rd_sr_params p;
     rd_status st;
     const char *rule = "";
 
     memset(d, 0, sizeof *d);
     rd_strlcpy(d->study_uid, metas[0].study_uid, sizeof d->study_uid);
-    d->frontal = rd_pipeline_choose_frontal((const char *const *)files, metas, n, &rule);
+    d->frontal =
+        rd_pipeline_choose_frontal((const char *const *)files, metas, n, NULL, NULL, &rule);
     d->frontal_rule = rule;
     if (d->frontal < 0)
         fprintf(stderr, "radraft report: no frontal image among the instances (not needed "
@@ -181,30 +179,20 @@ static rd_status draft_from_scores(rd_cli *cli, char **files, int n, const rd_di
         d->combined[f] = scores[f];
 
     const char *th_path = cli->cfg.generator_thresholds;
-    st = th_path[0] ? rd_thresholds_load(&th, th_path, err)
-                    : rd_thresholds_parse(&th, default_thresholds, "built-in", err);
+    st = RD_OK;
+    if (th_path[0])
+        st = rd_thresholds_load(&th, th_path, err);
+    else
+        rd_thresholds_builtin(&th);
     if (st == RD_OK)
         st = rd_generator_create(&gen, cli->cfg.generator_templates, err);
     if (st == RD_OK)
         st = rd_generator_draft_scores(gen, scores, &th, NULL, 0, NULL, &d->draft, err);
     if (st != RD_OK)
         goto out;
-    for (int i = 0; i < d->draft.n_items; i++) {
-        coded[i].name = rd_finding_name(d->draft.items[i].finding);
-        coded[i].state = d->draft.items[i].state;
-        coded[i].score = scores[d->draft.items[i].finding];
-    }
     rd_strlcpy(d->sr_path, out_path, sizeof d->sr_path);
-    rd_sr_params_init(&p);
-    p.sources = (const char *const *)files;
-    p.n_sources = (size_t)n;
-    p.findings_text = d->draft.findings_text;
-    p.impression_text = d->draft.impression_text;
-    p.findings = coded;
-    p.n_findings = (size_t)d->draft.n_items;
-    p.model_name = d->model_name;
-    p.model_version = d->model_version;
-    st = rd_sr_write_draft(&p, out_path, &d->sr, err);
+    st = rd_pipeline_write_draft_sr((const char *const *)files, n, &d->draft, scores, d->model_name,
+                                    d->model_version, out_path, &d->sr, err);
     if (st == RD_OK && d->sr.warning[0])
         fprintf(stderr, "radraft report: warning: %s\n", d->sr.warning);
 out:

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +26,10 @@
 #include "radraft/sr.h"
 #include "radraft/version.h"
 #include "base/util.h"
+#include "pipeline/pipeline_int.h"
 
 #define PL_PATH_MAX 1024
 #define PL_MODEL_JSON_MAX (64u << 20)
-
-/* Thresholds when neither generator.thresholds nor the model names any. */
-static const char default_thresholds[] = "{\"default\": {\"present\": 0.5, \"uncertain\": 0.3}}";
 
 struct rd_pipeline {
     rd_config cfg;
@@ -143,7 +142,8 @@ static rd_status load_thresholds(rd_pipeline *p, const char *model_json, rd_erro
     cJSON_Delete(root);
     if (has)
         return rd_thresholds_parse(&p->th, model_json, p->model_path, err);
-    return rd_thresholds_parse(&p->th, default_thresholds, "built-in thresholds", err);
+    rd_thresholds_builtin(&p->th);
+    return RD_OK;
 }
 
 /* An SR is written to "<name>.tmp-XXXXXX" and renamed into place; a process killed in
@@ -298,185 +298,6 @@ const rd_config *rd_pipeline_worker_config(const rd_pipeline_worker *w)
     return &w->p->cfg;
 }
 
-/* ---- frontal image ---------------------------------------------------------------- */
-
-int rd_pipeline_is_lateral(const rd_dicom_meta *m)
-{
-    return strcmp(m->view_position, "LL") == 0 || strcmp(m->view_position, "RL") == 0 ||
-           strcmp(m->view_position, "LATERAL") == 0 || strcmp(m->view_position, "LAT") == 0;
-}
-
-/* Left-right symmetry of the body in an image. On a 128 x 128 copy, the band of rows from
- * 20% to 70% of the height (the chest) is cut to the body's columns (those brighter than
- * halfway between the darkest and brightest column means), and the correlation of that cut
- * with its mirror image is the answer. A frontal chest radiograph is close to
- * mirror-symmetric about the spine; a lateral is not (spine to one side, sternum to the
- * other), even though its body outline is. Returns -2 when the image cannot be decoded. */
-static double symmetry(const char *path)
-{
-    enum { S = 128 };
-    rd_image *img = NULL, *small = NULL;
-    double r = -2, prof[S], lo = 1e30, hi = -1e30;
-    const int y0 = S / 5, y1 = S * 7 / 10;
-    if (rd_dicom_read_image(path, NULL, &img, NULL, NULL) != RD_OK ||
-        rd_image_resize(img, S, S, &small, NULL) != RD_OK)
-        goto out;
-    for (int x = 0; x < S; x++) {
-        prof[x] = 0;
-        for (int y = y0; y < y1; y++)
-            prof[x] += small->data[y * S + x];
-        prof[x] /= y1 - y0;
-        lo = prof[x] < lo ? prof[x] : lo;
-        hi = prof[x] > hi ? prof[x] : hi;
-    }
-    int c0 = 0, c1 = S - 1;
-    while (c0 < S - 1 && prof[c0] <= lo + 0.5 * (hi - lo))
-        c0++;
-    while (c1 > 0 && prof[c1] <= lo + 0.5 * (hi - lo))
-        c1--;
-    if (c1 - c0 < 8) {
-        r = 0;
-        goto out;
-    }
-    double sa = 0, sb = 0, sab = 0, saa = 0, sbb = 0, n = 0;
-    for (int y = y0; y < y1; y++) {
-        for (int x = c0; x <= c1; x++) {
-            double a = small->data[y * S + x], b = small->data[y * S + (c0 + c1 - x)];
-            sa += a;
-            sb += b;
-            sab += a * b;
-            saa += a * a;
-            sbb += b * b;
-            n++;
-        }
-    }
-    double cov = sab - sa * sb / n, va = saa - sa * sa / n, vb = sbb - sb * sb / n;
-    r = va > 0 && vb > 0 ? cov / sqrt(va * vb) : 0;
-out:
-    rd_log_debug("%s: left-right symmetry %.3f", path, r);
-    rd_image_free(small);
-    rd_image_free(img);
-    return r;
-}
-
-int rd_pipeline_choose_frontal(const char *const *files, const rd_dicom_meta *metas, int n,
-                               const char **rule)
-{
-    const char *why = "none found";
-    int best = -1;
-    double best_s = -1.5;
-    for (int i = 0; i < n; i++)
-        if (strcmp(metas[i].view_position, "PA") == 0) {
-            if (rule)
-                *rule = "view position PA";
-            return i;
-        }
-    for (int i = 0; i < n; i++)
-        if (strcmp(metas[i].view_position, "AP") == 0) {
-            if (rule)
-                *rule = "view position AP";
-            return i;
-        }
-    for (int i = 0; i < n; i++) {
-        if (!metas[i].has_pixel_data || rd_pipeline_is_lateral(&metas[i]))
-            continue;
-        double s = symmetry(files[i]);
-        if (s > best_s) {
-            best_s = s;
-            best = i;
-        }
-    }
-    if (best >= 0)
-        why = "most left-right symmetric image";
-    if (rule)
-        *rule = why;
-    return best;
-}
-
-/* ---- one study -------------------------------------------------------------------- */
-
-static int chest_like(const char *body_part)
-{
-    static const char *const words[] = {"CHEST", "THORAX", "LUNG", "THORACIC"};
-    char up[72];
-    size_t i;
-    if (!body_part[0])
-        return 1; /* many chest radiographs do not say; the other checks still apply */
-    for (i = 0; body_part[i] && i < sizeof up - 1; i++)
-        up[i] = (char)toupper((unsigned char)body_part[i]);
-    up[i] = '\0';
-    for (i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (strstr(up, words[i]))
-            return 1;
-    return 0;
-}
-
-static int radiograph_modality(const char *m)
-{
-    return strcmp(m, "CR") == 0 || strcmp(m, "DX") == 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* SHA-256 of the sorted SOP Instance UIDs of the instances with pixel data (all instances
- * when none has any), one per line. */
-static rd_status content_version(const rd_dicom_meta *metas, int n, char out[65], rd_error *err)
-{
-    const char **uids = calloc((size_t)n, sizeof *uids);
-    char *buf = NULL;
-    size_t len = 0, pos = 0;
-    int m = 0, any_image = 0;
-    for (int i = 0; i < n; i++)
-        any_image |= metas[i].has_pixel_data;
-    if (!uids)
-        return rd_error_set(err, RD_E_NOMEM, "out of memory");
-    for (int i = 0; i < n; i++)
-        if (metas[i].has_pixel_data || !any_image) {
-            uids[m++] = metas[i].sop_instance_uid;
-            len += strlen(metas[i].sop_instance_uid) + 1;
-        }
-    qsort(uids, (size_t)m, sizeof *uids, cmp_str);
-    buf = malloc(len + 1);
-    if (!buf) {
-        free(uids);
-        return rd_error_set(err, RD_E_NOMEM, "out of memory");
-    }
-    for (int i = 0; i < m; i++) {
-        size_t l = strlen(uids[i]);
-        memcpy(buf + pos, uids[i], l);
-        pos += l;
-        buf[pos++] = '\n';
-    }
-    rd_sha256_hex(buf, pos, out);
-    free(buf);
-    free(uids);
-    return RD_OK;
-}
-
-/* A study that gets no draft: fills in the reason and, when `record`, records it as the
- * outcome of the study's content version. */
-static rd_status skip(rd_pipeline_worker *w, int record, rd_pipeline_draft *d, rd_error *err,
-                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static rd_status skip(rd_pipeline_worker *w, int record, rd_pipeline_draft *d, rd_error *err,
-                      const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(d->reason, sizeof d->reason, fmt, ap);
-    va_end(ap);
-    d->outcome = RD_PIPELINE_SKIPPED;
-    if (!record)
-        return RD_OK;
-    rd_status st = rd_store_study_skip(w->store, d->study_uid, d->content_version, d->reason, err);
-    if (st != RD_OK)
-        return rd_error_prefix(err, st, "record");
-    rd_log_info("pipeline: study %s: no draft: %s", d->study_uid, d->reason);
-    return RD_OK;
-}
-
 /* The retrieval stage: the top-k similar archive studies of the frontal image and their
  * votes combined with the encoder's scores into `combined`. Without an archive (or an
  * empty one) the encoder's scores pass through. `hits` has room for rs.search.k hits. */
@@ -488,34 +309,18 @@ static rd_status retrieve(rd_pipeline_worker *w, const rd_dicom_meta *frontal,
     rd_pipeline *p = w->p;
     rd_index_query q;
     char patient[65];
-    double total;
     rd_status st;
     *n_hits = 0;
-    for (int f = 0; f < RD_FINDING_COUNT; f++)
-        votes[f] = 0;
-    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
-        combined[f] = enc_scores ? enc_scores[f] : 0;
-    if (!p->ix || rd_index_count(p->ix) == 0)
-        return RD_OK;
     memset(&q, 0, sizeof q);
-    rd_index_patient_hash(p->cfg.archive_patient_salt, frontal->patient_id, patient);
     q.embedding = embedding;
-    q.study_uid = frontal->study_uid;
-    q.patient_hash = frontal->patient_id[0] ? patient : NULL;
-    q.view = rd_view_family_from_position(frontal->view_position);
+    rd_index_query_from_meta(&q, frontal, p->cfg.archive_patient_salt, patient);
     if (q.view == RD_VIEW_UNKNOWN)
         q.view = RD_VIEW_FRONTAL; /* the frontal image was chosen as such */
-    q.study_date = rd_index_parse_date(frontal->study_date);
-    if ((st = rd_index_search(p->ix, &q, &p->rs.search, hits, n_hits, err)) != RD_OK)
+    if (p->ix && rd_index_count(p->ix) > 0 &&
+        (st = rd_index_search(p->ix, &q, &p->rs.search, hits, n_hits, err)) != RD_OK)
         return st;
-    total = rd_index_votes(hits, *n_hits, &p->rs.votes, votes);
-    rd_index_combine(enc_scores, votes, total, &p->rs.votes, combined);
+    (void)rd_index_scores(hits, *n_hits, enc_scores, &p->rs.votes, votes, combined);
     return RD_OK;
-}
-
-static double clamp01(double x)
-{
-    return !(x >= 0) ? 0 : x > 1 ? 1 : x;
 }
 
 /* The review item's JSON: per finding its drafted state, the combined score, the
@@ -578,298 +383,384 @@ void rd_pipeline_draft_free(rd_pipeline_draft *d)
     d->frontal_rule = "";
 }
 
+rd_status rd_pipeline_write_draft_sr(const char *const *sources, int n_sources,
+                                     const rd_draft *draft,
+                                     const double scores[RD_FINDING_N_ABNORMAL],
+                                     const char *model_name, const char *model_version,
+                                     const char *sr_path, rd_sr_result *out, rd_error *err)
+{
+    rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
+    rd_sr_params sp;
+    /* The SR names the model (Manufacturer's Model Name, LO) and its version (a value of
+     * Software Versions, LO): at most 64 characters each, so longer ones are cut. */
+    char sr_model[65], sr_version[65];
+    for (int i = 0; i < draft->n_items; i++) {
+        coded[i].name = rd_finding_name(draft->items[i].finding);
+        coded[i].state = draft->items[i].state;
+        coded[i].score = scores[draft->items[i].finding];
+    }
+    rd_strlcpy(sr_model, model_name, sizeof sr_model);
+    rd_strlcpy(sr_version, model_version, sizeof sr_version);
+    rd_sr_params_init(&sp);
+    sp.sources = sources;
+    sp.n_sources = (size_t)n_sources;
+    sp.findings_text = draft->findings_text;
+    sp.impression_text = draft->impression_text;
+    sp.findings = coded;
+    sp.n_findings = (size_t)draft->n_items;
+    sp.model_name = sr_model;
+    sp.model_version = sr_version;
+    return rd_sr_write_draft(&sp, sr_path, out, err);
+}
+
+/* ---- the stages of one study ---- */
+
+/* One study on its way through the stages: what each stage leaves for the next. */
+typedef struct study {
+    rd_pipeline_worker *w;
+    const char *const *files;
+    int n;
+    int record;          /* 0: nothing touches the store (rd_pipeline_draft_files) */
+    const char *sr_path; /* NULL: the default name in the SR folder */
+    int64_t *done_review_id;
+    rd_pipeline_draft *d;
+    rd_dicom_meta *metas;   /* the readable instances of the study, n_read of them */
+    const char **img_files; /* those with pixel data, n_img of them */
+    rd_dicom_meta *img_metas;
+    int n_read, n_img;
+    int frontal;        /* index in img_* of the chosen image */
+    rd_image *img;      /* the frontal image, decoded */
+    float *embedding;   /* info->embedding_dim floats */
+    rd_index_hit *hits; /* room for rs.search.k */
+    int n_hits;
+    int outcome_set; /* d->outcome is final: skipped, done before, or drafted */
+} study;
+
+static void study_free(study *s)
+{
+    if (s->hits)
+        rd_index_hits_clear(s->hits, s->n_hits);
+    free(s->hits);
+    free(s->embedding);
+    rd_image_free(s->img);
+    free(s->img_metas);
+    free(s->img_files);
+    free(s->metas);
+}
+
+/* A study that gets no draft: fills in the reason and, when recording, records it as the
+ * outcome of the study's content version. */
+static rd_status skip(study *s, rd_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static rd_status skip(study *s, rd_error *err, const char *fmt, ...)
+{
+    rd_pipeline_draft *d = s->d;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->reason, sizeof d->reason, fmt, ap);
+    va_end(ap);
+    d->outcome = RD_PIPELINE_SKIPPED;
+    s->outcome_set = 1;
+    if (!s->record)
+        return RD_OK;
+    rd_status st =
+        rd_store_study_skip(s->w->store, d->study_uid, d->content_version, d->reason, err);
+    if (st != RD_OK)
+        return rd_error_prefix(err, st, "record");
+    rd_log_info("pipeline: study %s: no draft: %s", d->study_uid, d->reason);
+    return RD_OK;
+}
+
+/* read: every instance's metadata, keeping the instances of the first readable one's
+ * study; its UID and content version. A file that is not DICOM is ignored with a warning;
+ * an I/O error fails the stage (it may pass on a retry). */
+static rd_status stage_read(study *s, rd_error *err)
+{
+    rd_pipeline_draft *d = s->d;
+    if (s->n < 1 || s->n > RD_SR_MAX_SOURCES)
+        return rd_error_set(err, RD_E_INVALID, "read: a study of %d instances (1..%d)", s->n,
+                            RD_SR_MAX_SOURCES);
+    s->metas = calloc((size_t)s->n, sizeof *s->metas);
+    s->img_files = calloc((size_t)s->n, sizeof *s->img_files);
+    s->img_metas = calloc((size_t)s->n, sizeof *s->img_metas);
+    if (!s->metas || !s->img_files || !s->img_metas)
+        return rd_error_set(err, RD_E_NOMEM, "read: out of memory");
+    for (int i = 0; i < s->n; i++) {
+        rd_dicom_meta *m = &s->metas[s->n_read];
+        rd_error e;
+        rd_status rs = rd_dicom_read_meta(s->files[i], m, &e);
+        if (rs != RD_OK) {
+            if (rd_pipeline_status_retriable(rs))
+                return rd_error_set(err, rs, "read: %s", rd_error_message(&e));
+            rd_log_warn("pipeline: ignoring %s: %s", s->files[i], rd_error_message(&e));
+            continue;
+        }
+        if (s->n_read > 0 && strcmp(m->study_uid, s->metas[0].study_uid) != 0) {
+            rd_log_warn("pipeline: ignoring %s: it belongs to another study", s->files[i]);
+            continue;
+        }
+        if (m->has_pixel_data) {
+            s->img_files[s->n_img] = s->files[i];
+            s->img_metas[s->n_img++] = *m;
+        }
+        s->n_read++;
+    }
+    if (s->n_read == 0)
+        return rd_error_set(err, RD_E_DICOM, "read: no readable DICOM instance among %d files",
+                            s->n);
+    if (!rd_store_uid_valid(s->metas[0].study_uid))
+        return rd_error_set(err, RD_E_INVALID, "read: %s: malformed Study Instance UID",
+                            s->files[0]);
+    rd_strlcpy(d->study_uid, s->metas[0].study_uid, sizeof d->study_uid);
+    return rd__study_content_version(s->metas, s->n_read, d->content_version, err);
+}
+
+/* Drafted or skipped before for this content version? Then the outcome is DONE_BEFORE,
+ * with the earlier review id (or skip reason). */
+static rd_status stage_done_before(study *s, rd_error *err)
+{
+    rd_pipeline_draft *d = s->d;
+    rd_store_study_version sv;
+    rd_status st;
+    if (!s->record)
+        return RD_OK;
+    st = rd_store_study_version_get(s->w->store, d->study_uid, d->content_version, &sv, err);
+    if (st != RD_OK)
+        return rd_error_prefix(err, st, "read");
+    if (sv.found) {
+        d->outcome = RD_PIPELINE_DONE_BEFORE;
+        s->outcome_set = 1;
+        *s->done_review_id = sv.review_id;
+        rd_strlcpy(d->reason, sv.drafted ? "" : sv.reason, sizeof d->reason);
+    }
+    return RD_OK;
+}
+
+/* check + frontal: keeps the images of a chest radiograph (CR or DX, chest-like body part)
+ * and chooses the frontal one among them, or skips the study with the reason. The image
+ * decoded while choosing (by symmetry) is kept for the decode stage. */
+static rd_status stage_select(study *s, rd_error *err)
+{
+    rd_pipeline_draft *d = s->d;
+    rd_dicom_options dopts;
+    const char **cf = NULL;
+    rd_dicom_meta *cm = NULL;
+    int *cand = NULL, n_cand = 0, k = 0, f;
+    const char *rule = "";
+    rd_status st = RD_OK;
+    if (s->n_img == 0)
+        return skip(s, err, "no image: none of the %d instances has pixel data", s->n_read);
+    cand = calloc((size_t)s->n_img, sizeof *cand);
+    cf = calloc((size_t)s->n_img, sizeof *cf);
+    cm = calloc((size_t)s->n_img, sizeof *cm);
+    if (!cand || !cf || !cm) {
+        st = rd_error_set(err, RD_E_NOMEM, "frontal: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < s->n_img; i++)
+        if (rd__study_radiograph_modality(s->img_metas[i].modality))
+            cand[n_cand++] = i;
+    if (n_cand == 0) {
+        st = skip(s, err, "not a chest radiograph: modality %s (CR or DX expected)",
+                  s->img_metas[0].modality[0] ? s->img_metas[0].modality : "(none)");
+        goto out;
+    }
+    for (int i = 0; i < n_cand; i++)
+        if (rd__study_chest_like(s->img_metas[cand[i]].body_part))
+            cand[k++] = cand[i];
+    if (k == 0) {
+        st = skip(s, err, "not a chest radiograph: body part %s", s->img_metas[cand[0]].body_part);
+        goto out;
+    }
+    n_cand = k;
+    for (int i = 0; i < n_cand; i++) {
+        cf[i] = s->img_files[cand[i]];
+        cm[i] = s->img_metas[cand[i]];
+    }
+    rd_dicom_options_from_config(&dopts, &s->w->p->cfg);
+    f = rd_pipeline_choose_frontal(cf, cm, n_cand, &dopts, &s->img, &rule);
+    if (f < 0) {
+        st = skip(s, err, "no usable image: no frontal view among %d image(s)", n_cand);
+        goto out;
+    }
+    s->frontal = cand[f];
+    d->frontal_rule = rule;
+    for (int i = 0; i < s->n; i++)
+        if (s->files[i] == s->img_files[s->frontal]) {
+            d->frontal = i;
+            break;
+        }
+    rd_strlcpy(d->frontal_sop_instance_uid, s->img_metas[s->frontal].sop_instance_uid,
+               sizeof d->frontal_sop_instance_uid);
+    rd_log_debug("pipeline: study %s: frontal %s (%s)", d->study_uid, s->img_files[s->frontal],
+                 rule);
+out:
+    free(cm);
+    free(cf);
+    free(cand);
+    return st;
+}
+
+/* decode: the frontal image (unless choosing decoded it). An image that cannot be decoded
+ * skips the study; an I/O error fails the stage. */
+static rd_status stage_decode(study *s, rd_error *err)
+{
+    rd_dicom_options dopts;
+    rd_error e;
+    rd_status st;
+    if (s->img)
+        return RD_OK;
+    rd_dicom_options_from_config(&dopts, &s->w->p->cfg);
+    st = rd_dicom_read_image(s->img_files[s->frontal], &dopts, &s->img, NULL, &e);
+    if (st == RD_OK)
+        return RD_OK;
+    if (rd_pipeline_status_retriable(st))
+        return rd_error_set(err, st, "decode: %s", rd_error_message(&e));
+    return skip(s, err, "no usable image: %s", rd_error_message(&e));
+}
+
+/* embed: the encoder's embedding and, when the model scores the findings, its scores. */
+static rd_status stage_embed(study *s, rd_error *err)
+{
+    rd_pipeline_draft *d = s->d;
+    const rd_nn_info *info = rd_encoder_info(s->w->enc);
+    float fscores[RD_FINDING_N_ABNORMAL];
+    rd_status st;
+    d->has_encoder_scores = info->n_labels == RD_FINDING_N_ABNORMAL;
+    s->embedding =
+        calloc((size_t)(info->embedding_dim > 0 ? info->embedding_dim : 1), sizeof(float));
+    if (!s->embedding)
+        return rd_error_set(err, RD_E_NOMEM, "embed: out of memory");
+    if ((st = rd_encoder_embed(s->w->enc, s->img, s->embedding,
+                               d->has_encoder_scores ? fscores : NULL, err)) != RD_OK)
+        return rd_error_prefix(err, st, "embed");
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        d->encoder[f] = d->has_encoder_scores ? fscores[f] : 0;
+    return RD_OK;
+}
+
+/* retrieve: the neighbours and the combined scores, kept in the draft. */
+static rd_status stage_retrieve(study *s, rd_error *err)
+{
+    rd_pipeline *p = s->w->p;
+    rd_pipeline_draft *d = s->d;
+    rd_status st;
+    s->hits = calloc((size_t)(p->rs.search.k > 0 ? p->rs.search.k : 1), sizeof *s->hits);
+    if (!s->hits)
+        return rd_error_set(err, RD_E_NOMEM, "retrieve: out of memory");
+    if ((st = retrieve(s->w, &s->img_metas[s->frontal], s->embedding,
+                       d->has_encoder_scores ? d->encoder : NULL, s->hits, &s->n_hits, d->votes,
+                       d->combined, err)) != RD_OK)
+        return rd_error_prefix(err, st, "retrieve");
+    if (s->n_hits == 0)
+        return RD_OK;
+    d->neighbours = calloc((size_t)s->n_hits, sizeof *d->neighbours);
+    if (!d->neighbours)
+        return rd_error_set(err, RD_E_NOMEM, "retrieve: out of memory");
+    for (int i = 0; i < s->n_hits; i++) {
+        d->neighbours[i].id = s->hits[i].id;
+        d->neighbours[i].similarity = s->hits[i].similarity;
+        rd_strlcpy(d->neighbours[i].study_uid, s->hits[i].study_uid,
+                   sizeof d->neighbours[i].study_uid);
+    }
+    d->n_neighbours = s->n_hits;
+    return RD_OK;
+}
+
+/* generate: the report text from the combined scores, the neighbours as evidence. */
+static rd_status stage_generate(study *s, rd_error *err)
+{
+    rd_pipeline *p = s->w->p;
+    rd_evidence_case *evidence = NULL;
+    rd_status st;
+    if (s->n_hits > 0) {
+        evidence = calloc((size_t)s->n_hits, sizeof *evidence);
+        if (!evidence)
+            return rd_error_set(err, RD_E_NOMEM, "generate: out of memory");
+        rd_index_evidence(s->hits, s->n_hits, evidence);
+    }
+    st = rd_generator_draft_scores(p->gen, s->d->combined, &p->th, evidence, (size_t)s->n_hits,
+                                   p->lab, &s->d->draft, err);
+    free(evidence);
+    return st == RD_OK ? RD_OK : rd_error_prefix(err, st, "generate");
+}
+
+/* write: the draft SR, by default named by study and content version, so that a rerun
+ * after a crash rewrites the same file rather than adding a second one. */
+static rd_status stage_write(study *s, rd_error *err)
+{
+    rd_pipeline *p = s->w->p;
+    rd_pipeline_draft *d = s->d;
+    const char *sr_path = s->sr_path;
+    rd_status st;
+    if (sr_path ? rd_strlcpy(d->sr_path, sr_path, sizeof d->sr_path) >= sizeof d->sr_path
+                : snprintf(d->sr_path, sizeof d->sr_path, "%s/%s-%.16s-draft-sr.dcm", p->sr_dir,
+                           d->study_uid, d->content_version) >= (int)sizeof d->sr_path) {
+        d->sr_path[0] = '\0';
+        return rd_error_set(err, RD_E_INVALID, "write: SR path too long");
+    }
+    if ((st = rd_pipeline_write_draft_sr(s->img_files, s->n_img, &d->draft, d->combined,
+                                         p->model_name, p->model_version, d->sr_path, &d->sr,
+                                         err)) != RD_OK)
+        return rd_error_prefix(err, st, "write");
+    if (d->sr.warning[0])
+        rd_log_warn("pipeline: study %s: SR: %s", d->study_uid, d->sr.warning);
+    d->outcome = RD_PIPELINE_DRAFTED;
+    s->outcome_set = 1;
+    return RD_OK;
+}
+
+/* The stages in order, each with where its time goes (NULL: counted with the previous). */
+static const struct {
+    rd_status (*run)(study *s, rd_error *err);
+    size_t ms; /* offset of the rd_pipeline_draft field, or 0 */
+} stages[] = {
+    {stage_read, offsetof(rd_pipeline_draft, ms_read)},
+    {stage_done_before, 0},
+    {stage_select, 0},
+    {stage_decode, offsetof(rd_pipeline_draft, ms_decode)},
+    {stage_embed, offsetof(rd_pipeline_draft, ms_embed)},
+    {stage_retrieve, offsetof(rd_pipeline_draft, ms_retrieve)},
+    {stage_generate, offsetof(rd_pipeline_draft, ms_generate)},
+    {stage_write, offsetof(rd_pipeline_draft, ms_write)},
+};
+
 /* The stages from read to write, shared by rd_pipeline_draft_files (record == 0: nothing
  * touches the store) and rd_pipeline_run_study (record != 0: a content version processed
  * before is not drafted again, its review id going to *done_review_id, and skips are
- * recorded). `d` is initialized here and always left for rd_pipeline_draft_free. */
+ * recorded). A stage runs while no stage before it failed, skipped the study or found it
+ * done before; the last one sets the outcome DRAFTED. `d` is initialized here and always
+ * left for rd_pipeline_draft_free. */
 static rd_status draft_study(rd_pipeline_worker *w, const char *const *files, int n,
                              const char *sr_path, int record, rd_pipeline_draft *d,
                              int64_t *done_review_id, rd_error *err)
 {
-    rd_pipeline *p = w->p;
-    rd_dicom_meta *metas = NULL;
-    const char **img_files = NULL;
-    rd_dicom_meta *img_metas = NULL;
-    int *cand = NULL;
-    rd_image *img = NULL;
-    float *embedding = NULL, *fscores = NULL;
-    rd_index_hit *hits = NULL;
-    rd_evidence_case *evidence = NULL;
+    study s;
     rd_status st = RD_OK;
-    int n_read = 0, n_img = 0, n_cand = 0, n_hits = 0;
-    double t;
-    const char *study = "";
 
+    memset(&s, 0, sizeof s);
+    s.w = w;
+    s.files = files;
+    s.n = n;
+    s.record = record;
+    s.sr_path = sr_path;
+    s.done_review_id = done_review_id;
+    s.d = d;
+    s.frontal = -1;
     memset(d, 0, sizeof *d);
     d->frontal = -1;
     d->frontal_rule = "";
-    rd_strlcpy(d->model_name, p->model_name, sizeof d->model_name);
-    rd_strlcpy(d->model_version, p->model_version, sizeof d->model_version);
-    if (n < 1 || n > RD_SR_MAX_SOURCES)
-        return rd_error_set(err, RD_E_INVALID, "read: a study of %d instances (1..%d)", n,
-                            RD_SR_MAX_SOURCES);
-
-    /* read: every instance's metadata; the instances of the first readable one's study. */
-    t = now_ms();
-    metas = calloc((size_t)n, sizeof *metas);
-    img_files = calloc((size_t)n, sizeof *img_files);
-    img_metas = calloc((size_t)n, sizeof *img_metas);
-    cand = calloc((size_t)n, sizeof *cand);
-    if (!metas || !img_files || !img_metas || !cand) {
-        st = rd_error_set(err, RD_E_NOMEM, "read: out of memory");
-        goto out;
+    rd_strlcpy(d->model_name, w->p->model_name, sizeof d->model_name);
+    rd_strlcpy(d->model_version, w->p->model_version, sizeof d->model_version);
+    for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
+        double t = now_ms();
+        st = stages[i].run(&s, err);
+        if (stages[i].ms)
+            *(double *)((char *)d + stages[i].ms) = now_ms() - t;
+        if (st != RD_OK || s.outcome_set)
+            break;
     }
-    for (int i = 0; i < n; i++) {
-        rd_error e;
-        rd_status rs = rd_dicom_read_meta(files[i], &metas[n_read], &e);
-        if (rs != RD_OK) {
-            if (rd_pipeline_status_retriable(rs)) {
-                st = rd_error_set(err, rs, "read: %s", rd_error_message(&e));
-                goto out;
-            }
-            rd_log_warn("pipeline: ignoring %s: %s", files[i], rd_error_message(&e));
-            continue;
-        }
-        if (n_read > 0 && strcmp(metas[n_read].study_uid, metas[0].study_uid) != 0) {
-            rd_log_warn("pipeline: ignoring %s: it belongs to another study", files[i]);
-            continue;
-        }
-        if (metas[n_read].has_pixel_data) {
-            img_files[n_img] = files[i];
-            img_metas[n_img++] = metas[n_read];
-        }
-        n_read++;
-    }
-    if (n_read == 0) {
-        st = rd_error_set(err, RD_E_DICOM, "read: no readable DICOM instance among %d files", n);
-        goto out;
-    }
-    study = metas[0].study_uid;
-    if (!rd_store_uid_valid(study)) {
-        st = rd_error_set(err, RD_E_INVALID, "read: %s: malformed Study Instance UID", files[0]);
-        goto out;
-    }
-    rd_strlcpy(d->study_uid, study, sizeof d->study_uid);
-    if ((st = content_version(metas, n_read, d->content_version, err)) != RD_OK)
-        goto out;
-    d->ms_read = now_ms() - t;
-
-    /* Drafted (or skipped) before for this content version: nothing to do. */
-    if (record) {
-        rd_store_study_version sv;
-        if ((st = rd_store_study_version_get(w->store, study, d->content_version, &sv, err)) !=
-            RD_OK) {
-            st = rd_error_prefix(err, st, "read");
-            goto out;
-        }
-        if (sv.found) {
-            d->outcome = RD_PIPELINE_DONE_BEFORE;
-            *done_review_id = sv.review_id;
-            rd_strlcpy(d->reason, sv.drafted ? "" : sv.reason, sizeof d->reason);
-            goto out;
-        }
-    }
-
-    /* check: a chest radiograph with an image. */
-    if (n_img == 0) {
-        st = skip(w, record, d, err, "no image: none of the %d instances has pixel data", n_read);
-        goto out;
-    }
-    for (int i = 0; i < n_img; i++)
-        if (radiograph_modality(img_metas[i].modality))
-            cand[n_cand++] = i;
-    if (n_cand == 0) {
-        st = skip(w, record, d, err, "not a chest radiograph: modality %s (CR or DX expected)",
-                  img_metas[0].modality[0] ? img_metas[0].modality : "(none)");
-        goto out;
-    }
-    {
-        int k = 0;
-        for (int i = 0; i < n_cand; i++)
-            if (chest_like(img_metas[cand[i]].body_part))
-                cand[k++] = cand[i];
-        if (k == 0) {
-            st = skip(w, record, d, err, "not a chest radiograph: body part %s",
-                      img_metas[cand[0]].body_part);
-            goto out;
-        }
-        n_cand = k;
-    }
-
-    /* frontal */
-    {
-        const char **cf = calloc((size_t)n_cand, sizeof *cf);
-        rd_dicom_meta *cm = calloc((size_t)n_cand, sizeof *cm);
-        const char *rule = "";
-        int f = -1;
-        if (cf && cm) {
-            for (int i = 0; i < n_cand; i++) {
-                cf[i] = img_files[cand[i]];
-                cm[i] = img_metas[cand[i]];
-            }
-            f = rd_pipeline_choose_frontal(cf, cm, n_cand, &rule);
-        }
-        free(cf);
-        free(cm);
-        if (!cf || !cm) {
-            st = rd_error_set(err, RD_E_NOMEM, "frontal: out of memory");
-            goto out;
-        }
-        if (f < 0) {
-            st = skip(w, record, d, err, "no usable image: no frontal view among %d image(s)",
-                      n_cand);
-            goto out;
-        }
-        int fi = cand[f];
-        cand[0] = fi; /* the frontal image's index in img_* from here on */
-        d->frontal_rule = rule;
-        for (int i = 0; i < n; i++)
-            if (files[i] == img_files[fi]) {
-                d->frontal = i;
-                break;
-            }
-        rd_log_debug("pipeline: study %s: frontal %s (%s)", study, img_files[fi], rule);
-    }
-    const rd_dicom_meta *fm = &img_metas[cand[0]];
-    const char *ffile = img_files[cand[0]];
-    rd_strlcpy(d->frontal_sop_instance_uid, fm->sop_instance_uid,
-               sizeof d->frontal_sop_instance_uid);
-
-    /* decode */
-    t = now_ms();
-    {
-        rd_dicom_options dopts;
-        rd_error e;
-        rd_dicom_options_from_config(&dopts, &p->cfg);
-        rd_status ds = rd_dicom_read_image(ffile, &dopts, &img, NULL, &e);
-        if (ds != RD_OK) {
-            if (rd_pipeline_status_retriable(ds)) {
-                st = rd_error_set(err, ds, "decode: %s", rd_error_message(&e));
-                goto out;
-            }
-            st = skip(w, record, d, err, "no usable image: %s", rd_error_message(&e));
-            goto out;
-        }
-    }
-    d->ms_decode = now_ms() - t;
-
-    /* embed */
-    t = now_ms();
-    const rd_nn_info *info = rd_encoder_info(w->enc);
-    d->has_encoder_scores = info->n_labels == RD_FINDING_N_ABNORMAL;
-    embedding = calloc((size_t)(info->embedding_dim > 0 ? info->embedding_dim : 1), sizeof(float));
-    fscores = calloc(RD_FINDING_N_ABNORMAL, sizeof(float));
-    if (!embedding || !fscores) {
-        st = rd_error_set(err, RD_E_NOMEM, "embed: out of memory");
-        goto out;
-    }
-    if ((st = rd_encoder_embed(w->enc, img, embedding, d->has_encoder_scores ? fscores : NULL,
-                               err)) != RD_OK) {
-        st = rd_error_prefix(err, st, "embed");
-        goto out;
-    }
-    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
-        d->encoder[f] = d->has_encoder_scores ? fscores[f] : 0;
-    d->ms_embed = now_ms() - t;
-
-    /* retrieve + combine */
-    t = now_ms();
-    hits = calloc((size_t)(p->rs.search.k > 0 ? p->rs.search.k : 1), sizeof *hits);
-    if (!hits) {
-        st = rd_error_set(err, RD_E_NOMEM, "retrieve: out of memory");
-        goto out;
-    }
-    if ((st = retrieve(w, fm, embedding, d->has_encoder_scores ? d->encoder : NULL, hits, &n_hits,
-                       d->votes, d->combined, err)) != RD_OK) {
-        st = rd_error_prefix(err, st, "retrieve");
-        goto out;
-    }
-    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
-        d->combined[f] = clamp01(d->combined[f]);
-    if (n_hits > 0) {
-        d->neighbours = calloc((size_t)n_hits, sizeof *d->neighbours);
-        if (!d->neighbours) {
-            st = rd_error_set(err, RD_E_NOMEM, "retrieve: out of memory");
-            goto out;
-        }
-        for (int i = 0; i < n_hits; i++) {
-            d->neighbours[i].id = hits[i].id;
-            d->neighbours[i].similarity = hits[i].similarity;
-            rd_strlcpy(d->neighbours[i].study_uid, hits[i].study_uid,
-                       sizeof d->neighbours[i].study_uid);
-        }
-        d->n_neighbours = n_hits;
-    }
-    d->ms_retrieve = now_ms() - t;
-
-    /* generate */
-    t = now_ms();
-    if (n_hits > 0) {
-        evidence = calloc((size_t)n_hits, sizeof *evidence);
-        if (!evidence) {
-            st = rd_error_set(err, RD_E_NOMEM, "generate: out of memory");
-            goto out;
-        }
-        rd_index_evidence(hits, n_hits, evidence);
-    }
-    if ((st = rd_generator_draft_scores(p->gen, d->combined, &p->th, evidence, (size_t)n_hits,
-                                        p->lab, &d->draft, err)) != RD_OK) {
-        st = rd_error_prefix(err, st, "generate");
-        goto out;
-    }
-    d->ms_generate = now_ms() - t;
-
-    /* write: by default the draft SR is named by study and content version, so that a rerun
-     * after a crash rewrites the same file rather than adding a second one. */
-    t = now_ms();
-    rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
-    rd_sr_params sp;
-    for (int i = 0; i < d->draft.n_items; i++) {
-        coded[i].name = rd_finding_name(d->draft.items[i].finding);
-        coded[i].state = d->draft.items[i].state;
-        coded[i].score = d->combined[d->draft.items[i].finding];
-    }
-    if (sr_path ? rd_strlcpy(d->sr_path, sr_path, sizeof d->sr_path) >= sizeof d->sr_path
-                : snprintf(d->sr_path, sizeof d->sr_path, "%s/%s-%.16s-draft-sr.dcm", p->sr_dir,
-                           study, d->content_version) >= (int)sizeof d->sr_path) {
-        d->sr_path[0] = '\0';
-        st = rd_error_set(err, RD_E_INVALID, "write: SR path too long");
-        goto out;
-    }
-    rd_sr_params_init(&sp);
-    sp.sources = img_files;
-    sp.n_sources = (size_t)n_img;
-    sp.findings_text = d->draft.findings_text;
-    sp.impression_text = d->draft.impression_text;
-    sp.findings = coded;
-    sp.n_findings = (size_t)d->draft.n_items;
-    /* The SR names the model (Manufacturer's Model Name, LO) and its version (a value of
-     * Software Versions, LO): at most 64 characters each, so longer ones are cut. */
-    char sr_model[65], sr_version[65];
-    rd_strlcpy(sr_model, p->model_name, sizeof sr_model);
-    rd_strlcpy(sr_version, p->model_version, sizeof sr_version);
-    sp.model_name = sr_model;
-    sp.model_version = sr_version;
-    if ((st = rd_sr_write_draft(&sp, d->sr_path, &d->sr, err)) != RD_OK) {
-        st = rd_error_prefix(err, st, "write");
-        goto out;
-    }
-    if (d->sr.warning[0])
-        rd_log_warn("pipeline: study %s: SR: %s", study, d->sr.warning);
-    d->ms_write = now_ms() - t;
-    d->outcome = RD_PIPELINE_DRAFTED;
-out:
-    free(evidence);
-    if (hits)
-        rd_index_hits_clear(hits, n_hits);
-    free(hits);
-    free(fscores);
-    free(embedding);
-    rd_image_free(img);
-    free(cand);
-    free(img_metas);
-    free(img_files);
-    free(metas);
+    study_free(&s);
     return st;
 }
 

@@ -69,6 +69,14 @@ static rd_status parse_pair(const cJSON *obj, const char *name, const char *orig
     return RD_OK;
 }
 
+void rd_thresholds_builtin(rd_thresholds *out)
+{
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        out->present[f] = 0.5;
+        out->uncertain[f] = 0.3;
+    }
+}
+
 rd_status rd_thresholds_parse(rd_thresholds *out, const char *json, const char *origin,
                               rd_error *err)
 {

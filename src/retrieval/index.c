@@ -978,6 +978,29 @@ void rd_index_combine(const double *encoder, const double votes[RD_FINDING_COUNT
     }
 }
 
+double rd_index_scores(const rd_index_hit *hits, int n_hits, const double *encoder,
+                       const rd_vote_params *p, double votes[RD_FINDING_COUNT],
+                       double combined[RD_FINDING_N_ABNORMAL])
+{
+    double total = rd_index_votes(hits, n_hits, p, votes);
+    rd_index_combine(encoder, votes, total, p, combined);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        combined[f] = !(combined[f] >= 0) ? 0 : combined[f] > 1 ? 1 : combined[f];
+    return total;
+}
+
+void rd_index_query_from_meta(rd_index_query *q, const rd_dicom_meta *m, const char *salt,
+                              char patient_hash[65])
+{
+    patient_hash[0] = '\0';
+    if (m->patient_id[0])
+        rd_index_patient_hash(salt, m->patient_id, patient_hash);
+    q->study_uid = m->study_uid;
+    q->patient_hash = patient_hash;
+    q->view = rd_view_family_from_position(m->view_position);
+    q->study_date = rd_index_parse_date(m->study_date);
+}
+
 void rd_index_evidence(const rd_index_hit *hits, int n_hits, rd_evidence_case *out)
 {
     for (int i = 0; i < n_hits; i++) {
