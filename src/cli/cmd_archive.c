@@ -16,6 +16,7 @@
 #include "radraft/index.h"
 #include "radraft/labeler.h"
 #include "radraft/log.h"
+#include "radraft/review.h"
 #include "radraft/sr.h"
 #include "radraft/store.h"
 #include "radraft/train.h"
@@ -539,14 +540,11 @@ static int import_dicom(archive_args *a, rd_encoder *enc, rd_index *ix, rd_store
     dicom_set ds;
     rd_error err;
     rd_labeler *lab = NULL;
-    rd_dicom_options dopts;
-    float *emb = NULL;
     long added = 0, no_report = 0, failed = 0;
     int rc = RD_EXIT_OK;
     const rd_nn_info *info = rd_encoder_info(enc);
 
     memset(&ds, 0, sizeof ds);
-    rd_dicom_options_from_config(&dopts, &a->cli.cfg);
     for (int i = 0; i < a->n_paths; i++)
         if (walk(&ds, a->paths[i], &err) != RD_OK) {
             rd_cli_error(&a->cli, "%s", rd_error_message(&err));
@@ -558,48 +556,22 @@ static int import_dicom(archive_args *a, rd_encoder *enc, rd_index *ix, rd_store
         rc = RD_EXIT_FAIL;
         goto out;
     }
-    if (rd_labeler_create_from_config(&lab, &a->cli.cfg, &err) != RD_OK ||
-        !(emb = malloc((size_t)info->embedding_dim * sizeof *emb))) {
-        rd_cli_error(&a->cli, "%s", lab ? "out of memory" : rd_error_message(&err));
+    if (rd_labeler_create_from_config(&lab, &a->cli.cfg, &err) != RD_OK) {
+        rd_cli_error(&a->cli, "%s", rd_error_message(&err));
         rc = RD_EXIT_FAIL;
         goto out;
     }
     for (size_t i = 0; i < ds.n_images; i++) {
         const image_ref *im = &ds.images[i];
         const report *r = find_report(&ds, &im->meta);
-        rd_labels labels;
-        rd_image *img = NULL;
-        rd_index_entry e;
-        char patient[65];
         int was_added = 0;
         if (!r) {
             rd_log_warn("%s: no report for study %s: not imported", im->path, im->meta.study_uid);
             no_report++;
             continue;
         }
-        if (rd_labeler_label(lab, r->findings, r->impression, &labels, &err) != RD_OK ||
-            rd_dicom_read_image(im->path, &dopts, &img, NULL, &err) != RD_OK ||
-            rd_encoder_embed(enc, img, emb, NULL, &err) != RD_OK) {
-            rd_log_warn("%s: %s", im->path, rd_error_message(&err));
-            rd_image_free(img);
-            failed++;
-            continue;
-        }
-        rd_image_free(img);
-        memset(&e, 0, sizeof e);
-        e.key = im->meta.sop_instance_uid;
-        e.study_uid = im->meta.study_uid;
-        patient[0] = '\0';
-        if (im->meta.patient_id[0])
-            rd_index_patient_hash(a->cli.cfg.archive_patient_salt, im->meta.patient_id, patient);
-        e.patient_hash = patient;
-        e.view = rd_view_family_from_position(im->meta.view_position);
-        e.study_date = rd_index_parse_date(im->meta.study_date);
-        e.source = a->source;
-        memcpy(e.state, labels.state, sizeof e.state);
-        e.findings_text = r->findings;
-        e.impression_text = r->impression;
-        if (rd_index_add(ix, s, &e, emb, NULL, &was_added, &err) != RD_OK) {
+        if (rd_review_archive_add(ix, s, enc, lab, &a->cli.cfg, im->path, &im->meta, a->source,
+                                  NULL, r->findings, r->impression, &was_added, &err) != RD_OK) {
             rd_log_warn("%s: %s", im->path, rd_error_message(&err));
             failed++;
             continue;
@@ -613,7 +585,6 @@ static int import_dicom(archive_args *a, rd_encoder *enc, rd_index *ix, rd_store
     if (failed)
         rc = RD_EXIT_FAIL;
 out:
-    free(emb);
     rd_labeler_free(lab);
     dicom_set_free(&ds);
     return rc;

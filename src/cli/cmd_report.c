@@ -11,9 +11,9 @@
 #include "radraft/findings.h"
 #include "radraft/generator.h"
 #include "radraft/image.h"
-#include "radraft/labeler.h"
 #include "radraft/log.h"
 #include "radraft/pipeline.h"
+#include "radraft/review.h"
 #include "radraft/sr.h"
 #include "radraft/version.h"
 #include "base/util.h"
@@ -61,18 +61,6 @@ static const char sign_help[] =
     "  --datetime DT          verification date-time YYYYMMDDHHMMSS (default: now)\n"
     "  -o, --output FILE      the SR to write (default: ./<StudyInstanceUID>-signed-sr.dcm)\n"
     "  --json                 print the signed SR's path and UIDs as JSON\n" RD_CLI_COMMON_HELP;
-
-/* A UID as a file name part: digits and dots only, 1..64 characters. */
-static int uid_ok(const char *uid)
-{
-    size_t n = strlen(uid);
-    if (n == 0 || n > 64)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isdigit((unsigned char)uid[i]) && uid[i] != '.')
-            return 0;
-    return 1;
-}
 
 /* ---- scores ---------------------------------------------------------------------- */
 
@@ -435,7 +423,7 @@ int rd_cmd_report(int argc, char **argv)
             goto out;
         }
     }
-    if (!uid_ok(metas[0].study_uid)) {
+    if (!rd_store_uid_valid(metas[0].study_uid)) {
         rd_cli_error(&cli, "%s: missing or malformed Study Instance UID", files[0]);
         goto out;
     }
@@ -493,18 +481,14 @@ int rd_cmd_sign(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
-    rd_sr_sign_params sp;
-    rd_sr_info info;
+    rd_review_signature sig;
     rd_sr_result res;
-    rd_labeler *lab = NULL;
-    rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
     const char *out_arg = NULL;
-    char out_path[1024];
+    char out_path[1024], predecessor[65];
     int json = 0, opt, rc = RD_EXIT_FAIL;
     cJSON *obj = NULL;
 
-    memset(&info, 0, sizeof info);
-    rd_sr_sign_params_init(&sp);
+    memset(&sig, 0, sizeof sig);
     rd_cli_init(&cli, "radraft sign");
     optind = 1;
     while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -521,19 +505,19 @@ int rd_cmd_sign(int argc, char **argv)
             json = 1;
             break;
         case OPT_VERIFIER:
-            sp.verifier_name = optarg;
+            sig.verifier_name = optarg;
             break;
         case OPT_ORG:
-            sp.organization = optarg;
+            sig.organization = optarg;
             break;
         case OPT_FINDINGS:
-            sp.findings_text = optarg;
+            sig.findings_text = optarg;
             break;
         case OPT_IMPRESSION:
-            sp.impression_text = optarg;
+            sig.impression_text = optarg;
             break;
         case OPT_DATETIME:
-            sp.datetime = optarg;
+            sig.datetime = optarg;
             break;
         case 'h':
             fputs(sign_help, stdout);
@@ -543,7 +527,7 @@ int rd_cmd_sign(int argc, char **argv)
             return RD_EXIT_USAGE;
         }
     }
-    if (argc - optind != 1 || !sp.verifier_name || !sp.organization) {
+    if (argc - optind != 1 || !sig.verifier_name || !sig.organization) {
         rd_cli_error(&cli, "give one draft SR, --verifier and --organization");
         fputs(sign_help, stderr);
         return RD_EXIT_USAGE;
@@ -551,44 +535,8 @@ int rd_cmd_sign(int argc, char **argv)
     const char *draft_path = argv[optind];
     if (rd_cli_finish_config(&cli) != 0)
         return RD_EXIT_FAIL;
-    if (rd_sr_read(draft_path, &info, &err) != RD_OK) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
-        goto out;
-    }
-    /* Edited text: its coded findings are what the labeler reads in the final text. */
-    if (sp.findings_text || sp.impression_text) {
-        rd_labels labels;
-        const char *ft = sp.findings_text ? sp.findings_text : info.findings_text;
-        const char *it = sp.impression_text ? sp.impression_text : info.impression_text;
-        if (rd_labeler_create_from_config(&lab, &cli.cfg, &err) != RD_OK ||
-            rd_labeler_label(lab, ft, it, &labels, &err) != RD_OK) {
-            rd_cli_error(&cli, "%s", rd_error_message(&err));
-            goto out;
-        }
-        size_t nc = 0;
-        for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
-            if (labels.state[f] != RD_STATE_PRESENT && labels.state[f] != RD_STATE_UNCERTAIN)
-                continue;
-            coded[nc].name = rd_finding_name((rd_finding)f);
-            coded[nc].state = labels.state[f];
-            coded[nc].score = -1;
-            nc++;
-        }
-        sp.replace_findings = 1;
-        sp.findings = coded;
-        sp.n_findings = nc;
-    }
-    if (out_arg) {
-        if (rd_strlcpy(out_path, out_arg, sizeof out_path) >= sizeof out_path) {
-            rd_cli_error(&cli, "output path too long");
-            goto out;
-        }
-    } else if (!uid_ok(info.study_uid) || snprintf(out_path, sizeof out_path, "%s-signed-sr.dcm",
-                                                   info.study_uid) >= (int)sizeof out_path) {
-        rd_cli_error(&cli, "%s: malformed Study Instance UID; give -o", draft_path);
-        goto out;
-    }
-    if (rd_sr_write_signed(draft_path, &sp, out_path, &res, &err) != RD_OK) {
+    if (rd_review_sign_file(&cli.cfg, draft_path, &sig, out_arg, NULL, out_path, sizeof out_path,
+                            predecessor, &res, &err) != RD_OK) {
         rd_cli_error(&cli, "%s", rd_error_message(&err));
         goto out;
     }
@@ -603,7 +551,7 @@ int rd_cmd_sign(int argc, char **argv)
         goto out;
     }
     cJSON_AddStringToObject(obj, "draft", draft_path);
-    cJSON_AddStringToObject(obj, "predecessor_sop_instance_uid", info.sop_instance_uid);
+    cJSON_AddStringToObject(obj, "predecessor_sop_instance_uid", predecessor);
     add_result(obj, out_path, &res);
     if (print_json(obj) != 0) {
         rd_cli_error(&cli, "out of memory");
@@ -612,7 +560,5 @@ int rd_cmd_sign(int argc, char **argv)
     rc = RD_EXIT_OK;
 out:
     cJSON_Delete(obj);
-    rd_labeler_free(lab);
-    rd_sr_info_free(&info);
     return rc;
 }

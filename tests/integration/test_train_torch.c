@@ -68,7 +68,7 @@ static void smooth_ops(const char *dir)
 
 static void step_check(const char *arch, int batch, int smooth)
 {
-    char dir[1100], path[1300], cmd[8192], pw_text[512];
+    char dir[1100], path[1300], cmd[8192], pw_text[512], name[64];
     rd_error err;
     rd_nn_model *m = NULL;
     rd_tnet *net = NULL;
@@ -76,7 +76,10 @@ static void step_check(const char *arch, int batch, int smooth)
     const double lr = 0.01, wd = 0.05, smoothing = 0.1;
     float pw[14];
 
-    snprintf(dir, sizeof dir, "%s", rd_test_tmpdir(arch));
+    /* Not the bare arch name: test_nn_torch's cases use those folders, and ctest -j runs
+     * both files at once. */
+    snprintf(name, sizeof name, "train_torch_%s", arch);
+    snprintf(dir, sizeof dir, "%s", rd_test_tmpdir(name));
     REQUIRE_OK(rd_nn_model_init(arch, 11, dir, &err), &err);
     if (smooth)
         smooth_ops(dir);
