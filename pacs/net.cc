@@ -684,10 +684,11 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
 done:
     if (begun && scp->handlers.assoc_end)
         scp->handlers.assoc_end(scp->handlers.ctx, actx);
-    {
-        std::lock_guard<std::mutex> lock(scp->mu);
-        scp->active--;
-    }
+    // Notify under the lock: once active reaches 0, rd_net_scp_stop may return from its wait
+    // and delete scp, so this thread must be done with scp->cv before it releases scp->mu
+    // (notifying after the unlock raced with that delete; ThreadSanitizer found it).
+    std::lock_guard<std::mutex> lock(scp->mu);
+    scp->active--;
     scp->cv.notify_all();
 }
 
