@@ -1,13 +1,15 @@
-/* radraft — the DCMTK side of reading a DICOM instance (see src/dicom_int.h).
+/* radraft — the DCMTK side of reading a DICOM instance (see dicom_shim.h).
  *
  * It loads the file with bounded element reads, copies the attributes into rd_dicom_meta
  * (text as UTF-8), and for images hands the first frame's decompressed samples and the
- * display attributes to the C pipeline in src/dicom_pixels.c. JPEG 2000 frames are decoded
+ * display attributes to the C pipeline in src/dicom/dicom_pixels.c. JPEG 2000 frames are decoded
  * by j2k.cc; every other compressed transfer syntax by DCMTK's registered decoders. Nothing
  * here throws across the extern "C" boundary or aborts on a bad file.
  */
-#include "dicom/dicom_int.h"
+#include "dicom_shim.h"
 #include "j2k.h"
+
+#include "radraft/error.h"
 
 #include <dcmtk/config/osconfig.h>
 
@@ -453,10 +455,10 @@ rd_status first_frame_codestream(DcmPixelSequence *seq, long frames, std::vector
 {
     unsigned long nitems = seq->card();
     if (nitems < 2)
-        return rd__pacs_error(err, RD_E_CORRUPT, "encapsulated pixel data has no fragment");
+        return rd_error_set(err, RD_E_CORRUPT, "encapsulated pixel data has no fragment");
     DcmPixelItem *bot = nullptr;
     if (seq->getItem(bot, 0).bad() || !bot)
-        return rd__pacs_error(err, RD_E_CORRUPT, "no basic offset table");
+        return rd_error_set(err, RD_E_CORRUPT, "no basic offset table");
     /* With a Basic Offset Table, frame 2 starts at its second entry; without one, a frame
      * ends where the next fragment begins with a new codestream (SOC marker). */
     unsigned long long frame2 = ~0ULL;
@@ -472,11 +474,11 @@ rd_status first_frame_codestream(DcmPixelSequence *seq, long frames, std::vector
     for (unsigned long i = 1; i < nitems; i++) {
         DcmPixelItem *frag = nullptr;
         if (seq->getItem(frag, i).bad() || !frag)
-            return rd__pacs_error(err, RD_E_CORRUPT, "unreadable fragment %lu", i);
+            return rd_error_set(err, RD_E_CORRUPT, "unreadable fragment %lu", i);
         Uint32 len = frag->getLength();
         Uint8 *bytes = nullptr;
         if (len > 0 && (frag->getUint8Array(bytes).bad() || !bytes))
-            return rd__pacs_error(err, RD_E_CORRUPT, "unreadable fragment %lu", i);
+            return rd_error_set(err, RD_E_CORRUPT, "unreadable fragment %lu", i);
         if (i > 1 && frames > 1) {
             if (pos >= frame2)
                 break;
@@ -496,10 +498,10 @@ rd_status decode_j2k(DcmPixelData *pd, long frames, rd_dicom_frame *f, rd_error 
     const DcmRepresentationParameter *param = nullptr;
     pd->getOriginalRepresentationKey(xfer, param);
     if (pd->getEncapsulatedRepresentation(xfer, param, seq).bad() || !seq)
-        return rd__pacs_error(err, RD_E_CORRUPT, "JPEG 2000 pixel data is not encapsulated");
+        return rd_error_set(err, RD_E_CORRUPT, "JPEG 2000 pixel data is not encapsulated");
     if (f->bits_allocated != 8 && f->bits_allocated != 16)
-        return rd__pacs_error(err, RD_E_UNSUPPORTED, "JPEG 2000 with bits allocated %d",
-                              f->bits_allocated);
+        return rd_error_set(err, RD_E_UNSUPPORTED, "JPEG 2000 with bits allocated %d",
+                            f->bits_allocated);
     std::vector<Uint8> cs;
     rd_status st = first_frame_codestream(seq, frames, cs, err);
     if (st != RD_OK)
@@ -526,30 +528,28 @@ rd_status decode_frame(DcmDataset *ds, const rd_dicom_meta *meta, const rd_dicom
 {
     if (!meta->has_pixel_data) {
         if (ds->tagExists(DCM_FloatPixelData) || ds->tagExists(DCM_DoubleFloatPixelData))
-            return rd__pacs_error(err, RD_E_UNSUPPORTED, "float pixel data is not supported");
-        return rd__pacs_error(err, RD_E_NOT_IMAGE, "no pixel data (%s)",
-                              meta->sop_class_name[0]  ? meta->sop_class_name
-                              : meta->sop_class_uid[0] ? meta->sop_class_uid
-                                                       : "unknown SOP class");
+            return rd_error_set(err, RD_E_UNSUPPORTED, "float pixel data is not supported");
+        return rd_error_set(err, RD_E_NOT_IMAGE, "no pixel data (%s)",
+                            meta->sop_class_name[0]  ? meta->sop_class_name
+                            : meta->sop_class_uid[0] ? meta->sop_class_uid
+                                                     : "unknown SOP class");
     }
     if (meta->rows <= 0 || meta->columns <= 0)
-        return rd__pacs_error(err, RD_E_CORRUPT, "rows %d, columns %d", meta->rows, meta->columns);
+        return rd_error_set(err, RD_E_CORRUPT, "rows %d, columns %d", meta->rows, meta->columns);
     if (meta->rows > opts->max_dimension || meta->columns > opts->max_dimension ||
         meta->rows > RD_IMAGE_MAX_DIM || meta->columns > RD_IMAGE_MAX_DIM)
-        return rd__pacs_error(err, RD_E_TOO_LARGE, "%dx%d pixels exceed the limit of %d",
-                              meta->columns, meta->rows, opts->max_dimension);
+        return rd_error_set(err, RD_E_TOO_LARGE, "%dx%d pixels exceed the limit of %d",
+                            meta->columns, meta->rows, opts->max_dimension);
     if (meta->bits_stored > 16)
-        return rd__pacs_error(err, RD_E_UNSUPPORTED, "bits stored %d exceeds 16",
-                              meta->bits_stored);
+        return rd_error_set(err, RD_E_UNSUPPORTED, "bits stored %d exceeds 16", meta->bits_stored);
     if (meta->bits_allocated != 8 && meta->bits_allocated != 16 && meta->bits_allocated != 32)
-        return rd__pacs_error(err, RD_E_UNSUPPORTED, "bits allocated %d is not supported",
-                              meta->bits_allocated);
+        return rd_error_set(err, RD_E_UNSUPPORTED, "bits allocated %d is not supported",
+                            meta->bits_allocated);
     if (meta->bits_stored < 1 || meta->bits_stored > meta->bits_allocated)
-        return rd__pacs_error(err, RD_E_CORRUPT, "bits stored %d with bits allocated %d",
-                              meta->bits_stored, meta->bits_allocated);
+        return rd_error_set(err, RD_E_CORRUPT, "bits stored %d with bits allocated %d",
+                            meta->bits_stored, meta->bits_allocated);
     if (meta->samples_per_pixel != 1 && meta->samples_per_pixel != 3)
-        return rd__pacs_error(err, RD_E_UNSUPPORTED, "%d samples per pixel",
-                              meta->samples_per_pixel);
+        return rd_error_set(err, RD_E_UNSUPPORTED, "%d samples per pixel", meta->samples_per_pixel);
 
     f->rows = meta->rows;
     f->cols = meta->columns;
@@ -561,16 +561,16 @@ rd_status decode_frame(DcmDataset *ds, const rd_dicom_meta *meta, const rd_dicom
     f->planar_configuration = get_int(ds, DCM_PlanarConfiguration, 0) == 1 ? 1 : 0;
     put(f->photometric, sizeof f->photometric, meta->photometric);
     if (strcmp(f->photometric, "PALETTE COLOR") == 0)
-        return rd__pacs_error(err, RD_E_UNSUPPORTED, "PALETTE COLOR images are not supported");
+        return rd_error_set(err, RD_E_UNSUPPORTED, "PALETTE COLOR images are not supported");
     read_display_attributes(ds, f);
 
     if (meta->transfer_syntax_uid[0] == '\0' ||
         DcmXfer(meta->transfer_syntax_uid).getXfer() == EXS_Unknown)
-        return rd__pacs_error(err, RD_E_UNSUPPORTED, "unknown transfer syntax '%s'",
-                              meta->transfer_syntax_uid);
+        return rd_error_set(err, RD_E_UNSUPPORTED, "unknown transfer syntax '%s'",
+                            meta->transfer_syntax_uid);
     DcmElement *el = nullptr;
     if (ds->findAndGetElement(DCM_PixelData, el).bad() || !el)
-        return rd__pacs_error(err, RD_E_NOT_IMAGE, "no pixel data");
+        return rd_error_set(err, RD_E_NOT_IMAGE, "no pixel data");
     DcmPixelData *pd = static_cast<DcmPixelData *>(el);
     E_TransferSyntax xfer = ds->getOriginalXfer();
     DcmXfer xf(xfer);
@@ -581,20 +581,19 @@ rd_status decode_frame(DcmDataset *ds, const rd_dicom_meta *meta, const rd_dicom
             xfer == EXS_JPEG2000MulticomponentLosslessOnly || xfer == EXS_JPEG2000Multicomponent)
             return decode_j2k(pd, frames, f, err);
         if (!DcmCodecList::canChangeCoding(xfer, EXS_LittleEndianExplicit))
-            return rd__pacs_error(err, RD_E_UNSUPPORTED, "no decoder for transfer syntax %s (%s)",
-                                  xf.getXferID(), xf.getXferName());
+            return rd_error_set(err, RD_E_UNSUPPORTED, "no decoder for transfer syntax %s (%s)",
+                                xf.getXferID(), xf.getXferName());
     } else {
         /* Native pixel data must hold the whole first frame; check the length field, which
          * the caller already bounded by the file size, before reading anything. */
         size_t need = rd_dicom_frame_bytes(f);
         if (need == 0)
-            return rd__pacs_error(err, RD_E_UNSUPPORTED, "unsupported pixel layout");
+            return rd_error_set(err, RD_E_UNSUPPORTED, "unsupported pixel layout");
         Uint32 have = pd->getLength();
         if (have == DCM_UndefinedLength || static_cast<unsigned long long>(have) < need ||
             static_cast<unsigned long long>(have) > file_size)
-            return rd__pacs_error(err, RD_E_CORRUPT,
-                                  "pixel data has %lu bytes, the frame needs %zu",
-                                  static_cast<unsigned long>(have), need);
+            return rd_error_set(err, RD_E_CORRUPT, "pixel data has %lu bytes, the frame needs %zu",
+                                static_cast<unsigned long>(have), need);
     }
 
     OFString model;
@@ -603,22 +602,22 @@ rd_status decode_frame(DcmDataset *ds, const rd_dicom_meta *meta, const rd_dicom
     size_t need = rd_dicom_frame_bytes(f);
     Uint32 frame_size = 0;
     if (need == 0 || pd->getUncompressedFrameSize(ds, frame_size).bad())
-        return rd__pacs_error(err, RD_E_CORRUPT, "cannot determine the frame size");
+        return rd_error_set(err, RD_E_CORRUPT, "cannot determine the frame size");
     size_t bytes = need > frame_size ? need : frame_size;
     bytes += bytes & 1; /* DCMTK wants an even buffer */
     if (bytes > 0xffffffffUL)
-        return rd__pacs_error(err, RD_E_TOO_LARGE, "frame of %zu bytes", bytes);
+        return rd_error_set(err, RD_E_TOO_LARGE, "frame of %zu bytes", bytes);
     f->data = calloc(1, bytes);
     if (!f->data)
-        return rd__pacs_error(err, RD_E_NOMEM, "out of memory for a %zu-byte frame", bytes);
+        return rd_error_set(err, RD_E_NOMEM, "out of memory for a %zu-byte frame", bytes);
     f->size = bytes;
     Uint32 start = 0;
     OFString decoded_model;
     OFCondition cond = pd->getUncompressedFrame(ds, 0, start, f->data, static_cast<Uint32>(bytes),
                                                 decoded_model, nullptr);
     if (cond.bad())
-        return rd__pacs_error(err, RD_E_CORRUPT, "cannot decode the first frame (%s): %s",
-                              xf.getXferName(), cond.text());
+        return rd_error_set(err, RD_E_CORRUPT, "cannot decode the first frame (%s): %s",
+                            xf.getXferName(), cond.text());
     if (!decoded_model.empty())
         put(f->photometric, sizeof f->photometric, decoded_model.c_str());
     return RD_OK;
@@ -629,16 +628,15 @@ rd_status load(const char *path, const rd_dicom_options *opts, rd_dicom_meta *me
 {
     struct stat sb;
     if (stat(path, &sb) != 0)
-        return rd__pacs_error(err, errno == ENOENT ? RD_E_NOT_FOUND : RD_E_IO, "%s",
-                              strerror(errno));
+        return rd_error_set(err, errno == ENOENT ? RD_E_NOT_FOUND : RD_E_IO, "%s", strerror(errno));
     if (!S_ISREG(sb.st_mode))
-        return rd__pacs_error(err, RD_E_IO, "not a regular file");
+        return rd_error_set(err, RD_E_IO, "not a regular file");
     if (static_cast<long long>(sb.st_size) > RD_DICOM_MAX_FILE_BYTES)
-        return rd__pacs_error(err, RD_E_TOO_LARGE, "file of %lld bytes exceeds the limit of %lld",
-                              static_cast<long long>(sb.st_size), RD_DICOM_MAX_FILE_BYTES);
+        return rd_error_set(err, RD_E_TOO_LARGE, "file of %lld bytes exceeds the limit of %lld",
+                            static_cast<long long>(sb.st_size), RD_DICOM_MAX_FILE_BYTES);
     int kind = sniff(path);
     if (kind < 0)
-        return rd__pacs_error(err, RD_E_DICOM, "not a DICOM file");
+        return rd_error_set(err, RD_E_DICOM, "not a DICOM file");
     std::call_once(g_once, init_once);
 
     DcmFileFormat ff;
@@ -647,13 +645,13 @@ rd_status load(const char *path, const rd_dicom_options *opts, rd_dicom_meta *me
     if (cond.bad()) {
         bool truncated =
             cond == EC_StreamNotifyClient || cond == EC_SequEnd || cond == EC_InvalidStream;
-        return rd__pacs_error(err, truncated ? RD_E_CORRUPT : RD_E_DICOM, "%s: %s",
-                              truncated ? "truncated or corrupt DICOM" : "unreadable DICOM",
-                              cond.text());
+        return rd_error_set(err, truncated ? RD_E_CORRUPT : RD_E_DICOM, "%s: %s",
+                            truncated ? "truncated or corrupt DICOM" : "unreadable DICOM",
+                            cond.text());
     }
     DcmDataset *ds = ff.getDataset();
     if (!ds || ds->card() == 0)
-        return rd__pacs_error(err, RD_E_DICOM, "empty DICOM dataset");
+        return rd_error_set(err, RD_E_DICOM, "empty DICOM dataset");
     /* No element can be longer than the file, except in a deflated dataset, whose values
      * are bounded by a fixed cap instead. */
     unsigned long long limit = static_cast<unsigned long long>(sb.st_size);
@@ -661,8 +659,8 @@ rd_status load(const char *path, const rd_dicom_options *opts, rd_dicom_meta *me
         limit = kMaxInflatedElement;
     std::string bad;
     if (!lengths_plausible(ds, limit, bad))
-        return rd__pacs_error(err, RD_E_CORRUPT, "element %s is longer than the file allows",
-                              bad.c_str());
+        return rd_error_set(err, RD_E_CORRUPT, "element %s is longer than the file allows",
+                            bad.c_str());
     fill_meta(ds, ds->getOriginalXfer(), meta);
     /* The file meta header names the transfer syntax the sender meant; when DCMTK does not
      * know it, it parsed the dataset by guessing, and that is what the caller must see. */
@@ -687,16 +685,46 @@ extern "C" rd_status rd__dicom_load(const char *path, const rd_dicom_options *op
                                     rd_dicom_meta *meta, rd_dicom_frame *frame, rd_error *err)
 {
     if (!path || !opts || !meta)
-        return rd__pacs_error(err, RD_E_INVALID, "rd__dicom_load: NULL argument");
+        return rd_error_set(err, RD_E_INVALID, "rd__dicom_load: NULL argument");
     if (frame)
         memset(frame, 0, sizeof *frame);
     try {
         return load(path, opts, meta, frame, err);
     } catch (const std::bad_alloc &) {
         rd_dicom_frame_release(frame);
-        return rd__pacs_error(err, RD_E_NOMEM, "out of memory");
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
     } catch (...) {
         rd_dicom_frame_release(frame);
-        return rd__pacs_error(err, RD_E_INTERNAL, "unexpected exception in the DICOM reader");
+        return rd_error_set(err, RD_E_INTERNAL, "unexpected exception in the DICOM reader");
     }
+}
+
+extern "C" void rd_dicom_frame_release(rd_dicom_frame *f)
+{
+    if (!f)
+        return;
+    free(f->data);
+    free(f->modality_lut.data);
+    free(f->voi_lut.data);
+    memset(f, 0, sizeof *f);
+}
+
+extern "C" size_t rd_dicom_frame_bytes(const rd_dicom_frame *f)
+{
+    if (f->rows <= 0 || f->cols <= 0 || (f->samples_per_pixel != 1 && f->samples_per_pixel != 3) ||
+        (f->bits_allocated != 8 && f->bits_allocated != 16 && f->bits_allocated != 32))
+        return 0;
+    /* Native YBR_*_422 stores two luma samples and one pair of chroma per two pixels. */
+    size_t samples_per_px =
+        (f->samples_per_pixel == 3 && (strcmp(f->photometric, "YBR_FULL_422") == 0 ||
+                                       strcmp(f->photometric, "YBR_PARTIAL_422") == 0))
+            ? 2
+            : static_cast<size_t>(f->samples_per_pixel);
+    size_t bytes = 0;
+    if (__builtin_mul_overflow(static_cast<size_t>(f->rows), static_cast<size_t>(f->cols),
+                               &bytes) ||
+        __builtin_mul_overflow(bytes, samples_per_px, &bytes) ||
+        __builtin_mul_overflow(bytes, static_cast<size_t>(f->bits_allocated) / 8, &bytes))
+        return 0;
+    return bytes;
 }

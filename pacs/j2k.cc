@@ -6,25 +6,14 @@
  */
 #include "j2k.h"
 
+#include "radraft/error.h"
+
 #include <openjpeg.h>
 
-#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-
-rd_status rd__pacs_error(rd_error *err, rd_status status, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        err->status = status;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
 
 namespace
 {
@@ -111,27 +100,27 @@ rd_status rd__j2k_decode(const unsigned char *data, size_t len, const rd_j2k_exp
     memset(&msgs, 0, sizeof msgs);
 
     if (len < 2)
-        return rd__pacs_error(err, RD_E_CORRUPT, "JPEG 2000 frame of %zu bytes", len);
+        return rd_error_set(err, RD_E_CORRUPT, "JPEG 2000 frame of %zu bytes", len);
     if (len >= 12 && memcmp(data, jp2_sig, 12) == 0)
         codec = opj_create_decompress(OPJ_CODEC_JP2);
     else if (data[0] == 0xff && data[1] == 0x4f)
         codec = opj_create_decompress(OPJ_CODEC_J2K);
     else
-        return rd__pacs_error(err, RD_E_CORRUPT,
-                              "JPEG 2000 frame does not start with a codestream marker");
+        return rd_error_set(err, RD_E_CORRUPT,
+                            "JPEG 2000 frame does not start with a codestream marker");
     if (!codec)
-        return rd__pacs_error(err, RD_E_NOMEM, "cannot create the JPEG 2000 decoder");
+        return rd_error_set(err, RD_E_NOMEM, "cannot create the JPEG 2000 decoder");
     opj_set_error_handler(codec, on_error, &msgs);
     opj_set_warning_handler(codec, on_quiet, nullptr);
     opj_set_info_handler(codec, on_quiet, nullptr);
     opj_set_default_decoder_parameters(&params);
     if (!opj_setup_decoder(codec, &params)) {
-        st = rd__pacs_error(err, RD_E_INTERNAL, "cannot set up the JPEG 2000 decoder");
+        st = rd_error_set(err, RD_E_INTERNAL, "cannot set up the JPEG 2000 decoder");
         goto out;
     }
     stream = opj_stream_create(OPJ_J2K_STREAM_CHUNK_SIZE, OPJ_TRUE);
     if (!stream) {
-        st = rd__pacs_error(err, RD_E_NOMEM, "cannot create the JPEG 2000 stream");
+        st = rd_error_set(err, RD_E_NOMEM, "cannot create the JPEG 2000 stream");
         goto out;
     }
     opj_stream_set_user_data(stream, &ms, nullptr);
@@ -141,8 +130,8 @@ rd_status rd__j2k_decode(const unsigned char *data, size_t len, const rd_j2k_exp
     opj_stream_set_seek_function(stream, mem_seek);
 
     if (!opj_read_header(stream, codec, &image) || !image) {
-        st = rd__pacs_error(err, RD_E_CORRUPT, "JPEG 2000 header: %s",
-                            msgs.text[0] ? msgs.text : "unreadable");
+        st = rd_error_set(err, RD_E_CORRUPT, "JPEG 2000 header: %s",
+                          msgs.text[0] ? msgs.text : "unreadable");
         goto out;
     }
     /* Check what the header promises against the dataset before decoding anything, so a
@@ -150,41 +139,40 @@ rd_status rd__j2k_decode(const unsigned char *data, size_t len, const rd_j2k_exp
     if (image->x1 <= image->x0 || image->y1 <= image->y0 ||
         image->x1 - image->x0 != static_cast<OPJ_UINT32>(expect.cols) ||
         image->y1 - image->y0 != static_cast<OPJ_UINT32>(expect.rows)) {
-        st =
-            rd__pacs_error(err, RD_E_CORRUPT, "JPEG 2000 image is %ux%u but the dataset says %dx%d",
-                           image->x1 - image->x0, image->y1 - image->y0, expect.cols, expect.rows);
+        st = rd_error_set(err, RD_E_CORRUPT, "JPEG 2000 image is %ux%u but the dataset says %dx%d",
+                          image->x1 - image->x0, image->y1 - image->y0, expect.cols, expect.rows);
         goto out;
     }
     if (image->numcomps < static_cast<OPJ_UINT32>(spp)) {
-        st = rd__pacs_error(err, RD_E_CORRUPT,
-                            "JPEG 2000 image has %u components, the dataset says %d",
-                            image->numcomps, spp);
+        st = rd_error_set(err, RD_E_CORRUPT,
+                          "JPEG 2000 image has %u components, the dataset says %d", image->numcomps,
+                          spp);
         goto out;
     }
     for (int c = 0; c < spp; c++) {
         const opj_image_comp_t &comp = image->comps[c];
         if (comp.dx != 1 || comp.dy != 1) {
-            st = rd__pacs_error(err, RD_E_UNSUPPORTED, "subsampled JPEG 2000 component");
+            st = rd_error_set(err, RD_E_UNSUPPORTED, "subsampled JPEG 2000 component");
             goto out;
         }
         if (comp.prec < 1 || comp.prec > 16 ||
             comp.prec > static_cast<OPJ_UINT32>(expect.bits_allocated)) {
-            st = rd__pacs_error(err, RD_E_UNSUPPORTED,
-                                "JPEG 2000 component precision %u (bits allocated %d)", comp.prec,
-                                expect.bits_allocated);
+            st = rd_error_set(err, RD_E_UNSUPPORTED,
+                              "JPEG 2000 component precision %u (bits allocated %d)", comp.prec,
+                              expect.bits_allocated);
             goto out;
         }
     }
     if (!opj_decode(codec, stream, image) || !opj_end_decompress(codec, stream)) {
-        st = rd__pacs_error(err, RD_E_CORRUPT, "JPEG 2000 decoding failed: %s",
-                            msgs.text[0] ? msgs.text : "truncated or corrupt codestream");
+        st = rd_error_set(err, RD_E_CORRUPT, "JPEG 2000 decoding failed: %s",
+                          msgs.text[0] ? msgs.text : "truncated or corrupt codestream");
         goto out;
     }
     for (int c = 0; c < spp; c++) {
         const opj_image_comp_t &comp = image->comps[c];
         if (!comp.data || comp.w != static_cast<OPJ_UINT32>(expect.cols) ||
             comp.h != static_cast<OPJ_UINT32>(expect.rows)) {
-            st = rd__pacs_error(err, RD_E_CORRUPT, "JPEG 2000 component %d has no full data", c);
+            st = rd_error_set(err, RD_E_CORRUPT, "JPEG 2000 component %d has no full data", c);
             goto out;
         }
     }
@@ -192,7 +180,7 @@ rd_status rd__j2k_decode(const unsigned char *data, size_t len, const rd_j2k_exp
     bytes = nsamples * static_cast<size_t>(spp) * static_cast<size_t>(expect.bits_allocated / 8);
     buf = malloc(bytes);
     if (!buf) {
-        st = rd__pacs_error(err, RD_E_NOMEM, "out of memory for a %zu-byte frame", bytes);
+        st = rd_error_set(err, RD_E_NOMEM, "out of memory for a %zu-byte frame", bytes);
         goto out;
     }
     for (int c = 0; c < spp; c++) {

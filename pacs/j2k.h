@@ -25,8 +25,4 @@ struct rd_j2k_expect {
 rd_status rd__j2k_decode(const unsigned char *data, size_t len, const rd_j2k_expect &expect,
                          void **out, size_t *out_size, int *is_signed, int *is_rgb, rd_error *err);
 
-/* Fills `err` (when not NULL) like rd_error_set, without depending on the C library. */
-rd_status rd__pacs_error(rd_error *err, rd_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 #endif

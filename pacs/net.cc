@@ -34,10 +34,18 @@
 #include <vector>
 
 #include "radraft/log.h"
-#include "base/util.h"
 
 namespace
 {
+
+// Copies at most size-1 bytes of `src` into `dst` and terminates it (like rd_strlcpy, which
+// is private to the C library).
+void copy_text(char *dst, const char *src, size_t size)
+{
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
 
 std::once_flag g_init_once;
 
@@ -333,7 +341,7 @@ extern "C" void rd_net_scp_options_from_config(rd_net_scp_options *opts, const r
 {
     memset(opts, 0, sizeof *opts);
     opts->port = cfg->server_port;
-    rd_strlcpy(opts->ae_title, cfg->server_ae_title, sizeof opts->ae_title);
+    copy_text(opts->ae_title, cfg->server_ae_title, sizeof opts->ae_title);
     opts->check_called_ae = cfg->server_check_called_ae;
     opts->allowed_calling_aes = &cfg->server_allowed_calling_aes;
     opts->max_associations = cfg->server_max_associations;
@@ -349,7 +357,7 @@ extern "C" void rd_net_scp_options_from_config(rd_net_scp_options *opts, const r
 extern "C" void rd_net_scu_options_from_config(rd_net_scu_options *opts, const rd_config *cfg)
 {
     memset(opts, 0, sizeof *opts);
-    rd_strlcpy(opts->calling_ae, cfg->server_ae_title, sizeof opts->calling_ae);
+    copy_text(opts->calling_ae, cfg->server_ae_title, sizeof opts->calling_ae);
     opts->max_pdu = cfg->server_max_pdu;
     opts->acse_timeout = cfg->server_acse_timeout;
     opts->dimse_timeout = cfg->server_dimse_timeout;
@@ -676,10 +684,11 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
 done:
     if (begun && scp->handlers.assoc_end)
         scp->handlers.assoc_end(scp->handlers.ctx, actx);
-    {
-        std::lock_guard<std::mutex> lock(scp->mu);
-        scp->active--;
-    }
+    // Notify under the lock: once active reaches 0, rd_net_scp_stop may return from its wait
+    // and delete scp, so this thread must be done with scp->cv before it releases scp->mu
+    // (notifying after the unlock raced with that delete; ThreadSanitizer found it).
+    std::lock_guard<std::mutex> lock(scp->mu);
+    scp->active--;
     scp->cv.notify_all();
 }
 

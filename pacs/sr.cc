@@ -8,8 +8,8 @@
 // Nothing here throws across the extern "C" boundary.
 #include "radraft/sr.h"
 
-#include "dicom/dicom_int.h"
-#include "j2k.h" // rd__pacs_error
+#include "dicom_shim.h"
+#include "radraft/error.h"
 #include "radraft/version.h"
 
 #include <dcmtk/config/osconfig.h>
@@ -189,7 +189,7 @@ rd_status prefix_error(rd_error *err, rd_status st, const char *path)
     if (!err)
         return st;
     std::string msg = err->msg;
-    return rd__pacs_error(err, st, "%s: %s", path, msg.c_str());
+    return rd_error_set(err, st, "%s: %s", path, msg.c_str());
 }
 
 struct coded {
@@ -201,27 +201,26 @@ struct coded {
 rd_status check_findings(const rd_sr_finding *f, size_t n, std::vector<coded> &out, rd_error *err)
 {
     if (n > RD_FINDING_N_ABNORMAL)
-        return rd__pacs_error(err, RD_E_INVALID, "%zu coded findings (at most %d)", n,
-                              RD_FINDING_N_ABNORMAL);
+        return rd_error_set(err, RD_E_INVALID, "%zu coded findings (at most %d)", n,
+                            RD_FINDING_N_ABNORMAL);
     if (n > 0 && !f)
-        return rd__pacs_error(err, RD_E_INVALID, "findings is NULL");
+        return rd_error_set(err, RD_E_INVALID, "findings is NULL");
     for (size_t i = 0; i < n; i++) {
         int idx = finding_index(f[i].name);
         int st = enum_value(f[i].state);
         if (idx < 0)
-            return rd__pacs_error(err, RD_E_INVALID, "unknown finding '%s'",
-                                  f[i].name ? f[i].name : "(null)");
+            return rd_error_set(err, RD_E_INVALID, "unknown finding '%s'",
+                                f[i].name ? f[i].name : "(null)");
         if (st != RD_STATE_PRESENT && st != RD_STATE_UNCERTAIN)
-            return rd__pacs_error(err, RD_E_INVALID,
-                                  "finding %s: only present or uncertain findings are coded",
-                                  kFindingName[idx]);
+            return rd_error_set(err, RD_E_INVALID,
+                                "finding %s: only present or uncertain findings are coded",
+                                kFindingName[idx]);
         if (!(f[i].score < 0) && !(f[i].score <= 1.0))
-            return rd__pacs_error(err, RD_E_INVALID, "finding %s: score %g outside [0, 1]",
-                                  kFindingName[idx], f[i].score);
+            return rd_error_set(err, RD_E_INVALID, "finding %s: score %g outside [0, 1]",
+                                kFindingName[idx], f[i].score);
         for (const coded &c : out)
             if (c.index == idx)
-                return rd__pacs_error(err, RD_E_INVALID, "finding %s given twice",
-                                      kFindingName[idx]);
+                return rd_error_set(err, RD_E_INVALID, "finding %s given twice", kFindingName[idx]);
         out.push_back({idx, st, f[i].score < 0 ? -1.0 : f[i].score});
     }
     return RD_OK;
@@ -230,12 +229,12 @@ rd_status check_findings(const rd_sr_finding *f, size_t n, std::vector<coded> &o
 rd_status check_text(const char *what, const char *s, rd_error *err)
 {
     if (!s || !s[0])
-        return rd__pacs_error(err, RD_E_INVALID, "the %s text is empty", what);
+        return rd_error_set(err, RD_E_INVALID, "the %s text is empty", what);
     if (std::strlen(s) > RD_SR_MAX_TEXT)
-        return rd__pacs_error(err, RD_E_TOO_LARGE, "the %s text exceeds %u bytes", what,
-                              RD_SR_MAX_TEXT);
+        return rd_error_set(err, RD_E_TOO_LARGE, "the %s text exceeds %u bytes", what,
+                            RD_SR_MAX_TEXT);
     if (!valid_utf8(s))
-        return rd__pacs_error(err, RD_E_INVALID, "the %s text is not valid UTF-8", what);
+        return rd_error_set(err, RD_E_INVALID, "the %s text is not valid UTF-8", what);
     return RD_OK;
 }
 
@@ -366,7 +365,7 @@ rd_status build_tree(DSRDocumentTree &t, const content &c, rd_error *err)
     b.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRTypes::AM_belowCurrent, kImpression);
     b.text(c.impression_text, kImpression);
     if (!b.ok())
-        return rd__pacs_error(err, RD_E_DICOM, "SR content: %s", b.msg().c_str());
+        return rd_error_set(err, RD_E_DICOM, "SR content: %s", b.msg().c_str());
     return RD_OK;
 }
 
@@ -434,13 +433,13 @@ rd_status save_atomic(DcmFileFormat &ff, const char *path, rd_error *err)
     name.push_back('\0');
     int fd = mkstemp(name.data());
     if (fd < 0)
-        return rd__pacs_error(err, RD_E_IO, "%s: cannot create a temporary file: %s", path,
-                              std::strerror(errno));
+        return rd_error_set(err, RD_E_IO, "%s: cannot create a temporary file: %s", path,
+                            std::strerror(errno));
     close(fd);
     OFCondition c = ff.saveFile(name.data(), EXS_LittleEndianExplicit);
     if (c.bad()) {
         unlink(name.data());
-        return rd__pacs_error(err, RD_E_IO, "%s: %s", path, c.text());
+        return rd_error_set(err, RD_E_IO, "%s: %s", path, c.text());
     }
     fd = open(name.data(), O_RDONLY);
     if (fd >= 0) {
@@ -450,7 +449,7 @@ rd_status save_atomic(DcmFileFormat &ff, const char *path, rd_error *err)
     if (std::rename(name.data(), path) != 0) {
         int e = errno;
         unlink(name.data());
-        return rd__pacs_error(err, RD_E_IO, "%s: %s", path, std::strerror(e));
+        return rd_error_set(err, RD_E_IO, "%s: %s", path, std::strerror(e));
     }
     return RD_OK;
 }
@@ -483,7 +482,7 @@ rd_status put_contributing_equipment(DcmItem *ds, const std::string &model_name,
     if (c.good())
         c = purpose->putAndInsertString(DCM_CodeMeaning, "Processing Equipment");
     if (c.bad())
-        return rd__pacs_error(err, RD_E_DICOM, "Contributing Equipment Sequence: %s", c.text());
+        return rd_error_set(err, RD_E_DICOM, "Contributing Equipment Sequence: %s", c.text());
     return RD_OK;
 }
 
@@ -492,7 +491,7 @@ rd_status add_scheme(DSRDocument &doc, rd_error *err)
     DSRCodingSchemeIdentificationList &l = doc.getCodingSchemeIdentification();
     OFCondition c = l.addItem(kScheme, "", "radraft findings and finding states", "radraft");
     if (c.bad())
-        return rd__pacs_error(err, RD_E_DICOM, "Coding Scheme Identification: %s", c.text());
+        return rd_error_set(err, RD_E_DICOM, "Coding Scheme Identification: %s", c.text());
     return RD_OK;
 }
 
@@ -515,16 +514,16 @@ rd_status load_file(DcmFileFormat &ff, const char *path, rd_error *err)
 {
     struct stat st;
     if (!path || !path[0])
-        return rd__pacs_error(err, RD_E_INVALID, "no file name");
+        return rd_error_set(err, RD_E_INVALID, "no file name");
     if (stat(path, &st) != 0)
-        return rd__pacs_error(err, errno == ENOENT ? RD_E_NOT_FOUND : RD_E_IO, "%s: %s", path,
-                              std::strerror(errno));
+        return rd_error_set(err, errno == ENOENT ? RD_E_NOT_FOUND : RD_E_IO, "%s: %s", path,
+                            std::strerror(errno));
     if (static_cast<long long>(st.st_size) > RD_DICOM_MAX_FILE_BYTES)
-        return rd__pacs_error(err, RD_E_TOO_LARGE, "%s: file too large", path);
+        return rd_error_set(err, RD_E_TOO_LARGE, "%s: file too large", path);
     // Values over 4 KiB (pixel data) stay on disk: only header attributes are needed.
     OFCondition c = ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
     if (c.bad())
-        return rd__pacs_error(err, RD_E_DICOM, "%s: %s", path, c.text());
+        return rd_error_set(err, RD_E_DICOM, "%s: %s", path, c.text());
     return RD_OK;
 }
 
@@ -541,13 +540,12 @@ rd_status read_sr(DcmFileFormat &ff, DSRDocument &doc, const char *path, size_t 
     if (!cs.empty() && cs != "ISO_IR 192" && cs != "ISO_IR 6") {
         OFCondition c = ds->convertToUTF8();
         if (c.bad())
-            return rd__pacs_error(err, RD_E_DICOM, "%s: character set '%s': %s", path, cs.c_str(),
-                                  c.text());
+            return rd_error_set(err, RD_E_DICOM, "%s: character set '%s': %s", path, cs.c_str(),
+                                c.text());
     }
     OFCondition c = doc.read(*ds, flags);
     if (c.bad())
-        return rd__pacs_error(err, RD_E_DICOM, "%s: not a readable SR document: %s", path,
-                              c.text());
+        return rd_error_set(err, RD_E_DICOM, "%s: not a readable SR document: %s", path, c.text());
     return RD_OK;
 }
 
@@ -560,23 +558,23 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
 {
     init_once();
     if (!p || !out_path || !out_path[0])
-        return rd__pacs_error(err, RD_E_INVALID, "missing parameters or output path");
+        return rd_error_set(err, RD_E_INVALID, "missing parameters or output path");
     if (p->n_sources == 0 || !p->sources)
-        return rd__pacs_error(err, RD_E_INVALID, "no source instances");
+        return rd_error_set(err, RD_E_INVALID, "no source instances");
     if (p->n_sources > RD_SR_MAX_SOURCES)
-        return rd__pacs_error(err, RD_E_TOO_LARGE, "%zu source instances (at most %d)",
-                              p->n_sources, RD_SR_MAX_SOURCES);
+        return rd_error_set(err, RD_E_TOO_LARGE, "%zu source instances (at most %d)", p->n_sources,
+                            RD_SR_MAX_SOURCES);
     rd_status st = check_text("findings", p->findings_text, err);
     if (st == RD_OK)
         st = check_text("impression", p->impression_text, err);
     if (st != RD_OK)
         return st;
     if (!p->model_name || !p->model_name[0] || !p->model_version || !p->model_version[0])
-        return rd__pacs_error(err, RD_E_INVALID, "the model name and version are required");
+        return rd_error_set(err, RD_E_INVALID, "the model name and version are required");
     if (std::strlen(p->model_name) > 64 || std::strlen(p->model_version) > 64 ||
         !valid_utf8(p->model_name) || !valid_utf8(p->model_version))
-        return rd__pacs_error(err, RD_E_INVALID,
-                              "model name or version longer than 64 bytes, or not UTF-8");
+        return rd_error_set(err, RD_E_INVALID,
+                            "model name or version longer than 64 bytes, or not UTF-8");
     content c;
     st = check_findings(p->findings, p->n_findings, c.findings, err);
     if (st != RD_OK)
@@ -585,11 +583,11 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     c.impression_text = p->impression_text;
     c.device_uid = p->device_uid && p->device_uid[0] ? p->device_uid : RD_SR_DEFAULT_DEVICE_UID;
     if (!valid_uid(c.device_uid))
-        return rd__pacs_error(err, RD_E_INVALID, "device UID '%s' is not a valid UID",
-                              c.device_uid.c_str());
+        return rd_error_set(err, RD_E_INVALID, "device UID '%s' is not a valid UID",
+                            c.device_uid.c_str());
     c.model = std::string("radraft ") + p->model_name + " " + p->model_version;
     if (p->series_number < 0)
-        return rd__pacs_error(err, RD_E_INVALID, "negative series number");
+        return rd_error_set(err, RD_E_INVALID, "negative series number");
     int series_number = p->series_number ? p->series_number : RD_SR_DEFAULT_SERIES_NUMBER;
 
     // The sources: one study, one patient, each with its UIDs.
@@ -606,9 +604,9 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
                      get_str(ds, DCM_SOPClassUID), get_str(ds, DCM_SOPInstanceUID)};
         if (!valid_uid(r.study) || !valid_uid(r.series) || !valid_uid(r.sop_class) ||
             !valid_uid(r.sop))
-            return rd__pacs_error(err, RD_E_INVALID,
-                                  "%s: missing or malformed study, series or SOP UIDs",
-                                  p->sources[i]);
+            return rd_error_set(err, RD_E_INVALID,
+                                "%s: missing or malformed study, series or SOP UIDs",
+                                p->sources[i]);
         if (i == 0) {
             rd_dicom_options opts = {16384, 0.5, 99.5};
             st = rd__dicom_load(p->sources[i], &opts, &meta, nullptr, err);
@@ -619,9 +617,9 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
             if (!source_text_utf8(ds, DCM_StudyID, "\\", study_id))
                 warning = "Study ID not convertible to UTF-8; left empty";
         } else if (r.study != refs[0].study) {
-            return rd__pacs_error(err, RD_E_INVALID,
-                                  "%s belongs to study %s, not %s: one report per study",
-                                  p->sources[i], r.study.c_str(), refs[0].study.c_str());
+            return rd_error_set(err, RD_E_INVALID,
+                                "%s belongs to study %s, not %s: one report per study",
+                                p->sources[i], r.study.c_str(), refs[0].study.c_str());
         }
         refs.push_back(r);
     }
@@ -633,9 +631,9 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
         if (st != RD_OK)
             return prefix_error(err, st, p->sources[i]);
         if (std::strcmp(m.patient_id, meta.patient_id) != 0)
-            return rd__pacs_error(err, RD_E_INVALID,
-                                  "%s has another Patient ID than %s: one patient per report",
-                                  p->sources[i], p->sources[0]);
+            return rd_error_set(err, RD_E_INVALID,
+                                "%s has another Patient ID than %s: one patient per report",
+                                p->sources[i], p->sources[0]);
     }
 
     DSRDocument doc;
@@ -645,7 +643,7 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     if (cond.good())
         cond = doc.createNewSeriesInStudy(refs[0].study.c_str());
     if (cond.bad())
-        return rd__pacs_error(err, RD_E_DICOM, "new SR document: %s", cond.text());
+        return rd_error_set(err, RD_E_DICOM, "new SR document: %s", cond.text());
     auto setter = [&doc](OFCondition (DSRDocument::*fn)(const OFString &, const OFBool)) {
         return [&doc, fn](const std::string &v, bool check) {
             return (doc.*fn)(v.c_str(), check ? OFTrue : OFFalse);
@@ -684,12 +682,12 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     if (cond.good())
         cond = doc.setPreliminaryFlag(DSRTypes::PF_Preliminary);
     if (cond.bad())
-        return rd__pacs_error(err, RD_E_DICOM, "SR header: %s", cond.text());
+        return rd_error_set(err, RD_E_DICOM, "SR header: %s", cond.text());
     for (const source_ref &r : refs) {
         cond = doc.getCurrentRequestedProcedureEvidence().addItem(
             r.study.c_str(), r.series.c_str(), r.sop_class.c_str(), r.sop.c_str());
         if (cond.bad())
-            return rd__pacs_error(err, RD_E_DICOM, "evidence %s: %s", r.sop.c_str(), cond.text());
+            return rd_error_set(err, RD_E_DICOM, "evidence %s: %s", r.sop.c_str(), cond.text());
     }
     st = add_scheme(doc, err);
     if (st == RD_OK)
@@ -699,7 +697,7 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
 
     std::string series_uid, sop_uid;
     if (!make_uid(series_uid) || !make_uid(sop_uid))
-        return rd__pacs_error(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
+        return rd_error_set(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
     DcmFileFormat ff;
     DcmDataset *ds = ff.getDataset();
     cond = doc.write(*ds);
@@ -708,7 +706,7 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     if (cond.good())
         cond = ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
     if (cond.bad())
-        return rd__pacs_error(err, RD_E_DICOM, "writing the SR dataset: %s", cond.text());
+        return rd_error_set(err, RD_E_DICOM, "writing the SR dataset: %s", cond.text());
     st = put_contributing_equipment(ds, p->model_name, p->model_version, err);
     if (st == RD_OK)
         st = save_atomic(ff, out_path, err);
@@ -724,13 +722,13 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
 {
     init_once();
     if (!p || !out_path || !out_path[0])
-        return rd__pacs_error(err, RD_E_INVALID, "missing parameters or output path");
+        return rd_error_set(err, RD_E_INVALID, "missing parameters or output path");
     if (!p->verifier_name || !p->verifier_name[0] || !p->organization || !p->organization[0])
-        return rd__pacs_error(err, RD_E_INVALID,
-                              "the verifier's name and organization are "
-                              "required");
+        return rd_error_set(err, RD_E_INVALID,
+                            "the verifier's name and organization are "
+                            "required");
     if (!valid_utf8(p->verifier_name) || !valid_utf8(p->organization))
-        return rd__pacs_error(err, RD_E_INVALID, "verifier or organization is not UTF-8");
+        return rd_error_set(err, RD_E_INVALID, "verifier or organization is not UTF-8");
     rd_status st = RD_OK;
     if (p->findings_text)
         st = check_text("findings", p->findings_text, err);
@@ -752,10 +750,10 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
         return st;
     if (doc.getVerificationFlag() == DSRTypes::VF_Verified ||
         doc.getCompletionFlag() == DSRTypes::CF_Complete)
-        return rd__pacs_error(err, RD_E_INVALID,
-                              "%s is already complete or verified; sign "
-                              "the draft",
-                              draft_path);
+        return rd_error_set(err, RD_E_INVALID,
+                            "%s is already complete or verified; sign "
+                            "the draft",
+                            draft_path);
     OFString study, series, sop_class, sop, instance_number;
     doc.getStudyInstanceUID(study);
     doc.getSeriesInstanceUID(series);
@@ -770,16 +768,16 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
         if (is_node(it, DSRTypes::VT_Text, kFinding)) {
             has_findings = true;
             if (p->findings_text && it.setStringValue(p->findings_text).bad())
-                return rd__pacs_error(err, RD_E_INVALID, "the findings text is not valid");
+                return rd_error_set(err, RD_E_INVALID, "the findings text is not valid");
         } else if (is_node(it, DSRTypes::VT_Text, kImpression)) {
             has_impression = true;
             if (p->impression_text && it.setStringValue(p->impression_text).bad())
-                return rd__pacs_error(err, RD_E_INVALID, "the impression text is not valid");
+                return rd_error_set(err, RD_E_INVALID, "the impression text is not valid");
         }
     }
     if (!has_findings || !has_impression)
-        return rd__pacs_error(err, RD_E_INVALID, "%s has no Finding or no Impression text item",
-                              draft_path);
+        return rd_error_set(err, RD_E_INVALID, "%s has no Finding or no Impression text item",
+                            draft_path);
     if (p->replace_findings) {
         // Remove the coded findings (with their properties), one per pass: removing moves
         // the cursor, so each pass starts again from the root.
@@ -796,11 +794,11 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
                 break;
         }
         if (t.gotoNamedNode(kFindingsSection) == 0)
-            return rd__pacs_error(err, RD_E_INVALID, "%s has no Findings section", draft_path);
+            return rd_error_set(err, RD_E_INVALID, "%s has no Findings section", draft_path);
         tree_builder b(t);
         b.findings(findings, DSRTypes::AM_belowCurrent);
         if (!b.ok())
-            return rd__pacs_error(err, RD_E_DICOM, "SR content: %s", b.msg().c_str());
+            return rd_error_set(err, RD_E_DICOM, "SR content: %s", b.msg().c_str());
     }
 
     long inst = std::strtol(instance_number.c_str(), nullptr, 10);
@@ -820,15 +818,15 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
     if (cond.good())
         cond = doc.setPreliminaryFlag(DSRTypes::PF_Final);
     if (cond.bad())
-        return rd__pacs_error(err, RD_E_DICOM, "signed SR header: %s", cond.text());
+        return rd_error_set(err, RD_E_DICOM, "signed SR header: %s", cond.text());
     std::string dt = p->datetime && p->datetime[0] ? p->datetime : now_dt("%Y%m%d%H%M%S");
     cond = doc.verifyDocument(p->verifier_name, p->organization, dt.c_str());
     if (cond.bad())
-        return rd__pacs_error(err, RD_E_INVALID, "verifying observer: %s", cond.text());
+        return rd_error_set(err, RD_E_INVALID, "verifying observer: %s", cond.text());
 
     std::string sop_uid;
     if (!make_uid(sop_uid))
-        return rd__pacs_error(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
+        return rd_error_set(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
     DcmFileFormat ff;
     DcmDataset *ds = ff.getDataset();
     cond = doc.write(*ds);
@@ -840,13 +838,13 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
         eq) {
         DcmElement *copy = OFstatic_cast(DcmElement *, eq->clone());
         if (!copy)
-            return rd__pacs_error(err, RD_E_NOMEM, "out of memory");
+            return rd_error_set(err, RD_E_NOMEM, "out of memory");
         cond = ds->insert(copy, OFTrue);
         if (cond.bad())
             delete copy;
     }
     if (cond.bad())
-        return rd__pacs_error(err, RD_E_DICOM, "writing the signed SR dataset: %s", cond.text());
+        return rd_error_set(err, RD_E_DICOM, "writing the signed SR dataset: %s", cond.text());
     st = save_atomic(ff, out_path, err);
     if (st != RD_OK)
         return st;
@@ -868,7 +866,7 @@ rd_status read_impl(const char *path, rd_sr_info *info, rd_error *err)
 {
     init_once();
     if (!info)
-        return rd__pacs_error(err, RD_E_INVALID, "info is NULL");
+        return rd_error_set(err, RD_E_INVALID, "info is NULL");
     std::memset(info, 0, sizeof *info);
     DcmFileFormat ff;
     DSRDocument doc;
@@ -950,7 +948,7 @@ rd_status read_impl(const char *path, rd_sr_info *info, rd_error *err)
     return RD_OK;
 nomem:
     rd_sr_info_free(info);
-    return rd__pacs_error(err, RD_E_NOMEM, "out of memory");
+    return rd_error_set(err, RD_E_NOMEM, "out of memory");
 }
 
 } // namespace
@@ -975,9 +973,9 @@ rd_status rd_sr_write_draft(const rd_sr_params *p, const char *out_path, rd_sr_r
     try {
         return draft_impl(p, out_path, res, err);
     } catch (const std::bad_alloc &) {
-        return rd__pacs_error(err, RD_E_NOMEM, "out of memory");
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
     } catch (...) {
-        return rd__pacs_error(err, RD_E_INTERNAL, "unexpected exception writing an SR");
+        return rd_error_set(err, RD_E_INTERNAL, "unexpected exception writing an SR");
     }
 }
 
@@ -987,9 +985,9 @@ rd_status rd_sr_write_signed(const char *draft_path, const rd_sr_sign_params *p,
     try {
         return signed_impl(draft_path, p, out_path, res, err);
     } catch (const std::bad_alloc &) {
-        return rd__pacs_error(err, RD_E_NOMEM, "out of memory");
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
     } catch (...) {
-        return rd__pacs_error(err, RD_E_INTERNAL, "unexpected exception signing an SR");
+        return rd_error_set(err, RD_E_INTERNAL, "unexpected exception signing an SR");
     }
 }
 
@@ -1000,11 +998,11 @@ rd_status rd_sr_read(const char *path, rd_sr_info *info, rd_error *err)
     } catch (const std::bad_alloc &) {
         if (info)
             rd_sr_info_free(info);
-        return rd__pacs_error(err, RD_E_NOMEM, "out of memory");
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
     } catch (...) {
         if (info)
             rd_sr_info_free(info);
-        return rd__pacs_error(err, RD_E_INTERNAL, "unexpected exception reading an SR");
+        return rd_error_set(err, RD_E_INTERNAL, "unexpected exception reading an SR");
     }
 }
 

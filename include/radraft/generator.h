@@ -117,14 +117,6 @@ rd_status rd_generator_draft_states(const rd_generator *gen, const rd_finding_st
 /* Releases a draft's texts and clears it. Accepts NULL and a cleared draft. */
 void rd_draft_free(rd_draft *d);
 
-/* Cleans one sentence of a past report for reuse: drops clauses with comparison language
- * ("compared to the prior study"), and words like "stable", "unchanged", "again"; refuses
- * (returns 0) a sentence with a de-identification mark (XXXX), any digit (dates, IDs,
- * measurements), a name-like capitalized word, a person or a time ("Dr.", "called", "p.m."),
- * comparison language it cannot remove, or anything but plain ASCII text. Returns 1 with the
- * cleaned sentence (capitalized, ending in a period) in `out` when usable. */
-int rd_generator_clean_sentence(const char *in, char *out, size_t out_size);
-
 #ifdef __cplusplus
 }
 #endif

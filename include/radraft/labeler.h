@@ -77,9 +77,6 @@ void rd_labeler_free(rd_labeler *lab);
 rd_status rd_labeler_label(const rd_labeler *lab, const char *findings, const char *impression,
                            rd_labels *out, rd_error *err);
 
-/* Number of phrases of all kinds the labeler holds (for logs and tests). */
-size_t rd_labeler_phrase_count(const rd_labeler *lab);
-
 /* Labels one JSON Lines record ({"id": ..., "findings": "...", "impression": "..."}; other
  * members are ignored; id may be a string or a number). On success *id_out (at most
  * id_size bytes, truncated) holds the id. A record that is not a JSON object, or whose id

@@ -2,17 +2,21 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-/* The log sink is the one piece of global state: it is configured once at start-up and
- * read by every thread, so the level is read without the lock and the stream under it. */
+/* The log sink is the one piece of global state: it is configured at start-up and read by
+ * every thread. The stream is read and written under the lock. The level is checked on every
+ * call, before any formatting, so it is an atomic read without the lock instead; relaxed
+ * order is enough, since nothing else is published through it (a thread that sees a new
+ * level a little late logs or skips one more line, as it would have a moment earlier). */
 static struct {
     pthread_mutex_t lock;
     FILE *stream;
-    volatile rd_log_level level;
+    atomic_int level; /* an rd_log_level */
 } g_log = {PTHREAD_MUTEX_INITIALIZER, NULL, RD_LOG_INFO};
 
 rd_status rd_log_level_parse(const char *name, rd_log_level *out, rd_error *err)
@@ -37,12 +41,12 @@ const char *rd_log_level_name(rd_log_level level)
 
 void rd_log_set_level(rd_log_level level)
 {
-    g_log.level = level;
+    atomic_store_explicit(&g_log.level, (int)level, memory_order_relaxed);
 }
 
 rd_log_level rd_log_get_level(void)
 {
-    return g_log.level;
+    return (rd_log_level)atomic_load_explicit(&g_log.level, memory_order_relaxed);
 }
 
 void rd_log_set_stream(FILE *fp)
@@ -61,7 +65,7 @@ void rd_log(rd_log_level level, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (level > g_log.level)
+    if ((unsigned)level > (unsigned)atomic_load_explicit(&g_log.level, memory_order_relaxed))
         return;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "report/embedded.h"
+#include "report/report_int.h"
 #include "base/util.h"
 
 #define GEN_MAX_TEMPLATE 512  /* bytes in one template sentence */
@@ -462,7 +463,7 @@ static const char *const known_acronyms[] = {
 static const char *const copulas[] = {"is", "are", "was", "were", "be", "been", "with", "of", "and",
                                       "or", "the", "a",   "an",   "to", "in",   "at",   NULL};
 
-int rd_generator_clean_sentence(const char *in, char *out, size_t out_size)
+int rd__generator_clean_sentence(const char *in, char *out, size_t out_size)
 {
     char words[GEN_MAX_WORDS][48];
     char orig[GEN_MAX_WORDS][48];
@@ -695,7 +696,7 @@ static int find_evidence_sentence(int f, const rd_finding_state *chosen, const r
                 if (len > 0 && len <= RD_GENERATOR_MAX_SENTENCE) {
                     memcpy(raw, s, len);
                     raw[len] = '\0';
-                    if (rd_generator_clean_sentence(raw, buf, buf_size) &&
+                    if (rd__generator_clean_sentence(raw, buf, buf_size) &&
                         rd_labeler_label(lab, buf, NULL, &lb, NULL) == RD_OK) {
                         /* A sentence that raises a finding only as a possibility says
                          * more than its states show: it is not reused. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "report/embedded.h"
+#include "report/report_int.h"
 #include "base/util.h"
 
 /* Limits on what a phrase file may hold. They keep the matcher's work per word bounded
@@ -408,7 +409,7 @@ void rd_labeler_free(rd_labeler *lab)
     free(lab);
 }
 
-size_t rd_labeler_phrase_count(const rd_labeler *lab)
+size_t rd__labeler_phrase_count(const rd_labeler *lab)
 {
     return lab ? lab->n : 0;
 }

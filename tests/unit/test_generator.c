@@ -8,6 +8,7 @@
 #include "radraft/generator.h"
 #include "radraft/labeler.h"
 #include "rdtest.h"
+#include "report/report_int.h"
 #include "base/util.h"
 
 static rd_generator *default_generator(void)
@@ -232,35 +233,36 @@ RD_TEST(bad_thresholds)
 RD_TEST(clean_sentence)
 {
     char out[RD_GENERATOR_MAX_SENTENCE + 8];
-    CHECK(rd_generator_clean_sentence("Stable mild cardiomegaly", out, sizeof out));
+    CHECK(rd__generator_clean_sentence("Stable mild cardiomegaly", out, sizeof out));
     CHECK_STR(out, "Mild cardiomegaly.");
-    CHECK(rd_generator_clean_sentence("small left pleural effusion, unchanged from the prior "
-                                      "study",
-                                      out, sizeof out));
+    CHECK(rd__generator_clean_sentence("small left pleural effusion, unchanged from the prior "
+                                       "study",
+                                       out, sizeof out));
     CHECK_STR(out, "Small left pleural effusion.");
-    CHECK(rd_generator_clean_sentence("The heart is again enlarged", out, sizeof out));
+    CHECK(rd__generator_clean_sentence("The heart is again enlarged", out, sizeof out));
     CHECK_STR(out, "The heart is enlarged.");
-    CHECK(rd_generator_clean_sentence("Hyperinflated lungs consistent with COPD", out, sizeof out));
+    CHECK(
+        rd__generator_clean_sentence("Hyperinflated lungs consistent with COPD", out, sizeof out));
     CHECK_STR(out, "Hyperinflated lungs consistent with COPD.");
     /* Refused: comparison it cannot remove, identifying or de-identified text, numbers. */
-    CHECK(!rd_generator_clean_sentence("Cardiomegaly is unchanged", out, sizeof out));
-    CHECK(!rd_generator_clean_sentence("Effusion has increased since the prior study", out,
-                                       sizeof out));
-    CHECK(!rd_generator_clean_sentence("Compared to prior, effusion is larger", out, sizeof out));
-    CHECK(!rd_generator_clean_sentence("Small XXXX effusion", out, sizeof out));
-    CHECK(!rd_generator_clean_sentence("Effusion noted on 3/14", out, sizeof out));
-    CHECK(!rd_generator_clean_sentence("A 12 mm nodule", out, sizeof out));
-    CHECK(!rd_generator_clean_sentence("Findings discussed with Smith", out, sizeof out));
-    CHECK(!rd_generator_clean_sentence("Nodule seen by LEE", out, sizeof out));
-    CHECK(!rd_generator_clean_sentence("Mild cardiomegaly per Jones", out, sizeof out));
-    CHECK(
-        !rd_generator_clean_sentence("Findings called to the ordering physician", out, sizeof out));
-    CHECK(!rd_generator_clean_sentence("Nodule seen by Dr. Jones", out, sizeof out));
-    CHECK(!rd_generator_clean_sentence("Effusion \xc3\xa9", out, sizeof out));
-    CHECK(!rd_generator_clean_sentence("", out, sizeof out));
-    CHECK(!rd_generator_clean_sentence("Effusion", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("Cardiomegaly is unchanged", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("Effusion has increased since the prior study", out,
+                                        sizeof out));
+    CHECK(!rd__generator_clean_sentence("Compared to prior, effusion is larger", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("Small XXXX effusion", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("Effusion noted on 3/14", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("A 12 mm nodule", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("Findings discussed with Smith", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("Nodule seen by LEE", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("Mild cardiomegaly per Jones", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("Findings called to the ordering physician", out,
+                                        sizeof out));
+    CHECK(!rd__generator_clean_sentence("Nodule seen by Dr. Jones", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("Effusion \xc3\xa9", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("", out, sizeof out));
+    CHECK(!rd__generator_clean_sentence("Effusion", out, sizeof out));
     /* Too small an output buffer is a refusal, not an overflow. */
-    CHECK(!rd_generator_clean_sentence("Mild cardiomegaly", out, 8));
+    CHECK(!rd__generator_clean_sentence("Mild cardiomegaly", out, 8));
 }
 
 /* Past cases, written for this test (radraft's own words, not from any report). */

@@ -9,6 +9,7 @@
 
 #include "radraft/labeler.h"
 #include "rdtest.h"
+#include "report/report_int.h"
 
 static rd_labeler *default_labeler(void)
 {
@@ -344,7 +345,7 @@ RD_TEST(site_file_extends_or_replaces)
         rd_labeler_create_from_json(
             &ext, "{\"findings\": {\"Mass\": {\"mentions\": [\"neoplasm*\"]}}}", "site.json", &err),
         &err);
-    CHECK(rd_labeler_phrase_count(ext) == rd_labeler_phrase_count(base) + 1);
+    CHECK(rd__labeler_phrase_count(ext) == rd__labeler_phrase_count(base) + 1);
     EXPECT(ext, "Large neoplasm in the right upper lobe.", "Mass", RD_STATE_PRESENT);
     EXPECT(base, "Large neoplasm in the right upper lobe.", "Mass", RD_STATE_NOT_MENTIONED);
     /* The built-in triggers still apply to the site's mentions. */
@@ -355,7 +356,7 @@ RD_TEST(site_file_extends_or_replaces)
                    "[\"lump\"]}}, \"negation\": {\"before\": [\"sans\"]}}",
                    "site.json", &err),
                &err);
-    CHECK_EQ_INT(rd_labeler_phrase_count(rep), 2);
+    CHECK_EQ_INT(rd__labeler_phrase_count(rep), 2);
     EXPECT(rep, "Sans lump.", "Mass", RD_STATE_ABSENT);
     EXPECT(rep, "No lump.", "Mass", RD_STATE_PRESENT);
     EXPECT(rep, "Cardiomegaly.", "Cardiomegaly", RD_STATE_NOT_MENTIONED);
