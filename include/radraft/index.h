@@ -43,6 +43,7 @@
 #include "radraft/error.h"
 #include "radraft/findings.h"
 #include "radraft/generator.h"
+#include "radraft/limits.h"
 #include "radraft/store.h"
 
 #ifdef __cplusplus
@@ -89,7 +90,7 @@ rd_status rd_archive_source_parse(const char *name, rd_archive_source *out, rd_e
  * NUL byte and the patient id (so "ab"+"c" and "a"+"bc" differ). `salt` may be NULL or "".
  * A NULL or empty patient id gives "" (unknown patient: no same-patient filtering), so that
  * studies without an ID never exclude each other. */
-void rd_index_patient_hash(const char *salt, const char *patient_id, char out[65]);
+void rd_index_patient_hash(const char *salt, const char *patient_id, char out[RD_SHA256_HEX_SIZE]);
 
 /* A date YYYYMMDD (e.g. from DICOM StudyDate "20261122") as an int; 0 when `text` is NULL,
  * empty or not a valid date. */
@@ -164,7 +165,7 @@ typedef struct rd_index_query {
  * `patient_hash`), its view family and date. `embedding` is the caller's to set; `m` and
  * `patient_hash` must outlive the query. */
 void rd_index_query_from_meta(rd_index_query *q, const rd_dicom_meta *m, const char *salt,
-                              char patient_hash[65]);
+                              char patient_hash[RD_SHA256_HEX_SIZE]);
 
 /* Search settings: from the configuration (retrieval.*) via rd_index_params_default and the
  * caller; see rd_retrieval_settings below. */
@@ -183,8 +184,8 @@ void rd_index_params_default(rd_index_params *p);
 typedef struct rd_index_hit {
     int64_t id;
     float similarity; /* cosine similarity in [-1, 1] */
-    char study_uid[65];
-    char patient_hash[65];
+    char study_uid[RD_UID_SIZE];
+    char patient_hash[RD_SHA256_HEX_SIZE];
     rd_view_family view;
     int study_date;
     rd_archive_source source;

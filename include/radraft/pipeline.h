@@ -37,6 +37,7 @@
 #include "radraft/findings.h"
 #include "radraft/generator.h"
 #include "radraft/image.h"
+#include "radraft/limits.h"
 #include "radraft/sr.h"
 #include "radraft/store.h"
 
@@ -99,8 +100,8 @@ const char *rd_pipeline_outcome_name(rd_pipeline_outcome o);
 /* What one study gave, and how long each stage took (milliseconds). */
 typedef struct rd_pipeline_result {
     rd_pipeline_outcome outcome;
-    char study_uid[65];
-    char content_version[65];
+    char study_uid[RD_UID_SIZE];
+    char content_version[RD_SHA256_HEX_SIZE];
     char reason[512];   /* SKIPPED (or DONE_BEFORE of a skipped version): why */
     char sr_path[1024]; /* DRAFTED: the SR */
     int64_t review_id;  /* DRAFTED, DONE_BEFORE of a draft */
@@ -114,7 +115,7 @@ typedef struct rd_pipeline_result {
 typedef struct rd_pipeline_neighbour {
     int64_t id;        /* the archive entry */
     double similarity; /* cosine similarity to the frontal image */
-    char study_uid[65];
+    char study_uid[RD_UID_SIZE];
 } rd_pipeline_neighbour;
 
 /* A study drafted from its files: every stage up to and including the SR written, nothing
@@ -122,11 +123,11 @@ typedef struct rd_pipeline_neighbour {
 typedef struct rd_pipeline_draft {
     rd_pipeline_outcome outcome; /* DRAFTED, or SKIPPED for `reason` (no SR written) */
     char reason[512];
-    char study_uid[65];
-    char content_version[65];
+    char study_uid[RD_UID_SIZE];
+    char content_version[RD_SHA256_HEX_SIZE];
     int frontal;              /* index in `files` of the embedded image; -1 when skipped before */
     const char *frontal_rule; /* static: "view position PA", ... ("" when none) */
-    char frontal_sop_instance_uid[65];
+    char frontal_sop_instance_uid[RD_UID_SIZE];
     char model_name[128];
     char model_version[128];
     int has_encoder_scores;                 /* the model scores the 14 findings itself */

@@ -20,6 +20,7 @@
 #include "radraft/error.h"
 #include "radraft/index.h"
 #include "radraft/labeler.h"
+#include "radraft/limits.h"
 #include "radraft/sr.h"
 
 #ifdef __cplusplus
@@ -44,8 +45,8 @@ typedef struct rd_review_signature {
  * already verified), RD_E_NOT_FOUND, RD_E_DICOM, RD_E_IO, RD_E_CONFIG (the labeler). */
 rd_status rd_review_sign_file(const rd_config *cfg, const char *draft_path,
                               const rd_review_signature *sig, const char *out_path,
-                              const char *out_dir, char *written, size_t size, char predecessor[65],
-                              rd_sr_result *res, rd_error *err);
+                              const char *out_dir, char *written, size_t size,
+                              char predecessor[RD_UID_SIZE], rd_sr_result *res, rd_error *err);
 
 /* A reported study's image as an archive entry: decodes `image_path` (metadata `meta`,
  * with cfg's dicom.* options), embeds it with `enc` (its embedding only), and adds it to

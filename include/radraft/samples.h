@@ -21,6 +21,7 @@
 #include "radraft/dicom_write.h"
 #include "radraft/error.h"
 #include "radraft/image.h"
+#include "radraft/limits.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,7 +71,7 @@ rd_status rd_sample_render(const rd_sample_params *p, rd_image **out, rd_error *
 
 /* A "2.25." UID (at most 64 characters) derived from a 128-bit hash of `key`, so that the
  * same key always gives the same UID. `out` must hold at least 65 bytes. */
-void rd_samples_uid(const char *key, char out[65]);
+void rd_samples_uid(const char *key, char out[RD_UID_SIZE]);
 
 /* One instance of the sample studies. */
 typedef struct rd_sample_case {

@@ -47,14 +47,15 @@
 
 #include "radraft/error.h"
 #include "radraft/findings.h"
+#include "radraft/limits.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* Caps on what the caller hands in. */
-#define RD_SR_MAX_TEXT (64u * 1024u) /* findings or impression text, bytes */
-#define RD_SR_MAX_SOURCES 4096       /* source instances of one study */
+#define RD_SR_MAX_TEXT (64u * 1024u)             /* findings or impression text, bytes */
+#define RD_SR_MAX_SOURCES RD_STUDY_MAX_INSTANCES /* source instances of one study */
 
 /* The UID written as Device Observer UID when the caller gives none: it names radraft as a
  * kind of device rather than one installation (a site may set its own). */
@@ -88,10 +89,10 @@ void rd_sr_params_init(rd_sr_params *p);
 
 /* What was written. */
 typedef struct rd_sr_result {
-    char study_uid[65];
-    char series_uid[65];
-    char sop_instance_uid[65];
-    char sop_class_uid[65];
+    char study_uid[RD_UID_SIZE];
+    char series_uid[RD_UID_SIZE];
+    char sop_instance_uid[RD_UID_SIZE];
+    char sop_class_uid[RD_UID_SIZE];
     int n_evidence;    /* source instances referenced */
     char warning[256]; /* "" or a note: an attribute that could not be converted to UTF-8
                         * (left empty), or a source value DCMTK finds invalid for its VR
@@ -131,10 +132,10 @@ rd_status rd_sr_write_signed(const char *draft_path, const rd_sr_sign_params *p,
 /* What an SR says, read back (any SR document; the texts and coded findings are found by
  * their concept names as written above). */
 typedef struct rd_sr_info {
-    char sop_class_uid[65];
-    char sop_instance_uid[65];
-    char series_uid[65];
-    char study_uid[65];
+    char sop_class_uid[RD_UID_SIZE];
+    char sop_instance_uid[RD_UID_SIZE];
+    char series_uid[RD_UID_SIZE];
+    char study_uid[RD_UID_SIZE];
     char patient_name[256]; /* UTF-8 */
     char patient_id[72];
     char completion_flag[16];   /* "PARTIAL" / "COMPLETE" */
@@ -143,8 +144,8 @@ typedef struct rd_sr_info {
     char verifier_name[256];    /* first verifying observer, "" when none */
     char verifier_organization[128];
     char verification_datetime[32];
-    char predecessor_sop_uid[65]; /* first predecessor document, "" when none */
-    char device_model_name[128];  /* value of (121015, DCM) */
+    char predecessor_sop_uid[RD_UID_SIZE]; /* first predecessor document, "" when none */
+    char device_model_name[128];           /* value of (121015, DCM) */
     int n_evidence;
     char *findings_text;   /* owned (rd_sr_info_free); NULL when absent */
     char *impression_text; /* owned; NULL when absent */

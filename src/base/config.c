@@ -78,11 +78,12 @@ static const cfg_key cfg_keys[] = {
      "workers x encoder.threads never exceeds the cores"},
     {"pipeline.retry_max_attempts", CFG_INT, OFF(pipeline_retry_max_attempts), 1, 100, "5", NULL,
      "attempts of a study job whose failure may pass (I/O, database) before it is failed"},
-    {"pipeline.retry_initial_seconds", CFG_INT, OFF(pipeline_retry_initial_seconds), 0, 86400,
-     "2", NULL, "delay before the second attempt of a study job (serve and batch); doubled at "
+    {"pipeline.retry_initial_seconds", CFG_INT, OFF(pipeline_retry_initial_seconds), 0, 86400, "2",
+     NULL,
+     "delay before the second attempt of a study job (serve and batch); doubled at "
      "each retry"},
-    {"pipeline.retry_max_seconds", CFG_INT, OFF(pipeline_retry_max_seconds), 0, 86400, "300",
-     NULL, "longest delay between two attempts of a study job"},
+    {"pipeline.retry_max_seconds", CFG_INT, OFF(pipeline_retry_max_seconds), 0, 86400, "300", NULL,
+     "longest delay between two attempts of a study job"},
     {"server.port", CFG_INT, OFF(server_port), 1, 65535, "11112", NULL,
      "TCP port of the DICOM listener (radraft serve)"},
     {"server.ae_title", CFG_STRING, OFF(server_ae_title), 1, 16, "RADRAFT", NULL,

@@ -2,6 +2,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "radraft/limits.h"
 #include "radraft/store.h"
 
 static const uint32_t K[64] = {
@@ -37,7 +38,7 @@ static void block(uint32_t h[8], const unsigned char *p)
     h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
 }
 
-void rd_sha256_hex(const void *data, size_t len, char out[65])
+void rd_sha256_hex(const void *data, size_t len, char out[RD_SHA256_HEX_SIZE])
 {
     static const char hex[] = "0123456789abcdef";
     uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,

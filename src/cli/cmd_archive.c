@@ -167,8 +167,8 @@ static rd_status nih_states(const char *labels, rd_finding_state st[RD_FINDING_C
 typedef struct pending {
     rd_image *img;
     char key[RD_INDEX_KEY_MAX + 1];
-    char study[65];
-    char patient[65];
+    char study[RD_UID_SIZE];
+    char patient[RD_SHA256_HEX_SIZE];
     rd_index_entry e;
 } pending;
 
@@ -865,7 +865,7 @@ static int cmd_query(archive_args *a)
         rd_image *img = NULL;
         rd_dicom_meta meta;
         rd_index_query q;
-        char patient[65] = "";
+        char patient[RD_SHA256_HEX_SIZE] = "";
         double votes[RD_FINDING_COUNT], enc_scores[RD_FINDING_COUNT] = {0};
         double combined[RD_FINDING_N_ABNORMAL];
         int n_hits = 0;
@@ -1166,7 +1166,7 @@ static int cmd_evaluate(archive_args *a)
         goto out;
     }
     while (fgets(line, sizeof line, fp)) {
-        char *fld[6], path[4400], patient[65], study[80];
+        char *fld[6], path[4400], patient[RD_SHA256_HEX_SIZE], study[80];
         rd_finding_state st[RD_FINDING_COUNT];
         rd_image *img = NULL;
         rd_index_query q;

@@ -174,8 +174,8 @@ fail:
  * Instance UID for DICOM) and as the SHA-256 a seed archive keeps instead. */
 typedef struct query_self {
     char study[RD_INDEX_KEY_MAX + 8];
-    char study_hash[65];
-    char patient_hash[65];
+    char study_hash[RD_SHA256_HEX_SIZE];
+    char patient_hash[RD_SHA256_HEX_SIZE];
 } query_self;
 
 static void query_for_png(const char *path, query_self *qs)

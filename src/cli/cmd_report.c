@@ -484,7 +484,7 @@ int rd_cmd_sign(int argc, char **argv)
     rd_review_signature sig;
     rd_sr_result res;
     const char *out_arg = NULL;
-    char out_path[1024], predecessor[65];
+    char out_path[1024], predecessor[RD_UID_SIZE];
     int json = 0, opt, rc = RD_EXIT_FAIL;
     cJSON *obj = NULL;
 

@@ -308,7 +308,7 @@ static rd_status retrieve(rd_pipeline_worker *w, const rd_dicom_meta *frontal,
 {
     rd_pipeline *p = w->p;
     rd_index_query q;
-    char patient[65];
+    char patient[RD_SHA256_HEX_SIZE];
     rd_status st;
     *n_hits = 0;
     memset(&q, 0, sizeof q);

@@ -155,7 +155,8 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-rd_status rd__study_content_version(const rd_dicom_meta *metas, int n, char out[65], rd_error *err)
+rd_status rd__study_content_version(const rd_dicom_meta *metas, int n, char out[RD_SHA256_HEX_SIZE],
+                                    rd_error *err)
 {
     const char **uids = calloc((size_t)n, sizeof *uids);
     char *buf = NULL;

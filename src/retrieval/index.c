@@ -30,8 +30,8 @@ typedef struct ix_meta {
     char *key;
     char *findings_text;
     char *impression_text;
-    char study_uid[65];
-    char patient_hash[65];
+    char study_uid[RD_UID_SIZE];
+    char patient_hash[RD_SHA256_HEX_SIZE];
     int study_date;
     int day; /* days since 1970-01-01, NO_DAY when undated */
     unsigned char view, source;
@@ -124,7 +124,7 @@ rd_status rd_archive_source_parse(const char *name, rd_archive_source *out, rd_e
                         name ? name : "(null)");
 }
 
-void rd_index_patient_hash(const char *salt, const char *patient_id, char out[65])
+void rd_index_patient_hash(const char *salt, const char *patient_id, char out[RD_SHA256_HEX_SIZE])
 {
     size_t ls = salt ? strlen(salt) : 0, lp = patient_id ? strlen(patient_id) : 0;
     char stackbuf[512];
@@ -990,7 +990,7 @@ double rd_index_scores(const rd_index_hit *hits, int n_hits, const double *encod
 }
 
 void rd_index_query_from_meta(rd_index_query *q, const rd_dicom_meta *m, const char *salt,
-                              char patient_hash[65])
+                              char patient_hash[RD_SHA256_HEX_SIZE])
 {
     patient_hash[0] = '\0';
     if (m->patient_id[0])
@@ -1173,7 +1173,8 @@ rd_status rd_index_seed_write(rd_index *ix, const char *path, int include_signed
     cJSON_AddNumberToObject(doc, "count", (double)n_sel);
     for (size_t j = 0; j < n_sel; j++) {
         const ix_meta *m = &ix->meta[sel[j]];
-        char key_hash[65], study_hash[65], stx[RD_FINDING_COUNT + 1];
+        char key_hash[RD_SHA256_HEX_SIZE], study_hash[RD_SHA256_HEX_SIZE],
+            stx[RD_FINDING_COUNT + 1];
         cJSON *o = cJSON_CreateObject();
         if (!o) {
             st = rd_error_set(err, RD_E_NOMEM, "out of memory writing %s", path);

@@ -21,7 +21,7 @@ rd_status rd_review_archive_add(rd_index *ix, rd_store *s, rd_encoder *enc, cons
     rd_labels labels;
     rd_image *img = NULL;
     rd_index_entry e;
-    char patient[65];
+    char patient[RD_SHA256_HEX_SIZE];
     float *emb = NULL;
     int was_added = 0;
     rd_status st;

@@ -39,8 +39,8 @@ out:
 
 rd_status rd_review_sign_file(const rd_config *cfg, const char *draft_path,
                               const rd_review_signature *sig, const char *out_path,
-                              const char *out_dir, char *written, size_t size, char predecessor[65],
-                              rd_sr_result *res, rd_error *err)
+                              const char *out_dir, char *written, size_t size,
+                              char predecessor[RD_UID_SIZE], rd_sr_result *res, rd_error *err)
 {
     rd_sr_sign_params sp;
     rd_sr_info info;

@@ -816,7 +816,7 @@ out:
 
 /* ---- public: UIDs -------------------------------------------------------------------- */
 
-void rd_samples_uid(const char *key, char out[65])
+void rd_samples_uid(const char *key, char out[RD_UID_SIZE])
 {
     /* Two independent 64-bit FNV-1a hashes finished with the splitmix64 mixer make a
      * 128-bit value; "2.25." + its decimal form is a valid UID of at most 44 characters. */
@@ -940,7 +940,7 @@ rd_status rd_samples_write_case(size_t i, const rd_samples_options *opts, const 
     rd_sample_params p;
     rd_dicom_xray_info info;
     rd_image *img = NULL;
-    char key[256], study_uid[65], series_uid[65], sop_uid[65], desc[128];
+    char key[256], study_uid[RD_UID_SIZE], series_uid[RD_UID_SIZE], sop_uid[RD_UID_SIZE], desc[128];
     int is_lat;
     rd_status st;
 
