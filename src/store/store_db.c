@@ -457,16 +457,11 @@ double rd_store_now(void)
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-/* ---- hooks for the store's other files and its tests ---- */
+/* ---- hooks for the store's tests ---- */
 
 sqlite3 *rd_store__db(rd_store *s)
 {
     return s->db;
-}
-
-const char *rd_store__dir(const rd_store *s)
-{
-    return s->dir;
 }
 
 void rd_store__set_fault(rd_store *s, rd_store_fault fault)

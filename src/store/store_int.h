@@ -239,9 +239,8 @@ rd_status rd__outbox_check(const char *file, const char *destination, rd_error *
 /* Arms one fault for the next rd_store_put on this handle (it disarms when hit). */
 void rd_store__set_fault(rd_store *s, rd_store_fault fault);
 
-/* The connection and data directory of a handle (tests reach into the database with it). */
+/* The connection of a handle (tests reach into the database with it). */
 struct sqlite3 *rd_store__db(rd_store *s);
-const char *rd_store__dir(const rd_store *s);
 
 #ifdef __cplusplus
 }
