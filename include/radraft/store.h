@@ -1,5 +1,6 @@
 /* radraft — the durable store: DICOM files laid out by sanitized UIDs under a data
- * directory, and the SQLite index beside them (instances, studies, jobs, outbox).
+ * directory, and the SQLite index beside them (instances, studies, jobs, outbox, review
+ * items, the archive of past studies).
  *
  * Layout of a data directory:
  *   store/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm   the received files
@@ -15,6 +16,12 @@
  * Durability: rd_store_put() returns RD_OK only after the file is written, fsynced,
  * renamed into place, its directory fsynced and its row committed (synchronous=FULL), so
  * that a caller may acknowledge the instance (C-STORE success) once it returns.
+ *
+ * Errors: every database failure is RD_E_DB with SQLite's message and what the store was
+ * doing; a lock another connection holds longer than the busy timeout is one of them.
+ *
+ * The sections below follow the store's source files (src/store/): the database, the file
+ * store, instances and studies, the job queue, the outbox, review items, the archive.
  */
 #ifndef RADRAFT_STORE_H
 #define RADRAFT_STORE_H
@@ -28,8 +35,10 @@
 extern "C" {
 #endif
 
-#define RD_STORE_UID_MAX 64
+/* ---- the database: options, opening, schema (store_db.c) ---- */
 
+/* One open data directory: a connection to its database and the options it was opened
+ * with. */
 typedef struct rd_store rd_store;
 
 /* What to do when an instance arrives whose SOP Instance UID is stored with different
@@ -49,10 +58,6 @@ void rd_store_options_default(rd_store_options *opts);
 /* Parses "keep-first" or "replace". */
 rd_status rd_store_dup_policy_parse(const char *text, rd_store_dup_policy *out, rd_error *err);
 
-/* 1 if `uid` is safe as a file name component and a valid UID: 1 to 64 characters, digits
- * and dots only, no empty component (so no "..", no leading or trailing dot). */
-int rd_store_uid_valid(const char *uid);
-
 /* Opens (creating when needed) the data directory and its database, applies the schema
  * migrations, and returns a new handle in *out that the caller closes with rd_store_close.
  * `opts` may be NULL for the defaults. Errors: RD_E_IO (directory), RD_E_DB. */
@@ -65,12 +70,21 @@ void rd_store_close(rd_store *s);
 /* The schema version of an open store (the number of migrations applied). */
 int rd_store_schema_version(rd_store *s);
 
+/* ---- the file store: file names, recovery (store_files.c) ---- */
+
+/* Longest UID (DICOM's limit), and so the longest component of a stored file's path. */
+#define RD_STORE_UID_MAX 64
+
+/* 1 if `uid` is safe as a file name component and a valid UID: 1 to 64 characters, digits
+ * and dots only, no empty component (so no "..", no leading or trailing dot). */
+int rd_store_uid_valid(const char *uid);
+
 /* Once per process start, before serving: jobs left 'running' and deliveries left
  * 'sending' by a crash go back to 'queued'/'pending', and stray temporary files under
  * store/ are removed. */
 rd_status rd_store_recover(rd_store *s, rd_error *err);
 
-/* ---- instances ---- */
+/* ---- instances and studies (store_instances.c) ---- */
 
 /* Identity of an arriving instance; the UIDs must be valid (rd_store_uid_valid), the other
  * fields may be NULL or "". Strings are borrowed for the call. */
@@ -108,7 +122,36 @@ rd_status rd_store_instance_path(rd_store *s, const char *sop_instance_uid, char
 /* Number of indexed instances (all, or of one study when study_uid is not NULL). */
 rd_status rd_store_count_instances(rd_store *s, const char *study_uid, long *count, rd_error *err);
 
-/* ---- studies and jobs ---- */
+/* Most instances of one study that rd_store_study_files lists. */
+#define RD_STORE_STUDY_MAX_FILES 4096
+
+/* The absolute paths of a study's stored instances, ordered by series and SOP Instance
+ * UID. On success the caller owns *paths (*n strings; free with rd_store_free_paths).
+ * RD_E_TOO_LARGE above RD_STORE_STUDY_MAX_FILES instances. */
+rd_status rd_store_study_files(rd_store *s, const char *study_uid, char ***paths, int *n,
+                               rd_error *err);
+/* Frees a list from rd_store_study_files. Accepts NULL. */
+void rd_store_free_paths(char **paths, int n);
+
+/* What became of one content version of a study (a study's content version names the set
+ * of its image instances, so that a study is drafted once per version). */
+typedef struct rd_store_study_version {
+    int found;         /* 0: never processed */
+    int drafted;       /* 1: drafted (review_id names the item); 0: skipped */
+    char reason[512];  /* why it was skipped */
+    int64_t review_id; /* the review item of a draft */
+} rd_store_study_version;
+
+rd_status rd_store_study_version_get(rd_store *s, const char *study_uid,
+                                     const char *content_version, rd_store_study_version *out,
+                                     rd_error *err);
+
+/* Records that a content version of a study gets no draft, and why ("not a chest
+ * radiograph: modality CT"). A version already recorded keeps its first outcome. */
+rd_status rd_store_study_skip(rd_store *s, const char *study_uid, const char *content_version,
+                              const char *reason, rd_error *err);
+
+/* ---- the job queue: stable studies, claim, finish, retry (store_jobs.c) ---- */
 
 typedef enum rd_job_state {
     RD_JOB_QUEUED = 0,
@@ -148,7 +191,26 @@ rd_status rd_store_job_finish(rd_store *s, int64_t job_id, const char *error, rd
 rd_status rd_store_count_jobs(rd_store *s, const char *study_uid, int state, long *count,
                               rd_error *err);
 
-/* ---- outbox (deliveries to DICOM destinations) ---- */
+/* Puts a running job back in the queue with its error message (what failed, for the
+ * operator); it is not claimed again before `delay_seconds` from now. */
+rd_status rd_store_job_retry(rd_store *s, int64_t job_id, const char *error, double delay_seconds,
+                             rd_error *err);
+
+/* Adds a job in state 'running' for a study that the caller ran itself rather than through
+ * the queue (radraft batch, whose files are not in the store), with the `attempts` (>= 1)
+ * it made; the caller ends it at once with rd_store_job_finish, which records the outcome
+ * (and a failure's message) exactly as for a claimed job. *job gets its id, study and
+ * attempts. Only the queue's jobs are ever claimed: this one is never run by `serve`
+ * (unless a crash leaves it running, when rd_store_recover queues it like any other).
+ * `study_uid` is stored as given (1..RD_STORE_UID_MAX characters; it need not pass
+ * rd_store_uid_valid, as a malformed UID may be why the study failed). */
+rd_status rd_store_job_begin(rd_store *s, const char *study_uid, int attempts, rd_store_job *job,
+                             rd_error *err);
+
+/* The last error recorded on a job ("" when none) into `buf`. RD_E_NOT_FOUND: no such job. */
+rd_status rd_store_job_error(rd_store *s, int64_t job_id, char *buf, size_t size, rd_error *err);
+
+/* ---- the outbox: deliveries to DICOM destinations (store_outbox.c) ---- */
 
 typedef struct rd_store_delivery {
     int64_t id;
@@ -177,7 +239,37 @@ rd_status rd_store_outbox_result(rd_store *s, int64_t id, const char *error, dou
 /* Number of deliveries in a state ("pending", "sending", "done", "failed"; NULL: all). */
 rd_status rd_store_outbox_count(rd_store *s, const char *state, long *count, rd_error *err);
 
-/* ---- archive (past studies for similar-case retrieval; used through radraft/index.h) ---- */
+/* ---- review items: drafts waiting for a radiologist (store_reviews.c) ---- */
+
+/* A review item: a draft waiting for a radiologist. Strings are borrowed for the call;
+ * the JSON members are stored as given (see src/pipeline/pipeline.c for their shape). */
+typedef struct rd_store_review {
+    const char *study_uid;
+    const char *content_version;
+    const char *sr_path; /* the draft SR */
+    const char *sr_sop_instance_uid;
+    const char *frontal_sop_instance_uid;
+    const char *model_version;
+    const char *findings_text;
+    const char *impression_text;
+    const char *findings_json;   /* {"Cardiomegaly": {"state", "score", "encoder"}, ...} */
+    const char *neighbours_json; /* [{"id", "similarity"}, ...] */
+} rd_store_review;
+
+/* Adds a review item in state 'draft', marks its study version drafted and queues the SR
+ * for every destination, in one transaction. A study version that already has its item
+ * changes nothing: *added (may be NULL) is then 0, and *review_id (may be NULL) names the
+ * existing item. */
+rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
+                              const char *const *destinations, int n_destinations,
+                              int64_t *review_id, int *added, rd_error *err);
+
+/* Number of review items (of a study and/or in a state; NULL: any). */
+rd_status rd_store_count_reviews(rd_store *s, const char *study_uid, const char *state, long *count,
+                                 rd_error *err);
+
+/* ---- the archive: past studies for similar-case retrieval, used through radraft/index.h
+ * (store_archive.c) ---- */
 
 /* One archive row. Strings and the embedding are borrowed (for rd_store_archive_add: for the
  * call; in a scan callback: until it returns). `states` is RD_FINDING_COUNT digits 0..3
@@ -221,84 +313,7 @@ rd_status rd_store_archive_scan(rd_store *s, const char *model_version, int with
 rd_status rd_store_archive_count(rd_store *s, const char *model_version, long *count,
                                  rd_error *err);
 
-/* ---- the pipeline: job retries, study versions, review items ---- */
-
-/* Most instances of one study that rd_store_study_files lists. */
-#define RD_STORE_STUDY_MAX_FILES 4096
-
-/* Puts a running job back in the queue with its error message (what failed, for the
- * operator); it is not claimed again before `delay_seconds` from now. */
-rd_status rd_store_job_retry(rd_store *s, int64_t job_id, const char *error, double delay_seconds,
-                             rd_error *err);
-
-/* Adds a job in state 'running' for a study that the caller ran itself rather than through
- * the queue (radraft batch, whose files are not in the store), with the `attempts` (>= 1)
- * it made; the caller ends it at once with rd_store_job_finish, which records the outcome
- * (and a failure's message) exactly as for a claimed job. *job gets its id, study and
- * attempts. Only the queue's jobs are ever claimed: this one is never run by `serve`
- * (unless a crash leaves it running, when rd_store_recover queues it like any other).
- * `study_uid` is stored as given (1..RD_STORE_UID_MAX characters; it need not pass
- * rd_store_uid_valid, as a malformed UID may be why the study failed). */
-rd_status rd_store_job_begin(rd_store *s, const char *study_uid, int attempts, rd_store_job *job,
-                             rd_error *err);
-
-/* The last error recorded on a job ("" when none) into `buf`. RD_E_NOT_FOUND: no such job. */
-rd_status rd_store_job_error(rd_store *s, int64_t job_id, char *buf, size_t size, rd_error *err);
-
-/* The absolute paths of a study's stored instances, ordered by series and SOP Instance
- * UID. On success the caller owns *paths (*n strings; free with rd_store_free_paths).
- * RD_E_TOO_LARGE above RD_STORE_STUDY_MAX_FILES instances. */
-rd_status rd_store_study_files(rd_store *s, const char *study_uid, char ***paths, int *n,
-                               rd_error *err);
-/* Frees a list from rd_store_study_files. Accepts NULL. */
-void rd_store_free_paths(char **paths, int n);
-
-/* What became of one content version of a study (a study's content version names the set
- * of its image instances, so that a study is drafted once per version). */
-typedef struct rd_store_study_version {
-    int found;         /* 0: never processed */
-    int drafted;       /* 1: drafted (review_id names the item); 0: skipped */
-    char reason[512];  /* why it was skipped */
-    int64_t review_id; /* the review item of a draft */
-} rd_store_study_version;
-
-rd_status rd_store_study_version_get(rd_store *s, const char *study_uid,
-                                     const char *content_version, rd_store_study_version *out,
-                                     rd_error *err);
-
-/* Records that a content version of a study gets no draft, and why ("not a chest
- * radiograph: modality CT"). A version already recorded keeps its first outcome. */
-rd_status rd_store_study_skip(rd_store *s, const char *study_uid, const char *content_version,
-                              const char *reason, rd_error *err);
-
-/* A review item: a draft waiting for a radiologist. Strings are borrowed for the call;
- * the JSON members are stored as given (see src/pipeline.c for their shape). */
-typedef struct rd_store_review {
-    const char *study_uid;
-    const char *content_version;
-    const char *sr_path; /* the draft SR */
-    const char *sr_sop_instance_uid;
-    const char *frontal_sop_instance_uid;
-    const char *model_version;
-    const char *findings_text;
-    const char *impression_text;
-    const char *findings_json;   /* {"Cardiomegaly": {"state", "score", "encoder"}, ...} */
-    const char *neighbours_json; /* [{"id", "similarity"}, ...] */
-} rd_store_review;
-
-/* Adds a review item in state 'draft', marks its study version drafted and queues the SR
- * for every destination, in one transaction. A study version that already has its item
- * changes nothing: *added (may be NULL) is then 0, and *review_id (may be NULL) names the
- * existing item. */
-rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
-                              const char *const *destinations, int n_destinations,
-                              int64_t *review_id, int *added, rd_error *err);
-
-/* Number of review items (of a study and/or in a state; NULL: any). */
-rd_status rd_store_count_reviews(rd_store *s, const char *study_uid, const char *state, long *count,
-                                 rd_error *err);
-
-/* ---- helpers ---- */
+/* ---- helpers used with the store ---- */
 
 /* SHA-256 of `len` bytes as 64 lowercase hex digits plus NUL. */
 void rd_sha256_hex(const void *data, size_t len, char out[65]);

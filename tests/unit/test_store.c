@@ -1,5 +1,7 @@
-/* The durable store: UID sanitizing, layout, duplicates, fault injection, jobs, outbox. */
+/* The durable store: UID sanitizing, layout, duplicates, fault injection, jobs, outbox,
+ * database errors. */
 #include <dirent.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -489,6 +491,108 @@ RD_TEST(job_begin_records_a_job_run_outside_the_queue)
                  RD_E_INVALID);
     CHECK_OK(rd_store_count_jobs(s, NULL, -1, &n, &err), &err);
     CHECK_EQ_INT(n, 2);
+    rd_store_close(s);
+}
+
+RD_TEST(db_errors_name_what_failed_and_a_lock_waits_the_busy_timeout)
+{
+    const char *dir = rd_test_tmpdir("store_db_errors");
+    rd_store *s = NULL, *other = NULL;
+    rd_store_options opts;
+    rd_store_job job;
+    rd_store_review r = {"1.2.5", "v1", "/tmp/sr.dcm", NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    rd_error err;
+    long n = -1;
+    double t0;
+
+    rd_store_options_default(&opts);
+    opts.busy_timeout_ms = 200;
+    REQUIRE_OK(rd_store_open(&s, dir, &opts, &err), &err);
+    REQUIRE_OK(rd_store_open(&other, dir, NULL, &err), &err);
+    /* Another connection holds the write lock: a write waits the busy timeout, then fails
+     * as a database error that says what it was doing. */
+    REQUIRE(sqlite3_exec(rd_store__db(other), "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    t0 = rd_store_now();
+    CHECK_EQ_INT(rd_store_job_begin(s, "1.2.5", 1, &job, &err), RD_E_DB);
+    CHECK(rd_store_now() - t0 >= 0.15);
+    CHECK_MSG(strstr(rd_error_message(&err), "adding a job") &&
+                  strstr(rd_error_message(&err), "locked"),
+              "message: %s", rd_error_message(&err));
+    /* A transaction that cannot start leaves the connection usable. */
+    CHECK_EQ_INT(rd_store_job_claim(s, &job, &err), RD_E_DB);
+    CHECK(sqlite3_get_autocommit(rd_store__db(s)));
+    REQUIRE(sqlite3_exec(rd_store__db(other), "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_OK(rd_store_job_begin(s, "1.2.5", 1, &job, &err), &err);
+
+    /* A table gone under a statement prepared before (cached) and one never prepared. */
+    CHECK_OK(rd_store_count_reviews(s, NULL, NULL, &n, &err), &err);
+    CHECK_EQ_INT(n, 0);
+    REQUIRE(sqlite3_exec(rd_store__db(other), "DROP TABLE reviews", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_EQ_INT(rd_store_count_reviews(s, NULL, NULL, &n, &err), RD_E_DB);
+    CHECK_MSG(strstr(rd_error_message(&err), "radraft.db: counting") &&
+                  strstr(rd_error_message(&err), "no such table: reviews"),
+              "message: %s", rd_error_message(&err));
+    CHECK_EQ_INT(rd_store_review_add(s, &r, NULL, 0, NULL, NULL, &err), RD_E_DB);
+    CHECK_MSG(strstr(rd_error_message(&err), "adding a review item") &&
+                  strstr(rd_error_message(&err), "no such table: reviews"),
+              "message: %s", rd_error_message(&err));
+    /* Its transaction was rolled back, and the other tables still work. */
+    CHECK(sqlite3_get_autocommit(rd_store__db(s)));
+    CHECK_OK(rd_store_count_jobs(s, "1.2.5", RD_JOB_RUNNING, &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    rd_store_close(other);
+    rd_store_close(s);
+}
+
+typedef struct nested_scan {
+    rd_store *s;
+    int rows, inner_rows;
+    long count;
+} nested_scan;
+
+static rd_status count_row(void *ctx, const rd_store_archive_row *row, rd_error *err)
+{
+    (void)err;
+    (void)row;
+    ((nested_scan *)ctx)->inner_rows++;
+    return RD_OK;
+}
+
+/* Runs the same scan again and a count from inside the outer scan's callback. */
+static rd_status scan_again(void *ctx, const rd_store_archive_row *row, rd_error *err)
+{
+    nested_scan *ns = ctx;
+    rd_status st;
+    ns->rows++;
+    CHECK_EQ_INT(row->dim, 4);
+    if ((st = rd_store_archive_scan(ns->s, "m1", 1, count_row, ctx, err)) != RD_OK)
+        return st;
+    return rd_store_archive_count(ns->s, "m1", &ns->count, err);
+}
+
+RD_TEST(archive_scan_callback_may_query_the_same_store)
+{
+    const char *dir = rd_test_tmpdir("store_nested_scan");
+    rd_store *s = NULL;
+    rd_error err;
+    const float emb[4] = {1, 0, 0, 0};
+    rd_store_archive_row rows[2] = {
+        {0, "m1", "a", "1.2.1", "", 0, 0, 0, "000000000000000", NULL, NULL, 4, emb},
+        {0, "m1", "b", "1.2.2", "", 0, 0, 0, "000000000000000", "text", NULL, 4, emb}};
+    nested_scan ns = {NULL, 0, 0, 0};
+
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_archive_add_many(s, rows, 2, NULL, NULL, &err), &err);
+    ns.s = s;
+    CHECK_OK(rd_store_archive_scan(s, "m1", 1, scan_again, &ns, &err), &err);
+    CHECK_EQ_INT(ns.rows, 2);
+    CHECK_EQ_INT(ns.inner_rows, 4);
+    CHECK_EQ_INT(ns.count, 2);
+    /* And the statements are all back for the next use. */
+    ns.rows = ns.inner_rows = 0;
+    CHECK_OK(rd_store_archive_scan(s, "m1", 1, scan_again, &ns, &err), &err);
+    CHECK_EQ_INT(ns.rows, 2);
+    CHECK_EQ_INT(ns.inner_rows, 4);
     rd_store_close(s);
 }
 

@@ -1,0 +1,470 @@
+/* radraft — the store's database: opening a data directory's radraft.db (pragmas, WAL,
+ * busy timeout), the schema migrations, transactions, and the statement helper through
+ * which every query of the store module goes (declared in store_int.h). No other file of
+ * the store calls sqlite3_prepare or formats a database error itself. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "radraft/store.h"
+#include "store/store_int.h"
+#include "base/util.h"
+
+#define DEFAULT_BUSY_TIMEOUT_MS 30000
+
+/* Migration i brings the schema from version i to i+1. Never edit a released entry:
+ * append a new one. */
+static const char *const migrations[] = {
+    /* 1: instances, studies, jobs, outbox */
+    "CREATE TABLE instances("
+    "  sop_instance_uid TEXT PRIMARY KEY,"
+    "  study_uid TEXT NOT NULL,"
+    "  series_uid TEXT NOT NULL,"
+    "  sop_class_uid TEXT,"
+    "  transfer_syntax_uid TEXT,"
+    "  modality TEXT,"
+    "  calling_ae TEXT,"
+    "  path TEXT NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  sha256 TEXT,"
+    "  dataset_offset INTEGER NOT NULL DEFAULT 0,"
+    "  received_at REAL NOT NULL);"
+    "CREATE INDEX instances_study ON instances(study_uid);"
+    "CREATE TABLE studies("
+    "  study_uid TEXT PRIMARY KEY,"
+    "  first_received REAL NOT NULL,"
+    "  last_received REAL NOT NULL,"
+    "  dirty INTEGER NOT NULL DEFAULT 1,"
+    "  ready_at REAL);"
+    "CREATE TABLE jobs("
+    "  id INTEGER PRIMARY KEY,"
+    "  study_uid TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK(state IN ('queued','running','done','failed')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT,"
+    "  created_at REAL NOT NULL,"
+    "  updated_at REAL NOT NULL);"
+    "CREATE INDEX jobs_state ON jobs(state, id);"
+    "CREATE INDEX jobs_study ON jobs(study_uid);"
+    "CREATE TABLE outbox("
+    "  id INTEGER PRIMARY KEY,"
+    "  file TEXT NOT NULL,"
+    "  destination TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK(state IN ('pending','sending','done','failed')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt REAL NOT NULL,"
+    "  last_error TEXT,"
+    "  created_at REAL NOT NULL,"
+    "  updated_at REAL NOT NULL,"
+    "  UNIQUE(file, destination));"
+    "CREATE INDEX outbox_due ON outbox(state, next_attempt);",
+    /* 2: the pipeline: retry times of jobs, what became of each content version of a
+     * study (drafted or skipped, and why), and the review items of the drafts. */
+    "ALTER TABLE jobs ADD COLUMN not_before REAL NOT NULL DEFAULT 0;"
+    "CREATE TABLE study_versions("
+    "  study_uid TEXT NOT NULL,"
+    "  content_version TEXT NOT NULL,"
+    "  outcome TEXT NOT NULL CHECK(outcome IN ('drafted','skipped')),"
+    "  reason TEXT,"
+    "  review_id INTEGER,"
+    "  created_at REAL NOT NULL,"
+    "  PRIMARY KEY(study_uid, content_version));"
+    "CREATE TABLE reviews("
+    "  id INTEGER PRIMARY KEY,"
+    "  study_uid TEXT NOT NULL,"
+    "  content_version TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK(state IN ('draft','approved','edited','rejected')),"
+    "  sr_path TEXT NOT NULL,"
+    "  sr_sop_instance_uid TEXT,"
+    "  frontal_sop_instance_uid TEXT,"
+    "  model_version TEXT,"
+    "  findings_text TEXT,"
+    "  impression_text TEXT,"
+    "  findings_json TEXT,"
+    "  neighbours_json TEXT,"
+    "  created_at REAL NOT NULL,"
+    "  updated_at REAL NOT NULL,"
+    "  UNIQUE(study_uid, content_version));"
+    "CREATE INDEX reviews_state ON reviews(state, id);",
+    /* 3: the archive of past studies for similar-case retrieval (store_archive.c) */
+    "CREATE TABLE archive("
+    "  id INTEGER PRIMARY KEY,"
+    "  model_version TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  study_uid TEXT NOT NULL,"
+    "  patient_hash TEXT NOT NULL DEFAULT '',"
+    "  view INTEGER NOT NULL DEFAULT 0,"
+    "  study_date INTEGER NOT NULL DEFAULT 0,"
+    "  source INTEGER NOT NULL,"
+    "  states TEXT NOT NULL,"
+    "  findings_text TEXT,"
+    "  impression_text TEXT,"
+    "  dim INTEGER NOT NULL,"
+    "  embedding BLOB NOT NULL,"
+    "  added_at REAL NOT NULL,"
+    "  UNIQUE(model_version, key));",
+};
+
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* ---- the statement helper ---- */
+
+rd_status rd__db_error(rd_store *s, const char *what, rd_error *err)
+{
+    return rd_error_set(err, RD_E_DB, "%s/radraft.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
+}
+
+/* The cache slot of `sql`, or -1 when it was never prepared on this connection. */
+static int cache_find(rd_store *s, const char *sql)
+{
+    for (int i = 0; i < s->n_slots; i++) {
+        /* The address finds the entry; the text guards against a caller that passed a
+         * buffer which now holds other SQL at the same address. */
+        if (s->slots[i].sql == sql && strcmp(sqlite3_sql(s->slots[i].stmt), sql) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int bind_one(sqlite3_stmt *stmt, int idx, const rd__arg *a)
+{
+    switch (a->type) {
+    case RD__ARG_TEXT:
+        return a->p ? sqlite3_bind_text(stmt, idx, a->p, -1, SQLITE_STATIC)
+                    : sqlite3_bind_null(stmt, idx);
+    case RD__ARG_INT:
+        return sqlite3_bind_int64(stmt, idx, a->i);
+    case RD__ARG_REAL:
+        return sqlite3_bind_double(stmt, idx, a->d);
+    case RD__ARG_BLOB:
+        return sqlite3_bind_blob64(stmt, idx, a->p, (sqlite3_uint64)a->i, SQLITE_STATIC);
+    case RD__ARG_NULL:
+        break;
+    }
+    return sqlite3_bind_null(stmt, idx);
+}
+
+rd_status rd__stmt_open(rd__stmt *q, rd_store *s, const char *what, const char *sql, rd__args args,
+                        rd_error *err)
+{
+    int slot = cache_find(s, sql);
+    *q = (rd__stmt){s, NULL, what, -1};
+    if (slot >= 0 && !s->slots[slot].in_use) {
+        q->stmt = s->slots[slot].stmt;
+        q->slot = slot;
+        s->slots[slot].in_use = 1;
+    } else {
+        if (sqlite3_prepare_v2(s->db, sql, -1, &q->stmt, NULL) != SQLITE_OK) {
+            rd_status st = rd_error_set(err, RD_E_DB, "%s/radraft.db: %s: preparing: %s", s->dir,
+                                        what, sqlite3_errmsg(s->db));
+            sqlite3_finalize(q->stmt);
+            q->stmt = NULL;
+            return st;
+        }
+        /* The same SQL busy in an enclosing query (a scan whose callback queries again)
+         * gets a statement of its own, finalized on close; a full cache likewise. */
+        if (slot < 0 && s->n_slots < RD__STMT_CACHE_SIZE) {
+            q->slot = s->n_slots++;
+            s->slots[q->slot] = (rd__stmt_slot){sql, q->stmt, 1};
+        }
+    }
+    for (int i = 0; i < args.n; i++) {
+        if (bind_one(q->stmt, i + 1, &args.v[i]) != SQLITE_OK) {
+            rd_status st = rd__db_error(s, what, err);
+            rd__stmt_close(q);
+            return st;
+        }
+    }
+    return RD_OK;
+}
+
+rd_status rd__stmt_step(rd__stmt *q, int *row, rd_error *err)
+{
+    int rc = sqlite3_step(q->stmt);
+    *row = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        return RD_OK;
+    return rd__db_error(q->s, q->what, err);
+}
+
+rd_status rd__stmt_row(rd__stmt *q, rd_store *s, const char *what, const char *sql, rd__args args,
+                       int *row, rd_error *err)
+{
+    rd_status st = rd__stmt_open(q, s, what, sql, args, err);
+    *row = 0;
+    if (st != RD_OK)
+        return st;
+    return rd__stmt_step(q, row, err);
+}
+
+void rd__stmt_close(rd__stmt *q)
+{
+    if (!q || !q->stmt)
+        return;
+    if (q->slot >= 0) {
+        /* Reset ends the statement's read of the database (a statement left stepping
+         * would hold its snapshot and block checkpoints); clearing the bindings drops the
+         * borrowed pointers. */
+        sqlite3_reset(q->stmt);
+        sqlite3_clear_bindings(q->stmt);
+        q->s->slots[q->slot].in_use = 0;
+    } else {
+        sqlite3_finalize(q->stmt);
+    }
+    q->stmt = NULL;
+    q->slot = -1;
+}
+
+const char *rd__col_text(rd__stmt *q, int col)
+{
+    return (const char *)sqlite3_column_text(q->stmt, col);
+}
+
+int rd__col_int(rd__stmt *q, int col)
+{
+    return sqlite3_column_int(q->stmt, col);
+}
+
+int64_t rd__col_int64(rd__stmt *q, int col)
+{
+    return sqlite3_column_int64(q->stmt, col);
+}
+
+double rd__col_real(rd__stmt *q, int col)
+{
+    return sqlite3_column_double(q->stmt, col);
+}
+
+int rd__col_is_null(rd__stmt *q, int col)
+{
+    return sqlite3_column_type(q->stmt, col) == SQLITE_NULL;
+}
+
+const void *rd__col_blob(rd__stmt *q, int col, size_t *bytes)
+{
+    /* The pointer first, then the size, as SQLite documents for a BLOB read. */
+    const void *p = sqlite3_column_blob(q->stmt, col);
+    *bytes = (size_t)sqlite3_column_bytes(q->stmt, col);
+    return p;
+}
+
+rd_status rd__run(rd_store *s, const char *what, const char *sql, rd__args args, int *changes,
+                  rd_error *err)
+{
+    rd__stmt q;
+    int row;
+    rd_status st = rd__stmt_row(&q, s, what, sql, args, &row, err);
+    if (st == RD_OK && changes)
+        *changes = sqlite3_changes(s->db);
+    rd__stmt_close(&q);
+    return st;
+}
+
+rd_status rd__query_int64(rd_store *s, const char *what, const char *sql, rd__args args,
+                          int64_t *out, int *found, rd_error *err)
+{
+    rd__stmt q;
+    int row;
+    rd_status st = rd__stmt_row(&q, s, what, sql, args, &row, err);
+    if (st == RD_OK && row)
+        *out = rd__col_int64(&q, 0);
+    if (st == RD_OK && found)
+        *found = row;
+    else if (st == RD_OK && !row)
+        st = rd_error_set(err, RD_E_DB, "%s/radraft.db: %s: no row", s->dir, what);
+    rd__stmt_close(&q);
+    return st;
+}
+
+rd_status rd__count(rd_store *s, const char *sql, rd__args args, long *count, rd_error *err)
+{
+    int64_t n = 0;
+    rd_status st = rd__query_int64(s, "counting", sql, args, &n, NULL, err);
+    if (st == RD_OK)
+        *count = (long)n;
+    return st;
+}
+
+int64_t rd__last_insert_id(rd_store *s)
+{
+    return sqlite3_last_insert_rowid(s->db);
+}
+
+rd_status rd__begin(rd_store *s, rd_error *err)
+{
+    return rd__run(s, "beginning a transaction", "BEGIN IMMEDIATE", RD__NO_ARGS, NULL, err);
+}
+
+rd_status rd__commit(rd_store *s, rd_error *err)
+{
+    return rd__run(s, "committing", "COMMIT", RD__NO_ARGS, NULL, err);
+}
+
+void rd__rollback(rd_store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+rd_status rd__exec(rd_store *s, const char *what, const char *sql, rd_error *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        rd_status st = rd_error_set(err, RD_E_DB, "%s/radraft.db: %s: %s", s->dir, what,
+                                    msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return st;
+    }
+    return RD_OK;
+}
+
+/* ---- opening and migrating ---- */
+
+/* The schema version (0 for a new database), or -1 when it cannot be read. */
+static int read_version(rd_store *s)
+{
+    int64_t has = 0, v = 0;
+    int found = 0;
+    if (rd__query_int64(s, "reading the schema version",
+                        "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND"
+                        " name='schema_version'",
+                        RD__NO_ARGS, &has, NULL, NULL) != RD_OK)
+        return -1;
+    if (!has)
+        return 0;
+    if (rd__query_int64(s, "reading the schema version", "SELECT version FROM schema_version",
+                        RD__NO_ARGS, &v, &found, NULL) != RD_OK)
+        return -1;
+    return found ? (int)v : 0;
+}
+
+static rd_status migrate(rd_store *s, rd_error *err)
+{
+    rd_status st;
+    int v;
+    /* IMMEDIATE takes the write lock first, so that two processes opening a new store at
+     * once apply each migration exactly once. */
+    if ((st = rd__begin(s, err)) != RD_OK)
+        return st;
+    v = read_version(s);
+    if (v < 0) {
+        st = rd__db_error(s, "reading the schema version", err);
+        goto out;
+    }
+    if (v > N_MIGRATIONS) {
+        st = rd_error_set(err, RD_E_DB,
+                          "%s/radraft.db: schema version %d is newer than this radraft (%d)",
+                          s->dir, v, N_MIGRATIONS);
+        goto out;
+    }
+    if (v == 0 && (st = rd__exec(s, "creating the schema version",
+                                 "CREATE TABLE schema_version(version INTEGER NOT NULL);"
+                                 "INSERT INTO schema_version VALUES(0);",
+                                 err)) != RD_OK)
+        goto out;
+    for (; v < N_MIGRATIONS; v++) {
+        char what[64];
+        snprintf(what, sizeof what, "migration %d", v + 1);
+        if ((st = rd__exec(s, what, migrations[v], err)) != RD_OK)
+            goto out;
+        if ((st = rd__run(s, what, "UPDATE schema_version SET version=?1", RD__ARGS(RD__INT(v + 1)),
+                          NULL, err)) != RD_OK)
+            goto out;
+    }
+    st = rd__commit(s, err);
+out:
+    if (st != RD_OK)
+        rd__rollback(s);
+    return st;
+}
+
+void rd_store_options_default(rd_store_options *opts)
+{
+    opts->duplicate_policy = RD_STORE_DUP_KEEP_FIRST;
+    opts->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
+}
+
+rd_status rd_store_open(rd_store **out, const char *data_dir, const rd_store_options *opts,
+                        rd_error *err)
+{
+    rd_store *s = calloc(1, sizeof *s);
+    char path[RD__STORE_PATH_MAX + 32];
+    rd_status st;
+
+    if (!s)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory opening the store");
+    if (opts)
+        s->opts = *opts;
+    else
+        rd_store_options_default(&s->opts);
+    if (s->opts.busy_timeout_ms <= 0)
+        s->opts.busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
+    if (rd_strlcpy(s->dir, data_dir, sizeof s->dir) >= sizeof s->dir - 64) {
+        st = rd_error_set(err, RD_E_INVALID, "%s: data directory path too long", data_dir);
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/store", s->dir);
+    if ((st = rd_mkdirs(path, err)) != RD_OK)
+        goto out;
+    snprintf(path, sizeof path, "%s/radraft.db", s->dir);
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        st = rd_error_set(err, RD_E_DB, "%s: %s", path,
+                          s->db ? sqlite3_errmsg(s->db) : "cannot open");
+        goto out;
+    }
+    /* Every connection waits this long for another's write lock inside SQLite; that is all
+     * the store does about SQLITE_BUSY (see store_int.h). */
+    sqlite3_busy_timeout(s->db, s->opts.busy_timeout_ms);
+    /* WAL lets readers and one writer proceed together; synchronous=FULL makes every
+     * commit durable before it returns, which the C-STORE success response relies on. */
+    if ((st = rd__exec(s, "setting the journal mode",
+                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err)) != RD_OK)
+        goto out;
+    st = migrate(s, err);
+out:
+    if (st != RD_OK) {
+        rd_store_close(s);
+        return st;
+    }
+    *out = s;
+    return RD_OK;
+}
+
+void rd_store_close(rd_store *s)
+{
+    if (!s)
+        return;
+    /* A connection closes only once its statements are finalized. */
+    for (int i = 0; i < s->n_slots; i++)
+        sqlite3_finalize(s->slots[i].stmt);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+int rd_store_schema_version(rd_store *s)
+{
+    return read_version(s);
+}
+
+double rd_store_now(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* ---- hooks for the store's tests ---- */
+
+sqlite3 *rd_store__db(rd_store *s)
+{
+    return s->db;
+}
+
+void rd_store__set_fault(rd_store *s, rd_store_fault fault)
+{
+    s->fault = fault;
+}

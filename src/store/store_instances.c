@@ -1,0 +1,372 @@
+/* radraft — instances and studies: storing a received instance (rd_store_put: duplicate
+ * detection by content, the file written through store_files.c, its row and its study's
+ * row committed together), finding stored instances again, and what became of each content
+ * version of a study (drafted or skipped). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "radraft/log.h"
+#include "radraft/store.h"
+#include "store/store_int.h"
+#include "base/util.h"
+
+rd_status rd_store_dup_policy_parse(const char *text, rd_store_dup_policy *out, rd_error *err)
+{
+    if (strcmp(text, "keep-first") == 0)
+        *out = RD_STORE_DUP_KEEP_FIRST;
+    else if (strcmp(text, "replace") == 0)
+        *out = RD_STORE_DUP_REPLACE;
+    else
+        return rd_error_set(err, RD_E_INVALID, "duplicate policy '%s' is not keep-first or replace",
+                            text);
+    return RD_OK;
+}
+
+/* The row of a stored instance, as rd_store_put compares an arriving one with it. */
+typedef struct existing {
+    int found;
+    char sha[65]; /* "" until a duplicate needed it: hashing is done lazily */
+    char path[RD__STORE_PATH_MAX];
+    long long size;
+    long long offset;
+} existing;
+
+static rd_status lookup(rd_store *s, const char *sop, existing *ex, rd_error *err)
+{
+    rd__stmt q;
+    int row;
+    rd_status rc = rd__stmt_row(&q, s, "looking up an instance",
+                                "SELECT sha256, path, size, dataset_offset FROM instances"
+                                " WHERE sop_instance_uid=?1",
+                                RD__ARGS(RD__TEXT(sop)), &row, err);
+    memset(ex, 0, sizeof *ex);
+    if (rc == RD_OK && row) {
+        ex->found = 1;
+        rd_strlcpy(ex->sha, rd__or_empty(rd__col_text(&q, 0)), sizeof ex->sha);
+        rd_strlcpy(ex->path, rd__or_empty(rd__col_text(&q, 1)), sizeof ex->path);
+        ex->size = rd__col_int64(&q, 2);
+        ex->offset = rd__col_int64(&q, 3);
+    }
+    rd__stmt_close(&q);
+    return rc;
+}
+
+/* 1 if the stored file of a row is present with the size recorded. */
+static int file_present(rd_store *s, const existing *ex)
+{
+    char abs[2 * RD__STORE_PATH_MAX];
+    struct stat sb;
+    snprintf(abs, sizeof abs, "%s/%s", s->dir, ex->path);
+    return stat(abs, &sb) == 0 && S_ISREG(sb.st_mode) && (long long)sb.st_size == ex->size;
+}
+
+/* The content hash of a stored instance. A new instance is stored without one (hashing
+ * half a megabyte costs more than the fsyncs on the hot path); the first duplicate of it
+ * hashes the stored file and caches the result in its row. Returns 0 if the file cannot
+ * be read. */
+static int stored_sha(rd_store *s, const char *sop, existing *ex)
+{
+    char abs[2 * RD__STORE_PATH_MAX];
+    char *data = NULL;
+    size_t len = 0;
+    if (ex->sha[0])
+        return 1;
+    snprintf(abs, sizeof abs, "%s/%s", s->dir, ex->path);
+    if (ex->size < 0 || ex->offset < 0 || ex->offset > ex->size ||
+        rd_read_file(abs, (size_t)ex->size, &data, &len, NULL) != RD_OK)
+        return 0;
+    if ((long long)len != ex->size) {
+        free(data);
+        return 0;
+    }
+    rd_sha256_hex(data + ex->offset, len - (size_t)ex->offset, ex->sha);
+    free(data);
+    /* Only a cache: a failure costs a rehash later. */
+    (void)rd__run(s, "caching an instance's hash",
+                  "UPDATE instances SET sha256=?1 WHERE sop_instance_uid=?2",
+                  RD__ARGS(RD__TEXT(ex->sha), RD__TEXT(sop)), NULL, NULL);
+    return 1;
+}
+
+/* 1 if the stored row's file is present and has the content whose hash is `sha`. */
+static int same_content(rd_store *s, const char *sop, existing *ex, const char *sha)
+{
+    return ex->found && file_present(s, ex) && stored_sha(s, sop, ex) && strcmp(ex->sha, sha) == 0;
+}
+
+/* 1 if the stored row's file is present with content other than `sha`. */
+static int other_content(rd_store *s, const char *sop, existing *ex, const char *sha)
+{
+    return ex->found && file_present(s, ex) && stored_sha(s, sop, ex) && strcmp(ex->sha, sha) != 0;
+}
+
+/* Writes (or with `replace` rewrites) an instance's row and marks its study as having
+ * received something, inside the caller's transaction. */
+static rd_status write_row(rd_store *s, const rd_store_instance *inst, const char *rel, size_t len,
+                           size_t offset, const char *sha, double now, int replace, rd_error *err)
+{
+    const char *sql =
+        replace ? "UPDATE instances SET study_uid=?1, series_uid=?2, sop_class_uid=?4,"
+                  " transfer_syntax_uid=?5, modality=?6, calling_ae=?7, path=?8, size=?9,"
+                  " sha256=?10, received_at=?11, dataset_offset=?12 WHERE sop_instance_uid=?3"
+                : "INSERT INTO instances(study_uid, series_uid, sop_instance_uid,"
+                  " sop_class_uid, transfer_syntax_uid, modality, calling_ae, path, size,"
+                  " sha256, received_at, dataset_offset)"
+                  " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)";
+    rd_status rc = rd__run(
+        s, "writing an instance row", sql,
+        RD__ARGS(RD__TEXT(inst->study_uid), RD__TEXT(inst->series_uid),
+                 RD__TEXT(inst->sop_instance_uid), RD__TEXT(rd__or_empty(inst->sop_class_uid)),
+                 RD__TEXT(rd__or_empty(inst->transfer_syntax_uid)),
+                 RD__TEXT(rd__or_empty(inst->modality)), RD__TEXT(rd__or_empty(inst->calling_ae)),
+                 RD__TEXT(rel), RD__INT(len), RD__TEXT(sha && sha[0] ? sha : NULL), RD__REAL(now),
+                 RD__INT(offset)),
+        NULL, err);
+    if (rc != RD_OK)
+        return rc;
+    return rd__run(s, "updating a study row",
+                   "INSERT INTO studies(study_uid, first_received, last_received, dirty)"
+                   " VALUES(?1, ?2, ?2, 1) ON CONFLICT(study_uid) DO UPDATE SET"
+                   " last_received=excluded.last_received, dirty=1",
+                   RD__ARGS(RD__TEXT(inst->study_uid), RD__REAL(now)), NULL, err);
+}
+
+static void warn_duplicate(const rd_store_instance *inst, const char *what)
+{
+    rd_log_warn("store: SOP instance %s received again with different content (from %s); %s",
+                inst->sop_instance_uid, inst->calling_ae ? inst->calling_ae : "?", what);
+}
+
+#define KEEPING_FIRST "keeping the first (store.duplicate_policy keep-first)"
+
+rd_status rd_store_put(rd_store *s, const rd_store_instance *inst, const void *data, size_t len,
+                       size_t hash_offset, rd_store_put_result *result, rd_error *err)
+{
+    char sha[65] = "", tmp[2 * RD__STORE_PATH_MAX + 128];
+    rd__file_place f;
+    existing ex;
+    rd_store_put_result res = RD_STORE_NEW;
+    rd_status st;
+    int renamed = 0, have_tmp = 0;
+    double now = rd_store_now();
+
+    if (!rd_store_uid_valid(inst->study_uid) || !rd_store_uid_valid(inst->series_uid) ||
+        !rd_store_uid_valid(inst->sop_instance_uid))
+        return rd_error_set(err, RD_E_INVALID,
+                            "refusing an instance with an unsafe or invalid UID (study '%.80s', "
+                            "series '%.80s', SOP instance '%.80s')",
+                            rd__or_empty(inst->study_uid), rd__or_empty(inst->series_uid),
+                            rd__or_empty(inst->sop_instance_uid));
+    if (hash_offset > len)
+        return rd_error_set(err, RD_E_INVALID, "hash offset %zu beyond %zu bytes", hash_offset,
+                            len);
+    if ((st = rd__file_place_of(s, inst, &f, err)) != RD_OK)
+        return st;
+
+    /* Fast path without the write lock: a resend of what is already stored. */
+    if ((st = lookup(s, inst->sop_instance_uid, &ex, err)) != RD_OK)
+        return st;
+    /* The new data's hash is needed only when the SOP instance is already stored. */
+    if (ex.found)
+        rd_sha256_hex((const char *)data + hash_offset, len - hash_offset, sha);
+    if (same_content(s, inst->sop_instance_uid, &ex, sha)) {
+        if (result)
+            *result = RD_STORE_SAME;
+        return RD_OK;
+    }
+    if (s->opts.duplicate_policy == RD_STORE_DUP_KEEP_FIRST &&
+        other_content(s, inst->sop_instance_uid, &ex, sha)) {
+        warn_duplicate(inst, KEEPING_FIRST);
+        if (result)
+            *result = RD_STORE_KEPT_FIRST;
+        return RD_OK;
+    }
+
+    /* The slow parts (writing and fsyncing the data) happen before the write lock. */
+    if ((st = rd_mkdirs(f.dir, err)) != RD_OK)
+        return st;
+    if ((st = rd__file_write_temp(s, f.dir, inst->sop_instance_uid, data, len, tmp, sizeof tmp,
+                                  err)) != RD_OK)
+        return st;
+    have_tmp = 1;
+
+    if ((st = rd__begin(s, err)) != RD_OK)
+        goto out;
+    /* Look again under the lock: another association may have stored it meanwhile. */
+    if ((st = lookup(s, inst->sop_instance_uid, &ex, err)) != RD_OK)
+        goto out;
+    if (ex.found && !sha[0])
+        rd_sha256_hex((const char *)data + hash_offset, len - hash_offset, sha);
+    if (same_content(s, inst->sop_instance_uid, &ex, sha)) {
+        res = RD_STORE_SAME;
+        goto commit;
+    }
+    if (other_content(s, inst->sop_instance_uid, &ex, sha)) {
+        if (s->opts.duplicate_policy == RD_STORE_DUP_KEEP_FIRST) {
+            warn_duplicate(inst, KEEPING_FIRST);
+            res = RD_STORE_KEPT_FIRST;
+            goto commit;
+        }
+        warn_duplicate(inst, "replacing it (store.duplicate_policy replace)");
+        res = RD_STORE_REPLACED;
+    }
+    if ((st = rd__file_rename(s, tmp, f.abs, err)) != RD_OK)
+        goto out;
+    have_tmp = 0;
+    renamed = 1;
+    if ((st = write_row(s, inst, f.rel, len, hash_offset, sha, now, ex.found, err)) != RD_OK)
+        goto out;
+    if (ex.found && strcmp(ex.path, f.rel) != 0) {
+        /* A replacement filed under another study or series: the old file goes. */
+        char old[2 * RD__STORE_PATH_MAX];
+        snprintf(old, sizeof old, "%s/%s", s->dir, ex.path);
+        unlink(old);
+    }
+commit:
+    if (s->fault == RD_STORE_FAULT_COMMIT) {
+        s->fault = RD_STORE_FAULT_NONE;
+        st = rd_error_set(err, RD_E_DB, "%s/radraft.db: commit: disk I/O error (injected)", s->dir);
+        goto out;
+    }
+    if ((st = rd__commit(s, err)) != RD_OK)
+        goto out;
+    renamed = 0;
+    /* The rename is durable only once its directory is: fsync it before answering. */
+    if (res != RD_STORE_SAME && res != RD_STORE_KEPT_FIRST)
+        st = rd__file_fsync_dir(f.dir, err);
+out:
+    if (st != RD_OK) {
+        rd__rollback(s);
+        /* A new file whose row did not commit is removed: no file without its row. (A
+         * replaced file cannot be restored; the row keeps the old hash, so the next resend
+         * of either version is stored again rather than taken for a duplicate.) */
+        if (renamed && !ex.found)
+            unlink(f.abs);
+    }
+    if (have_tmp)
+        unlink(tmp);
+    if (st == RD_OK && result)
+        *result = res;
+    return st;
+}
+
+rd_status rd_store_instance_path(rd_store *s, const char *sop_instance_uid, char *path, size_t size,
+                                 rd_error *err)
+{
+    existing ex;
+    rd_status st = lookup(s, sop_instance_uid, &ex, err);
+    if (st != RD_OK)
+        return st;
+    if (!ex.found)
+        return rd_error_set(err, RD_E_NOT_FOUND, "SOP instance %.80s is not stored",
+                            sop_instance_uid);
+    if ((size_t)snprintf(path, size, "%s/%s", s->dir, ex.path) >= size)
+        return rd_error_set(err, RD_E_TOO_LARGE, "path of %.80s too long", sop_instance_uid);
+    return RD_OK;
+}
+
+rd_status rd_store_count_instances(rd_store *s, const char *study_uid, long *count, rd_error *err)
+{
+    if (study_uid)
+        return rd__count(s, "SELECT COUNT(*) FROM instances WHERE study_uid=?1",
+                         RD__ARGS(RD__TEXT(study_uid)), count, err);
+    return rd__count(s, "SELECT COUNT(*) FROM instances", RD__NO_ARGS, count, err);
+}
+
+/* Appends "<data dir>/<rel>" to a growing list of paths. */
+static rd_status append_path(rd_store *s, const char *rel, char ***list, int *count, int *cap,
+                             rd_error *err)
+{
+    size_t len = strlen(s->dir) + 1 + strlen(rel) + 1;
+    if (*count == *cap) {
+        int ncap = *cap ? *cap * 2 : 8;
+        char **nl = realloc(*list, (size_t)ncap * sizeof *nl);
+        if (!nl)
+            return rd_error_set(err, RD_E_NOMEM, "out of memory listing a study");
+        *list = nl;
+        *cap = ncap;
+    }
+    if (!((*list)[*count] = malloc(len)))
+        return rd_error_set(err, RD_E_NOMEM, "out of memory listing a study");
+    snprintf((*list)[*count], len, "%s/%s", s->dir, rel);
+    (*count)++;
+    return RD_OK;
+}
+
+rd_status rd_store_study_files(rd_store *s, const char *study_uid, char ***paths, int *n,
+                               rd_error *err)
+{
+    rd__stmt q;
+    char **list = NULL;
+    int count = 0, cap = 0, row;
+    rd_status rc;
+    *paths = NULL;
+    *n = 0;
+    rc = rd__stmt_open(&q, s, "listing a study's instances",
+                       "SELECT path FROM instances WHERE study_uid=?1 ORDER BY series_uid,"
+                       " sop_instance_uid",
+                       RD__ARGS(RD__TEXT(study_uid)), err);
+    while (rc == RD_OK && (rc = rd__stmt_step(&q, &row, err)) == RD_OK && row) {
+        if (count >= RD_STORE_STUDY_MAX_FILES)
+            rc = rd_error_set(err, RD_E_TOO_LARGE, "study %.80s has more than %d instances",
+                              study_uid, RD_STORE_STUDY_MAX_FILES);
+        else
+            rc = append_path(s, rd__or_empty(rd__col_text(&q, 0)), &list, &count, &cap, err);
+    }
+    rd__stmt_close(&q);
+    if (rc != RD_OK) {
+        rd_store_free_paths(list, count);
+        return rc;
+    }
+    *paths = list;
+    *n = count;
+    return RD_OK;
+}
+
+void rd_store_free_paths(char **paths, int n)
+{
+    if (!paths)
+        return;
+    for (int i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+}
+
+rd_status rd_store_study_version_get(rd_store *s, const char *study_uid,
+                                     const char *content_version, rd_store_study_version *out,
+                                     rd_error *err)
+{
+    rd__stmt q;
+    int row;
+    rd_status rc =
+        rd__stmt_row(&q, s, "looking up a study version",
+                     "SELECT outcome, reason, review_id FROM study_versions WHERE"
+                     " study_uid=?1 AND content_version=?2",
+                     RD__ARGS(RD__TEXT(study_uid), RD__TEXT(content_version)), &row, err);
+    memset(out, 0, sizeof *out);
+    if (rc == RD_OK && row) {
+        const char *outcome = rd__col_text(&q, 0);
+        out->found = 1;
+        out->drafted = outcome && strcmp(outcome, "drafted") == 0;
+        rd_strlcpy(out->reason, rd__or_empty(rd__col_text(&q, 1)), sizeof out->reason);
+        out->review_id = rd__col_int64(&q, 2);
+    }
+    rd__stmt_close(&q);
+    return rc;
+}
+
+rd_status rd_store_study_skip(rd_store *s, const char *study_uid, const char *content_version,
+                              const char *reason, rd_error *err)
+{
+    return rd__run(s, "recording a skipped study",
+                   "INSERT INTO study_versions(study_uid, content_version, outcome, reason,"
+                   " created_at) VALUES(?1, ?2, 'skipped', ?3, ?4)"
+                   " ON CONFLICT(study_uid, content_version) DO NOTHING",
+                   RD__ARGS(RD__TEXT(study_uid), RD__TEXT(content_version),
+                            RD__TEXT(rd__or_empty(reason)), RD__REAL(rd_store_now())),
+                   NULL, err);
+}
