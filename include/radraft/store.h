@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "radraft/error.h"
+#include "radraft/limits.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -73,7 +74,7 @@ int rd_store_schema_version(rd_store *s);
 /* ---- the file store: file names, recovery (store_files.c) ---- */
 
 /* Longest UID (DICOM's limit), and so the longest component of a stored file's path. */
-#define RD_STORE_UID_MAX 64
+#define RD_STORE_UID_MAX RD_UID_MAX
 
 /* 1 if `uid` is safe as a file name component and a valid UID: 1 to 64 characters, digits
  * and dots only, no empty component (so no "..", no leading or trailing dot). */
@@ -123,7 +124,7 @@ rd_status rd_store_instance_path(rd_store *s, const char *sop_instance_uid, char
 rd_status rd_store_count_instances(rd_store *s, const char *study_uid, long *count, rd_error *err);
 
 /* Most instances of one study that rd_store_study_files lists. */
-#define RD_STORE_STUDY_MAX_FILES 4096
+#define RD_STORE_STUDY_MAX_FILES RD_STUDY_MAX_INSTANCES
 
 /* The absolute paths of a study's stored instances, ordered by series and SOP Instance
  * UID. On success the caller owns *paths (*n strings; free with rd_store_free_paths).
@@ -314,9 +315,6 @@ rd_status rd_store_archive_count(rd_store *s, const char *model_version, long *c
                                  rd_error *err);
 
 /* ---- helpers used with the store ---- */
-
-/* SHA-256 of `len` bytes as 64 lowercase hex digits plus NUL. */
-void rd_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* Seconds since the epoch, with sub-second precision. */
 double rd_store_now(void);

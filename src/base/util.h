@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "radraft/error.h"
+#include "radraft/limits.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -60,4 +61,7 @@ int rd_wake_wait(rd_wake *w, double timeout_s);
 #ifdef __cplusplus
 }
 #endif
+/* SHA-256 of `len` bytes as 64 lowercase hex digits plus NUL (src/base/sha256.c). */
+void rd_sha256_hex(const void *data, size_t len, char out[RD_SHA256_HEX_SIZE]);
+
 #endif

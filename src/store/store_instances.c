@@ -29,7 +29,7 @@ rd_status rd_store_dup_policy_parse(const char *text, rd_store_dup_policy *out, 
 /* The row of a stored instance, as rd_store_put compares an arriving one with it. */
 typedef struct existing {
     int found;
-    char sha[65]; /* "" until a duplicate needed it: hashing is done lazily */
+    char sha[RD_SHA256_HEX_SIZE]; /* "" until a duplicate needed it: hashing is done lazily */
     char path[RD__STORE_PATH_MAX];
     long long size;
     long long offset;
@@ -146,7 +146,7 @@ static void warn_duplicate(const rd_store_instance *inst, const char *what)
 rd_status rd_store_put(rd_store *s, const rd_store_instance *inst, const void *data, size_t len,
                        size_t hash_offset, rd_store_put_result *result, rd_error *err)
 {
-    char sha[65] = "", tmp[2 * RD__STORE_PATH_MAX + 128];
+    char sha[RD_SHA256_HEX_SIZE] = "", tmp[2 * RD__STORE_PATH_MAX + 128];
     rd__file_place f;
     existing ex;
     rd_store_put_result res = RD_STORE_NEW;
