@@ -31,7 +31,8 @@ extern "C" {
     X(E_DB, "database error")                                                                      \
     X(E_MODEL, "model error")                                                                      \
     X(E_NET, "network error")                                                                      \
-    X(E_INTERNAL, "internal error")
+    X(E_INTERNAL, "internal error")                                                                \
+    X(E_DENIED, "permission denied")
 
 typedef enum rd_status {
 #define RD__STATUS_ENUM(name, msg) RD_##name,

@@ -314,6 +314,83 @@ rd_status rd_store_archive_scan(rd_store *s, const char *model_version, int with
 rd_status rd_store_archive_count(rd_store *s, const char *model_version, long *count,
                                  rd_error *err);
 
+/* ---- users of the review queue (store_users.c) ---- */
+
+#define RD_USER_NAME_MAX 64     /* login names: letters, digits, '.', '_', '-' */
+#define RD_USER_DISPLAY_MAX 192 /* a DICOM person name (PN), "Family^Given^..." */
+#define RD_USER_HASH_MAX 255    /* a crypto_pwhash_str string (argon2id) */
+
+typedef enum rd_user_role {
+    RD_ROLE_VIEWER = 0,      /* reads the queue */
+    RD_ROLE_RADIOLOGIST = 1, /* also claims, edits, signs, rejects and amends */
+    RD_ROLE_ADMIN = 2        /* also manages users */
+} rd_user_role;
+
+/* "viewer", "radiologist", "admin"; RD_E_INVALID for another name. */
+const char *rd_user_role_name(rd_user_role role);
+rd_status rd_user_role_parse(const char *name, rd_user_role *out, rd_error *err);
+
+typedef struct rd_store_user {
+    char name[RD_USER_NAME_MAX + 1];
+    char display_name[RD_USER_DISPLAY_MAX + 1];
+    rd_user_role role;
+    int disabled;
+    char password_hash[RD_USER_HASH_MAX + 1]; /* "" when the user has no password */
+    double created_at, updated_at;
+} rd_store_user;
+
+/* Adds a user (the hash may be NULL: no password yet). RD_E_INVALID when the name is taken
+ * or a field is malformed. */
+rd_status rd_store_user_add(rd_store *s, const rd_store_user *u, rd_error *err);
+/* RD_E_NOT_FOUND when there is no such user. */
+rd_status rd_store_user_get(rd_store *s, const char *name, rd_store_user *out, rd_error *err);
+/* Replaces the password hash / sets the disabled flag. RD_E_NOT_FOUND: no such user. */
+rd_status rd_store_user_set_password(rd_store *s, const char *name, const char *password_hash,
+                                     rd_error *err);
+rd_status rd_store_user_set_disabled(rd_store *s, const char *name, int disabled, rd_error *err);
+/* Calls `fn` for every user in name order; a status other than RD_OK stops and is returned. */
+rd_status rd_store_user_list(rd_store *s,
+                             rd_status (*fn)(void *ctx, const rd_store_user *u, rd_error *err),
+                             void *ctx, rd_error *err);
+
+/* ---- the audit trail (store_audit.c) ---- */
+
+/* One audited action. Strings are borrowed for the call; NULL means none. */
+typedef struct rd_audit_event {
+    const char *user;                /* who ("" or NULL: radraft itself) */
+    const char *action;              /* "claim", "view", "edit", "sign", "user-add", ... */
+    int64_t item_id;                 /* the review item, 0: none */
+    const char *study_uid;           /* the study concerned */
+    const char *sr_sop_instance_uid; /* the SR written, if any */
+    const char *detail;              /* what else matters (a reason, a role), short text */
+} rd_audit_event;
+
+/* One row as read back. */
+typedef struct rd_audit_row {
+    int64_t id;
+    double at;
+    char user[RD_USER_NAME_MAX + 1];
+    char action[32];
+    int64_t item_id;
+    char study_uid[RD_UID_SIZE];
+    char sr_sop_instance_uid[RD_UID_SIZE];
+    char detail[512];
+    char prev_hash[RD_SHA256_HEX_SIZE];
+    char hash[RD_SHA256_HEX_SIZE];
+} rd_audit_row;
+
+/* Appends an event in a transaction of its own: its hash chains it to the row before. */
+rd_status rd_store_audit_append(rd_store *s, const rd_audit_event *ev, rd_error *err);
+
+/* Calls `fn` for every row, oldest first, of a study and/or a user (NULL: any). */
+rd_status rd_store_audit_list(rd_store *s, const char *study_uid, const char *user,
+                              rd_status (*fn)(void *ctx, const rd_audit_row *r, rd_error *err),
+                              void *ctx, rd_error *err);
+
+/* Recomputes the chain. RD_OK when every row matches (*rows gets their number); else
+ * RD_E_CORRUPT naming the first row that does not, and *bad_id (may be NULL) its id. */
+rd_status rd_store_audit_verify(rd_store *s, long *rows, int64_t *bad_id, rd_error *err);
+
 /* ---- helpers used with the store ---- */
 
 /* Seconds since the epoch, with sub-second precision. */

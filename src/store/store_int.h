@@ -245,4 +245,8 @@ struct sqlite3 *rd_store__db(rd_store *s);
 #ifdef __cplusplus
 }
 #endif
+/* Appends an audit row inside the caller's open transaction (store_audit.c), so that an
+ * action and its audit row commit together or not at all. */
+rd_status rd__audit_insert(rd_store *s, const rd_audit_event *ev, double now, rd_error *err);
+
 #endif
