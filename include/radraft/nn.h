@@ -69,9 +69,10 @@ const rd_nn_info *rd_nn_model_info(const rd_nn_model *model);
 
 /* Creates an inference context for batches of up to `max_batch` images with `threads`
  * worker threads (0 = the number of online processors). The context reads the model, which
- * must outlive it. Sets OpenBLAS to one thread (a process-wide setting): the context's
- * workers are the parallelism, each calling sgemm on its own share, so code elsewhere in the
- * process must not raise OpenBLAS's thread count while contexts run.
+ * must outlive it, and never writes it: any number of contexts may run over one model at the
+ * same time, each on its own thread. Sets OpenBLAS to one thread (a process-wide setting):
+ * the context's workers are the parallelism, each calling sgemm on its own share, so code
+ * elsewhere in the process must not raise OpenBLAS's thread count while contexts run.
  * On success *out is the caller's (free with rd_nn_ctx_free). */
 rd_status rd_nn_ctx_create(rd_nn_ctx **out, const rd_nn_model *model, int max_batch, int threads,
                            rd_error *err);

@@ -20,10 +20,11 @@
  *             neighbours, SR path), the study version's outcome, and one outbox delivery per
  *             destination (rd_store_review_add).
  *
- * Threads: an rd_pipeline (configuration, generator, labeler, thresholds, archive index) is
- * immutable once created and shared; each thread has its own rd_pipeline_worker (its SQLite
- * connection and its encoder). rd_pipeline_plan_threads sizes workers and encoder threads so
- * that their product does not exceed the cores.
+ * Threads: an rd_pipeline (configuration, generator, labeler, thresholds, archive index, the
+ * encoder model's weights) is immutable once created and shared; each thread has its own
+ * rd_pipeline_worker (its SQLite connection and its encoder, an inference context over the
+ * pipeline's one copy of the weights). rd_pipeline_plan_threads sizes workers and encoder
+ * threads so that their product does not exceed the cores.
  */
 #ifndef RADRAFT_PIPELINE_H
 #define RADRAFT_PIPELINE_H
@@ -64,11 +65,11 @@ rd_status rd_pipeline_model_path(const rd_config *cfg, char *out, size_t size, r
  * workers x threads capped at the cores by lowering the threads. */
 void rd_pipeline_plan_threads(const rd_config *cfg, int batch, int *workers, int *threads);
 
-/* Creates the shared part: loads the templates, labeler, thresholds and the archive index
- * of the model's version (importing the model's seed archive when archive.load_seed and the
- * archive has none of that version). `cfg` is copied. On success *out is the caller's
- * (rd_pipeline_free). Errors: RD_E_CONFIG (no model, a bad data file), RD_E_MODEL,
- * RD_E_DB, RD_E_IO. */
+/* Creates the shared part: loads the encoder model, templates, labeler, thresholds and the
+ * archive index of the model's version (importing the model's seed archive when
+ * archive.load_seed and the archive has none of that version). `cfg` is copied. On success
+ * *out is the caller's (rd_pipeline_free). Errors: RD_E_CONFIG (no model, a bad data file),
+ * RD_E_MODEL, RD_E_DB, RD_E_IO. */
 rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
                              const rd_pipeline_options *opts, rd_error *err);
 /* Accepts NULL. Every worker must be freed first. */

@@ -1,4 +1,8 @@
-/* radraft — the image encoder: preprocessing from the model file + the nn engine. */
+/* radraft — the image encoder: preprocessing from the model file + the nn engine.
+ *
+ * This folder, src/encoder, turns a chest X-ray into an embedding and finding scores. It owns
+ * encoder models (an nn model checked for the encoder's outputs, shared read-only) and
+ * encoders (an inference context and an input batch each, one per thread). */
 #include "radraft/encoder.h"
 
 #include <stdlib.h>
@@ -7,8 +11,12 @@
 #include "radraft/findings.h"
 #include "base/util.h"
 
+struct rd_encoder_model {
+    rd_nn_model *nn;
+};
+
 struct rd_encoder {
-    rd_nn_model *model;
+    rd_encoder_model *own_model; /* the model when this encoder loaded it, else NULL (borrowed) */
     rd_nn_ctx *ctx;
     const rd_nn_info *info;
     int max_batch;
@@ -16,37 +24,34 @@ struct rd_encoder {
     float *input;    /* max_batch preprocessed images, reused by every call */
 };
 
-void rd_encoder_free(rd_encoder *enc)
+void rd_encoder_model_free(rd_encoder_model *model)
 {
-    if (!enc)
+    if (!model)
         return;
-    rd_nn_ctx_free(enc->ctx);
-    rd_nn_model_free(enc->model);
-    free(enc->input);
-    free(enc);
+    rd_nn_model_free(model->nn);
+    free(model);
 }
 
-rd_status rd_encoder_create(rd_encoder **out, const char *model_path, int threads, int max_batch,
-                            rd_error *err)
+rd_status rd_encoder_model_load(rd_encoder_model **out, const char *model_path, rd_error *err)
 {
-    rd_encoder *enc = calloc(1, sizeof *enc);
+    rd_encoder_model *model = calloc(1, sizeof *model);
+    const rd_nn_info *info;
     rd_status st;
-    size_t n;
 
-    if (!enc)
+    if (!model)
         return rd_error_set(err, RD_E_NOMEM, "out of memory");
-    if ((st = rd_nn_model_load(&enc->model, model_path, err)) != RD_OK)
+    if ((st = rd_nn_model_load(&model->nn, model_path, err)) != RD_OK)
         goto fail;
-    enc->info = rd_nn_model_info(enc->model);
-    if (enc->info->embedding_dim <= 0) {
+    info = rd_nn_model_info(model->nn);
+    if (info->embedding_dim <= 0) {
         st = rd_error_set(err, RD_E_MODEL, "%s: the model has no 'embedding' output", model_path);
         goto fail;
     }
-    if (enc->info->n_labels > 0) {
+    if (info->n_labels > 0) {
         /* The scores are indexed by rd_finding everywhere downstream. */
-        int ok = enc->info->n_labels == RD_FINDING_N_ABNORMAL;
+        int ok = info->n_labels == RD_FINDING_N_ABNORMAL;
         for (int i = 0; ok && i < RD_FINDING_N_ABNORMAL; i++)
-            ok = strcmp(enc->info->labels[i], rd_finding_name((rd_finding)i)) == 0;
+            ok = strcmp(info->labels[i], rd_finding_name((rd_finding)i)) == 0;
         if (!ok) {
             st = rd_error_set(err, RD_E_MODEL,
                               "%s: the model's labels are not the 14 findings of the "
@@ -55,7 +60,39 @@ rd_status rd_encoder_create(rd_encoder **out, const char *model_path, int thread
             goto fail;
         }
     }
-    if ((st = rd_nn_ctx_create(&enc->ctx, enc->model, max_batch, threads, err)) != RD_OK)
+    *out = model;
+    return RD_OK;
+fail:
+    rd_encoder_model_free(model);
+    return st;
+}
+
+const rd_nn_info *rd_encoder_model_info(const rd_encoder_model *model)
+{
+    return rd_nn_model_info(model->nn);
+}
+
+void rd_encoder_free(rd_encoder *enc)
+{
+    if (!enc)
+        return;
+    rd_nn_ctx_free(enc->ctx);
+    rd_encoder_model_free(enc->own_model);
+    free(enc->input);
+    free(enc);
+}
+
+rd_status rd_encoder_create_shared(rd_encoder **out, const rd_encoder_model *model, int threads,
+                                   int max_batch, rd_error *err)
+{
+    rd_encoder *enc = calloc(1, sizeof *enc);
+    rd_status st;
+    size_t n;
+
+    if (!enc)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
+    enc->info = rd_nn_model_info(model->nn);
+    if ((st = rd_nn_ctx_create(&enc->ctx, model->nn, max_batch, threads, err)) != RD_OK)
         goto fail;
     enc->max_batch = max_batch;
     enc->in_elems =
@@ -70,6 +107,22 @@ rd_status rd_encoder_create(rd_encoder **out, const char *model_path, int thread
 fail:
     rd_encoder_free(enc);
     return st;
+}
+
+rd_status rd_encoder_create(rd_encoder **out, const char *model_path, int threads, int max_batch,
+                            rd_error *err)
+{
+    rd_encoder_model *model = NULL;
+    rd_status st;
+
+    if ((st = rd_encoder_model_load(&model, model_path, err)) != RD_OK)
+        return st;
+    if ((st = rd_encoder_create_shared(out, model, threads, max_batch, err)) != RD_OK) {
+        rd_encoder_model_free(model);
+        return st;
+    }
+    (*out)->own_model = model;
+    return RD_OK;
 }
 
 const rd_nn_info *rd_encoder_info(const rd_encoder *enc)

@@ -1,5 +1,6 @@
-/* radraft — private declarations of the nn module (model representation shared by the
- * loader, nn_model.c, and the executor, nn_exec.c). */
+/* radraft — private declarations of the nn module: the model representation shared by the
+ * loader (nn_model.c), the forward kernels (nn_ops.c), the inference executor (nn_exec.c)
+ * and the trainer (src/train/nn_train.c). */
 #ifndef RADRAFT_NN_INT_H
 #define RADRAFT_NN_INT_H
 
@@ -83,7 +84,7 @@ struct rd_nn_model {
 const char *rd_nn_op_name(rd_nn_op op);
 
 /* As rd_nn_model_parse / rd_nn_model_load, with the same validation, but the graph is kept
- * as described for the trainer (src/nn_train.c): batch norm keeps gamma, beta, running mean
+ * as described for the trainer (src/train/nn_train.c): batch norm keeps gamma, beta, running mean
  * and running variance, and nothing is folded or fused. Such a model is not for inference
  * contexts. */
 rd_status rd_nn_model_parse_raw(rd_nn_model **out, const char *json, size_t json_len,

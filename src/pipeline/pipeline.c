@@ -39,6 +39,7 @@ struct rd_pipeline {
     char model_name[128];
     char model_version[128];
     int encoder_threads;
+    rd_encoder_model *model; /* loaded once; each worker's encoder runs over it */
     int enqueue;
     rd_thresholds th;
     rd_generator *gen;
@@ -172,7 +173,6 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
 {
     rd_pipeline *p = calloc(1, sizeof *p);
     char *model_json = NULL;
-    rd_encoder *probe = NULL;
     rd_store *store = NULL;
     rd_status st;
 
@@ -201,11 +201,10 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
         goto out;
     if ((st = read_model_json(p->model_path, &model_json, err)) != RD_OK)
         goto out;
-    /* One encoder just to learn the model's name, version and embedding size: the workers
-     * create their own. */
-    if ((st = rd_encoder_create(&probe, p->model_path, 1, 1, err)) != RD_OK)
+    /* The weights are loaded once here; every worker's encoder shares them. */
+    if ((st = rd_encoder_model_load(&p->model, p->model_path, err)) != RD_OK)
         goto out;
-    const rd_nn_info *info = rd_encoder_info(probe);
+    const rd_nn_info *info = rd_encoder_model_info(p->model);
     rd_strlcpy(p->model_name, info->name ? info->name : "model", sizeof p->model_name);
     rd_strlcpy(p->model_version, info->version ? info->version : "0", sizeof p->model_version);
     if ((st = load_thresholds(p, model_json, err)) != RD_OK)
@@ -233,7 +232,6 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
                 p->model_version, p->ix ? rd_index_count(p->ix) : 0L, p->sr_dir);
 out:
     rd_store_close(store);
-    rd_encoder_free(probe);
     free(model_json);
     if (st != RD_OK) {
         rd_pipeline_free(p);
@@ -250,6 +248,7 @@ void rd_pipeline_free(rd_pipeline *p)
     rd_index_free(p->ix);
     rd_labeler_free(p->lab);
     rd_generator_free(p->gen);
+    rd_encoder_model_free(p->model);
     free(p);
 }
 
@@ -271,7 +270,7 @@ rd_status rd_pipeline_worker_create(rd_pipeline_worker **out, rd_pipeline *p, rd
         return rd_error_set(err, RD_E_NOMEM, "out of memory creating a worker");
     w->p = p;
     if ((st = rd_store_open(&w->store, p->data_dir, NULL, err)) != RD_OK ||
-        (st = rd_encoder_create(&w->enc, p->model_path, p->encoder_threads, 1, err)) != RD_OK) {
+        (st = rd_encoder_create_shared(&w->enc, p->model, p->encoder_threads, 1, err)) != RD_OK) {
         rd_pipeline_worker_free(w);
         return st;
     }

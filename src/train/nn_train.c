@@ -1,22 +1,27 @@
 /* radraft — the training engine: forward in training mode, backward of every op, the
  * multi-label loss and AdamW.
  *
- * Every activation of the forward is kept for the backward (one buffer per node, planned
- * once for the largest batch), with a gradient buffer beside it. The worker threads split
- * each op by (ith, nth): convolutions by image, batch norm by channel, element-wise ops by
- * element. A convolution's weight gradient is summed per worker and the workers' sums are
- * added in a fixed order afterwards, so that a run is bitwise reproducible for a given
- * thread count. OpenBLAS runs single-threaded inside each worker. */
+ * This folder, src/train, is the trainer (train.c: data, loop, checkpoints) and this network.
+ * The network runs on the nn engine's shared parts: its forward ops are the inference
+ * kernels (src/nn/nn_ops.c) and its threads are an nn worker pool (src/nn/nn_pool.c). What
+ * is only here is what training needs on top: batch norm with batch statistics (and its
+ * running statistics), every activation kept for the backward (one buffer per node, planned
+ * once for the largest batch) with a gradient buffer beside it, the backward ops and col2im.
+ *
+ * The pool's threads split each op by (ith, nth): backward convolutions by image, batch norm
+ * by channel, element-wise ops by element. A convolution's weight gradient is summed per
+ * thread and the threads' sums are added in a fixed order afterwards, so that a run is
+ * bitwise reproducible for a given thread count. */
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "train/nn_train_int.h"
+#include "nn/nn_ops.h"
+#include "nn/nn_pool.h"
 #include "base/util.h"
 
 #define BN_MOMENTUM 0.1
@@ -41,15 +46,8 @@ struct rd_tnet {
     size_t col_floats;
     float *acc; /* nth weight-gradient accumulators of acc_floats */
     size_t acc_floats;
-    /* worker pool */
-    pthread_t *threads;
-    int n_started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv_go, cv_done;
-    unsigned gen;
-    int pending, quit;
-    task_fn task;
-    int task_node;
+    float *bn_scale, *bn_shift; /* the batch norm being run: its per-channel affine */
+    rd__nn_pool *pool;
     /* Time per op (forward, backward) when $RADRAFT_TRAIN_PROFILE is set, printed to stderr
      * when the network is freed. */
     int profile;
@@ -63,92 +61,28 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-typedef struct worker_arg {
+/* One op's task on the pool. */
+typedef struct tnet_job {
     rd_tnet *net;
-    int ith;
-} worker_arg;
+    task_fn fn;
+    int node;
+} tnet_job;
 
-static void split(size_t n, int ith, int nth, size_t *a, size_t *b)
+static void tnet_job_run(void *arg, int ith, int nth)
 {
-    *a = n * (size_t)ith / (size_t)nth;
-    *b = n * (size_t)(ith + 1) / (size_t)nth;
+    const tnet_job *job = arg;
+    (void)nth; /* the network's own */
+    job->fn(job->net, job->node, ith);
 }
 
-/* Thread pool ----------------------------------------------------------------------------- */
-
-static void *worker_main(void *p)
-{
-    worker_arg *wa = p;
-    rd_tnet *net = wa->net;
-    int ith = wa->ith;
-    unsigned seen = 0;
-    free(wa);
-    for (;;) {
-        pthread_mutex_lock(&net->mu);
-        while (net->gen == seen && !net->quit)
-            pthread_cond_wait(&net->cv_go, &net->mu);
-        seen = net->gen;
-        int quit = net->quit;
-        task_fn fn = net->task;
-        int node = net->task_node;
-        pthread_mutex_unlock(&net->mu);
-        if (quit)
-            return NULL;
-        fn(net, node, ith);
-        pthread_mutex_lock(&net->mu);
-        if (--net->pending == 0)
-            pthread_cond_signal(&net->cv_done);
-        pthread_mutex_unlock(&net->mu);
-    }
-}
-
-/* Runs fn(net, node, ith) on every worker and returns when all have finished. */
+/* Runs fn(net, node, ith) on every thread and returns when all have finished. */
 static void run_all(rd_tnet *net, task_fn fn, int node)
 {
-    if (net->nth == 1) {
-        fn(net, node, 0);
-        return;
-    }
-    pthread_mutex_lock(&net->mu);
-    net->task = fn;
-    net->task_node = node;
-    net->pending = net->nth - 1;
-    net->gen++;
-    pthread_cond_broadcast(&net->cv_go);
-    pthread_mutex_unlock(&net->mu);
-    fn(net, node, 0);
-    pthread_mutex_lock(&net->mu);
-    while (net->pending > 0)
-        pthread_cond_wait(&net->cv_done, &net->mu);
-    pthread_mutex_unlock(&net->mu);
+    tnet_job job = {net, fn, node};
+    rd__nn_pool_run(net->pool, tnet_job_run, &job);
 }
 
-/* im2col / col2im ------------------------------------------------------------------------- */
-
-/* col[(ci*kh + ky)*kw + kx][oy*ow + ox] = x[ci][oy*sh - ph + ky][ox*sw - pw + kx] or 0. */
-static void im2col(const float *x, int cin, int h, int w, const rd_nn_node *nd, float *col)
-{
-    size_t p = (size_t)nd->h * nd->w;
-    for (int ci = 0; ci < cin; ci++)
-        for (int ky = 0; ky < nd->kh; ky++)
-            for (int kx = 0; kx < nd->kw; kx++) {
-                float *dst = col + ((size_t)(ci * nd->kh + ky) * nd->kw + kx) * p;
-                const float *plane = x + (size_t)ci * h * w;
-                for (int oy = 0; oy < nd->h; oy++) {
-                    int iy = oy * nd->sh - nd->ph + ky;
-                    float *d = dst + (size_t)oy * nd->w;
-                    if (iy < 0 || iy >= h) {
-                        memset(d, 0, (size_t)nd->w * sizeof *d);
-                        continue;
-                    }
-                    const float *row = plane + (size_t)iy * w;
-                    for (int ox = 0; ox < nd->w; ox++) {
-                        int ix = ox * nd->sw - nd->pw + kx;
-                        d[ox] = ix >= 0 && ix < w ? row[ix] : 0.0f;
-                    }
-                }
-            }
-}
+/* col2im ---------------------------------------------------------------------------------- */
 
 /* The adjoint of im2col: adds each column entry back to the input position it came from. */
 static void col2im(const float *col, int cin, int h, int w, const rd_nn_node *nd, float *dx)
@@ -174,50 +108,19 @@ static void col2im(const float *col, int cin, int h, int w, const rd_nn_node *nd
             }
 }
 
-static int is_pointwise(const rd_nn_node *nd)
-{
-    return nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 && nd->ph == 0 && nd->pw == 0;
-}
+/* Forward --------------------------------------------------------------------------------- */
 
-/* Forward kernels ------------------------------------------------------------------------- */
-
-static void fwd_conv(rd_tnet *net, int i, int ith)
-{
-    const rd_nn_node *nd = &net->m->nodes[i], *in = &net->m->nodes[nd->in[0]];
-    int g = nd->groups, cin_g = in->c / g, cout_g = nd->c / g;
-    size_t p = (size_t)nd->h * nd->w, hw = (size_t)in->h * in->w;
-    size_t k = (size_t)cin_g * nd->kh * nd->kw, a, b;
-    float *col = net->col + (size_t)ith * net->col_floats;
-    split((size_t)net->batch, ith, net->nth, &a, &b);
-    for (size_t n = a; n < b; n++) {
-        const float *x = net->y[nd->in[0]] + n * net->elems[nd->in[0]];
-        float *y = net->y[i] + n * net->elems[i];
-        for (int gi = 0; gi < g; gi++) {
-            const float *xg = x + (size_t)gi * cin_g * hw, *bm = xg;
-            if (!is_pointwise(nd)) {
-                im2col(xg, cin_g, in->h, in->w, nd, col);
-                bm = col;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout_g, (int)p, (int)k, 1.0f,
-                        nd->weight + (size_t)gi * cout_g * k, (int)k, bm, (int)p, 0.0f,
-                        y + (size_t)gi * cout_g * p, (int)p);
-        }
-        if (nd->bias)
-            for (int o = 0; o < nd->c; o++)
-                for (size_t q = 0; q < p; q++)
-                    y[(size_t)o * p + q] += nd->bias[o];
-    }
-}
-
+/* Batch norm: the statistics per channel (the batch's in training mode, then folded into
+ * the running statistics; the running ones otherwise), kept for the backward, then the
+ * shared per-channel affine once every thread has written its channels'. */
 static void fwd_bn(rd_tnet *net, int i, int ith)
 {
     const rd_nn_node *nd = &net->m->nodes[i];
     size_t hw = (size_t)nd->h * nd->w, per = net->elems[i], a, b;
     size_t cnt = hw * (size_t)net->batch;
-    split((size_t)nd->c, ith, net->nth, &a, &b);
+    const float *x = net->y[nd->in[0]];
+    rd__nn_split((size_t)nd->c, ith, net->nth, &a, &b);
     for (size_t c = a; c < b; c++) {
-        const float *x = net->y[nd->in[0]];
-        float *y = net->y[i];
         double mean, invstd;
         if (net->training) {
             double s = 0, s2 = 0;
@@ -246,201 +149,20 @@ static void fwd_bn(rd_tnet *net, int i, int ith)
         }
         net->bn_mean[i][c] = mean;
         net->bn_invstd[i][c] = invstd;
-        float sc = (float)(nd->weight[c] * invstd);
-        float sh = (float)(nd->bias[c] - mean * nd->weight[c] * invstd);
-        for (int n = 0; n < net->batch; n++) {
-            const float *xp = x + (size_t)n * per + c * hw;
-            float *yp = y + (size_t)n * per + c * hw;
-            for (size_t q = 0; q < hw; q++)
-                yp[q] = xp[q] * sc + sh;
-        }
+        net->bn_scale[c] = (float)(nd->weight[c] * invstd);
+        net->bn_shift[c] = (float)(nd->bias[c] - mean * nd->weight[c] * invstd);
     }
+    rd__nn_pool_barrier(net->pool);
+    rd__nn_scale_shift(x, net->y[i], (size_t)net->batch * nd->c, nd->c, hw, net->bn_scale,
+                       net->bn_shift, RD_NN_ACT_NONE, ith, net->nth);
 }
 
-static float sigmoidf(float v)
+/* Every other op: the inference kernel (the model is raw, so nothing is fused), with a max
+ * pooling's argmax kept for the backward. */
+static void fwd_op(rd_tnet *net, int i, int ith)
 {
-    if (v >= 0)
-        return 1.0f / (1.0f + expf(-v));
-    float e = expf(v);
-    return e / (1.0f + e);
-}
-
-static void fwd_unary(rd_tnet *net, int i, int ith)
-{
-    const rd_nn_node *nd = &net->m->nodes[i];
-    const float *x = net->y[nd->in[0]];
-    float *y = net->y[i];
-    size_t a, b;
-    split((size_t)net->batch * net->elems[i], ith, net->nth, &a, &b);
-    for (size_t q = a; q < b; q++) {
-        float v = x[q];
-        if (nd->op == RD_NN_OP_RELU)
-            y[q] = v > 0 ? v : 0;
-        else if (nd->op == RD_NN_OP_SILU)
-            y[q] = v * sigmoidf(v);
-        else
-            y[q] = sigmoidf(v);
-    }
-}
-
-/* The window of output (oy, ox) clipped to the input, and PyTorch's divisor. */
-static int pool_window(const rd_nn_node *nd, int h, int w, int oy, int ox, int *y0, int *y1,
-                       int *x0, int *x1)
-{
-    int a0 = oy * nd->sh - nd->ph, b0 = ox * nd->sw - nd->pw;
-    int a1 = a0 + nd->kh, b1 = b0 + nd->kw;
-    int a1p = a1 < h + nd->ph ? a1 : h + nd->ph, b1p = b1 < w + nd->pw ? b1 : w + nd->pw;
-    int padded = (a1p - a0) * (b1p - b0);
-    *y0 = a0 < 0 ? 0 : a0;
-    *x0 = b0 < 0 ? 0 : b0;
-    *y1 = a1 > h ? h : a1;
-    *x1 = b1 > w ? w : b1;
-    return nd->count_include_pad ? padded : (*y1 - *y0) * (*x1 - *x0);
-}
-
-static void fwd_pool(rd_tnet *net, int i, int ith)
-{
-    const rd_nn_node *nd = &net->m->nodes[i], *in = &net->m->nodes[nd->in[0]];
-    size_t ihw = (size_t)in->h * in->w, ohw = (size_t)nd->h * nd->w, a, b;
-    split((size_t)net->batch * nd->c, ith, net->nth, &a, &b);
-    for (size_t pl = a; pl < b; pl++) {
-        const float *xp = net->y[nd->in[0]] + pl * ihw;
-        float *yp = net->y[i] + pl * ohw;
-        for (int oy = 0; oy < nd->h; oy++)
-            for (int ox = 0; ox < nd->w; ox++) {
-                int y0, y1, x0, x1;
-                int cnt = pool_window(nd, in->h, in->w, oy, ox, &y0, &y1, &x0, &x1);
-                size_t o = (size_t)oy * nd->w + ox;
-                if (nd->op == RD_NN_OP_MAXPOOL) {
-                    float best = -INFINITY;
-                    int32_t at = y0 * in->w + x0;
-                    for (int iy = y0; iy < y1; iy++)
-                        for (int ix = x0; ix < x1; ix++)
-                            if (xp[iy * in->w + ix] > best) {
-                                best = xp[iy * in->w + ix];
-                                at = iy * in->w + ix;
-                            }
-                    yp[o] = best;
-                    net->arg[i][pl * ohw + o] = at;
-                } else {
-                    float s = 0;
-                    for (int iy = y0; iy < y1; iy++)
-                        for (int ix = x0; ix < x1; ix++)
-                            s += xp[iy * in->w + ix];
-                    yp[o] = cnt > 0 ? s / (float)cnt : 0.0f;
-                }
-            }
-    }
-}
-
-static void fwd_gap(rd_tnet *net, int i, int ith)
-{
-    const rd_nn_node *nd = &net->m->nodes[i], *in = &net->m->nodes[nd->in[0]];
-    size_t hw = (size_t)in->h * in->w, a, b;
-    split((size_t)net->batch * nd->c, ith, net->nth, &a, &b);
-    for (size_t pl = a; pl < b; pl++) {
-        const float *xp = net->y[nd->in[0]] + pl * hw;
-        double s = 0;
-        for (size_t q = 0; q < hw; q++)
-            s += xp[q];
-        net->y[i][pl] = (float)(s / (double)hw);
-    }
-}
-
-static void fwd_add(rd_tnet *net, int i, int ith)
-{
-    const rd_nn_node *nd = &net->m->nodes[i];
-    size_t a, b;
-    split((size_t)net->batch * net->elems[i], ith, net->nth, &a, &b);
-    float *y = net->y[i];
-    const float *x0 = net->y[nd->in[0]];
-    for (size_t q = a; q < b; q++)
-        y[q] = x0[q];
-    for (int j = 1; j < nd->n_in; j++) {
-        const float *xj = net->y[nd->in[j]];
-        for (size_t q = a; q < b; q++)
-            y[q] += xj[q];
-    }
-}
-
-static void fwd_concat(rd_tnet *net, int i, int ith)
-{
-    const rd_nn_node *nd = &net->m->nodes[i];
-    size_t a, b;
-    split((size_t)net->batch, ith, net->nth, &a, &b);
-    for (size_t n = a; n < b; n++) {
-        size_t off = 0;
-        for (int j = 0; j < nd->n_in; j++) {
-            size_t e = net->elems[nd->in[j]];
-            memcpy(net->y[i] + n * net->elems[i] + off, net->y[nd->in[j]] + n * e,
-                   e * sizeof(float));
-            off += e;
-        }
-    }
-}
-
-static void fwd_linear(rd_tnet *net, int i, int ith)
-{
-    const rd_nn_node *nd = &net->m->nodes[i];
-    size_t f = net->elems[nd->in[0]], a, b;
-    split((size_t)nd->c, ith, net->nth, &a, &b);
-    if (a == b)
-        return;
-    float *y = net->y[i];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, net->batch, (int)(b - a), (int)f, 1.0f,
-                net->y[nd->in[0]], (int)f, nd->weight + a * f, (int)f, 0.0f, y + a, nd->c);
-    if (nd->bias)
-        for (int n = 0; n < net->batch; n++)
-            for (size_t o = a; o < b; o++)
-                y[(size_t)n * nd->c + o] += nd->bias[o];
-}
-
-static void fwd_l2norm(rd_tnet *net, int i, int ith)
-{
-    const rd_nn_node *nd = &net->m->nodes[i];
-    size_t e = net->elems[i], a, b;
-    split((size_t)net->batch, ith, net->nth, &a, &b);
-    for (size_t n = a; n < b; n++) {
-        const float *x = net->y[nd->in[0]] + n * e;
-        float *y = net->y[i] + n * e;
-        double s = 0;
-        for (size_t q = 0; q < e; q++)
-            s += (double)x[q] * x[q];
-        double norm = sqrt(s), d = norm > nd->eps ? norm : nd->eps;
-        for (size_t q = 0; q < e; q++)
-            y[q] = (float)(x[q] / d);
-    }
-}
-
-static task_fn fwd_fn(rd_nn_op op)
-{
-    switch (op) {
-    case RD_NN_OP_CONV2D:
-        return fwd_conv;
-    case RD_NN_OP_BATCHNORM:
-        return fwd_bn;
-    case RD_NN_OP_RELU:
-    case RD_NN_OP_SILU:
-    case RD_NN_OP_SIGMOID:
-        return fwd_unary;
-    case RD_NN_OP_MAXPOOL:
-    case RD_NN_OP_AVGPOOL:
-        return fwd_pool;
-    case RD_NN_OP_GAP:
-        return fwd_gap;
-    case RD_NN_OP_ADD:
-        return fwd_add;
-    case RD_NN_OP_CONCAT:
-        return fwd_concat;
-    case RD_NN_OP_LINEAR:
-        return fwd_linear;
-    case RD_NN_OP_L2NORM:
-        return fwd_l2norm;
-    case RD_NN_OP_INPUT:
-    case RD_NN_OP_COUNT:
-        break;
-    }
-    return NULL;
+    float *col = net->col ? net->col + (size_t)ith * net->col_floats : NULL;
+    rd__nn_forward_node(net->m, i, net->y, net->batch, col, net->arg[i], ith, net->nth);
 }
 
 /* Backward kernels: each adds to the gradients of its inputs (dy of a node read by several
@@ -458,7 +180,7 @@ static void bwd_conv(rd_tnet *net, int i, int ith)
     size_t wn = (size_t)nd->c * k;
     int need_dx = net->need[nd->in[0]];
     memset(acc, 0, (wn + (size_t)nd->c) * sizeof *acc);
-    split((size_t)net->batch, ith, net->nth, &a, &b);
+    rd__nn_split((size_t)net->batch, ith, net->nth, &a, &b);
     for (size_t n = a; n < b; n++) {
         const float *x = net->y[nd->in[0]] + n * net->elems[nd->in[0]];
         const float *dy = net->dy[i] + n * net->elems[i];
@@ -467,8 +189,8 @@ static void bwd_conv(rd_tnet *net, int i, int ith)
             const float *xg = x + (size_t)gi * cin_g * hw, *bm = xg;
             const float *dyg = dy + (size_t)gi * cout_g * p;
             const float *wg = nd->weight + (size_t)gi * cout_g * k;
-            if (!is_pointwise(nd)) {
-                im2col(xg, cin_g, in->h, in->w, nd, col);
+            if (!rd__nn_is_pointwise(nd)) {
+                rd__nn_im2col(xg, cin_g, in->h, in->w, nd, 0, p, col);
                 bm = col;
             }
             /* dW_g += dY_g (cout_g x p) . col^T (p x k) */
@@ -477,7 +199,7 @@ static void bwd_conv(rd_tnet *net, int i, int ith)
             if (!need_dx)
                 continue;
             float *dxg = dx + (size_t)gi * cin_g * hw;
-            if (is_pointwise(nd)) {
+            if (rd__nn_is_pointwise(nd)) {
                 /* dX_g += W_g^T (k x cout_g) . dY_g */
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)p, cout_g, 1.0f,
                             wg, (int)k, dyg, (int)p, 1.0f, dxg, (int)p);
@@ -504,7 +226,7 @@ static void reduce_conv(rd_tnet *net, int i, int ith)
     rd_tnet_param *pw = &net->params[net->param_of[i]];
     size_t wn = pw->n, a, b;
     size_t total = wn + (nd->bias ? (size_t)nd->c : 0);
-    split(total, ith, net->nth, &a, &b);
+    rd__nn_split(total, ith, net->nth, &a, &b);
     for (size_t q = a; q < b; q++) {
         float s = 0;
         for (int t = 0; t < net->nth; t++)
@@ -522,7 +244,7 @@ static void bwd_bn(rd_tnet *net, int i, int ith)
     rd_tnet_param *pg = &net->params[net->param_of[i]], *pb = pg + 1;
     size_t hw = (size_t)nd->h * nd->w, per = net->elems[i], a, b;
     double cnt = (double)hw * net->batch;
-    split((size_t)nd->c, ith, net->nth, &a, &b);
+    rd__nn_split((size_t)nd->c, ith, net->nth, &a, &b);
     for (size_t c = a; c < b; c++) {
         double mean = net->bn_mean[i][c], invstd = net->bn_invstd[i][c];
         double sdy = 0, sdyx = 0;
@@ -562,13 +284,13 @@ static void bwd_unary(rd_tnet *net, int i, int ith)
     const float *x = net->y[nd->in[0]], *y = net->y[i], *dy = net->dy[i];
     float *dx = net->dy[nd->in[0]];
     size_t a, b;
-    split((size_t)net->batch * net->elems[i], ith, net->nth, &a, &b);
+    rd__nn_split((size_t)net->batch * net->elems[i], ith, net->nth, &a, &b);
     for (size_t q = a; q < b; q++) {
         if (nd->op == RD_NN_OP_RELU) {
             if (x[q] > 0)
                 dx[q] += dy[q];
         } else if (nd->op == RD_NN_OP_SILU) {
-            float s = sigmoidf(x[q]);
+            float s = rd__nn_sigmoid(x[q]);
             dx[q] += dy[q] * (s + x[q] * s * (1.0f - s));
         } else {
             dx[q] += dy[q] * y[q] * (1.0f - y[q]);
@@ -580,7 +302,7 @@ static void bwd_pool(rd_tnet *net, int i, int ith)
 {
     const rd_nn_node *nd = &net->m->nodes[i], *in = &net->m->nodes[nd->in[0]];
     size_t ihw = (size_t)in->h * in->w, ohw = (size_t)nd->h * nd->w, a, b;
-    split((size_t)net->batch * nd->c, ith, net->nth, &a, &b);
+    rd__nn_split((size_t)net->batch * nd->c, ith, net->nth, &a, &b);
     for (size_t pl = a; pl < b; pl++) {
         float *dxp = net->dy[nd->in[0]] + pl * ihw;
         const float *dyp = net->dy[i] + pl * ohw;
@@ -592,7 +314,7 @@ static void bwd_pool(rd_tnet *net, int i, int ith)
                     continue;
                 }
                 int y0, y1, x0, x1;
-                int cnt = pool_window(nd, in->h, in->w, oy, ox, &y0, &y1, &x0, &x1);
+                int cnt = rd__nn_pooling_window(nd, in->h, in->w, oy, ox, &y0, &y1, &x0, &x1);
                 if (cnt <= 0)
                     continue;
                 float gv = dyp[o] / (float)cnt;
@@ -607,7 +329,7 @@ static void bwd_gap(rd_tnet *net, int i, int ith)
 {
     const rd_nn_node *nd = &net->m->nodes[i], *in = &net->m->nodes[nd->in[0]];
     size_t hw = (size_t)in->h * in->w, a, b;
-    split((size_t)net->batch * nd->c, ith, net->nth, &a, &b);
+    rd__nn_split((size_t)net->batch * nd->c, ith, net->nth, &a, &b);
     for (size_t pl = a; pl < b; pl++) {
         float gv = net->dy[i][pl] / (float)hw, *dxp = net->dy[nd->in[0]] + pl * hw;
         for (size_t q = 0; q < hw; q++)
@@ -619,7 +341,7 @@ static void bwd_add(rd_tnet *net, int i, int ith)
 {
     const rd_nn_node *nd = &net->m->nodes[i];
     size_t a, b;
-    split((size_t)net->batch * net->elems[i], ith, net->nth, &a, &b);
+    rd__nn_split((size_t)net->batch * net->elems[i], ith, net->nth, &a, &b);
     for (int j = 0; j < nd->n_in; j++) {
         if (!net->need[nd->in[j]])
             continue;
@@ -633,7 +355,7 @@ static void bwd_concat(rd_tnet *net, int i, int ith)
 {
     const rd_nn_node *nd = &net->m->nodes[i];
     size_t a, b;
-    split((size_t)net->batch, ith, net->nth, &a, &b);
+    rd__nn_split((size_t)net->batch, ith, net->nth, &a, &b);
     for (size_t n = a; n < b; n++) {
         size_t off = 0;
         for (int j = 0; j < nd->n_in; j++) {
@@ -654,7 +376,7 @@ static void bwd_linear(rd_tnet *net, int i, int ith)
     size_t f = net->elems[nd->in[0]], a, b;
     const float *dy = net->dy[i], *x = net->y[nd->in[0]];
     /* Weight and bias gradients split by output feature; the input gradient by image. */
-    split((size_t)nd->c, ith, net->nth, &a, &b);
+    rd__nn_split((size_t)nd->c, ith, net->nth, &a, &b);
     if (b > a) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(b - a), (int)f, net->batch, 1.0f,
                     dy + a, nd->c, x, (int)f, 1.0f, pw->g + a * f, (int)f);
@@ -668,7 +390,7 @@ static void bwd_linear(rd_tnet *net, int i, int ith)
     }
     if (!net->need[nd->in[0]])
         return;
-    split((size_t)net->batch, ith, net->nth, &a, &b);
+    rd__nn_split((size_t)net->batch, ith, net->nth, &a, &b);
     if (b > a)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(b - a), (int)f, nd->c, 1.0f,
                     dy + a * nd->c, nd->c, nd->weight, (int)f, 1.0f, net->dy[nd->in[0]] + a * f,
@@ -679,7 +401,7 @@ static void bwd_l2norm(rd_tnet *net, int i, int ith)
 {
     const rd_nn_node *nd = &net->m->nodes[i];
     size_t e = net->elems[i], a, b;
-    split((size_t)net->batch, ith, net->nth, &a, &b);
+    rd__nn_split((size_t)net->batch, ith, net->nth, &a, &b);
     for (size_t n = a; n < b; n++) {
         const float *x = net->y[nd->in[0]] + n * e, *y = net->y[i] + n * e;
         const float *dy = net->dy[i] + n * e;
@@ -775,17 +497,7 @@ void rd_tnet_free(rd_tnet *net)
                         rd_nn_op_name((rd_nn_op)o), net->prof[o][0], net->prof[o][1],
                         100 * (net->prof[o][0] + net->prof[o][1]) / total);
     }
-    if (net->n_started > 0) {
-        pthread_mutex_lock(&net->mu);
-        net->quit = 1;
-        pthread_cond_broadcast(&net->cv_go);
-        pthread_mutex_unlock(&net->mu);
-        for (int t = 0; t < net->n_started; t++)
-            pthread_join(net->threads[t], NULL);
-    }
-    pthread_mutex_destroy(&net->mu);
-    pthread_cond_destroy(&net->cv_go);
-    pthread_cond_destroy(&net->cv_done);
+    rd__nn_pool_free(net->pool);
     if (net->m)
         for (int i = 0; i < net->m->n_nodes; i++) {
             if (net->y)
@@ -816,7 +528,8 @@ void rd_tnet_free(rd_tnet *net)
     free(net->col);
     free(net->dcol);
     free(net->acc);
-    free(net->threads);
+    free(net->bn_scale);
+    free(net->bn_shift);
     free(net);
 }
 
@@ -824,18 +537,13 @@ rd_status rd_tnet_create(rd_tnet **out, rd_nn_model *m, int max_batch, int threa
 {
     rd_tnet *net;
     rd_status st = RD_OK;
-    int n = m->n_nodes;
+    int n = m->n_nodes, max_c = 0;
 
     if (max_batch < 1 || max_batch > RD_NN_MAX_BATCH)
         return rd_error_set(err, RD_E_INVALID, "batch %d outside [1, %d]", max_batch,
                             RD_NN_MAX_BATCH);
-    if (threads < 0 || threads > RD_NN_MAX_THREADS)
-        return rd_error_set(err, RD_E_INVALID, "threads %d outside [0, %d]", threads,
-                            RD_NN_MAX_THREADS);
-    if (threads == 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = c < 1 ? 1 : c > RD_NN_MAX_THREADS ? RD_NN_MAX_THREADS : (int)c;
-    }
+    if ((st = rd__nn_threads_resolve(threads, &threads, err)) != RD_OK)
+        return st;
     for (int i = 0; i < n; i++)
         if (m->nodes[i].dead ||
             (m->nodes[i].op == RD_NN_OP_BATCHNORM && (!m->nodes[i].mean || !m->nodes[i].var)) ||
@@ -845,9 +553,6 @@ rd_status rd_tnet_create(rd_tnet **out, rd_nn_model *m, int max_batch, int threa
     net = calloc(1, sizeof *net);
     if (!net)
         return rd_error_set(err, RD_E_NOMEM, "out of memory");
-    pthread_mutex_init(&net->mu, NULL);
-    pthread_cond_init(&net->cv_go, NULL);
-    pthread_cond_init(&net->cv_done, NULL);
     net->max_batch = max_batch;
     net->nth = threads;
     net->profile = getenv("RADRAFT_TRAIN_PROFILE") != NULL;
@@ -888,6 +593,8 @@ rd_status rd_tnet_create(rd_tnet **out, rd_nn_model *m, int max_batch, int threa
             st = rd_error_set(err, RD_E_NOMEM, "out of memory");
             goto fail;
         }
+        if (nd->op == RD_NN_OP_BATCHNORM && nd->c > max_c)
+            max_c = nd->c;
         if (nd->op == RD_NN_OP_BATCHNORM &&
             (!(net->bn_mean[i] = calloc((size_t)nd->c, sizeof(double))) ||
              !(net->bn_invstd[i] = calloc((size_t)nd->c, sizeof(double))))) {
@@ -938,27 +645,13 @@ rd_status rd_tnet_create(rd_tnet **out, rd_nn_model *m, int max_batch, int threa
         st = rd_error_set(err, RD_E_NOMEM, "out of memory");
         goto fail;
     }
-    openblas_set_num_threads(1);
-    net->threads = calloc((size_t)threads, sizeof *net->threads);
-    if (!net->threads) {
+    if (!(net->bn_scale = malloc((size_t)(max_c > 0 ? max_c : 1) * sizeof(float))) ||
+        !(net->bn_shift = malloc((size_t)(max_c > 0 ? max_c : 1) * sizeof(float)))) {
         st = rd_error_set(err, RD_E_NOMEM, "out of memory");
         goto fail;
     }
-    for (int t = 1; t < threads; t++) {
-        worker_arg *wa = malloc(sizeof *wa);
-        if (!wa) {
-            st = rd_error_set(err, RD_E_NOMEM, "out of memory");
-            goto fail;
-        }
-        wa->net = net;
-        wa->ith = t;
-        if (pthread_create(&net->threads[net->n_started], NULL, worker_main, wa) != 0) {
-            free(wa);
-            st = rd_error_set(err, RD_E_INTERNAL, "cannot start worker thread %d", t);
-            goto fail;
-        }
-        net->n_started++;
-    }
+    if ((st = rd__nn_pool_create(&net->pool, threads, err)) != RD_OK)
+        goto fail;
     *out = net;
     return RD_OK;
 fail:
@@ -1024,7 +717,7 @@ rd_status rd_tnet_forward(rd_tnet *net, const float *input, int batch, int train
     net->training = training;
     for (int i = 1; i < net->m->n_nodes; i++) {
         double t0 = net->profile ? now_ms() : 0;
-        run_all(net, fwd_fn(net->m->nodes[i].op), i);
+        run_all(net, net->m->nodes[i].op == RD_NN_OP_BATCHNORM ? fwd_bn : fwd_op, i);
         if (net->profile)
             net->prof[net->m->nodes[i].op][0] += now_ms() - t0;
     }

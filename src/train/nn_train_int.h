@@ -1,6 +1,6 @@
-/* radraft — private declarations of the training engine (src/nn_train.c): a network that
- * runs forward in training mode (batch norm with batch statistics) and backward, the loss
- * and the optimizer. Used by the trainer (src/train.c) and by the gradient tests.
+/* radraft — private declarations of the training engine (src/train/nn_train.c): a network
+ * that runs forward in training mode (batch norm with batch statistics) and backward, the
+ * loss and the optimizer. Used by the trainer (src/train/train.c) and by the gradient tests.
  *
  * A training network works on a model parsed raw (rd_nn_model_parse_raw / _load_raw: batch
  * norm unfolded, nothing fused) and uses that model's weight arrays as its parameters: it

@@ -1,6 +1,7 @@
 /* radraft — the trainer: data (NIH CSV, patient split, streaming loader with augmentation),
  * the training loop (loss, AdamW, schedule, validation AUROC, early stopping), checkpoints
- * and the model files it writes. The network itself is src/nn_train.c. */
+ * and the model files it writes. The network itself is src/train/nn_train.c, on the nn
+ * engine's shared forward kernels and worker pool. */
 #include "radraft/train.h"
 
 #include <cjson/cJSON.h>

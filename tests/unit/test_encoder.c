@@ -1,5 +1,6 @@
-/* The encoder: preprocessing from the model file, embeddings and scores, batches, and the
- * models it refuses. */
+/* The encoder: preprocessing from the model file, embeddings and scores, batches, encoders
+ * sharing one model, and the models it refuses. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,77 @@ RD_TEST(embed_nih_png)
     rd_encoder_free(enc);
 }
 
+typedef struct shared_job {
+    rd_encoder *enc;
+    rd_image *const *imgs;
+    float emb[4 * 256], sc[4 * 14];
+    rd_status st;
+} shared_job;
+
+static void *shared_embed(void *p)
+{
+    shared_job *job = p;
+    /* Several rounds, so that the threads' forwards overlap. */
+    for (int r = 0; r < 3 && job->st == RD_OK; r++)
+        job->st = rd_encoder_embed_batch(job->enc, (const rd_image *const *)job->imgs, 4, job->emb,
+                                         job->sc, NULL);
+    return NULL;
+}
+
+RD_TEST(encoders_share_one_model)
+{
+    const char *dir = rd_test_tmpdir("enc_shared");
+    rd_encoder_model *model = NULL;
+    rd_encoder *own = NULL, *enc[3] = {NULL, NULL, NULL};
+    rd_image *imgs[4];
+    rd_error err;
+    float emb[4 * 256], sc[4 * 14];
+    REQUIRE_OK(rd_nn_model_init("resnet-small", 7, dir, &err), &err);
+    REQUIRE_OK(rd_encoder_model_load(&model, dir, &err), &err);
+    const rd_nn_info *info = rd_encoder_model_info(model);
+    REQUIRE(info->embedding_dim == 256 && info->n_labels == 14);
+    /* Encoders of different thread counts and batch sizes over the one model, and one over a
+     * model of its own: all give the same results, also when they run at the same time. */
+    REQUIRE_OK(rd_encoder_create(&own, dir, 1, 4, &err), &err);
+    REQUIRE_OK(rd_encoder_create_shared(&enc[0], model, 1, 4, &err), &err);
+    REQUIRE_OK(rd_encoder_create_shared(&enc[1], model, 2, 2, &err), &err);
+    REQUIRE_OK(rd_encoder_create_shared(&enc[2], model, 1, 1, &err), &err);
+    CHECK(rd_encoder_info(enc[0]) == info && rd_encoder_info(enc[2]) == info);
+    for (int i = 0; i < 4; i++)
+        REQUIRE((imgs[i] = gradient(256, 256, 0.7f * (float)i)) != NULL);
+    REQUIRE_OK(rd_encoder_embed_batch(own, (const rd_image *const *)imgs, 4, emb, sc, &err), &err);
+    shared_job jobs[3];
+    pthread_t th[3];
+    for (int t = 0; t < 3; t++) {
+        jobs[t] = (shared_job){.enc = enc[t], .imgs = imgs, .st = RD_OK};
+        REQUIRE(pthread_create(&th[t], NULL, shared_embed, &jobs[t]) == 0);
+    }
+    for (int t = 0; t < 3; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < 3; t++) {
+        double d = 0;
+        CHECK_EQ_INT(jobs[t].st, RD_OK);
+        for (int j = 0; j < 4 * 256; j++)
+            d = fmax(d, fabs(jobs[t].emb[j] - emb[j]));
+        for (int j = 0; j < 4 * 14; j++)
+            d = fmax(d, fabs(jobs[t].sc[j] - sc[j]));
+        CHECK_MSG(d < 1e-5, "encoder %d differs from a private model's by %g", t, d);
+    }
+    /* The encoders borrow the model: freeing them leaves it usable. */
+    rd_encoder_free(enc[0]);
+    rd_encoder_free(enc[1]);
+    REQUIRE_OK(rd_encoder_embed_batch(enc[2], (const rd_image *const *)imgs, 4, jobs[0].emb,
+                                      jobs[0].sc, &err),
+               &err);
+    CHECK(memcmp(jobs[0].emb, jobs[2].emb, sizeof jobs[0].emb) == 0);
+    rd_encoder_free(enc[2]);
+    rd_encoder_free(own);
+    for (int i = 0; i < 4; i++)
+        rd_image_free(imgs[i]);
+    rd_encoder_model_free(model);
+    rd_encoder_model_free(NULL);
+}
+
 RD_TEST(refuses_wrong_labels_and_missing_model)
 {
     const char *dir = rd_test_tmpdir("enc_labels");
@@ -144,6 +216,11 @@ RD_TEST(refuses_wrong_labels_and_missing_model)
     CHECK_EQ_INT(rd_encoder_create(&enc, dir, 1, 1, &err), RD_E_MODEL);
     CHECK(strstr(err.msg, "labels") != NULL);
     CHECK_EQ_INT(rd_encoder_create(&enc, "/nonexistent/model", 1, 1, &err), RD_E_NOT_FOUND);
+    /* The same checks when the model is loaded to be shared. */
+    rd_encoder_model *model = NULL;
+    CHECK_EQ_INT(rd_encoder_model_load(&model, dir, &err), RD_E_MODEL);
+    CHECK(strstr(err.msg, "labels") != NULL && model == NULL);
+    CHECK_EQ_INT(rd_encoder_model_load(&model, "/nonexistent/model", &err), RD_E_NOT_FOUND);
     free(fixed);
     free(json);
 }
