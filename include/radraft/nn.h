@@ -57,6 +57,18 @@ typedef struct rd_nn_info {
  * RD_E_IO, RD_E_TOO_LARGE, RD_E_MODEL (anything invalid, with the reason). */
 rd_status rd_nn_model_load(rd_nn_model **out, const char *path, rd_error *err);
 
+/* The most bytes a model description (model.json) may have, wherever it is read. */
+#define RD_NN_MAX_JSON_BYTES ((size_t)16 << 20)
+
+/* The model description of `model`: model.json inside it when it is a folder, else `model`
+ * itself (a JSON file). RD_E_TOO_LARGE when the path does not fit in `size`. */
+rd_status rd_nn_model_json_path(const char *model, char *out, size_t size, rd_error *err);
+
+/* Reads the model description of `model` (a folder or the JSON file; at most
+ * RD_NN_MAX_JSON_BYTES) into *text, malloc'ed and NUL-terminated, the caller's on success;
+ * *len (may be NULL) gets its length. Errors: RD_E_NOT_FOUND, RD_E_IO, RD_E_TOO_LARGE. */
+rd_status rd_nn_model_read_json(const char *model, char **text, size_t *len, rd_error *err);
+
 /* Builds a model from a JSON description and safetensors bytes held in memory (neither is
  * kept; the model copies what it needs). `origin` names the source in messages. */
 rd_status rd_nn_model_parse(rd_nn_model **out, const char *json, size_t json_len,

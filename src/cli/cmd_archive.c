@@ -16,6 +16,7 @@
 #include "radraft/index.h"
 #include "radraft/labeler.h"
 #include "radraft/log.h"
+#include "radraft/nn.h"
 #include "radraft/review.h"
 #include "radraft/sr.h"
 #include "radraft/store.h"
@@ -1035,7 +1036,7 @@ static rd_status write_retrieval(const char *json_path, int k, double temp, doub
     size_t len = 0;
     cJSON *root = NULL, *r;
     rd_status st;
-    if ((st = rd_read_file(json_path, 16u << 20, &text, &len, err)) != RD_OK)
+    if ((st = rd_read_file(json_path, RD_NN_MAX_JSON_BYTES, &text, &len, err)) != RD_OK)
         return st;
     if (!(root = cJSON_ParseWithLength(text, len)) || !cJSON_IsObject(root)) {
         st = rd_error_set(err, RD_E_MODEL, "%s: not a JSON object", json_path);
@@ -1083,7 +1084,6 @@ static int cmd_evaluate(archive_args *a)
     rd_index_hit *hits = NULL;
     FILE *fp = NULL;
     long lineno = 0;
-    struct stat sb;
 
     if (!a->nih) {
         rd_cli_error(&a->cli, "evaluate needs --nih LABELS.csv");
@@ -1093,10 +1093,8 @@ static int cmd_evaluate(archive_args *a)
         rd_cli_error(&a->cli, "no model: give --model or set encoder.model");
         return RD_EXIT_USAGE;
     }
-    if (snprintf(json_path, sizeof json_path, "%s%s", a->model,
-                 stat(a->model, &sb) == 0 && S_ISDIR(sb.st_mode) ? "/model.json" : "") >=
-        (int)sizeof json_path) {
-        rd_cli_error(&a->cli, "model path too long");
+    if (rd_nn_model_json_path(a->model, json_path, sizeof json_path, &err) != RD_OK) {
+        rd_cli_error(&a->cli, "%s", rd_error_message(&err));
         return RD_EXIT_USAGE;
     }
     if (a->images)
@@ -1106,7 +1104,7 @@ static int cmd_evaluate(archive_args *a)
         snprintf(images, sizeof images, "%.*s/images", slash ? (int)(slash - a->nih) : 1,
                  slash ? a->nih : ".");
     }
-    if (rd_read_file(json_path, 16u << 20, &json, &json_len, &err) != RD_OK ||
+    if (rd_read_file(json_path, RD_NN_MAX_JSON_BYTES, &json, &json_len, &err) != RD_OK ||
         rd_encoder_create(&enc, a->model, a->cli.cfg.encoder_threads, 1, &err) != RD_OK ||
         rd_retrieval_settings_resolve(&rs, &a->cli.cfg, json, &err) != RD_OK ||
         rd_index_seed_default_path(a->model, seed, sizeof seed, &err) != RD_OK ||

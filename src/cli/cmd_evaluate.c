@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "radraft/findings.h"
+#include "radraft/nn.h"
 #include "radraft/train.h"
 #include "base/util.h"
 
@@ -34,7 +35,6 @@ static const char help[] =
 #define EV_MAX_CSV_BYTES (1024u << 20) /* 1 GiB: the full NIH list is 7 MB */
 #define EV_MAX_ROWS 20000000
 #define EV_MAX_FIELDS 64
-#define EV_MAX_JSON_BYTES (256u << 20)
 #define EV_MAX_ID 256
 
 #define NF RD_FINDING_N_ABNORMAL
@@ -377,7 +377,6 @@ static rd_status load_patient_file(const char *path, char *text, const char ***i
 static rd_status load_split(const char *model, cJSON **doc, const char ***ids, int *n_ids,
                             char *json_path, size_t json_path_size, rd_error *err)
 {
-    struct stat sb;
     char *text = NULL;
     size_t len = 0;
     const cJSON *arr, *v;
@@ -385,11 +384,8 @@ static rd_status load_split(const char *model, cJSON **doc, const char ***ids, i
     int n = 0;
     rd_status st;
 
-    if (snprintf(json_path, json_path_size, "%s%s", model,
-                 stat(model, &sb) == 0 && S_ISDIR(sb.st_mode) ? "/model.json" : "") >=
-        (int)json_path_size)
-        return rd_error_set(err, RD_E_INVALID, "%s: path too long", model);
-    if ((st = rd_read_file(json_path, EV_MAX_JSON_BYTES, &text, &len, err)) != RD_OK)
+    if ((st = rd_nn_model_json_path(model, json_path, json_path_size, err)) != RD_OK ||
+        (st = rd_nn_model_read_json(model, &text, &len, err)) != RD_OK)
         return st;
     *doc = cJSON_ParseWithLength(text, len);
     free(text);

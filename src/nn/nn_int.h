@@ -16,7 +16,6 @@
 #define RD_NN_MAX_DIM 8192
 /* Per-sample size of one activation; bounds the arena before anything is multiplied. */
 #define RD_NN_MAX_ACT_ELEMS ((size_t)1 << 28)
-#define RD_NN_MAX_JSON_BYTES ((size_t)16 << 20)
 #define RD_NN_MAX_HEADER_BYTES ((size_t)64 << 20)
 #define RD_NN_MAX_WEIGHTS_BYTES ((size_t)2 << 30)
 #define RD_NN_MAX_TENSORS 65536

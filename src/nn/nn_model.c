@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "nn/nn_int.h"
 #include "base/util.h"
@@ -1026,4 +1027,27 @@ rd_status rd_nn_model_load(rd_nn_model **out, const char *path, rd_error *err)
 rd_status rd_nn_model_load_raw(rd_nn_model **out, const char *path, rd_error *err)
 {
     return model_load(out, path, 1, err);
+}
+
+rd_status rd_nn_model_json_path(const char *model, char *out, size_t size, rd_error *err)
+{
+    struct stat sb;
+    int n = stat(model, &sb) == 0 && S_ISDIR(sb.st_mode)
+                ? snprintf(out, size, "%s/model.json", model)
+                : snprintf(out, size, "%s", model);
+    if (n < 0 || (size_t)n >= size)
+        return rd_error_set(err, RD_E_TOO_LARGE, "%s: model path too long", model);
+    return RD_OK;
+}
+
+rd_status rd_nn_model_read_json(const char *model, char **text, size_t *len, rd_error *err)
+{
+    char path[4096 + 16];
+    size_t n = 0;
+    rd_status st = rd_nn_model_json_path(model, path, sizeof path, err);
+    if (st == RD_OK)
+        st = rd_read_file(path, RD_NN_MAX_JSON_BYTES, text, &n, err);
+    if (st == RD_OK && len)
+        *len = n;
+    return st;
 }

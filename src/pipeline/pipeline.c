@@ -29,7 +29,6 @@
 #include "pipeline/pipeline_int.h"
 
 #define PL_PATH_MAX 1024
-#define PL_MODEL_JSON_MAX (64u << 20)
 
 struct rd_pipeline {
     rd_config cfg;
@@ -101,19 +100,6 @@ const char *rd_pipeline_outcome_name(rd_pipeline_outcome o)
 }
 
 /* ---- creation ------------------------------------------------------------------- */
-
-/* The model description's text: the JSON itself, or model.json inside a folder. */
-static rd_status read_model_json(const char *model, char **text, rd_error *err)
-{
-    char path[PL_PATH_MAX + 16];
-    struct stat sb;
-    size_t len;
-    if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode))
-        snprintf(path, sizeof path, "%s/model.json", model);
-    else
-        rd_strlcpy(path, model, sizeof path);
-    return rd_read_file(path, PL_MODEL_JSON_MAX, text, &len, err);
-}
 
 /* The seed archive beside the model, when the model is a folder. */
 static void seed_path(const char *model, char *out, size_t size)
@@ -199,7 +185,7 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
         goto out;
     if ((st = rd_pipeline_model_path(cfg, p->model_path, sizeof p->model_path, err)) != RD_OK)
         goto out;
-    if ((st = read_model_json(p->model_path, &model_json, err)) != RD_OK)
+    if ((st = rd_nn_model_read_json(p->model_path, &model_json, NULL, err)) != RD_OK)
         goto out;
     /* The weights are loaded once here; every worker's encoder shares them. */
     if ((st = rd_encoder_model_load(&p->model, p->model_path, err)) != RD_OK)

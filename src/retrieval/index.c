@@ -14,6 +14,7 @@
 
 #include "radraft/config.h"
 #include "radraft/log.h"
+#include "radraft/nn.h"
 #include "base/util.h"
 
 /* Entries scored per BLAS call: bounds the score buffer whatever the archive size. */
@@ -1430,24 +1431,15 @@ rd_status rd_index_seed_default_path(const char *model_path, char *out, size_t s
 rd_status rd_retrieval_settings_load(rd_retrieval_settings *out, const struct rd_config *cfg,
                                      const char *model_path, rd_error *err)
 {
-    char path[4096];
     char *json = NULL;
-    size_t len = 0;
     rd_status st;
-    int n;
     if (!model_path || !model_path[0])
         return rd_retrieval_settings_resolve(out, cfg, NULL, err);
-    if (is_dir(model_path))
-        n = snprintf(path, sizeof path, "%s/model.json", model_path);
-    else
-        n = snprintf(path, sizeof path, "%s", model_path);
-    if (n < 0 || (size_t)n >= sizeof path)
-        return rd_error_set(err, RD_E_TOO_LARGE, "%s: path too long", model_path);
-    if ((st = rd_read_file(path, 16u << 20, &json, &len, err)) != RD_OK)
+    if ((st = rd_nn_model_read_json(model_path, &json, NULL, err)) != RD_OK)
         return st;
     st = rd_retrieval_settings_resolve(out, cfg, json, err);
     if (st != RD_OK)
-        rd_error_prefix(err, st, "%s", path);
+        rd_error_prefix(err, st, "%s", model_path);
     free(json);
     return st;
 }

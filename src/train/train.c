@@ -2,6 +2,7 @@
  * the training loop (loss, AdamW, schedule, validation AUROC, early stopping), checkpoints
  * and the model files it writes. The network itself is src/train/nn_train.c, on the nn
  * engine's shared forward kernels and worker pool. */
+#include "radraft/nn.h"
 #include "radraft/train.h"
 
 #include <cjson/cJSON.h>
@@ -669,7 +670,7 @@ static rd_status load_base(trainer *tr, const char *dir, int input_size, rd_erro
     size_t jl = 0, wl = 0;
     rd_status st;
     snprintf(path, sizeof path, "%s/model.json", dir);
-    if ((st = rd_read_file(path, (size_t)16 << 20, &json, &jl, err)) != RD_OK)
+    if ((st = rd_nn_model_read_json(dir, &json, &jl, err)) != RD_OK)
         return st;
     tr->base = cJSON_ParseWithLength(json, jl);
     if (!tr->base) {
