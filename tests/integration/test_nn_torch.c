@@ -109,7 +109,9 @@ static float *random_inputs(size_t n, uint64_t seed)
 
 static void crosscheck_arch(const char *arch, int batch)
 {
-    const char *dir = rd_test_tmpdir(arch);
+    char name[64];
+    snprintf(name, sizeof name, "nn_torch_%s", arch);
+    const char *dir = rd_test_tmpdir(name);
     rd_nn_model *m = NULL;
     rd_error err;
     REQUIRE_OK(rd_nn_model_init(arch, 11, dir, &err), &err);

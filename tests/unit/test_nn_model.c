@@ -47,7 +47,10 @@ RD_TEST(init_load_every_arch)
                  {"resnet18", 3, 224, 224, 512},
                  {"opzoo", 2, 19, 21, 32}};
     for (int i = 0; i < 3; i++) {
-        const char *dir = rd_test_tmpdir(want[i].arch);
+        /* Not the bare arch name: test_nn_torch's cases use those folders under ctest -j. */
+        char name[64];
+        snprintf(name, sizeof name, "nn_model_%s", want[i].arch);
+        const char *dir = rd_test_tmpdir(name);
         rd_nn_model *m = NULL;
         rd_error err;
         REQUIRE_OK(rd_nn_model_init(want[i].arch, 42, dir, &err), &err);
