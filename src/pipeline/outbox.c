@@ -5,26 +5,20 @@
  * (rd_store_outbox_claim, rd_store_outbox_result), so a restart resumes where it stopped
  * and a confirmed delivery is never sent again. It owns its thread and that thread's store
  * connection. */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pipeline/pipeline_int.h"
 #include "radraft/log.h"
 #include "radraft/serve.h"
-#include "base/util.h"
 
 /* The polling fallback: the longest a retry waits past its due time, and what a missed
  * wakeup costs. */
 #define OUTBOX_MAX_SLEEP_S 0.5
 
 struct rd_outbox {
-    rd_config cfg;
-    rd_store_options store_opts;
+    rd__service svc;
     rd_net_scu_options scu;
-    rd_store *store; /* the thread's connection */
-    rd_wake wake;
-    atomic_int stop;
-    pthread_t thread;
 };
 
 rd_status rd_outbox_run_due(rd_store *s, const rd_config *cfg, const rd_net_scu_options *scu,
@@ -63,15 +57,15 @@ rd_status rd_outbox_run_due(rd_store *s, const rd_config *cfg, const rd_net_scu_
 static void *outbox_main(void *arg)
 {
     rd_outbox *ob = arg;
-    while (!atomic_load(&ob->stop)) {
+    while (!rd__service_stopping(&ob->svc)) {
         rd_error err;
-        if (rd_outbox_run_due(ob->store, &ob->cfg, &ob->scu, rd_store_now(), &ob->stop, NULL,
-                              &err) != RD_OK)
+        if (rd_outbox_run_due(ob->svc.store, &ob->svc.cfg, &ob->scu, rd_store_now(), &ob->svc.stop,
+                              NULL, &err) != RD_OK)
             rd_log_error("serve: outbox: %s", rd_error_message(&err));
         /* A finished job wakes the outbox at once; the timeout is the fallback, and the
          * moment a failed delivery's retry comes due. */
-        if (!atomic_load(&ob->stop))
-            (void)rd_wake_wait(&ob->wake, OUTBOX_MAX_SLEEP_S);
+        if (!rd__service_stopping(&ob->svc))
+            (void)rd_wake_wait(&ob->svc.wake, OUTBOX_MAX_SLEEP_S);
     }
     return NULL;
 }
@@ -83,46 +77,26 @@ rd_status rd_outbox_start(rd_outbox **out, const rd_config *cfg, const rd_store_
     rd_status st;
     if (!ob)
         return rd_error_set(err, RD_E_NOMEM, "out of memory starting the outbox");
-    ob->cfg = *cfg;
-    if (store_opts)
-        ob->store_opts = *store_opts;
-    else
-        rd_store_options_default(&ob->store_opts);
     ob->scu = *scu;
-    atomic_init(&ob->stop, 0);
-    if ((st = rd_wake_init(&ob->wake, err)) != RD_OK) {
+    if ((st = rd__service_start(&ob->svc, cfg, store_opts, outbox_main, ob, "outbox", err)) !=
+        RD_OK) {
         free(ob);
         return st;
     }
-    if ((st = rd_store_open(&ob->store, cfg->server_data_dir, &ob->store_opts, err)) != RD_OK)
-        goto fail;
-    if (pthread_create(&ob->thread, NULL, outbox_main, ob) != 0) {
-        st = rd_error_set(err, RD_E_INTERNAL, "cannot start the outbox thread");
-        goto fail;
-    }
     *out = ob;
     return RD_OK;
-fail:
-    rd_store_close(ob->store);
-    rd_wake_destroy(&ob->wake);
-    free(ob);
-    return rd_error_prefix(err, st, "outbox");
 }
 
 void rd_outbox_wake(rd_outbox *ob)
 {
     if (ob)
-        rd_wake_post(&ob->wake);
+        rd__service_wake(&ob->svc);
 }
 
 void rd_outbox_stop(rd_outbox *ob)
 {
     if (!ob)
         return;
-    atomic_store(&ob->stop, 1);
-    rd_wake_post(&ob->wake);
-    pthread_join(ob->thread, NULL);
-    rd_store_close(ob->store);
-    rd_wake_destroy(&ob->wake);
+    rd__service_stop(&ob->svc);
     free(ob);
 }
