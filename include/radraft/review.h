@@ -8,6 +8,12 @@
  * Reported studies teach the archive (src/review/archive.c): a past study's image, embedded
  * by the current model, and its report's finding states become an archive entry that the
  * next similar study's retrieval finds. `radraft archive import` uses it; signing will.
+ *
+ * Users (src/review/users.c) are who may act on the queue: viewers read, radiologists also
+ * claim, edit, sign and reject, admins also manage users. Passwords are stored only as
+ * argon2id hashes (libsodium). Every change to a user is checked against the acting user
+ * and commits together with its audit row. `radraft user`, the queue and the web page call
+ * the same functions.
  */
 #ifndef RADRAFT_REVIEW_H
 #define RADRAFT_REVIEW_H
@@ -22,6 +28,7 @@
 #include "radraft/labeler.h"
 #include "radraft/limits.h"
 #include "radraft/sr.h"
+#include "radraft/store.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -61,6 +68,65 @@ rd_status rd_review_archive_add(rd_index *ix, rd_store *s, rd_encoder *enc, cons
                                 const rd_finding_state states[RD_FINDING_COUNT],
                                 const char *findings_text, const char *impression_text, int *added,
                                 rd_error *err);
+
+/* ---- users (src/review/users.c) ---- */
+
+/* Length of a password in bytes. */
+#define RD_PASSWORD_MIN 8
+#define RD_PASSWORD_MAX 1024
+
+/* Hashes `password` with argon2id (libsodium's crypto_pwhash_str at the interactive limits:
+ * about 64 MiB and a tenth of a second) into `out`, a NUL-terminated "$argon2id$..." string
+ * with its own random salt. Errors: RD_E_INVALID (a password outside RD_PASSWORD_MIN..MAX
+ * bytes), RD_E_NOMEM, RD_E_INTERNAL (libsodium could not start). */
+rd_status rd_review_password_hash(const char *password, char out[RD_USER_HASH_MAX + 1],
+                                  rd_error *err);
+
+/* RD_OK when `password` matches `hash` (from rd_review_password_hash); RD_E_DENIED when it
+ * does not, the hash is empty (no password set) or not a hash libsodium reads. */
+rd_status rd_review_password_check(const char *hash, const char *password, rd_error *err);
+
+/* The user `name` (into *out, may be NULL) when it may act with role `at_least`: it exists,
+ * is not disabled, and its role is `at_least` or above (viewer < radiologist < admin).
+ * Errors: RD_E_NOT_FOUND (no such user), RD_E_DENIED (disabled, or a lower role), with a
+ * message naming the user and the role it has or lacks; RD_E_DB. */
+rd_status rd_review_user_require(rd_store *s, const char *name, rd_user_role at_least,
+                                 rd_store_user *out, rd_error *err);
+
+/* rd_review_user_require with a password: the web page's login. RD_E_DENIED with one
+ * message ("wrong user name or password") for an unknown user, a wrong password or a user
+ * without one, so that the message does not tell which names exist (the time it takes
+ * still may: an unknown name skips the hash); RD_E_DENIED naming the user when the
+ * password is right but the user is disabled or below `at_least`. */
+rd_status rd_review_user_login(rd_store *s, const char *name, const char *password,
+                               rd_user_role at_least, rd_store_user *out, rd_error *err);
+
+/* Adds user `name` with `role`, `display_name` (a DICOM PN) and `password` (NULL: none yet;
+ * such a user cannot log in until one is set) on behalf of `acting`, an enabled admin.
+ * The bootstrap rule: while the users table is empty, `acting` may be NULL or "", and the
+ * user added must then be an admin; once any user exists, an acting admin is required.
+ * The table's emptiness is checked inside the transaction that adds the user, so two
+ * processes bootstrapping at once add one first admin. The audit row ("user-add", by
+ * `acting`, or by radraft itself "" when bootstrapping, detail "user=NAME role=ROLE")
+ * commits with the user. Errors: RD_E_DENIED (acting user missing, disabled or not an
+ * admin; users exist and no acting user; a first user that is not an admin),
+ * RD_E_NOT_FOUND (no user `acting`), RD_E_INVALID (a malformed field, a name taken, a
+ * password of the wrong length), RD_E_TOO_LARGE, RD_E_DB. */
+rd_status rd_review_user_add(rd_store *s, const char *acting, const char *name, rd_user_role role,
+                             const char *display_name, const char *password, rd_error *err);
+
+/* Sets the password of `name` on behalf of `acting` (NULL or "": `name` itself): a user may
+ * change their own password, an admin anyone's; the acting user must be enabled. Audit:
+ * "user-passwd", detail "user=NAME". Errors as rd_review_user_add. */
+rd_status rd_review_user_passwd(rd_store *s, const char *acting, const char *name,
+                                const char *password, rd_error *err);
+
+/* Disables (`disabled` non-zero) or enables `name` on behalf of `acting`, an enabled admin
+ * other than `name` when disabling (so that an enabled admin always remains). A disabled
+ * user keeps its rows and history but can no longer act. Audit: "user-disable" or
+ * "user-enable", detail "user=NAME". Errors as rd_review_user_add. */
+rd_status rd_review_user_disable(rd_store *s, const char *acting, const char *name, int disabled,
+                                 rd_error *err);
 
 #ifdef __cplusplus
 }

@@ -326,9 +326,19 @@ typedef enum rd_user_role {
     RD_ROLE_ADMIN = 2        /* also manages users */
 } rd_user_role;
 
-/* "viewer", "radiologist", "admin"; RD_E_INVALID for another name. */
+/* "viewer", "radiologist", "admin" ("?" for a value outside the enum); parse gives
+ * RD_E_INVALID for another name. */
 const char *rd_user_role_name(rd_user_role role);
 rd_status rd_user_role_parse(const char *name, rd_user_role *out, rd_error *err);
+
+/* 1 when `name` is a valid login name: 1 to RD_USER_NAME_MAX of A-Z a-z 0-9 . _ - */
+int rd_user_name_valid(const char *name);
+
+/* RD_OK when `pn` is a valid display name: a DICOM person name of 1 to RD_USER_DISPLAY_MAX
+ * bytes of valid UTF-8, no control character and no backslash, at most 5 '^'-separated
+ * components (in each of at most 3 '='-separated groups), and not only separators and
+ * spaces. RD_E_TOO_LARGE when it is longer, RD_E_INVALID otherwise. */
+rd_status rd_user_display_name_check(const char *pn, rd_error *err);
 
 typedef struct rd_store_user {
     char name[RD_USER_NAME_MAX + 1];
@@ -339,12 +349,15 @@ typedef struct rd_store_user {
     double created_at, updated_at;
 } rd_store_user;
 
-/* Adds a user (the hash may be NULL: no password yet). RD_E_INVALID when the name is taken
- * or a field is malformed. */
+/* Adds a user (the hash may be NULL or "": no password yet; `disabled` and the times are
+ * ignored: a new user is enabled, created and updated now). RD_E_INVALID when the name is
+ * taken or a field is malformed (name, display name, role, or a hash that is not printable
+ * ASCII); RD_E_TOO_LARGE for a hash longer than RD_USER_HASH_MAX. */
 rd_status rd_store_user_add(rd_store *s, const rd_store_user *u, rd_error *err);
 /* RD_E_NOT_FOUND when there is no such user. */
 rd_status rd_store_user_get(rd_store *s, const char *name, rd_store_user *out, rd_error *err);
-/* Replaces the password hash / sets the disabled flag. RD_E_NOT_FOUND: no such user. */
+/* Replaces the password hash (NULL or "": none) / sets the disabled flag (any non-zero value
+ * disables). RD_E_NOT_FOUND: no such user; the hash is checked as in rd_store_user_add. */
 rd_status rd_store_user_set_password(rd_store *s, const char *name, const char *password_hash,
                                      rd_error *err);
 rd_status rd_store_user_set_disabled(rd_store *s, const char *name, int disabled, rd_error *err);
@@ -379,7 +392,17 @@ typedef struct rd_audit_row {
     char hash[RD_SHA256_HEX_SIZE];
 } rd_audit_row;
 
-/* Appends an event in a transaction of its own: its hash chains it to the row before. */
+/* Caps on an event's fields, checked before anything is written. */
+#define RD_AUDIT_ACTION_MAX 31  /* bytes: rd_audit_row.action */
+#define RD_AUDIT_DETAIL_MAX 511 /* bytes: rd_audit_row.detail */
+
+/* Appends an event in a transaction of its own: its hash chains it to the row before (see
+ * store_audit.c for the exact encoding that is hashed). The action is required; the user,
+ * when given, is a valid user name (rd_user_name_valid) but need not be a user of the
+ * table (a failed login names whoever tried); the UIDs are at most RD_UID_MAX bytes; every
+ * string is valid UTF-8 without control characters. Errors: RD_E_TOO_LARGE for an action
+ * over RD_AUDIT_ACTION_MAX or a detail over RD_AUDIT_DETAIL_MAX bytes (or a longer UID),
+ * RD_E_INVALID for another malformed field, RD_E_DB. */
 rd_status rd_store_audit_append(rd_store *s, const rd_audit_event *ev, rd_error *err);
 
 /* Calls `fn` for every row, oldest first, of a study and/or a user (NULL: any). */
@@ -390,6 +413,22 @@ rd_status rd_store_audit_list(rd_store *s, const char *study_uid, const char *us
 /* Recomputes the chain. RD_OK when every row matches (*rows gets their number); else
  * RD_E_CORRUPT naming the first row that does not, and *bad_id (may be NULL) its id. */
 rd_status rd_store_audit_verify(rd_store *s, long *rows, int64_t *bad_id, rd_error *err);
+
+/* ---- changes to users with their audit row (store_users.c) ---- */
+
+/* rd_store_user_add, _set_password and _set_disabled, each with the audit row `ev` (NULL:
+ * none) appended in the same transaction, which takes the write lock first: the change and
+ * its record commit together or not at all. With `only_if_first` non-zero, the add is
+ * refused with RD_E_DENIED unless the users table is empty, checked inside that
+ * transaction, so that two processes bootstrapping at once create one first user, not two.
+ * Errors: those of the plain function and of rd_store_audit_append. */
+rd_status rd_store_user_add_audited(rd_store *s, const rd_store_user *u, int only_if_first,
+                                    const rd_audit_event *ev, rd_error *err);
+rd_status rd_store_user_set_password_audited(rd_store *s, const char *name,
+                                             const char *password_hash, const rd_audit_event *ev,
+                                             rd_error *err);
+rd_status rd_store_user_set_disabled_audited(rd_store *s, const char *name, int disabled,
+                                             const rd_audit_event *ev, rd_error *err);
 
 /* ---- helpers used with the store ---- */
 

@@ -81,5 +81,7 @@ int rd_cmd_info(int argc, char **argv);
 int rd_cmd_render(int argc, char **argv);
 int rd_cmd_report(int argc, char **argv);
 int rd_cmd_sign(int argc, char **argv);
+int rd_cmd_user(int argc, char **argv);
+int rd_cmd_audit(int argc, char **argv);
 
 #endif

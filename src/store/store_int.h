@@ -12,6 +12,9 @@
  *   store_outbox.c    the outbox: deliveries, claim, results with backoff
  *   store_reviews.c   review items
  *   store_archive.c   the archive of past studies for similar-case retrieval
+ *   store_users.c     users of the review queue: names, display names, roles, password
+ *                     hashes, the disabled flag
+ *   store_audit.c     the append-only, hash-chained audit trail and its verification
  */
 #ifndef RADRAFT_STORE_INT_H
 #define RADRAFT_STORE_INT_H
@@ -242,11 +245,23 @@ void rd_store__set_fault(rd_store *s, rd_store_fault fault);
 /* The connection of a handle (tests reach into the database with it). */
 struct sqlite3 *rd_store__db(rd_store *s);
 
+/* ---- the audit trail (store_audit.c), shared with the users and the review items ---- */
+
+/* Appends an audit row inside the caller's open transaction, so that an action and its
+ * audit row commit together or not at all. The transaction must have been opened with
+ * rd__begin (BEGIN IMMEDIATE): the previous row's hash is read inside it, and only the
+ * write lock taken at its start keeps another connection from appending between that read
+ * and the insert. Outside a transaction it refuses (RD_E_INTERNAL) rather than chain a row
+ * that another writer may race. `now` is the row's time (rd_store_now()). The event is
+ * checked as in rd_store_audit_append; on an error the caller rolls back. */
+rd_status rd__audit_insert(rd_store *s, const rd_audit_event *ev, double now, rd_error *err);
+
+/* 1 when the `len` bytes at `p` are valid UTF-8 (shortest forms, no surrogates, nothing
+ * above U+10FFFF) and hold no control character (C0, DEL or C1) (store_users.c). */
+int rd__utf8_plain(const char *p, size_t len);
+
 #ifdef __cplusplus
 }
 #endif
-/* Appends an audit row inside the caller's open transaction (store_audit.c), so that an
- * action and its audit row commit together or not at all. */
-rd_status rd__audit_insert(rd_store *s, const rd_audit_event *ev, double now, rd_error *err);
 
 #endif
