@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -65,6 +66,13 @@ const DSRCodedEntryValue kDeviceUid("121012", "DCM", "Device Observer UID");
 const DSRCodedEntryValue kDeviceName("121013", "DCM", "Device Observer Name");
 const DSRCodedEntryValue kDeviceManufacturer("121014", "DCM", "Device Observer Manufacturer");
 const DSRCodedEntryValue kDeviceModel("121015", "DCM", "Device Observer Model Name");
+const DSRCodedEntryValue kPerson("121006", "DCM", "Person");
+const DSRCodedEntryValue kPersonName("121008", "DCM", "Person Observer Name");
+const DSRCodedEntryValue kPersonOrg("121009", "DCM", "Person Observer's Organization Name");
+const DSRCodedEntryValue kPersonRoleInOrg("121010", "DCM",
+                                          "Person Observer's Role in the Organization");
+const DSRCodedEntryValue kPersonRoleInProc("121011", "DCM",
+                                           "Person Observer's Role in this Procedure");
 const DSRCodedEntryValue kFindingsSection("59776-5", "LN", "Findings");
 const DSRCodedEntryValue kImpressionSection("19005-8", "LN", "Impression");
 const DSRCodedEntryValue kFinding("121071", "DCM", "Finding");
@@ -86,6 +94,21 @@ void init_once()
     });
 }
 
+// The decimal digits of a 128-bit value after "2.25." (PS3.5 B.2).
+std::string uid_from_u128(unsigned __int128 v)
+{
+    char digits[48];
+    int n = 0;
+    do {
+        digits[n++] = static_cast<char>('0' + static_cast<int>(v % 10));
+        v /= 10;
+    } while (v != 0);
+    std::string out = "2.25.";
+    while (n > 0)
+        out.push_back(digits[--n]);
+    return out;
+}
+
 // A "2.25." UID from a random version-4 UUID (PS3.5 B.2): no registered root needed.
 bool make_uid(std::string &out)
 {
@@ -105,15 +128,103 @@ bool make_uid(std::string &out)
     unsigned __int128 v = 0;
     for (unsigned char c : b)
         v = (v << 8) | c;
-    char digits[48];
-    int n = 0;
-    do {
-        digits[n++] = static_cast<char>('0' + static_cast<int>(v % 10));
-        v /= 10;
-    } while (v != 0);
-    out = "2.25.";
-    while (n > 0)
-        out.push_back(digits[--n]);
+    out = uid_from_u128(v);
+    return true;
+}
+
+// SHA-1 (FIPS 180-4), only for name-based UUIDs (RFC 4122 version 5): not for security.
+// pacs/ is a leaf and cannot use src/base's helpers, and DCMTK has no public hash.
+void sha1(const unsigned char *data, size_t len, unsigned char out[20])
+{
+    uint32_t h[5] = {0x67452301u, 0xefcdab89u, 0x98badcfeu, 0x10325476u, 0xc3d2e1f0u};
+    auto rol = [](uint32_t x, int k) { return (x << k) | (x >> (32 - k)); };
+    // The message, its 0x80 pad byte, zeros and the 64-bit length, in 64-byte blocks.
+    size_t total = ((len + 8) / 64 + 1) * 64;
+    std::vector<unsigned char> m(total, 0);
+    if (len)
+        std::memcpy(m.data(), data, len);
+    m[len] = 0x80;
+    unsigned long long bits = static_cast<unsigned long long>(len) * 8u;
+    for (int i = 0; i < 8; i++)
+        m[total - 1 - static_cast<size_t>(i)] = static_cast<unsigned char>(bits >> (8 * i));
+    for (size_t off = 0; off < total; off += 64) {
+        uint32_t w[80];
+        for (int i = 0; i < 16; i++)
+            w[i] = static_cast<uint32_t>(m[off + 4 * i]) << 24 |
+                   static_cast<uint32_t>(m[off + 4 * i + 1]) << 16 |
+                   static_cast<uint32_t>(m[off + 4 * i + 2]) << 8 | m[off + 4 * i + 3];
+        for (int i = 16; i < 80; i++)
+            w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+        uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+        for (int i = 0; i < 80; i++) {
+            uint32_t f, k;
+            if (i < 20) {
+                f = (b & c) | (~b & d);
+                k = 0x5a827999u;
+            } else if (i < 40) {
+                f = b ^ c ^ d;
+                k = 0x6ed9eba1u;
+            } else if (i < 60) {
+                f = (b & c) | (b & d) | (c & d);
+                k = 0x8f1bbcdcu;
+            } else {
+                f = b ^ c ^ d;
+                k = 0xca62c1d6u;
+            }
+            uint32_t t = rol(a, 5) + f + e + k + w[i];
+            e = d;
+            d = c;
+            c = rol(b, 30);
+            b = a;
+            a = t;
+        }
+        h[0] += a;
+        h[1] += b;
+        h[2] += c;
+        h[3] += d;
+        h[4] += e;
+    }
+    for (int i = 0; i < 20; i++)
+        out[i] = static_cast<unsigned char>(h[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+// A "2.25." UID of 39 digits at most back to its 128-bit value; false if it is not one.
+bool u128_from_uid(const char *uid, unsigned __int128 &v)
+{
+    if (std::strncmp(uid, "2.25.", 5) != 0 || !uid[5])
+        return false;
+    v = 0;
+    const unsigned __int128 max = ~static_cast<unsigned __int128>(0);
+    for (const char *p = uid + 5; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        unsigned d = static_cast<unsigned>(*p - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    return true;
+}
+
+// The signed series of a study: the version-5 UUID of its Study Instance UID in radraft's
+// namespace, so that it depends on the study alone (see rd_sr_signed_series_uid).
+bool make_signed_series_uid(const std::string &study, std::string &out)
+{
+    unsigned __int128 ns;
+    if (!u128_from_uid(RD_SR_SIGNED_SERIES_NAMESPACE, ns))
+        return false;
+    std::vector<unsigned char> name(16 + study.size());
+    for (int i = 0; i < 16; i++)
+        name[static_cast<size_t>(i)] = static_cast<unsigned char>(ns >> (8 * (15 - i)));
+    std::memcpy(name.data() + 16, study.data(), study.size());
+    unsigned char h[20];
+    sha1(name.data(), name.size(), h);
+    h[6] = static_cast<unsigned char>((h[6] & 0x0f) | 0x50);
+    h[8] = static_cast<unsigned char>((h[8] & 0x3f) | 0x80);
+    unsigned __int128 v = 0;
+    for (int i = 0; i < 16; i++)
+        v = (v << 8) | h[i];
+    out = uid_from_u128(v);
     return true;
 }
 
@@ -717,6 +828,94 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     return RD_OK;
 }
 
+// Whether the cursor is on an item of a person observer in the root's observer context
+// (TID 1002 with TID 1003): what an amendment replaces by the amending radiologist's.
+bool on_person_observer_item(DSRDocumentTree &t)
+{
+    DSRContentItem &it = t.getCurrentContentItem();
+    if (t.getLevel() != 2 || it.getRelationshipType() != DSRTypes::RT_hasObsContext)
+        return false;
+    const DSRCodedEntryValue &n = it.getConceptName();
+    if (n == kObserverType)
+        return it.getValueType() == DSRTypes::VT_Code && it.getCodeValue() == kPerson;
+    return n == kPersonName || n == kPersonOrg || n == kPersonRoleInOrg || n == kPersonRoleInProc;
+}
+
+// Puts the verifier in the root's observer context as a person observer, before the
+// device observer (or, lacking one, before the first section), after removing any person
+// observer there was.
+rd_status put_person_observer(DSRDocumentTree &t, const char *name, const char *org,
+                              const char *path, rd_error *err)
+{
+    for (;;) {
+        bool removed = false;
+        for (size_t id = t.gotoRoot(); id != 0; id = t.iterate()) {
+            if (on_person_observer_item(t)) {
+                t.removeCurrentContentItem();
+                removed = true;
+                break;
+            }
+        }
+        if (!removed)
+            break;
+    }
+    size_t before = 0;
+    if (t.gotoRoot() != 0 && t.goDown() != 0) {
+        do {
+            DSRContentItem &it = t.getCurrentContentItem();
+            if ((it.getRelationshipType() == DSRTypes::RT_hasObsContext &&
+                 it.getConceptName() == kObserverType) ||
+                it.getRelationshipType() == DSRTypes::RT_contains) {
+                before = t.getNodeID();
+                break;
+            }
+        } while (t.gotoNext() != 0);
+    }
+    if (before == 0 || t.gotoNode(before) == 0)
+        return rd_error_set(err, RD_E_INVALID, "%s: no place for the observer context", path);
+    tree_builder b(t);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Code, DSRTypes::AM_beforeCurrent, kObserverType);
+    b.code(kPerson, kObserverType);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_PName, DSRTypes::AM_afterCurrent, kPersonName);
+    b.text(name, kPersonName);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRTypes::AM_afterCurrent, kPersonOrg);
+    b.text(org, kPersonOrg);
+    if (!b.ok())
+        return rd_error_set(err, RD_E_INVALID, "person observer: %s", b.msg().c_str());
+    return RD_OK;
+}
+
+// The Author Observer Sequence (SR Document General Module, Identified Person or Device
+// Macro): the radiologist who wrote the final text. dcmsr 3.6 does not model it.
+rd_status put_author_observer(DcmItem *ds, const char *name, const char *org, rd_error *err)
+{
+    DcmItem *a = nullptr;
+    ds->findAndDeleteElement(DCM_AuthorObserverSequence);
+    OFCondition c = ds->findOrCreateSequenceItem(DCM_AuthorObserverSequence, a, -2);
+    if (c.good())
+        c = a->putAndInsertString(DCM_ObserverType, "PSN");
+    if (c.good())
+        c = a->putAndInsertString(DCM_PersonName, name);
+    // Type 2C for a person: present, and empty, since radraft has no code for the person.
+    if (c.good())
+        c = a->insertEmptyElement(DCM_PersonIdentificationCodeSequence);
+    if (c.good())
+        c = a->putAndInsertString(DCM_InstitutionName, org);
+    // Type 2 in dicom3tools' macro (1C in later editions of PS3.3): empty, no code either.
+    if (c.good())
+        c = a->insertEmptyElement(DCM_InstitutionCodeSequence);
+    if (c.bad())
+        return rd_error_set(err, RD_E_DICOM, "Author Observer Sequence: %s", c.text());
+    return RD_OK;
+}
+
+long to_long(const OFString &s)
+{
+    char *end = nullptr;
+    long v = std::strtol(s.c_str(), &end, 10);
+    return end && end != s.c_str() ? v : 0;
+}
+
 rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const char *out_path,
                       rd_sr_result *res, rd_error *err)
 {
@@ -729,6 +928,15 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
                             "required");
     if (!valid_utf8(p->verifier_name) || !valid_utf8(p->organization))
         return rd_error_set(err, RD_E_INVALID, "verifier or organization is not UTF-8");
+    if (p->series_number < 0)
+        return rd_error_set(err, RD_E_INVALID, "negative series number");
+    std::string sop_uid;
+    if (p->sop_instance_uid && p->sop_instance_uid[0]) {
+        sop_uid = p->sop_instance_uid;
+        if (!valid_uid(sop_uid))
+            return rd_error_set(err, RD_E_INVALID, "SOP Instance UID '%.64s' is not a valid UID",
+                                p->sop_instance_uid);
+    }
     rd_status st = RD_OK;
     if (p->findings_text)
         st = check_text("findings", p->findings_text, err);
@@ -748,18 +956,46 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
     st = read_sr(draft_ff, doc, draft_path, 0, err);
     if (st != RD_OK)
         return st;
-    if (doc.getVerificationFlag() == DSRTypes::VF_Verified ||
-        doc.getCompletionFlag() == DSRTypes::CF_Complete)
+    bool verified = doc.getVerificationFlag() == DSRTypes::VF_Verified;
+    bool complete = doc.getCompletionFlag() == DSRTypes::CF_Complete;
+    if (!p->amend && (verified || complete))
         return rd_error_set(err, RD_E_INVALID,
-                            "%s is already complete or verified; sign "
-                            "the draft",
+                            "%s is already complete or verified; sign the draft, or amend "
+                            "the signed SR",
                             draft_path);
-    OFString study, series, sop_class, sop, instance_number;
+    if (p->amend && !(verified && complete))
+        return rd_error_set(err, RD_E_INVALID,
+                            "%s is not a signed SR (complete and verified); only a signed SR "
+                            "is amended",
+                            draft_path);
+    OFString study, series, sop_class, sop, instance_number, input_series_number;
     doc.getStudyInstanceUID(study);
     doc.getSeriesInstanceUID(series);
     doc.getSOPClassUID(sop_class);
     doc.getSOPInstanceUID(sop);
     doc.getInstanceNumber(instance_number);
+    doc.getSeriesNumber(input_series_number);
+    if (!sop_uid.empty() && sop_uid == sop.c_str())
+        return rd_error_set(err, RD_E_INVALID,
+                            "the SOP Instance UID asked for is %s's own: a signed SR is a new "
+                            "instance",
+                            draft_path);
+    std::string signed_series;
+    if (!valid_uid(study.c_str()) || !make_signed_series_uid(study.c_str(), signed_series))
+        return rd_error_set(err, RD_E_INVALID, "%s: malformed Study Instance UID", draft_path);
+    // The signed series keeps one number: an amendment of an SR already in it keeps its
+    // number; anything else gets the caller's or the default.
+    long in_series = to_long(input_series_number);
+    long series_number = p->series_number;
+    if (series_number == 0)
+        series_number = p->amend && series == signed_series.c_str() && in_series > 0
+                            ? in_series
+                            : RD_SR_DEFAULT_SIGNED_SERIES_NUMBER;
+    if (!p->amend && series_number == in_series)
+        return rd_error_set(err, RD_E_INVALID,
+                            "series number %ld is the draft's; the signed series needs "
+                            "another",
+                            series_number);
 
     DSRDocumentTree &t = doc.getTree();
     bool has_findings = false, has_impression = false;
@@ -800,15 +1036,30 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
         if (!b.ok())
             return rd_error_set(err, RD_E_DICOM, "SR content: %s", b.msg().c_str());
     }
+    st = put_person_observer(t, p->verifier_name, p->organization, draft_path, err);
+    if (st != RD_OK)
+        return st;
 
-    long inst = std::strtol(instance_number.c_str(), nullptr, 10);
-    char num[24];
+    long inst = to_long(instance_number);
+    char num[24], series_num[24];
     std::snprintf(num, sizeof num, "%ld", inst > 0 && inst < 1000000000L ? inst + 1 : 2);
-    doc.createNewSOPInstance();
-    doc.getPredecessorDocuments().clear();
-    OFCondition cond = doc.getPredecessorDocuments().addItem(study, series, sop_class, sop);
+    std::snprintf(series_num, sizeof series_num, "%ld", series_number);
+    OFCondition cond;
+    if (p->amend) {
+        // dcmsr's revision: the input becomes the only predecessor, and its verification
+        // and completion are reset for the new version's.
+        cond = doc.createRevisedVersion(OFTrue);
+    } else {
+        doc.createNewSOPInstance();
+        doc.getPredecessorDocuments().clear();
+        cond = doc.getPredecessorDocuments().addItem(study, series, sop_class, sop);
+    }
     if (cond.good())
         cond = doc.setInstanceNumber(num);
+    if (cond.good())
+        cond = doc.setSeriesNumber(series_num);
+    if (cond.good())
+        cond = doc.setSeriesDescription("radraft signed reports");
     if (cond.good())
         cond = doc.setContentDate(now_dt("%Y%m%d").c_str());
     if (cond.good())
@@ -824,12 +1075,13 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
     if (cond.bad())
         return rd_error_set(err, RD_E_INVALID, "verifying observer: %s", cond.text());
 
-    std::string sop_uid;
-    if (!make_uid(sop_uid))
+    if (sop_uid.empty() && !make_uid(sop_uid))
         return rd_error_set(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
     DcmFileFormat ff;
     DcmDataset *ds = ff.getDataset();
     cond = doc.write(*ds);
+    if (cond.good())
+        cond = ds->putAndInsertString(DCM_SeriesInstanceUID, signed_series.c_str());
     if (cond.good())
         cond = ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
     DcmElement *eq = nullptr;
@@ -845,10 +1097,12 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
     }
     if (cond.bad())
         return rd_error_set(err, RD_E_DICOM, "writing the signed SR dataset: %s", cond.text());
-    st = save_atomic(ff, out_path, err);
+    st = put_author_observer(ds, p->verifier_name, p->organization, err);
+    if (st == RD_OK)
+        st = save_atomic(ff, out_path, err);
     if (st != RD_OK)
         return st;
-    fill_result(res, study.c_str(), series.c_str(), sop_uid, sop_class.c_str(),
+    fill_result(res, study.c_str(), signed_series, sop_uid, sop_class.c_str(),
                 static_cast<int>(doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances()),
                 std::string());
     return RD_OK;
@@ -905,6 +1159,20 @@ rd_status read_impl(const char *path, rd_sr_info *info, rd_error *err)
             pred.getSOPInstanceUID(v).c_str());
     info->n_evidence =
         static_cast<int>(doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances());
+    put(info->series_description, sizeof info->series_description,
+        get_str(ds, DCM_SeriesDescription));
+    DcmSequenceOfItems *authors = nullptr;
+    if (ds->findAndGetSequence(DCM_AuthorObserverSequence, authors).good() && authors) {
+        for (unsigned long k = 0; k < authors->card(); k++) {
+            DcmItem *a = authors->getItem(k);
+            if (a && get_str(a, DCM_ObserverType) == "PSN") {
+                put(info->author_name, sizeof info->author_name, get_str(a, DCM_PersonName));
+                put(info->author_organization, sizeof info->author_organization,
+                    get_str(a, DCM_InstitutionName));
+                break;
+            }
+        }
+    }
 
     std::string findings, impression;
     bool have_f = false, have_i = false;
@@ -920,6 +1188,14 @@ rd_status read_impl(const char *path, rd_sr_info *info, rd_error *err)
             have_i = true;
         } else if (is_node(it, DSRTypes::VT_Text, kDeviceModel)) {
             put(info->device_model_name, sizeof info->device_model_name,
+                it.getStringValue().c_str());
+        } else if (t.getLevel() == 2 && !info->person_observer_name[0] &&
+                   is_node(it, DSRTypes::VT_PName, kPersonName)) {
+            put(info->person_observer_name, sizeof info->person_observer_name,
+                it.getStringValue().c_str());
+        } else if (t.getLevel() == 2 && !info->person_observer_organization[0] &&
+                   is_node(it, DSRTypes::VT_Text, kPersonOrg)) {
+            put(info->person_observer_organization, sizeof info->person_observer_organization,
                 it.getStringValue().c_str());
         } else if (is_node(it, DSRTypes::VT_Code, kFinding)) {
             cur = -1;
@@ -1003,6 +1279,23 @@ rd_status rd_sr_read(const char *path, rd_sr_info *info, rd_error *err)
         if (info)
             rd_sr_info_free(info);
         return rd_error_set(err, RD_E_INTERNAL, "unexpected exception reading an SR");
+    }
+}
+
+rd_status rd_sr_signed_series_uid(const char *study_uid, char out[RD_UID_SIZE], rd_error *err)
+{
+    try {
+        std::string uid;
+        if (out)
+            out[0] = '\0';
+        if (!out || !study_uid || !valid_uid(study_uid))
+            return rd_error_set(err, RD_E_INVALID, "not a valid Study Instance UID");
+        if (!make_signed_series_uid(study_uid, uid))
+            return rd_error_set(err, RD_E_INTERNAL, "malformed signed series namespace");
+        put(out, RD_UID_SIZE, uid);
+        return RD_OK;
+    } catch (const std::bad_alloc &) {
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
     }
 }
 

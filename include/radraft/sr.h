@@ -33,9 +33,33 @@
  * Equipment). UIDs are "2.25." UUIDs (random, version 4).
  *
  * Draft: Completion Flag PARTIAL, Verification Flag UNVERIFIED, Preliminary Flag
- * PRELIMINARY, series number 9001 (by default), instance number 1. Signed: a new SOP
- * instance in the draft's series (instance number + 1), COMPLETE, VERIFIED, FINAL, the
- * Verifying Observer Sequence, and the Predecessor Documents Sequence naming the draft.
+ * PRELIMINARY, Series Description "radraft draft reports", series number 9001 (by default),
+ * instance number 1, a new series per draft.
+ *
+ * Signed: a new SOP instance with the draft's content (texts and findings as edited),
+ * COMPLETE, VERIFIED, FINAL, instance number + 1, the Verifying Observer Sequence (name,
+ * organization, date-time), and the Predecessor Documents Sequence naming the draft. It is
+ * in the study's signed series, not the draft's: one series for every signed SR of a study
+ * (rd_sr_signed_series_uid), Series Description "radraft signed reports", series number
+ * 9002 by default. The radiologist is credited for the text, as TID 1002 describes, by a
+ * person observer placed before the device observer in the root's observer context:
+ *
+ *     HAS OBS CONTEXT  CODE (121005, DCM, "Observer Type") = (121006, DCM, "Person")
+ *     HAS OBS CONTEXT  PNAME (121008, DCM, "Person Observer Name") = the verifier
+ *     HAS OBS CONTEXT  TEXT (121009, DCM, "Person Observer's Organization Name")
+ *     HAS OBS CONTEXT  CODE (121005, DCM, "Observer Type") = (121007, DCM, "Device")
+ *     ...                                                     (the draft's device observer)
+ *
+ * and by the Author Observer Sequence (0040,A078) of the SR Document General Module: one
+ * item, Observer Type PSN, Person Name, Institution Name (the organization), and an empty
+ * Person Identification Code Sequence and Institution Code Sequence (type 2C and 2: radraft
+ * has no codes for them). The device that wrote the draft stays in the content's observer
+ * context and in the Contributing Equipment Sequence.
+ *
+ * Amended: signing a signed SR again (rd_sr_sign_params.amend) writes a new signed version
+ * in the same signed series whose Predecessor Documents Sequence names the signed SR it
+ * amends; its verifying, person and author observer are the amending radiologist's (the
+ * earlier ones are reachable through the predecessor).
  *
  * Files are written through a temporary file renamed into place. Every DCMTK condition
  * becomes an rd_status with DCMTK's message; nothing here throws or aborts.
@@ -61,6 +85,11 @@ extern "C" {
  * kind of device rather than one installation (a site may set its own). */
 #define RD_SR_DEFAULT_DEVICE_UID "2.25.36027429572974740587912077665188952685"
 #define RD_SR_DEFAULT_SERIES_NUMBER 9001
+#define RD_SR_DEFAULT_SIGNED_SERIES_NUMBER 9002
+
+/* The namespace (a UUID, written as its "2.25." UID) of the signed series UIDs: see
+ * rd_sr_signed_series_uid. */
+#define RD_SR_SIGNED_SERIES_NAMESPACE "2.25.304579798466862766817839100710713265282"
 
 /* One structured finding. `name` is a vocabulary name (rd_finding_name: "Cardiomegaly",
  * "Pleural_Thickening"; the 14 abnormal findings only); the string is borrowed. */
@@ -118,16 +147,37 @@ typedef struct rd_sr_sign_params {
     int replace_findings;        /* non-zero: the coded findings become `findings` */
     const rd_sr_finding *findings;
     size_t n_findings;
+    int amend; /* 0: the input must be a draft (neither complete nor verified). Non-zero: it
+                * must be a signed SR (complete and verified), and the output is its amended
+                * version, in the same signed series. */
+    const char *sop_instance_uid; /* NULL or "": a new "2.25." UID. Otherwise the output's
+                                   * SOP Instance UID (a valid UID other than the input's),
+                                   * so that a caller that retries after a crash rewrites
+                                   * the same instance rather than a second one. */
+    int series_number;            /* 0: the input's when amending an SR that is already in
+                                   * the signed series, else
+                                   * RD_SR_DEFAULT_SIGNED_SERIES_NUMBER. Signing a
+                                   * draft, it must differ from the draft's. */
 } rd_sr_sign_params;
 
 void rd_sr_sign_params_init(rd_sr_sign_params *p);
 
-/* Reads the draft at `draft_path` and writes its signed version to `out_path`.
- * Errors: RD_E_INVALID (missing verifier or organization, bad texts or findings, a draft
- * that is not a radraft-style SR or is already verified), RD_E_NOT_FOUND, RD_E_DICOM,
- * RD_E_IO. */
+/* Reads the draft (or, with p->amend, the signed SR) at `draft_path` and writes its signed
+ * version to `out_path`, in the study's signed series. `res` may be NULL; res->series_uid
+ * is the signed series.
+ * Errors: RD_E_INVALID (missing verifier or organization, bad texts or findings, an input
+ * that is not a radraft-style SR, a verified or complete input without p->amend or a draft
+ * with it, a malformed p->sop_instance_uid or the input's own, a negative series number or
+ * the draft's), RD_E_NOT_FOUND, RD_E_DICOM, RD_E_IO. */
 rd_status rd_sr_write_signed(const char *draft_path, const rd_sr_sign_params *p,
                              const char *out_path, rd_sr_result *res, rd_error *err);
+
+/* The Series Instance UID of the signed reports of study `study_uid`: "2.25." and the
+ * decimal value of the version-5 UUID (RFC 4122 name-based, SHA-1; PS3.5 B.2) of the Study
+ * Instance UID in the namespace RD_SR_SIGNED_SERIES_NAMESPACE. It depends on the study UID
+ * only, so that every signed SR of a study, whoever writes it, lands in one series.
+ * Errors: RD_E_INVALID (`study_uid` NULL or not a valid UID). */
+rd_status rd_sr_signed_series_uid(const char *study_uid, char out[RD_UID_SIZE], rd_error *err);
 
 /* What an SR says, read back (any SR document; the texts and coded findings are found by
  * their concept names as written above). */
@@ -146,6 +196,15 @@ typedef struct rd_sr_info {
     char verification_datetime[32];
     char predecessor_sop_uid[RD_UID_SIZE]; /* first predecessor document, "" when none */
     char device_model_name[128];           /* value of (121015, DCM) */
+    char series_description[128];          /* "" when absent */
+    /* The first person of the Author Observer Sequence and its Institution Name, "" when
+     * none. */
+    char author_name[256];
+    char author_organization[128];
+    /* The person observer in the root's observer context: the values of (121008, DCM) and
+     * (121009, DCM), "" when none. */
+    char person_observer_name[256];
+    char person_observer_organization[128];
     int n_evidence;
     char *findings_text;   /* owned (rd_sr_info_free); NULL when absent */
     char *impression_text; /* owned; NULL when absent */

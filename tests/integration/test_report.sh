@@ -141,6 +141,11 @@ for want in "Completion Flag     : COMPLETE" \
     "Preliminary Flag    : FINAL" \
     "Predecessor Docs    : 1" \
     "Verifying Observers : 2026-01-02 10:30:00, Doe^Jane, General Hospital" \
+    "Series              : radraft signed reports (#9002)" \
+    '<has obs context CODE:(121005,DCM,"Observer Type")=(121006,DCM,"Person")>' \
+    '<has obs context PNAME:(121008,DCM,"Person Observer Name")="Doe^Jane">' \
+    '<has obs context TEXT:(121009,DCM,"Person Observer'"'"'s Organization Name")="General Hospital">' \
+    '<has obs context CODE:(121005,DCM,"Observer Type")=(121007,DCM,"Device")>' \
     '<contains TEXT:(121073,DCM,"Impression")="Cardiomegaly. Small left pleural effusion.">' \
     '(RDF03,99RADRAFT,"Pleural effusion")>'; do
     grep -qF -- "$want" signed.dsr || fail "dsrdump of the signed SR lacks: $want"
@@ -148,7 +153,19 @@ done
 draft_uid=$(tagval draft.dcm SOPInstanceUID)
 signed_uid=$(tagval signed.dcm SOPInstanceUID)
 [ "$draft_uid" != "$signed_uid" ] || fail "signed SR reuses the draft's SOP Instance UID"
-[ "$(tagval signed.dcm SeriesInstanceUID)" = "$(tagval draft.dcm SeriesInstanceUID)" ] || fail "signed SR left the draft's series"
+# The signed series: its own, not the draft's; its UID depends on the study alone (a
+# version-5 UUID of the Study Instance UID, checked against Python's uuid module).
+signed_series=$(tagval signed.dcm SeriesInstanceUID)
+[ "$signed_series" != "$(tagval draft.dcm SeriesInstanceUID)" ] || fail "signed SR is in the draft's series"
+want_series=$(python3 -c 'import sys, uuid; ns = uuid.UUID(int=304579798466862766817839100710713265282); print("2.25.%d" % uuid.uuid5(ns, sys.argv[1]).int)' "$(tagval draft.dcm StudyInstanceUID)")
+[ "$signed_series" = "$want_series" ] || fail "signed series UID $signed_series, expected $want_series"
+[ "$(tagval signed.dcm SeriesDescription)" = "radraft signed reports" ] || fail "signed series description"
+[ "$(tagval draft.dcm SeriesDescription)" = "radraft draft reports" ] || fail "draft series description"
+# The radiologist as author (Author Observer Sequence, Observer Type PSN).
+dcmdump signed.dcm 2>/dev/null | grep -A12 "AuthorObserverSequence" >signed.author
+for want in "[PSN]" "[Doe^Jane]" "[General Hospital]"; do
+    grep -qF -- "$want" signed.author || fail "Author Observer Sequence lacks $want"
+done
 dcmdump signed.dcm 2>/dev/null | grep -A12 "PredecessorDocumentsSequence" | grep -qF "[$draft_uid]" ||
     fail "Predecessor Documents Sequence does not name the draft"
 dcmdump signed.dcm 2>/dev/null | grep -q "ContributingEquipmentSequence" || fail "signed SR lost the Contributing Equipment"

@@ -171,8 +171,12 @@ RD_TEST(signed_version)
     s.impression_text = "Cardiomegaly.";
     REQUIRE_OK(rd_sr_write_signed(draft, &s, signed_path, &sres, &err), &err);
     CHECK(strcmp(sres.sop_instance_uid, dres.sop_instance_uid) != 0);
-    CHECK_STR(sres.series_uid, dres.series_uid);
     CHECK_STR(sres.study_uid, dres.study_uid);
+    /* Its own series: the study's signed series, not the draft's. */
+    char signed_series[RD_UID_SIZE];
+    REQUIRE_OK(rd_sr_signed_series_uid(dres.study_uid, signed_series, &err), &err);
+    CHECK(strcmp(sres.series_uid, dres.series_uid) != 0);
+    CHECK_STR(sres.series_uid, signed_series);
 
     REQUIRE_OK(rd_sr_read(signed_path, &info, &err), &err);
     CHECK_STR(info.sop_instance_uid, sres.sop_instance_uid);
@@ -187,17 +191,30 @@ RD_TEST(signed_version)
     CHECK_STR(info.impression_text, "Cardiomegaly."); /* edited */
     CHECK_EQ_INT(info.n_findings, 2);                 /* kept */
     CHECK_EQ_INT(info.n_evidence, 2);
+    CHECK_STR(info.series_uid, signed_series);
+    CHECK_STR(info.series_description, "radraft signed reports");
+    /* The radiologist is the person observer and the author; the device stays. */
+    CHECK_STR(info.person_observer_name, "Müller^Anna");
+    CHECK_STR(info.person_observer_organization, "Radiology, St. Elsewhere");
+    CHECK_STR(info.author_name, "Müller^Anna");
+    CHECK_STR(info.author_organization, "Radiology, St. Elsewhere");
+    CHECK_STR(info.device_model_name, "radraft test-model 0.3");
     rd_sr_info_free(&info);
 
     rd_dicom_meta m;
     REQUIRE_OK(rd_dicom_read_meta(signed_path, &m, &err), &err);
     CHECK_EQ_INT(m.instance_number, 2);
+    CHECK_EQ_INT(m.series_number, RD_SR_DEFAULT_SIGNED_SERIES_NUMBER);
+    CHECK_STR(m.series_uid, signed_series);
     CHECK_STR(m.modality, "SR");
 
-    /* The draft is unchanged, and a signed report cannot be signed again. */
+    /* The draft is unchanged, and a signed report cannot be signed again (only amended). */
     REQUIRE_OK(rd_sr_read(draft, &info, &err), &err);
     CHECK_STR(info.verification_flag, "UNVERIFIED");
     CHECK_STR(info.impression_text, kImpression);
+    CHECK_STR(info.series_description, "radraft draft reports");
+    CHECK_STR(info.person_observer_name, "");
+    CHECK_STR(info.author_name, "");
     rd_sr_info_free(&info);
     snprintf(again, sizeof again, "%s/again.dcm", dir);
     CHECK_EQ_INT(rd_sr_write_signed(signed_path, &s, again, NULL, &err), RD_E_INVALID);
@@ -237,6 +254,181 @@ RD_TEST(signed_replaces_findings)
 
     /* Missing verifier details are refused. */
     s.organization = "";
+    CHECK_EQ_INT(rd_sr_write_signed(draft, &s, out, NULL, &err), RD_E_INVALID);
+}
+
+/* Writes a draft of the sample study into `dir`/`name` and signs it into `dir`/`out`. */
+static int draft_and_sign(const char *dir, const char *pa, const char *name, const char *out,
+                          rd_sr_result *dres, rd_sr_result *sres)
+{
+    char draft[1200], path[1200];
+    rd_error err;
+    rd_sr_params p;
+    rd_sr_sign_params s;
+    const char *sources[] = {pa};
+    draft_params(&p, sources, 1);
+    snprintf(draft, sizeof draft, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, out);
+    rd_sr_sign_params_init(&s);
+    s.verifier_name = "Doe^Jane";
+    s.organization = "General Hospital";
+    if (rd_sr_write_draft(&p, draft, dres, &err) != RD_OK ||
+        rd_sr_write_signed(draft, &s, path, sres, &err) != RD_OK) {
+        fprintf(stderr, "draft_and_sign: %s\n", rd_error_message(&err));
+        return -1;
+    }
+    return 0;
+}
+
+RD_TEST(signed_series_uid_reference)
+{
+    char uid[RD_UID_SIZE];
+    rd_error err;
+    /* Python: "2.25.%d" % uuid.uuid5(uuid.UUID(int=<namespace>), "1.2.3.4").int */
+    REQUIRE_OK(rd_sr_signed_series_uid("1.2.3.4", uid, &err), &err);
+    CHECK_STR(uid, "2.25.195680479289070476507066447205996582266");
+    REQUIRE_OK(rd_sr_signed_series_uid("2.25.58841464432832177699264732244969919231", uid, &err),
+               &err);
+    CHECK_STR(uid, "2.25.75596119301446561738493173632298593187");
+    CHECK_EQ_INT(rd_sr_signed_series_uid("1.2.x", uid, &err), RD_E_INVALID);
+    CHECK_STR(uid, "");
+    CHECK_EQ_INT(rd_sr_signed_series_uid(NULL, uid, &err), RD_E_INVALID);
+    CHECK_EQ_INT(rd_sr_signed_series_uid("", uid, &err), RD_E_INVALID);
+}
+
+RD_TEST(signatures_of_a_study_share_the_signed_series)
+{
+    const char *dir = rd_test_tmpdir("sr_signed_series");
+    char pa[1024], lat[1024];
+    rd_sr_result d1, s1, d2, s2;
+    REQUIRE(write_sample_study(dir, pa, lat) == 0);
+    REQUIRE(draft_and_sign(dir, pa, "draft1.dcm", "signed1.dcm", &d1, &s1) == 0);
+    REQUIRE(draft_and_sign(dir, pa, "draft2.dcm", "signed2.dcm", &d2, &s2) == 0);
+    CHECK(strcmp(d1.series_uid, d2.series_uid) != 0); /* a series per draft */
+    CHECK_STR(s1.series_uid, s2.series_uid);          /* one signed series */
+    CHECK(strcmp(s1.series_uid, d1.series_uid) != 0);
+    CHECK(strcmp(s1.series_uid, d2.series_uid) != 0);
+    CHECK(strcmp(s1.sop_instance_uid, s2.sop_instance_uid) != 0);
+    CHECK(strncmp(s1.series_uid, "2.25.", 5) == 0 && strlen(s1.series_uid) <= 64);
+}
+
+RD_TEST(amend_signed)
+{
+    const char *dir = rd_test_tmpdir("sr_amend");
+    char pa[1024], lat[1024], draft[1200], signed_path[1200], amended[1200], twice[1200], bad[1200];
+    rd_error err;
+    rd_sr_result dres, sres, ares, tres;
+    rd_sr_sign_params s;
+    rd_sr_info info;
+    REQUIRE(write_sample_study(dir, pa, lat) == 0);
+    REQUIRE(draft_and_sign(dir, pa, "draft.dcm", "signed.dcm", &dres, &sres) == 0);
+    snprintf(draft, sizeof draft, "%s/draft.dcm", dir);
+    snprintf(signed_path, sizeof signed_path, "%s/signed.dcm", dir);
+    snprintf(amended, sizeof amended, "%s/amended.dcm", dir);
+    snprintf(twice, sizeof twice, "%s/amended2.dcm", dir);
+    snprintf(bad, sizeof bad, "%s/bad.dcm", dir);
+
+    /* Another radiologist amends the impression. */
+    rd_sr_sign_params_init(&s);
+    s.verifier_name = "Roe^Richard";
+    s.organization = "Radiology, County Hospital";
+    s.datetime = "20260103090000";
+    s.impression_text = "Cardiomegaly. Small left pleural effusion.";
+    s.amend = 1;
+    REQUIRE_OK(rd_sr_write_signed(signed_path, &s, amended, &ares, &err), &err);
+    CHECK_STR(ares.series_uid, sres.series_uid); /* stays in the signed series */
+    CHECK(strcmp(ares.sop_instance_uid, sres.sop_instance_uid) != 0);
+    REQUIRE_OK(rd_sr_read(amended, &info, &err), &err);
+    CHECK_STR(info.predecessor_sop_uid, sres.sop_instance_uid);
+    CHECK_STR(info.completion_flag, "COMPLETE");
+    CHECK_STR(info.verification_flag, "VERIFIED");
+    CHECK_STR(info.preliminary_flag, "FINAL");
+    CHECK_STR(info.verifier_name, "Roe^Richard");
+    CHECK(strncmp(info.verification_datetime, "20260103090000", 14) == 0);
+    CHECK_STR(info.person_observer_name, "Roe^Richard");
+    CHECK_STR(info.person_observer_organization, "Radiology, County Hospital");
+    CHECK_STR(info.author_name, "Roe^Richard");
+    CHECK_STR(info.author_organization, "Radiology, County Hospital");
+    CHECK_STR(info.series_description, "radraft signed reports");
+    CHECK_STR(info.impression_text, "Cardiomegaly. Small left pleural effusion.");
+    CHECK_STR(info.findings_text, kFindings);
+    CHECK_STR(info.device_model_name, "radraft test-model 0.3");
+    rd_sr_info_free(&info);
+    rd_dicom_meta m;
+    REQUIRE_OK(rd_dicom_read_meta(amended, &m, &err), &err);
+    CHECK_EQ_INT(m.instance_number, 3);
+    CHECK_EQ_INT(m.series_number, RD_SR_DEFAULT_SIGNED_SERIES_NUMBER);
+
+    /* An amendment of the amendment: same series, the amendment as its predecessor, one
+     * verifying observer; a series number given once is kept by later amendments. */
+    s.verifier_name = "Doe^Jane";
+    s.organization = "General Hospital";
+    s.impression_text = NULL;
+    s.series_number = 77;
+    REQUIRE_OK(rd_sr_write_signed(amended, &s, twice, &tres, &err), &err);
+    CHECK_STR(tres.series_uid, sres.series_uid);
+    REQUIRE_OK(rd_sr_read(twice, &info, &err), &err);
+    CHECK_STR(info.predecessor_sop_uid, ares.sop_instance_uid);
+    CHECK_STR(info.verifier_name, "Doe^Jane");
+    CHECK_STR(info.person_observer_name, "Doe^Jane");
+    CHECK_STR(info.impression_text, "Cardiomegaly. Small left pleural effusion.");
+    rd_sr_info_free(&info);
+    REQUIRE_OK(rd_dicom_read_meta(twice, &m, &err), &err);
+    CHECK_EQ_INT(m.series_number, 77);
+    s.series_number = 0;
+    REQUIRE_OK(rd_sr_write_signed(twice, &s, bad, NULL, &err), &err);
+    REQUIRE_OK(rd_dicom_read_meta(bad, &m, &err), &err);
+    CHECK_EQ_INT(m.series_number, 77);
+
+    /* A draft is not amended, and a signed SR is not signed without amend. */
+    CHECK_EQ_INT(rd_sr_write_signed(draft, &s, bad, NULL, &err), RD_E_INVALID);
+    s.amend = 0;
+    CHECK_EQ_INT(rd_sr_write_signed(amended, &s, bad, NULL, &err), RD_E_INVALID);
+}
+
+RD_TEST(signed_chosen_sop_instance_uid)
+{
+    const char *dir = rd_test_tmpdir("sr_signed_uid");
+    char pa[1024], lat[1024], draft[1200], out[1200];
+    rd_error err;
+    rd_sr_params p;
+    rd_sr_result dres, sres;
+    rd_sr_sign_params s;
+    rd_sr_info info;
+    rd_dicom_meta m;
+    const char uid[] = "2.25.123456789012345678901234567890123456";
+    REQUIRE(write_sample_study(dir, pa, lat) == 0);
+    const char *sources[] = {pa};
+    draft_params(&p, sources, 1);
+    snprintf(draft, sizeof draft, "%s/draft.dcm", dir);
+    snprintf(out, sizeof out, "%s/signed.dcm", dir);
+    REQUIRE_OK(rd_sr_write_draft(&p, draft, &dres, &err), &err);
+    rd_sr_sign_params_init(&s);
+    s.verifier_name = "Doe^Jane";
+    s.organization = "General Hospital";
+    s.sop_instance_uid = uid;
+    /* Written twice, as a retry after a crash would: the same instance both times. */
+    for (int i = 0; i < 2; i++) {
+        REQUIRE_OK(rd_sr_write_signed(draft, &s, out, &sres, &err), &err);
+        CHECK_STR(sres.sop_instance_uid, uid);
+        REQUIRE_OK(rd_sr_read(out, &info, &err), &err);
+        CHECK_STR(info.sop_instance_uid, uid);
+        CHECK_STR(info.predecessor_sop_uid, dres.sop_instance_uid);
+        rd_sr_info_free(&info);
+        REQUIRE_OK(rd_dicom_read_meta(out, &m, &err), &err);
+        CHECK_STR(m.sop_instance_uid, uid);
+    }
+    /* A malformed UID, or the draft's own, is refused. */
+    s.sop_instance_uid = "1.2.abc";
+    CHECK_EQ_INT(rd_sr_write_signed(draft, &s, out, NULL, &err), RD_E_INVALID);
+    s.sop_instance_uid = dres.sop_instance_uid;
+    CHECK_EQ_INT(rd_sr_write_signed(draft, &s, out, NULL, &err), RD_E_INVALID);
+    /* The signed series number must differ from the draft's. */
+    s.sop_instance_uid = NULL;
+    s.series_number = RD_SR_DEFAULT_SERIES_NUMBER;
+    CHECK_EQ_INT(rd_sr_write_signed(draft, &s, out, NULL, &err), RD_E_INVALID);
+    CHECK(strstr(err.msg, "draft's") != NULL);
+    s.series_number = -1;
     CHECK_EQ_INT(rd_sr_write_signed(draft, &s, out, NULL, &err), RD_E_INVALID);
 }
 
