@@ -71,6 +71,11 @@ typedef struct rd_config {
     double retrieval_temperature;
     char archive_patient_salt[RD_CONFIG_ITEM_MAX];
     int archive_load_seed;
+    double archive_refresh_seconds;
+    /* the review queue (include/radraft/review.h) */
+    rd_strlist review_urgent_findings;
+    int review_claim_minutes;
+    char review_organization[65];
     /* pipeline (drafting workers) */
     int pipeline_workers;
     int pipeline_retry_max_attempts;

@@ -134,6 +134,15 @@ int rd_index_dim(const rd_index *ix);
 /* Number of entries now (it may grow while other threads add). */
 long rd_index_count(rd_index *ix);
 
+/* Brings an index loaded from `store` (rd_index_load) up to date with rows that other
+ * connections added or replaced since it was loaded or last synced: new rows are added
+ * (keys already in memory are skipped), and after a deletion (a signed entry replaced by an
+ * amendment) the index is rebuilt from the store and swapped in whole, so that a search
+ * never sees it half loaded. Cheap when nothing changed (two single-row queries). Safe
+ * with concurrent searches; *added (may be NULL) gets the change in the number of entries.
+ * Errors: those of the store. */
+rd_status rd_index_sync(rd_index *ix, rd_store *store, long *added, rd_error *err);
+
 /* Adds one entry: the embedding (`dim` finite floats, not all zero) is L2-normalized on a
  * copy. With `store` (the calling thread's handle) the row is written first (model version
  * and embedding included); when a row with the same key and model version already exists

@@ -137,6 +137,13 @@ typedef struct rd_pipeline_draft {
     double combined[RD_FINDING_N_ABNORMAL]; /* what the generator used, in [0, 1] */
     rd_pipeline_neighbour *neighbours;      /* owned; n_neighbours of them, most similar first */
     int n_neighbours;
+    float *embedding; /* owned: the frontal image's, embedding_dim floats (NULL without) */
+    int embedding_dim;
+    /* The frontal image's patient (as the archive hashes it), view family and date. */
+    char patient_hash[RD_SHA256_HEX_SIZE];
+    int view;
+    int study_date;
+    int urgent;     /* a finding of review.urgent_findings is drafted present or uncertain */
     rd_draft draft; /* owned: the texts and the states */
     char sr_path[1024];
     rd_sr_result sr;

@@ -19,6 +19,7 @@
 #define RADRAFT_REVIEW_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "radraft/config.h"
 #include "radraft/dicom.h"
@@ -127,6 +128,85 @@ rd_status rd_review_user_passwd(rd_store *s, const char *acting, const char *nam
  * "user-enable", detail "user=NAME". Errors as rd_review_user_add. */
 rd_status rd_review_user_disable(rd_store *s, const char *acting, const char *name, int disabled,
                                  rd_error *err);
+/* ---- the review queue (src/review/queue.c) ----
+ *
+ * States: draft -> in_review (claimed) -> signed | rejected; signed -> signed again by
+ * amendment (the earlier version superseded); draft and in_review -> superseded when the
+ * study receives new images. Viewers may list and show; radiologists (and admins) claim,
+ * release, edit, sign, amend and reject. Every action, and every show, is an audit row
+ * written in the same transaction as the change. */
+
+/* The longest findings or impression text accepted from a user. */
+#define RD_REVIEW_MAX_TEXT 65536
+
+/* The reject reasons ("wrong-findings", "poor-image", "not-chest-radiograph", "other"),
+ * NULL-terminated. */
+const char *const *rd_review_reject_reasons(void);
+
+/* What a radiologist changes: texts (NULL: keep) and explicit finding states. */
+typedef struct rd_review_changes {
+    const char *findings_text;
+    const char *impression_text;
+    int n_set;
+    rd_finding set_finding[RD_FINDING_COUNT];
+    rd_finding_state set_state[RD_FINDING_COUNT];
+} rd_review_changes;
+
+/* Claims item `id` for `user` for review.claim_minutes. RD_E_DENIED names the holder of a
+ * live claim. */
+rd_status rd_review_claim(rd_store *s, const rd_config *cfg, int64_t id, const char *user,
+                          rd_error *err);
+/* Gives a claim back: the item is a draft again. */
+rd_status rd_review_release(rd_store *s, int64_t id, const char *user, rd_error *err);
+/* Reads item `id` whole for `user` (a viewer at least), and audits the view. On success
+ * *out is the caller's (rd_store_review_item_clear). */
+rd_status rd_review_show(rd_store *s, int64_t id, const char *user, rd_store_review_item *out,
+                         rd_error *err);
+/* Saves an edit of a claimed item: the final texts (each at most RD_REVIEW_MAX_TEXT bytes of
+ * UTF-8 without control characters but newline and tab), the explicit choices, the final
+ * states (the choices, else the labeler's reading of the final text) and the edit's size
+ * against the draft. */
+rd_status rd_review_edit(rd_store *s, const rd_config *cfg, int64_t id, const char *user,
+                         const rd_review_changes *c, rd_error *err);
+/* Rejects a claimed item with a reason of rd_review_reject_reasons ("other" needs a note).
+ * Nothing is sent; the study is drafted again only when it receives new images. */
+rd_status rd_review_reject(rd_store *s, int64_t id, const char *user, const char *reason,
+                           const char *note, rd_error *err);
+
+/* What signing wrote. */
+typedef struct rd_review_signed {
+    int version; /* 1: the first signature, 2...: amendments */
+    char sr_path[1024];
+    char sr_sop_instance_uid[RD_UID_SIZE];
+    char series_uid[RD_UID_SIZE];
+    char predecessor_sop_instance_uid[RD_UID_SIZE];
+    int destinations; /* outbox deliveries queued */
+    int archived;     /* the study became (or replaced) its archive entry */
+} rd_review_signed;
+
+/* Signs a claimed item (`amend` NULL), or amends a signed one with `amend`'s changes: writes
+ * the verified SR (COMPLETE, VERIFIED, FINAL; the user's display name as verifier and
+ * author, review.organization; predecessor: the draft, or the previous signed version),
+ * then in one transaction records it, queues it to every outbox destination, makes the
+ * study an archive entry of source signed with the draft-time embedding and the final
+ * states (replacing an earlier one), and audits it. RD_E_CONFIG without
+ * review.organization. */
+rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const char *user,
+                         const rd_review_changes *amend, rd_review_signed *out, rd_error *err);
+
+/* How the drafts fare: items per state, signed items left unchanged, per-finding agreement
+ * of the draft with what was signed, the mean edit size and the median time from draft to
+ * signature, over the items drafted since `since` (seconds since the epoch; 0: all). */
+typedef struct rd_review_stats {
+    long items;
+    long per_state[RD_REVIEW_STATE_COUNT];
+    long signed_unchanged;
+    long chars_edited_sum;
+    long tp[RD_FINDING_N_ABNORMAL], fp[RD_FINDING_N_ABNORMAL], fn[RD_FINDING_N_ABNORMAL];
+    double median_seconds_to_sign; /* 0 when nothing was signed */
+} rd_review_stats;
+
+rd_status rd_review_compute_stats(rd_store *s, double since, rd_review_stats *out, rd_error *err);
 
 #ifdef __cplusplus
 }

@@ -40,6 +40,7 @@ extern "C" {
 
 /* One open data directory: a connection to its database and the options it was opened
  * with. */
+typedef struct rd_store_archive_row rd_store_archive_row;
 typedef struct rd_store rd_store;
 
 /* What to do when an instance arrives whose SOP Instance UID is stored with different
@@ -240,80 +241,6 @@ rd_status rd_store_outbox_result(rd_store *s, int64_t id, const char *error, dou
 /* Number of deliveries in a state ("pending", "sending", "done", "failed"; NULL: all). */
 rd_status rd_store_outbox_count(rd_store *s, const char *state, long *count, rd_error *err);
 
-/* ---- review items: drafts waiting for a radiologist (store_reviews.c) ---- */
-
-/* A review item: a draft waiting for a radiologist. Strings are borrowed for the call;
- * the JSON members are stored as given (see src/pipeline/pipeline.c for their shape). */
-typedef struct rd_store_review {
-    const char *study_uid;
-    const char *content_version;
-    const char *sr_path; /* the draft SR */
-    const char *sr_sop_instance_uid;
-    const char *frontal_sop_instance_uid;
-    const char *model_version;
-    const char *findings_text;
-    const char *impression_text;
-    const char *findings_json;   /* {"Cardiomegaly": {"state", "score", "encoder"}, ...} */
-    const char *neighbours_json; /* [{"id", "similarity"}, ...] */
-} rd_store_review;
-
-/* Adds a review item in state 'draft', marks its study version drafted and queues the SR
- * for every destination, in one transaction. A study version that already has its item
- * changes nothing: *added (may be NULL) is then 0, and *review_id (may be NULL) names the
- * existing item. */
-rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
-                              const char *const *destinations, int n_destinations,
-                              int64_t *review_id, int *added, rd_error *err);
-
-/* Number of review items (of a study and/or in a state; NULL: any). */
-rd_status rd_store_count_reviews(rd_store *s, const char *study_uid, const char *state, long *count,
-                                 rd_error *err);
-
-/* ---- the archive: past studies for similar-case retrieval, used through radraft/index.h
- * (store_archive.c) ---- */
-
-/* One archive row. Strings and the embedding are borrowed (for rd_store_archive_add: for the
- * call; in a scan callback: until it returns). `states` is RD_FINDING_COUNT digits 0..3
- * (rd_finding_state in vocabulary order); `view` and `source` are the rd_view_family and
- * rd_archive_source values of radraft/index.h. */
-typedef struct rd_store_archive_row {
-    int64_t id;
-    const char *model_version;
-    const char *key;
-    const char *study_uid;
-    const char *patient_hash;
-    int view;
-    int study_date;
-    int source;
-    const char *states;
-    const char *findings_text;   /* NULL when none */
-    const char *impression_text; /* NULL when none */
-    int dim;
-    const float *embedding; /* dim floats (stored little-endian in the BLOB) */
-} rd_store_archive_row;
-
-/* Inserts a row; *id (may be NULL) gets its row id. When a row with the same model version
- * and key exists nothing is written, *id gets that row's id and *added (may be NULL) 0. */
-rd_status rd_store_archive_add(rd_store *s, const rd_store_archive_row *row, int64_t *id,
-                               int *added, rd_error *err);
-
-/* Inserts `n` rows in one transaction (all or none); ids[i] and added[i] (either may be
- * NULL) as for rd_store_archive_add. */
-rd_status rd_store_archive_add_many(rd_store *s, const rd_store_archive_row *rows, size_t n,
-                                    int64_t *ids, int *added, rd_error *err);
-
-/* Calls `fn` for every row of `model_version` (NULL: every row) in id order. A callback
- * that returns a status other than RD_OK stops the scan, which returns that status. A row
- * whose embedding BLOB is not `dim` floats is RD_E_CORRUPT. With `with_embedding` 0 the
- * embedding is not read (row->embedding is NULL), for listings. */
-typedef rd_status (*rd_store_archive_fn)(void *ctx, const rd_store_archive_row *row, rd_error *err);
-rd_status rd_store_archive_scan(rd_store *s, const char *model_version, int with_embedding,
-                                rd_store_archive_fn fn, void *ctx, rd_error *err);
-
-/* Number of rows of `model_version` (NULL: all). */
-rd_status rd_store_archive_count(rd_store *s, const char *model_version, long *count,
-                                 rd_error *err);
-
 /* ---- users of the review queue (store_users.c) ---- */
 
 #define RD_USER_NAME_MAX 64     /* login names: letters, digits, '.', '_', '-' */
@@ -429,6 +356,222 @@ rd_status rd_store_user_set_password_audited(rd_store *s, const char *name,
                                              rd_error *err);
 rd_status rd_store_user_set_disabled_audited(rd_store *s, const char *name, int disabled,
                                              const rd_audit_event *ev, rd_error *err);
+/* ---- the review queue: drafts and what radiologists do with them (store_reviews.c) ---- */
+
+typedef enum rd_review_state {
+    RD_REVIEW_DRAFT = 0,     /* waiting for a radiologist */
+    RD_REVIEW_IN_REVIEW = 1, /* claimed by one */
+    RD_REVIEW_SIGNED = 2,    /* signed (and perhaps amended since) */
+    RD_REVIEW_REJECTED = 3,  /* rejected with a reason: nothing was sent */
+    RD_REVIEW_SUPERSEDED = 4 /* its study received new images: a newer draft replaces it */
+} rd_review_state;
+#define RD_REVIEW_STATE_COUNT 5
+
+/* "draft", "in_review", "signed", "rejected", "superseded"; RD_E_INVALID for another name. */
+const char *rd_review_state_name(rd_review_state state);
+rd_status rd_review_state_parse(const char *name, rd_review_state *out, rd_error *err);
+
+/* A new review item, as the pipeline records a draft. Strings and the embedding are borrowed
+ * for the call; the JSON members are stored as given (see src/pipeline/pipeline.c for their
+ * shape). */
+typedef struct rd_store_review {
+    const char *study_uid;
+    const char *content_version;
+    const char *sr_path; /* the draft SR */
+    const char *sr_sop_instance_uid;
+    const char *frontal_sop_instance_uid;
+    const char *model_version;
+    const char *findings_text;
+    const char *impression_text;
+    const char *findings_json;   /* {"Cardiomegaly": {"state", "score", "encoder"}, ...} */
+    const char *neighbours_json; /* [{"id", "similarity"}, ...] */
+    /* What a signed study's archive entry needs: the frontal image's embedding (dim floats;
+     * NULL: none), its patient hash (rd_index_patient_hash; NULL: unknown), view family
+     * and study date (YYYYMMDD, 0: unknown). */
+    const float *embedding;
+    int dim;
+    const char *patient_hash;
+    int view;
+    int study_date;
+    int priority; /* 1: urgent (a critical finding drafted), 0: routine */
+} rd_store_review;
+
+/* Adds a review item in state 'draft', marks its study version drafted, queues the SR for
+ * every destination and marks the study's earlier items still waiting (draft, in_review)
+ * superseded by it, in one transaction. A study version that already has its item changes
+ * nothing: *added (may be NULL) is then 0, and *review_id (may be NULL) names the existing
+ * item. */
+rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
+                              const char *const *destinations, int n_destinations,
+                              int64_t *review_id, int *added, rd_error *err);
+
+/* Number of review items (of a study and/or in a state; NULL: any). */
+rd_status rd_store_count_reviews(rd_store *s, const char *study_uid, const char *state, long *count,
+                                 rd_error *err);
+
+/* A review item as read back. The pointer members are owned (rd_store_review_item_clear)
+ * and NULL when absent; rd_store_review_list leaves them all NULL. */
+typedef struct rd_store_review_item {
+    int64_t id;
+    char study_uid[RD_UID_SIZE];
+    char content_version[RD_SHA256_HEX_SIZE];
+    rd_review_state state;
+    char sr_path[1024];
+    char sr_sop_instance_uid[RD_UID_SIZE];
+    char frontal_sop_instance_uid[RD_UID_SIZE];
+    char model_version[128];
+    char patient_hash[RD_SHA256_HEX_SIZE];
+    int view, study_date, priority;
+    char claimed_by[RD_USER_NAME_MAX + 1];
+    double claimed_at, claim_expires;
+    char edited_by[RD_USER_NAME_MAX + 1];
+    double edited_at;
+    char signed_by[RD_USER_NAME_MAX + 1];
+    double signed_at;
+    char rejected_by[RD_USER_NAME_MAX + 1];
+    double rejected_at;
+    char reject_reason[32];
+    int findings_added, findings_removed, findings_changed, chars_edited;
+    int64_t superseded_by;
+    int signatures; /* signed versions so far */
+    double created_at, updated_at;
+    char *findings_text, *impression_text; /* the draft's */
+    char *findings_json, *neighbours_json;
+    char *final_findings_text, *final_impression_text;
+    char *explicit_states, *final_states; /* JSON objects {finding: state} */
+    char *reject_note;
+    float *embedding; /* dim floats */
+    int dim;
+} rd_store_review_item;
+
+/* Reads item `id` whole. RD_E_NOT_FOUND when there is none. */
+rd_status rd_store_review_get(rd_store *s, int64_t id, rd_store_review_item *out, rd_error *err);
+/* Frees what an item owns and zeroes it. Accepts a zeroed item. */
+void rd_store_review_item_clear(rd_store_review_item *it);
+
+/* Calls `fn` for the items in `state` (-1: any), urgent first then oldest first when
+ * `by_priority`, else oldest first; at most `limit` (<= 0: all). The items passed hold no
+ * texts. A status other than RD_OK from `fn` stops and is returned. */
+rd_status rd_store_review_list(rd_store *s, int state, int by_priority, long limit,
+                               rd_status (*fn)(void *ctx, const rd_store_review_item *it,
+                                               rd_error *err),
+                               void *ctx, rd_error *err);
+
+/* The transitions. Each checks the item's state and holder inside one write transaction,
+ * changes it and appends `ev` to the audit trail in that same transaction, or changes
+ * nothing: RD_E_NOT_FOUND (no such item), RD_E_DENIED (claimed by someone else: the message
+ * names the holder), RD_E_INVALID (a transition its state does not allow: the message
+ * names the state). `now` is seconds since the epoch (rd_store_now). */
+
+/* draft -> in_review by `user` until `expires`; also takes over an in_review item whose
+ * claim has expired, and renews the user's own claim. */
+rd_status rd_store_review_claim(rd_store *s, int64_t id, const char *user, double now,
+                                double expires, const rd_audit_event *ev, rd_error *err);
+/* in_review (held by `user`) -> draft. */
+rd_status rd_store_review_release(rd_store *s, int64_t id, const char *user, double now,
+                                  const rd_audit_event *ev, rd_error *err);
+
+/* What an edit leaves on an item held by its user. */
+typedef struct rd_store_review_edit {
+    const char *findings_text; /* the final texts (required) */
+    const char *impression_text;
+    const char *explicit_states; /* JSON {finding: state} of the user's own choices, or NULL */
+    const char *final_states;    /* JSON {finding: state}: the choices, else the labeler */
+    int findings_added, findings_removed, findings_changed, chars_edited;
+} rd_store_review_edit;
+
+/* Saves an edit of an in_review item held by `user`. */
+rd_status rd_store_review_save_edit(rd_store *s, int64_t id, const char *user, double now,
+                                    const rd_store_review_edit *e, const rd_audit_event *ev,
+                                    rd_error *err);
+
+/* One signed version of an item. */
+typedef struct rd_store_signature {
+    int version;         /* 1: the first signature; 2...: amendments */
+    const char *sr_path; /* the signed SR, written and durable */
+    const char *sr_sop_instance_uid;
+    const char *predecessor_sop_instance_uid; /* the draft's, or the previous signed SR's */
+    const char *findings_text;
+    const char *impression_text;
+    const char *final_states; /* JSON {finding: state} */
+    /* The study's archive entry (source signed), replacing the study's earlier one; NULL:
+     * none (the item has no embedding). */
+    const struct rd_store_archive_row *archive;
+} rd_store_signature;
+
+/* Signs: version 1 of an in_review item held by `user`, or version n+1 (an amendment) of a
+ * signed item with n versions; the earlier version becomes superseded. In the same
+ * transaction: the SR goes to every destination's outbox, the archive entry replaces the
+ * study's earlier signed one, and `ev` joins the audit trail. RD_E_INVALID also when
+ * `sig->version` is not the next one (another signature came first). */
+rd_status rd_store_review_sign(rd_store *s, int64_t id, const char *user, double now,
+                               const rd_store_signature *sig, const char *const *destinations,
+                               int n_destinations, const rd_audit_event *ev, rd_error *err);
+
+/* The SR path and SOP Instance UID of the item's current signed version (version 0 and ""
+ * when it has none). */
+rd_status rd_store_review_current_signature(rd_store *s, int64_t id, int *version,
+                                            char sr_path[1024], char sop_uid[RD_UID_SIZE],
+                                            rd_error *err);
+
+/* in_review (held by `user`) -> rejected, with a reason code and an optional note. */
+rd_status rd_store_review_reject(rd_store *s, int64_t id, const char *user, double now,
+                                 const char *reason, const char *note, const rd_audit_event *ev,
+                                 rd_error *err);
+
+/* ---- the archive: past studies for similar-case retrieval, used through radraft/index.h
+ * (store_archive.c) ---- */
+
+/* One archive row. Strings and the embedding are borrowed (for rd_store_archive_add: for the
+ * call; in a scan callback: until it returns). `states` is RD_FINDING_COUNT digits 0..3
+ * (rd_finding_state in vocabulary order); `view` and `source` are the rd_view_family and
+ * rd_archive_source values of radraft/index.h. */
+struct rd_store_archive_row {
+    int64_t id;
+    const char *model_version;
+    const char *key;
+    const char *study_uid;
+    const char *patient_hash;
+    int view;
+    int study_date;
+    int source;
+    const char *states;
+    const char *findings_text;   /* NULL when none */
+    const char *impression_text; /* NULL when none */
+    int dim;
+    const float *embedding; /* dim floats (stored little-endian in the BLOB) */
+};
+
+/* Inserts a row; *id (may be NULL) gets its row id. When a row with the same model version
+ * and key exists nothing is written, *id gets that row's id and *added (may be NULL) 0. */
+rd_status rd_store_archive_add(rd_store *s, const rd_store_archive_row *row, int64_t *id,
+                               int *added, rd_error *err);
+
+/* Inserts `n` rows in one transaction (all or none); ids[i] and added[i] (either may be
+ * NULL) as for rd_store_archive_add. */
+rd_status rd_store_archive_add_many(rd_store *s, const rd_store_archive_row *rows, size_t n,
+                                    int64_t *ids, int *added, rd_error *err);
+
+/* Calls `fn` for every row of `model_version` (NULL: every row) in id order. A callback
+ * that returns a status other than RD_OK stops the scan, which returns that status. A row
+ * whose embedding BLOB is not `dim` floats is RD_E_CORRUPT. With `with_embedding` 0 the
+ * embedding is not read (row->embedding is NULL), for listings. */
+typedef rd_status (*rd_store_archive_fn)(void *ctx, const rd_store_archive_row *row, rd_error *err);
+rd_status rd_store_archive_scan(rd_store *s, const char *model_version, int with_embedding,
+                                rd_store_archive_fn fn, void *ctx, rd_error *err);
+
+/* rd_store_archive_scan of the rows with an id above `after_id` only. */
+rd_status rd_store_archive_scan_after(rd_store *s, const char *model_version, int64_t after_id,
+                                      int with_embedding, rd_store_archive_fn fn, void *ctx,
+                                      rd_error *err);
+
+/* What tells a running index that the archive changed, cheaply: the largest row id (0 when
+ * empty) and the number of rows ever deleted. */
+rd_status rd_store_archive_marks(rd_store *s, int64_t *max_id, int64_t *deletions, rd_error *err);
+
+/* Number of rows of `model_version` (NULL: all). */
+rd_status rd_store_archive_count(rd_store *s, const char *model_version, long *count,
+                                 rd_error *err);
 
 /* ---- helpers used with the store ---- */
 

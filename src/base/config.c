@@ -73,6 +73,16 @@ static const cfg_key cfg_keys[] = {
      NULL, "site secret mixed into the patient id hashes kept in the archive"},
     {"archive.load_seed", CFG_BOOL, OFF(archive_load_seed), 0, 1, "true", NULL,
      "load the model's seed-archive.bin when the archive holds nothing of its model version"},
+    {"archive.refresh_seconds", CFG_DOUBLE, OFF(archive_refresh_seconds), 0, 3600, "1", NULL,
+     "how often a running pipeline picks up archive entries added by others (signed "
+     "reports); 0: before every study"},
+    {"review.urgent_findings", CFG_STRLIST, OFF(review_urgent_findings), 0, 0, "Pneumothorax", NULL,
+     "findings that make a draft urgent in the review queue when drafted present or "
+     "uncertain"},
+    {"review.claim_minutes", CFG_INT, OFF(review_claim_minutes), 1, 1440, "30", NULL,
+     "how long a claim on a review item lasts; an expired claim can be taken over"},
+    {"review.organization", CFG_STRING, OFF(review_organization), 0, 64, "", NULL,
+     "the verifying organization named in signed SRs (required to sign)"},
     {"pipeline.workers", CFG_INT, OFF(pipeline_workers), 0, 64, "0", NULL,
      "drafting workers; 0: serve uses half the cores (at least 1), batch one per core; "
      "workers x encoder.threads never exceeds the cores"},

@@ -64,4 +64,8 @@ int rd_wake_wait(rd_wake *w, double timeout_s);
 /* SHA-256 of `len` bytes as 64 lowercase hex digits plus NUL (src/base/sha256.c). */
 void rd_sha256_hex(const void *data, size_t len, char out[RD_SHA256_HEX_SIZE]);
 
+/* 1 if the `n` bytes are well-formed UTF-8 (no overlong forms, surrogates or code points
+ * above U+10FFFF). */
+int rd_utf8_valid(const char *s, size_t n);
+
 #endif

@@ -45,6 +45,12 @@ struct rd_pipeline {
     rd_labeler *lab;
     rd_index *ix; /* NULL when the model has no embedding */
     rd_retrieval_settings rs;
+    rd_finding urgent[RD_FINDING_COUNT]; /* review.urgent_findings */
+    int n_urgent;
+    /* The one mutable part, for sync_archive: when the archive was last looked at. */
+    pthread_mutex_t sync_mu;
+    int sync_mu_ready;
+    double last_sync;
 };
 
 struct rd_pipeline_worker {
@@ -164,6 +170,12 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
 
     if (!p)
         return rd_error_set(err, RD_E_NOMEM, "out of memory creating the pipeline");
+    if (pthread_mutex_init(&p->sync_mu, NULL) != 0) {
+        free(p);
+        return rd_error_set(err, RD_E_INTERNAL, "cannot create a mutex");
+    }
+    p->sync_mu_ready = 1;
+    p->last_sync = rd_store_now(); /* the index was loaded just now */
     p->cfg = *cfg;
     p->encoder_threads = opts && opts->encoder_threads > 0 ? opts->encoder_threads : 1;
     p->enqueue = opts ? opts->enqueue : 0;
@@ -197,6 +209,12 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
         goto out;
     if ((st = rd_generator_create(&p->gen, cfg->generator_templates, err)) != RD_OK)
         goto out;
+    for (int i = 0; i < cfg->review_urgent_findings.count && i < RD_FINDING_COUNT; i++)
+        if ((st = rd_finding_from_name(cfg->review_urgent_findings.items[i],
+                                       &p->urgent[p->n_urgent++], err)) != RD_OK) {
+            st = rd_error_prefix(err, RD_E_CONFIG, "review.urgent_findings");
+            goto out;
+        }
     if ((st = rd_labeler_create_from_config(&p->lab, cfg, err)) != RD_OK)
         goto out;
     if ((st = rd_retrieval_settings_resolve(&p->rs, cfg, model_json, err)) != RD_OK)
@@ -235,6 +253,8 @@ void rd_pipeline_free(rd_pipeline *p)
     rd_labeler_free(p->lab);
     rd_generator_free(p->gen);
     rd_encoder_model_free(p->model);
+    if (p->sync_mu_ready)
+        pthread_mutex_destroy(&p->sync_mu);
     free(p);
 }
 
@@ -283,26 +303,42 @@ const rd_config *rd_pipeline_worker_config(const rd_pipeline_worker *w)
     return &w->p->cfg;
 }
 
+/* Picks up the archive entries other processes added since the last look (a report signed
+ * with `radraft queue sign` while serve runs), at most every archive.refresh_seconds. */
+static void sync_archive(rd_pipeline_worker *w)
+{
+    rd_pipeline *p = w->p;
+    double now = rd_store_now();
+    rd_error err;
+    long added = 0;
+    int due;
+    pthread_mutex_lock(&p->sync_mu);
+    due = now - p->last_sync >= p->cfg.archive_refresh_seconds;
+    if (due)
+        p->last_sync = now;
+    pthread_mutex_unlock(&p->sync_mu);
+    if (!due)
+        return;
+    if (rd_index_sync(p->ix, w->store, &added, &err) != RD_OK)
+        rd_log_warn("pipeline: archive refresh: %s", rd_error_message(&err));
+    else if (added != 0)
+        rd_log_info("pipeline: archive refreshed: %ld entries now", rd_index_count(p->ix));
+}
+
 /* The retrieval stage: the top-k similar archive studies of the frontal image and their
  * votes combined with the encoder's scores into `combined`. Without an archive (or an
  * empty one) the encoder's scores pass through. `hits` has room for rs.search.k hits. */
-static rd_status retrieve(rd_pipeline_worker *w, const rd_dicom_meta *frontal,
-                          const float *embedding, const double *enc_scores, rd_index_hit *hits,
-                          int *n_hits, double votes[RD_FINDING_COUNT],
+static rd_status retrieve(rd_pipeline_worker *w, const rd_index_query *q, const double *enc_scores,
+                          rd_index_hit *hits, int *n_hits, double votes[RD_FINDING_COUNT],
                           double combined[RD_FINDING_N_ABNORMAL], rd_error *err)
 {
     rd_pipeline *p = w->p;
-    rd_index_query q;
-    char patient[RD_SHA256_HEX_SIZE];
     rd_status st;
     *n_hits = 0;
-    memset(&q, 0, sizeof q);
-    q.embedding = embedding;
-    rd_index_query_from_meta(&q, frontal, p->cfg.archive_patient_salt, patient);
-    if (q.view == RD_VIEW_UNKNOWN)
-        q.view = RD_VIEW_FRONTAL; /* the frontal image was chosen as such */
+    if (p->ix)
+        sync_archive(w);
     if (p->ix && rd_index_count(p->ix) > 0 &&
-        (st = rd_index_search(p->ix, &q, &p->rs.search, hits, n_hits, err)) != RD_OK)
+        (st = rd_index_search(p->ix, q, &p->rs.search, hits, n_hits, err)) != RD_OK)
         return st;
     (void)rd_index_scores(hits, *n_hits, enc_scores, &p->rs.votes, votes, combined);
     return RD_OK;
@@ -363,6 +399,7 @@ void rd_pipeline_draft_free(rd_pipeline_draft *d)
         return;
     rd_draft_free(&d->draft);
     free(d->neighbours);
+    free(d->embedding);
     memset(d, 0, sizeof *d);
     d->frontal = -1;
     d->frontal_rule = "";
@@ -621,6 +658,12 @@ static rd_status stage_embed(study *s, rd_error *err)
         return rd_error_prefix(err, st, "embed");
     for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
         d->encoder[f] = d->has_encoder_scores ? fscores[f] : 0;
+    /* The review item keeps it: signing makes it the study's archive entry. */
+    if (info->embedding_dim > 0) {
+        d->embedding = s->embedding;
+        d->embedding_dim = info->embedding_dim;
+        s->embedding = NULL;
+    }
     return RD_OK;
 }
 
@@ -630,12 +673,21 @@ static rd_status stage_retrieve(study *s, rd_error *err)
     rd_pipeline *p = s->w->p;
     rd_pipeline_draft *d = s->d;
     rd_status st;
+    rd_index_query q;
     s->hits = calloc((size_t)(p->rs.search.k > 0 ? p->rs.search.k : 1), sizeof *s->hits);
     if (!s->hits)
         return rd_error_set(err, RD_E_NOMEM, "retrieve: out of memory");
-    if ((st = retrieve(s->w, &s->img_metas[s->frontal], s->embedding,
-                       d->has_encoder_scores ? d->encoder : NULL, s->hits, &s->n_hits, d->votes,
-                       d->combined, err)) != RD_OK)
+    /* The query, kept in the draft: a signed study's archive entry is filed the same way. */
+    memset(&q, 0, sizeof q);
+    q.embedding = d->embedding;
+    rd_index_query_from_meta(&q, &s->img_metas[s->frontal], p->cfg.archive_patient_salt,
+                             d->patient_hash);
+    if (q.view == RD_VIEW_UNKNOWN)
+        q.view = RD_VIEW_FRONTAL; /* the frontal image was chosen as such */
+    d->view = q.view;
+    d->study_date = q.study_date;
+    if ((st = retrieve(s->w, &q, d->has_encoder_scores ? d->encoder : NULL, s->hits, &s->n_hits,
+                       d->votes, d->combined, err)) != RD_OK)
         return rd_error_prefix(err, st, "retrieve");
     if (s->n_hits == 0)
         return RD_OK;
@@ -667,7 +719,14 @@ static rd_status stage_generate(study *s, rd_error *err)
     st = rd_generator_draft_scores(p->gen, s->d->combined, &p->th, evidence, (size_t)s->n_hits,
                                    p->lab, &s->d->draft, err);
     free(evidence);
-    return st == RD_OK ? RD_OK : rd_error_prefix(err, st, "generate");
+    if (st != RD_OK)
+        return rd_error_prefix(err, st, "generate");
+    for (int i = 0; i < p->n_urgent; i++) {
+        rd_finding_state fs = s->d->draft.state[p->urgent[i]];
+        if (fs == RD_STATE_PRESENT || fs == RD_STATE_UNCERTAIN)
+            s->d->urgent = 1;
+    }
+    return RD_OK;
 }
 
 /* write: the draft SR, by default named by study and content version, so that a rerun
@@ -812,6 +871,12 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
         r.impression_text = d.draft.impression_text;
         r.findings_json = findings_json;
         r.neighbours_json = neighbours_json;
+        r.embedding = d.embedding;
+        r.dim = d.embedding_dim;
+        r.patient_hash = d.patient_hash;
+        r.view = d.view;
+        r.study_date = d.study_date;
+        r.priority = d.urgent;
         if ((st = rd_store_review_add(w->store, &r, dests, nd, &res->review_id, &added, err)) !=
             RD_OK) {
             st = rd_error_prefix(err, st, "record");

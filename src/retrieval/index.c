@@ -51,6 +51,10 @@ struct rd_index {
      * key is added once without scanning the archive. */
     size_t *slots;
     size_t n_slots; /* a power of two, kept at least twice n */
+    /* The store's archive marks as of the last load or sync (rd_index_sync); guarded by
+     * sync_mu, which one syncing thread holds at a time. */
+    pthread_mutex_t sync_mu;
+    int64_t synced_max_id, synced_deletions;
 };
 
 /* ---- small helpers ---- */
@@ -273,6 +277,11 @@ rd_status rd_index_create(rd_index **out, const char *model_version, int dim, rd
             free(ix);
             return rd_error_set(err, RD_E_INTERNAL, "index: cannot create its lock");
         }
+        if (pthread_mutex_init(&ix->sync_mu, NULL) != 0) {
+            pthread_rwlock_destroy(&ix->lock);
+            free(ix);
+            return rd_error_set(err, RD_E_INTERNAL, "index: cannot create its lock");
+        }
     }
     *out = ix;
     return RD_OK;
@@ -291,6 +300,7 @@ void rd_index_free(rd_index *ix)
     free(ix->emb);
     free(ix->slots);
     pthread_rwlock_destroy(&ix->lock);
+    pthread_mutex_destroy(&ix->sync_mu);
     free(ix);
 }
 
@@ -619,7 +629,11 @@ rd_status rd_index_load(rd_index **out, rd_store *store, const char *model_versi
     if ((st = rd_index_create(&ix, model_version, dim, err)) != RD_OK)
         return st;
     ctx.ix = ix;
-    if ((st = rd_store_archive_scan(store, model_version, 1, load_row, &ctx, err)) != RD_OK)
+    /* The marks before the rows: a row added during the scan is then also seen by the next
+     * sync, which skips it as a key already in memory. */
+    if ((st = rd_store_archive_marks(store, &ix->synced_max_id, &ix->synced_deletions, err)) !=
+            RD_OK ||
+        (st = rd_store_archive_scan(store, model_version, 1, load_row, &ctx, err)) != RD_OK)
         goto out;
     if (ix->n == 0 && seed_path && seed_path[0]) {
         struct stat sb;
@@ -643,6 +657,60 @@ out:
         *n_seeded = seeded;
     *out = ix;
     return RD_OK;
+}
+
+/* Exchanges the entries of two indexes of the same model and dimension (under `ix`'s write
+ * lock, so that searches see either the old entries or the new). */
+static void swap_entries(rd_index *ix, rd_index *fresh)
+{
+    pthread_rwlock_wrlock(&ix->lock);
+#define SWAP(field)                                                                                \
+    do {                                                                                           \
+        __typeof__(ix->field) tmp = ix->field;                                                     \
+        ix->field = fresh->field;                                                                  \
+        fresh->field = tmp;                                                                        \
+    } while (0)
+    SWAP(n);
+    SWAP(cap);
+    SWAP(emb);
+    SWAP(meta);
+    SWAP(next_id);
+    SWAP(slots);
+    SWAP(n_slots);
+#undef SWAP
+    pthread_rwlock_unlock(&ix->lock);
+}
+
+rd_status rd_index_sync(rd_index *ix, rd_store *store, long *added, rd_error *err)
+{
+    int64_t max_id = 0, deletions = 0;
+    long before = rd_index_count(ix);
+    load_ctx ctx = {ix};
+    rd_status st;
+    if (added)
+        *added = 0;
+    pthread_mutex_lock(&ix->sync_mu);
+    if ((st = rd_store_archive_marks(store, &max_id, &deletions, err)) != RD_OK)
+        goto out;
+    if (deletions != ix->synced_deletions) {
+        rd_index *fresh = NULL;
+        if ((st = rd_index_load(&fresh, store, ix->version, ix->dim, NULL, NULL, err)) != RD_OK)
+            goto out;
+        swap_entries(ix, fresh);
+        ix->synced_max_id = fresh->synced_max_id;
+        ix->synced_deletions = fresh->synced_deletions;
+        rd_index_free(fresh); /* the old entries */
+    } else if (max_id > ix->synced_max_id) {
+        if ((st = rd_store_archive_scan_after(store, ix->version, ix->synced_max_id, 1, load_row,
+                                              &ctx, err)) != RD_OK)
+            goto out;
+        ix->synced_max_id = max_id;
+    }
+    if (added)
+        *added = rd_index_count(ix) - before;
+out:
+    pthread_mutex_unlock(&ix->sync_mu);
+    return st;
 }
 
 /* ---- search ---- */

@@ -164,6 +164,37 @@ rd_status rd_store_archive_scan(rd_store *s, const char *model_version, int with
     return rs;
 }
 
+rd_status rd_store_archive_scan_after(rd_store *s, const char *model_version, int64_t after_id,
+                                      int with_embedding, rd_store_archive_fn fn, void *ctx,
+                                      rd_error *err)
+{
+    rd__stmt q;
+    rd_store_archive_row row;
+    float *buf = NULL;
+    size_t buf_n = 0;
+    int more;
+    rd_status rs = rd__stmt_open(&q, s, "archive: scan of new rows",
+                                 SELECT_ROWS " WHERE model_version=?1 AND id>?2 ORDER BY id",
+                                 RD__ARGS(RD__TEXT(model_version), RD__INT(after_id)), err);
+    while (rs == RD_OK && (rs = rd__stmt_step(&q, &more, err)) == RD_OK && more) {
+        if ((rs = read_row(s, &q, with_embedding, &buf, &buf_n, &row, err)) == RD_OK)
+            rs = fn(ctx, &row, err);
+    }
+    rd__stmt_close(&q);
+    free(buf);
+    return rs;
+}
+
+rd_status rd_store_archive_marks(rd_store *s, int64_t *max_id, int64_t *deletions, rd_error *err)
+{
+    rd_status rs = rd__query_int64(s, "archive: marks", "SELECT COALESCE(MAX(id), 0) FROM archive",
+                                   RD__NO_ARGS, max_id, NULL, err);
+    if (rs == RD_OK)
+        rs = rd__query_int64(s, "archive: marks", "SELECT deletions FROM archive_marks",
+                             RD__NO_ARGS, deletions, NULL, err);
+    return rs;
+}
+
 rd_status rd_store_archive_count(rd_store *s, const char *model_version, long *count, rd_error *err)
 {
     if (model_version)

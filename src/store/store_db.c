@@ -136,9 +136,11 @@ static const char *const migrations[] = {
     "  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
     /* 5: the review queue (store_reviews.c): items claimed, edited, signed, rejected or
      * superseded, with who and when, the final texts and states, edit statistics, a
-     * priority and the draft-time embedding; one row per signed version of an item (the
-     * first signature, then amendments). SQLite cannot change a CHECK constraint, so the
-     * table is rebuilt; the states of migration 2 that nothing ever set map to 'draft'. */
+     * priority, and what the archive entry of a signed study needs (the draft-time
+     * embedding, patient hash, view and date: batch's files are not in the store); one row
+     * per signed version of an item (the first signature, then amendments). SQLite cannot
+     * change a CHECK constraint, so the table is rebuilt; the states of migration 2 that
+     * nothing ever set map to 'draft'. */
     "CREATE TABLE reviews_v5("
     "  id INTEGER PRIMARY KEY,"
     "  study_uid TEXT NOT NULL,"
@@ -154,6 +156,9 @@ static const char *const migrations[] = {
     "  findings_json TEXT,"
     "  neighbours_json TEXT,"
     "  embedding BLOB,"
+    "  patient_hash TEXT NOT NULL DEFAULT '',"
+    "  view INTEGER NOT NULL DEFAULT 0,"
+    "  study_date INTEGER NOT NULL DEFAULT 0,"
     "  priority INTEGER NOT NULL DEFAULT 0,"
     "  claimed_by TEXT,"
     "  claimed_at REAL,"
@@ -202,7 +207,13 @@ static const char *const migrations[] = {
     "  findings_text TEXT,"
     "  impression_text TEXT,"
     "  final_states TEXT NOT NULL,"
-    "  UNIQUE(review_id, version));",
+    "  UNIQUE(review_id, version));"
+    /* A running index learns of new archive rows from MAX(id) and of deleted ones (a signed
+     * entry replaced by an amendment) from this counter, without counting the archive. */
+    "CREATE TABLE archive_marks(deletions INTEGER NOT NULL);"
+    "INSERT INTO archive_marks VALUES(0);"
+    "CREATE TRIGGER archive_deleted AFTER DELETE ON archive"
+    "  BEGIN UPDATE archive_marks SET deletions=deletions+1; END;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

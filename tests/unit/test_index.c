@@ -697,6 +697,83 @@ static rd_index_hit hit_of(double sim, const char *states)
     return h;
 }
 
+/* A running index follows the store: rows another connection adds appear at the next sync,
+ * a deleted row (a signed entry replaced by an amendment) makes it rebuild, and a sync with
+ * nothing new changes nothing. */
+RD_TEST(sync_follows_other_connections)
+{
+    const char *dir = rd_test_tmpdir("index_sync");
+    char dirbuf[1024];
+    fixture f;
+    rd_store *s = NULL, *other = NULL;
+    rd_index *ix = NULL, *writer = NULL;
+    rd_index_hit hits[3];
+    rd_index_query q;
+    rd_index_params p;
+    rd_error err;
+    long added = -1;
+    int n = 0;
+
+    rd_strlcpy(dirbuf, dir, sizeof dirbuf);
+    fixture_make(&f, 60, 16, 10);
+    REQUIRE_OK(rd_store_open(&s, dirbuf, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&other, dirbuf, NULL, &err), &err);
+    REQUIRE_OK(rd_index_load(&writer, other, "model-s", 16, NULL, NULL, &err), &err);
+    for (int i = 0; i < 20; i++) {
+        rd_index_entry e = fixture_entry(&f, i);
+        REQUIRE_OK(rd_index_add(writer, other, &e, f.emb + (size_t)i * 16, NULL, NULL, &err), &err);
+    }
+    REQUIRE_OK(rd_index_load(&ix, s, "model-s", 16, NULL, NULL, &err), &err);
+    CHECK_EQ_INT(rd_index_count(ix), 20);
+    CHECK_OK(rd_index_sync(ix, s, &added, &err), &err);
+    CHECK_EQ_INT(added, 0);
+    /* 30 more by the other connection, one of them exactly the query. */
+    for (int i = 20; i < 50; i++) {
+        rd_index_entry e = fixture_entry(&f, i);
+        REQUIRE_OK(rd_index_add(writer, other, &e, f.emb + (size_t)i * 16, NULL, NULL, &err), &err);
+    }
+    CHECK_EQ_INT(rd_index_count(ix), 20);
+    CHECK_OK(rd_index_sync(ix, s, &added, &err), &err);
+    CHECK_EQ_INT(added, 30);
+    CHECK_EQ_INT(rd_index_count(ix), 50);
+    rd_index_params_default(&p);
+    p.k = 3;
+    memset(&q, 0, sizeof q);
+    q.embedding = f.emb + 33 * 16;
+    CHECK_OK(rd_index_search(ix, &q, &p, hits, &n, &err), &err);
+    CHECK(n >= 1 && strcmp(hits[0].study_uid, f.study[33]) == 0);
+    rd_index_hits_clear(hits, n);
+    /* A row replaced: deleted, then added again with other states (a new row id). */
+    {
+        sqlite3 *db = rd_store__db(other);
+        rd_index_entry e = fixture_entry(&f, 33);
+        char sql[200];
+        rd_index *fresh = NULL;
+        snprintf(sql, sizeof sql, "DELETE FROM archive WHERE key='%s'", f.key[33]);
+        REQUIRE(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+        for (int k = 0; k < RD_FINDING_COUNT; k++)
+            e.state[k] = RD_STATE_PRESENT;
+        /* A new writer index: the old one still holds the key in memory. */
+        REQUIRE_OK(rd_index_load(&fresh, other, "model-s", 16, NULL, NULL, &err), &err);
+        REQUIRE_OK(rd_index_add(fresh, other, &e, f.emb + 33 * 16, NULL, NULL, &err), &err);
+        rd_index_free(fresh);
+    }
+    CHECK_OK(rd_index_sync(ix, s, &added, &err), &err);
+    CHECK_EQ_INT(added, 0);
+    CHECK_EQ_INT(rd_index_count(ix), 50);
+    CHECK_OK(rd_index_search(ix, &q, &p, hits, &n, &err), &err);
+    REQUIRE(n >= 1);
+    CHECK(strcmp(hits[0].study_uid, f.study[33]) == 0);
+    for (int k = 0; k < RD_FINDING_COUNT; k++)
+        CHECK_EQ_INT(hits[0].state[k], RD_STATE_PRESENT);
+    rd_index_hits_clear(hits, n);
+    rd_index_free(writer);
+    rd_index_free(ix);
+    rd_store_close(other);
+    rd_store_close(s);
+    fixture_free(&f);
+}
+
 RD_TEST(votes_math)
 {
     /* Atelectasis: present, uncertain, absent; Cardiomegaly: present in the last only. */

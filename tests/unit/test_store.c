@@ -500,7 +500,7 @@ RD_TEST(db_errors_name_what_failed_and_a_lock_waits_the_busy_timeout)
     rd_store *s = NULL, *other = NULL;
     rd_store_options opts;
     rd_store_job job;
-    rd_store_review r = {"1.2.5", "v1", "/tmp/sr.dcm", NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    rd_store_review r = {.study_uid = "1.2.5", .content_version = "v1", .sr_path = "/tmp/sr.dcm"};
     rd_error err;
     long n = -1;
     double t0;
