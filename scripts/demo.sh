@@ -2,7 +2,7 @@
 # Sets up, builds and runs the demo on the embedded defaults: radraft serve (port 11112, AE
 # RADRAFT, the shipped model and its seed archive) receives the synthetic sample studies by
 # C-STORE, drafts a report for each and writes it as a DICOM SR. The demo prints each
-# draft's findings, impression and SR file.
+# draft's findings, impression and SR file, then signs one in the review queue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -48,6 +48,18 @@ while IFS=$'\t' read -r sr findings impression; do
         "$who" "$findings" "$impression" "$(realpath "$sr")"
 done
 n=$(sqlite3 "$db" "SELECT COUNT(*) FROM reviews")
+[ "$n" -ge 4 ] || { echo "demo: only $n of 4 studies drafted" >&2; exit 1; }
+
 echo
-echo "demo: $n of 4 studies drafted; the SRs are DICOM files (dsrdump FILE shows one)"
-[ "$n" -ge 4 ]
+echo "== the review queue: a radiologist claims the first draft, corrects it and signs it"
+"$radraft" user add admin --role admin --display-name "Admin^Demo" >/dev/null
+"$radraft" user add demo.rad --role radiologist --display-name "Curie^Marie" --user admin >/dev/null
+"$radraft" queue list
+first=$(sqlite3 "$db" "SELECT MIN(id) FROM reviews")
+"$radraft" queue claim "$first" --user demo.rad
+"$radraft" queue edit "$first" --user demo.rad --impression "No acute cardiopulmonary disease."
+"$radraft" queue sign "$first" --user demo.rad --set "review.organization=radraft demo"
+"$radraft" audit verify
+echo
+echo "demo: $n of 4 studies drafted and one signed; the SRs are DICOM files (dsrdump FILE"
+echo "shows one); the signed study is now in the similar-case archive"
