@@ -89,20 +89,6 @@ typedef struct archive_args {
     int n_paths;
 } archive_args;
 
-static void print_json_string(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(fp, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(fp, "\\u%04x", *p);
-        else
-            fputc(*p, fp);
-    }
-    fputc('"', fp);
-}
-
 static rd_status open_store(const archive_args *a, rd_store **s, rd_error *err)
 {
     rd_store_options so;
@@ -665,11 +651,11 @@ static rd_status list_row(void *vctx, const rd_store_archive_row *r, rd_error *e
         return RD_OK;
     c->n++;
     printf("{\"id\": %lld, \"model_version\": ", (long long)r->id);
-    print_json_string(stdout, r->model_version);
+    rd_cli_print_json_string(stdout, r->model_version);
     fputs(", \"key\": ", stdout);
-    print_json_string(stdout, r->key);
+    rd_cli_print_json_string(stdout, r->key);
     fputs(", \"study_uid\": ", stdout);
-    print_json_string(stdout, r->study_uid);
+    rd_cli_print_json_string(stdout, r->study_uid);
     printf(", \"source\": \"%s\", \"view\": \"%s\", \"study_date\": %d, \"findings\": {",
            rd_archive_source_name((rd_archive_source)r->source),
            rd_view_family_name((rd_view_family)r->view), r->study_date);
@@ -873,10 +859,7 @@ static int cmd_query(archive_args *a)
         rd_status st;
         memset(&meta, 0, sizeof meta);
         memset(&q, 0, sizeof q);
-        if (rd_png_probe(file))
-            st = rd_png_read(file, &img, NULL, &err);
-        else
-            st = rd_dicom_read_image(file, &dopts, &img, &meta, &err);
+        st = rd_cli_read_image(file, &dopts, &img, &meta, &err);
         if (st == RD_OK)
             st = rd_encoder_embed(enc, img, emb, info->n_labels ? scores : NULL, &err);
         rd_image_free(img);
@@ -895,14 +878,14 @@ static int cmd_query(archive_args *a)
         rd_index_scores(hits, n_hits, info->n_labels ? enc_scores : NULL, &rs.votes, votes,
                         combined);
         fputs("{\"file\": ", stdout);
-        print_json_string(stdout, file);
+        rd_cli_print_json_string(stdout, file);
         fputs(", \"model\": ", stdout);
-        print_json_string(stdout, info->version);
+        rd_cli_print_json_string(stdout, info->version);
         printf(", \"archive_entries\": %ld, \"neighbours\": [", rd_index_count(ix));
         for (int h = 0; h < n_hits; h++) {
             printf("%s{\"id\": %lld, \"similarity\": %.6f, \"study_uid\": ", h ? ", " : "",
                    (long long)hits[h].id, (double)hits[h].similarity);
-            print_json_string(stdout, hits[h].study_uid);
+            rd_cli_print_json_string(stdout, hits[h].study_uid);
             printf(", \"source\": \"%s\", \"view\": \"%s\"}",
                    rd_archive_source_name(hits[h].source), rd_view_family_name(hits[h].view));
         }
@@ -1343,27 +1326,17 @@ int rd_cmd_archive(int argc, char **argv)
         RD_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0}};
     archive_args a;
-    int opt;
+    int opt, rc;
     rd_error err;
 
     memset(&a, 0, sizeof a);
     a.source = RD_ARCHIVE_IMPORT;
     rd_cli_init(&a.cli, "radraft archive");
-    if (argc < 2 || argv[1][0] == '-') {
-        int want_help = argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0);
-        fputs(help, want_help ? stdout : stderr);
-        return want_help ? RD_EXIT_OK : RD_EXIT_USAGE;
-    }
-    a.sub = argv[1];
+    if (!(a.sub = rd_cli_action(argc, argv, help, &rc)))
+        return rc;
     argc--;
     argv++;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&a.cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&a.cli, argc, argv, "ho:", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_DATA_DIR:
             a.data_dir = optarg;
@@ -1416,18 +1389,15 @@ int rd_cmd_archive(int argc, char **argv)
         case 'o':
             a.out = optarg;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
+    if (opt < 0)
+        return rc;
     a.paths = argv + optind;
     a.n_paths = argc - optind;
-    if (rd_cli_finish_config(&a.cli) != 0)
-        return RD_EXIT_FAIL;
+    /* The operands depend on the command, which checks them below. */
+    if ((rc = rd_cli_finish(&a.cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
     if (!a.data_dir)
         a.data_dir = a.cli.cfg.server_data_dir;
     if (!a.model)

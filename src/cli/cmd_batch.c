@@ -98,7 +98,7 @@ int rd_cmd_batch(int argc, char **argv)
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     const char *out = NULL, *data = NULL, *model = NULL, *workers_arg = NULL;
-    int send = 0, opt, rc = RD_EXIT_FAIL, n_workers = 1, threads = 1;
+    int send = 0, opt, rc, n_workers = 1, threads = 1;
     rd_cli cli;
     rd_error err;
     rd_batch *b = NULL;
@@ -109,13 +109,7 @@ int rd_cmd_batch(int argc, char **argv)
     int tty = isatty(STDERR_FILENO);
 
     rd_cli_init(&cli, "radraft batch");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_OUT:
             out = optarg;
@@ -132,27 +126,19 @@ int rd_cmd_batch(int argc, char **argv)
         case OPT_WORKERS:
             workers_arg = optarg;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (optind >= argc) {
-        rd_cli_error(&cli, "no folder or file given");
-        fputs(help, stderr);
+    if (opt < 0)
+        return rc;
+    if (optind >= argc)
+        return rd_cli_usage_error(&cli, help, "no folder or file given");
+    if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
+    const rd_cli_setting settings[] = {
+        {"server.data_dir", data}, {"encoder.model", model}, {"pipeline.workers", workers_arg}};
+    if (rd_cli_set_options(&cli, settings, RD_CLI_COUNT(settings)) != RD_EXIT_OK)
         return RD_EXIT_USAGE;
-    }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
-    if ((data && rd_config_set(&cli.cfg, "server.data_dir", data, &err) != RD_OK) ||
-        (model && rd_config_set(&cli.cfg, "encoder.model", model, &err) != RD_OK) ||
-        (workers_arg && rd_config_set(&cli.cfg, "pipeline.workers", workers_arg, &err) != RD_OK)) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
-        return RD_EXIT_USAGE;
-    }
+    rc = RD_EXIT_FAIL; /* what `goto out` returns from here on */
     if (send && cli.cfg.outbox_destinations.count == 0) {
         rd_cli_error(&cli, "--send: no destination (set outbox.destinations)");
         return RD_EXIT_USAGE;

@@ -18,16 +18,10 @@ int rd_cmd_config(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
-    int keys = 0, opt;
+    int keys = 0, opt, rc;
 
     rd_cli_init(&cli, "radraft config");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_PRINT:
             keys = 0;
@@ -35,20 +29,10 @@ int rd_cmd_config(int argc, char **argv)
         case OPT_KEYS:
             keys = 1;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        rd_cli_error(&cli, "unexpected argument '%s'", argv[optind]);
-        return RD_EXIT_USAGE;
-    }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
+    if (opt < 0 || (rc = rd_cli_finish(&cli, argc, argv, RD_CLI_NO_OPERANDS)) != RD_EXIT_OK)
+        return rc;
     if (keys) {
         rd_config_describe(stdout);
         return RD_EXIT_OK;

@@ -18,34 +18,20 @@ static const char help[] =
     "  --threads N         worker threads (config encoder.threads; 0 = one per core)\n"
     "  --batch N           images per forward pass (config encoder.batch)\n" RD_CLI_COMMON_HELP;
 
-static void print_json_string(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(fp, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(fp, "\\u%04x", *p);
-        else
-            fputc(*p, fp);
-    }
-    fputc('"', fp);
-}
-
 static void print_result(const char *file, const rd_nn_info *info, const float *emb,
                          const float *scores)
 {
     fputs("{\"file\": ", stdout);
-    print_json_string(stdout, file);
+    rd_cli_print_json_string(stdout, file);
     fputs(", \"model\": ", stdout);
-    print_json_string(stdout, info->version);
+    rd_cli_print_json_string(stdout, info->version);
     fputs(", \"embedding\": [", stdout);
     for (int i = 0; i < info->embedding_dim; i++)
         printf("%s%.7g", i ? ", " : "", (double)emb[i]);
     fputs("], \"scores\": {", stdout);
     for (int i = 0; i < info->n_labels; i++) {
         fputs(i ? ", " : "", stdout);
-        print_json_string(stdout, info->labels[i]);
+        rd_cli_print_json_string(stdout, info->labels[i]);
         printf(": %.6f", (double)scores[i]);
     }
     fputs("}}\n", stdout);
@@ -61,23 +47,14 @@ int rd_cmd_embed(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
-    rd_encoder *enc = NULL;
+    rd_cli_embedder e;
     rd_dicom_options dopts;
     const char *model = NULL;
     long threads = -1, batch = -1;
     int opt, rc = RD_EXIT_OK;
-    rd_image **imgs = NULL;
-    const char **names = NULL;
-    float *emb = NULL, *scores = NULL;
 
     rd_cli_init(&cli, "radraft embed");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_MODEL:
             model = optarg;
@@ -90,84 +67,50 @@ int rd_cmd_embed(int argc, char **argv)
             if (rd_cli_parse_int(&cli, "--batch", optarg, 1, 256, &batch))
                 return RD_EXIT_USAGE;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (optind >= argc) {
-        rd_cli_error(&cli, "no FILE given");
-        fputs(help, stderr);
-        return RD_EXIT_USAGE;
-    }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
+    if (opt < 0)
+        return rc;
+    if (optind >= argc)
+        return rd_cli_usage_error(&cli, help, "no FILE given");
+    if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
     if (!model)
         model = cli.cfg.encoder_model;
     if (!model[0]) {
         rd_cli_error(&cli, "no model: give --model or set encoder.model");
         return RD_EXIT_USAGE;
     }
-    if (threads < 0)
-        threads = cli.cfg.encoder_threads;
-    if (batch < 0)
-        batch = cli.cfg.encoder_batch;
-    if (batch > argc - optind)
-        batch = argc - optind;
-    if (rd_encoder_create(&enc, model, (int)threads, (int)batch, &err) != RD_OK) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
-        return RD_EXIT_FAIL;
-    }
-    const rd_nn_info *info = rd_encoder_info(enc);
-    rd_dicom_options_from_config(&dopts, &cli.cfg);
-    imgs = calloc((size_t)batch, sizeof *imgs);
-    names = calloc((size_t)batch, sizeof *names);
-    emb = malloc((size_t)batch * info->embedding_dim * sizeof *emb);
-    scores = malloc(((size_t)batch * info->n_labels + 1) * sizeof *scores);
-    if (!imgs || !names || !emb || !scores) {
-        rd_cli_error(&cli, "out of memory");
+    if (rd_cli_embedder_open(&e, &cli, model, threads, batch, argc - optind) != 0) {
         rc = RD_EXIT_FAIL;
         goto out;
     }
+    rd_dicom_options_from_config(&dopts, &cli.cfg);
     for (int i = optind; i < argc;) {
         int n = 0;
-        while (n < batch && i < argc) {
+        while (n < e.batch && i < argc) {
             const char *path = argv[i++];
-            rd_status st = rd_png_probe(path)
-                               ? rd_png_read(path, &imgs[n], NULL, &err)
-                               : rd_dicom_read_image(path, &dopts, &imgs[n], NULL, &err);
-            if (st != RD_OK) {
+            if (rd_cli_read_image(path, &dopts, &e.imgs[n], NULL, &err) != RD_OK) {
                 rd_cli_error(&cli, "%s", rd_error_message(&err));
                 rc = RD_EXIT_FAIL;
                 continue;
             }
-            names[n++] = path;
+            e.names[n++] = path;
         }
         if (n > 0) {
-            if (rd_encoder_embed_batch(enc, (const rd_image *const *)imgs, n, emb, scores, &err) !=
-                RD_OK) {
+            if (rd_cli_embedder_embed(&e, n, &err) != RD_OK) {
                 rd_cli_error(&cli, "%s", rd_error_message(&err));
                 rc = RD_EXIT_FAIL;
             } else {
                 for (int j = 0; j < n; j++)
-                    print_result(names[j], info, emb + (size_t)j * info->embedding_dim,
-                                 scores + (size_t)j * info->n_labels);
+                    print_result(e.names[j], e.info, e.emb + (size_t)j * e.info->embedding_dim,
+                                 e.scores + (size_t)j * e.info->n_labels);
             }
         }
-        for (int j = 0; j < n; j++) {
-            rd_image_free(imgs[j]);
-            imgs[j] = NULL;
-        }
+        rd_cli_embedder_clear(&e, n);
         fflush(stdout);
     }
 out:
-    free(imgs);
-    free(names);
-    free(emb);
-    free(scores);
-    rd_encoder_free(enc);
+    rd_cli_embedder_close(&e);
     return rc;
 }

@@ -442,7 +442,7 @@ int rd_cmd_evaluate(int argc, char **argv)
     size_t len;
     label_row *labels = NULL;
     pred_row *preds = NULL;
-    int n_labels = 0, n_preds = 0, has_patient = 0, as_json = 0, opt, rc = RD_EXIT_FAIL;
+    int n_labels = 0, n_preds = 0, has_patient = 0, as_json = 0, opt, rc;
     const char **pids = NULL;
     int n_pids = 0;
     cJSON *doc = NULL;
@@ -452,13 +452,7 @@ int rd_cmd_evaluate(int argc, char **argv)
     unsigned char *lab = NULL;
 
     rd_cli_init(&cli, "radraft evaluate");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_LABELS:
             labels_path = optarg;
@@ -476,28 +470,22 @@ int rd_cmd_evaluate(int argc, char **argv)
         case OPT_JSON:
             as_json = 1;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (!labels_path || optind != argc - 1) {
-        rd_cli_error(&cli, "%s",
-                     !labels_path ? "--labels FILE is required"
-                                  : "give exactly one PREDICTIONS.csv");
-        fputs(help, stderr);
-        return RD_EXIT_USAGE;
-    }
+    if (opt < 0)
+        return rc;
+    if (!labels_path || optind != argc - 1)
+        return rd_cli_usage_error(&cli, help, "%s",
+                                  !labels_path ? "--labels FILE is required"
+                                               : "give exactly one PREDICTIONS.csv");
     if (patients_path && split_model) {
         rd_cli_error(&cli, "--patients and --split-from exclude each other");
         return RD_EXIT_USAGE;
     }
     pred_path = argv[optind];
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
+    if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
+    rc = RD_EXIT_FAIL; /* what `goto out` and `goto fail` return until the results print */
 
     if (rd_read_file(labels_path, EV_MAX_CSV_BYTES, &labels_text, &len, &err) != RD_OK ||
         load_labels(labels_path, labels_text, &labels, &n_labels, &has_patient, &err) != RD_OK ||

@@ -106,30 +106,18 @@ int rd_cmd_info(int argc, char **argv)
 {
     static const struct option opts[] = {RD_CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
     rd_cli cli;
-    int opt, failed = 0;
+    int opt, rc, failed = 0;
 
     rd_cli_init(&cli, "radraft info");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
-        if (opt == 'h') {
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        }
-        fputs(help, stderr);
-        return RD_EXIT_USAGE;
-    }
-    if (optind >= argc) {
-        rd_cli_error(&cli, "no FILE given");
-        fputs(help, stderr);
-        return RD_EXIT_USAGE;
-    }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
+    /* Every option is a common one: the loop only has to run to the end. */
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, help, &rc)) > 0)
+        continue;
+    if (opt < 0)
+        return rc;
+    if (optind >= argc)
+        return rd_cli_usage_error(&cli, help, "no FILE given");
+    if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
     for (int i = optind; i < argc; i++) {
         rd_error err;
         cJSON *obj = cJSON_CreateObject();

@@ -49,31 +49,12 @@ int rd_cmd_label(int argc, char **argv)
     int opt, bad = 0, eof = 0, rc = RD_EXIT_OK;
 
     rd_cli_init(&cli, "radraft label");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int c = rd_cli_common_option(&cli, opt, optarg);
-        if (c < 0)
-            return RD_EXIT_USAGE;
-        if (c > 0)
-            continue;
-        switch (opt) {
-        case OPT_IN:
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, label_help, &rc)) > 0) {
+        if (opt == OPT_IN)
             in_path = optarg;
-            break;
-        case 'h':
-            fputs(label_help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(label_help, stderr);
-            return RD_EXIT_USAGE;
-        }
     }
-    if (optind < argc) {
-        rd_cli_error(&cli, "unexpected argument '%s'", argv[optind]);
-        return RD_EXIT_USAGE;
-    }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
+    if (opt < 0 || (rc = rd_cli_finish(&cli, argc, argv, RD_CLI_NO_OPERANDS)) != RD_EXIT_OK)
+        return rc;
     if (!(lab = make_labeler(&cli)))
         return RD_EXIT_FAIL;
     if (in_path && strcmp(in_path, "-") != 0) {
@@ -162,16 +143,10 @@ int rd_cmd_evaluate_labeler(int argc, char **argv)
     static const rd_labeler_positive order[] = {RD_LABELER_POSITIVE_UNCERTAIN,
                                                 RD_LABELER_POSITIVE_PRESENT,
                                                 RD_LABELER_POSITIVE_SPECULATIVE};
-    int opt, only = -1;
+    int opt, rc, only = -1;
 
     rd_cli_init(&cli, "radraft evaluate-labeler");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int c = rd_cli_common_option(&cli, opt, optarg);
-        if (c < 0)
-            return RD_EXIT_USAGE;
-        if (c > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, eval_help, &rc)) > 0) {
         switch (opt) {
         case OPT_REPORTS:
             reports = optarg;
@@ -191,18 +166,10 @@ int rd_cmd_evaluate_labeler(int argc, char **argv)
                 return RD_EXIT_USAGE;
             }
             break;
-        case 'h':
-            fputs(eval_help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(eval_help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        rd_cli_error(&cli, "unexpected argument '%s'", argv[optind]);
-        return RD_EXIT_USAGE;
-    }
+    if (opt < 0 || (rc = rd_cli_no_operands(&cli, argc, argv)) != RD_EXIT_OK)
+        return rc;
     if (!reports || !gold) {
         const char *shared = getenv("RADRAFT_SHARED_DATA");
         if (!shared || !shared[0]) {

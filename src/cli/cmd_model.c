@@ -128,27 +128,14 @@ int rd_cmd_model(int argc, char **argv)
     rd_error err;
     const char *arch = NULL, *outdir = NULL, *verb;
     long seed = 1, batch = 1, threads = -1, iters = 20;
-    int opt;
+    int opt, rc;
 
     rd_cli_init(&cli, "radraft model");
-    if (argc < 2 || argv[1][0] == '-') {
-        if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        }
-        fputs(help, stderr);
-        return RD_EXIT_USAGE;
-    }
-    verb = argv[1];
+    if (!(verb = rd_cli_action(argc, argv, help, &rc)))
+        return rc;
     argc--;
     argv++;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_ARCH:
             arch = optarg;
@@ -172,16 +159,11 @@ int rd_cmd_model(int argc, char **argv)
             if (rd_cli_parse_int(&cli, "--iters", optarg, 1, 100000, &iters))
                 return RD_EXIT_USAGE;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
+    /* The operands depend on the action, which checks them itself. */
+    if (opt < 0 || (rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
     if (strcmp(verb, "init") == 0) {
         if (!arch || !outdir || optind < argc) {
             rd_cli_error(&cli, "init needs --arch and --out, and no other argument");

@@ -267,12 +267,12 @@ int rd_cmd_predict(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
-    rd_encoder *enc = NULL;
+    rd_cli_embedder e = {0};
     rd_dicom_options dopts;
     const char *model = NULL, *out_path = NULL, *data_dir = NULL;
     char model_buf[4096], why[8400] = "--encoder-only";
     long threads = -1, batch = -1;
-    int opt, rc = RD_EXIT_OK, encoder_only = 0, k_search = 0;
+    int opt, rc, encoder_only = 0, k_search = 0;
     rd_index *ix = NULL;
     rd_retrieval_settings rs;
     rd_index_query *queries = NULL;
@@ -280,19 +280,10 @@ int rd_cmd_predict(int argc, char **argv)
     rd_index_hit *hits = NULL;
     int *n_hits = NULL;
     file_list files = {0};
-    rd_image **imgs = NULL;
-    const char **names = NULL;
-    float *emb = NULL, *scores = NULL;
     FILE *out = stdout;
 
     rd_cli_init(&cli, "radraft predict");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_MODEL:
             model = optarg;
@@ -314,21 +305,14 @@ int rd_cmd_predict(int argc, char **argv)
         case OPT_ENCODER_ONLY:
             encoder_only = 1;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (optind >= argc) {
-        rd_cli_error(&cli, "no FILE or DIR given");
-        fputs(help, stderr);
-        return RD_EXIT_USAGE;
-    }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
+    if (opt < 0)
+        return rc;
+    if (optind >= argc)
+        return rd_cli_usage_error(&cli, help, "no FILE or DIR given");
+    if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
     if (!model) {
         if (rd_pipeline_model_path(&cli.cfg, model_buf, sizeof model_buf, &err) != RD_OK) {
             rd_cli_error(&cli, "no model: give --model or set encoder.model");
@@ -350,18 +334,12 @@ int rd_cmd_predict(int argc, char **argv)
             rc = RD_EXIT_FAIL;
         }
     }
-    if (threads < 0)
-        threads = cli.cfg.encoder_threads;
-    if (batch < 0)
-        batch = cli.cfg.encoder_batch;
-    if (batch > files.n)
-        batch = files.n > 0 ? files.n : 1;
-    if (rd_encoder_create(&enc, model, (int)threads, (int)batch, &err) != RD_OK) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
+    if (rd_cli_embedder_open(&e, &cli, model, threads, batch, files.n) != 0) {
         rc = RD_EXIT_FAIL;
         goto out;
     }
-    const rd_nn_info *info = rd_encoder_info(enc);
+    const rd_nn_info *info = e.info;
+    batch = e.batch;
     if (info->n_labels != RD_FINDING_N_ABNORMAL) {
         rd_cli_error(&cli, "%s: the model has no finding scores", model);
         rc = RD_EXIT_FAIL;
@@ -395,10 +373,6 @@ int rd_cmd_predict(int argc, char **argv)
         goto out;
     }
     rd_dicom_options_from_config(&dopts, &cli.cfg);
-    imgs = calloc((size_t)batch, sizeof *imgs);
-    names = calloc((size_t)batch, sizeof *names);
-    emb = malloc((size_t)batch * info->embedding_dim * sizeof *emb);
-    scores = malloc((size_t)batch * info->n_labels * sizeof *scores);
     if (ix) {
         size_t nh = 0;
         queries = calloc((size_t)batch, sizeof *queries);
@@ -412,23 +386,18 @@ int rd_cmd_predict(int argc, char **argv)
             goto out;
         }
     }
-    if (!imgs || !names || !emb || !scores) {
-        rd_cli_error(&cli, "out of memory");
-        rc = RD_EXIT_FAIL;
-        goto out;
-    }
     fputs("path", out);
     for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
         fprintf(out, ",%s", rd_finding_name((rd_finding)f));
     fputc('\n', out);
     for (int i = 0; i < files.n;) {
         int n = 0;
-        while (n < batch && i < files.n) {
+        while (n < e.batch && i < files.n) {
             const char *path = files.p[i++];
             rd_dicom_meta meta;
             int png = rd_png_probe(path);
-            rd_status st = png ? rd_png_read(path, &imgs[n], NULL, &err)
-                               : rd_dicom_read_image(path, &dopts, &imgs[n], &meta, &err);
+            rd_status st = png ? rd_png_read(path, &e.imgs[n], NULL, &err)
+                               : rd_dicom_read_image(path, &dopts, &e.imgs[n], &meta, &err);
             if (st != RD_OK) {
                 rd_cli_error(&cli, "%s: %s", path, rd_error_message(&err));
                 rc = RD_EXIT_FAIL;
@@ -448,29 +417,25 @@ int rd_cmd_predict(int argc, char **argv)
                 q->study_uid = selves[n].study;
                 q->patient_hash = selves[n].patient_hash;
             }
-            names[n++] = path;
+            e.names[n++] = path;
         }
         if (n > 0) {
-            if (rd_encoder_embed_batch(enc, (const rd_image *const *)imgs, n, emb, scores, &err) !=
-                RD_OK) {
+            if (rd_cli_embedder_embed(&e, n, &err) != RD_OK) {
                 rd_cli_error(&cli, "%s", rd_error_message(&err));
                 rc = RD_EXIT_FAIL;
-            } else if (ix && !search_and_write(&cli, out, ix, &rs, k_search, names, n, emb, scores,
-                                               queries, selves, hits, n_hits)) {
+            } else if (ix && !search_and_write(&cli, out, ix, &rs, k_search, e.names, n, e.emb,
+                                               e.scores, queries, selves, hits, n_hits)) {
                 rc = RD_EXIT_FAIL;
             } else if (!ix) {
                 for (int j = 0; j < n; j++) {
-                    csv_field(out, names[j]);
+                    csv_field(out, e.names[j]);
                     for (int f = 0; f < info->n_labels; f++)
-                        fprintf(out, ",%.6f", (double)scores[(size_t)j * info->n_labels + f]);
+                        fprintf(out, ",%.6f", (double)e.scores[(size_t)j * info->n_labels + f]);
                     fputc('\n', out);
                 }
             }
         }
-        for (int j = 0; j < n; j++) {
-            rd_image_free(imgs[j]);
-            imgs[j] = NULL;
-        }
+        rd_cli_embedder_clear(&e, n);
     }
 out:
     if (out != stdout && fclose(out) != 0) {
@@ -482,11 +447,7 @@ out:
     for (int i = 0; i < files.n; i++)
         free(files.p[i]);
     free(files.p);
-    free(imgs);
-    free(names);
-    free(emb);
-    free(scores);
-    rd_encoder_free(enc);
+    rd_cli_embedder_close(&e);
     free(queries);
     free(selves);
     free(hits);

@@ -30,17 +30,11 @@ int rd_cmd_render(int argc, char **argv)
     rd_dicom_options dopts;
     const char *output = NULL;
     long size = 0, bits = 8;
-    int opt, rc = RD_EXIT_FAIL;
+    int opt, rc;
     rd_status st;
 
     rd_cli_init(&cli, "radraft render");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "ho:", opts, help, &rc)) > 0) {
         switch (opt) {
         case 'o':
             output = optarg;
@@ -56,30 +50,21 @@ int rd_cmd_render(int argc, char **argv)
                 return RD_EXIT_USAGE;
             }
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (optind != argc - 1 || !output) {
-        rd_cli_error(&cli, optind >= argc      ? "no FILE given"
-                           : optind < argc - 1 ? "one FILE at a time"
-                                               : "-o OUT.png is required");
-        fputs(help, stderr);
-        return RD_EXIT_USAGE;
-    }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
+    if (opt < 0)
+        return rc;
+    if (optind != argc - 1 || !output)
+        return rd_cli_usage_error(&cli, help, "%s",
+                                  optind >= argc      ? "no FILE given"
+                                  : optind < argc - 1 ? "one FILE at a time"
+                                                      : "-o OUT.png is required");
+    if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
     rd_dicom_options_from_config(&dopts, &cli.cfg);
 
-    if (rd_png_probe(argv[optind]))
-        st = rd_png_read(argv[optind], &img, NULL, &err);
-    else
-        st = rd_dicom_read_image(argv[optind], &dopts, &img, NULL, &err);
-    if (st != RD_OK) {
+    rc = RD_EXIT_FAIL; /* what `goto out` returns until the PNG is written */
+    if ((st = rd_cli_read_image(argv[optind], &dopts, &img, NULL, &err)) != RD_OK) {
         rd_cli_error(&cli, "%s (%s)", rd_error_message(&err), rd_status_name(st));
         goto out;
     }

@@ -324,7 +324,7 @@ int rd_cmd_report(int argc, char **argv)
     rd_error err;
     const char *out_arg = NULL, *scores_arg = NULL, *thresholds_arg = NULL;
     const char *model_arg = NULL, *data_arg = NULL;
-    int json = 0, opt, rc = RD_EXIT_FAIL;
+    int json = 0, opt, rc;
     rd_dicom_meta *metas = NULL;
     rd_pipeline_draft d;
     char out_path[1024];
@@ -334,13 +334,7 @@ int rd_cmd_report(int argc, char **argv)
 
     memset(&d, 0, sizeof d);
     rd_cli_init(&cli, "radraft report");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "ho:", opts, report_help, &rc)) > 0) {
         switch (opt) {
         case 'o':
             out_arg = optarg;
@@ -360,34 +354,26 @@ int rd_cmd_report(int argc, char **argv)
         case OPT_DATA:
             data_arg = optarg;
             break;
-        case 'h':
-            fputs(report_help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(report_help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
+    if (opt < 0)
+        return rc;
     int n = argc - optind;
     char **files = argv + optind;
-    if (n < 1) {
-        rd_cli_error(&cli, "no DICOM file given");
-        fputs(report_help, stderr);
-        return RD_EXIT_USAGE;
-    }
+    if (n < 1)
+        return rd_cli_usage_error(&cli, report_help, "no DICOM file given");
     if (n > RD_SR_MAX_SOURCES) {
         rd_cli_error(&cli, "%d files: at most %d instances per study", n, RD_SR_MAX_SOURCES);
         return RD_EXIT_USAGE;
     }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
-    if ((data_arg && rd_config_set(&cli.cfg, "server.data_dir", data_arg, &err) != RD_OK) ||
-        (model_arg && rd_config_set(&cli.cfg, "encoder.model", model_arg, &err) != RD_OK) ||
-        (thresholds_arg &&
-         rd_config_set(&cli.cfg, "generator.thresholds", thresholds_arg, &err) != RD_OK)) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
+    if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
+    const rd_cli_setting settings[] = {{"server.data_dir", data_arg},
+                                       {"encoder.model", model_arg},
+                                       {"generator.thresholds", thresholds_arg}};
+    if (rd_cli_set_options(&cli, settings, RD_CLI_COUNT(settings)) != RD_EXIT_OK)
         return RD_EXIT_USAGE;
-    }
+    rc = RD_EXIT_FAIL; /* what `goto out` returns from here on, until the SR is written */
     if (scores_arg) {
         if (parse_scores(scores_arg, scores, &err) != RD_OK) {
             rd_cli_error(&cli, "%s", rd_error_message(&err));
@@ -485,18 +471,12 @@ int rd_cmd_sign(int argc, char **argv)
     rd_sr_result res;
     const char *out_arg = NULL;
     char out_path[1024], predecessor[RD_UID_SIZE];
-    int json = 0, opt, rc = RD_EXIT_FAIL;
+    int json = 0, opt, rc;
     cJSON *obj = NULL;
 
     memset(&sig, 0, sizeof sig);
     rd_cli_init(&cli, "radraft sign");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "ho:", opts, sign_help, &rc)) > 0) {
         switch (opt) {
         case 'o':
             out_arg = optarg;
@@ -519,22 +499,17 @@ int rd_cmd_sign(int argc, char **argv)
         case OPT_DATETIME:
             sig.datetime = optarg;
             break;
-        case 'h':
-            fputs(sign_help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(sign_help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (argc - optind != 1 || !sig.verifier_name || !sig.organization) {
-        rd_cli_error(&cli, "give one draft SR, --verifier and --organization");
-        fputs(sign_help, stderr);
-        return RD_EXIT_USAGE;
-    }
+    if (opt < 0)
+        return rc;
+    if (argc - optind != 1 || !sig.verifier_name || !sig.organization)
+        return rd_cli_usage_error(&cli, sign_help,
+                                  "give one draft SR, --verifier and --organization");
     const char *draft_path = argv[optind];
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
+    if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
+    rc = RD_EXIT_FAIL; /* what `goto out` returns from here on */
     if (rd_review_sign_file(&cli.cfg, draft_path, &sig, out_arg, NULL, out_path, sizeof out_path,
                             predecessor, &res, &err) != RD_OK) {
         rd_cli_error(&cli, "%s", rd_error_message(&err));

@@ -45,18 +45,12 @@ int rd_cmd_samples(int argc, char **argv)
     rd_error err;
     rd_samples_options so;
     const char *out = NULL;
-    int opt;
+    int opt, rc;
     long v;
 
     rd_cli_init(&cli, "radraft samples");
     rd_samples_options_default(&so);
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_OUT:
             out = optarg;
@@ -81,23 +75,12 @@ int rd_cmd_samples(int argc, char **argv)
             so.force_syntax = (int)syn;
             break;
         }
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        rd_cli_error(&cli, "unexpected argument '%s'", argv[optind]);
-        return RD_EXIT_USAGE;
-    }
-    if (!out || !out[0]) {
-        rd_cli_error(&cli, "--out DIR is required");
-        fputs(help, stderr);
-        return RD_EXIT_USAGE;
-    }
+    if (opt < 0 || (rc = rd_cli_no_operands(&cli, argc, argv)) != RD_EXIT_OK)
+        return rc;
+    if (!out || !out[0])
+        return rd_cli_usage_error(&cli, help, "--out DIR is required");
     if (rd_cli_finish_config(&cli) != 0)
         return RD_EXIT_FAIL;
 

@@ -38,18 +38,12 @@ int rd_cmd_send(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const char *to[RD_CONFIG_LIST_MAX];
     const char *data = NULL, *calling = NULL;
-    int n_to = 0, queue = 0, opt, rc = RD_EXIT_OK;
+    int n_to = 0, queue = 0, opt, rc;
     rd_cli cli;
     rd_error err;
 
     rd_cli_init(&cli, "radraft send");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, send_help, &rc)) > 0) {
         switch (opt) {
         case OPT_TO:
             if (n_to >= RD_CONFIG_LIST_MAX) {
@@ -67,25 +61,19 @@ int rd_cmd_send(int argc, char **argv)
         case OPT_CALLING:
             calling = optarg;
             break;
-        case 'h':
-            fputs(send_help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(send_help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
+    if (opt < 0)
+        return rc;
     if (optind >= argc) {
         rd_cli_error(&cli, "no file to send");
         return RD_EXIT_USAGE;
     }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
-    if ((data && rd_config_set(&cli.cfg, "server.data_dir", data, &err) != RD_OK) ||
-        (calling && rd_config_set(&cli.cfg, "server.ae_title", calling, &err) != RD_OK)) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
+    if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
+    const rd_cli_setting settings[] = {{"server.data_dir", data}, {"server.ae_title", calling}};
+    if (rd_cli_set_options(&cli, settings, RD_CLI_COUNT(settings)) != RD_EXIT_OK)
         return RD_EXIT_USAGE;
-    }
     if (queue && n_to == 0)
         for (int i = 0; i < cli.cfg.outbox_destinations.count; i++)
             to[n_to++] = cli.cfg.outbox_destinations.items[i];
@@ -158,42 +146,28 @@ int rd_cmd_echo(int argc, char **argv)
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     const char *calling = NULL;
-    int opt;
+    int opt, rc;
     rd_cli cli;
     rd_error err;
     rd_net_peer peer;
     rd_net_scu_options scu;
 
     rd_cli_init(&cli, "radraft echo");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
-        switch (opt) {
-        case OPT_CALLING:
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, echo_help, &rc)) > 0) {
+        if (opt == OPT_CALLING)
             calling = optarg;
-            break;
-        case 'h':
-            fputs(echo_help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(echo_help, stderr);
-            return RD_EXIT_USAGE;
-        }
     }
+    if (opt < 0)
+        return rc;
     if (optind != argc - 1) {
         rd_cli_error(&cli, "expects one AE@host:port");
         return RD_EXIT_USAGE;
     }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
-    if (calling && rd_config_set(&cli.cfg, "server.ae_title", calling, &err) != RD_OK) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
+    if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+        return rc;
+    const rd_cli_setting settings[] = {{"server.ae_title", calling}};
+    if (rd_cli_set_options(&cli, settings, RD_CLI_COUNT(settings)) != RD_EXIT_OK)
         return RD_EXIT_USAGE;
-    }
     if (rd_net_peer_parse(argv[optind], &peer, &err) != RD_OK) {
         rd_cli_error(&cli, "%s", rd_error_message(&err));
         return RD_EXIT_USAGE;

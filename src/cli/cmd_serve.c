@@ -50,20 +50,14 @@ int rd_cmd_serve(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const char *port = NULL, *ae = NULL, *data = NULL, *stable = NULL;
     const char *send_to[RD_CONFIG_LIST_MAX];
-    int n_send_to = 0, opt;
+    int n_send_to = 0, opt, rc;
     rd_cli cli;
     rd_error err;
     rd_serve *srv = NULL;
     struct sigaction sa;
 
     rd_cli_init(&cli, "radraft serve");
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_PORT:
             port = optarg;
@@ -84,28 +78,16 @@ int rd_cmd_serve(int argc, char **argv)
             }
             send_to[n_send_to++] = optarg;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        rd_cli_error(&cli, "unexpected argument '%s'", argv[optind]);
+    if (opt < 0 || (rc = rd_cli_finish(&cli, argc, argv, RD_CLI_NO_OPERANDS)) != RD_EXIT_OK)
+        return rc;
+    const rd_cli_setting settings[] = {{"server.port", port},
+                                       {"server.ae_title", ae},
+                                       {"server.data_dir", data},
+                                       {"server.stable_seconds", stable}};
+    if (rd_cli_set_options(&cli, settings, RD_CLI_COUNT(settings)) != RD_EXIT_OK)
         return RD_EXIT_USAGE;
-    }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
-    /* Command-line options override the file, as DCMTK's tools do. */
-    if ((port && rd_config_set(&cli.cfg, "server.port", port, &err) != RD_OK) ||
-        (ae && rd_config_set(&cli.cfg, "server.ae_title", ae, &err) != RD_OK) ||
-        (data && rd_config_set(&cli.cfg, "server.data_dir", data, &err) != RD_OK) ||
-        (stable && rd_config_set(&cli.cfg, "server.stable_seconds", stable, &err) != RD_OK)) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
-        return RD_EXIT_USAGE;
-    }
     if (n_send_to > 0) {
         cli.cfg.outbox_destinations.count = 0;
         for (int i = 0; i < n_send_to; i++)

@@ -107,17 +107,11 @@ int rd_cmd_train(int argc, char **argv)
     rd_train_options o;
     rd_train_result *res = NULL;
     long v;
-    int opt, bad = 0;
+    int opt, rc, bad = 0;
 
     rd_cli_init(&cli, "radraft train");
     rd_train_options_default(&o);
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_IMAGES:
             o.images_dir = optarg;
@@ -193,23 +187,17 @@ int rd_cmd_train(int argc, char **argv)
         case OPT_NOAUG:
             o.augment = 0;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
         if (bad)
             return RD_EXIT_USAGE;
     }
-    if (optind < argc || !o.images_dir || !o.labels_csv || !o.out_dir) {
-        rd_cli_error(&cli, "--images, --labels and --out are required (and nothing else)");
-        fputs(help, stderr);
-        return RD_EXIT_USAGE;
-    }
-    if (rd_cli_finish_config(&cli) != 0)
-        return RD_EXIT_FAIL;
+    if (opt < 0)
+        return rc;
+    if (optind < argc || !o.images_dir || !o.labels_csv || !o.out_dir)
+        return rd_cli_usage_error(&cli, help,
+                                  "--images, --labels and --out are required (and nothing else)");
+    if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_NO_OPERANDS)) != RD_EXIT_OK)
+        return rc;
     res = malloc(sizeof *res);
     if (!res) {
         rd_cli_error(&cli, "out of memory");
