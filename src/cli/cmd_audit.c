@@ -155,21 +155,11 @@ int rd_cmd_audit(int argc, char **argv)
 
     memset(&a, 0, sizeof a);
     rd_cli_init(&a.cli, "radraft audit");
-    if (argc < 2 || argv[1][0] == '-') {
-        int want_help = argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0);
-        fputs(help, want_help ? stdout : stderr);
-        return want_help ? RD_EXIT_OK : RD_EXIT_USAGE;
-    }
-    a.sub = argv[1];
+    if (!(a.sub = rd_cli_action(argc, argv, help, &rc)))
+        return rc;
     argc--;
     argv++;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&a.cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&a.cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_DATA_DIR:
             a.data_dir = optarg;
@@ -183,18 +173,12 @@ int rd_cmd_audit(int argc, char **argv)
         case OPT_JSON:
             a.json = 1;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        rd_cli_error(&a.cli, "unexpected argument '%s'", argv[optind]);
-        return RD_EXIT_USAGE;
-    }
+    if (opt < 0)
+        return rc;
+    if ((rc = rd_cli_no_operands(&a.cli, argc, argv)) != RD_EXIT_OK)
+        return rc;
     if (strcmp(a.sub, "list") != 0 && strcmp(a.sub, "verify") != 0) {
         rd_cli_error(&a.cli, "unknown audit command '%s' (list, verify)", a.sub);
         return RD_EXIT_USAGE;

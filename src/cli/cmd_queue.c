@@ -466,7 +466,9 @@ static int add_set(queue_args *a, const char *arg)
     return 0;
 }
 
-int rd_cmd_queue(int argc, char **argv)
+/* Parses what follows the action (`argv[0]` is the action: rd_cli_getopt starts at
+ * argv[1]) and builds the configuration. Returns RD_EXIT_OK, or the exit code to return. */
+static int parse(queue_args *a, int argc, char **argv)
 {
     enum {
         OPT_USER = RD_OPT_FIRST_PRIVATE,
@@ -494,132 +496,126 @@ int rd_cmd_queue(int argc, char **argv)
                                          {"since", required_argument, NULL, OPT_SINCE},
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
-    static const char *const actions[] = {"list", "show",  "claim",  "release", "edit",
-                                          "sign", "amend", "reject", "stats",   NULL};
-    queue_args a;
-    rd_store *s = NULL;
-    rd_error err;
     const char *data = NULL;
-    int opt, rc, known = 0;
-
-    memset(&a, 0, sizeof a);
-    rd_cli_init(&a.cli, "radraft queue");
-    if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-        fputs(help, stdout);
-        return RD_EXIT_OK;
-    }
-    if (argc < 2) {
-        fputs(help, stderr);
-        return RD_EXIT_USAGE;
-    }
-    a.action = argv[1];
-    for (int i = 0; actions[i]; i++)
-        known |= strcmp(a.action, actions[i]) == 0;
-    if (!known) {
-        rd_cli_error(&a.cli, "unknown action '%s'", a.action);
-        fputs(help, stderr);
-        return RD_EXIT_USAGE;
-    }
-    /* --set is the common option that overrides configuration keys; a finding's state is
-     * --set FINDING=STATE only after edit and amend, where no configuration key has the
-     * form of a finding name. */
-    int changing = strcmp(a.action, "edit") == 0 || strcmp(a.action, "amend") == 0;
-    optind = 2;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (opt == RD_OPT_SET && changing && optarg && !strchr(optarg, '.')) {
-            if (add_set(&a, optarg) != 0)
-                return RD_EXIT_USAGE;
-            continue;
-        }
-        int r = rd_cli_common_option(&a.cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    int opt, rc;
+    while ((opt = rd_cli_getopt(&a->cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_USER:
-            a.user = optarg;
+            a->user = optarg;
             break;
         case OPT_DATA:
             data = optarg;
             break;
         case OPT_JSON:
-            a.json = 1;
+            a->json = 1;
             break;
         case OPT_STATE:
-            a.state = optarg;
+            a->state = optarg;
             break;
         case OPT_SORT:
-            a.sort = optarg;
+            a->sort = optarg;
             break;
         case OPT_LIMIT:
-            if (rd_cli_parse_int(&a.cli, "--limit", optarg, 1, 1000000, &a.limit) != 0)
+            if (rd_cli_parse_int(&a->cli, "--limit", optarg, 1, 1000000, &a->limit) != 0)
                 return RD_EXIT_USAGE;
             break;
         case OPT_FINDINGS:
-            a.changes.findings_text = optarg;
+            a->changes.findings_text = optarg;
             break;
         case OPT_IMPRESSION:
-            a.changes.impression_text = optarg;
+            a->changes.impression_text = optarg;
             break;
         case OPT_REASON:
-            a.reason = optarg;
+            a->reason = optarg;
             break;
         case OPT_NOTE:
-            a.note = optarg;
+            a->note = optarg;
             break;
         case OPT_SINCE:
-            a.since = optarg;
+            a->since = optarg;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
-    int wants_id = strcmp(a.action, "list") != 0 && strcmp(a.action, "stats") != 0;
-    if (wants_id) {
+    if (opt < 0)
+        return rc;
+    if (strcmp(a->action, "list") != 0 && strcmp(a->action, "stats") != 0) {
         long id;
-        if (optind >= argc) {
-            rd_cli_error(&a.cli, "%s: give an item ID", a.action);
+        if (optind >= argc)
+            return rd_cli_usage_error(&a->cli, help, "%s: give an item ID", a->action);
+        if (rd_cli_parse_int(&a->cli, "ID", argv[optind++], 1, 0x7fffffffL, &id) != 0)
             return RD_EXIT_USAGE;
-        }
-        if (rd_cli_parse_int(&a.cli, "ID", argv[optind++], 1, 0x7fffffffL, &id) != 0)
-            return RD_EXIT_USAGE;
-        a.id = id;
-        if (!a.user) {
-            rd_cli_error(&a.cli, "%s: give --user", a.action);
-            return RD_EXIT_USAGE;
-        }
+        a->id = id;
+        if (!a->user)
+            return rd_cli_usage_error(&a->cli, help, "%s: give --user", a->action);
     }
-    if (optind < argc) {
-        rd_cli_error(&a.cli, "unexpected argument '%s'", argv[optind]);
-        return RD_EXIT_USAGE;
-    }
-    if (strcmp(a.action, "reject") == 0 && !a.reason) {
-        rd_cli_error(&a.cli, "reject: give --reason");
-        return RD_EXIT_USAGE;
-    }
-    if (rd_cli_finish_config(&a.cli) != 0)
+    if (strcmp(a->action, "reject") == 0 && !a->reason)
+        return rd_cli_usage_error(&a->cli, help, "reject: give --reason");
+    if ((rc = rd_cli_finish(&a->cli, argc, argv, RD_CLI_NO_OPERANDS)) != RD_EXIT_OK)
+        return rc;
+    rd_cli_setting settings[] = {{"server.data_dir", data}};
+    return rd_cli_set_options(&a->cli, settings, RD_CLI_COUNT(settings));
+}
+
+int rd_cmd_queue(int argc, char **argv)
+{
+    static const char *const actions[] = {"list", "show",  "claim",  "release", "edit",
+                                          "sign", "amend", "reject", "stats",   NULL};
+    queue_args a;
+    rd_store *s = NULL;
+    rd_error err;
+    char **args;
+    int rc, n = 0, known = 0, changing;
+
+    memset(&a, 0, sizeof a);
+    rd_cli_init(&a.cli, "radraft queue");
+    if (!(a.action = rd_cli_action(argc, argv, help, &rc)))
+        return rc;
+    for (int i = 0; actions[i]; i++)
+        known |= strcmp(a.action, actions[i]) == 0;
+    if (!known)
+        return rd_cli_usage_error(&a.cli, help, "unknown action '%s'", a.action);
+    /* --set is also the common option that overrides configuration keys. After edit and
+     * amend, a `--set NAME=STATE` whose NAME has no dot is a finding (every configuration
+     * key has one): those are taken out here, before the option loop sees them. */
+    changing = strcmp(a.action, "edit") == 0 || strcmp(a.action, "amend") == 0;
+    if (!(args = calloc((size_t)argc + 1, sizeof *args)))
         return RD_EXIT_FAIL;
-    if (data && rd_config_set(&a.cli.cfg, "server.data_dir", data, &err) != RD_OK) {
-        rd_cli_error(&a.cli, "%s", rd_error_message(&err));
-        return RD_EXIT_USAGE;
+    args[n++] = argv[1]; /* the action, where rd_cli_getopt expects the program name */
+    for (int i = 2; i < argc; i++) {
+        const char *v = NULL, *eq;
+        int width = 1;
+        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
+            v = argv[i + 1];
+            width = 2;
+        } else if (strncmp(argv[i], "--set=", 6) == 0) {
+            v = argv[i] + 6;
+        }
+        eq = v ? strchr(v, '=') : NULL;
+        if (changing && eq && !memchr(v, '.', (size_t)(eq - v))) {
+            if (add_set(&a, v) != 0) {
+                free(args);
+                return RD_EXIT_USAGE;
+            }
+            i += width - 1;
+            continue;
+        }
+        args[n++] = argv[i];
     }
-    if (rd_store_open(&s, a.cli.cfg.server_data_dir, NULL, &err) != RD_OK) {
+    rc = parse(&a, n, args);
+    if (rc == RD_EXIT_OK && rd_store_open(&s, a.cli.cfg.server_data_dir, NULL, &err) != RD_OK) {
         rd_cli_error(&a.cli, "%s", rd_error_message(&err));
-        return RD_EXIT_FAIL;
+        rc = RD_EXIT_FAIL;
+    } else if (rc == RD_EXIT_OK) {
+        if (strcmp(a.action, "list") == 0)
+            rc = cmd_list(&a, s);
+        else if (strcmp(a.action, "show") == 0)
+            rc = cmd_show(&a, s);
+        else if (strcmp(a.action, "stats") == 0)
+            rc = cmd_stats(&a, s);
+        else
+            rc = cmd_change(&a, s);
     }
-    if (strcmp(a.action, "list") == 0)
-        rc = cmd_list(&a, s);
-    else if (strcmp(a.action, "show") == 0)
-        rc = cmd_show(&a, s);
-    else if (strcmp(a.action, "stats") == 0)
-        rc = cmd_stats(&a, s);
-    else
-        rc = cmd_change(&a, s);
     rd_store_close(s);
+    free(args);
     return rc;
 }

@@ -244,25 +244,15 @@ int rd_cmd_user(int argc, char **argv)
         RD_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0}};
     user_args a;
-    int opt;
+    int opt, rc;
 
     memset(&a, 0, sizeof a);
     rd_cli_init(&a.cli, "radraft user");
-    if (argc < 2 || argv[1][0] == '-') {
-        int want_help = argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0);
-        fputs(help, want_help ? stdout : stderr);
-        return want_help ? RD_EXIT_OK : RD_EXIT_USAGE;
-    }
-    a.sub = argv[1];
+    if (!(a.sub = rd_cli_action(argc, argv, help, &rc)))
+        return rc;
     argc--;
     argv++;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = rd_cli_common_option(&a.cli, opt, optarg);
-        if (r < 0)
-            return RD_EXIT_USAGE;
-        if (r > 0)
-            continue;
+    while ((opt = rd_cli_getopt(&a.cli, argc, argv, "h", opts, help, &rc)) > 0) {
         switch (opt) {
         case OPT_DATA_DIR:
             a.data_dir = optarg;
@@ -282,22 +272,14 @@ int rd_cmd_user(int argc, char **argv)
         case OPT_JSON:
             a.json = 1;
             break;
-        case 'h':
-            fputs(help, stdout);
-            return RD_EXIT_OK;
-        default:
-            fputs(help, stderr);
-            return RD_EXIT_USAGE;
         }
     }
+    if (opt < 0)
+        return rc;
     if (optind < argc)
         a.name = argv[optind++];
-    if (optind < argc) {
-        rd_cli_error(&a.cli, "unexpected argument '%s'", argv[optind]);
-        return RD_EXIT_USAGE;
-    }
-    if (rd_cli_finish_config(&a.cli) != 0)
-        return RD_EXIT_FAIL;
+    if ((rc = rd_cli_finish(&a.cli, argc, argv, RD_CLI_NO_OPERANDS)) != RD_EXIT_OK)
+        return rc;
     if (!a.data_dir)
         a.data_dir = a.cli.cfg.server_data_dir;
     return run(&a);
