@@ -143,18 +143,16 @@ static rd_status read_row(rd_store *s, rd__stmt *q, int with_embedding, float **
     return RD_OK;
 }
 
-rd_status rd_store_archive_scan(rd_store *s, const char *model_version, int with_embedding,
-                                rd_store_archive_fn fn, void *ctx, rd_error *err)
+/* Calls `fn` for every row the statement yields. */
+static rd_status scan_rows(rd_store *s, const char *what, const char *sql, rd__args args,
+                           int with_embedding, rd_store_archive_fn fn, void *ctx, rd_error *err)
 {
     rd__stmt q;
     rd_store_archive_row row;
     float *buf = NULL;
     size_t buf_n = 0;
     int more;
-    const char *sql = model_version ? SELECT_ROWS " WHERE model_version=?1 ORDER BY id"
-                                    : SELECT_ROWS " ORDER BY id";
-    rd__args args = model_version ? RD__ARGS(RD__TEXT(model_version)) : RD__NO_ARGS;
-    rd_status rs = rd__stmt_open(&q, s, "archive: scan", sql, args, err);
+    rd_status rs = rd__stmt_open(&q, s, what, sql, args, err);
     while (rs == RD_OK && (rs = rd__stmt_step(&q, &more, err)) == RD_OK && more) {
         if ((rs = read_row(s, &q, with_embedding, &buf, &buf_n, &row, err)) == RD_OK)
             rs = fn(ctx, &row, err);
@@ -164,25 +162,23 @@ rd_status rd_store_archive_scan(rd_store *s, const char *model_version, int with
     return rs;
 }
 
+rd_status rd_store_archive_scan(rd_store *s, const char *model_version, int with_embedding,
+                                rd_store_archive_fn fn, void *ctx, rd_error *err)
+{
+    if (model_version)
+        return scan_rows(s, "archive: scan", SELECT_ROWS " WHERE model_version=?1 ORDER BY id",
+                         RD__ARGS(RD__TEXT(model_version)), with_embedding, fn, ctx, err);
+    return scan_rows(s, "archive: scan", SELECT_ROWS " ORDER BY id", RD__NO_ARGS, with_embedding,
+                     fn, ctx, err);
+}
+
 rd_status rd_store_archive_scan_after(rd_store *s, const char *model_version, int64_t after_id,
                                       int with_embedding, rd_store_archive_fn fn, void *ctx,
                                       rd_error *err)
 {
-    rd__stmt q;
-    rd_store_archive_row row;
-    float *buf = NULL;
-    size_t buf_n = 0;
-    int more;
-    rd_status rs = rd__stmt_open(&q, s, "archive: scan of new rows",
-                                 SELECT_ROWS " WHERE model_version=?1 AND id>?2 ORDER BY id",
-                                 RD__ARGS(RD__TEXT(model_version), RD__INT(after_id)), err);
-    while (rs == RD_OK && (rs = rd__stmt_step(&q, &more, err)) == RD_OK && more) {
-        if ((rs = read_row(s, &q, with_embedding, &buf, &buf_n, &row, err)) == RD_OK)
-            rs = fn(ctx, &row, err);
-    }
-    rd__stmt_close(&q);
-    free(buf);
-    return rs;
+    return scan_rows(
+        s, "archive: scan of new rows", SELECT_ROWS " WHERE model_version=?1 AND id>?2 ORDER BY id",
+        RD__ARGS(RD__TEXT(model_version), RD__INT(after_id)), with_embedding, fn, ctx, err);
 }
 
 rd_status rd_store_archive_marks(rd_store *s, int64_t *max_id, int64_t *deletions, rd_error *err)
