@@ -665,46 +665,14 @@ bool is_node(DSRContentItem &it, DSRTypes::E_ValueType vt, const DSRCodedEntryVa
     return it.getValueType() == vt && it.getConceptName() == name;
 }
 
-rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *res, rd_error *err)
+// The sources of a draft: one study, one patient, each with its UIDs; the first one's
+// metadata and its texts that the SR copies (converted to UTF-8, or left empty with a note
+// in `warning`).
+rd_status read_sources(const rd_sr_params *p, std::vector<source_ref> &refs, rd_dicom_meta &meta,
+                       std::string &referring, std::string &study_id, std::string &warning,
+                       rd_error *err)
 {
-    init_once();
-    if (!p || !out_path || !out_path[0])
-        return rd_error_set(err, RD_E_INVALID, "missing parameters or output path");
-    if (p->n_sources == 0 || !p->sources)
-        return rd_error_set(err, RD_E_INVALID, "no source instances");
-    if (p->n_sources > RD_SR_MAX_SOURCES)
-        return rd_error_set(err, RD_E_TOO_LARGE, "%zu source instances (at most %d)", p->n_sources,
-                            RD_SR_MAX_SOURCES);
-    rd_status st = check_text("findings", p->findings_text, err);
-    if (st == RD_OK)
-        st = check_text("impression", p->impression_text, err);
-    if (st != RD_OK)
-        return st;
-    if (!p->model_name || !p->model_name[0] || !p->model_version || !p->model_version[0])
-        return rd_error_set(err, RD_E_INVALID, "the model name and version are required");
-    if (std::strlen(p->model_name) > 64 || std::strlen(p->model_version) > 64 ||
-        !valid_utf8(p->model_name) || !valid_utf8(p->model_version))
-        return rd_error_set(err, RD_E_INVALID,
-                            "model name or version longer than 64 bytes, or not UTF-8");
-    content c;
-    st = check_findings(p->findings, p->n_findings, c.findings, err);
-    if (st != RD_OK)
-        return st;
-    c.findings_text = p->findings_text;
-    c.impression_text = p->impression_text;
-    c.device_uid = p->device_uid && p->device_uid[0] ? p->device_uid : RD_SR_DEFAULT_DEVICE_UID;
-    if (!valid_uid(c.device_uid))
-        return rd_error_set(err, RD_E_INVALID, "device UID '%s' is not a valid UID",
-                            c.device_uid.c_str());
-    c.model = std::string("radraft ") + p->model_name + " " + p->model_version;
-    if (p->series_number < 0)
-        return rd_error_set(err, RD_E_INVALID, "negative series number");
-    int series_number = p->series_number ? p->series_number : RD_SR_DEFAULT_SERIES_NUMBER;
-
-    // The sources: one study, one patient, each with its UIDs.
-    std::vector<source_ref> refs;
-    rd_dicom_meta meta;
-    std::string referring, study_id, warning;
+    rd_status st;
     for (size_t i = 0; i < p->n_sources; i++) {
         DcmFileFormat ff;
         st = load_file(ff, p->sources[i], err);
@@ -746,6 +714,51 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
                                 "%s has another Patient ID than %s: one patient per report",
                                 p->sources[i], p->sources[0]);
     }
+
+    return RD_OK;
+}
+
+rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *res, rd_error *err)
+{
+    init_once();
+    if (!p || !out_path || !out_path[0])
+        return rd_error_set(err, RD_E_INVALID, "missing parameters or output path");
+    if (p->n_sources == 0 || !p->sources)
+        return rd_error_set(err, RD_E_INVALID, "no source instances");
+    if (p->n_sources > RD_SR_MAX_SOURCES)
+        return rd_error_set(err, RD_E_TOO_LARGE, "%zu source instances (at most %d)", p->n_sources,
+                            RD_SR_MAX_SOURCES);
+    rd_status st = check_text("findings", p->findings_text, err);
+    if (st == RD_OK)
+        st = check_text("impression", p->impression_text, err);
+    if (st != RD_OK)
+        return st;
+    if (!p->model_name || !p->model_name[0] || !p->model_version || !p->model_version[0])
+        return rd_error_set(err, RD_E_INVALID, "the model name and version are required");
+    if (std::strlen(p->model_name) > 64 || std::strlen(p->model_version) > 64 ||
+        !valid_utf8(p->model_name) || !valid_utf8(p->model_version))
+        return rd_error_set(err, RD_E_INVALID,
+                            "model name or version longer than 64 bytes, or not UTF-8");
+    content c;
+    st = check_findings(p->findings, p->n_findings, c.findings, err);
+    if (st != RD_OK)
+        return st;
+    c.findings_text = p->findings_text;
+    c.impression_text = p->impression_text;
+    c.device_uid = p->device_uid && p->device_uid[0] ? p->device_uid : RD_SR_DEFAULT_DEVICE_UID;
+    if (!valid_uid(c.device_uid))
+        return rd_error_set(err, RD_E_INVALID, "device UID '%s' is not a valid UID",
+                            c.device_uid.c_str());
+    c.model = std::string("radraft ") + p->model_name + " " + p->model_version;
+    if (p->series_number < 0)
+        return rd_error_set(err, RD_E_INVALID, "negative series number");
+    int series_number = p->series_number ? p->series_number : RD_SR_DEFAULT_SERIES_NUMBER;
+
+    std::vector<source_ref> refs;
+    rd_dicom_meta meta;
+    std::string referring, study_id, warning;
+    if ((st = read_sources(p, refs, meta, referring, study_id, warning, err)) != RD_OK)
+        return st;
 
     DSRDocument doc;
     OFCondition cond = doc.createNewDocument(DSRTypes::DT_EnhancedSR);

@@ -1,3 +1,7 @@
+/* radraft — base: status codes and their messages (one X-macro table in radraft/error.h)
+ * and the caller-owned error every fallible call fills. This folder holds what every stage
+ * uses and owns no state but the log sink: errors, logging, the configuration table,
+ * small helpers (files, wakeups, UTF-8), the folder walker and SHA-256. */
 #include "radraft/error.h"
 
 #include <stdarg.h>

@@ -1,3 +1,6 @@
+/* radraft — image: the float gray image every stage passes on (resize, crop, normalize)
+ * and PNG reading and writing (libpng), with every size checked before allocation. It owns
+ * the images it creates until the caller takes them. */
 #include "radraft/image.h"
 
 #include <errno.h>

@@ -1,3 +1,12 @@
+/* radraft — pipeline: one study through every stage, from its files to a recorded draft.
+ *
+ * The stages (read, done before, select, decode, embed, retrieve, generate, write) are the
+ * functions of the `stages` table below, run in order until one fails or decides the study's
+ * outcome; record then stores the review item, the study version and the deliveries in one
+ * transaction. It owns the shared pipeline (model, templates, labeler, thresholds, archive
+ * index) and each worker's store connection and encoder. The rest of the folder: the job
+ * pool (jobs.c), batch's studies (batch.c), study selection (study.c), serve's scheduler,
+ * outbox and node (scheduler.c, outbox.c, service.c, serve.c). */
 #include "radraft/pipeline.h"
 
 #include <cjson/cJSON.h>

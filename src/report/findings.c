@@ -1,3 +1,7 @@
+/* radraft — report: the findings vocabulary (names, display names, organs, states) that the
+ * labeler (report text -> states), the generator (scores -> report text), the SR's codes and
+ * every evaluation share. This folder owns the phrase and template data compiled into the
+ * binary and what is parsed from them. */
 #include "radraft/findings.h"
 
 #include <strings.h>
