@@ -6,6 +6,8 @@
 // random UIDs, so the same arguments give the same bytes.
 #include "radraft/dicom_write.h"
 
+#include "first_error.h"
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -86,14 +88,14 @@ void register_encoders()
 
 // Every put goes through here so that one failed condition stops the build with a message
 // naming the attribute.
-class builder
+class builder : public first_error
 {
   public:
     explicit builder(DcmItem *item) : item_(item) {}
 
     void str(const DcmTagKey &tag, const char *value)
     {
-        if (!ok_)
+        if (!ok())
             return;
         OFCondition c = item_->putAndInsertString(tag, value ? value : "");
         check(c, tag);
@@ -106,7 +108,7 @@ class builder
     }
     void u16(const DcmTagKey &tag, Uint16 value)
     {
-        if (!ok_)
+        if (!ok())
             return;
         check(item_->putAndInsertUint16(tag, value), tag);
     }
@@ -126,44 +128,25 @@ class builder
     DcmItem *seq_item(const DcmTagKey &tag)
     {
         DcmItem *it = nullptr;
-        if (!ok_)
+        if (!ok())
             return nullptr;
         check(item_->findOrCreateSequenceItem(tag, it, -2), tag);
-        return ok_ ? it : nullptr;
+        return ok() ? it : nullptr;
     }
     void empty_seq(const DcmTagKey &tag)
     {
-        if (!ok_)
+        if (!ok())
             return;
         check(item_->insertEmptyElement(tag), tag);
     }
     void check(const OFCondition &c, const DcmTagKey &tag)
     {
-        if (c.good() || !ok_)
-            return;
-        ok_ = false;
-        msg_ = std::string(DcmTag(tag).getTagName()) + ": " + c.text();
-    }
-    void fail(const std::string &m)
-    {
-        if (ok_) {
-            ok_ = false;
-            msg_ = m;
-        }
-    }
-    bool ok() const
-    {
-        return ok_;
-    }
-    const std::string &msg() const
-    {
-        return msg_;
+        if (c.bad())
+            fail(std::string(DcmTag(tag).getTagName()) + ": " + c.text());
     }
 
   private:
     DcmItem *item_;
-    bool ok_ = true;
-    std::string msg_;
 };
 
 bool valid_uid(const char *uid)

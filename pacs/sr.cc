@@ -9,6 +9,7 @@
 #include "radraft/sr.h"
 
 #include "dicom_shim.h"
+#include "first_error.h"
 #include "radraft/error.h"
 #include "radraft/version.h"
 
@@ -350,7 +351,7 @@ rd_status check_text(const char *what, const char *s, rd_error *err)
 }
 
 // Adds content items one after another; the first failure stops it with a message.
-class tree_builder
+class tree_builder : public first_error
 {
   public:
     explicit tree_builder(DSRDocumentTree &t) : t_(t) {}
@@ -358,7 +359,7 @@ class tree_builder
     void add(DSRTypes::E_RelationshipType rel, DSRTypes::E_ValueType vt, DSRTypes::E_AddMode mode,
              const DSRCodedEntryValue &name)
     {
-        if (!ok_)
+        if (!ok())
             return;
         if (t_.addContentItem(rel, vt, mode) == 0) {
             fail(std::string("cannot add content item '") + name.getCodeMeaning().c_str() + "'");
@@ -368,26 +369,26 @@ class tree_builder
     }
     void text(const std::string &v, const DSRCodedEntryValue &name)
     {
-        if (ok_)
+        if (ok())
             check(t_.getCurrentContentItem().setStringValue(v.c_str()), name);
     }
     void code(const DSRCodedEntryValue &v, const DSRCodedEntryValue &name)
     {
-        if (ok_)
+        if (ok())
             check(t_.getCurrentContentItem().setCodeValue(v), name);
     }
     void num(double v, const DSRCodedEntryValue &name)
     {
         char buf[32];
         std::snprintf(buf, sizeof buf, "%.4f", v);
-        if (ok_)
+        if (ok())
             check(t_.getCurrentContentItem().setNumericValue(
                       DSRNumericMeasurementValue(buf, kNoUnits)),
                   name);
     }
     void up()
     {
-        if (ok_ && t_.goUp() == 0)
+        if (ok() && t_.goUp() == 0)
             fail("cannot move up the content tree");
     }
     // The coded findings as siblings: the first one added with `first_mode` relative to
@@ -416,26 +417,9 @@ class tree_builder
         if (c.bad())
             fail(std::string(name.getCodeMeaning().c_str()) + ": " + c.text());
     }
-    void fail(const std::string &m)
-    {
-        if (ok_) {
-            ok_ = false;
-            msg_ = m;
-        }
-    }
-    bool ok() const
-    {
-        return ok_;
-    }
-    const std::string &msg() const
-    {
-        return msg_;
-    }
 
   private:
     DSRDocumentTree &t_;
-    bool ok_ = true;
-    std::string msg_;
 };
 
 struct content {
