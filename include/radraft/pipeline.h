@@ -137,7 +137,8 @@ typedef struct rd_pipeline_draft {
     double combined[RD_FINDING_N_ABNORMAL]; /* what the generator used, in [0, 1] */
     rd_pipeline_neighbour *neighbours;      /* owned; n_neighbours of them, most similar first */
     int n_neighbours;
-    float *embedding; /* owned: the frontal image's, embedding_dim floats (NULL without) */
+    char *images_json; /* owned: the study's images, as rd_store_review.images_json */
+    float *embedding;  /* owned: the frontal image's, embedding_dim floats (NULL without) */
     int embedding_dim;
     /* The frontal image's patient (as the archive hashes it), view family and date. */
     char patient_hash[RD_SHA256_HEX_SIZE];

@@ -390,6 +390,9 @@ typedef struct rd_store_review {
      * and study date (YYYYMMDD, 0: unknown). */
     const float *embedding;
     int dim;
+    /* The study's images, for the review page: [{"path", "sop_instance_uid",
+     * "view_position", "frontal"}] (NULL: none). */
+    const char *images_json;
     const char *patient_hash;
     int view;
     int study_date;
@@ -440,7 +443,8 @@ typedef struct rd_store_review_item {
     char *final_findings_text, *final_impression_text;
     char *explicit_states, *final_states; /* JSON objects {finding: state} */
     char *reject_note;
-    float *embedding; /* dim floats */
+    char *images_json; /* the study's images (see rd_store_review) */
+    float *embedding;  /* dim floats */
     int dim;
 } rd_store_review_item;
 

@@ -408,6 +408,7 @@ void rd_pipeline_draft_free(rd_pipeline_draft *d)
         return;
     rd_draft_free(&d->draft);
     free(d->neighbours);
+    cJSON_free(d->images_json);
     free(d->embedding);
     memset(d, 0, sizeof *d);
     d->frontal = -1;
@@ -567,6 +568,29 @@ static rd_status stage_done_before(study *s, rd_error *err)
     return RD_OK;
 }
 
+/* The study's images for the review page: where each is, and which one is the frontal. */
+static rd_status images_json(study *s, rd_error *err)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; arr && i < s->n_img; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(arr, o)) {
+            cJSON_Delete(o);
+            break;
+        }
+        /* Absolute, so that a web node started elsewhere finds batch's files too. */
+        char *abs = realpath(s->img_files[i], NULL);
+        cJSON_AddStringToObject(o, "path", abs ? abs : s->img_files[i]);
+        free(abs);
+        cJSON_AddStringToObject(o, "sop_instance_uid", s->img_metas[i].sop_instance_uid);
+        cJSON_AddStringToObject(o, "view_position", s->img_metas[i].view_position);
+        cJSON_AddBoolToObject(o, "frontal", i == s->frontal);
+    }
+    s->d->images_json = arr ? cJSON_PrintUnformatted(arr) : NULL;
+    cJSON_Delete(arr);
+    return s->d->images_json ? RD_OK : rd_error_set(err, RD_E_NOMEM, "frontal: out of memory");
+}
+
 /* check + frontal: keeps the images of a chest radiograph (CR or DX, chest-like body part)
  * and chooses the frontal one among them, or skips the study with the reason. The image
  * decoded while choosing (by symmetry) is kept for the decode stage. */
@@ -625,6 +649,7 @@ static rd_status stage_select(study *s, rd_error *err)
                sizeof d->frontal_sop_instance_uid);
     rd_log_debug("pipeline: study %s: frontal %s (%s)", d->study_uid, s->img_files[s->frontal],
                  rule);
+    st = images_json(s, err);
 out:
     free(cm);
     free(cf);
@@ -880,6 +905,7 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
         r.impression_text = d.draft.impression_text;
         r.findings_json = findings_json;
         r.neighbours_json = neighbours_json;
+        r.images_json = d.images_json;
         r.embedding = d.embedding;
         r.dim = d.embedding_dim;
         r.patient_hash = d.patient_hash;

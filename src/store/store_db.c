@@ -156,6 +156,7 @@ static const char *const migrations[] = {
     "  findings_json TEXT,"
     "  neighbours_json TEXT,"
     "  embedding BLOB,"
+    "  images_json TEXT,"
     "  patient_hash TEXT NOT NULL DEFAULT '',"
     "  view INTEGER NOT NULL DEFAULT 0,"
     "  study_date INTEGER NOT NULL DEFAULT 0,"

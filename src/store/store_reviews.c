@@ -37,8 +37,9 @@ rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
                       " sr_sop_instance_uid, frontal_sop_instance_uid, model_version,"
                       " findings_text, impression_text, findings_json, neighbours_json,"
                       " embedding, patient_hash, view, study_date, priority, created_at,"
-                      " updated_at) VALUES(?1,?2,'draft',?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,"
-                      "?14,?15,?16,?16) ON CONFLICT(study_uid, content_version) DO NOTHING",
+                      " updated_at, images_json) VALUES(?1,?2,'draft',?3,?4,?5,?6,?7,?8,?9,?10,"
+                      "?11,?12,?13,?14,?15,?16,?16,?17) ON CONFLICT(study_uid, content_version)"
+                      " DO NOTHING",
                       RD__ARGS(RD__TEXT(r->study_uid), RD__TEXT(r->content_version),
                                RD__TEXT(r->sr_path), RD__TEXT(r->sr_sop_instance_uid),
                                RD__TEXT(r->frontal_sop_instance_uid), RD__TEXT(r->model_version),
@@ -48,7 +49,8 @@ rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
                                    ? RD__BLOB(r->embedding, (size_t)r->dim * sizeof(float))
                                    : RD__NULL,
                                RD__TEXT(rd__or_empty(r->patient_hash)), RD__INT(r->view),
-                               RD__INT(r->study_date), RD__INT(r->priority), RD__REAL(now)),
+                               RD__INT(r->study_date), RD__INT(r->priority), RD__REAL(now),
+                               RD__TEXT(r->images_json)),
                       &changed, err)) != RD_OK)
         goto out;
     if ((rc = rd__query_int64(s, "adding a review item",
@@ -144,7 +146,7 @@ rd_status rd_review_state_parse(const char *name, rd_review_state *out, rd_error
 /* The texts that follow them in a whole item. */
 #define ITEM_TEXTS                                                                                 \
     ", findings_text, impression_text, findings_json, neighbours_json, final_findings_text,"       \
-    " final_impression_text, explicit_states, final_states, reject_note, embedding"
+    " final_impression_text, explicit_states, final_states, reject_note, images_json, embedding"
 
 static void col_copy(rd__stmt *q, int col, char *out, size_t size)
 {
@@ -203,12 +205,13 @@ static rd_status read_item(rd__stmt *q, int with_texts, rd_store_review_item *it
         return RD_OK;
     char **texts[] = {&it->findings_text,   &it->impression_text,     &it->findings_json,
                       &it->neighbours_json, &it->final_findings_text, &it->final_impression_text,
-                      &it->explicit_states, &it->final_states,        &it->reject_note};
+                      &it->explicit_states, &it->final_states,        &it->reject_note,
+                      &it->images_json};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0] && st == RD_OK; i++)
         st = col_dup(q, 30 + (int)i, texts[i], err);
     if (st == RD_OK) {
         size_t bytes = 0;
-        const void *blob = rd__col_blob(q, 39, &bytes);
+        const void *blob = rd__col_blob(q, 40, &bytes);
         if (blob && bytes >= sizeof(float) && bytes % sizeof(float) == 0) {
             if (!(it->embedding = malloc(bytes)))
                 st = rd_error_set(err, RD_E_NOMEM, "out of memory reading a review item");
@@ -236,6 +239,7 @@ void rd_store_review_item_clear(rd_store_review_item *it)
     free(it->explicit_states);
     free(it->final_states);
     free(it->reject_note);
+    free(it->images_json);
     free(it->embedding);
     memset(it, 0, sizeof *it);
 }
