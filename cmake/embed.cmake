@@ -44,3 +44,7 @@ endfunction()
 radraft_embed(radraft_core rd_embedded_labeler_json ${CMAKE_SOURCE_DIR}/models/labeler.json)
 radraft_embed(radraft_core rd_embedded_templates_json
   ${CMAKE_SOURCE_DIR}/models/report-templates.json)
+# The review page (src/web/web.c serves them from a fixed table).
+radraft_embed(radraft_core rd_embedded_web_index_html ${CMAKE_SOURCE_DIR}/web/index.html)
+radraft_embed(radraft_core rd_embedded_web_app_js ${CMAKE_SOURCE_DIR}/web/app.js)
+radraft_embed(radraft_core rd_embedded_web_app_css ${CMAKE_SOURCE_DIR}/web/app.css)

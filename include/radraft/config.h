@@ -76,6 +76,18 @@ typedef struct rd_config {
     rd_strlist review_urgent_findings;
     int review_claim_minutes;
     char review_organization[65];
+    /* the review web page (include/radraft/web.h) */
+    int web_port;
+    char web_bind[64];
+    char web_tls_certificate[RD_CONFIG_STR_MAX];
+    char web_tls_private_key[RD_CONFIG_STR_MAX];
+    int web_max_connections;
+    int web_max_body_bytes;
+    int web_max_header_bytes;
+    int web_request_timeout_seconds;
+    int web_session_idle_minutes;
+    int web_login_max_failures;
+    int web_lockout_seconds;
     /* pipeline (drafting workers) */
     int pipeline_workers;
     int pipeline_retry_max_attempts;

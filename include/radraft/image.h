@@ -7,6 +7,8 @@
 #ifndef RADRAFT_IMAGE_H
 #define RADRAFT_IMAGE_H
 
+#include <stddef.h>
+
 #include "radraft/error.h"
 
 #ifdef __cplusplus
@@ -55,6 +57,11 @@ rd_status rd_png_read(const char *path, rd_image **out, rd_png_info *info, rd_er
 
 /* Writes `img` (values clamped to [0, 1]) as an 8- or 16-bit grayscale PNG. */
 rd_status rd_png_write(const rd_image *img, const char *path, int bit_depth, rd_error *err);
+
+/* Encodes `img` (values clamped to [0, 1]) as an 8-bit grayscale PNG in memory. On success
+ * *out (malloc'ed, free with free()) holds the *len bytes of the file and is the caller's;
+ * on failure *out is NULL. Errors: RD_E_INVALID (no image), RD_E_NOMEM, RD_E_IMAGE. */
+rd_status rd_png_encode(const rd_image *img, void **out, size_t *len, rd_error *err);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,8 @@
  *              an encoder model there is no pool and the scheduler only marks studies ready;
  *   outbox     delivers what the pipeline queued to the destinations, with backoff
  *              (rd_outbox, below).
+ *   web        when web.port is not 0, the review page and its API (radraft/web.h),
+ *              started last and stopped first.
  * Each thread opens its own SQLite connection; the parts wake each other (a stored
  * instance wakes the scheduler when the stable delay is short, a queued job the pool, a
  * finished job the outbox) and fall back to polling, so a missed wakeup only costs time.

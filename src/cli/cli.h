@@ -193,5 +193,6 @@ int rd_cmd_sign(int argc, char **argv);
 int rd_cmd_user(int argc, char **argv);
 int rd_cmd_audit(int argc, char **argv);
 int rd_cmd_queue(int argc, char **argv);
+int rd_cmd_web(int argc, char **argv);
 
 #endif

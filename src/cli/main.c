@@ -22,6 +22,7 @@ static const command commands[] = {
     {"user", rd_cmd_user, "users of the review queue: add, passwd, disable, enable, list"},
     {"audit", rd_cmd_audit, "the review queue's audit trail: list, verify the hash chain"},
     {"queue", rd_cmd_queue, "the review queue: list, show, claim, edit, sign, amend, reject"},
+    {"web", rd_cmd_web, "the review web page and its JSON API on a data directory"},
     {"info", rd_cmd_info, "metadata of DICOM or PNG files as JSON lines"},
     {"render", rd_cmd_render, "decode a DICOM or PNG image and write it as a PNG"},
     {"embed", rd_cmd_embed, "embedding + finding scores of images as JSON lines"},

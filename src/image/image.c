@@ -8,6 +8,7 @@
 #include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -348,4 +349,90 @@ out:
     if (st != RD_OK)
         remove(path);
     return st;
+}
+
+/* The growing buffer rd_png_encode writes into. libpng calls png_buf_write from inside its
+ * own setjmp context, so a failure to grow is reported with png_error, which longjmps back
+ * to rd_png_encode. */
+typedef struct png_buf {
+    unsigned char *data;
+    size_t len, cap;
+} png_buf;
+
+static void png_buf_write(png_structp png, png_bytep data, png_size_t n)
+{
+    png_buf *b = png_get_io_ptr(png);
+    if (n > SIZE_MAX / 2 - b->len)
+        png_error(png, "encoded PNG too large");
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap < b->len + n)
+            cap *= 2;
+        unsigned char *grown = realloc(b->data, cap);
+        if (!grown)
+            png_error(png, "out of memory");
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+}
+
+static void png_buf_flush(png_structp png)
+{
+    (void)png;
+}
+
+rd_status rd_png_encode(const rd_image *img, void **out, size_t *len, rd_error *err)
+{
+    png_structp png = NULL;
+    png_infop pinfo = NULL;
+    png_ctx ctx = {.msg = ""};
+    unsigned char *volatile row = NULL;
+    png_buf buf = {NULL, 0, 0};
+    volatile rd_status st = RD_OK;
+
+    *out = NULL;
+    *len = 0;
+    if (!img || !img->data || img->width <= 0 || img->height <= 0)
+        return rd_error_set(err, RD_E_INVALID, "no image to encode as PNG");
+    png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_error, png_on_warning);
+    pinfo = png ? png_create_info_struct(png) : NULL;
+    row = malloc((size_t)img->width);
+    if (!pinfo || !row) {
+        st = rd_error_set(err, RD_E_NOMEM, "out of memory encoding a PNG");
+        goto out;
+    }
+    if (setjmp(ctx.jmp)) {
+        st = rd_error_set(err, RD_E_IMAGE, "encoding a PNG: %s", ctx.msg);
+        goto out;
+    }
+    png_set_write_fn(png, &buf, png_buf_write, png_buf_flush);
+    png_set_IHDR(png, pinfo, (png_uint_32)img->width, (png_uint_32)img->height, 8,
+                 PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    /* A middling zlib level: the page asks for a new image at every window change, so
+     * encoding time matters more than the last few percent of size. */
+    png_set_compression_level(png, 3);
+    png_write_info(png, pinfo);
+    for (int y = 0; y < img->height; y++) {
+        const float *s = img->data + (size_t)y * img->width;
+        for (int x = 0; x < img->width; x++) {
+            float v = s[x];
+            v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : (v == v ? v : 0.0f));
+            row[x] = (unsigned char)lrintf(v * 255.0f);
+        }
+        png_write_row(png, row);
+    }
+    png_write_end(png, NULL);
+out:
+    free(row);
+    png_destroy_write_struct(png ? &png : NULL, pinfo ? &pinfo : NULL);
+    if (st != RD_OK) {
+        free(buf.data);
+        return st;
+    }
+    *out = buf.data;
+    *len = buf.len;
+    return RD_OK;
 }

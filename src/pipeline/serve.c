@@ -9,6 +9,7 @@
 
 #include "radraft/log.h"
 #include "radraft/serve.h"
+#include "radraft/web.h"
 
 struct rd_serve {
     rd_config cfg;
@@ -19,6 +20,7 @@ struct rd_serve {
     rd_scheduler *scheduler;
     rd_outbox *outbox;
     rd_net_scp *scp;
+    rd_web *web; /* NULL when web.port is 0 */
 };
 
 /* ---- ingest: the listener's callbacks ---- */
@@ -134,6 +136,12 @@ rd_status rd_serve_start(rd_serve **out, const rd_config *cfg, rd_error *err)
     handlers.store = on_store;
     if ((st = rd_net_scp_start(&srv->scp, &scp_opts, &handlers, err)) != RD_OK)
         goto fail;
+    /* The review page comes last, once there is a node to report on. */
+    if (cfg->web_port != 0) {
+        rd_web_options wopts = {srv->workers};
+        if ((st = rd_web_start(&srv->web, &srv->cfg, &wopts, err)) != RD_OK)
+            goto fail;
+    }
     rd_log_info("serve: ready: %s on port %d, data in %s, %d destination(s)", cfg->server_ae_title,
                 cfg->server_port, cfg->server_data_dir, cfg->outbox_destinations.count);
     *out = srv;
@@ -155,6 +163,7 @@ void rd_serve_stop(rd_serve *srv)
         return;
     /* Each part is stopped before the one it wakes: the listener wakes the scheduler, the
      * scheduler the pool, the pool the outbox. */
+    rd_web_stop(srv->web);     /* no new review action while the node winds down */
     rd_net_scp_stop(srv->scp); /* stops accepting, lets in-flight stores finish */
     rd_scheduler_stop(srv->scheduler);
     rd_pipeline_pool_stop(srv->pool); /* the jobs in progress finish first */
