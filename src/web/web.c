@@ -424,9 +424,7 @@ static cJSON *item_json(rd_web *web, rd_store *s, const rd_store_review_item *it
     cJSON_AddItemToObject(o, "patient", patient_json(web, images));
     add_raw_json(o, "findings", it->findings_json);
     add_raw_json(o, "final_states", it->final_states);
-    add_str_or_null(o, "findings_text", it->findings_text ? it->findings_text : "");
-    if (!it->findings_text)
-        cJSON_ReplaceItemInObject(o, "findings_text", cJSON_CreateString(""));
+    cJSON_AddStringToObject(o, "findings_text", it->findings_text ? it->findings_text : "");
     cJSON_AddStringToObject(o, "impression_text", it->impression_text ? it->impression_text : "");
     if (it->final_findings_text)
         cJSON_AddStringToObject(o, "final_findings_text", it->final_findings_text);
