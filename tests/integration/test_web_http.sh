@@ -57,8 +57,8 @@ wait_port() {
 
 "$RADRAFT" samples --out s --size 256 >/dev/null || { fail "samples"; exit 1; }
 "$RADRAFT" batch s --data-dir rd >batch.log 2>&1 || { fail "batch"; cat batch.log; exit 1; }
-"$RADRAFT" user add admin --role admin --display-name Admin^A --data-dir rd >/dev/null ||
-    fail "user add admin"
+printf '%s\n' 'admin-password' | "$RADRAFT" user add admin --role admin --display-name Admin^A \
+    --password-stdin --data-dir rd >/dev/null || fail "user add admin"
 RADPW='correct horse battery'
 printf '%s\n' "$RADPW" | "$RADRAFT" user add rad --role radiologist --display-name Curie^Marie \
     --password-stdin --user admin --data-dir rd >/dev/null || fail "user add rad"
@@ -195,9 +195,55 @@ code=$(req css "$URL/assets/app.css")
 [ "$code" = 200 ] && grep -qi '^Content-Type: text/css' css.hdr && pass "app.css" ||
     fail "app.css: $code $(grep -i content-type css.hdr)"
 
+# ---- reject, release, amend ----
+ID3=$(json q1.body "d['items'][2]['id']")
+code=$(req rj0 -b rad.jar -H "X-CSRF-Token: $CSRF" -X POST -d '{"reason":"bored"}' \
+    "$URL/api/queue/$ID3/reject")
+check "reject with an unknown reason" "$code" 400 'reason' rj0
+code=$(req rj1 -b rad.jar -H "X-CSRF-Token: $CSRF" -X POST -d '{"reason":"poor-image"}' \
+    "$URL/api/queue/$ID3/reject")
+check "reject of an unclaimed draft" "$code" 409 'error' rj1
+req cl3 -b rad.jar -H "X-CSRF-Token: $CSRF" -X POST -d '{}' "$URL/api/queue/$ID3/claim" >/dev/null
+code=$(req rl3 -b rad.jar -H "X-CSRF-Token: $CSRF" -X POST "$URL/api/queue/$ID3/release")
+check "release (empty body)" "$code" 200 '"state":"draft"' rl3
+req cl3 -b rad.jar -H "X-CSRF-Token: $CSRF" -X POST -d '{}' "$URL/api/queue/$ID3/claim" >/dev/null
+code=$(req rj2 -b rad.jar -H "X-CSRF-Token: $CSRF" -X POST -d '{"reason":"other","note":"motion"}' \
+    "$URL/api/queue/$ID3/reject")
+check "reject" "$code" 200 '"state":"rejected"' rj2
+code=$(req am -b rad.jar -H "X-CSRF-Token: $CSRF" -X POST \
+    -d '{"impression_text":"Cardiomegaly, amended."}' "$URL/api/queue/$ID/amend")
+check "amend" "$code" 200 '"signed":\{"version":2' am
+code=$(req ed3 -b rad.jar -H "X-CSRF-Token: $CSRF" -X POST -d '{"findings_text":"a\u0001b"}' \
+    "$URL/api/queue/$ID2/edit")
+check "edit with a control character" "$code" 400 'control character' ed3
+code=$(req q3 -b rad.jar "$URL/api/queue?state=signed&sort=age&limit=1")
+check "queue filtered" "$code" 200 '"signed":2' q3
+[ "$(json q3.body "[i['state'] for i in d['items']]")" = "['signed']" ] && pass "one signed item" ||
+    fail "filtered items: $(cat q3.body)"
+
 # ---- users (admin) ----
 code=$(req uv -b view.jar "$URL/api/users")
 check "users for a viewer" "$code" 403 'error' uv
+code=$(req la -c admin.jar -X POST -d '{"user":"admin","password":"admin-password"}' "$URL/api/login")
+check "admin login" "$code" 200 '"role":"admin"' la
+ACSRF=$(json la.body "d['csrf']")
+code=$(req ul -b admin.jar "$URL/api/users")
+check "users" "$code" 200 '"name":"rad","display_name":"Curie\^Marie","role":"radiologist","disabled":false' ul
+code=$(req ua -b admin.jar -H "X-CSRF-Token: $ACSRF" -X POST \
+    -d '{"name":"rad2","display_name":"Roe^R","role":"radiologist","password":"second-password"}' \
+    "$URL/api/users")
+check "add a user" "$code" 200 '"name":"rad2"' ua
+code=$(req ua2 -b admin.jar -H "X-CSRF-Token: $ACSRF" -X POST \
+    -d '{"name":"rad2","display_name":"Roe^R","role":"radiologist"}' "$URL/api/users")
+check "add a taken name" "$code" 400 'error' ua2
+code=$(req ud -b admin.jar -H "X-CSRF-Token: $ACSRF" -X POST "$URL/api/users/rad2/disable")
+check "disable" "$code" 200 '"disabled":true' ud
+code=$(req l2 -X POST -d '{"user":"rad2","password":"second-password"}' "$URL/api/login")
+check "a disabled user's login" "$code" 403 'disabled' l2
+code=$(req ue -b admin.jar -H "X-CSRF-Token: $ACSRF" -X POST "$URL/api/users/rad2/enable")
+check "enable" "$code" 200 '"disabled":false' ue
+code=$(req uz -b admin.jar -H "X-CSRF-Token: $ACSRF" -X POST "$URL/api/users/nobody/disable")
+check "disable an unknown user" "$code" 404 'error' uz
 
 # ---- a slow client ----
 exec 3<>/dev/tcp/127.0.0.1/$PORT
@@ -263,7 +309,7 @@ echo "not a key" >bad.pem
 PIDS="$PIDS $!"
 if wait_port "http://127.0.0.1:$SERVE_WEB"; then
     code=$(req sv "http://127.0.0.1:$SERVE_WEB/metrics")
-    check "serve's web server" "$code" 200 'radraft_queue_items\{state="signed"\} 2' sv
+    check "serve's web server" "$code" 200 'radraft_queue_items\{state="rejected"\} 1' sv
 else
     fail "serve did not start its web server: $(cat serve.log)"
 fi
