@@ -1487,19 +1487,29 @@ rd_status rd_web_start(rd_web **out, const rd_config *cfg, const rd_web_options 
         (st = rd__web_lockout_create(&web->lockout, cfg->web_login_max_failures,
                                      cfg->web_lockout_seconds, err)) != RD_OK)
         goto fail;
-    struct MHD_OptionItem tls_opts[] = {
-        {web->tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, web->tls_key},
-        {MHD_OPTION_HTTPS_MEM_CERT, 0, web->tls_cert},
-        {MHD_OPTION_END, 0, NULL},
-    };
+    /* The options that depend on the configuration, as one array: the thread pool only
+     * with two threads or more (libmicrohttpd splits the connection limit among its
+     * threads, so never more threads than connections), the TLS key and certificate only
+     * under TLS. */
+    unsigned int threads = WEB_THREADS;
+    if ((unsigned int)cfg->web_max_connections < threads)
+        threads = (unsigned int)cfg->web_max_connections;
+    struct MHD_OptionItem extra[4];
+    int n_extra = 0;
+    if (threads > 1)
+        extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
+    if (web->tls) {
+        extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, web->tls_key};
+        extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, web->tls_cert};
+    }
+    extra[n_extra] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     web->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->web_port, NULL, NULL, on_request, web, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, web, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)WEB_THREADS, MHD_OPTION_CONNECTION_LIMIT,
+        on_mhd_log, web, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)cfg->web_max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)cfg->web_request_timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)cfg->web_max_header_bytes, MHD_OPTION_NOTIFY_COMPLETED, on_completed, web,
-        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        MHD_OPTION_ARRAY, extra, MHD_OPTION_END);
     if (!web->daemon) {
         st = rd_error_set(err, web->tls ? RD_E_CONFIG : RD_E_NET,
                           "web server: cannot listen on %s port %d%s", cfg->web_bind, cfg->web_port,
