@@ -30,7 +30,7 @@ echo "== serve-path unit tests (ThreadSanitizer build)"
 # ThreadSanitizer cannot see (OpenBLAS is not instrumented), so every sgemm it splits would be
 # reported as a race between its threads and ours; with one BLAS thread no suppression is
 # needed, and our own threads (listener, workers, index readers) are still checked in full.
-tsan_tests=(test_net test_store test_pipeline test_serve test_review test_users_audit test_util test_dicom test_index)
+tsan_tests=(test_net test_store test_pipeline test_serve test_review test_users_audit test_util test_dicom test_index test_web)
 tsan_regex="^($(IFS='|'; echo "${tsan_tests[*]}"))\\."
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRADRAFT_TSAN=ON >/dev/null
 cmake --build build-tsan -j "$jobs" --target "${tsan_tests[@]}"

@@ -3,6 +3,7 @@
  * clearing), the in-memory PNG encoder, and rd_web_start's configuration checks plus one
  * request over a real socket. */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,57 @@ RD_TEST(lockout_table_is_bounded)
              (RD__WEB_MAX_LOCKOUTS + 9) % 256);
     CHECK(rd__web_lockout_locked(l, key, 5));
     rd__web_lockout_free(l);
+}
+
+typedef struct hammer_ctx {
+    rd__web_sessions *t;
+    rd__web_lockout *l;
+    int id;
+    int failures;
+} hammer_ctx;
+
+/* One of several threads that open, use and close sessions and count failed logins at
+ * once: the tables must stay consistent (and ThreadSanitizer quiet). */
+static void *hammer(void *arg)
+{
+    hammer_ctx *h = arg;
+    char token[RD__WEB_TOKEN_HEX], key[32];
+    rd__web_session s = make_session("rad"), got;
+    snprintf(key, sizeof key, "user:u%d", h->id);
+    for (int i = 0; i < 200; i++) {
+        if (rd__web_session_open(h->t, &s, i, token, NULL) != RD_OK ||
+            rd__web_session_find(h->t, token, i, &got, NULL) != RD_OK ||
+            strcmp(got.csrf, s.csrf) != 0 || rd__web_session_close(h->t, token) != 1)
+            h->failures++;
+        rd__web_lockout_fail(h->l, key, i);
+        rd__web_lockout_fail(h->l, "addr:shared", i);
+        (void)rd__web_lockout_locked(h->l, "addr:shared", i);
+    }
+    return NULL;
+}
+
+RD_TEST(tables_under_concurrent_use)
+{
+    rd__web_sessions *t = NULL;
+    rd__web_lockout *l = NULL;
+    pthread_t th[4];
+    hammer_ctx ctx[4];
+    rd_error err;
+    REQUIRE_OK(rd__web_sessions_create(&t, 64, 1e9, &err), &err);
+    REQUIRE_OK(rd__web_lockout_create(&l, 1000000, 1e9, &err), &err);
+    for (int i = 0; i < 4; i++) {
+        ctx[i] = (hammer_ctx){t, l, i, 0};
+        REQUIRE(pthread_create(&th[i], NULL, hammer, &ctx[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ_INT(ctx[i].failures, 0);
+    }
+    CHECK_EQ_INT(rd__web_session_count(t, 0), 0);
+    /* Every failure of the shared key was counted once. */
+    CHECK_EQ_INT(rd__web_lockout_fail(l, "addr:shared", 0), 4 * 200 + 1);
+    rd__web_lockout_free(l);
+    rd__web_sessions_free(t);
 }
 
 RD_TEST(png_encode_round_trip)
