@@ -385,12 +385,11 @@ static int image_is_frontal(const cJSON *img)
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(img, "frontal"));
 }
 
-static cJSON *patient_json(const rd_web *web, const cJSON *images)
+static cJSON *patient_json(const cJSON *images)
 {
     const cJSON *img, *frontal = NULL;
     rd_dicom_meta meta;
     rd_error e;
-    (void)web;
     /* The frontal image names the patient; any image will do when none is marked. */
     cJSON_ArrayForEach(img, images)
     {
@@ -415,13 +414,13 @@ static cJSON *patient_json(const rd_web *web, const cJSON *images)
 }
 
 /* The whole ITEM of the contract; NULL when out of memory (or the history failed). */
-static cJSON *item_json(rd_web *web, rd_store *s, const rd_store_review_item *it, rd_error *e)
+static cJSON *item_json(rd_store *s, const rd_store_review_item *it, rd_error *e)
 {
     cJSON *o = summary_json(it), *images = item_images(it), *arr, *v;
     history_ctx h;
     if (!o)
         goto nomem;
-    cJSON_AddItemToObject(o, "patient", patient_json(web, images));
+    cJSON_AddItemToObject(o, "patient", patient_json(images));
     add_raw_json(o, "findings", it->findings_json);
     add_raw_json(o, "final_states", it->final_states);
     cJSON_AddStringToObject(o, "findings_text", it->findings_text ? it->findings_text : "");
@@ -778,7 +777,7 @@ static void route_item(call *c, int64_t id)
         return;
     if (rd_review_show(s, id, c->sess.user, &it, &e) != RD_OK) {
         reply_status(c, &e, MHD_HTTP_BAD_REQUEST);
-    } else if (!(o = item_json(c->web, s, &it, &e))) {
+    } else if (!(o = item_json(s, &it, &e))) {
         reply_status(c, &e, MHD_HTTP_INTERNAL_SERVER_ERROR);
     } else {
         reply_json(c, MHD_HTTP_OK, o);
@@ -1017,7 +1016,7 @@ static void route_action(call *c, int64_t id, const char *verb)
     }
     /* The item as the action left it. Read without rd_review_show: the action has its own
      * audit row, and a second "view" row per action would only blur the trail. */
-    if (rd_store_review_get(s, id, &it, &e) != RD_OK || !(o = item_json(c->web, s, &it, &e))) {
+    if (rd_store_review_get(s, id, &it, &e) != RD_OK || !(o = item_json(s, &it, &e))) {
         reply_status(c, &e, MHD_HTTP_INTERNAL_SERVER_ERROR);
         goto out;
     }
