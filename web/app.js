@@ -156,6 +156,8 @@
     show($('bar'), true);
     show($('nav-users'), S.me.role === 'admin');
     startPolling();
+    // The worklist's order is also what n/p follow on a study page opened by its address.
+    if (/^#\/item\//.test(location.hash)) refreshQueue();
     route();
   }
 
@@ -240,6 +242,7 @@
       $('refreshed').textContent = `Last refreshed ${fmtTime(new Date())}.`;
       renderCounts();
       renderQueue();
+      if (currentView() === 'study' && S.item) renderNav();
     } catch (e) {
       if (e.status !== 401) showError(e);
     }
@@ -389,6 +392,10 @@
 
   // Shows ITEM; fresh = replace the text areas (a newly opened or acted-on item).
   function showItem(item, fresh) {
+    // findings as {name: {...}}; a list of {name, ...} is accepted too.
+    if (Array.isArray(item.findings)) {
+      item.findings = Object.fromEntries(item.findings.map((f) => [f.name || f.finding, f]));
+    }
     const switched = !S.item || String(S.item.id) !== String(item.id);
     S.item = item;
     S.selected = String(item.id);
@@ -512,10 +519,14 @@
     const ro = !canEdit();
     $('t-findings').readOnly = ro;
     $('t-impression').readOnly = ro;
+    renderNav();
+    renderDirty();
+  }
+
+  function renderNav() {
     const i = S.order.indexOf(String(S.item.id));
     $('a-prev').disabled = i <= 0;
     $('a-next').disabled = i < 0 ? S.order.length === 0 : i >= S.order.length - 1;
-    renderDirty();
   }
 
   function renderDirty() {
