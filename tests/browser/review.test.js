@@ -205,7 +205,8 @@ async function run(page) {
   fs.writeFileSync(path.join(OUT, 'signed.json'), JSON.stringify({
     id: signed.id, sop_instance_uid: signed.signed.sop_instance_uid, state: signed.state }));
   await page.waitForTimeout(300);  // the last PNG and the notice settle for the screenshot
-  await page.screenshot({ path: path.join(OUT, 'study.png'), fullPage: true });
+  // The window as a radiologist sees it (the README's picture), not the whole scroll.
+  await page.screenshot({ path: path.join(OUT, 'study.png') });
 
   // Escape returns to the worklist, which now counts one signed item.
   await page.keyboard.press('Escape');
