@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages radraft needs (only those missing) and builds it.
 #   bash scripts/setup.sh          build dependencies + DCMTK tools, then build into build/
-#   bash scripts/setup.sh --test   also what the tests drive (dicom3tools, PyTorch, Orthanc)
+#   bash scripts/setup.sh --test   also what the tests drive (dicom3tools, PyTorch, Orthanc,
+#                                  Chromium with playwright-core for the web page's test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,14 @@ want_tests=0
 pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk libpng-dev libopenblas-dev
       libcjson-dev libsqlite3-dev sqlite3 libopenjp2-7-dev libsodium-dev libmicrohttpd-dev python3)
 if [ "$want_tests" = 1 ]; then
-    pkgs+=(dicom3tools python3-numpy python3-torch orthanc curl openssl clang-format)
+    pkgs+=(dicom3tools python3-numpy python3-torch orthanc curl openssl clang-format chromium)
+    # Node.js may come from elsewhere (nodesource's nodejs bundles npm); Debian's only if none.
+    if ! command -v node >/dev/null; then
+        pkgs+=(nodejs)
+    fi
+    if ! command -v npm >/dev/null; then
+        pkgs+=(npm)
+    fi
 fi
 
 missing=()
@@ -33,6 +41,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     if printf '%s\n' "${missing[@]}" | grep -qx orthanc; then
         (service orthanc stop || systemctl stop orthanc) >/dev/null 2>&1 || true
     fi
+fi
+
+# playwright-core drives the system's Chromium (it downloads no browser); it is pinned by
+# tests/browser/package-lock.json and lives in tests/browser/node_modules, which git ignores.
+if [ "$want_tests" = 1 ]; then
+    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
