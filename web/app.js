@@ -545,14 +545,19 @@
     const ns = S.item.neighbours || [];
     for (const n of ns) {
       const tr = el('tr');
+      // What the neighbour's report said: its present and uncertain findings.
+      const said = Object.entries(n.states || {}).map(([f, st]) =>
+        st === 'uncertain' ? `${f.replace('_', ' ')}?` : f.replace('_', ' '));
       tr.append(el('td', 'num', typeof n.similarity === 'number' ? n.similarity.toFixed(3) : n.similarity),
+        el('td', n.source === 'signed' ? 'signed' : 'muted', n.source || ''),
+        el('td', '', said.length ? said.join(', ') : (n.states ? 'normal' : '')),
         el('td', 'uid', n.study_uid));
       body.append(tr);
     }
     if (!ns.length) {
       const tr = el('tr');
       const td = el('td', 'muted', 'none');
-      td.colSpan = 2;
+      td.colSpan = 4;
       tr.append(td);
       body.append(tr);
     }

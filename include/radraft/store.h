@@ -569,6 +569,12 @@ rd_status rd_store_archive_scan_after(rd_store *s, const char *model_version, in
                                       int with_embedding, rd_store_archive_fn fn, void *ctx,
                                       rd_error *err);
 
+/* The finding states (as stored: one digit per finding, rd_finding_state values, into
+ * `states` of `size` bytes) and the source of archive row `id`, for showing a neighbour.
+ * *found is 0 when there is no such row (an entry replaced since the draft). */
+rd_status rd_store_archive_states(rd_store *s, int64_t id, char *states, size_t size, int *source,
+                                  int *found, rd_error *err);
+
 /* What tells a running index that the archive changed, cheaply: the largest row id (0 when
  * empty) and the number of rows ever deleted. */
 rd_status rd_store_archive_marks(rd_store *s, int64_t *max_id, int64_t *deletions, rd_error *err);

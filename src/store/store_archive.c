@@ -181,6 +181,26 @@ rd_status rd_store_archive_scan_after(rd_store *s, const char *model_version, in
         RD__ARGS(RD__TEXT(model_version), RD__INT(after_id)), with_embedding, fn, ctx, err);
 }
 
+rd_status rd_store_archive_states(rd_store *s, int64_t id, char *states, size_t size, int *source,
+                                  int *found, rd_error *err)
+{
+    rd__stmt q = RD__STMT_INIT;
+    int row = 0;
+    rd_status rs = rd__stmt_row(&q, s, "archive: states of a row",
+                                "SELECT states, source FROM archive WHERE id=?1",
+                                RD__ARGS(RD__INT(id)), &row, err);
+    *found = 0;
+    states[0] = '\0';
+    if (rs == RD_OK && row && rd__col_text(&q, 0) &&
+        strlen(rd__col_text(&q, 0)) == ARCHIVE_STATES_LEN && size > ARCHIVE_STATES_LEN) {
+        memcpy(states, rd__col_text(&q, 0), ARCHIVE_STATES_LEN + 1);
+        *source = rd__col_int(&q, 1);
+        *found = 1;
+    }
+    rd__stmt_close(&q);
+    return rs;
+}
+
 rd_status rd_store_archive_marks(rd_store *s, int64_t *max_id, int64_t *deletions, rd_error *err)
 {
     rd_status rs = rd__query_int64(s, "archive: marks", "SELECT COALESCE(MAX(id), 0) FROM archive",

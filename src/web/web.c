@@ -35,6 +35,7 @@
 #include "radraft/dicom.h"
 #include "radraft/findings.h"
 #include "radraft/image.h"
+#include "radraft/index.h"
 #include "radraft/log.h"
 #include "radraft/review.h"
 #include "radraft/store.h"
@@ -413,6 +414,34 @@ static cJSON *patient_json(const cJSON *images)
     return p;
 }
 
+/* What each similar case said (its present and uncertain findings) and where it came from
+ * (seed, import, signed), read from the archive: a radiologist weighs a signed neighbour
+ * above a seed image. A row replaced since the draft has neither. */
+static void add_neighbour_states(rd_store *s, cJSON *neighbours)
+{
+    cJSON *n;
+    cJSON_ArrayForEach(n, neighbours)
+    {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(n, "id");
+        char states[RD_FINDING_COUNT + 1];
+        int source = 0, found = 0;
+        rd_error e;
+        if (!cJSON_IsNumber(id) ||
+            rd_store_archive_states(s, (int64_t)id->valuedouble, states, sizeof states, &source,
+                                    &found, &e) != RD_OK ||
+            !found)
+            continue;
+        cJSON_AddStringToObject(n, "source", rd_archive_source_name((rd_archive_source)source));
+        cJSON *st = cJSON_AddObjectToObject(n, "states");
+        for (int f = 0; st && f < RD_FINDING_N_ABNORMAL; f++) {
+            int v = states[f] - '0';
+            if (v == RD_STATE_PRESENT || v == RD_STATE_UNCERTAIN)
+                cJSON_AddStringToObject(st, rd_finding_name((rd_finding)f),
+                                        rd_state_name((rd_finding_state)v));
+        }
+    }
+}
+
 /* The whole ITEM of the contract; NULL when out of memory (or the history failed). */
 static cJSON *item_json(rd_store *s, const rd_store_review_item *it, rd_error *e)
 {
@@ -434,6 +463,8 @@ static cJSON *item_json(rd_store *s, const rd_store_review_item *it, rd_error *e
     else
         cJSON_AddNullToObject(o, "final_impression_text");
     v = it->neighbours_json ? cJSON_Parse(it->neighbours_json) : NULL;
+    if (cJSON_IsArray(v))
+        add_neighbour_states(s, v);
     cJSON_AddItemToObject(o, "neighbours", cJSON_IsArray(v) ? v : cJSON_CreateArray());
     if (v && !cJSON_IsArray(v))
         cJSON_Delete(v);

@@ -113,6 +113,11 @@ code=$(req it -b rad.jar "$URL/api/queue/$ID")
 check "item" "$code" 200 '"patient":\{"name":"[^"]+"' it
 [ "$(json it.body "len(d['images']) >= 1 and any(i['frontal'] for i in d['images'])")" = True ] &&
     pass "item images" || fail "item images: $(json it.body "d.get('images')")"
+# The similar cases say what their reports said and where they came from (the seed
+# archive of the shipped model here).
+[ "$(json it.body "len(d['neighbours']) > 0 and all(n.get('source') == 'seed' and isinstance(n.get('states'), dict) for n in d['neighbours'])")" = True ] &&
+    pass "neighbours with source and states ($(json it.body "d['neighbours'][0]"))" ||
+    fail "neighbours: $(json it.body "d['neighbours'][:2]")"
 code=$(req it404 -b rad.jar "$URL/api/queue/999999")
 check "missing item" "$code" 404 'error' it404
 
