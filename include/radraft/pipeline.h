@@ -54,6 +54,9 @@ typedef struct rd_pipeline_options {
     const char *sr_dir;   /* where draft SRs are written; NULL: DATA/sr */
     int enqueue;          /* non-zero: queue every SR for cfg->outbox_destinations */
     int encoder_threads;  /* threads of each worker's encoder (>= 1) */
+    /* Where a drafted study's time goes (borrowed; must outlive the pipeline); NULL: not
+     * measured. */
+    struct rd_histogram *draft_seconds;
 } rd_pipeline_options;
 
 /* The encoder model to use: encoder.model (by default the model radraft ships). RD_E_CONFIG

@@ -150,6 +150,10 @@ rd_status rd_store_study_version_get(rd_store *s, const char *study_uid,
 
 /* Records that a content version of a study gets no draft, and why ("not a chest
  * radiograph: modality CT"). A version already recorded keeps its first outcome. */
+/* Number of study versions with an outcome ("drafted", "skipped"; NULL: any). */
+rd_status rd_store_count_study_versions(rd_store *s, const char *outcome, long *count,
+                                        rd_error *err);
+
 rd_status rd_store_study_skip(rd_store *s, const char *study_uid, const char *content_version,
                               const char *reason, rd_error *err);
 

@@ -22,6 +22,9 @@ typedef struct rd_web rd_web;
 /* What the server reports about the node it runs in. */
 typedef struct rd_web_options {
     int workers; /* drafting workers of the node, for /healthz (0: a reviewing-only node) */
+    /* The node's latency histograms (borrowed; must outlive the server); NULL on a
+     * reviewing-only node, whose /metrics then has none. */
+    const struct rd_metrics *metrics;
 } rd_web_options;
 
 /* Starts the web server on web.bind:web.port of `cfg` (copied), with the store of

@@ -32,6 +32,7 @@
 #include "radraft/index.h"
 #include "radraft/labeler.h"
 #include "radraft/log.h"
+#include "radraft/metrics.h"
 #include "radraft/sr.h"
 #include "radraft/version.h"
 #include "base/util.h"
@@ -47,7 +48,8 @@ struct rd_pipeline {
     char model_name[128];
     char model_version[128];
     int encoder_threads;
-    rd_encoder_model *model; /* loaded once; each worker's encoder runs over it */
+    struct rd_histogram *draft_seconds; /* borrowed; NULL */
+    rd_encoder_model *model;            /* loaded once; each worker's encoder runs over it */
     int enqueue;
     rd_thresholds th;
     rd_generator *gen;
@@ -188,6 +190,7 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
     p->cfg = *cfg;
     p->encoder_threads = opts && opts->encoder_threads > 0 ? opts->encoder_threads : 1;
     p->enqueue = opts ? opts->enqueue : 0;
+    p->draft_seconds = opts ? opts->draft_seconds : NULL;
     rd_strlcpy(p->data_dir, opts && opts->data_dir ? opts->data_dir : cfg->server_data_dir,
                sizeof p->data_dir);
     if (opts && opts->sr_dir) {
@@ -856,7 +859,7 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
     rd_pipeline_draft d;
     char *findings_json = NULL, *neighbours_json = NULL;
     rd_status st;
-    double t;
+    double t, t0 = now_ms();
 
     memset(res, 0, sizeof *res);
     st = draft_study(w, files, n, NULL, 1, &d, &res->review_id, err);
@@ -920,6 +923,8 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
         res->outcome = added ? RD_PIPELINE_DRAFTED : RD_PIPELINE_DONE_BEFORE;
     }
     res->ms_record = now_ms() - t;
+    if (res->outcome == RD_PIPELINE_DRAFTED)
+        rd_histogram_observe(p->draft_seconds, (now_ms() - t0) / 1e3);
     rd_log_info("pipeline: study %s drafted: %d present, %d uncertain, %d neighbours, SR %s",
                 d.study_uid, res->n_present, res->n_uncertain, d.n_neighbours, res->sr_path);
 out:

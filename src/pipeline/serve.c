@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "radraft/log.h"
+#include "radraft/metrics.h"
 #include "radraft/serve.h"
 #include "radraft/web.h"
 
@@ -20,7 +21,8 @@ struct rd_serve {
     rd_scheduler *scheduler;
     rd_outbox *outbox;
     rd_net_scp *scp;
-    rd_web *web; /* NULL when web.port is 0 */
+    rd_web *web;        /* NULL when web.port is 0 */
+    rd_metrics metrics; /* the node's latencies, for /metrics */
 };
 
 /* ---- ingest: the listener's callbacks ---- */
@@ -50,7 +52,10 @@ static rd_status on_store(void *ctx, void *assoc_ctx, const rd_net_instance *in,
     rd_store_put_result res = RD_STORE_NEW;
     rd_serve *srv = ctx;
     rd_status st;
+    double t0 = rd_store_now();
     st = rd_store_put(assoc_ctx, &si, in->file, in->file_len, in->dataset_offset, &res, err);
+    if (st == RD_OK)
+        rd_histogram_observe(&srv->metrics.cstore, rd_store_now() - t0);
     /* The scheduler looks at least every 0.5 s and then sleeps until the next study is due;
      * only a shorter stable delay needs it to look now (a wakeup per instance would cost
      * it a write transaction per instance, contending with the stores). */
@@ -87,6 +92,7 @@ static rd_status start_drafting(rd_serve *srv, rd_error *err)
     memset(&po, 0, sizeof po);
     po.enqueue = 1;
     po.encoder_threads = threads;
+    po.draft_seconds = &srv->metrics.draft;
     if ((st = rd_pipeline_create(&srv->pipeline, &srv->cfg, &po, err)) != RD_OK ||
         (st = rd_pipeline_pool_start(&srv->pool, srv->pipeline, srv->workers, NULL, err)) !=
             RD_OK) {
@@ -108,6 +114,7 @@ rd_status rd_serve_start(rd_serve **out, const rd_config *cfg, rd_error *err)
     if (!srv)
         return rd_error_set(err, RD_E_NOMEM, "out of memory starting the node");
     srv->cfg = *cfg;
+    rd_metrics_init(&srv->metrics);
     rd_store_options_default(&srv->store_opts);
     if ((st = rd_store_dup_policy_parse(cfg->store_duplicate_policy,
                                         &srv->store_opts.duplicate_policy, err)) != RD_OK)
@@ -138,7 +145,7 @@ rd_status rd_serve_start(rd_serve **out, const rd_config *cfg, rd_error *err)
         goto fail;
     /* The review page comes last, once there is a node to report on. */
     if (cfg->web_port != 0) {
-        rd_web_options wopts = {srv->workers};
+        rd_web_options wopts = {srv->workers, &srv->metrics};
         if ((st = rd_web_start(&srv->web, &srv->cfg, &wopts, err)) != RD_OK)
             goto fail;
     }

@@ -370,3 +370,12 @@ rd_status rd_store_study_skip(rd_store *s, const char *study_uid, const char *co
                             RD__TEXT(rd__or_empty(reason)), RD__REAL(rd_store_now())),
                    NULL, err);
 }
+
+rd_status rd_store_count_study_versions(rd_store *s, const char *outcome, long *count,
+                                        rd_error *err)
+{
+    if (outcome)
+        return rd__count(s, "SELECT COUNT(*) FROM study_versions WHERE outcome=?1",
+                         RD__ARGS(RD__TEXT(outcome)), count, err);
+    return rd__count(s, "SELECT COUNT(*) FROM study_versions", RD__NO_ARGS, count, err);
+}

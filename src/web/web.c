@@ -37,6 +37,7 @@
 #include "radraft/image.h"
 #include "radraft/index.h"
 #include "radraft/log.h"
+#include "radraft/metrics.h"
 #include "radraft/review.h"
 #include "radraft/store.h"
 #include "web/web_int.h"
@@ -577,12 +578,26 @@ static void tb_printf(textbuf *b, const char *fmt, ...)
     }
 }
 
+/* A histogram in the Prometheus text format: cumulative buckets, +Inf, sum and count. */
+static void write_histogram(textbuf *b, const char *name, const char *help, const rd_histogram *h)
+{
+    unsigned long cum = 0;
+    tb_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (int i = 0; i < RD_HISTOGRAM_BUCKETS; i++) {
+        cum += atomic_load(&h->counts[i]);
+        tb_printf(b, "%s_bucket{le=\"%g\"} %lu\n", name, rd_histogram_bounds[i], cum);
+    }
+    cum += atomic_load(&h->counts[RD_HISTOGRAM_BUCKETS]);
+    tb_printf(b, "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.6f\n%s_count %lu\n", name, cum, name,
+              (double)atomic_load(&h->sum_us) / 1e6, name, cum);
+}
+
 static void route_metrics(call *c)
 {
     rd_store *s = NULL;
     rd_error e;
     textbuf b = {NULL, 0, 0, 0};
-    long instances = 0, drafted = 0, failed_jobs = 0, n;
+    long instances = 0, drafted = 0, skipped = 0, failed_jobs = 0, n;
     rd_status st;
     if (open_store(c, &s, &e) != RD_OK)
         return;
@@ -591,17 +606,21 @@ static void route_metrics(call *c)
         st = rd_store_count_reviews(s, NULL, NULL, &drafted, &e);
     if (st == RD_OK)
         st = rd_store_count_jobs(s, NULL, RD_JOB_FAILED, &failed_jobs, &e);
+    if (st == RD_OK)
+        st = rd_store_count_study_versions(s, "skipped", &skipped, &e);
     tb_printf(&b,
               "# HELP radraft_instances_received_total DICOM instances in the store.\n"
               "# TYPE radraft_instances_received_total counter\n"
               "radraft_instances_received_total %ld\n",
               instances);
     tb_printf(&b,
-              "# HELP radraft_studies_total Studies by outcome (drafted: review items; failed: "
-              "failed jobs).\n# TYPE radraft_studies_total counter\n"
+              "# HELP radraft_studies_total Studies by outcome (drafted: review items; skipped: "
+              "study versions not drafted, with their reason; failed: failed jobs).\n"
+              "# TYPE radraft_studies_total counter\n"
               "radraft_studies_total{outcome=\"drafted\"} %ld\n"
+              "radraft_studies_total{outcome=\"skipped\"} %ld\n"
               "radraft_studies_total{outcome=\"failed\"} %ld\n",
-              drafted, failed_jobs);
+              drafted, skipped, failed_jobs);
     tb_printf(&b, "# HELP radraft_queue_items Review items by state.\n"
                   "# TYPE radraft_queue_items gauge\n");
     for (int i = 0; i < RD_REVIEW_STATE_COUNT && st == RD_OK; i++) {
@@ -616,6 +635,15 @@ static void route_metrics(call *c)
         if ((st = rd_store_outbox_count(s, outbox_states[i], &n, &e)) == RD_OK)
             tb_printf(&b, "radraft_outbox_deliveries{state=\"%s\"} %ld\n", outbox_states[i], n);
     rd_store_close(s);
+    if (c->web->opts.metrics) {
+        write_histogram(&b, "radraft_draft_seconds",
+                        "Drafting of a study by this node, read to record.",
+                        &c->web->opts.metrics->draft);
+        write_histogram(&b, "radraft_cstore_seconds",
+                        "One C-STORE received by this node: the file durable and its row "
+                        "committed.",
+                        &c->web->opts.metrics->cstore);
+    }
     if (st != RD_OK || b.failed) {
         free(b.data);
         if (st != RD_OK)

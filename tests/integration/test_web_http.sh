@@ -315,6 +315,13 @@ PIDS="$PIDS $!"
 if wait_port "http://127.0.0.1:$SERVE_WEB"; then
     code=$(req sv "http://127.0.0.1:$SERVE_WEB/metrics")
     check "serve's web server" "$code" 200 'radraft_queue_items\{state="rejected"\} 1' sv
+    # The node's own latencies: one C-STORE received is one observation.
+    "$RADRAFT" send "$(ls s/*/*.dcm | head -1)" --to RADRAFT@127.0.0.1:$SERVE_DICOM >send.log 2>&1 ||
+        fail "send to serve: $(cat send.log)"
+    code=$(req sv2 "http://127.0.0.1:$SERVE_WEB/metrics")
+    check "serve's C-STORE histogram" "$code" 200 'radraft_cstore_seconds_count 1' sv2
+    check "serve's drafting histogram" "$code" 200 'radraft_draft_seconds_bucket\{le="\+Inf"\} 0' sv2
+    check "skipped studies counted" "$code" 200 'radraft_studies_total\{outcome="skipped"\} [0-9]' sv2
 else
     fail "serve did not start its web server: $(cat serve.log)"
 fi

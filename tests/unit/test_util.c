@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "radraft/metrics.h"
 #include "rdtest.h"
 #include "base/util.h"
 
@@ -74,6 +75,23 @@ RD_TEST(wake_post_from_another_thread_ends_the_wait)
     pthread_join(t, NULL);
     CHECK(waited >= 0.04 && waited < 5);
     rd_wake_destroy(&w);
+}
+
+RD_TEST(histogram_buckets_and_sum)
+{
+    rd_metrics m;
+    rd_metrics_init(&m);
+    rd_histogram_observe(&m.draft, 0.001); /* first bucket (<= 5 ms) */
+    rd_histogram_observe(&m.draft, 0.005); /* on a bound: that bucket */
+    rd_histogram_observe(&m.draft, 0.3);   /* (0.25, 0.5] */
+    rd_histogram_observe(&m.draft, 99);    /* above every bound: +Inf */
+    rd_histogram_observe(&m.draft, NAN);   /* not a time: counted as 0 */
+    rd_histogram_observe(NULL, 1);
+    CHECK_EQ_INT((int)atomic_load(&m.draft.counts[0]), 3);
+    CHECK_EQ_INT((int)atomic_load(&m.draft.counts[6]), 1);
+    CHECK_EQ_INT((int)atomic_load(&m.draft.counts[RD_HISTOGRAM_BUCKETS]), 1);
+    CHECK_EQ_INT((int)atomic_load(&m.draft.sum_us), 1000 + 5000 + 300000 + 99000000);
+    CHECK_EQ_INT((int)atomic_load(&m.cstore.counts[0]), 0);
 }
 
 RD_TEST_MAIN()

@@ -313,7 +313,7 @@ RD_TEST(serves_healthz_and_refuses_without_session)
 {
     rd_config cfg;
     rd_web *web = NULL;
-    rd_web_options opts = {3};
+    rd_web_options opts = {3, NULL};
     rd_error err;
     char buf[8192];
     const char *dir = rd_test_tmpdir("web_serve");
