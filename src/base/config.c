@@ -156,8 +156,9 @@ static const cfg_key cfg_keys[] = {
      NULL, "delay before the first retry of a failed delivery; doubled at each retry"},
     {"outbox.retry_max_seconds", CFG_INT, OFF(outbox_retry_max_seconds), 1, 604800, "600", NULL,
      "longest delay between two attempts of a delivery"},
-    {"outbox.retry_max_attempts", CFG_INT, OFF(outbox_retry_max_attempts), 0, 1000000, "0", NULL,
-     "attempts before a delivery is given up as failed; 0 retries forever"},
+    {"outbox.retry_max_attempts", CFG_INT, OFF(outbox_retry_max_attempts), 0, 1000000, "150", NULL,
+     "attempts before a delivery is given up as failed (150: about a day with the default "
+     "backoff); 0 retries forever"},
 };
 
 #define N_KEYS (sizeof cfg_keys / sizeof cfg_keys[0])

@@ -56,9 +56,32 @@ void rd_log_set_stream(FILE *fp)
     pthread_mutex_unlock(&g_log.lock);
 }
 
+/* Copies `in` to `out` (of `size` bytes, NUL-terminated) with every control character as a
+ * visible "\xNN" escape, so that a value from the network (an AE title with a newline, say)
+ * can never start a forged log line or move the terminal's cursor. A line cut short by
+ * `size` ends with its last whole escape. */
+static void escape_controls(const char *in, char *out, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 1 < size; p++) {
+        if (*p >= 0x20 && *p != 0x7f) {
+            out[o++] = (char)*p;
+            continue;
+        }
+        if (o + 5 > size)
+            break;
+        out[o++] = '\\';
+        out[o++] = 'x';
+        out[o++] = hex[*p >> 4];
+        out[o++] = hex[*p & 15];
+    }
+    out[o] = '\0';
+}
+
 void rd_log(rd_log_level level, const char *fmt, ...)
 {
-    char line[2048];
+    char line[2048], safe[2048 * 4];
     char stamp[32];
     struct timespec ts;
     struct tm tm;
@@ -78,9 +101,10 @@ void rd_log(rd_log_level level, const char *fmt, ...)
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
 
+    escape_controls(line, safe, sizeof safe);
     pthread_mutex_lock(&g_log.lock);
     FILE *out = g_log.stream ? g_log.stream : stderr;
-    fputs(line, out);
+    fputs(safe, out);
     fputc('\n', out);
     fflush(out);
     pthread_mutex_unlock(&g_log.lock);

@@ -1,6 +1,7 @@
 /* radraft — the command line entry point: dispatches to a subcommand. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "radraft/pacs.h"
@@ -48,6 +49,9 @@ static void usage(FILE *fp)
 
 int main(int argc, char **argv)
 {
+    /* What radraft writes holds patient data (images, report texts, UIDs in the database and
+     * its journal): readable by its own user only, whatever the caller's umask. */
+    umask(077);
     if (argc < 2) {
         usage(stderr);
         return RD_EXIT_USAGE;

@@ -285,4 +285,20 @@ RD_TEST(outbox_thread_delivers_once_when_woken)
     pthread_mutex_destroy(&r.mu);
 }
 
+/* A destination that refuses for good is given up by default, not retried forever: 150
+ * attempts with the default backoff span about a day. */
+RD_TEST(outbox_gives_up_by_default_after_about_a_day)
+{
+    rd_config cfg;
+    double total = 0, delay;
+    rd_config_defaults(&cfg);
+    REQUIRE(cfg.outbox_retry_max_attempts > 0);
+    delay = cfg.outbox_retry_initial_seconds;
+    for (int i = 1; i < cfg.outbox_retry_max_attempts; i++) {
+        total += delay < cfg.outbox_retry_max_seconds ? delay : cfg.outbox_retry_max_seconds;
+        delay *= 2;
+    }
+    CHECK_MSG(total > 12 * 3600 && total < 48 * 3600, "gives up after %.1f h", total / 3600);
+}
+
 RD_TEST_MAIN()

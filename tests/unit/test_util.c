@@ -1,7 +1,10 @@
 /* The private helpers: the wakeup between threads. */
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
+#include "radraft/log.h"
 #include "radraft/metrics.h"
 #include "rdtest.h"
 #include "base/util.h"
@@ -92,6 +95,27 @@ RD_TEST(histogram_buckets_and_sum)
     CHECK_EQ_INT((int)atomic_load(&m.draft.counts[RD_HISTOGRAM_BUCKETS]), 1);
     CHECK_EQ_INT((int)atomic_load(&m.draft.sum_us), 1000 + 5000 + 300000 + 99000000);
     CHECK_EQ_INT((int)atomic_load(&m.cstore.counts[0]), 0);
+}
+
+/* A value from the network cannot forge a log line: control characters become escapes. */
+RD_TEST(log_escapes_control_characters)
+{
+    FILE *fp = tmpfile();
+    char buf[512] = "";
+    REQUIRE(fp != NULL);
+    rd_log_set_stream(fp);
+    rd_log_set_level(RD_LOG_INFO);
+    rd_log_info("association from %s",
+                "EVIL\n2026-01-01T00:00:00.000Z radraft info: forged\x1b[2J");
+    rd_log_set_stream(NULL);
+    rewind(fp);
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+    CHECK(strchr(buf, '\n') == buf + n - 1); /* one line */
+    CHECK(strstr(buf, "EVIL\\x0a2026-01-01") != NULL);
+    CHECK(strstr(buf, "\\x1b[2J") != NULL);
+    CHECK(strchr(buf, 0x1b) == NULL);
 }
 
 RD_TEST_MAIN()
