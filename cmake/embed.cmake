@@ -45,6 +45,6 @@ radraft_embed(radraft_core rd_embedded_labeler_json ${CMAKE_SOURCE_DIR}/models/l
 radraft_embed(radraft_core rd_embedded_templates_json
   ${CMAKE_SOURCE_DIR}/models/report-templates.json)
 # The review page (src/web/web.c serves them from a fixed table).
-radraft_embed(radraft_core rd_embedded_web_index_html ${CMAKE_SOURCE_DIR}/web/index.html)
-radraft_embed(radraft_core rd_embedded_web_app_js ${CMAKE_SOURCE_DIR}/web/app.js)
-radraft_embed(radraft_core rd_embedded_web_app_css ${CMAKE_SOURCE_DIR}/web/app.css)
+radraft_embed(radraft_core rd_embedded_web_index_html ${CMAKE_SOURCE_DIR}/src/web/page/index.html)
+radraft_embed(radraft_core rd_embedded_web_app_js ${CMAKE_SOURCE_DIR}/src/web/page/app.js)
+radraft_embed(radraft_core rd_embedded_web_app_css ${CMAKE_SOURCE_DIR}/src/web/page/app.css)
