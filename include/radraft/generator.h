@@ -55,6 +55,27 @@ rd_status rd_thresholds_load(rd_thresholds *out, const char *path, rd_error *err
  * 0.5, uncertain at 0.3 for every finding. */
 void rd_thresholds_builtin(rd_thresholds *out);
 
+/* Per-finding calibration: the combined score s (encoder and similar cases) becomes the
+ * probability p = 1 / (1 + exp(-(a * logit(s) + b))) (Platt scaling on the logit, fitted on
+ * held-out patients by `radraft model calibrate`). Monotone, so it changes no ranking and no
+ * AUROC; it makes the score read as a probability for the mix of patients it was fitted
+ * on. Disabled (the identity) when the model has no "calibration". */
+typedef struct rd_calibration {
+    int enabled;
+    double a[RD_FINDING_N_ABNORMAL];
+    double b[RD_FINDING_N_ABNORMAL];
+} rd_calibration;
+
+/* Parses the "calibration" member of a model description ({"method": "platt", "findings":
+ * {NAME: {"a": a, "b": b}, ...}} with every finding present); no such member gives the
+ * identity. Errors are RD_E_CONFIG naming `origin`. */
+rd_status rd_calibration_parse(rd_calibration *out, const char *json, const char *origin,
+                               rd_error *err);
+/* The calibrated probability of score `s` for finding `f` (s itself when disabled). */
+double rd_calibration_prob(const rd_calibration *c, int f, double s);
+/* Calibrates every finding's score in place. */
+void rd_calibration_apply(const rd_calibration *c, double scores[RD_FINDING_N_ABNORMAL]);
+
 /* One similar past case. The strings are borrowed for the duration of the call. */
 typedef struct rd_evidence_case {
     double similarity;                        /* larger is more similar */

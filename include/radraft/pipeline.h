@@ -134,11 +134,13 @@ typedef struct rd_pipeline_draft {
     char frontal_sop_instance_uid[RD_UID_SIZE];
     char model_name[128];
     char model_version[128];
-    int has_encoder_scores;                 /* the model scores the 14 findings itself */
-    double encoder[RD_FINDING_N_ABNORMAL];  /* the encoder's scores (0 without) */
-    double votes[RD_FINDING_COUNT];         /* the neighbours' votes (0 without neighbours) */
-    double combined[RD_FINDING_N_ABNORMAL]; /* what the generator used, in [0, 1] */
-    rd_pipeline_neighbour *neighbours;      /* owned; n_neighbours of them, most similar first */
+    int has_encoder_scores;                     /* the model scores the 14 findings itself */
+    double encoder[RD_FINDING_N_ABNORMAL];      /* the encoder's scores (0 without) */
+    double votes[RD_FINDING_COUNT];             /* the neighbours' votes (0 without neighbours) */
+    double combined[RD_FINDING_N_ABNORMAL];     /* what the generator used: the calibrated
+                                                   probability (the model's calibration) */
+    double uncalibrated[RD_FINDING_N_ABNORMAL]; /* encoder and votes combined, before it */
+    rd_pipeline_neighbour *neighbours; /* owned; n_neighbours of them, most similar first */
     int n_neighbours;
     char *images_json; /* owned: the study's images, as rd_store_review.images_json */
     float *embedding;  /* owned: the frontal image's, embedding_dim floats (NULL without) */

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "radraft/error.h"
+#include "radraft/findings.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,10 +51,19 @@ typedef struct rd_train_options {
     double warmup_epochs;   /* linear warmup length in epochs (default 1) */
     double min_lr_ratio;    /* the cosine ends at lr * this (default 0.01) */
     double label_smoothing; /* default 0.05 */
+    double mixup;           /* mixup Beta(a, a) parameter in (0, 1]; 0 (default) = off */
     double pos_weight_cap;  /* positive weight = min(neg/pos, cap) per finding (default 10) */
-    double val_fraction;    /* share of patients held out (default 0.15) */
-    int min_positives;      /* findings with fewer validation positives are not averaged (5) */
-    uint64_t seed;          /* default 1 */
+    double val_fraction;    /* share of patients held out (default 0.15); folds == 0 only */
+    /* Patient-level k-fold cross-validation (folds >= 2): the patients with hash below
+     * holdout_fraction are the holdout, never trained or validated on (they are for
+     * calibration and thresholds); the rest fall into `folds` folds by the same hash.
+     * `fold` in [0, folds) validates on that fold and trains on the others; -1 trains on
+     * every fold with no validation (the last epoch is kept). */
+    int folds;               /* 0 (default) = the val_fraction split */
+    int fold;                /* see above */
+    double holdout_fraction; /* default 0.15 */
+    int min_positives;       /* findings with fewer validation positives are not averaged (5) */
+    uint64_t seed;           /* default 1 */
 } rd_train_options;
 
 /* What a run did. Losses are means over the epoch's batches. */
@@ -63,8 +73,9 @@ typedef struct rd_train_result {
     int best_epoch; /* epoch whose weights are in out_dir/model.*, -1 if none */
     long steps;     /* optimizer steps in total (including resumed ones) */
     int n_train, n_val, n_train_patients, n_val_patients;
-    double best_val_auroc; /* mean over findings with enough positives; NaN if none */
-    double images_per_s;   /* training throughput of this run */
+    int n_holdout, n_holdout_patients; /* left out by the k-fold split */
+    double best_val_auroc;             /* mean over findings with enough positives; NaN if none */
+    double images_per_s;               /* training throughput of this run */
     double train_loss[RD_TRAIN_MAX_EPOCHS]; /* by epoch index; NaN when not run here */
     double val_loss[RD_TRAIN_MAX_EPOCHS];
     double val_auroc[RD_TRAIN_MAX_EPOCHS];
@@ -82,6 +93,69 @@ rd_status rd_train_run(const rd_train_options *opts, rd_train_result *res, rd_er
  * a random positive scores above a random negative, ties counting one half. NaN when there
  * is no positive or no negative. */
 double rd_auroc(const float *scores, const unsigned char *labels, int n);
+
+/* Calibration and thresholds, fitted on held-out patients (`radraft evaluate --calibrate`).
+ *
+ * rd_calib_fit_platt fits p = 1 / (1 + exp(-(a * logit(s) + b))) to scores s in [0, 1] and
+ * binary labels y (n of each) by Newton's method on the log loss, with Platt's smoothed
+ * targets ((P + 1) / (P + 2) for positives, 1 / (N + 2) for negatives), so that a finding
+ * with few positives gets a cautious fit. The slope is kept positive (at least 0.001): the
+ * map never reverses the ranking. RD_E_INVALID for fewer than two scores. */
+rd_status rd_calib_fit_platt(const double *s, const unsigned char *y, int n, double *a, double *b,
+                             rd_error *err);
+/* Expected calibration error over `bins` equal-width bins of p (at most 64): the mean
+ * absolute gap between the predicted and the observed rate, weighted by the bin's share of
+ * the n cases. NaN when n is 0. */
+double rd_calib_ece(const double *p, const unsigned char *y, int n, int bins);
+/* The threshold t that maximizes F-beta of "p >= t" (beta 1 weighs precision and recall
+ * alike, 0.5 favours precision): halfway between the lowest score called positive and the
+ * next lower one. *fbeta (may be NULL) gets the F-beta reached. NaN without a positive. */
+double rd_calib_best_threshold(const double *p, const unsigned char *y, int n, double beta,
+                               double *fbeta);
+
+/* What `radraft evaluate --calibrate` fits and measures for one finding. */
+typedef struct rd_calib_finding {
+    int positives;
+    double a, b;               /* the Platt fit on every case */
+    double uncertain, present; /* thresholds on the calibrated scale, fitted on every case */
+    int rule_global;           /* too few positives: the pooled thresholds were used */
+    double ece_raw, ece_cal;   /* of the raw scores; of the cross-fitted probabilities */
+    double f1, f1_global;      /* cross-fitted F1 of "p >= uncertain"; with the pooled one */
+    int tp, fp, fn;            /* cross-fitted calls */
+} rd_calib_finding;
+
+typedef struct rd_calib_report {
+    rd_calib_finding f[RD_FINDING_N_ABNORMAL];
+    double global_uncertain, global_present; /* the pooled thresholds, fitted on every case */
+    double micro_f1, macro_f1;               /* cross-fitted, per-finding thresholds */
+    double micro_f1_global, macro_f1_global; /* cross-fitted, the pooled threshold */
+    double mentions_per_image;               /* cross-fitted calls per image */
+    double labels_per_image;                 /* positive labels per image */
+    int n, min_positives;
+} rd_calib_report;
+
+/* Fits a calibration and thresholds on n held-out images: scores (n x 14, uncalibrated, in
+ * [0, 1]), label bits (bit f: finding f) and a patient index per image. Per finding the
+ * "uncertain" threshold (the one that makes a draft mention the finding) maximizes F1 and
+ * the "present" one F0.5 (never below it); a finding with fewer than `min_positives`
+ * positives uses the thresholds pooled over every finding. The figures in the report are
+ * cross-fitted: the patients are cut in two halves, and each half is scored with what was
+ * fitted on the other. The fit itself (a, b, thresholds) uses every image. */
+rd_status rd_calib_fit(const float *scores, const uint16_t *bits, const int *patient, int n,
+                       int min_positives, rd_calib_report *report, rd_error *err);
+
+/* A 95% percentile interval from a bootstrap over patients. */
+typedef struct rd_auroc_interval {
+    double lo, hi;
+    int replicates; /* those in which the AUROC was defined */
+} rd_auroc_interval;
+
+/* Resamples the patients (n_patients of them, with replacement, `reps` times, from `seed`)
+ * and gives the interval of each finding's AUROC (ci[0..13]) and of the mean AUROC over the
+ * findings with at least `min_positives` positives in the replicate (ci[14]). */
+rd_status rd_auroc_bootstrap(const float *scores, const uint16_t *bits, const int *patient, int n,
+                             int n_patients, int reps, uint64_t seed, int min_positives,
+                             rd_auroc_interval ci[RD_FINDING_N_ABNORMAL + 1], rd_error *err);
 
 #ifdef __cplusplus
 }

@@ -45,7 +45,8 @@ static const char help[] =
     "  evaluate --nih LABELS.csv [--images DIR] [--patients val|all] [--limit N] [--write]\n"
     "         per-finding AUROC of the encoder alone, the neighbours' votes alone and their\n"
     "         combination over a grid of k, temperature and encoder weight, on the model's\n"
-    "         validation patients (model.json training.split.val_patient_ids) searched\n"
+    "         held-out patients (model.json training.split.holdout_patient_ids, else\n"
+    "         val_patient_ids) searched\n"
     "         against the archive (never their own images); --write stores the best\n"
     "         settings as the model's \"retrieval\" member\n\n"
     "  --data-dir DIR      data directory (config server.data_dir)\n"
@@ -1105,14 +1106,16 @@ static int cmd_evaluate(archive_args *a)
     if (!a->all_patients) {
         const cJSON *ids = NULL, *v;
         doc = cJSON_ParseWithLength(json, json_len);
-        ids = cJSON_GetObjectItemCaseSensitive(
-            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "training"),
-                                             "split"),
-            "val_patient_ids");
+        const cJSON *split = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(doc, "training"), "split");
+        /* A k-fold model's holdout (never trained on) first, else its validation split. */
+        ids = cJSON_GetObjectItemCaseSensitive(split, "holdout_patient_ids");
+        if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) == 0)
+            ids = cJSON_GetObjectItemCaseSensitive(split, "val_patient_ids");
         if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) == 0) {
             rd_cli_error(&a->cli,
-                         "%s: no training.split.val_patient_ids (a model from radraft train); "
-                         "--patients all evaluates every image instead",
+                         "%s: no training.split.holdout_patient_ids or val_patient_ids (a model "
+                         "from radraft train); --patients all evaluates every image instead",
                          json_path);
             rc = RD_EXIT_USAGE;
             goto out;

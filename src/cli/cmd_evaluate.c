@@ -18,6 +18,7 @@
 static const char help[] =
     "usage: radraft evaluate --labels LABELS.csv PREDICTIONS.csv [--json]\n"
     "                        [--patients FILE | --split-from MODEL] [--min-positives N]\n"
+    "                        [--bootstrap N] [--calibrate MODEL [--write]]\n"
     "Measures finding scores against labels: per finding the AUROC with its numbers of\n"
     "positive and negative images, the mean AUROC over the findings with at least N positives\n"
     "(default 5) and the mean over every finding with both classes.\n"
@@ -27,8 +28,19 @@ static const char help[] =
     "the prediction's path against the labels' image column.\n\n"
     "  --labels FILE       the labels CSV (required)\n"
     "  --patients FILE     count only images of these patients (one patient id per line)\n"
-    "  --split-from MODEL  count only the validation patients of MODEL's training split\n"
-    "                      (model folder or model.json: training.split.val_patient_ids)\n"
+    "  --split-from MODEL  count only the held-out patients of MODEL's training split\n"
+    "                      (model folder or model.json: training.split.holdout_patient_ids\n"
+    "                      when the model was trained with --folds, else val_patient_ids)\n"
+    "  --bootstrap N       95% intervals of every AUROC and of the mean from N resamplings\n"
+    "                      of the patients (needs the labels' patient_id column)\n"
+    "  --calibrate MODEL   fit MODEL's calibration (Platt per finding) and thresholds on these\n"
+    "                      images: PREDICTIONS.csv must hold uncalibrated scores (radraft\n"
+    "                      predict --uncalibrated). \"uncertain\" maximizes F1 (a draft\n"
+    "                      mentions the finding above it), \"present\" F0.5; findings with\n"
+    "                      fewer than --min-positives positives use thresholds pooled over\n"
+    "                      every finding. The figures printed are cross-fitted over two\n"
+    "                      halves of the patients\n"
+    "  --write             with --calibrate: write the calibration and thresholds into MODEL\n"
     "  --min-positives N   findings with fewer positives are left out of the mean (default 5)\n"
     "  --json              print one JSON object instead of the table\n" RD_CLI_COMMON_HELP;
 
@@ -391,14 +403,18 @@ static rd_status load_split(const char *model, cJSON **doc, const char ***ids, i
     free(text);
     if (!*doc)
         return rd_error_set(err, RD_E_INVALID, "%s: not valid JSON", json_path);
-    arr = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(*doc, "training"),
-                                         "split"),
-        "val_patient_ids");
+    {
+        const cJSON *split = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(*doc, "training"), "split");
+        /* A k-fold model's holdout was never trained on nor chosen on; it comes first. */
+        arr = cJSON_GetObjectItemCaseSensitive(split, "holdout_patient_ids");
+        if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0)
+            arr = cJSON_GetObjectItemCaseSensitive(split, "val_patient_ids");
+    }
     if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0)
         return rd_error_set(err, RD_E_INVALID,
-                            "%s: no training.split.val_patient_ids (a model written by radraft "
-                            "train has them)",
+                            "%s: no training.split.holdout_patient_ids or val_patient_ids (a "
+                            "model written by radraft train has them)",
                             json_path);
     if (!(out = calloc((size_t)cJSON_GetArraySize(arr), sizeof *out)))
         return rd_error_set(err, RD_E_NOMEM, "out of memory");
@@ -406,7 +422,7 @@ static rd_status load_split(const char *model, cJSON **doc, const char ***ids, i
     {
         if (!cJSON_IsString(v)) {
             free(out);
-            return rd_error_set(err, RD_E_INVALID, "%s: val_patient_ids holds a non-string",
+            return rd_error_set(err, RD_E_INVALID, "%s: a patient id list holds a non-string",
                                 json_path);
         }
         out[n++] = v->valuestring;
@@ -425,14 +441,165 @@ static void json_number_or_null(cJSON *o, const char *name, double v)
         cJSON_AddNullToObject(o, name);
 }
 
+/* The matched images as arrays: scores (matched x 14), label bits and a patient index (into
+ * the distinct patients, in id order). Returns -1 when out of memory. */
+static int matched_arrays(const pred_row *preds, int n_preds, const label_row *labels,
+                          const int *match, int matched, float **scores, uint16_t **bits,
+                          int **patient, int *n_patients)
+{
+    const char **ids = malloc(((size_t)matched + 1) * sizeof *ids);
+    int m = 0, u = 0;
+    *scores = malloc(((size_t)matched + 1) * NF * sizeof **scores);
+    *bits = malloc(((size_t)matched + 1) * sizeof **bits);
+    *patient = malloc(((size_t)matched + 1) * sizeof **patient);
+    if (!ids || !*scores || !*bits || !*patient) {
+        free(ids);
+        return -1;
+    }
+    for (int i = 0; i < n_preds; i++)
+        if (match[i] >= 0)
+            ids[m++] = labels[match[i]].patient;
+    qsort(ids, (size_t)m, sizeof *ids, cmp_cstr);
+    for (int i = 0; i < m; i++)
+        if (u == 0 || strcmp(ids[u - 1], ids[i]) != 0)
+            ids[u++] = ids[i];
+    m = 0;
+    for (int i = 0; i < n_preds; i++) {
+        if (match[i] < 0)
+            continue;
+        const label_row *l = &labels[match[i]];
+        const char **hit = bsearch(&l->patient, ids, (size_t)u, sizeof *ids, cmp_cstr);
+        memcpy(*scores + (size_t)m * NF, preds[i].score, NF * sizeof(float));
+        (*bits)[m] = l->bits;
+        (*patient)[m] = (int)(hit - ids);
+        m++;
+    }
+    *n_patients = u;
+    free(ids);
+    return 0;
+}
+
+static cJSON *calib_json(const rd_calib_report *r, int images, int patients)
+{
+    cJSON *o = cJSON_CreateObject(), *fo;
+    cJSON_AddStringToObject(o, "method", "platt");
+    cJSON_AddStringToObject(o, "fitted_on", "held-out patients (radraft evaluate --calibrate)");
+    cJSON_AddNumberToObject(o, "images", images);
+    cJSON_AddNumberToObject(o, "patients", patients);
+    fo = cJSON_AddObjectToObject(o, "findings");
+    for (int f = 0; f < NF; f++) {
+        const rd_calib_finding *c = &r->f[f];
+        cJSON *e = cJSON_AddObjectToObject(fo, rd_finding_name((rd_finding)f));
+        cJSON_AddNumberToObject(e, "a", c->a);
+        cJSON_AddNumberToObject(e, "b", c->b);
+        cJSON_AddNumberToObject(e, "positives", c->positives);
+        json_number_or_null(e, "ece_uncalibrated", c->ece_raw);
+        json_number_or_null(e, "ece_calibrated", c->ece_cal);
+        json_number_or_null(e, "f1", c->f1);
+        json_number_or_null(e, "f1_pooled_threshold", c->f1_global);
+        cJSON_AddNumberToObject(e, "uncertain", c->uncertain);
+        cJSON_AddNumberToObject(e, "present", c->present);
+        cJSON_AddBoolToObject(e, "pooled_thresholds", c->rule_global);
+    }
+    cJSON *x = cJSON_AddObjectToObject(o, "cross_fitted");
+    json_number_or_null(x, "micro_f1", r->micro_f1);
+    json_number_or_null(x, "macro_f1", r->macro_f1);
+    json_number_or_null(x, "micro_f1_pooled_threshold", r->micro_f1_global);
+    json_number_or_null(x, "macro_f1_pooled_threshold", r->macro_f1_global);
+    cJSON_AddNumberToObject(x, "mentions_per_image", r->mentions_per_image);
+    cJSON_AddNumberToObject(x, "labels_per_image", r->labels_per_image);
+    cJSON_AddNumberToObject(o, "pooled_uncertain", r->global_uncertain);
+    cJSON_AddNumberToObject(o, "pooled_present", r->global_present);
+    cJSON_AddNumberToObject(o, "min_positives", r->min_positives);
+    return o;
+}
+
+static void print_calibration(const rd_calib_report *r, int images, int patients)
+{
+    printf("\ncalibration (Platt per finding) and thresholds on %d images of %d patients;\n"
+           "ECE and F1 cross-fitted over two halves of the patients\n",
+           images, patients);
+    printf("%-20s %5s %7s %7s %8s %8s %9s %8s %6s %6s\n", "finding", "pos", "a", "b", "ECE raw",
+           "ECE cal", "uncertain", "present", "F1", "F1 pool");
+    for (int f = 0; f < NF; f++) {
+        const rd_calib_finding *c = &r->f[f];
+        printf("%-20s %5d %7.3f %7.3f %8.4f %8.4f %9.4f %8.4f %6.3f %6.3f%s\n",
+               rd_finding_name((rd_finding)f), c->positives, c->a, c->b, c->ece_raw, c->ece_cal,
+               c->uncertain, c->present, c->f1, c->f1_global,
+               c->rule_global ? "  (pooled thresholds)" : "");
+    }
+    printf("cross-fitted: micro-F1 %.4f, macro-F1 %.4f (per-finding thresholds); micro-F1 %.4f, "
+           "macro-F1 %.4f (one pooled threshold); findings called per image %.2f, labelled %.2f\n",
+           r->micro_f1, r->macro_f1, r->micro_f1_global, r->macro_f1_global, r->mentions_per_image,
+           r->labels_per_image);
+}
+
+/* Writes the fit into the model description: "calibration" and "thresholds" (on the
+ * calibrated scale), and how they were chosen under metrics. */
+static rd_status write_calibration(const char *model, const rd_calib_report *r, int images,
+                                   int patients, rd_error *err)
+{
+    char path[4200], *text = NULL, *out = NULL;
+    size_t len = 0;
+    cJSON *doc = NULL, *th, *metrics;
+    rd_status st;
+    if ((st = rd_nn_model_json_path(model, path, sizeof path, err)) != RD_OK ||
+        (st = rd_nn_model_read_json(model, &text, &len, err)) != RD_OK)
+        return st;
+    doc = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!doc)
+        return rd_error_set(err, RD_E_INVALID, "%s: not valid JSON", path);
+    cJSON *cal = calib_json(r, images, patients);
+    th = cJSON_CreateObject();
+    for (int f = 0; f < NF; f++) {
+        cJSON *e = cJSON_AddObjectToObject(th, rd_finding_name((rd_finding)f));
+        cJSON_AddNumberToObject(e, "present", r->f[f].present);
+        cJSON_AddNumberToObject(e, "uncertain", r->f[f].uncertain);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, "calibration");
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, "thresholds");
+    cJSON_AddItemToObject(doc, "calibration", cal);
+    cJSON_AddItemToObject(doc, "thresholds", th);
+    metrics = cJSON_GetObjectItemCaseSensitive(doc, "metrics");
+    if (!cJSON_IsObject(metrics))
+        metrics = cJSON_AddObjectToObject(doc, "metrics");
+    cJSON_DeleteItemFromObjectCaseSensitive(metrics, "thresholds_rule");
+    cJSON_AddStringToObject(metrics, "thresholds_rule",
+                            "on the calibrated probability, fitted on held-out patients: "
+                            "uncertain where F1 is highest, present where F0.5 is highest (not "
+                            "below uncertain); findings with too few positives use the "
+                            "thresholds pooled over all findings");
+    if (!(out = cJSON_Print(doc))) {
+        cJSON_Delete(doc);
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
+    }
+    cJSON_Delete(doc);
+    st = rd_write_file_atomic(path, out, strlen(out), err);
+    cJSON_free(out);
+    return st;
+}
+
 int rd_cmd_evaluate(int argc, char **argv)
 {
-    enum { OPT_LABELS = RD_OPT_FIRST_PRIVATE, OPT_PATIENTS, OPT_SPLIT_FROM, OPT_MIN_POS, OPT_JSON };
+    enum {
+        OPT_LABELS = RD_OPT_FIRST_PRIVATE,
+        OPT_PATIENTS,
+        OPT_SPLIT_FROM,
+        OPT_MIN_POS,
+        OPT_JSON,
+        OPT_BOOTSTRAP,
+        OPT_CALIBRATE,
+        OPT_WRITE
+    };
     static const struct option opts[] = {{"labels", required_argument, NULL, OPT_LABELS},
                                          {"patients", required_argument, NULL, OPT_PATIENTS},
                                          {"split-from", required_argument, NULL, OPT_SPLIT_FROM},
                                          {"min-positives", required_argument, NULL, OPT_MIN_POS},
                                          {"json", no_argument, NULL, OPT_JSON},
+                                         {"bootstrap", required_argument, NULL, OPT_BOOTSTRAP},
+                                         {"calibrate", required_argument, NULL, OPT_CALIBRATE},
+                                         {"write", no_argument, NULL, OPT_WRITE},
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
@@ -446,7 +613,13 @@ int rd_cmd_evaluate(int argc, char **argv)
     const char **pids = NULL;
     int n_pids = 0;
     cJSON *doc = NULL;
-    long min_pos = 5;
+    long min_pos = 5, boot = 0;
+    const char *cal_model = NULL;
+    int cal_write = 0;
+    float *mscores = NULL;
+    uint16_t *mbits = NULL;
+    int *mpat = NULL, n_mpat = 0;
+    rd_auroc_interval ci[NF + 1];
     int *match = NULL; /* per prediction: index of its label row, -1 none */
     float *col = NULL;
     unsigned char *lab = NULL;
@@ -470,6 +643,16 @@ int rd_cmd_evaluate(int argc, char **argv)
         case OPT_JSON:
             as_json = 1;
             break;
+        case OPT_BOOTSTRAP:
+            if (rd_cli_parse_int(&cli, "--bootstrap", optarg, 10, 100000, &boot))
+                return RD_EXIT_USAGE;
+            break;
+        case OPT_CALIBRATE:
+            cal_model = optarg;
+            break;
+        case OPT_WRITE:
+            cal_write = 1;
+            break;
         }
     }
     if (opt < 0)
@@ -480,6 +663,10 @@ int rd_cmd_evaluate(int argc, char **argv)
                                                : "give exactly one PREDICTIONS.csv");
     if (patients_path && split_model) {
         rd_cli_error(&cli, "--patients and --split-from exclude each other");
+        return RD_EXIT_USAGE;
+    }
+    if (cal_write && !cal_model) {
+        rd_cli_error(&cli, "--write needs --calibrate MODEL");
         return RD_EXIT_USAGE;
     }
     pred_path = argv[optind];
@@ -554,6 +741,16 @@ int rd_cmd_evaluate(int argc, char **argv)
         rd_cli_error(&cli, "out of memory");
         goto out;
     }
+    if ((boot || cal_model) && !has_patient) {
+        rd_cli_error(&cli, "%s: no patient_id column: --bootstrap and --calibrate work by patient",
+                     labels_path);
+        goto out;
+    }
+    if ((boot || cal_model) && matched_arrays(preds, n_preds, labels, match, matched, &mscores,
+                                              &mbits, &mpat, &n_mpat) != 0) {
+        rd_cli_error(&cli, "out of memory");
+        goto out;
+    }
     double auroc[NF], sum_main = 0, sum_all = 0;
     int pos[NF], neg[NF], n_main = 0, n_all = 0;
     for (int f = 0; f < NF; f++) {
@@ -579,6 +776,12 @@ int rd_cmd_evaluate(int argc, char **argv)
         }
     }
     double mean_main = n_main ? sum_main / n_main : NAN, mean_all = n_all ? sum_all / n_all : NAN;
+    if (boot && rd_auroc_bootstrap(mscores, mbits, mpat, matched, n_mpat, (int)boot, 1,
+                                   (int)min_pos, ci, &err) != RD_OK)
+        goto fail;
+    rd_calib_report cr;
+    if (cal_model && rd_calib_fit(mscores, mbits, mpat, matched, (int)min_pos, &cr, &err) != RD_OK)
+        goto fail;
     int not_predicted = n_labels;
     for (int i = 0; i < n_labels; i++)
         not_predicted -= labels[i].used;
@@ -611,7 +814,20 @@ int rd_cmd_evaluate(int argc, char **argv)
             cJSON_AddNumberToObject(e, "positives", pos[f]);
             cJSON_AddNumberToObject(e, "negatives", neg[f]);
             json_number_or_null(e, "auroc", auroc[f]);
+            if (boot) {
+                json_number_or_null(e, "auroc_ci_lo", ci[f].lo);
+                json_number_or_null(e, "auroc_ci_hi", ci[f].hi);
+            }
         }
+        if (boot) {
+            cJSON *b = cJSON_AddObjectToObject(o, "bootstrap");
+            cJSON_AddNumberToObject(b, "replicates", (double)boot);
+            cJSON_AddStringToObject(b, "over", "patients");
+            json_number_or_null(b, "mean_auroc_ci_lo", ci[NF].lo);
+            json_number_or_null(b, "mean_auroc_ci_hi", ci[NF].hi);
+        }
+        if (cal_model)
+            cJSON_AddItemToObject(o, "calibration", calib_json(&cr, matched, n_mpat));
         cJSON_AddNumberToObject(o, "min_positives", (double)min_pos);
         json_number_or_null(o, "mean_auroc", mean_main);
         cJSON_AddNumberToObject(o, "mean_auroc_findings", n_main);
@@ -635,14 +851,22 @@ int rd_cmd_evaluate(int argc, char **argv)
         printf("%-20s %9s %9s %8s\n", "finding", "positives", "negatives", "AUROC");
         for (int f = 0; f < NF; f++) {
             printf("%-20s %9d %9d ", rd_finding_name((rd_finding)f), pos[f], neg[f]);
-            if (isfinite(auroc[f]))
-                printf("%8.4f%s\n", auroc[f],
-                       pos[f] < min_pos ? "  (fewer than the minimum positives: not in the mean)"
-                                        : "");
-            else
+            if (isfinite(auroc[f])) {
+                printf("%8.4f", auroc[f]);
+                if (boot)
+                    printf("  [%.3f, %.3f]", ci[f].lo, ci[f].hi);
+                printf("%s\n", pos[f] < min_pos
+                                   ? "  (fewer than the minimum positives: not in the mean)"
+                                   : "");
+            } else {
                 printf("%8s\n", "n/a");
+            }
         }
-        if (n_main)
+        if (n_main && boot)
+            printf("mean AUROC over the %d findings with >= %ld positives: %.4f [%.3f, %.3f] "
+                   "(95%% interval, %ld bootstrap resamplings of the %d patients)\n",
+                   n_main, min_pos, mean_main, ci[NF].lo, ci[NF].hi, boot, n_mpat);
+        else if (n_main)
             printf("mean AUROC over the %d findings with >= %ld positives: %.4f\n", n_main, min_pos,
                    mean_main);
         else
@@ -653,6 +877,12 @@ int rd_cmd_evaluate(int argc, char **argv)
         else
             printf("mean AUROC over the findings with positives and negatives: n/a (none)\n");
     }
+    if (cal_model && !as_json)
+        print_calibration(&cr, matched, n_mpat);
+    if (cal_write && write_calibration(cal_model, &cr, matched, n_mpat, &err) != RD_OK)
+        goto fail;
+    if (cal_write && !as_json)
+        printf("wrote the calibration and thresholds into %s\n", cal_model);
     fflush(stdout);
     rc = RD_EXIT_OK;
     goto out;
@@ -660,6 +890,9 @@ fail:
     rd_cli_error(&cli, "%s", rd_error_message(&err));
 out:
     free(match);
+    free(mscores);
+    free(mbits);
+    free(mpat);
     free(col);
     free(lab);
     free(pids);

@@ -1,15 +1,70 @@
 /* radraft label / radraft evaluate-labeler: report text -> finding states, and the
  * labeler measured against expert labels. */
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "base/lines.h"
 #include "radraft/labeler.h"
+#include "radraft/sr.h"
+
+/* --sr: labels the texts of SR files, one JSON line each. Returns the exit status. */
+static int label_srs(const rd_cli *cli, const rd_labeler *lab, char **files, int n)
+{
+    int rc = RD_EXIT_OK;
+    for (int i = 0; i < n; i++) {
+        rd_sr_info info;
+        rd_labels labels;
+        rd_error err;
+        if (rd_sr_read(files[i], &info, &err) != RD_OK) {
+            rd_cli_error(cli, "%s: %s", files[i], rd_error_message(&err));
+            rc = RD_EXIT_FAIL;
+            continue;
+        }
+        if (rd_labeler_label(lab, info.findings_text ? info.findings_text : "",
+                             info.impression_text ? info.impression_text : "", &labels,
+                             &err) != RD_OK) {
+            rd_cli_error(cli, "%s: %s", files[i], rd_error_message(&err));
+            rc = RD_EXIT_FAIL;
+        } else {
+            /* The labels' object, with the SR's identity added in front of its members. */
+            char *line = NULL;
+            size_t len = 0;
+            FILE *mem = open_memstream(&line, &len);
+            if (!mem || rd_labels_write_json(mem, info.study_uid, &labels, &err) != RD_OK) {
+                if (mem)
+                    fclose(mem);
+                free(line);
+                rd_sr_info_free(&info);
+                rd_cli_error(cli, "out of memory");
+                return RD_EXIT_FAIL;
+            }
+            fclose(mem);
+            cJSON *o = cJSON_Parse(line);
+            free(line);
+            if (o) {
+                cJSON_AddStringToObject(o, "patient_id", info.patient_id);
+                cJSON_AddStringToObject(o, "file", files[i]);
+                char *out = cJSON_PrintUnformatted(o);
+                if (out)
+                    puts(out);
+                cJSON_free(out);
+                cJSON_Delete(o);
+            }
+            if (!o)
+                rc = RD_EXIT_FAIL;
+        }
+        rd_sr_info_free(&info);
+    }
+    return rc;
+}
 
 static const char label_help[] =
     "usage: radraft label [--in FILE.jsonl] [OPTIONS]\n"
+    "       radraft label --sr [OPTIONS] SR.dcm...\n"
     "Reads reports as JSON Lines (objects with \"id\", \"findings\", \"impression\"; other\n"
     "members are ignored) from FILE or standard input and writes one JSON object a line:\n"
     "{\"id\": ..., \"findings\": {\"Cardiomegaly\": \"present\", \"Effusion\": \"absent\", ...}}\n"
@@ -18,7 +73,12 @@ static const char label_help[] =
     "and \"speculative\": [...] naming the findings the report only raises as a possibility\n"
     "(\"may represent pneumonia\"). A bad line is reported on standard error with its number\n"
     "and skipped; the exit status is then 1.\n\n"
-    "  --in FILE           read FILE instead of standard input\n" RD_CLI_COMMON_HELP
+    "With --sr, the reports are DICOM SRs (radraft's or another producer's): each one's\n"
+    "findings and impression texts are labelled, and its line's id is the SR's Study\n"
+    "Instance UID, with \"patient_id\" and \"file\" beside it.\n\n"
+    "  --in FILE           read FILE instead of standard input\n"
+    "  --sr                the operands are SR files to read the report texts "
+    "from\n" RD_CLI_COMMON_HELP
     "\nConfiguration: labeler.phrases = a JSON phrase file extending the built-in phrases;\n"
     "labeler.speculative = not_mentioned (default) or uncertain: the state of a speculative\n"
     "finding.\n";
@@ -37,26 +97,40 @@ static rd_labeler *make_labeler(const rd_cli *cli)
 
 int rd_cmd_label(int argc, char **argv)
 {
-    enum { OPT_IN = RD_OPT_FIRST_PRIVATE };
-    static const struct option opts[] = {
-        {"in", required_argument, NULL, OPT_IN}, RD_CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    enum { OPT_IN = RD_OPT_FIRST_PRIVATE, OPT_SR };
+    static const struct option opts[] = {{"in", required_argument, NULL, OPT_IN},
+                                         {"sr", no_argument, NULL, OPT_SR},
+                                         RD_CLI_COMMON_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
     rd_line_reader r;
     rd_labeler *lab = NULL;
     const char *in_path = NULL;
     FILE *in = stdin;
-    int opt, bad = 0, eof = 0, rc = RD_EXIT_OK;
+    int opt, bad = 0, eof = 0, rc = RD_EXIT_OK, sr = 0;
 
     rd_cli_init(&cli, "radraft label");
     while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, label_help, &rc)) > 0) {
         if (opt == OPT_IN)
             in_path = optarg;
+        else if (opt == OPT_SR)
+            sr = 1;
     }
-    if (opt < 0 || (rc = rd_cli_finish(&cli, argc, argv, RD_CLI_NO_OPERANDS)) != RD_EXIT_OK)
+    if (opt < 0)
+        return rc;
+    if (sr && (in_path || optind >= argc))
+        return rd_cli_usage_error(&cli, label_help, "--sr takes SR files, not --in");
+    if ((rc = rd_cli_finish(&cli, argc, argv, sr ? RD_CLI_OPERANDS : RD_CLI_NO_OPERANDS)) !=
+        RD_EXIT_OK)
         return rc;
     if (!(lab = make_labeler(&cli)))
         return RD_EXIT_FAIL;
+    if (sr) {
+        rc = label_srs(&cli, lab, argv + optind, argc - optind);
+        rd_labeler_free(lab);
+        return rc;
+    }
     if (in_path && strcmp(in_path, "-") != 0) {
         in = fopen(in_path, "r");
         if (!in) {

@@ -11,6 +11,7 @@
 #include "radraft/dicom.h"
 #include "radraft/encoder.h"
 #include "radraft/findings.h"
+#include "radraft/generator.h"
 #include "radraft/image.h"
 #include "radraft/index.h"
 #include "radraft/log.h"
@@ -21,7 +22,7 @@
 
 static const char help[] =
     "usage: radraft predict [--model MODEL] [--out FILE.csv] [--data-dir DIR] [--encoder-only]\n"
-    "                       FILE_OR_DIR...\n"
+    "                       [--uncalibrated] FILE_OR_DIR...\n"
     "Scores every image (DICOM or PNG; folders are searched recursively, in name order) and\n"
     "writes a CSV: a header row \"path,<finding>,...\" with the 14 findings in vocabulary\n"
     "order, then one row per image with its path and a score in [0, 1] per finding.\n"
@@ -29,7 +30,9 @@ static const char help[] =
     "data directory's archive, else the model's seed archive when archive.load_seed is on),\n"
     "the encoder's scores combined with the similarity-weighted votes of the nearest archived\n"
     "cases (settings retrieval.* and the model's \"retrieval\"); without one, the encoder's\n"
-    "own scores. Which one is used is said on stderr. A PNG never votes for itself: archive\n"
+    "own scores. Either is then calibrated into a probability when the model has a\n"
+    "\"calibration\" (--uncalibrated: not). Which one is used is said on stderr. A PNG never votes "
+    "for itself: archive\n"
     "entries of the image with the same file name are left out (a DICOM file's own study\n"
     "and patient are, as in the pipeline). A file that cannot be read is reported on stderr\n"
     "and the exit status is 1. --log-level debug logs every image's neighbours.\n\n"
@@ -37,6 +40,7 @@ static const char help[] =
     "  --out FILE          write the CSV here instead of standard output\n"
     "  --data-dir DIR      data directory holding the archive (config server.data_dir)\n"
     "  --encoder-only      the encoder's own scores, without the archive\n"
+    "  --uncalibrated      the scores before the model's calibration (what it is fitted on)\n"
     "  --threads N         worker threads (config encoder.threads; 0 = one per core)\n"
     "  --batch N           images per forward pass (config encoder.batch)\n" RD_CLI_COMMON_HELP;
 
@@ -210,11 +214,12 @@ static int drop_self(rd_index_hit *hits, int n, const query_self *qs, int k)
 }
 
 /* Retrieves the neighbours of a batch of `n` embedded images in one search, combines their
- * votes with the encoder's scores and writes the rows. Returns 1 on success. */
+ * votes with the encoder's scores, calibrates them and writes the rows. Returns 1 on success. */
 static int search_and_write(const rd_cli *cli, FILE *out, rd_index *ix,
                             const rd_retrieval_settings *rs, int k_search, const char *const *names,
                             int n, const float *emb, const float *scores, rd_index_query *queries,
-                            const query_self *selves, rd_index_hit *hits, int *n_hits)
+                            const query_self *selves, rd_index_hit *hits, int *n_hits,
+                            const rd_calibration *cal)
 {
     rd_index_params p = rs->search;
     rd_error err;
@@ -234,6 +239,7 @@ static int search_and_write(const rd_cli *cli, FILE *out, rd_index *ix,
         for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
             enc[f] = scores[(size_t)j * RD_FINDING_N_ABNORMAL + f];
         rd_index_scores(h, m, enc, &rs->votes, votes, combined);
+        rd_calibration_apply(cal, combined);
         rd_log_debug("predict: %s: %d neighbours (own study %s left out)", names[j], m,
                      selves[j].study);
         for (int i = 0; i < m; i++)
@@ -255,7 +261,8 @@ int rd_cmd_predict(int argc, char **argv)
         OPT_THREADS,
         OPT_BATCH,
         OPT_DATA_DIR,
-        OPT_ENCODER_ONLY
+        OPT_ENCODER_ONLY,
+        OPT_UNCALIBRATED
     };
     static const struct option opts[] = {{"model", required_argument, NULL, OPT_MODEL},
                                          {"out", required_argument, NULL, OPT_OUT},
@@ -263,6 +270,7 @@ int rd_cmd_predict(int argc, char **argv)
                                          {"batch", required_argument, NULL, OPT_BATCH},
                                          {"data-dir", required_argument, NULL, OPT_DATA_DIR},
                                          {"encoder-only", no_argument, NULL, OPT_ENCODER_ONLY},
+                                         {"uncalibrated", no_argument, NULL, OPT_UNCALIBRATED},
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
@@ -272,7 +280,8 @@ int rd_cmd_predict(int argc, char **argv)
     const char *model = NULL, *out_path = NULL, *data_dir = NULL;
     char model_buf[4096], why[8400] = "--encoder-only";
     long threads = -1, batch = -1;
-    int opt, rc, encoder_only = 0, k_search = 0;
+    int opt, rc, encoder_only = 0, uncalibrated = 0, k_search = 0;
+    rd_calibration cal = {0};
     rd_index *ix = NULL;
     rd_retrieval_settings rs;
     rd_index_query *queries = NULL;
@@ -304,6 +313,9 @@ int rd_cmd_predict(int argc, char **argv)
             break;
         case OPT_ENCODER_ONLY:
             encoder_only = 1;
+            break;
+        case OPT_UNCALIBRATED:
+            uncalibrated = 1;
             break;
         }
     }
@@ -345,6 +357,17 @@ int rd_cmd_predict(int argc, char **argv)
         rc = RD_EXIT_FAIL;
         goto out;
     }
+    if (!uncalibrated) {
+        char *mj = NULL;
+        if (rd_nn_model_read_json(model, &mj, NULL, &err) != RD_OK ||
+            rd_calibration_parse(&cal, mj, model, &err) != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            free(mj);
+            rc = RD_EXIT_FAIL;
+            goto out;
+        }
+        free(mj);
+    }
     if (!encoder_only) {
         if (open_archive(&cli, model, data_dir, info, &ix, why, sizeof why, &err) != RD_OK ||
             (ix && rd_retrieval_settings_load(&rs, &cli.cfg, model, &err) != RD_OK)) {
@@ -366,6 +389,10 @@ int rd_cmd_predict(int argc, char **argv)
     } else {
         fprintf(stderr, "radraft predict: scores: the encoder's own (%s)\n", why);
     }
+    fprintf(stderr, "radraft predict: %s\n",
+            cal.enabled    ? "calibrated by the model's calibration"
+            : uncalibrated ? "not calibrated (--uncalibrated)"
+                           : "not calibrated (the model has no calibration)");
     if (out_path && !(out = fopen(out_path, "w"))) {
         rd_cli_error(&cli, "%s: cannot write", out_path);
         out = stdout;
@@ -424,13 +451,15 @@ int rd_cmd_predict(int argc, char **argv)
                 rd_cli_error(&cli, "%s", rd_error_message(&err));
                 rc = RD_EXIT_FAIL;
             } else if (ix && !search_and_write(&cli, out, ix, &rs, k_search, e.names, n, e.emb,
-                                               e.scores, queries, selves, hits, n_hits)) {
+                                               e.scores, queries, selves, hits, n_hits, &cal)) {
                 rc = RD_EXIT_FAIL;
             } else if (!ix) {
                 for (int j = 0; j < n; j++) {
                     csv_field(out, e.names[j]);
                     for (int f = 0; f < info->n_labels; f++)
-                        fprintf(out, ",%.6f", (double)e.scores[(size_t)j * info->n_labels + f]);
+                        fprintf(out, ",%.6f",
+                                rd_calibration_prob(
+                                    &cal, f, (double)e.scores[(size_t)j * info->n_labels + f]));
                     fputc('\n', out);
                 }
             }

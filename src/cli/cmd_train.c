@@ -29,8 +29,16 @@ static const char help[] =
     "  --label-smoothing X   default 0.05\n"
     "  --pos-weight-cap X    cap of the per-finding positive weight neg/pos (default 10)\n"
     "  --val-fraction F      share of patients for validation (default 0.15)\n"
+    "  --folds K             patient-level K-fold cross-validation instead: a holdout of\n"
+    "                        patients is left out, the rest cut into K folds\n"
+    "  --fold I              with --folds: validate on fold I (0..K-1), train on the others;\n"
+    "                        -1 trains on every fold without validation (default 0)\n"
+    "  --holdout-fraction F  with --folds: share of patients never trained on, for\n"
+    "                        calibration and thresholds (default 0.15)\n"
     "  --patience N          early stopping after N epochs without improvement (default 8,\n"
     "                        0 = never)\n"
+    "  --mixup A             blend pairs of training images and their labels, weight ~\n"
+    "                        Beta(A, A) (0 < A <= 1; default 0 = off)\n"
     "  --no-augment          train on the plain images\n"
     "  --seed N              default 1 (same seed + same threads = same weights)\n"
     "  --threads N           compute threads (default 0 = one per core)\n"
@@ -69,8 +77,12 @@ int rd_cmd_train(int argc, char **argv)
         OPT_SMOOTH,
         OPT_PWCAP,
         OPT_VALFRAC,
+        OPT_FOLDS,
+        OPT_FOLD,
+        OPT_HOLDOUT,
         OPT_PATIENCE,
         OPT_NOAUG,
+        OPT_MIXUP,
         OPT_SEED,
         OPT_THREADS,
         OPT_MAXIMG,
@@ -92,8 +104,12 @@ int rd_cmd_train(int argc, char **argv)
                                          {"label-smoothing", required_argument, NULL, OPT_SMOOTH},
                                          {"pos-weight-cap", required_argument, NULL, OPT_PWCAP},
                                          {"val-fraction", required_argument, NULL, OPT_VALFRAC},
+                                         {"folds", required_argument, NULL, OPT_FOLDS},
+                                         {"fold", required_argument, NULL, OPT_FOLD},
+                                         {"holdout-fraction", required_argument, NULL, OPT_HOLDOUT},
                                          {"patience", required_argument, NULL, OPT_PATIENCE},
                                          {"no-augment", no_argument, NULL, OPT_NOAUG},
+                                         {"mixup", required_argument, NULL, OPT_MIXUP},
                                          {"seed", required_argument, NULL, OPT_SEED},
                                          {"threads", required_argument, NULL, OPT_THREADS},
                                          {"max-images", required_argument, NULL, OPT_MAXIMG},
@@ -184,6 +200,20 @@ int rd_cmd_train(int argc, char **argv)
         case OPT_VALFRAC:
             bad |= parse_double(&cli, "--val-fraction", optarg, 0, 0.9, &o.val_fraction);
             break;
+        case OPT_FOLDS:
+            bad |= rd_cli_parse_int(&cli, "--folds", optarg, 2, 100, &v);
+            o.folds = (int)v;
+            break;
+        case OPT_FOLD:
+            bad |= rd_cli_parse_int(&cli, "--fold", optarg, -1, 99, &v);
+            o.fold = (int)v;
+            break;
+        case OPT_HOLDOUT:
+            bad |= parse_double(&cli, "--holdout-fraction", optarg, 0, 0.89, &o.holdout_fraction);
+            break;
+        case OPT_MIXUP:
+            bad |= parse_double(&cli, "--mixup", optarg, 0, 1, &o.mixup);
+            break;
         case OPT_NOAUG:
             o.augment = 0;
             break;
@@ -209,9 +239,9 @@ int rd_cmd_train(int argc, char **argv)
         return RD_EXIT_FAIL;
     }
     printf("radraft train: %s: %d epochs run, best epoch %d, validation mean AUROC %.4f, "
-           "%ld steps, %d training / %d validation images, %.2f images/s\n",
+           "%ld steps, %d training / %d validation / %d holdout images, %.2f images/s\n",
            o.out_dir, res->epochs_run, res->best_epoch + 1, res->best_val_auroc, res->steps,
-           res->n_train, res->n_val, res->images_per_s);
+           res->n_train, res->n_val, res->n_holdout, res->images_per_s);
     free(res);
     return RD_EXIT_OK;
 }

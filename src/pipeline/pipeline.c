@@ -52,6 +52,7 @@ struct rd_pipeline {
     rd_encoder_model *model;            /* loaded once; each worker's encoder runs over it */
     int enqueue;
     rd_thresholds th;
+    rd_calibration cal; /* the model's; the identity when it has none */
     rd_generator *gen;
     rd_labeler *lab;
     rd_index *ix; /* NULL when the model has no embedding */
@@ -134,11 +135,15 @@ static void seed_path(const char *model, char *out, size_t size)
         snprintf(out, size, "%s", RD_INDEX_SEED_FILE);
 }
 
-/* Thresholds: generator.thresholds, else the model's "thresholds", else the default. */
+/* Thresholds: generator.thresholds, else the model's "thresholds", else the default. They
+ * apply to the calibrated score, so the model's calibration is read in every case. */
 static rd_status load_thresholds(rd_pipeline *p, const char *model_json, rd_error *err)
 {
     cJSON *root;
     int has;
+    rd_status st = rd_calibration_parse(&p->cal, model_json, p->model_path, err);
+    if (st != RD_OK)
+        return st;
     if (p->cfg.generator_thresholds[0])
         return rd_thresholds_load(&p->th, p->cfg.generator_thresholds, err);
     root = cJSON_Parse(model_json);
@@ -356,6 +361,13 @@ static rd_status retrieve(rd_pipeline_worker *w, const rd_index_query *q, const 
     return RD_OK;
 }
 
+/* The combined scores become calibrated probabilities; the raw ones are kept beside. */
+static void calibrate(const rd_pipeline *p, rd_pipeline_draft *d)
+{
+    memcpy(d->uncalibrated, d->combined, sizeof d->uncalibrated);
+    rd_calibration_apply(&p->cal, d->combined);
+}
+
 /* The review item's JSON: per finding its drafted state, the combined score, the
  * encoder's score and the neighbours' vote; the neighbours with their similarity. */
 static rd_status review_json(const rd_pipeline_draft *d, char **findings, char **neighbours,
@@ -372,6 +384,8 @@ static rd_status review_json(const rd_pipeline_draft *d, char **findings, char *
             goto nomem;
         if (f < RD_FINDING_N_ABNORMAL) {
             cJSON_AddNumberToObject(o, "score", d->combined[f]);
+            if (d->uncalibrated[f] != d->combined[f])
+                cJSON_AddNumberToObject(o, "uncalibrated", d->uncalibrated[f]);
             if (d->has_encoder_scores)
                 cJSON_AddNumberToObject(o, "encoder", d->encoder[f]);
         }
@@ -726,6 +740,7 @@ static rd_status stage_retrieve(study *s, rd_error *err)
     if ((st = retrieve(s->w, &q, d->has_encoder_scores ? d->encoder : NULL, s->hits, &s->n_hits,
                        d->votes, d->combined, err)) != RD_OK)
         return rd_error_prefix(err, st, "retrieve");
+    calibrate(p, d);
     if (s->n_hits == 0)
         return RD_OK;
     d->neighbours = calloc((size_t)s->n_hits, sizeof *d->neighbours);

@@ -41,6 +41,7 @@ void rd_train_options_default(rd_train_options *o)
     o->label_smoothing = 0.05;
     o->pos_weight_cap = 10.0;
     o->val_fraction = 0.15;
+    o->holdout_fraction = 0.15;
     o->min_positives = 5;
     o->seed = 1;
 }
@@ -84,6 +85,42 @@ static double rng_unit(rng_t *r)
 static double rng_range(rng_t *r, double lo, double hi)
 {
     return lo + (hi - lo) * rng_unit(r);
+}
+
+/* A draw from Beta(a, a) for 0 < a <= 1 (Johnk's method: two powered uniforms, accepted
+ * when their sum is at most one). */
+static double rng_beta_sym(rng_t *r, double a)
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        double x = pow(rng_unit(r), 1 / a), y = pow(rng_unit(r), 1 / a);
+        if (x + y <= 1 && x + y > 0)
+            return x / (x + y);
+    }
+    return 0.5;
+}
+
+/* Mixup (Zhang et al., 2018) over one batch: image i is blended with image n-1-i of the
+ * shuffled batch, weight lambda ~ Beta(a, a) per pair, and so are their label vectors. A
+ * pure function of (seed, epoch, batch), like every other random choice of the trainer. */
+static void mixup_batch(float *x, float *t, int n, size_t elems, double a, uint64_t seed, int epoch,
+                        long b)
+{
+    rng_t r = {mix64(seed ^ mix64(0x313bull + (uint64_t)epoch * 1000003u + (uint64_t)b))};
+    for (int i = 0; i < n / 2; i++) {
+        int j = n - 1 - i;
+        float l = (float)rng_beta_sym(&r, a), m = 1 - l;
+        float *xi = x + (size_t)i * elems, *xj = x + (size_t)j * elems;
+        for (size_t e = 0; e < elems; e++) {
+            float u = xi[e], v = xj[e];
+            xi[e] = l * u + m * v;
+            xj[e] = m * u + l * v;
+        }
+        for (int f = 0; f < NF; f++) {
+            float u = t[i * NF + f], v = t[j * NF + f];
+            t[i * NF + f] = l * u + m * v;
+            t[j * NF + f] = m * u + l * v;
+        }
+    }
 }
 
 /* AUROC ---------------------------------------------------------------------------------------- */
@@ -312,11 +349,32 @@ static int distinct_patients(const dataset *d, const int *idx, int n, const char
     return u;
 }
 
-/* 1 when the patient belongs to the validation side. */
-static int is_val_patient(const char *patient, uint64_t seed, double frac)
+/* The patient's place in [0, 1): a pure function of the id and the seed, so that every
+ * image of a patient lands on the same side of every split. */
+static double patient_unit(const char *patient, uint64_t seed)
 {
     uint64_t h = mix64(fnv1a(patient) ^ mix64(seed ^ 0x5a17ull));
-    return (double)(h >> 11) / 9007199254740992.0 < frac;
+    return (double)(h >> 11) / 9007199254740992.0;
+}
+
+enum { GROUP_TRAIN = 0, GROUP_VAL = 1, GROUP_HOLDOUT = 2 };
+
+/* Which side of the split the patient is on. Without folds, validation below val_fraction.
+ * With k folds, the holdout below holdout_fraction, and the rest of [0, 1) cut into k equal
+ * folds: the patient's fold is validation when it is the chosen one. Holdout patients are
+ * never trained on by any fold, so thresholds and calibration fitted on them are honest for
+ * every model of the cross-validation and for the final one. */
+static int patient_group(const rd_train_options *o, const char *patient)
+{
+    double u = patient_unit(patient, o->seed);
+    if (o->folds < 2)
+        return u < o->val_fraction ? GROUP_VAL : GROUP_TRAIN;
+    if (u < o->holdout_fraction)
+        return GROUP_HOLDOUT;
+    int k = (int)((u - o->holdout_fraction) / (1 - o->holdout_fraction) * o->folds);
+    if (k >= o->folds)
+        k = o->folds - 1;
+    return k == o->fold ? GROUP_VAL : GROUP_TRAIN;
 }
 
 /* Image loading and augmentation ------------------------------------------------------------ */
@@ -443,8 +501,8 @@ typedef struct trainer {
     int logits, scores;
     int bs; /* the batch actually used (the option, or fewer when there are fewer images) */
     dataset d;
-    int *train_idx, n_train, *val_idx, n_val;
-    int n_train_pat, n_val_pat;
+    int *train_idx, n_train, *val_idx, n_val, *holdout_idx, n_holdout;
+    int n_train_pat, n_val_pat, n_holdout_pat;
     float pos_weight[NF];
     int val_pos[NF];
     char version[RD_NN_NAME_MAX];
@@ -558,6 +616,16 @@ static cJSON *findings_numbers(const double *v, const int *valid)
 
 /* Writes DIR/model.json and DIR/model.safetensors for the current weights, with the recipe
  * and `metrics` (taken over) in the description. */
+/* Appends the distinct patient ids of the samples `idx` to the JSON array `ids`. */
+static void add_patient_ids(const trainer *tr, const int *idx, int n, cJSON *ids)
+{
+    const char **pids = malloc(((size_t)n + 1) * sizeof *pids);
+    int u = pids && ids ? distinct_patients(&tr->d, idx, n, pids) : 0;
+    for (int i = 0; i < u; i++)
+        cJSON_AddItemToArray(ids, cJSON_CreateString(pids[i]));
+    free(pids);
+}
+
 static rd_status write_model(trainer *tr, const char *dir, cJSON *metrics, int epochs_done,
                              rd_error *err)
 {
@@ -614,6 +682,7 @@ static rd_status write_model(trainer *tr, const char *dir, cJSON *metrics, int e
                                          "gamma 0.78-1.28, contrast 0.85-1.15, brightness "
                                          "+-0.08; no flip"
                                        : "none");
+    cJSON_AddNumberToObject(rec, "mixup_alpha", o->mixup);
     cJSON_AddNumberToObject(rec, "patience", o->patience);
     cJSON_AddNumberToObject(rec, "seed", (double)o->seed);
     cJSON_AddNumberToObject(rec, "threads", rd_tnet_threads(tr->net));
@@ -624,22 +693,34 @@ static rd_status write_model(trainer *tr, const char *dir, cJSON *metrics, int e
     cJSON_AddNumberToObject(tj, "epochs_done", epochs_done);
     cJSON_AddNumberToObject(tj, "steps", (double)tr->step);
     sp = cJSON_AddObjectToObject(tj, "split");
-    cJSON_AddStringToObject(sp, "rule",
-                            "by patient: validation when splitmix64(fnv1a64(patient_id) ^ "
-                            "splitmix64(seed ^ 0x5a17)) / 2^64 < val_fraction");
+    if (o->folds >= 2) {
+        cJSON_AddStringToObject(sp, "rule",
+                                "by patient, u = splitmix64(fnv1a64(patient_id) ^ "
+                                "splitmix64(seed ^ 0x5a17)) / 2^64: holdout when u < "
+                                "holdout_fraction, else fold floor((u - holdout_fraction) / "
+                                "(1 - holdout_fraction) * folds); validation is fold `fold` "
+                                "(none when fold is -1)");
+        cJSON_AddNumberToObject(sp, "folds", o->folds);
+        cJSON_AddNumberToObject(sp, "fold", o->fold);
+        cJSON_AddNumberToObject(sp, "holdout_fraction", o->holdout_fraction);
+    } else {
+        cJSON_AddStringToObject(sp, "rule",
+                                "by patient: validation when splitmix64(fnv1a64(patient_id) ^ "
+                                "splitmix64(seed ^ 0x5a17)) / 2^64 < val_fraction");
+        cJSON_AddNumberToObject(sp, "val_fraction", o->val_fraction);
+    }
     cJSON_AddNumberToObject(sp, "seed", (double)o->seed);
-    cJSON_AddNumberToObject(sp, "val_fraction", o->val_fraction);
     cJSON_AddNumberToObject(sp, "train_images", tr->n_train);
     cJSON_AddNumberToObject(sp, "val_images", tr->n_val);
     cJSON_AddNumberToObject(sp, "train_patients", tr->n_train_pat);
     cJSON_AddNumberToObject(sp, "val_patients", tr->n_val_pat);
     ids = cJSON_AddArrayToObject(sp, "val_patient_ids");
-    {
-        const char **pids = malloc(((size_t)tr->n_val + 1) * sizeof *pids);
-        int u = pids ? distinct_patients(&tr->d, tr->val_idx, tr->n_val, pids) : 0;
-        for (int i = 0; i < u; i++)
-            cJSON_AddItemToArray(ids, cJSON_CreateString(pids[i]));
-        free(pids);
+    add_patient_ids(tr, tr->val_idx, tr->n_val, ids);
+    if (o->folds >= 2) {
+        cJSON_AddNumberToObject(sp, "holdout_images", tr->n_holdout);
+        cJSON_AddNumberToObject(sp, "holdout_patients", tr->n_holdout_pat);
+        add_patient_ids(tr, tr->holdout_idx, tr->n_holdout,
+                        cJSON_AddArrayToObject(sp, "holdout_patient_ids"));
     }
     cJSON_ReplaceItemInObjectCaseSensitive(root, "training", tj);
     cJSON_ReplaceItemInObjectCaseSensitive(root, "metrics",
@@ -888,8 +969,14 @@ static rd_status check_options(const rd_train_options *o, rd_error *err)
     if (!(o->lr > 0 && o->lr < 10) || !(o->weight_decay >= 0 && o->weight_decay < 1) ||
         !(o->label_smoothing >= 0 && o->label_smoothing < 1) || !(o->pos_weight_cap >= 1) ||
         !(o->val_fraction >= 0 && o->val_fraction < 1) || !(o->warmup_epochs >= 0) ||
-        !(o->min_lr_ratio >= 0 && o->min_lr_ratio <= 1))
+        !(o->min_lr_ratio >= 0 && o->min_lr_ratio <= 1) || !(o->mixup >= 0 && o->mixup <= 1))
         return rd_error_set(err, RD_E_INVALID, "a training option is out of range");
+    if (o->folds != 0 && (o->folds < 2 || o->folds > 100 || o->fold < -1 || o->fold >= o->folds ||
+                          !(o->holdout_fraction >= 0 && o->holdout_fraction < 0.9)))
+        return rd_error_set(err, RD_E_INVALID,
+                            "folds %d / fold %d / holdout %g: folds must be in [2, 100], fold "
+                            "in [-1, folds) and the holdout in [0, 0.9)",
+                            o->folds, o->fold, o->holdout_fraction);
     if (o->input_size < 0 || o->input_size > 2048 || (o->input_size && o->input_size < 16))
         return rd_error_set(err, RD_E_INVALID, "input size %d outside [16, 2048]", o->input_size);
     return RD_OK;
@@ -984,8 +1071,9 @@ rd_status rd_train_run(const rd_train_options *o, rd_train_result *res, rd_error
         goto out;
     tr.train_idx = malloc(((size_t)tr.d.n + 1) * sizeof *tr.train_idx);
     tr.val_idx = malloc(((size_t)tr.d.n + 1) * sizeof *tr.val_idx);
+    tr.holdout_idx = malloc(((size_t)tr.d.n + 1) * sizeof *tr.holdout_idx);
     order = malloc(((size_t)tr.d.n + 1) * sizeof *order);
-    if (!tr.train_idx || !tr.val_idx || !order) {
+    if (!tr.train_idx || !tr.val_idx || !tr.holdout_idx || !order) {
         st = rd_error_set(err, RD_E_NOMEM, "out of memory");
         goto out;
     }
@@ -997,7 +1085,10 @@ rd_status rd_train_run(const rd_train_options *o, rd_train_result *res, rd_error
             goto out;
         }
         for (int i = 0; i < tr.d.n; i++) {
-            if (is_val_patient(tr.d.s[i].patient, o->seed, o->val_fraction)) {
+            int g = patient_group(o, tr.d.s[i].patient);
+            if (g == GROUP_HOLDOUT) {
+                tr.holdout_idx[tr.n_holdout++] = i;
+            } else if (g == GROUP_VAL) {
                 tr.val_idx[tr.n_val++] = i;
             } else {
                 tr.train_idx[tr.n_train++] = i;
@@ -1007,6 +1098,7 @@ rd_status rd_train_run(const rd_train_options *o, rd_train_result *res, rd_error
         }
         tr.n_val_pat = distinct_patients(&tr.d, tr.val_idx, tr.n_val, pids);
         tr.n_train_pat = distinct_patients(&tr.d, tr.train_idx, tr.n_train, pids);
+        tr.n_holdout_pat = distinct_patients(&tr.d, tr.holdout_idx, tr.n_holdout, pids);
         free(pids);
         for (int f = 0; f < NF; f++) {
             double w = pos[f] ? (double)(tr.n_train - pos[f]) / pos[f] : 1.0;
@@ -1018,8 +1110,10 @@ rd_status rd_train_run(const rd_train_options *o, rd_train_result *res, rd_error
                           tr.n_train);
         goto out;
     }
-    rd_log_info("train: %d images: %d training (%d patients), %d validation (%d patients)", tr.d.n,
-                tr.n_train, tr.n_train_pat, tr.n_val, tr.n_val_pat);
+    rd_log_info("train: %d images: %d training (%d patients), %d validation (%d patients), %d "
+                "holdout (%d patients)",
+                tr.d.n, tr.n_train, tr.n_train_pat, tr.n_val, tr.n_val_pat, tr.n_holdout,
+                tr.n_holdout_pat);
 
     int bs = o->batch < tr.n_train ? o->batch : tr.n_train;
     tr.bs = bs;
@@ -1086,6 +1180,8 @@ rd_status rd_train_run(const rd_train_options *o, rd_train_result *res, rd_error
                 else
                     loading = 1;
             }
+            if (o->mixup > 0)
+                mixup_batch(xb[cur], tb[cur], bs, elems, o->mixup, o->seed, epoch, b);
             double lr = schedule_lr(o, tr.step, spe);
             if ((st = rd_tnet_forward(tr.net, xb[cur], bs, 1, err)) != RD_OK)
                 goto join_out;
@@ -1182,6 +1278,8 @@ out:
         res->n_val = tr.n_val;
         res->n_train_patients = tr.n_train_pat;
         res->n_val_patients = tr.n_val_pat;
+        res->n_holdout = tr.n_holdout;
+        res->n_holdout_patients = tr.n_holdout_pat;
         double el = now_s() - t_start;
         res->images_per_s = el > 0 ? imgs_seen / el : 0;
     }
@@ -1195,6 +1293,7 @@ out:
     free(order);
     free(tr.train_idx);
     free(tr.val_idx);
+    free(tr.holdout_idx);
     dataset_clear(&tr.d);
     rd_tnet_free(tr.net);
     rd_nn_model_free(tr.m);

@@ -2,6 +2,7 @@
  * equal to an uninterrupted run, the written model equal through the inference engine and
  * the trainer's own eval forward, and a smoke run on the NIH 64 px images. Synthetic sets
  * are small PNGs written to a temporary folder. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -235,6 +236,98 @@ RD_TEST(written_model_matches_trainer)
     rd_encoder_free(enc);
     rd_tnet_free(net);
     rd_nn_model_free(raw);
+    free(res);
+}
+
+/* The k-fold split: the holdout is the same for every fold and never trained or validated
+ * on; the folds' validation sets are disjoint and together cover every other patient; fold
+ * -1 trains on all of them. Read back from the split each model records. */
+static void split_of(const char *model_dir, cJSON **doc)
+{
+    char path[1300], *text = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/model.json", model_dir);
+    REQUIRE_OK(rd_read_file(path, (size_t)1 << 26, &text, &len, NULL), NULL);
+    *doc = cJSON_Parse(text);
+    free(text);
+    REQUIRE(*doc);
+}
+
+static const cJSON *split_member(const cJSON *doc, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "training"),
+                                         "split"),
+        key);
+}
+
+static int in_array(const cJSON *arr, const char *id)
+{
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr) if (strcmp(v->valuestring, id) == 0) return 1;
+    return 0;
+}
+
+RD_TEST(kfold_split_partitions_patients)
+{
+    char dir[1100], out[1200];
+    rd_train_options o;
+    rd_train_result *res = calloc(1, sizeof *res);
+    rd_error err;
+    cJSON *docs[6] = {NULL};
+    int n_holdout = -1, val_total = 0;
+    REQUIRE(res);
+    snprintf(dir, sizeof dir, "%s", rd_test_tmpdir("train_kfold"));
+    write_set(dir, 120, 16, 9); /* 60 patients, two images each */
+    for (int k = -1; k < 5; k++) {
+        snprintf(out, sizeof out, "%s/fold%d", dir, k);
+        tiny_options(&o, dir, out);
+        o.input_size = 16;
+        o.epochs = 1;
+        o.max_steps = 1;
+        o.folds = 5;
+        o.fold = k;
+        o.holdout_fraction = 0.2;
+        REQUIRE_OK(rd_train_run(&o, res, &err), &err);
+        CHECK_EQ_INT(res->n_train + res->n_val + res->n_holdout, 120);
+        if (n_holdout < 0)
+            n_holdout = res->n_holdout;
+        CHECK_EQ_INT(res->n_holdout, n_holdout);
+        if (k == -1)
+            CHECK_EQ_INT(res->n_val, 0);
+        else
+            val_total += res->n_val;
+        split_of(out, &docs[k + 1]);
+    }
+    /* About a fifth of 60 patients are held out, and each fold validates on some. */
+    CHECK_MSG(n_holdout >= 8 && n_holdout <= 40, "holdout %d images", n_holdout);
+    CHECK_EQ_INT(val_total + n_holdout, 120);
+    const cJSON *hold = split_member(docs[0], "holdout_patient_ids");
+    REQUIRE(cJSON_IsArray(hold));
+    for (int p = 1000; p < 1060; p++) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", p);
+        int held = in_array(hold, id), folds_with = 0;
+        for (int k = 1; k < 6; k++) {
+            CHECK(in_array(split_member(docs[k], "holdout_patient_ids"), id) == held);
+            folds_with += in_array(split_member(docs[k], "val_patient_ids"), id);
+        }
+        CHECK_MSG(folds_with == (held ? 0 : 1), "patient %s: validated in %d folds (held %d)", id,
+                  folds_with, held);
+    }
+    for (int k = 0; k < 6; k++)
+        cJSON_Delete(docs[k]);
+    /* Out of range: a fold past the folds, one fold, a holdout of everything. */
+    tiny_options(&o, dir, out);
+    o.folds = 5;
+    o.fold = 5;
+    CHECK(rd_train_run(&o, res, &err) == RD_E_INVALID);
+    o.folds = 1;
+    o.fold = 0;
+    CHECK(rd_train_run(&o, res, &err) == RD_E_INVALID);
+    o.folds = 5;
+    o.holdout_fraction = 0.95;
+    CHECK(rd_train_run(&o, res, &err) == RD_E_INVALID);
     free(res);
 }
 
