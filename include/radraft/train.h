@@ -33,6 +33,11 @@ extern "C" {
 typedef struct rd_train_options {
     const char *images_dir; /* folder the CSV's image names are relative to */
     const char *labels_csv; /* NIH-format labels */
+    /* An extra labelled set for training only (e.g. NIH's 64 px images): its rows whose
+     * patient falls on the validation or holdout side, and rows naming an image the main
+     * set has, are left out. NULL = none; the images folder defaults to images_dir. */
+    const char *extra_labels_csv;
+    const char *extra_images_dir;
     const char *out_dir;    /* created if needed */
     const char *arch;       /* an architecture of rd_nn_archs (default "resnet-small") */
     const char *init_model; /* start from this model's weights instead of a random init */

@@ -17,6 +17,10 @@ static const char help[] =
     "recipe, split and metrics) and MODEL_DIR/checkpoint/ (latest epoch, for --resume).\n\n"
     "  --images DIR          folder of the images named in the CSV\n"
     "  --labels CSV          labels file\n"
+    "  --extra-labels CSV    more labelled images, for training only (patients on the\n"
+    "                        validation or holdout side and images the main set has are\n"
+    "                        left out)\n"
+    "  --extra-images DIR    their folder (default: --images)\n"
     "  --out DIR             output model folder\n"
     "  --arch NAME           resnet-small (default), resnet18, opzoo\n"
     "  --init-model M        start from this model's weights instead of a random init\n"
@@ -83,6 +87,8 @@ int rd_cmd_train(int argc, char **argv)
         OPT_PATIENCE,
         OPT_NOAUG,
         OPT_MIXUP,
+        OPT_EXTRA_LABELS,
+        OPT_EXTRA_IMAGES,
         OPT_SEED,
         OPT_THREADS,
         OPT_MAXIMG,
@@ -90,34 +96,37 @@ int rd_cmd_train(int argc, char **argv)
         OPT_RESUME,
         OPT_VERSION
     };
-    static const struct option opts[] = {{"images", required_argument, NULL, OPT_IMAGES},
-                                         {"labels", required_argument, NULL, OPT_LABELS},
-                                         {"out", required_argument, NULL, OPT_OUT},
-                                         {"arch", required_argument, NULL, OPT_ARCH},
-                                         {"init-model", required_argument, NULL, OPT_INIT},
-                                         {"input-size", required_argument, NULL, OPT_INPUT},
-                                         {"epochs", required_argument, NULL, OPT_EPOCHS},
-                                         {"batch", required_argument, NULL, OPT_BATCH},
-                                         {"lr", required_argument, NULL, OPT_LR},
-                                         {"weight-decay", required_argument, NULL, OPT_WD},
-                                         {"warmup", required_argument, NULL, OPT_WARMUP},
-                                         {"label-smoothing", required_argument, NULL, OPT_SMOOTH},
-                                         {"pos-weight-cap", required_argument, NULL, OPT_PWCAP},
-                                         {"val-fraction", required_argument, NULL, OPT_VALFRAC},
-                                         {"folds", required_argument, NULL, OPT_FOLDS},
-                                         {"fold", required_argument, NULL, OPT_FOLD},
-                                         {"holdout-fraction", required_argument, NULL, OPT_HOLDOUT},
-                                         {"patience", required_argument, NULL, OPT_PATIENCE},
-                                         {"no-augment", no_argument, NULL, OPT_NOAUG},
-                                         {"mixup", required_argument, NULL, OPT_MIXUP},
-                                         {"seed", required_argument, NULL, OPT_SEED},
-                                         {"threads", required_argument, NULL, OPT_THREADS},
-                                         {"max-images", required_argument, NULL, OPT_MAXIMG},
-                                         {"max-steps", required_argument, NULL, OPT_MAXSTEPS},
-                                         {"resume", required_argument, NULL, OPT_RESUME},
-                                         {"version", required_argument, NULL, OPT_VERSION},
-                                         RD_CLI_COMMON_LONGOPTS,
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"images", required_argument, NULL, OPT_IMAGES},
+        {"labels", required_argument, NULL, OPT_LABELS},
+        {"out", required_argument, NULL, OPT_OUT},
+        {"arch", required_argument, NULL, OPT_ARCH},
+        {"init-model", required_argument, NULL, OPT_INIT},
+        {"input-size", required_argument, NULL, OPT_INPUT},
+        {"epochs", required_argument, NULL, OPT_EPOCHS},
+        {"batch", required_argument, NULL, OPT_BATCH},
+        {"lr", required_argument, NULL, OPT_LR},
+        {"weight-decay", required_argument, NULL, OPT_WD},
+        {"warmup", required_argument, NULL, OPT_WARMUP},
+        {"label-smoothing", required_argument, NULL, OPT_SMOOTH},
+        {"pos-weight-cap", required_argument, NULL, OPT_PWCAP},
+        {"val-fraction", required_argument, NULL, OPT_VALFRAC},
+        {"folds", required_argument, NULL, OPT_FOLDS},
+        {"fold", required_argument, NULL, OPT_FOLD},
+        {"holdout-fraction", required_argument, NULL, OPT_HOLDOUT},
+        {"patience", required_argument, NULL, OPT_PATIENCE},
+        {"no-augment", no_argument, NULL, OPT_NOAUG},
+        {"mixup", required_argument, NULL, OPT_MIXUP},
+        {"extra-labels", required_argument, NULL, OPT_EXTRA_LABELS},
+        {"extra-images", required_argument, NULL, OPT_EXTRA_IMAGES},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"max-images", required_argument, NULL, OPT_MAXIMG},
+        {"max-steps", required_argument, NULL, OPT_MAXSTEPS},
+        {"resume", required_argument, NULL, OPT_RESUME},
+        {"version", required_argument, NULL, OPT_VERSION},
+        RD_CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
     rd_train_options o;
@@ -210,6 +219,12 @@ int rd_cmd_train(int argc, char **argv)
             break;
         case OPT_HOLDOUT:
             bad |= parse_double(&cli, "--holdout-fraction", optarg, 0, 0.89, &o.holdout_fraction);
+            break;
+        case OPT_EXTRA_LABELS:
+            o.extra_labels_csv = optarg;
+            break;
+        case OPT_EXTRA_IMAGES:
+            o.extra_images_dir = optarg;
             break;
         case OPT_MIXUP:
             bad |= parse_double(&cli, "--mixup", optarg, 0, 1, &o.mixup);

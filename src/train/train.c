@@ -175,6 +175,7 @@ typedef struct sample {
     char *path;      /* full path of the image */
     char *patient;   /* patient id as in the CSV */
     uint16_t labels; /* bit f set when finding f is present */
+    int extra;       /* from the extra set: training only */
 } sample;
 
 typedef struct dataset {
@@ -207,16 +208,30 @@ static int split_fields(char *line, char **f, int max)
     return n;
 }
 
-static rd_status load_csv(const rd_train_options *o, dataset *d, rd_error *err)
+/* 1 when an image of that file name is among the first n samples. */
+static int has_image_named(const dataset *d, int n, const char *name)
+{
+    for (int i = 0; i < n; i++) {
+        const char *b = strrchr(d->s[i].path, '/');
+        if (strcmp(b ? b + 1 : d->s[i].path, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Appends the rows of a labels CSV to `d`. The extra set's rows are marked training-only,
+ * and a row naming an image the main set already has is left out (the same radiograph at
+ * another resolution). */
+static rd_status load_csv_file(const rd_train_options *o, const char *csv, const char *images_dir,
+                               int extra, dataset *d, rd_error *err)
 {
     char *text = NULL, *line, *next;
     size_t len = 0;
     rd_status st;
-    int col_image = -1, col_patient = -1, col_labels = -1, ncols = 0, cap = 0, lineno = 0;
-    int missing = 0;
+    int col_image = -1, col_patient = -1, col_labels = -1, ncols = 0, cap = d->n, lineno = 0;
+    int missing = 0, n_main = d->n, duplicates = 0;
 
-    memset(d, 0, sizeof *d);
-    if ((st = rd_read_file(o->labels_csv, MAX_CSV_BYTES, &text, &len, err)) != RD_OK)
+    if ((st = rd_read_file(csv, MAX_CSV_BYTES, &text, &len, err)) != RD_OK)
         return st;
     for (line = text; line && *line; line = next) {
         char *f[64];
@@ -232,8 +247,7 @@ static rd_status load_csv(const rd_train_options *o, dataset *d, rd_error *err)
         int nf = split_fields(line, f, 64);
         if (col_image < 0) {
             if (nf < 0) {
-                st = rd_error_set(err, RD_E_INVALID, "%s: header has too many columns",
-                                  o->labels_csv);
+                st = rd_error_set(err, RD_E_INVALID, "%s: header has too many columns", csv);
                 goto out;
             }
             for (int i = 0; i < nf; i++) {
@@ -248,24 +262,24 @@ static rd_status load_csv(const rd_train_options *o, dataset *d, rd_error *err)
                 st = rd_error_set(err, RD_E_INVALID,
                                   "%s: the header must name the columns image, patient_id and "
                                   "labels",
-                                  o->labels_csv);
+                                  csv);
                 goto out;
             }
             ncols = nf;
             continue;
         }
         if (nf != ncols) {
-            st = rd_error_set(err, RD_E_INVALID, "%s:%d: %d fields, the header has %d",
-                              o->labels_csv, lineno, nf, ncols);
+            st = rd_error_set(err, RD_E_INVALID, "%s:%d: %d fields, the header has %d", csv, lineno,
+                              nf, ncols);
             goto out;
         }
-        if (o->max_images > 0 && d->n >= o->max_images)
+        if (!extra && o->max_images > 0 && d->n >= o->max_images)
             break;
         const char *img = f[col_image], *pat = f[col_patient];
         /* The image name comes from outside: a plain relative name under images_dir. */
         if (!img[0] || img[0] == '/' || strstr(img, "..") || !pat[0] || strlen(pat) > 128) {
-            st = rd_error_set(err, RD_E_INVALID, "%s:%d: bad image name or patient id",
-                              o->labels_csv, lineno);
+            st =
+                rd_error_set(err, RD_E_INVALID, "%s:%d: bad image name or patient id", csv, lineno);
             goto out;
         }
         uint16_t bits = 0;
@@ -277,15 +291,19 @@ static rd_status load_csv(const rd_train_options *o, dataset *d, rd_error *err)
             if (strcmp(lab, "No Finding") == 0 || !lab[0])
                 continue;
             if (rd_finding_from_name(lab, &fi, NULL) != RD_OK || (int)fi >= NF) {
-                st = rd_error_set(err, RD_E_INVALID, "%s:%d: unknown finding '%s'", o->labels_csv,
-                                  lineno, lab);
+                st = rd_error_set(err, RD_E_INVALID, "%s:%d: unknown finding '%s'", csv, lineno,
+                                  lab);
                 goto out;
             }
             bits |= (uint16_t)(1u << fi);
         }
+        if (extra && has_image_named(d, n_main, img)) {
+            duplicates++;
+            continue;
+        }
         char path[PATH_MAX_LEN];
-        if (snprintf(path, sizeof path, "%s/%s", o->images_dir, img) >= (int)sizeof path) {
-            st = rd_error_set(err, RD_E_INVALID, "%s:%d: path too long", o->labels_csv, lineno);
+        if (snprintf(path, sizeof path, "%s/%s", images_dir, img) >= (int)sizeof path) {
+            st = rd_error_set(err, RD_E_INVALID, "%s:%d: path too long", csv, lineno);
             goto out;
         }
         struct stat sb;
@@ -298,7 +316,7 @@ static rd_status load_csv(const rd_train_options *o, dataset *d, rd_error *err)
             int nc = cap ? 2 * cap : 1024;
             sample *ns;
             if (nc > MAX_ROWS || !(ns = realloc(d->s, (size_t)nc * sizeof *ns))) {
-                st = rd_error_set(err, RD_E_NOMEM, "%s: too many rows", o->labels_csv);
+                st = rd_error_set(err, RD_E_NOMEM, "%s: too many rows", csv);
                 goto out;
             }
             d->s = ns;
@@ -308,6 +326,7 @@ static rd_status load_csv(const rd_train_options *o, dataset *d, rd_error *err)
         s->path = strdup(path);
         s->patient = strdup(pat);
         s->labels = bits;
+        s->extra = extra;
         if (!s->path || !s->patient) {
             free(s->path);
             free(s->patient);
@@ -317,14 +336,27 @@ static rd_status load_csv(const rd_train_options *o, dataset *d, rd_error *err)
         d->n++;
     }
     if (col_image < 0) {
-        st = rd_error_set(err, RD_E_INVALID, "%s: empty", o->labels_csv);
+        st = rd_error_set(err, RD_E_INVALID, "%s: empty", csv);
         goto out;
     }
     if (missing)
-        rd_log_warn("train: %d images named in %s are missing", missing, o->labels_csv);
+        rd_log_warn("train: %d images named in %s are missing", missing, csv);
+    if (duplicates)
+        rd_log_info("train: %d images of %s are in the main set too; left out", duplicates, csv);
     st = RD_OK;
 out:
     free(text);
+    return st;
+}
+
+static rd_status load_csv(const rd_train_options *o, dataset *d, rd_error *err)
+{
+    rd_status st;
+    memset(d, 0, sizeof *d);
+    st = load_csv_file(o, o->labels_csv, o->images_dir, 0, d, err);
+    if (st == RD_OK && o->extra_labels_csv)
+        st = load_csv_file(o, o->extra_labels_csv,
+                           o->extra_images_dir ? o->extra_images_dir : o->images_dir, 1, d, err);
     if (st != RD_OK)
         dataset_clear(d);
     return st;
@@ -503,6 +535,7 @@ typedef struct trainer {
     dataset d;
     int *train_idx, n_train, *val_idx, n_val, *holdout_idx, n_holdout;
     int n_train_pat, n_val_pat, n_holdout_pat;
+    int n_extra; /* training images from the extra set */
     float pos_weight[NF];
     int val_pos[NF];
     char version[RD_NN_NAME_MAX];
@@ -689,6 +722,10 @@ static rd_status write_model(trainer *tr, const char *dir, cJSON *metrics, int e
     if (o->init_model)
         cJSON_AddStringToObject(rec, "init_model", o->init_model);
     cJSON_AddStringToObject(tj, "labels_csv", o->labels_csv);
+    if (o->extra_labels_csv) {
+        cJSON_AddStringToObject(tj, "extra_labels_csv", o->extra_labels_csv);
+        cJSON_AddNumberToObject(tj, "extra_training_images", tr->n_extra);
+    }
     cJSON_AddNumberToObject(tj, "images", tr->d.n);
     cJSON_AddNumberToObject(tj, "epochs_done", epochs_done);
     cJSON_AddNumberToObject(tj, "steps", (double)tr->step);
@@ -1078,7 +1115,7 @@ rd_status rd_train_run(const rd_train_options *o, rd_train_result *res, rd_error
         goto out;
     }
     {
-        int pos[NF] = {0};
+        int pos[NF] = {0}, n_extra = 0, n_extra_out = 0;
         const char **pids = malloc(((size_t)tr.d.n + 1) * sizeof *pids);
         if (!pids) {
             st = rd_error_set(err, RD_E_NOMEM, "out of memory");
@@ -1086,6 +1123,11 @@ rd_status rd_train_run(const rd_train_options *o, rd_train_result *res, rd_error
         }
         for (int i = 0; i < tr.d.n; i++) {
             int g = patient_group(o, tr.d.s[i].patient);
+            if (tr.d.s[i].extra && g != GROUP_TRAIN) {
+                n_extra_out++; /* the extra set never validates nor reaches the holdout */
+                continue;
+            }
+            n_extra += tr.d.s[i].extra;
             if (g == GROUP_HOLDOUT) {
                 tr.holdout_idx[tr.n_holdout++] = i;
             } else if (g == GROUP_VAL) {
@@ -1100,6 +1142,11 @@ rd_status rd_train_run(const rd_train_options *o, rd_train_result *res, rd_error
         tr.n_train_pat = distinct_patients(&tr.d, tr.train_idx, tr.n_train, pids);
         tr.n_holdout_pat = distinct_patients(&tr.d, tr.holdout_idx, tr.n_holdout, pids);
         free(pids);
+        if (o->extra_labels_csv)
+            rd_log_info("train: extra set: %d images train, %d left out (their patients "
+                        "validate or are held out)",
+                        n_extra, n_extra_out);
+        tr.n_extra = n_extra;
         for (int f = 0; f < NF; f++) {
             double w = pos[f] ? (double)(tr.n_train - pos[f]) / pos[f] : 1.0;
             tr.pos_weight[f] = (float)(w < 1 ? 1 : w > o->pos_weight_cap ? o->pos_weight_cap : w);

@@ -331,6 +331,70 @@ RD_TEST(kfold_split_partitions_patients)
     free(res);
 }
 
+/* The extra set adds training images only: its patients on the validation or holdout side
+ * and its images that the main set already has are left out, so the validation and
+ * holdout stay exactly what they were. */
+RD_TEST(extra_set_trains_only)
+{
+    char dir[1100], extra[1200], out[1200], csv[1300], src[1300], dst[1300];
+    rd_train_options o;
+    rd_train_result *res = calloc(1, sizeof *res), *base = calloc(1, sizeof *base);
+    rd_error err;
+    REQUIRE(res && base);
+    snprintf(dir, sizeof dir, "%s", rd_test_tmpdir("train_extra"));
+    snprintf(extra, sizeof extra, "%s/extra", dir);
+    REQUIRE_OK(rd_mkdirs(extra, &err), &err);
+    write_set(dir, 80, 16, 4);   /* patients 1000..1039 */
+    write_set(extra, 60, 16, 5); /* the same names and patients 1000..1029 */
+    /* The extra set's last 20 images become new patients 2000..2019 under new names. */
+    snprintf(csv, sizeof csv, "%s/labels.csv", extra);
+    char *text = NULL;
+    size_t len = 0;
+    REQUIRE_OK(rd_read_file(csv, 1 << 20, &text, &len, &err), &err);
+    FILE *fp = fopen(csv, "w");
+    REQUIRE(fp);
+    int row = 0;
+    for (char *line = text, *nl; line && *line; line = nl, row++) {
+        nl = strchr(line, '\n');
+        if (nl)
+            *nl++ = '\0';
+        if (row <= 40) {
+            fprintf(fp, "%s\n", line);
+            continue;
+        }
+        int i = row - 1;
+        const char *rest = strchr(strchr(line, ',') + 1, ',');
+        fprintf(fp, "new%03d.png,%d%s\n", i, 2000 + (i - 40), rest);
+        snprintf(src, sizeof src, "%s/img%03d.png", extra, i);
+        snprintf(dst, sizeof dst, "%s/new%03d.png", extra, i);
+        REQUIRE(rename(src, dst) == 0);
+    }
+    fclose(fp);
+    free(text);
+
+    snprintf(out, sizeof out, "%s/base", dir);
+    tiny_options(&o, dir, out);
+    o.epochs = 1;
+    o.max_steps = 1;
+    o.folds = 5;
+    o.fold = 1;
+    o.holdout_fraction = 0.2;
+    REQUIRE_OK(rd_train_run(&o, base, &err), &err);
+    snprintf(out, sizeof out, "%s/with-extra", dir);
+    o.out_dir = out;
+    o.extra_labels_csv = csv;
+    o.extra_images_dir = extra;
+    REQUIRE_OK(rd_train_run(&o, res, &err), &err);
+    CHECK_EQ_INT(res->n_val, base->n_val);
+    CHECK_EQ_INT(res->n_holdout, base->n_holdout);
+    /* The first 40 extra images share names with the main set: none is added. Of the 20
+     * new ones, those whose patient trains are added. */
+    int added = res->n_train - base->n_train;
+    CHECK_MSG(added > 0 && added < 20, "%d extra images added", added);
+    free(res);
+    free(base);
+}
+
 RD_TEST(bad_inputs_refused)
 {
     char dir[1100], csv[1200];
