@@ -301,7 +301,8 @@ extern "C" rd_status rd_dicom_write_xray(const char *path, const rd_image *img,
 
     // SOP common and patient.
     b.str(DCM_SpecificCharacterSet, "ISO_IR 192");
-    b.str(DCM_ImageType, "ORIGINAL\\PRIMARY");
+    const bool derived = info->derivation_description && info->derivation_description[0];
+    b.str(DCM_ImageType, derived ? "DERIVED\\PRIMARY" : "ORIGINAL\\PRIMARY");
     b.opt(DCM_InstanceCreationDate, date);
     b.opt(DCM_InstanceCreationTime, time);
     b.str(DCM_SOPClassUID,
@@ -356,6 +357,7 @@ extern "C" rd_status rd_dicom_write_xray(const char *path, const rd_image *img,
     if (dx)
         b.str(DCM_ImageLaterality, "U");
     b.opt(DCM_ImageComments, info->image_comments);
+    b.opt(DCM_DerivationDescription, info->derivation_description);
     // Image pixel.
     b.u16(DCM_SamplesPerPixel, 1);
     b.str(DCM_PhotometricInterpretation, info->monochrome1 ? "MONOCHROME1" : "MONOCHROME2");

@@ -71,6 +71,10 @@ typedef struct rd_dicom_xray_info {
     const char *view_position;       /* "PA", "AP", "LL", "RL" */
     const char *patient_orientation; /* row\column directions, e.g. "L\F" for a PA */
     const char *image_comments;      /* optional free text */
+    /* NULL or "": Image Type ORIGINAL\PRIMARY. Otherwise the pixels were derived from
+     * another image (resized, converted from a PNG): Image Type DERIVED\PRIMARY and this
+     * text as the Derivation Description. */
+    const char *derivation_description;
 
     int bits_stored;      /* 8..16; pixels are written 16-bit allocated, unsigned */
     int monochrome1;      /* 1: MONOCHROME1 (stored values inverted), 0: MONOCHROME2 */

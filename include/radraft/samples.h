@@ -110,6 +110,42 @@ rd_status rd_samples_write_case(size_t i, const rd_samples_options *opts, const 
 /* The relative path of case `i` under the output folder ("RDS0001/pa.dcm"). */
 rd_status rd_samples_case_path(size_t i, char *buf, size_t size, rd_error *err);
 
+/* A frontal chest radiograph taken from a grayscale PNG (8 or 16 bits, no alpha, at most
+ * RD_SAMPLE_MAX_ROWS on a side) and written as a sample instance with made-up patient
+ * data: the real studies of the demo (NIH images, samples/README.md). Strings are UTF-8
+ * and borrowed for the call. */
+typedef struct rd_sample_png {
+    const char *patient_id;       /* required, 1..64 characters */
+    const char *patient_name;     /* DICOM PN ("Demo^Cardiomegaly"), at most 64 characters */
+    const char *birth_date;       /* YYYYMMDD or NULL */
+    const char *sex;              /* M, F, O or NULL */
+    const char *study_date;       /* YYYYMMDD, required */
+    const char *study_time;       /* HHMMSS, required */
+    const char *accession_number; /* at most 16 characters, or NULL */
+    rd_sample_view view;          /* PA or AP (a lateral is refused) */
+    rd_dicom_xray_class sop_class;
+    rd_dicom_syntax syntax;
+    double pixel_spacing;       /* mm at the detector; 0: a 430 mm tall detector */
+    const char *image_comments; /* where the image came from; NULL for a default */
+} rd_sample_png;
+
+/* DX, PA, explicit little endian, the nominal spacing, study 20240101 120000, the rest
+ * NULL. */
+void rd_sample_png_default(rd_sample_png *s);
+
+/* Reads `png_path` and writes it to `path` as a CR or DX For Presentation instance with
+ * the attributes of `s`: bits stored as in the PNG (8 or 16), MONOCHROME2, the full-range
+ * window, Image Type DERIVED\PRIMARY, Body Part CHEST, View Position and Patient
+ * Orientation L\F. Every stored value is the PNG's sample, so reading the file back gives
+ * the PNG's pixels. The UIDs are "2.25." UIDs derived from the patient, the accession
+ * number, the view and a hash of the pixels, so that the same PNG and attributes always
+ * write the same bytes and different pixels never share a SOP Instance UID.
+ * Errors: RD_E_INVALID (a missing or malformed attribute, a lateral view), RD_E_UNSUPPORTED
+ * (a colour, palette, alpha or sub-8-bit PNG), RD_E_TOO_LARGE (a side over
+ * RD_SAMPLE_MAX_ROWS), those of rd_png_read and rd_dicom_write_xray. */
+rd_status rd_samples_write_png(const char *png_path, const rd_sample_png *s, const char *path,
+                               rd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

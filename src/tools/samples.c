@@ -1007,3 +1007,173 @@ rd_status rd_samples_write_case(size_t i, const rd_samples_options *opts, const 
     rd_image_free(img);
     return st;
 }
+
+/* ---- public: an image from a PNG ----------------------------------------------------- */
+
+void rd_sample_png_default(rd_sample_png *s)
+{
+    memset(s, 0, sizeof *s);
+    s->study_date = "20240101";
+    s->study_time = "120000";
+    s->view = RD_SAMPLE_VIEW_PA;
+    s->sop_class = RD_DICOM_XRAY_DX;
+    s->syntax = RD_DICOM_SYNTAX_EXPLICIT_LE;
+}
+
+/* 1 if `s` is exactly `n` ASCII digits. */
+static int all_digits(const char *s, size_t n)
+{
+    if (!s || strlen(s) != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* 1 if `s` is printable text of 1..max bytes without the DICOM value separator. */
+static int short_text(const char *s, size_t max)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > max || !rd_utf8_valid(s, n))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == '\\' || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+static rd_status png_check(const rd_sample_png *s, rd_error *err)
+{
+    if (!short_text(s->patient_id, 64))
+        return rd_error_set(
+            err, RD_E_INVALID,
+            "from PNG: the patient ID must be 1..64 printable characters, no backslash");
+    if (s->patient_name && s->patient_name[0] && !short_text(s->patient_name, 64))
+        return rd_error_set(err, RD_E_INVALID,
+                            "from PNG: the patient name is over 64 characters "
+                            "or holds a control character or backslash");
+    if (s->accession_number && s->accession_number[0] && !short_text(s->accession_number, 16))
+        return rd_error_set(err, RD_E_INVALID,
+                            "from PNG: the accession number must be at most 16 characters");
+    if (!all_digits(s->study_date, 8) || !all_digits(s->study_time, 6) ||
+        (s->birth_date && s->birth_date[0] && !all_digits(s->birth_date, 8)))
+        return rd_error_set(err, RD_E_INVALID,
+                            "from PNG: dates must be YYYYMMDD and the study time HHMMSS");
+    if (s->sex && s->sex[0] && strcmp(s->sex, "M") != 0 && strcmp(s->sex, "F") != 0 &&
+        strcmp(s->sex, "O") != 0)
+        return rd_error_set(err, RD_E_INVALID, "from PNG: sex must be M, F or O");
+    if (s->view != RD_SAMPLE_VIEW_PA && s->view != RD_SAMPLE_VIEW_AP)
+        return rd_error_set(err, RD_E_INVALID, "from PNG: the view must be PA or AP");
+    if ((int)s->syntax < 0 || (int)s->syntax >= (int)RD_DICOM_SYNTAX_COUNT)
+        return rd_error_set(err, RD_E_INVALID, "from PNG: bad transfer syntax %d", (int)s->syntax);
+    if (!(s->pixel_spacing >= 0.0 && s->pixel_spacing < 100.0))
+        return rd_error_set(err, RD_E_INVALID, "from PNG: pixel spacing %g mm outside [0, 100)",
+                            s->pixel_spacing);
+    if (s->image_comments && strlen(s->image_comments) > 10240)
+        return rd_error_set(err, RD_E_INVALID, "from PNG: image comments over 10240 characters");
+    return RD_OK;
+}
+
+rd_status rd_samples_write_png(const char *png_path, const rd_sample_png *s, const char *path,
+                               rd_error *err)
+{
+    rd_png_info pi;
+    rd_dicom_xray_info info;
+    rd_image *img = NULL;
+    unsigned char *bytes = NULL;
+    char pixels_hash[RD_SHA256_HEX_SIZE], key[512], study_uid[RD_UID_SIZE], series_uid[RD_UID_SIZE],
+        sop_uid[RD_UID_SIZE], desc[64], study_desc[64];
+    const char *view;
+    double maxval;
+    size_t n;
+    rd_status st;
+
+    if (!png_path || !s || !path)
+        return rd_error_set(err, RD_E_INVALID, "from PNG: NULL argument");
+    st = png_check(s, err);
+    if (st != RD_OK)
+        return st;
+    /* The header first, so that nothing is decoded from a file that will be refused. */
+    st = rd_png_read_info(png_path, &pi, err);
+    if (st != RD_OK)
+        return st;
+    if (pi.color_type != 0 /* PNG_COLOR_TYPE_GRAY */ || (pi.bit_depth != 8 && pi.bit_depth != 16))
+        return rd_error_set(err, RD_E_UNSUPPORTED,
+                            "%s: not an 8- or 16-bit grayscale PNG without alpha (bit depth %d, "
+                            "colour type %d)",
+                            png_path, pi.bit_depth, pi.color_type);
+    if (pi.width < 1 || pi.height < 1 || pi.width > RD_SAMPLE_MAX_ROWS ||
+        pi.height > RD_SAMPLE_MAX_ROWS)
+        return rd_error_set(err, RD_E_TOO_LARGE, "%s: %dx%d pixels, at most %d on a side", png_path,
+                            pi.width, pi.height, RD_SAMPLE_MAX_ROWS);
+    st = rd_png_read(png_path, &img, &pi, err);
+    if (st != RD_OK)
+        return st;
+
+    /* The samples as stored (one or two bytes each, little endian) name the pixels in the
+     * UIDs: the PNG's own bytes would change with its compression, the pixels do not. */
+    n = (size_t)img->width * (size_t)img->height;
+    maxval = pi.bit_depth == 16 ? 65535.0 : 255.0;
+    bytes = malloc(n * 2);
+    if (!bytes) {
+        st = rd_error_set(err, RD_E_NOMEM, "%s: out of memory", png_path);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = (unsigned)lround((double)img->data[i] * maxval);
+        bytes[2 * i] = (unsigned char)(v & 0xff);
+        bytes[2 * i + 1] = (unsigned char)(v >> 8);
+    }
+    rd_sha256_hex(bytes, n * 2, pixels_hash);
+
+    view = s->view == RD_SAMPLE_VIEW_AP ? "AP" : "PA";
+    snprintf(key, sizeof key, "radraft-samples/png/%s/%s/study", s->patient_id,
+             s->accession_number ? s->accession_number : "");
+    rd_samples_uid(key, study_uid);
+    snprintf(key, sizeof key, "radraft-samples/png/%s/%s/series/%s/%s", s->patient_id,
+             s->accession_number ? s->accession_number : "", view, pixels_hash);
+    rd_samples_uid(key, series_uid);
+    snprintf(key, sizeof key, "radraft-samples/png/%s/%s/instance/%s/%s", s->patient_id,
+             s->accession_number ? s->accession_number : "", view, pixels_hash);
+    rd_samples_uid(key, sop_uid);
+
+    rd_dicom_xray_info_default(&info);
+    info.sop_class = s->sop_class;
+    info.syntax = s->syntax;
+    info.patient_name = s->patient_name;
+    info.patient_id = s->patient_id;
+    info.patient_birth_date = s->birth_date;
+    info.patient_sex = s->sex;
+    info.study_uid = study_uid;
+    info.series_uid = series_uid;
+    info.sop_instance_uid = sop_uid;
+    info.study_date = s->study_date;
+    info.study_time = s->study_time;
+    info.accession_number = s->accession_number;
+    info.referring_physician = "Demo^Referrer";
+    info.study_id = "1";
+    snprintf(study_desc, sizeof study_desc, "XR CHEST %s", view);
+    info.study_description = study_desc;
+    snprintf(desc, sizeof desc, "CHEST %s", view);
+    info.series_description = desc;
+    info.series_number = 1;
+    info.instance_number = 1;
+    info.view_position = view;
+    info.patient_orientation = "L\\F"; /* frontal, PA or AP: displayed as if facing the reader */
+    info.image_comments =
+        s->image_comments && s->image_comments[0]
+            ? s->image_comments
+            : "Converted from a PNG by radraft samples; the patient data are made up.";
+    info.derivation_description = "Converted from a PNG image by radraft samples --from-png";
+    info.bits_stored = pi.bit_depth;
+    info.monochrome1 = 0;
+    info.pixel_spacing = s->pixel_spacing > 0.0 ? s->pixel_spacing : FOV_MM / (double)img->height;
+    info.window_center = 0.5 * (maxval + 1.0);
+    info.window_width = maxval + 1.0;
+    st = rd_dicom_write_xray(path, img, &info, err);
+out:
+    free(bytes);
+    rd_image_free(img);
+    return st;
+}

@@ -1,7 +1,8 @@
 /* Tests of the synthetic radiograph renderer, the sample UIDs and the X-ray DICOM writer
  * (include/radraft/samples.h, include/radraft/dicom_write.h): determinism, parameter
- * checks, the findings showing where they should, and a write/read round trip in every
- * transfer syntax through rd_dicom_read_image. */
+ * checks, the findings showing where they should, a write/read round trip in every
+ * transfer syntax through rd_dicom_read_image, and PNGs wrapped as sample instances
+ * (rd_samples_write_png) keeping every pixel. */
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -9,6 +10,7 @@
 #include "radraft/dicom_write.h"
 #include "radraft/samples.h"
 #include "rdtest.h"
+#include "base/util.h"
 
 static rd_image *render(const rd_sample_params *p)
 {
@@ -366,6 +368,246 @@ RD_TEST(sample_cases_cover_the_plan)
                   rd_dicom_syntax_short_name((rd_dicom_syntax)s));
     CHECK(cr > 0 && dx > 0 && mono1 > 0);
     CHECK_EQ_INT(lateral * 2, (int)rd_samples_count());
+}
+
+/* ---- PNGs as sample instances -------------------------------------------------------- */
+
+static void png_sample(rd_sample_png *s)
+{
+    rd_sample_png_default(s);
+    s->patient_id = "PNG01";
+    s->patient_name = "Demo^Pñg";
+    s->birth_date = "19700101";
+    s->sex = "F";
+    s->accession_number = "RDAPNG01";
+}
+
+/* A w x h gradient with detail, quantized to `bits` so that a PNG holds it exactly. */
+static rd_image *gradient(int w, int h, int bits, int variant)
+{
+    rd_image *img = NULL;
+    double maxval = bits == 16 ? 65535.0 : 255.0;
+    if (rd_image_create(&img, w, h, NULL) != RD_OK)
+        return NULL;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            double v = fmod(0.013 * x + 0.021 * y + 0.17 * ((x * 7 + y * 3 + variant) % 5), 1.0);
+            img->data[y * w + x] = (float)(round(v * maxval) / maxval);
+        }
+    return img;
+}
+
+static int same_bytes(const char *a, const char *b)
+{
+    char *da = NULL, *db = NULL;
+    size_t la = 0, lb = 0;
+    int same = 0;
+    if (rd_read_file(a, 16u << 20, &da, &la, NULL) == RD_OK &&
+        rd_read_file(b, 16u << 20, &db, &lb, NULL) == RD_OK)
+        same = la == lb && memcmp(da, db, la) == 0;
+    free(da);
+    free(db);
+    return same;
+}
+
+RD_TEST(png_sample_keeps_every_pixel)
+{
+    /* 8- and 16-bit PNGs, in two syntaxes and both SOP classes, read back through the same
+     * path the pipeline reads a study by (stored window, VOI) as the PNG's own values. */
+    const char *dir = rd_test_tmpdir("samples_png_pixels");
+    for (int bits = 8; bits <= 16; bits += 8)
+        for (int variant = 0; variant < 2; variant++) {
+            rd_image *img = gradient(41, 33, bits, variant), *png = NULL, *back = NULL;
+            rd_sample_png s;
+            rd_dicom_meta meta;
+            rd_error err;
+            char png_path[1100], dcm_path[1100];
+            double maxdiff = 0.0;
+            REQUIRE(img);
+            snprintf(png_path, sizeof png_path, "%s/g%d-%d.png", dir, bits, variant);
+            snprintf(dcm_path, sizeof dcm_path, "%s/g%d-%d.dcm", dir, bits, variant);
+            REQUIRE_OK(rd_png_write(img, png_path, bits, &err), &err);
+            png_sample(&s);
+            /* Not JPEG-LS: DCMTK 3.6.7's JPEG-LS encoder pads its stream from uninitialized
+             * memory (valgrind shows it), so its bytes are not a function of the input. */
+            s.syntax = variant ? RD_DICOM_SYNTAX_JPEG_LOSSLESS : RD_DICOM_SYNTAX_RLE;
+            s.sop_class = variant ? RD_DICOM_XRAY_CR : RD_DICOM_XRAY_DX;
+            s.view = variant ? RD_SAMPLE_VIEW_AP : RD_SAMPLE_VIEW_PA;
+            CHECK_OK(rd_samples_write_png(png_path, &s, dcm_path, &err), &err);
+            CHECK_OK(rd_png_read(png_path, &png, NULL, &err), &err);
+            CHECK_OK(rd_dicom_read_image(dcm_path, NULL, &back, &meta, &err), &err);
+            if (png && back) {
+                CHECK_EQ_INT(back->width, 41);
+                CHECK_EQ_INT(back->height, 33);
+                for (int i = 0; i < 41 * 33; i++)
+                    maxdiff = fmax(maxdiff, fabs(back->data[i] - png->data[i]));
+                CHECK_MSG(maxdiff < 1e-6, "%s: max difference %g from the PNG", dcm_path, maxdiff);
+                CHECK_EQ_INT(meta.bits_stored, bits);
+                CHECK_STR(meta.photometric, "MONOCHROME2");
+                CHECK_STR(meta.modality, variant ? "CR" : "DX");
+                CHECK_STR(meta.view_position, variant ? "AP" : "PA");
+                CHECK_STR(meta.body_part, "CHEST");
+                CHECK_STR(meta.image_type, "DERIVED\\PRIMARY");
+                CHECK_STR(meta.patient_id, "PNG01");
+                CHECK_STR(meta.patient_name, "Demo^Pñg");
+                CHECK_STR(meta.transfer_syntax_uid, rd_dicom_syntax_uid(s.syntax));
+                CHECK_NEAR(meta.pixel_spacing[0], 430.0 / 33, 1e-4);
+            }
+            rd_image_free(img);
+            rd_image_free(png);
+            rd_image_free(back);
+        }
+}
+
+RD_TEST(png_sample_is_deterministic)
+{
+    const char *dir = rd_test_tmpdir("samples_png_determinism");
+    rd_image *a = gradient(24, 24, 8, 0), *b = gradient(24, 24, 8, 1);
+    rd_sample_png s;
+    rd_dicom_meta m1, m2, m3;
+    rd_error err;
+    char pa[1100], pb[1100], d1[1100], d2[1100], d3[1100];
+    REQUIRE(a && b);
+    snprintf(pa, sizeof pa, "%s/a.png", dir);
+    snprintf(pb, sizeof pb, "%s/b.png", dir);
+    snprintf(d1, sizeof d1, "%s/a1.dcm", dir);
+    snprintf(d2, sizeof d2, "%s/a2.dcm", dir);
+    snprintf(d3, sizeof d3, "%s/b.dcm", dir);
+    REQUIRE_OK(rd_png_write(a, pa, 8, &err), &err);
+    REQUIRE_OK(rd_png_write(b, pb, 8, &err), &err);
+    png_sample(&s);
+    s.syntax = RD_DICOM_SYNTAX_JPEG_LOSSLESS;
+    REQUIRE_OK(rd_samples_write_png(pa, &s, d1, &err), &err);
+    REQUIRE_OK(rd_samples_write_png(pa, &s, d2, &err), &err);
+    REQUIRE_OK(rd_samples_write_png(pb, &s, d3, &err), &err);
+    CHECK_MSG(same_bytes(d1, d2), "the same PNG and attributes wrote different files");
+    REQUIRE_OK(rd_dicom_read_meta(d1, &m1, &err), &err);
+    REQUIRE_OK(rd_dicom_read_meta(d2, &m2, &err), &err);
+    REQUIRE_OK(rd_dicom_read_meta(d3, &m3, &err), &err);
+    CHECK_STR(m1.sop_instance_uid, m2.sop_instance_uid);
+    /* Other pixels: the same patient and study, but never the same instance. */
+    CHECK_STR(m1.study_uid, m3.study_uid);
+    CHECK(strcmp(m1.sop_instance_uid, m3.sop_instance_uid) != 0);
+    CHECK(strncmp(m1.sop_instance_uid, "2.25.", 5) == 0);
+    rd_image_free(a);
+    rd_image_free(b);
+}
+
+/* Appends one PNG chunk (length, type, data, CRC-32) to buf at *pos. */
+static void png_chunk(unsigned char *buf, size_t *pos, const char *type, const unsigned char *data,
+                      size_t n)
+{
+    uint32_t crc = 0xffffffffu;
+    unsigned char *start = buf + *pos + 4;
+    buf[(*pos)++] = (unsigned char)(n >> 24);
+    buf[(*pos)++] = (unsigned char)(n >> 16);
+    buf[(*pos)++] = (unsigned char)(n >> 8);
+    buf[(*pos)++] = (unsigned char)n;
+    memcpy(buf + *pos, type, 4);
+    *pos += 4;
+    memcpy(buf + *pos, data, n);
+    *pos += n;
+    for (unsigned char *p = start; p < buf + *pos; p++) {
+        crc ^= *p;
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+    }
+    crc ^= 0xffffffffu;
+    buf[(*pos)++] = (unsigned char)(crc >> 24);
+    buf[(*pos)++] = (unsigned char)(crc >> 16);
+    buf[(*pos)++] = (unsigned char)(crc >> 8);
+    buf[(*pos)++] = (unsigned char)crc;
+}
+
+/* A valid 2x2 8-bit RGB PNG (rd_png_write only writes gray), its image data one stored
+ * deflate block. */
+static rd_status write_rgb_png(const char *path, rd_error *err)
+{
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    const unsigned char ihdr[13] = {0, 0, 0, 2, 0, 0, 0, 2, 8, 2, 0, 0, 0};
+    unsigned char raw[14] = {0, 255, 0, 0, 0, 255, 0, 0, 0, 0, 255, 9, 9, 9}, z[32], buf[128];
+    uint32_t a = 1, b = 0;
+    size_t pos = 0, zn = 0;
+    z[zn++] = 0x78;
+    z[zn++] = 0x01;
+    z[zn++] = 0x01; /* final block, stored */
+    z[zn++] = sizeof raw;
+    z[zn++] = 0;
+    z[zn++] = (unsigned char)~sizeof raw;
+    z[zn++] = 0xff;
+    memcpy(z + zn, raw, sizeof raw);
+    zn += sizeof raw;
+    for (size_t i = 0; i < sizeof raw; i++) {
+        a = (a + raw[i]) % 65521u;
+        b = (b + a) % 65521u;
+    }
+    z[zn++] = (unsigned char)(b >> 8);
+    z[zn++] = (unsigned char)b;
+    z[zn++] = (unsigned char)(a >> 8);
+    z[zn++] = (unsigned char)a;
+    memcpy(buf, sig, sizeof sig);
+    pos = sizeof sig;
+    png_chunk(buf, &pos, "IHDR", ihdr, sizeof ihdr);
+    png_chunk(buf, &pos, "IDAT", z, zn);
+    png_chunk(buf, &pos, "IEND", NULL, 0);
+    return rd_write_file_atomic(path, buf, pos, err);
+}
+
+RD_TEST(png_sample_refuses_bad_input)
+{
+    const char *dir = rd_test_tmpdir("samples_png_bad");
+    rd_image *img = gradient(16, 16, 8, 0), *rgb = NULL;
+    rd_sample_png s;
+    rd_error err;
+    char png[1100], color[1100], out[1100], notpng[1100];
+    struct stat sb;
+    REQUIRE(img);
+    snprintf(png, sizeof png, "%s/ok.png", dir);
+    snprintf(color, sizeof color, "%s/rgb.png", dir);
+    snprintf(notpng, sizeof notpng, "%s/not.png", dir);
+    snprintf(out, sizeof out, "%s/out.dcm", dir);
+    REQUIRE_OK(rd_png_write(img, png, 8, &err), &err);
+    REQUIRE_OK(write_rgb_png(color, &err), &err);
+    REQUIRE_OK(rd_write_file_atomic(notpng, "not a PNG", 9, &err), &err);
+    /* The RGB file is a good PNG: the general reader takes it (as luminance). */
+    CHECK_OK(rd_png_read(color, &rgb, NULL, &err), &err);
+
+    png_sample(&s);
+    s.patient_id = NULL;
+    CHECK_EQ_INT(rd_samples_write_png(png, &s, out, &err), RD_E_INVALID);
+    png_sample(&s);
+    s.patient_id = "A\\B";
+    CHECK_EQ_INT(rd_samples_write_png(png, &s, out, &err), RD_E_INVALID);
+    png_sample(&s);
+    s.view = RD_SAMPLE_VIEW_LATERAL;
+    CHECK_EQ_INT(rd_samples_write_png(png, &s, out, &err), RD_E_INVALID);
+    png_sample(&s);
+    s.study_date = "2024-01-01";
+    CHECK_EQ_INT(rd_samples_write_png(png, &s, out, &err), RD_E_INVALID);
+    png_sample(&s);
+    s.sex = "X";
+    CHECK_EQ_INT(rd_samples_write_png(png, &s, out, &err), RD_E_INVALID);
+    png_sample(&s);
+    s.accession_number = "RDA-0123456789-LONG";
+    CHECK_EQ_INT(rd_samples_write_png(png, &s, out, &err), RD_E_INVALID);
+    png_sample(&s);
+    s.syntax = (rd_dicom_syntax)99;
+    CHECK_EQ_INT(rd_samples_write_png(png, &s, out, &err), RD_E_INVALID);
+    png_sample(&s);
+    CHECK_EQ_INT(rd_samples_write_png(color, &s, out, &err), RD_E_UNSUPPORTED);
+    CHECK(strstr(rd_error_message(&err), "grayscale") != NULL);
+    CHECK(rd_samples_write_png(notpng, &s, out, &err) != RD_OK);
+    {
+        char missing[1200];
+        snprintf(missing, sizeof missing, "%s/missing.png", dir);
+        CHECK(rd_samples_write_png(missing, &s, out, &err) != RD_OK);
+    }
+    CHECK(stat(out, &sb) != 0); /* nothing was written by the refused calls */
+    /* And the same arguments, corrected, write the file. */
+    CHECK_OK(rd_samples_write_png(png, &s, out, &err), &err);
+    CHECK(stat(out, &sb) == 0);
+    rd_image_free(img);
+    rd_image_free(rgb);
 }
 
 RD_TEST_MAIN()
