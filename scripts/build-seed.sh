@@ -36,10 +36,12 @@ PY
 "$radraft" archive evaluate --model "$model" --nih "$data/labels.csv" --images "$data/images" \
     --data-dir "$work/data" --write | tee "$work/retrieval-evaluate.txt"
 # The calibration and the thresholds for the draft's wording, fitted on the held-out
-# patients' combined scores before calibration: Platt scaling per finding, then per finding
-# the "uncertain" threshold (above it a draft mentions the finding) where F1 is highest and
-# the "present" one where F0.5 is highest. The figures printed are cross-fitted over two
-# halves of those patients (radraft evaluate --calibrate).
+# patients' combined scores before calibration: Platt scaling per finding, then, over every
+# finding's calibrated probabilities pooled, the "uncertain" threshold (above it a draft
+# mentions the finding) where F1 is highest and the "present" one where F0.5 is highest.
+# Pooled thresholds did better end to end than per-finding ones (scripts/evaluate-drafts.sh;
+# the models README). The figures printed are cross-fitted over two halves of those
+# patients (radraft evaluate --calibrate).
 python3 - "$model/model.json" "$data/labels.csv" "$work/held.txt" <<'PY'
 import csv, json, sys
 model, labels, out = sys.argv[1:4]

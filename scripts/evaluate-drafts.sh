@@ -12,7 +12,8 @@
 # patients, so the script cross-fits: the patients fall into two halves, each half is
 # drafted by a copy of MODEL calibrated (radraft evaluate --calibrate) on the other half only.
 # Pass RADRAFT_DRAFTS_AS_IS=1 to draft with MODEL's own calibration and thresholds instead
-# (in-sample when they were fitted on these patients). Work and results: build/drafts-eval.
+# (in-sample when they were fitted on these patients); RADRAFT_OWN_THRESHOLDS=N is passed to
+# `evaluate --own-thresholds` (default 0). Work and results: build/drafts-eval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: evaluate-drafts.sh MODEL [RADRAFT_BINARY]}
@@ -23,9 +24,10 @@ work=build/drafts-eval
 rm -rf "$work"
 mkdir -p "$work"
 
-python3 - "$model" "$data" "$work" "$radraft" "${RADRAFT_DRAFTS_AS_IS:-0}" <<'PY'
+python3 - "$model" "$data" "$work" "$radraft" "${RADRAFT_DRAFTS_AS_IS:-0}" \
+    "${RADRAFT_OWN_THRESHOLDS:-0}" <<'PY'
 import csv, hashlib, json, os, random, shutil, subprocess, sys
-model, data, work, radraft, as_is = sys.argv[1:6]
+model, data, work, radraft, as_is, own_th = sys.argv[1:7]
 as_is = as_is == "1"
 mj = os.path.join(model, "model.json") if os.path.isdir(model) else model
 split = json.load(open(mj))["training"]["split"]
@@ -87,7 +89,8 @@ for h in (0, 1):
         with open(pats, "w") as f:
             f.writelines(p + "\n" for p in sorted(held) if half(p) != h)
         run([radraft, "evaluate", "--labels", labels_dcm, scores,
-             "--patients", pats, "--calibrate", m, "--write"], stdout=subprocess.DEVNULL)
+             "--patients", pats, "--calibrate", m, "--write", "--own-thresholds", own_th],
+            stdout=subprocess.DEVNULL)
     run([radraft, "batch", "--data-dir", os.path.join(hd, "data"), "--out", os.path.join(hd, "sr"),
          "--model", m, os.path.join(hd, "dicom")], stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)

@@ -2,6 +2,7 @@
  * CSV in the NIH format, optionally restricted to a set of patients (a model's validation
  * split), so that a model card's numbers are reproduced by one command. */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,7 +19,7 @@
 static const char help[] =
     "usage: radraft evaluate --labels LABELS.csv PREDICTIONS.csv [--json]\n"
     "                        [--patients FILE | --split-from MODEL] [--min-positives N]\n"
-    "                        [--bootstrap N] [--calibrate MODEL [--write]]\n"
+    "                        [--bootstrap N] [--calibrate MODEL [--write] [--own-thresholds N]]\n"
     "Measures finding scores against labels: per finding the AUROC with its numbers of\n"
     "positive and negative images, the mean AUROC over the findings with at least N positives\n"
     "(default 5) and the mean over every finding with both classes.\n"
@@ -36,10 +37,11 @@ static const char help[] =
     "  --calibrate MODEL   fit MODEL's calibration (Platt per finding) and thresholds on these\n"
     "                      images: PREDICTIONS.csv must hold uncalibrated scores (radraft\n"
     "                      predict --uncalibrated). \"uncertain\" maximizes F1 (a draft\n"
-    "                      mentions the finding above it), \"present\" F0.5; findings with\n"
-    "                      fewer than --min-positives positives use thresholds pooled over\n"
-    "                      every finding. The figures printed are cross-fitted over two\n"
-    "                      halves of the patients\n"
+    "                      mentions the finding above it), \"present\" F0.5, both pooled over\n"
+    "                      every finding's calibrated probabilities (one pair for all). The\n"
+    "                      figures printed are cross-fitted over two halves of the patients\n"
+    "  --own-thresholds N  a finding with at least N positives gets thresholds of its own\n"
+    "                      (default 0: none; the pooled pair did better end to end)\n"
     "  --write             with --calibrate: write the calibration and thresholds into MODEL\n"
     "  --min-positives N   findings with fewer positives are left out of the mean (default 5)\n"
     "  --json              print one JSON object instead of the table\n" RD_CLI_COMMON_HELP;
@@ -528,8 +530,9 @@ static void print_calibration(const rd_calib_report *r, int images, int patients
                c->uncertain, c->present, c->f1, c->f1_global,
                c->rule_global ? "  (pooled thresholds)" : "");
     }
-    printf("cross-fitted: micro-F1 %.4f, macro-F1 %.4f (per-finding thresholds); micro-F1 %.4f, "
-           "macro-F1 %.4f (one pooled threshold); findings called per image %.2f, labelled %.2f\n",
+    printf("cross-fitted: micro-F1 %.4f, macro-F1 %.4f (the thresholds as fitted); micro-F1 %.4f, "
+           "macro-F1 %.4f (one pooled pair for all findings); findings called per image %.2f, "
+           "labelled %.2f\n",
            r->micro_f1, r->macro_f1, r->micro_f1_global, r->macro_f1_global, r->mentions_per_image,
            r->labels_per_image);
 }
@@ -568,8 +571,9 @@ static rd_status write_calibration(const char *model, const rd_calib_report *r, 
     cJSON_AddStringToObject(metrics, "thresholds_rule",
                             "on the calibrated probability, fitted on held-out patients: "
                             "uncertain where F1 is highest, present where F0.5 is highest (not "
-                            "below uncertain); findings with too few positives use the "
-                            "thresholds pooled over all findings");
+                            "below uncertain), over every finding's probabilities pooled, "
+                            "except findings with their own (radraft evaluate --calibrate "
+                            "--own-thresholds)");
     if (!(out = cJSON_Print(doc))) {
         cJSON_Delete(doc);
         return rd_error_set(err, RD_E_NOMEM, "out of memory");
@@ -590,18 +594,21 @@ int rd_cmd_evaluate(int argc, char **argv)
         OPT_JSON,
         OPT_BOOTSTRAP,
         OPT_CALIBRATE,
-        OPT_WRITE
+        OPT_WRITE,
+        OPT_OWN_THRESHOLDS
     };
-    static const struct option opts[] = {{"labels", required_argument, NULL, OPT_LABELS},
-                                         {"patients", required_argument, NULL, OPT_PATIENTS},
-                                         {"split-from", required_argument, NULL, OPT_SPLIT_FROM},
-                                         {"min-positives", required_argument, NULL, OPT_MIN_POS},
-                                         {"json", no_argument, NULL, OPT_JSON},
-                                         {"bootstrap", required_argument, NULL, OPT_BOOTSTRAP},
-                                         {"calibrate", required_argument, NULL, OPT_CALIBRATE},
-                                         {"write", no_argument, NULL, OPT_WRITE},
-                                         RD_CLI_COMMON_LONGOPTS,
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"labels", required_argument, NULL, OPT_LABELS},
+        {"patients", required_argument, NULL, OPT_PATIENTS},
+        {"split-from", required_argument, NULL, OPT_SPLIT_FROM},
+        {"min-positives", required_argument, NULL, OPT_MIN_POS},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"bootstrap", required_argument, NULL, OPT_BOOTSTRAP},
+        {"calibrate", required_argument, NULL, OPT_CALIBRATE},
+        {"write", no_argument, NULL, OPT_WRITE},
+        {"own-thresholds", required_argument, NULL, OPT_OWN_THRESHOLDS},
+        RD_CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
     const char *labels_path = NULL, *pred_path, *patients_path = NULL, *split_model = NULL;
@@ -613,7 +620,7 @@ int rd_cmd_evaluate(int argc, char **argv)
     const char **pids = NULL;
     int n_pids = 0;
     cJSON *doc = NULL;
-    long min_pos = 5, boot = 0;
+    long min_pos = 5, boot = 0, own_th = 0;
     const char *cal_model = NULL;
     int cal_write = 0;
     float *mscores = NULL;
@@ -652,6 +659,10 @@ int rd_cmd_evaluate(int argc, char **argv)
             break;
         case OPT_WRITE:
             cal_write = 1;
+            break;
+        case OPT_OWN_THRESHOLDS:
+            if (rd_cli_parse_int(&cli, "--own-thresholds", optarg, 0, 1000000000, &own_th))
+                return RD_EXIT_USAGE;
             break;
         }
     }
@@ -780,7 +791,8 @@ int rd_cmd_evaluate(int argc, char **argv)
                                    (int)min_pos, ci, &err) != RD_OK)
         goto fail;
     rd_calib_report cr;
-    if (cal_model && rd_calib_fit(mscores, mbits, mpat, matched, (int)min_pos, &cr, &err) != RD_OK)
+    if (cal_model && rd_calib_fit(mscores, mbits, mpat, matched, own_th > 0 ? (int)own_th : INT_MAX,
+                                  &cr, &err) != RD_OK)
         goto fail;
     int not_predicted = n_labels;
     for (int i = 0; i < n_labels; i++)

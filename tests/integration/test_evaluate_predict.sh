@@ -130,6 +130,95 @@ assert o["mean_auroc_all_findings"] == len(all_)
 assert abs(o["mean_auroc_all"] - sum(all_) / len(all_)) < 1e-9
 PY
 
+# ---- evaluate --bootstrap and --calibrate on a set with a known structure ----
+# 600 images of 300 patients. For every finding the raw score s is overconfident: the true
+# probability is sigmoid(0.6 logit(s) - 1.5). The fit must recover that map, lower the
+# calibration error, and write a calibration and thresholds that predict then applies.
+python3 - "$work/cal_labels.csv" "$work/cal_pred.csv" "$names" <<'PY'
+import math, random, sys
+names = sys.argv[3].split(",")
+rng = random.Random(3)
+with open(sys.argv[1], "w") as f, open(sys.argv[2], "w") as g:
+    f.write("image,patient_id,view,age,sex,labels\n")
+    g.write("path," + ",".join(names) + "\n")
+    for i in range(600):
+        s = [0.02 + 0.96 * rng.random() for _ in names]
+        present = [n for n, v in zip(names, s)
+                   if rng.random() < 1 / (1 + math.exp(-(0.6 * math.log(v / (1 - v)) - 1.5)))]
+        f.write("c%03d.png,%d,PA,50,F,%s\n" % (i, i // 2, "|".join(present) or "No Finding"))
+        g.write("c%03d.png," % i + ",".join("%.6f" % v for v in s) + "\n")
+PY
+"$radraft" evaluate --labels "$work/cal_labels.csv" "$work/cal_pred.csv" --bootstrap 200 \
+    --json >"$work/boot.json"
+python3 - "$work/boot.json" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o["bootstrap"]["replicates"] == 200 and o["bootstrap"]["over"] == "patients", o["bootstrap"]
+assert o["bootstrap"]["mean_auroc_ci_lo"] < o["mean_auroc"] < o["bootstrap"]["mean_auroc_ci_hi"], o
+for x in o["findings"]:
+    assert x["auroc_ci_lo"] <= x["auroc"] <= x["auroc_ci_hi"], x
+    assert x["auroc_ci_hi"] - x["auroc_ci_lo"] < 0.25, x
+PY
+mkdir -p "$work/calm"
+"$radraft" model init --arch resnet-small --seed 2 --out "$work/calm" >/dev/null
+"$radraft" evaluate --labels "$work/cal_labels.csv" "$work/cal_pred.csv" --calibrate "$work/calm" \
+    --write >"$work/cal.txt"
+grep -q "wrote the calibration and thresholds into $work/calm" "$work/cal.txt" ||
+    fail "calibrate: $(cat "$work/cal.txt")"
+python3 - "$work/calm/model.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+c, t = m["calibration"], m["thresholds"]
+assert c["method"] == "platt" and c["images"] == 600 and c["patients"] == 300, c
+assert len(c["findings"]) == 14 and len(t) == 14
+for name, f in c["findings"].items():
+    assert abs(f["a"] - 0.6) < 0.25 and abs(f["b"] + 1.5) < 0.4, (name, f)
+    assert f["ece_calibrated"] < f["ece_uncalibrated"], (name, f)
+    assert 0 < t[name]["uncertain"] <= t[name]["present"] < 1, (name, t[name])
+    assert f["pooled_thresholds"] is True  # the default: one pair for all findings
+assert len({(v["uncertain"], v["present"]) for v in t.values()}) == 1, t
+assert "F1 is highest" in m["metrics"]["thresholds_rule"]
+PY
+# predict applies it (and says so); --uncalibrated gives the raw scores back.
+"$radraft" predict --model "$work/calm" --data-dir "$work/none2" --threads 1 \
+    --out "$work/calp.csv" "$data/nih/images/00000001_000.png" 2>"$work/calp.err"
+grep -q "calibrated by the model's calibration" "$work/calp.err" || fail "$(cat "$work/calp.err")"
+"$radraft" predict --model "$work/calm" --data-dir "$work/none2" --threads 1 --uncalibrated \
+    --out "$work/rawp.csv" "$data/nih/images/00000001_000.png" 2>"$work/rawp.err"
+grep -q "not calibrated (--uncalibrated)" "$work/rawp.err" || fail "$(cat "$work/rawp.err")"
+python3 - "$work/calm/model.json" "$work/calp.csv" "$work/rawp.csv" <<'PY'
+import csv, json, math, sys
+c = json.load(open(sys.argv[1]))["calibration"]["findings"]
+cal, raw = list(csv.DictReader(open(sys.argv[2]))), list(csv.DictReader(open(sys.argv[3])))
+for name, f in c.items():
+    s = min(max(float(raw[0][name]), 1e-6), 1 - 1e-6)
+    want = 1 / (1 + math.exp(-(f["a"] * math.log(s / (1 - s)) + f["b"])))
+    assert abs(float(cal[0][name]) - want) < 2e-6, (name, cal[0][name], want)
+PY
+# A finding with its own thresholds when it has the positives (--own-thresholds).
+"$radraft" evaluate --labels "$work/cal_labels.csv" "$work/cal_pred.csv" --calibrate "$work/calm" \
+    --own-thresholds 20 --json >"$work/own.json"
+python3 -c "
+import json, sys
+o = json.load(open('$work/own.json'))['calibration']['findings']
+assert any(not f['pooled_thresholds'] for f in o.values()), o
+"
+expect_fail_early() { # like expect_fail below, defined before it is
+    local want="$1" pat="$2"
+    shift 2
+    set +e
+    "$@" >"$work/out.txt" 2>"$work/err.txt"
+    local rc=$?
+    set -e
+    [ "$rc" = "$want" ] || fail "$*: exit status $rc, expected $want ($(cat "$work/err.txt"))"
+    grep -q -- "$pat" "$work/err.txt" || fail "$*: message '$(cat "$work/err.txt")' lacks '$pat'"
+}
+expect_fail_early 2 "--write needs --calibrate" \
+    "$radraft" evaluate --labels "$work/cal_labels.csv" "$work/cal_pred.csv" --write
+cut -d, -f1,3- "$work/cal_labels.csv" >"$work/cal_nopid.csv"
+expect_fail_early 1 "no patient_id column: --bootstrap and --calibrate work by patient" \
+    "$radraft" evaluate --labels "$work/cal_nopid.csv" "$work/cal_pred.csv" --bootstrap 100
+
 # Errors: exit 1 with a message that says what is wrong; usage errors exit 2.
 expect_fail() { # expected-status pattern command...
     local want="$1" pat="$2"
@@ -172,7 +261,7 @@ echo 99 >"$work/nopatients.txt"
 expect_fail 1 "none of the 5 matched images belongs to the 1 patients" \
     "$radraft" evaluate --labels "$work/labels.csv" "$work/pred.csv" --patients "$work/nopatients.txt"
 echo '{"training": {}}' >"$work/nosplit.json"
-expect_fail 1 "no training.split.val_patient_ids" \
+expect_fail 1 "no training.split.holdout_patient_ids or val_patient_ids" \
     "$radraft" evaluate --labels "$work/labels.csv" "$work/pred.csv" --split-from "$work/nosplit.json"
 expect_fail 2 "--labels FILE is required" "$radraft" evaluate "$work/pred.csv"
 expect_fail 2 "exclude each other" "$radraft" evaluate --labels "$work/labels.csv" "$work/pred.csv" \
