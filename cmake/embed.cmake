@@ -44,6 +44,8 @@ endfunction()
 radraft_embed(radraft_core rd_embedded_labeler_json ${CMAKE_SOURCE_DIR}/models/labeler.json)
 radraft_embed(radraft_core rd_embedded_templates_json
   ${CMAKE_SOURCE_DIR}/models/report-templates.json)
+radraft_embed(radraft_core rd_embedded_finding_codes_json
+  ${CMAKE_SOURCE_DIR}/models/finding-codes.json)
 # The review page (src/web/web.c serves them from a fixed table).
 radraft_embed(radraft_core rd_embedded_web_index_html ${CMAKE_SOURCE_DIR}/src/web/page/index.html)
 radraft_embed(radraft_core rd_embedded_web_app_js ${CMAKE_SOURCE_DIR}/src/web/page/app.js)

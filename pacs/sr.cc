@@ -18,6 +18,7 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcitem.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcspchrs.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmsr/dsrdoc.h>
@@ -42,21 +43,11 @@
 namespace
 {
 
-const char kScheme[] = "99RADRAFT";
-
-// The coded findings, in the order of rd_finding (radraft/findings.h). The code values are
-// radraft's own (private scheme); the meanings are what a viewer shows.
-const char *const kFindingCode[RD_FINDING_N_ABNORMAL] = {
-    "RDF01", "RDF02", "RDF03", "RDF04", "RDF05", "RDF06", "RDF07",
-    "RDF08", "RDF09", "RDF10", "RDF11", "RDF12", "RDF13", "RDF14"};
+// The vocabulary names of the findings, in the order of rd_finding (radraft/findings.h).
 const char *const kFindingName[RD_FINDING_N_ABNORMAL] = {
     "Atelectasis", "Cardiomegaly", "Effusion",           "Infiltration",  "Mass",
     "Nodule",      "Pneumonia",    "Pneumothorax",       "Consolidation", "Edema",
     "Emphysema",   "Fibrosis",     "Pleural_Thickening", "Hernia"};
-const char *const kFindingMeaning[RD_FINDING_N_ABNORMAL] = {
-    "Atelectasis", "Cardiomegaly", "Pleural effusion",   "Infiltration",  "Mass",
-    "Nodule",      "Pneumonia",    "Pneumothorax",       "Consolidation", "Edema",
-    "Emphysema",   "Fibrosis",     "Pleural thickening", "Hernia"};
 
 const DSRCodedEntryValue kRoot("18748-4", "LN", "Diagnostic Imaging Report");
 const DSRCodedEntryValue kLanguage("121049", "DCM", "Language of Content Item and Descendants");
@@ -74,15 +65,29 @@ const DSRCodedEntryValue kPersonRoleInOrg("121010", "DCM",
                                           "Person Observer's Role in the Organization");
 const DSRCodedEntryValue kPersonRoleInProc("121011", "DCM",
                                            "Person Observer's Role in this Procedure");
-const DSRCodedEntryValue kFindingsSection("59776-5", "LN", "Findings");
-const DSRCodedEntryValue kImpressionSection("19005-8", "LN", "Impression");
+// The section headings of CID 7001 (PixelMed's TID 2000 accepts these, not the LOINC ones
+// earlier radraft versions wrote; those are still found when signing an old draft).
+const DSRCodedEntryValue kFindingsSection("121070", "DCM", "Findings");
+const DSRCodedEntryValue kImpressionSection("121072", "DCM", "Impressions");
+const DSRCodedEntryValue kLegacyFindingsSection("59776-5", "LN", "Findings");
+const DSRCodedEntryValue kProcedureReported("121058", "DCM", "Procedure reported");
 const DSRCodedEntryValue kFinding("121071", "DCM", "Finding");
 const DSRCodedEntryValue kImpression("121073", "DCM", "Impression");
-const DSRCodedEntryValue kState("RD0001", kScheme, "Finding state");
-const DSRCodedEntryValue kPresent("RD0002", kScheme, "Present");
-const DSRCodedEntryValue kUncertain("RD0003", kScheme, "Uncertain");
-const DSRCodedEntryValue kScore("RD0004", kScheme, "Model score");
-const DSRCodedEntryValue kNoUnits("1", "UCUM", "no units");
+
+// The finding whose code in `codes` is `cv`, or -1.
+int finding_of_code(const rd_sr_codes &codes, const DSRCodedEntryValue &cv)
+{
+    for (int i = 0; i < RD_FINDING_N_ABNORMAL; i++)
+        if (cv.getCodeValue() == codes.finding[i].value &&
+            cv.getCodingSchemeDesignator() == codes.finding[i].scheme)
+            return i;
+    return -1;
+}
+
+DSRCodedEntryValue to_dsr(const rd_sr_code &c)
+{
+    return DSRCodedEntryValue(c.value, c.scheme, c.meaning);
+}
 
 void init_once()
 {
@@ -377,39 +382,26 @@ class tree_builder : public first_error
         if (ok())
             check(t_.getCurrentContentItem().setCodeValue(v), name);
     }
-    void num(double v, const DSRCodedEntryValue &name)
-    {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.4f", v);
-        if (ok())
-            check(t_.getCurrentContentItem().setNumericValue(
-                      DSRNumericMeasurementValue(buf, kNoUnits)),
-                  name);
-    }
     void up()
     {
         if (ok() && t_.goUp() == 0)
             fail("cannot move up the content tree");
     }
-    // The coded findings as siblings: the first one added with `first_mode` relative to
-    // the current node, the others after it. The cursor ends on the last one.
-    void findings(const std::vector<coded> &list, DSRTypes::E_AddMode first_mode)
+    // The present findings as sibling CODE items (TID 2002 row 1), the first one added with
+    // `first_mode` relative to the current node, the others after it. Uncertain findings
+    // are not coded: TID 2002 has no row for a certainty (see radraft/sr.h). The cursor
+    // ends on the last one added, or stays where it was when none is.
+    void findings(const std::vector<coded> &list, const rd_sr_codes &codes,
+                  DSRTypes::E_AddMode first_mode)
     {
         bool first = true;
         for (const coded &c : list) {
+            if (c.state != RD_STATE_PRESENT)
+                continue;
             add(DSRTypes::RT_contains, DSRTypes::VT_Code,
                 first ? first_mode : DSRTypes::AM_afterCurrent, kFinding);
             first = false;
-            code(DSRCodedEntryValue(kFindingCode[c.index], kScheme, kFindingMeaning[c.index]),
-                 kFinding);
-            add(DSRTypes::RT_hasProperties, DSRTypes::VT_Code, DSRTypes::AM_belowCurrent, kState);
-            code(c.state == RD_STATE_PRESENT ? kPresent : kUncertain, kState);
-            if (c.score >= 0) {
-                add(DSRTypes::RT_hasProperties, DSRTypes::VT_Num, DSRTypes::AM_afterCurrent,
-                    kScore);
-                num(c.score, kScore);
-            }
-            up();
+            code(to_dsr(codes.finding[c.index]), kFinding);
         }
     }
     void check(const OFCondition &c, const DSRCodedEntryValue &name)
@@ -428,6 +420,7 @@ struct content {
     std::vector<coded> findings;
     std::string device_uid;
     std::string model;
+    const rd_sr_codes *codes;
 };
 
 rd_status build_tree(DSRDocumentTree &t, const content &c, rd_error *err)
@@ -438,6 +431,9 @@ rd_status build_tree(DSRDocumentTree &t, const content &c, rd_error *err)
         b.check(t.setTemplateIdentification("2000", "DCMR"), kRoot);
     b.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Code, DSRTypes::AM_belowCurrent, kLanguage);
     b.code(kEnglish, kLanguage);
+    b.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Code, DSRTypes::AM_afterCurrent,
+          kProcedureReported);
+    b.code(to_dsr(c.codes->procedure), kProcedureReported);
     b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Code, DSRTypes::AM_afterCurrent, kObserverType);
     b.code(kDevice, kObserverType);
     b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_UIDRef, DSRTypes::AM_afterCurrent, kDeviceUid);
@@ -453,7 +449,7 @@ rd_status build_tree(DSRDocumentTree &t, const content &c, rd_error *err)
           kFindingsSection);
     b.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRTypes::AM_belowCurrent, kFinding);
     b.text(c.findings_text, kFinding);
-    b.findings(c.findings, DSRTypes::AM_afterCurrent);
+    b.findings(c.findings, *c.codes, DSRTypes::AM_afterCurrent);
     b.up();
     b.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRTypes::AM_afterCurrent,
           kImpressionSection);
@@ -531,7 +527,21 @@ rd_status save_atomic(DcmFileFormat &ff, const char *path, rd_error *err)
         return rd_error_set(err, RD_E_IO, "%s: cannot create a temporary file: %s", path,
                             std::strerror(errno));
     close(fd);
-    OFCondition c = ff.saveFile(name.data(), EXS_LittleEndianExplicit);
+    // radraft's own implementation identification rather than DCMTK's (which saveFile
+    // would write when the meta information is created afresh).
+    DcmMetaInfo *meta = ff.getMetaInfo();
+    OFCondition c = ff.validateMetaInfo(EXS_LittleEndianExplicit, EWM_createNewMeta);
+    if (c.good())
+        c = meta->putAndInsertString(DCM_ImplementationClassUID, RD_SR_IMPLEMENTATION_CLASS_UID);
+    if (c.good())
+        c = meta->putAndInsertString(DCM_ImplementationVersionName,
+                                     RD_SR_IMPLEMENTATION_VERSION_NAME);
+    if (c.good())
+        c = meta->computeGroupLengthAndPadding(EGL_recalcGL, EPD_noChange, EXS_LittleEndianExplicit,
+                                               EET_ExplicitLength);
+    if (c.good())
+        c = ff.saveFile(name.data(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_recalcGL,
+                        EPD_noChange, 0, 0, EWM_dontUpdateMeta);
     if (c.bad()) {
         unlink(name.data());
         return rd_error_set(err, RD_E_IO, "%s: %s", path, c.text());
@@ -563,6 +573,7 @@ rd_status put_contributing_equipment(DcmItem *ds, const std::string &model_name,
         c = eq->putAndInsertString(DCM_ManufacturerModelName, model_name.c_str());
     if (c.good())
         c = eq->putAndInsertString(DCM_SoftwareVersions, versions.c_str());
+
     if (c.good())
         c = eq->putAndInsertString(DCM_ContributionDateTime, now_dt("%Y%m%d%H%M%S").c_str());
     if (c.good())
@@ -581,12 +592,51 @@ rd_status put_contributing_equipment(DcmItem *ds, const std::string &model_name,
     return RD_OK;
 }
 
-rd_status add_scheme(DSRDocument &doc, rd_error *err)
+// Declares radraft's private scheme in the Coding Scheme Identification Sequence when the
+// tree holds a code of it (and only then: a validator flags any scheme it does not know).
+rd_status add_scheme_if_used(DSRDocument &doc, const rd_sr_codes &codes, rd_error *err)
 {
+    DSRDocumentTree &t = doc.getTree();
+    bool used = false;
+    for (size_t id = t.gotoRoot(); id != 0 && !used; id = t.iterate()) {
+        DSRContentItem &it = t.getCurrentContentItem();
+        if (it.getConceptName().getCodingSchemeDesignator() == codes.private_scheme ||
+            (it.getValueType() == DSRTypes::VT_Code &&
+             it.getCodeValue().getCodingSchemeDesignator() == codes.private_scheme))
+            used = true;
+    }
     DSRCodingSchemeIdentificationList &l = doc.getCodingSchemeIdentification();
-    OFCondition c = l.addItem(kScheme, "", "radraft findings and finding states", "radraft");
+    l.clear();
+    if (!used)
+        return RD_OK;
+    OFCondition c = l.addItem(codes.private_scheme, "", codes.private_scheme_name,
+                              codes.private_scheme_responsible);
     if (c.bad())
         return rd_error_set(err, RD_E_DICOM, "Coding Scheme Identification: %s", c.text());
+    return RD_OK;
+}
+
+// Series Date, Series Time and the Timezone Offset From UTC of the moment of writing
+// (Orthanc and other PACS list a series by its date).
+rd_status set_series_time(DSRDocument &doc, rd_error *err)
+{
+    time_t t = time(nullptr);
+    struct tm tm;
+    char date[16] = "", tod[16] = "", tz[8] = "+0000";
+    if (localtime_r(&t, &tm)) {
+        strftime(date, sizeof date, "%Y%m%d", &tm);
+        strftime(tod, sizeof tod, "%H%M%S", &tm);
+        long off = tm.tm_gmtoff / 60;
+        long a = off < 0 ? -off : off;
+        std::snprintf(tz, sizeof tz, "%c%02ld%02ld", off < 0 ? '-' : '+', (a / 60) % 100, a % 60);
+    }
+    OFCondition c = doc.setSeriesDate(date);
+    if (c.good())
+        c = doc.setSeriesTime(tod);
+    if (c.good())
+        c = doc.setTimezoneOffsetFromUTC(tz);
+    if (c.bad())
+        return rd_error_set(err, RD_E_DICOM, "series date and time: %s", c.text());
     return RD_OK;
 }
 
@@ -723,7 +773,10 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
         !valid_utf8(p->model_name) || !valid_utf8(p->model_version))
         return rd_error_set(err, RD_E_INVALID,
                             "model name or version longer than 64 bytes, or not UTF-8");
+    if (!p->codes)
+        return rd_error_set(err, RD_E_INVALID, "no code table");
     content c;
+    c.codes = p->codes;
     st = check_findings(p->findings, p->n_findings, c.findings, err);
     if (st != RD_OK)
         return st;
@@ -780,7 +833,7 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     if (cond.good())
         cond = doc.setInstanceNumber("1");
     if (cond.good())
-        cond = doc.setSeriesDescription("radraft draft reports");
+        cond = doc.setSeriesDescription(RD_SR_DRAFT_SERIES_DESCRIPTION);
     if (cond.good())
         cond = doc.setManufacturer("radraft");
     if (cond.good())
@@ -797,9 +850,11 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
         if (cond.bad())
             return rd_error_set(err, RD_E_DICOM, "evidence %s: %s", r.sop.c_str(), cond.text());
     }
-    st = add_scheme(doc, err);
+    st = build_tree(doc.getTree(), c, err);
     if (st == RD_OK)
-        st = build_tree(doc.getTree(), c, err);
+        st = add_scheme_if_used(doc, *p->codes, err);
+    if (st == RD_OK)
+        st = set_series_time(doc, err);
     if (st != RD_OK)
         return st;
 
@@ -942,6 +997,8 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
     if (st != RD_OK)
         return st;
     std::vector<coded> findings;
+    if (p->replace_findings && !p->codes)
+        return rd_error_set(err, RD_E_INVALID, "no code table");
     if (p->replace_findings) {
         st = check_findings(p->findings, p->n_findings, findings, err);
         if (st != RD_OK)
@@ -1026,10 +1083,18 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
             if (!removed)
                 break;
         }
-        if (t.gotoNamedNode(kFindingsSection) == 0)
+        if (t.gotoNamedNode(kFindingsSection) == 0 && t.gotoNamedNode(kLegacyFindingsSection) == 0)
             return rd_error_set(err, RD_E_INVALID, "%s has no Findings section", draft_path);
+        // Below the section's last child, after the findings text.
+        size_t section = t.getNodeID();
         tree_builder b(t);
-        b.findings(findings, DSRTypes::AM_belowCurrent);
+        if (t.goDown() != 0) {
+            while (t.gotoNext() != 0) {
+            }
+            b.findings(findings, *p->codes, DSRTypes::AM_afterCurrent);
+        } else if (t.gotoNode(section) != 0) {
+            b.findings(findings, *p->codes, DSRTypes::AM_belowCurrent);
+        }
         if (!b.ok())
             return rd_error_set(err, RD_E_DICOM, "SR content: %s", b.msg().c_str());
     }
@@ -1067,6 +1132,10 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
         cond = doc.setPreliminaryFlag(DSRTypes::PF_Final);
     if (cond.bad())
         return rd_error_set(err, RD_E_DICOM, "signed SR header: %s", cond.text());
+    if (p->codes && (st = add_scheme_if_used(doc, *p->codes, err)) != RD_OK)
+        return st;
+    if ((st = set_series_time(doc, err)) != RD_OK)
+        return st;
     std::string dt = p->datetime && p->datetime[0] ? p->datetime : now_dt("%Y%m%d%H%M%S");
     cond = doc.verifyDocument(p->verifier_name, p->organization, dt.c_str());
     if (cond.bad())
@@ -1113,7 +1182,7 @@ char *dup_text(const std::string &s)
     return p;
 }
 
-rd_status read_impl(const char *path, rd_sr_info *info, rd_error *err)
+rd_status read_impl(const char *path, const rd_sr_codes *codes, rd_sr_info *info, rd_error *err)
 {
     init_once();
     if (!info)
@@ -1173,7 +1242,6 @@ rd_status read_impl(const char *path, rd_sr_info *info, rd_error *err)
 
     std::string findings, impression;
     bool have_f = false, have_i = false;
-    int cur = -1;
     DSRDocumentTree &t = doc.getTree();
     for (size_t id = t.gotoRoot(); id != 0; id = t.iterate()) {
         DSRContentItem &it = t.getCurrentContentItem();
@@ -1194,24 +1262,18 @@ rd_status read_impl(const char *path, rd_sr_info *info, rd_error *err)
                    is_node(it, DSRTypes::VT_Text, kPersonOrg)) {
             put(info->person_observer_organization, sizeof info->person_observer_organization,
                 it.getStringValue().c_str());
-        } else if (is_node(it, DSRTypes::VT_Code, kFinding)) {
-            cur = -1;
+        } else if (codes && is_node(it, DSRTypes::VT_Code, kFinding)) {
             const DSRCodedEntryValue &cv = it.getCodeValue();
-            for (int i = 0; i < RD_FINDING_N_ABNORMAL; i++)
-                if (cv.getCodingSchemeDesignator() == kScheme &&
-                    cv.getCodeValue() == kFindingCode[i] &&
-                    info->n_findings < RD_FINDING_N_ABNORMAL) {
-                    cur = info->n_findings++;
-                    info->findings[cur].finding = static_cast<rd_finding>(i);
-                    info->findings[cur].state = RD_STATE_PRESENT;
-                    info->findings[cur].score = -1;
-                }
-        } else if (cur >= 0 && is_node(it, DSRTypes::VT_Code, kState)) {
-            info->findings[cur].state =
-                it.getCodeValue() == kUncertain ? RD_STATE_UNCERTAIN : RD_STATE_PRESENT;
-        } else if (cur >= 0 && is_node(it, DSRTypes::VT_Num, kScore)) {
-            info->findings[cur].score =
-                std::strtod(it.getNumericValue().getNumericValue().c_str(), nullptr);
+            int i = finding_of_code(*codes, cv);
+            bool seen = false;
+            for (int k = 0; k < info->n_findings; k++)
+                seen = seen || info->findings[k].finding == static_cast<rd_finding>(i);
+            if (i >= 0 && !seen && info->n_findings < RD_FINDING_N_ABNORMAL) {
+                int cur = info->n_findings++;
+                info->findings[cur].finding = static_cast<rd_finding>(i);
+                info->findings[cur].state = RD_STATE_PRESENT;
+                info->findings[cur].score = -1;
+            }
         }
     }
     if (have_f && !(info->findings_text = dup_text(findings)))
@@ -1264,10 +1326,10 @@ rd_status rd_sr_write_signed(const char *draft_path, const rd_sr_sign_params *p,
     }
 }
 
-rd_status rd_sr_read(const char *path, rd_sr_info *info, rd_error *err)
+rd_status rd_sr_read(const char *path, const rd_sr_codes *codes, rd_sr_info *info, rd_error *err)
 {
     try {
-        return read_impl(path, info, err);
+        return read_impl(path, codes, info, err);
     } catch (const std::bad_alloc &) {
         if (info)
             rd_sr_info_free(info);

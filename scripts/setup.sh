@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages radraft needs (only those missing) and builds it.
 #   bash scripts/setup.sh          build dependencies + DCMTK tools, then build into build/
-#   bash scripts/setup.sh --test   also what the tests drive (dicom3tools, PyTorch, Orthanc,
+#   bash scripts/setup.sh --test   also what the tests drive (dicom3tools, PixelMed, PyTorch, Orthanc,
 #                                  Chromium with playwright-core for the web page's test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,8 @@ want_tests=0
 pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk libpng-dev libopenblas-dev
       libcjson-dev libsqlite3-dev sqlite3 libopenjp2-7-dev libsodium-dev libmicrohttpd-dev python3)
 if [ "$want_tests" = 1 ]; then
-    pkgs+=(dicom3tools python3-numpy python3-torch orthanc curl openssl clang-format chromium)
+    pkgs+=(dicom3tools python3-numpy python3-torch orthanc curl openssl clang-format chromium
+           libpixelmed-java default-jre-headless)
     # Node.js may come from elsewhere (nodesource's nodejs bundles npm); Debian's only if none.
     if ! command -v node >/dev/null; then
         pkgs+=(nodejs)

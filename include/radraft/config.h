@@ -58,6 +58,9 @@ typedef struct rd_config {
     char labeler_speculative[16];
     char generator_templates[RD_CONFIG_STR_MAX];
     char generator_thresholds[RD_CONFIG_STR_MAX];
+    int generator_reuse_neighbour_sentences;
+    /* the SRs (include/radraft/sr.h, codes.h) */
+    char sr_finding_codes[RD_CONFIG_STR_MAX];
     /* encoder (CNN inference) */
     char encoder_model[RD_CONFIG_STR_MAX];
     int encoder_threads;

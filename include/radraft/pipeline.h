@@ -173,12 +173,14 @@ rd_status rd_pipeline_draft_files(rd_pipeline_worker *w, const char *const *file
 /* The write stage alone: the draft SR of `draft` (its texts, and its findings coded with
  * their `scores`) over the study's instances `sources` (1..RD_SR_MAX_SOURCES), naming the
  * model (name and version cut to 64 characters, as the SR's LO elements require), written
- * to `sr_path` atomically. `radraft report` with scores given uses it as the pipeline does. */
+ * to `sr_path` atomically, its codes from `codes` (the code table, radraft/codes.h). `radraft
+ * report` with scores given uses it as the pipeline does. */
 rd_status rd_pipeline_write_draft_sr(const char *const *sources, int n_sources,
                                      const rd_draft *draft,
                                      const double scores[RD_FINDING_N_ABNORMAL],
                                      const char *model_name, const char *model_version,
-                                     const char *sr_path, rd_sr_result *out, rd_error *err);
+                                     const rd_sr_codes *codes, const char *sr_path,
+                                     rd_sr_result *out, rd_error *err);
 
 /* Runs one study (`files`: its instances, n >= 1) through every stage. RD_OK for every
  * outcome in rd_pipeline_outcome; otherwise the error of the stage that failed, its message

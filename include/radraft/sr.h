@@ -2,38 +2,48 @@
  * pacs/sr.cc over DCMTK's dcmsr).
  *
  * A draft is an Enhanced SR instance in the source study, in a new series (Modality SR),
- * whose content follows TID 2000 "Basic Diagnostic Imaging Report":
+ * whose content follows TID 2000 "Basic Diagnostic Imaging Report" as PixelMed's
+ * DicomSRValidator and dciodvfy check it (no item outside the template, no private code
+ * unless the code table has no standard one):
  *
  *   CONTAINER (18748-4, LN, "Diagnostic Imaging Report")           template 2000 / DCMR
  *     HAS CONCEPT MOD  CODE (121049, DCM, "Language of Content Item and Descendants")
  *                           = (en, RFC5646, "English")
+ *     HAS CONCEPT MOD  CODE (121058, DCM, "Procedure reported") = the code table's
+ *                           procedure, (399208008, SCT, "Plain chest X-ray") by default
  *     HAS OBS CONTEXT  CODE (121005, DCM, "Observer Type") = (121007, DCM, "Device")
  *     HAS OBS CONTEXT  UIDREF (121012, DCM, "Device Observer UID")
  *     HAS OBS CONTEXT  TEXT (121013, DCM, "Device Observer Name") = "radraft"
  *     HAS OBS CONTEXT  TEXT (121014, DCM, "Device Observer Manufacturer") = "radraft"
  *     HAS OBS CONTEXT  TEXT (121015, DCM, "Device Observer Model Name") = "radraft <model>
  *                                                                           <version>"
- *     CONTAINS CONTAINER (59776-5, LN, "Findings")
+ *     CONTAINS CONTAINER (121070, DCM, "Findings")
  *       CONTAINS TEXT (121071, DCM, "Finding") = the findings text
- *       CONTAINS CODE (121071, DCM, "Finding") = (RDF02, 99RADRAFT, "Cardiomegaly")  [each
- *                present or uncertain finding]
- *         HAS PROPERTIES CODE (RD0001, 99RADRAFT, "Finding state")
- *                            = (RD0002, 99RADRAFT, "Present") | (RD0003, .., "Uncertain")
- *         HAS PROPERTIES NUM (RD0004, 99RADRAFT, "Model score") [0, 1], unit (1, UCUM)
- *     CONTAINS CONTAINER (19005-8, LN, "Impression")
+ *       CONTAINS CODE (121071, DCM, "Finding") = the finding's code from the code table,
+ *                e.g. (8186001, SCT, "Cardiomegaly")      [each PRESENT finding]
+ *     CONTAINS CONTAINER (121072, DCM, "Impression")
  *       CONTAINS TEXT (121073, DCM, "Impression") = the impression text
  *
- * The finding codes RDF01..RDF14 of the private scheme 99RADRAFT (declared in the Coding
- * Scheme Identification Sequence) follow the vocabulary order of radraft/findings.h. The
- * header copies patient (name, ID, birth date, sex) and study (Study Instance UID, date,
- * time, accession number, referring physician, Study ID, description) from the source
- * instances, as UTF-8 (Specific Character Set ISO_IR 192, whatever the source used), and
- * lists every source instance in the Current Requested Procedure Evidence Sequence. The
- * Contributing Equipment Sequence names radraft and the model (purpose: Processing
- * Equipment). UIDs are "2.25." UUIDs (random, version 4).
+ * TID 2002 (Report Narrative) allows a coded finding only as a concept of CID 7002 with a
+ * value, and below it only INFERRED FROM image and measurement references: it has no row
+ * for a finding's certainty or negation, and no place for a score. So the text report
+ * codes what it asserts, the present findings; an uncertain finding is given (and
+ * accepted) but written only in the text, and a finding not coded is not asserted. The
+ * codes come from the code table (rd_sr_codes, models/finding-codes.json); the Coding
+ * Scheme Identification Sequence declares the private scheme only when a private code is
+ * written. The header copies patient (name, ID, birth date, sex) and study (Study Instance
+ * UID, date, time, accession number, referring physician, Study ID, description) from the
+ * source instances, as UTF-8 (Specific Character Set ISO_IR 192, whatever the source
+ * used), and lists every source instance in the Current Requested Procedure Evidence
+ * Sequence. Series Date and Time are the time of writing, with the Timezone Offset From
+ * UTC. The Contributing Equipment Sequence names radraft and the model (purpose:
+ * Processing Equipment) with the Device UID. The file meta information carries radraft's
+ * Implementation Class UID and Version Name (RD_SR_IMPLEMENTATION_*). UIDs are "2.25."
+ * UUIDs (random, version 4).
  *
  * Draft: Completion Flag PARTIAL, Verification Flag UNVERIFIED, Preliminary Flag
- * PRELIMINARY, Series Description "radraft draft reports", series number 9001 (by default),
+ * PRELIMINARY, Series Description RD_SR_DRAFT_SERIES_DESCRIPTION (an unverified AI draft),
+ * series number 9001 (by default),
  * instance number 1, a new series per draft.
  *
  * Signed: a new SOP instance with the draft's content (texts and findings as edited),
@@ -72,6 +82,7 @@
 #include "radraft/error.h"
 #include "radraft/findings.h"
 #include "radraft/limits.h"
+#include "radraft/version.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -90,6 +101,32 @@ extern "C" {
 /* The namespace (a UUID, written as its "2.25." UID) of the signed series UIDs: see
  * rd_sr_signed_series_uid. */
 #define RD_SR_SIGNED_SERIES_NAMESPACE "2.25.304579798466862766817839100710713265282"
+
+/* radraft's Implementation Class UID (a "2.25." UUID of its own) and Implementation Version
+ * Name, written in the file meta information of every SR. */
+#define RD_SR_IMPLEMENTATION_CLASS_UID "2.25.160384215838637916498815963712455385379"
+#define RD_SR_IMPLEMENTATION_VERSION_NAME "RADRAFT_" RD_VERSION
+/* What the draft series says it is. */
+#define RD_SR_DRAFT_SERIES_DESCRIPTION "Unverified AI draft report (radraft)"
+
+/* One code: Code Value (or Long Code Value), Coding Scheme Designator, Code Meaning. */
+typedef struct rd_sr_code {
+    char value[65];
+    char scheme[17];
+    char meaning[65];
+} rd_sr_code;
+
+/* The code table (models/finding-codes.json, or the file of the configuration key
+ * sr.finding_codes; read by rd_sr_codes_load, radraft/codes.h). */
+typedef struct rd_sr_codes {
+    rd_sr_code finding[RD_FINDING_N_ABNORMAL]; /* index rd_finding */
+    rd_sr_code procedure;                      /* Procedure reported */
+    rd_sr_code present, absent, uncertain;     /* finding states */
+    rd_sr_code score;                          /* the concept of a finding's score */
+    char private_scheme[17];                   /* the designator of radraft's own codes */
+    char private_scheme_name[65];
+    char private_scheme_responsible[65];
+} rd_sr_codes;
 
 /* One structured finding. `name` is a vocabulary name (rd_finding_name: "Cardiomegaly",
  * "Pleural_Thickening"; the 14 abnormal findings only); the string is borrowed. */
@@ -111,6 +148,7 @@ typedef struct rd_sr_params {
     const char *model_version;     /* e.g. "1.0"; required */
     const char *device_uid;        /* NULL or "": RD_SR_DEFAULT_DEVICE_UID */
     int series_number;             /* 0: RD_SR_DEFAULT_SERIES_NUMBER */
+    const rd_sr_codes *codes;      /* the code table; required */
 } rd_sr_params;
 
 /* Fills `p` with zeros/NULLs (the defaults above apply to them). */
@@ -158,6 +196,7 @@ typedef struct rd_sr_sign_params {
                                    * the signed series, else
                                    * RD_SR_DEFAULT_SIGNED_SERIES_NUMBER. Signing a
                                    * draft, it must differ from the draft's. */
+    const rd_sr_codes *codes;     /* the code table; required with replace_findings */
 } rd_sr_sign_params;
 
 void rd_sr_sign_params_init(rd_sr_sign_params *p);
@@ -208,7 +247,7 @@ typedef struct rd_sr_info {
     int n_evidence;
     char *findings_text;   /* owned (rd_sr_info_free); NULL when absent */
     char *impression_text; /* owned; NULL when absent */
-    int n_findings;        /* coded findings with a known code */
+    int n_findings;        /* coded findings whose code is in the table given */
     struct {
         rd_finding finding;
         rd_finding_state state;
@@ -217,9 +256,11 @@ typedef struct rd_sr_info {
 } rd_sr_info;
 
 /* Reads an SR file (other producers' too, leniently: invalid content items are skipped).
- * On success the caller owns info's texts (rd_sr_info_free).
+ * A CODE (121071, DCM, "Finding") whose value is a finding's code in `codes` is that
+ * finding, present; `codes` NULL: no coded finding is read. On success the caller owns
+ * info's texts (rd_sr_info_free).
  * Errors: RD_E_NOT_FOUND, RD_E_DICOM (not an SR or unparsable). */
-rd_status rd_sr_read(const char *path, rd_sr_info *info, rd_error *err);
+rd_status rd_sr_read(const char *path, const rd_sr_codes *codes, rd_sr_info *info, rd_error *err);
 
 /* Releases the texts and clears the struct. Accepts NULL. */
 void rd_sr_info_free(rd_sr_info *info);

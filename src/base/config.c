@@ -47,6 +47,13 @@ static const cfg_key cfg_keys[] = {
      NULL, "JSON report template file used instead of the built-in templates; empty: built-in"},
     {"generator.thresholds", CFG_STRING, OFF(generator_thresholds), 0, RD_CONFIG_STR_MAX - 1, "",
      NULL, "JSON file of per-finding present/uncertain score thresholds; empty: the model's"},
+    {"generator.reuse_neighbour_sentences", CFG_BOOL, OFF(generator_reuse_neighbour_sentences), 0,
+     1, "false", NULL,
+     "let the generator take a finding's sentence from a similar past case's report instead "
+     "of the template (another patient's wording in this patient's draft); off by default"},
+    {"sr.finding_codes", CFG_STRING, OFF(sr_finding_codes), 0, RD_CONFIG_STR_MAX - 1, "", NULL,
+     "JSON code table (SNOMED CT / DCM codes of the findings, states and score) used instead "
+     "of the built-in models/finding-codes.json; empty: built-in"},
     {"encoder.model", CFG_STRING, OFF(encoder_model), 0, RD_CONFIG_STR_MAX - 1,
      RD_MODELS_DIR "/cxr-resnet-small", NULL,
      "encoder model: a folder holding model.json (+ its safetensors), or the JSON file; "

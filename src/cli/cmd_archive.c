@@ -378,7 +378,7 @@ static rd_status add_file(dicom_set *ds, const char *path, rd_error *err)
     }
     if (is_sr(&meta)) {
         rd_sr_info info;
-        if (rd_sr_read(path, &info, err) != RD_OK) {
+        if (rd_sr_read(path, NULL, &info, err) != RD_OK) {
             rd_log_warn("%s", rd_error_message(err));
             ds->unreadable++;
             return RD_OK;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "radraft/codes.h"
 #include "radraft/dicom.h"
 #include "radraft/findings.h"
 #include "radraft/generator.h"
@@ -147,6 +148,7 @@ static rd_status draft_from_scores(rd_cli *cli, char **files, int n, const rd_di
 {
     rd_generator *gen = NULL;
     rd_thresholds th;
+    rd_sr_codes codes;
     rd_status st;
     const char *rule = "";
 
@@ -179,8 +181,12 @@ static rd_status draft_from_scores(rd_cli *cli, char **files, int n, const rd_di
     if (st != RD_OK)
         goto out;
     rd_strlcpy(d->sr_path, out_path, sizeof d->sr_path);
+    if ((st = rd_sr_codes_load(&codes, cli->cfg.sr_finding_codes, err)) != RD_OK) {
+        st = rd_error_prefix(err, st, "sr.finding_codes");
+        goto out;
+    }
     st = rd_pipeline_write_draft_sr((const char *const *)files, n, &d->draft, scores, d->model_name,
-                                    d->model_version, out_path, &d->sr, err);
+                                    d->model_version, &codes, out_path, &d->sr, err);
     if (st == RD_OK && d->sr.warning[0])
         fprintf(stderr, "radraft report: warning: %s\n", d->sr.warning);
 out:

@@ -8,6 +8,7 @@
  * pool (jobs.c), batch's studies (batch.c), study selection (study.c), serve's scheduler,
  * outbox and node (scheduler.c, outbox.c, service.c, serve.c). */
 #include "radraft/pipeline.h"
+#include "radraft/codes.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -54,6 +55,7 @@ struct rd_pipeline {
     rd_thresholds th;
     rd_calibration cal; /* the model's; the identity when it has none */
     rd_generator *gen;
+    rd_sr_codes codes; /* the code table of the SRs (sr.finding_codes) */
     rd_labeler *lab;
     rd_index *ix; /* NULL when the model has no embedding */
     rd_retrieval_settings rs;
@@ -236,7 +238,13 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
         goto out;
     if ((st = rd_retrieval_settings_resolve(&p->rs, cfg, model_json, err)) != RD_OK)
         goto out;
-    p->rs.search.with_text = 1; /* the generator may reuse a neighbour's sentence */
+    /* Reusing a similar case's sentence puts another patient's wording into this patient's
+     * draft (the generator cleans it, but cleaning can miss): only when the site asks. */
+    p->rs.search.with_text = cfg->generator_reuse_neighbour_sentences ? 1 : 0;
+    if ((st = rd_sr_codes_load(&p->codes, cfg->sr_finding_codes, err)) != RD_OK) {
+        st = rd_error_prefix(err, st, "sr.finding_codes");
+        goto out;
+    }
     if (info->embedding_dim > 0) {
         char seed[PL_PATH_MAX + 64];
         long n_seeded = 0;
@@ -436,7 +444,8 @@ rd_status rd_pipeline_write_draft_sr(const char *const *sources, int n_sources,
                                      const rd_draft *draft,
                                      const double scores[RD_FINDING_N_ABNORMAL],
                                      const char *model_name, const char *model_version,
-                                     const char *sr_path, rd_sr_result *out, rd_error *err)
+                                     const rd_sr_codes *codes, const char *sr_path,
+                                     rd_sr_result *out, rd_error *err)
 {
     rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
     rd_sr_params sp;
@@ -459,6 +468,7 @@ rd_status rd_pipeline_write_draft_sr(const char *const *sources, int n_sources,
     sp.n_findings = (size_t)draft->n_items;
     sp.model_name = sr_model;
     sp.model_version = sr_version;
+    sp.codes = codes;
     return rd_sr_write_draft(&sp, sr_path, out, err);
 }
 
@@ -796,8 +806,8 @@ static rd_status stage_write(study *s, rd_error *err)
         return rd_error_set(err, RD_E_INVALID, "write: SR path too long");
     }
     if ((st = rd_pipeline_write_draft_sr(s->img_files, s->n_img, &d->draft, d->combined,
-                                         p->model_name, p->model_version, d->sr_path, &d->sr,
-                                         err)) != RD_OK)
+                                         p->model_name, p->model_version, &p->codes, d->sr_path,
+                                         &d->sr, err)) != RD_OK)
         return rd_error_prefix(err, st, "write");
     if (d->sr.warning[0])
         rd_log_warn("pipeline: study %s: SR: %s", d->study_uid, d->sr.warning);

@@ -9,5 +9,7 @@ extern const char rd_embedded_labeler_json[];
 extern const size_t rd_embedded_labeler_json_len;
 extern const char rd_embedded_templates_json[];
 extern const size_t rd_embedded_templates_json_len;
+extern const char rd_embedded_finding_codes_json[];
+extern const size_t rd_embedded_finding_codes_json_len;
 
 #endif

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "review/review_int.h"
+#include "radraft/codes.h"
 #include "radraft/index.h"
 #include "radraft/labeler.h"
 #include "radraft/log.h"
@@ -362,6 +363,7 @@ rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const ch
     rd_sr_sign_params sp;
     rd_sr_result res;
     rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
+    rd_sr_codes codes;
     rd_store_signature sig;
     rd_store_archive_row row;
     rd_audit_event ev;
@@ -414,7 +416,12 @@ rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const ch
             coded[nc].score = -1; /* the radiologist's call, not a model's */
             nc++;
         }
+    if ((st = rd_sr_codes_load(&codes, cfg->sr_finding_codes, err)) != RD_OK) {
+        st = rd_error_prefix(err, st, "sr.finding_codes");
+        goto out;
+    }
     rd_sr_sign_params_init(&sp);
+    sp.codes = &codes;
     sp.verifier_name = u.display_name;
     sp.organization = cfg->review_organization;
     sp.findings_text = r.findings;

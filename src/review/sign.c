@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "radraft/codes.h"
 #include "radraft/labeler.h"
 #include "radraft/review.h"
 #include "radraft/store.h"
@@ -45,6 +46,7 @@ rd_status rd_review_sign_file(const rd_config *cfg, const char *draft_path,
     rd_sr_sign_params sp;
     rd_sr_info info;
     rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
+    rd_sr_codes codes;
     char path[1024];
     rd_status st;
 
@@ -55,7 +57,12 @@ rd_status rd_review_sign_file(const rd_config *cfg, const char *draft_path,
     sp.datetime = sig->datetime;
     sp.findings_text = sig->findings_text;
     sp.impression_text = sig->impression_text;
-    if ((st = rd_sr_read(draft_path, &info, err)) != RD_OK)
+    if ((st = rd_sr_codes_load(&codes, cfg->sr_finding_codes, err)) != RD_OK) {
+        st = rd_error_prefix(err, st, "sr.finding_codes");
+        goto out;
+    }
+    sp.codes = &codes;
+    if ((st = rd_sr_read(draft_path, NULL, &info, err)) != RD_OK)
         goto out;
     if (sp.findings_text || sp.impression_text) {
         const char *ft = sp.findings_text ? sp.findings_text : info.findings_text;

@@ -87,15 +87,18 @@ for want in "Enhanced SR Document" \
     '<has obs context TEXT:(121013,DCM,"Device Observer Name")="radraft">' \
     '<has obs context TEXT:(121014,DCM,"Device Observer Manufacturer")="radraft">' \
     '<has obs context TEXT:(121015,DCM,"Device Observer Model Name")="radraft ' \
-    '<contains CONTAINER:(59776-5,LN,"Findings")=SEPARATE>' \
+    '<has concept mod CODE:(121058,DCM,"Procedure reported")=(399208008,SCT,"Plain chest X-ray")>' \
+    '<contains CONTAINER:(121070,DCM,"Findings")=SEPARATE>' \
     '<contains TEXT:(121071,DCM,"Finding")="' \
-    '<contains CODE:(121071,DCM,"Finding")=(RDF02,99RADRAFT,"Cardiomegaly")>' \
-    '<has properties CODE:(RD0001,99RADRAFT,"Finding state")=(RD0003,99RADRAFT,"Uncertain")>' \
-    '<contains CONTAINER:(19005-8,LN,"Impression")=SEPARATE>' \
+    '<contains CODE:(121071,DCM,"Finding")=(8186001,SCT,"Cardiomegaly")>' \
+    '<contains CONTAINER:(121072,DCM,"Impressions")=SEPARATE>' \
     '<contains TEXT:(121073,DCM,"Impression")="'; do
     grep -qF -- "$want" draft.dsr || fail "dsrdump of the draft lacks: $want"
 done
 grep -q "Verifying Observers" draft.dsr && fail "the draft has a verifying observer"
+# The uncertain effusion is in the text only: TID 2002 has no row for a certainty.
+grep -qF '60046008' draft.dsr && fail "the draft codes the uncertain effusion"
+grep -qF '99RADRAFT' draft.dsr && fail "the draft uses the private scheme with standard codes at hand"
 
 # The header: patient and study copied from the source; a new SR series in the same study.
 for tag in PatientName PatientID PatientBirthDate PatientSex StudyInstanceUID StudyDate \
@@ -147,7 +150,7 @@ for want in "Completion Flag     : COMPLETE" \
     '<has obs context TEXT:(121009,DCM,"Person Observer'"'"'s Organization Name")="General Hospital">' \
     '<has obs context CODE:(121005,DCM,"Observer Type")=(121007,DCM,"Device")>' \
     '<contains TEXT:(121073,DCM,"Impression")="Cardiomegaly. Small left pleural effusion.">' \
-    '(RDF03,99RADRAFT,"Pleural effusion")>'; do
+    '<contains CODE:(121071,DCM,"Finding")=(60046008,SCT,"Pleural effusion")>'; do
     grep -qF -- "$want" signed.dsr || fail "dsrdump of the signed SR lacks: $want"
 done
 draft_uid=$(tagval draft.dcm SOPInstanceUID)
@@ -160,7 +163,7 @@ signed_series=$(tagval signed.dcm SeriesInstanceUID)
 want_series=$(python3 -c 'import sys, uuid; ns = uuid.UUID(int=304579798466862766817839100710713265282); print("2.25.%d" % uuid.uuid5(ns, sys.argv[1]).int)' "$(tagval draft.dcm StudyInstanceUID)")
 [ "$signed_series" = "$want_series" ] || fail "signed series UID $signed_series, expected $want_series"
 [ "$(tagval signed.dcm SeriesDescription)" = "radraft signed reports" ] || fail "signed series description"
-[ "$(tagval draft.dcm SeriesDescription)" = "radraft draft reports" ] || fail "draft series description"
+[ "$(tagval draft.dcm SeriesDescription)" = "Unverified AI draft report (radraft)" ] || fail "draft series description"
 # The radiologist as author (Author Observer Sequence, Observer Type PSN).
 dcmdump signed.dcm 2>/dev/null | grep -A12 "AuthorObserverSequence" >signed.author
 for want in "[PSN]" "[Doe^Jane]" "[General Hospital]"; do

@@ -92,6 +92,27 @@ RD_TEST(unknown_key_suggests)
     CHECK_EQ_INT(rd_config_set(&cfg, "nothing.like.it", "1", &err), RD_E_CONFIG);
 }
 
+/* Another patient's sentences are opt-in (issue 14, item 6); the SR code table is the
+ * built-in one unless a site names its own. */
+RD_TEST(neighbour_sentences_off_and_codes_built_in_by_default)
+{
+    rd_config cfg;
+    rd_error err;
+    rd_config_defaults(&cfg);
+    CHECK_EQ_INT(cfg.generator_reuse_neighbour_sentences, 0);
+    CHECK_STR(cfg.sr_finding_codes, "");
+    CHECK_OK(rd_config_set(&cfg, "generator.reuse_neighbour_sentences", "true", &err), &err);
+    CHECK_EQ_INT(cfg.generator_reuse_neighbour_sentences, 1);
+    CHECK_OK(rd_config_apply_json(&cfg, "{\"generator\": {\"reuse_neighbour_sentences\": false}}",
+                                  "test", &err),
+             &err);
+    CHECK_EQ_INT(cfg.generator_reuse_neighbour_sentences, 0);
+    CHECK_EQ_INT(rd_config_set(&cfg, "generator.reuse_neighbour_sentences", "sometimes", &err),
+                 RD_E_CONFIG);
+    CHECK_OK(rd_config_set(&cfg, "sr.finding_codes", "/etc/site-codes.json", &err), &err);
+    CHECK_STR(cfg.sr_finding_codes, "/etc/site-codes.json");
+}
+
 RD_TEST(set_from_text)
 {
     rd_config cfg;

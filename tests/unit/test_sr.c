@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "radraft/codes.h"
 #include "radraft/dicom.h"
 #include "radraft/samples.h"
 #include "radraft/sr.h"
@@ -17,6 +18,22 @@
 static const char kFindings[] = "The heart is enlarged. There may be a small left pleural "
                                 "effusion. No pneumothorax.";
 static const char kImpression[] = "Cardiomegaly. Possible small left pleural effusion.";
+
+/* The built-in code table (models/finding-codes.json). */
+static const rd_sr_codes *test_codes(void)
+{
+    static rd_sr_codes codes;
+    static int loaded;
+    rd_error err;
+    if (!loaded) {
+        if (rd_sr_codes_load(&codes, NULL, &err) != RD_OK) {
+            fprintf(stderr, "rd_sr_codes_load: %s\n", rd_error_message(&err));
+            abort();
+        }
+        loaded = 1;
+    }
+    return &codes;
+}
 
 /* Writes the PA and lateral of sample patient RDS0002 (small images) into `dir`. */
 static int write_sample_study(const char *dir, char pa[1024], char lat[1024])
@@ -52,6 +69,7 @@ static void draft_params(rd_sr_params *p, const char *const *sources, size_t n)
     p->n_findings = 2;
     p->model_name = "test-model";
     p->model_version = "0.3";
+    p->codes = test_codes();
 }
 
 RD_TEST(draft_round_trip)
@@ -96,7 +114,7 @@ RD_TEST(draft_round_trip)
     CHECK_EQ_INT(sr.has_pixel_data, 0);
 
     /* What the SR reader finds in the document. */
-    REQUIRE_OK(rd_sr_read(out, &info, &err), &err);
+    REQUIRE_OK(rd_sr_read(out, test_codes(), &info, &err), &err);
     CHECK_STR(info.completion_flag, "PARTIAL");
     CHECK_STR(info.verification_flag, "UNVERIFIED");
     CHECK_STR(info.preliminary_flag, "PRELIMINARY");
@@ -106,13 +124,12 @@ RD_TEST(draft_round_trip)
     CHECK_STR(info.verifier_name, "");
     CHECK_STR(info.predecessor_sop_uid, "");
     CHECK_EQ_INT(info.n_evidence, 2);
-    CHECK_EQ_INT(info.n_findings, 2);
+    /* TID 2002 codes what the report asserts: the present finding; the uncertain one is
+     * in the text only, and no score is written (radraft/sr.h). */
+    CHECK_EQ_INT(info.n_findings, 1);
     CHECK_EQ_INT(info.findings[0].finding, RD_FINDING_CARDIOMEGALY);
     CHECK_EQ_INT(info.findings[0].state, RD_STATE_PRESENT);
-    CHECK_NEAR(info.findings[0].score, 0.82, 1e-4);
-    CHECK_EQ_INT(info.findings[1].finding, RD_FINDING_EFFUSION);
-    CHECK_EQ_INT(info.findings[1].state, RD_STATE_UNCERTAIN);
-    CHECK_NEAR(info.findings[1].score, 0.41, 1e-4);
+    CHECK(info.findings[0].score < 0);
     rd_sr_info_free(&info);
     CHECK(info.findings_text == NULL);
     rd_sr_info_free(NULL);
@@ -143,7 +160,7 @@ RD_TEST(two_drafts_get_distinct_uids)
     REQUIRE_OK(rd_dicom_read_meta(a, &m, &err), &err);
     CHECK_EQ_INT(m.series_number, 42);
     rd_sr_info info;
-    REQUIRE_OK(rd_sr_read(a, &info, &err), &err);
+    REQUIRE_OK(rd_sr_read(a, test_codes(), &info, &err), &err);
     CHECK_EQ_INT(info.n_findings, 0);
     rd_sr_info_free(&info);
 }
@@ -165,6 +182,7 @@ RD_TEST(signed_version)
     REQUIRE_OK(rd_sr_write_draft(&p, draft, &dres, &err), &err);
 
     rd_sr_sign_params_init(&s);
+    s.codes = test_codes();
     s.verifier_name = "Müller^Anna";
     s.organization = "Radiology, St. Elsewhere";
     s.datetime = "20260102103000";
@@ -178,7 +196,7 @@ RD_TEST(signed_version)
     CHECK(strcmp(sres.series_uid, dres.series_uid) != 0);
     CHECK_STR(sres.series_uid, signed_series);
 
-    REQUIRE_OK(rd_sr_read(signed_path, &info, &err), &err);
+    REQUIRE_OK(rd_sr_read(signed_path, test_codes(), &info, &err), &err);
     CHECK_STR(info.sop_instance_uid, sres.sop_instance_uid);
     CHECK_STR(info.completion_flag, "COMPLETE");
     CHECK_STR(info.verification_flag, "VERIFIED");
@@ -189,7 +207,7 @@ RD_TEST(signed_version)
     CHECK_STR(info.predecessor_sop_uid, dres.sop_instance_uid);
     CHECK_STR(info.findings_text, kFindings);         /* kept */
     CHECK_STR(info.impression_text, "Cardiomegaly."); /* edited */
-    CHECK_EQ_INT(info.n_findings, 2);                 /* kept */
+    CHECK_EQ_INT(info.n_findings, 1);                 /* kept */
     CHECK_EQ_INT(info.n_evidence, 2);
     CHECK_STR(info.series_uid, signed_series);
     CHECK_STR(info.series_description, "radraft signed reports");
@@ -209,10 +227,10 @@ RD_TEST(signed_version)
     CHECK_STR(m.modality, "SR");
 
     /* The draft is unchanged, and a signed report cannot be signed again (only amended). */
-    REQUIRE_OK(rd_sr_read(draft, &info, &err), &err);
+    REQUIRE_OK(rd_sr_read(draft, test_codes(), &info, &err), &err);
     CHECK_STR(info.verification_flag, "UNVERIFIED");
     CHECK_STR(info.impression_text, kImpression);
-    CHECK_STR(info.series_description, "radraft draft reports");
+    CHECK_STR(info.series_description, RD_SR_DRAFT_SERIES_DESCRIPTION);
     CHECK_STR(info.person_observer_name, "");
     CHECK_STR(info.author_name, "");
     rd_sr_info_free(&info);
@@ -236,6 +254,7 @@ RD_TEST(signed_replaces_findings)
     REQUIRE_OK(rd_sr_write_draft(&p, draft, NULL, &err), &err);
     static const rd_sr_finding edited[] = {{"Nodule", RD_STATE_PRESENT, -1}};
     rd_sr_sign_params_init(&s);
+    s.codes = test_codes();
     s.verifier_name = "Doe^Jane";
     s.organization = "General Hospital";
     s.findings_text = "A nodule in the right upper lobe.";
@@ -244,7 +263,7 @@ RD_TEST(signed_replaces_findings)
     s.findings = edited;
     s.n_findings = 1;
     REQUIRE_OK(rd_sr_write_signed(draft, &s, out, NULL, &err), &err);
-    REQUIRE_OK(rd_sr_read(out, &info, &err), &err);
+    REQUIRE_OK(rd_sr_read(out, test_codes(), &info, &err), &err);
     CHECK_STR(info.findings_text, "A nodule in the right upper lobe.");
     CHECK_EQ_INT(info.n_findings, 1);
     CHECK_EQ_INT(info.findings[0].finding, RD_FINDING_NODULE);
@@ -270,6 +289,7 @@ static int draft_and_sign(const char *dir, const char *pa, const char *name, con
     snprintf(draft, sizeof draft, "%s/%s", dir, name);
     snprintf(path, sizeof path, "%s/%s", dir, out);
     rd_sr_sign_params_init(&s);
+    s.codes = test_codes();
     s.verifier_name = "Doe^Jane";
     s.organization = "General Hospital";
     if (rd_sr_write_draft(&p, draft, dres, &err) != RD_OK ||
@@ -330,6 +350,7 @@ RD_TEST(amend_signed)
 
     /* Another radiologist amends the impression. */
     rd_sr_sign_params_init(&s);
+    s.codes = test_codes();
     s.verifier_name = "Roe^Richard";
     s.organization = "Radiology, County Hospital";
     s.datetime = "20260103090000";
@@ -338,7 +359,7 @@ RD_TEST(amend_signed)
     REQUIRE_OK(rd_sr_write_signed(signed_path, &s, amended, &ares, &err), &err);
     CHECK_STR(ares.series_uid, sres.series_uid); /* stays in the signed series */
     CHECK(strcmp(ares.sop_instance_uid, sres.sop_instance_uid) != 0);
-    REQUIRE_OK(rd_sr_read(amended, &info, &err), &err);
+    REQUIRE_OK(rd_sr_read(amended, test_codes(), &info, &err), &err);
     CHECK_STR(info.predecessor_sop_uid, sres.sop_instance_uid);
     CHECK_STR(info.completion_flag, "COMPLETE");
     CHECK_STR(info.verification_flag, "VERIFIED");
@@ -367,7 +388,7 @@ RD_TEST(amend_signed)
     s.series_number = 77;
     REQUIRE_OK(rd_sr_write_signed(amended, &s, twice, &tres, &err), &err);
     CHECK_STR(tres.series_uid, sres.series_uid);
-    REQUIRE_OK(rd_sr_read(twice, &info, &err), &err);
+    REQUIRE_OK(rd_sr_read(twice, test_codes(), &info, &err), &err);
     CHECK_STR(info.predecessor_sop_uid, ares.sop_instance_uid);
     CHECK_STR(info.verifier_name, "Doe^Jane");
     CHECK_STR(info.person_observer_name, "Doe^Jane");
@@ -404,6 +425,7 @@ RD_TEST(signed_chosen_sop_instance_uid)
     snprintf(out, sizeof out, "%s/signed.dcm", dir);
     REQUIRE_OK(rd_sr_write_draft(&p, draft, &dres, &err), &err);
     rd_sr_sign_params_init(&s);
+    s.codes = test_codes();
     s.verifier_name = "Doe^Jane";
     s.organization = "General Hospital";
     s.sop_instance_uid = uid;
@@ -411,7 +433,7 @@ RD_TEST(signed_chosen_sop_instance_uid)
     for (int i = 0; i < 2; i++) {
         REQUIRE_OK(rd_sr_write_signed(draft, &s, out, &sres, &err), &err);
         CHECK_STR(sres.sop_instance_uid, uid);
-        REQUIRE_OK(rd_sr_read(out, &info, &err), &err);
+        REQUIRE_OK(rd_sr_read(out, test_codes(), &info, &err), &err);
         CHECK_STR(info.sop_instance_uid, uid);
         CHECK_STR(info.predecessor_sop_uid, dres.sop_instance_uid);
         rd_sr_info_free(&info);
@@ -448,7 +470,7 @@ static void check_name_source(const char *file, const char *expected_name, const
     REQUIRE_OK(rd_dicom_read_meta(out, &m, &err), &err);
     CHECK_STR(m.specific_charset, "ISO_IR 192");
     CHECK_STR(m.patient_name, expected_name);
-    REQUIRE_OK(rd_sr_read(out, &info, &err), &err);
+    REQUIRE_OK(rd_sr_read(out, test_codes(), &info, &err), &err);
     CHECK_STR(info.patient_name, expected_name);
     rd_sr_info_free(&info);
 }
@@ -475,7 +497,7 @@ RD_TEST(read_other_producers)
 
     /* DCMTK's test document: Latin-1 text comes back as UTF-8. */
     snprintf(path, sizeof path, "%s/dicom/sr/test_SR-comprehensive.dcm", data);
-    REQUIRE_OK(rd_sr_read(path, &info, &err), &err);
+    REQUIRE_OK(rd_sr_read(path, test_codes(), &info, &err), &err);
     CHECK_STR(info.sop_class_uid, "1.2.840.10008.5.1.4.1.1.88.33");
     CHECK_STR(info.completion_flag, "COMPLETE");
     CHECK_STR(info.verification_flag, "VERIFIED");
@@ -487,7 +509,7 @@ RD_TEST(read_other_producers)
 
     /* A Basic Text SR with an invalid image reference: read leniently. */
     snprintf(path, sizeof path, "%s/dicom/sr/reportsi-basic-text.dcm", data);
-    REQUIRE_OK(rd_sr_read(path, &info, &err), &err);
+    REQUIRE_OK(rd_sr_read(path, test_codes(), &info, &err), &err);
     CHECK_STR(info.sop_class_uid, "1.2.840.10008.5.1.4.1.1.88.11");
     CHECK(info.patient_name[0] != '\0');
     rd_sr_info_free(&info);
@@ -495,6 +517,7 @@ RD_TEST(read_other_producers)
     /* Neither is a draft radraft can sign. */
     snprintf(out, sizeof out, "%s/signed.dcm", rd_test_tmpdir("sr_other_producers"));
     rd_sr_sign_params_init(&s);
+    s.codes = test_codes();
     s.verifier_name = "Doe^Jane";
     s.organization = "General Hospital";
     snprintf(path, sizeof path, "%s/dicom/sr/test_SR-comprehensive.dcm", data);
@@ -524,6 +547,9 @@ RD_TEST(bad_input_refused)
     draft_params(&p, one, 1);
     p.model_name = NULL;
     CHECK_EQ_INT(rd_sr_write_draft(&p, out, NULL, &err), RD_E_INVALID);
+    draft_params(&p, one, 1);
+    p.codes = NULL;
+    CHECK_EQ_INT(rd_sr_write_draft(&p, out, NULL, &err), RD_E_INVALID);
 
     static const rd_sr_finding unknown[] = {{"Broken heart", RD_STATE_PRESENT, 0.9}};
     static const rd_sr_finding absent[] = {{"Mass", RD_STATE_ABSENT, 0.1}};
@@ -551,7 +577,7 @@ RD_TEST(bad_input_refused)
     CHECK_EQ_INT(rd_sr_write_draft(&p, out, NULL, &err), RD_E_NOT_FOUND);
 
     /* An image is not an SR; the output was never written by the failures above. */
-    CHECK_EQ_INT(rd_sr_read(pa, &info, &err), RD_E_DICOM);
+    CHECK_EQ_INT(rd_sr_read(pa, test_codes(), &info, &err), RD_E_DICOM);
     FILE *fp = fopen(out, "rb");
     CHECK(fp == NULL);
     if (fp)
@@ -559,3 +585,35 @@ RD_TEST(bad_input_refused)
 }
 
 RD_TEST_MAIN()
+
+/* The built-in code table: every finding has a code, standard ones where the table cites
+ * one, and a malformed site table is refused naming the entry. */
+RD_TEST(code_table)
+{
+    rd_sr_codes c;
+    rd_error err;
+    REQUIRE_OK(rd_sr_codes_load(&c, NULL, &err), &err);
+    CHECK_STR(c.finding[RD_FINDING_CARDIOMEGALY].value, "8186001");
+    CHECK_STR(c.finding[RD_FINDING_CARDIOMEGALY].scheme, "SCT");
+    CHECK_STR(c.finding[RD_FINDING_EFFUSION].value, "60046008");
+    CHECK_STR(c.finding[RD_FINDING_INFILTRATION].scheme, "DCM");
+    CHECK_STR(c.finding[RD_FINDING_INFILTRATION].value, "112121");
+    CHECK_STR(c.procedure.value, "399208008");
+    CHECK_STR(c.present.value, "52101004");
+    CHECK_STR(c.absent.value, "272519000");
+    CHECK_STR(c.score.value, "111012");
+    CHECK_STR(c.private_scheme, "99RADRAFT");
+    int private_codes = 0;
+    for (int i = 0; i < RD_FINDING_N_ABNORMAL; i++) {
+        CHECK(c.finding[i].value[0] && c.finding[i].meaning[0]);
+        CHECK_EQ_INT(rd_sr_codes_find(&c, c.finding[i].value, c.finding[i].scheme), i);
+        private_codes += strcmp(c.finding[i].scheme, c.private_scheme) == 0;
+    }
+    CHECK_EQ_INT(private_codes, 1); /* Pleural thickening only */
+    CHECK_EQ_INT(rd_sr_codes_find(&c, "8186001", "DCM"), -1);
+
+    CHECK_EQ_INT(rd_sr_codes_parse(&c, "{\"version\": 1}", "site.json", &err), RD_E_CONFIG);
+    CHECK(strstr(err.msg, "site.json") != NULL);
+    CHECK_EQ_INT(rd_sr_codes_parse(&c, "[1", "site.json", &err), RD_E_CONFIG);
+    CHECK_EQ_INT(rd_sr_codes_load(&c, "/nonexistent/codes.json", &err), RD_E_NOT_FOUND);
+}
