@@ -19,7 +19,7 @@ static int label_srs(const rd_cli *cli, const rd_labeler *lab, char **files, int
         rd_sr_info info;
         rd_labels labels;
         rd_error err;
-        if (rd_sr_read(files[i], &info, &err) != RD_OK) {
+        if (rd_sr_read(files[i], NULL, &info, &err) != RD_OK) {
             rd_cli_error(cli, "%s: %s", files[i], rd_error_message(&err));
             rc = RD_EXIT_FAIL;
             continue;
