@@ -13,13 +13,14 @@
 # drafted by a copy of MODEL calibrated (radraft evaluate --calibrate) on the other half only.
 # Pass RADRAFT_DRAFTS_AS_IS=1 to draft with MODEL's own calibration and thresholds instead
 # (in-sample when they were fitted on these patients); RADRAFT_OWN_THRESHOLDS=N is passed to
-# `evaluate --own-thresholds` (default 0). Work and results: build/drafts-eval.
+# `evaluate --own-thresholds` (default 0). Work and results: build/drafts-eval (or
+# RADRAFT_DRAFTS_WORK).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: evaluate-drafts.sh MODEL [RADRAFT_BINARY]}
 radraft=$(realpath "${2:-build/radraft}")
 data=${RADRAFT_SHARED_DATA:-../shared/data}/nih
-work=build/drafts-eval
+work=${RADRAFT_DRAFTS_WORK:-build/drafts-eval}
 [ -f "$data/labels.csv" ] || { echo "evaluate-drafts: $data/labels.csv not found" >&2; exit 1; }
 rm -rf "$work"
 mkdir -p "$work"
