@@ -19,6 +19,27 @@ SERVER=
 trap 'kill -9 $SERVER 2>/dev/null' EXIT
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 pass() { echo "ok: $*"; }
+# A refusal must be the one expected: the command fails, its output names why, and (when a
+# pattern is given) the listener logs a new line naming the TLS failure it saw.
+#   refused WHAT CLIENT_PATTERN SERVER_LOG_PATTERN|"" command...
+refused() {
+    local what=$1 cpat=$2 spat=$3 before after rc
+    shift 3
+    before=$(grep -c -- "$spat" rd.log)
+    "$@" >neg.out 2>&1
+    rc=$?
+    if [ $rc = 0 ]; then fail "$what: it succeeded"; return; fi
+    grep -q -- "$cpat" neg.out || { fail "$what: exit $rc, but not '$cpat': $(cat neg.out)"; return; }
+    if [ -n "$spat" ]; then
+        for _ in $(seq 1 50); do
+            after=$(grep -c -- "$spat" rd.log)
+            [ "$after" -gt "$before" ] && break
+            sleep 0.1
+        done
+        [ "$after" -gt "$before" ] || { fail "$what: the listener logged no '$spat'"; return; }
+    fi
+    pass "$what"
+}
 
 # A CA, a server certificate and a client certificate signed by it, and a client
 # certificate from another CA that must be refused.
@@ -45,11 +66,11 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 [ $up -eq 1 ] && pass "echoscu over TLS with a client certificate" || { fail "TLS echo"; cat rd.log; }
-echoscu -aet PLAIN -aec RADRAFT localhost $PORT >/dev/null 2>&1 \
-    && fail "a plain TCP association was accepted" || pass "plain TCP refused"
-echoscu +tls stranger.key stranger.crt +cf ca.crt -aet STRANGER -aec RADRAFT localhost $PORT \
-    >/dev/null 2>&1 && fail "a certificate from an unknown CA was accepted" \
-    || pass "client certificate from an unknown CA refused"
+refused "plain TCP refused" "Association Request Failed" "TLS error: wrong version number" \
+    echoscu -aet PLAIN -aec RADRAFT localhost $PORT
+refused "client certificate from an unknown CA refused" "Association Request Failed" \
+    "TLS error: certificate verify failed" \
+    echoscu +tls stranger.key stranger.crt +cf ca.crt -aet STRANGER -aec RADRAFT localhost $PORT
 F=$DATA/dicom/codecs/JPEG-LL.dcm
 storescu +tls client.key client.crt +cf ca.crt -xs -aet TLSSCU -aec RADRAFT localhost $PORT "$F" \
     >storescu.log 2>&1 && pass "storescu over TLS" || fail "storescu over TLS"
@@ -69,18 +90,16 @@ CERTS="--set server.tls_certificate=client.crt --set server.tls_private_key=clie
 "$RADRAFT" echo $CERTS "RADRAFT@localhost:$PORT+tls" >/dev/null \
     && pass "a +tls destination speaks TLS without outbox.tls" \
     || fail "a +tls destination speaks TLS without outbox.tls"
-"$RADRAFT" echo $CERTS "RADRAFT@localhost:$PORT" >/dev/null 2>&1 \
-    && fail "a plain destination reached the TLS listener" \
-    || pass "a destination without suffix follows outbox.tls (off)"
-"$RADRAFT" echo $TLSOPTS "RADRAFT@localhost:$PORT+plain" >/dev/null 2>&1 \
-    && fail "a +plain destination spoke TLS" \
-    || pass "a +plain destination speaks plain TCP despite outbox.tls"
+refused "a destination without suffix follows outbox.tls (off)" "cannot associate" \
+    "TLS error: wrong version number" "$RADRAFT" echo $CERTS "RADRAFT@localhost:$PORT"
+refused "a +plain destination speaks plain TCP despite outbox.tls" "cannot associate" \
+    "TLS error: wrong version number" "$RADRAFT" echo $TLSOPTS "RADRAFT@localhost:$PORT+plain"
 # With a valid client certificate but trusting another CA, only the sender's own check of
 # the server's certificate can fail the association.
-"$RADRAFT" echo --set outbox.tls=true --set server.tls_certificate=client.crt \
+refused "sender refuses a server its CA did not sign" "TLS error: certificate verify failed" "" \
+    "$RADRAFT" echo --set outbox.tls=true --set server.tls_certificate=client.crt \
     --set server.tls_private_key=client.key --set server.tls_ca_certificates=otherca.crt \
-    RADRAFT@localhost:$PORT >/dev/null 2>&1 && fail "server not verified against the CA" \
-    || pass "sender refuses a server its CA did not sign"
+    RADRAFT@localhost:$PORT
 kill -TERM $SERVER
 wait $SERVER && pass "clean shutdown" || fail "exit status"
 SERVER=
