@@ -54,13 +54,30 @@ RD_TEST(resize_up_is_bilinear)
     REQUIRE_OK(rd_image_resize(src, 32, 20, &dst, &err), &err);
     CHECK_EQ_INT(dst->width, 32);
     CHECK_EQ_INT(dst->height, 20);
-    /* A linear ramp stays monotone and within the source range. */
+    /* Bilinear interpolation between pixel centres reproduces a linear ramp exactly: output
+     * pixel (x, y) samples the source at ((x + 0.5) * 8/32 - 0.5, (y + 0.5) * 8/20 - 0.5),
+     * clamped to the first and last centre, where the ramp (u + v) / 14 is known. Nearest
+     * neighbour would be off by up to half a source step (1/28). */
     for (int y = 0; y < 20; y++)
-        for (int x = 1; x < 32; x++)
-            CHECK(dst->data[y * 32 + x] >= dst->data[y * 32 + x - 1] - 1e-6f);
-    for (int i = 0; i < 32 * 20; i++)
-        CHECK(dst->data[i] >= 0.0f && dst->data[i] <= 1.0f);
+        for (int x = 0; x < 32; x++) {
+            double u = (x + 0.5) * 8.0 / 32 - 0.5, v = (y + 0.5) * 8.0 / 20 - 0.5;
+            u = u < 0 ? 0 : u > 7 ? 7 : u;
+            v = v < 0 ? 0 : v > 7 ? 7 : v;
+            CHECK_NEAR(dst->data[y * 32 + x], (u + v) / 14.0, 1e-5);
+        }
     rd_image_free(dst);
+    /* Between two different pixels the value is the distance-weighted mix: a 2 x 1 image
+     * (0, 1) grown to 8 x 1 samples at -0.375, -0.125, 0.125, ..., 1.375. */
+    rd_image *two = NULL;
+    REQUIRE_OK(rd_image_create(&two, 2, 1, &err), &err);
+    two->data[0] = 0.0f;
+    two->data[1] = 1.0f;
+    REQUIRE_OK(rd_image_resize(two, 8, 1, &dst, &err), &err);
+    const double want[8] = {0, 0, 0.125, 0.375, 0.625, 0.875, 1, 1};
+    for (int x = 0; x < 8; x++)
+        CHECK_NEAR(dst->data[x], want[x], 1e-6);
+    rd_image_free(dst);
+    rd_image_free(two);
     rd_image_free(src);
 }
 
