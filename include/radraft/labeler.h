@@ -106,6 +106,7 @@ typedef struct rd_labeler_eval {
     int n_reports;                /* reports found in both files and compared */
     int n_missing;                /* gold rows without a report */
     rd_labeler_positive positive; /* which predictions counted as positive */
+    int part;                     /* rd_labeler_part: which reports were compared */
     int tp[RD_FINDING_COUNT], fp[RD_FINDING_COUNT], fn[RD_FINDING_COUNT];
     int tn[RD_FINDING_COUNT];
     int annotated[RD_FINDING_COUNT]; /* the gold file has a column for it with a positive */
@@ -122,6 +123,24 @@ typedef struct rd_labeler_eval {
 rd_status rd_labeler_evaluate(const rd_labeler *lab, const char *reports_path,
                               const char *gold_path, rd_labeler_positive positive,
                               rd_labeler_eval *out, rd_error *err);
+
+/* The reports are split once, by a hash of the report id, into a tuning part (70%) that
+ * phrase and rule changes are tuned on and a held-out part (30%) that the labeler's bar is
+ * checked on: a report is held out when splitmix64(fnv1a64(id) ^ 0x1abe1) / 2^64 < 0.3. */
+typedef enum rd_labeler_part {
+    RD_LABELER_PART_ALL = 0,
+    RD_LABELER_PART_TUNING,
+    RD_LABELER_PART_HELD_OUT,
+} rd_labeler_part;
+
+/* "all", "tuning" or "held-out". */
+const char *rd_labeler_part_name(rd_labeler_part part);
+/* 1 when the report with this id belongs to `part`. */
+int rd_labeler_in_part(const char *id, rd_labeler_part part);
+/* rd_labeler_evaluate over one part only; "annotated" then means a gold positive in it. */
+rd_status rd_labeler_evaluate_part(const rd_labeler *lab, const char *reports_path,
+                                   const char *gold_path, rd_labeler_positive positive,
+                                   rd_labeler_part part, rd_labeler_eval *out, rd_error *err);
 
 /* Prints the evaluation as a table (one row per finding, then micro and macro). */
 void rd_labeler_eval_print(const rd_labeler_eval *ev, FILE *fp);

@@ -195,16 +195,20 @@ static const char eval_help[] =
     "$RADRAFT_SHARED_DATA/iu-reports/reports.jsonl and gold14.csv.\n\n"
     "  --reports FILE      reports as JSON Lines (id, findings, impression)\n"
     "  --gold FILE         CSV: id column, then one 0/1 column per finding\n"
+    "  --part PART         the reports compared: all (default), tuning (the 70% that rules\n"
+    "                      are tuned on) or held-out (the 30% the bar is checked on), split\n"
+    "                      by a hash of the report id\n"
     "  --positive MODE     print one table only: 'uncertain' (present or uncertain is\n"
     "                      positive), 'present' (present only) or 'speculative' (present,\n"
     "                      uncertain or speculative)\n" RD_CLI_COMMON_HELP;
 
 int rd_cmd_evaluate_labeler(int argc, char **argv)
 {
-    enum { OPT_REPORTS = RD_OPT_FIRST_PRIVATE, OPT_GOLD, OPT_POSITIVE };
+    enum { OPT_REPORTS = RD_OPT_FIRST_PRIVATE, OPT_GOLD, OPT_POSITIVE, OPT_PART };
     static const struct option opts[] = {{"reports", required_argument, NULL, OPT_REPORTS},
                                          {"gold", required_argument, NULL, OPT_GOLD},
                                          {"positive", required_argument, NULL, OPT_POSITIVE},
+                                         {"part", required_argument, NULL, OPT_PART},
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
@@ -218,6 +222,7 @@ int rd_cmd_evaluate_labeler(int argc, char **argv)
                                                 RD_LABELER_POSITIVE_PRESENT,
                                                 RD_LABELER_POSITIVE_SPECULATIVE};
     int opt, rc, only = -1;
+    rd_labeler_part part = RD_LABELER_PART_ALL;
 
     rd_cli_init(&cli, "radraft evaluate-labeler");
     while ((opt = rd_cli_getopt(&cli, argc, argv, "h", opts, eval_help, &rc)) > 0) {
@@ -227,6 +232,19 @@ int rd_cmd_evaluate_labeler(int argc, char **argv)
             break;
         case OPT_GOLD:
             gold = optarg;
+            break;
+        case OPT_PART:
+            if (strcmp(optarg, "all") == 0)
+                part = RD_LABELER_PART_ALL;
+            else if (strcmp(optarg, "tuning") == 0)
+                part = RD_LABELER_PART_TUNING;
+            else if (strcmp(optarg, "held-out") == 0)
+                part = RD_LABELER_PART_HELD_OUT;
+            else {
+                rd_cli_error(&cli, "--part expects 'all', 'tuning' or 'held-out', got '%s'",
+                             optarg);
+                return RD_EXIT_USAGE;
+            }
             break;
         case OPT_POSITIVE:
             for (int m = 0; m < 3; m++)
@@ -276,7 +294,7 @@ int rd_cmd_evaluate_labeler(int argc, char **argv)
     for (int m = 0; m < 3; m++) {
         if (only >= 0 && m != only)
             continue;
-        if (rd_labeler_evaluate(lab, reports, gold, order[m], &ev, &err) != RD_OK) {
+        if (rd_labeler_evaluate_part(lab, reports, gold, order[m], part, &ev, &err) != RD_OK) {
             rd_cli_error(&cli, "%s", rd_error_message(&err));
             rd_labeler_free(lab);
             return RD_EXIT_FAIL;

@@ -1,6 +1,7 @@
 /* radraft — the labeler's JSON Lines interface and its evaluation against expert labels. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -274,9 +275,38 @@ static int predicted_positive(const rd_labels *labels, int f, rd_labeler_positiv
     return 0;
 }
 
+const char *rd_labeler_part_name(rd_labeler_part part)
+{
+    return part == RD_LABELER_PART_TUNING     ? "tuning"
+           : part == RD_LABELER_PART_HELD_OUT ? "held-out"
+                                              : "all";
+}
+
+int rd_labeler_in_part(const char *id, rd_labeler_part part)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    h ^= 0x1abe1ull;
+    h += 0x9e3779b97f4a7c15ull; /* splitmix64's finalizer */
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    int held = (double)(h >> 11) / 9007199254740992.0 < 0.3;
+    return part == RD_LABELER_PART_ALL || (part == RD_LABELER_PART_HELD_OUT) == held;
+}
+
 rd_status rd_labeler_evaluate(const rd_labeler *lab, const char *reports_path,
                               const char *gold_path, rd_labeler_positive positive,
                               rd_labeler_eval *out, rd_error *err)
+{
+    return rd_labeler_evaluate_part(lab, reports_path, gold_path, positive, RD_LABELER_PART_ALL,
+                                    out, err);
+}
+
+rd_status rd_labeler_evaluate_part(const rd_labeler *lab, const char *reports_path,
+                                   const char *gold_path, rd_labeler_positive positive,
+                                   rd_labeler_part part, rd_labeler_eval *out, rd_error *err)
 {
     gold_row *rows = NULL;
     size_t nrows = 0;
@@ -289,6 +319,7 @@ rd_status rd_labeler_evaluate(const rd_labeler *lab, const char *reports_path,
 
     memset(out, 0, sizeof *out);
     out->positive = positive;
+    out->part = (int)part;
     rd_line_reader_init(&r, NULL);
     st = read_gold(gold_path, &rows, &nrows, out->annotated, has_column, err);
     if (st != RD_OK)
@@ -323,6 +354,10 @@ rd_status rd_labeler_evaluate(const rd_labeler *lab, const char *reports_path,
         g = bsearch(&key, rows, nrows, sizeof *rows, row_cmp);
         if (!g || seen[g - rows])
             continue;
+        if (!rd_labeler_in_part(key.id, part)) {
+            seen[g - rows] = 2; /* compared in the other part */
+            continue;
+        }
         seen[g - rows] = 1;
         out->n_reports++;
         for (int f = 0; f < RD_FINDING_COUNT; f++) {
@@ -339,7 +374,12 @@ rd_status rd_labeler_evaluate(const rd_labeler *lab, const char *reports_path,
                 out->tn[f]++;
         }
     }
-    out->n_missing = (int)nrows - out->n_reports;
+    out->n_missing = 0;
+    for (size_t i = 0; i < nrows; i++)
+        out->n_missing += !seen[i] && rd_labeler_in_part(rows[i].id, part);
+    if (part != RD_LABELER_PART_ALL)
+        for (int f = 0; f < RD_FINDING_COUNT; f++)
+            out->annotated[f] = has_column[f] && out->tp[f] + out->fn[f] > 0;
     {
         int tp = 0, fpos = 0, fn = 0, tp_all = 0, fp_all = 0, fn_all = 0, nmacro = 0;
         double sum_f1 = 0;
@@ -375,8 +415,8 @@ out:
 
 void rd_labeler_eval_print(const rd_labeler_eval *ev, FILE *fp)
 {
-    fprintf(fp, "reports compared: %d (gold rows without a report: %d); positive = %s\n",
-            ev->n_reports, ev->n_missing,
+    fprintf(fp, "reports compared: %d of part %s (gold rows without a report: %d); positive = %s\n",
+            ev->n_reports, rd_labeler_part_name((rd_labeler_part)ev->part), ev->n_missing,
             ev->positive == RD_LABELER_POSITIVE_PRESENT     ? "present"
             : ev->positive == RD_LABELER_POSITIVE_UNCERTAIN ? "present or uncertain"
                                                             : "present, uncertain or speculative");

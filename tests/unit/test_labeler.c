@@ -538,7 +538,8 @@ RD_TEST(random_text_is_handled)
 }
 
 /* The labeler measured on real reports with expert labels (../shared/data/iu-reports). */
-static void evaluate_iu(rd_labeler_positive positive, rd_labeler_eval *ev, int *ok)
+static void evaluate_iu_part(rd_labeler_positive positive, rd_labeler_part part,
+                             rd_labeler_eval *ev, int *ok)
 {
     const char *shared = rd_test_shared_data();
     char reports[1024], gold[1024];
@@ -549,13 +550,27 @@ static void evaluate_iu(rd_labeler_positive positive, rd_labeler_eval *ev, int *
         return;
     snprintf(reports, sizeof reports, "%s/iu-reports/reports.jsonl", shared);
     snprintf(gold, sizeof gold, "%s/iu-reports/gold14.csv", shared);
-    if (rd_labeler_evaluate(lab, reports, gold, positive, ev, &err) != RD_OK)
+    if (rd_labeler_evaluate_part(lab, reports, gold, positive, part, ev, &err) != RD_OK)
         fprintf(stderr, "rd_labeler_evaluate: %s\n", rd_error_message(&err));
     else
         *ok = 1;
     rd_labeler_free(lab);
     if (*ok)
         rd_labeler_eval_print(ev, stderr);
+}
+
+/* The gates below are on the held-out part of the reports (30%, by a hash of the report
+ * id), which phrase and rule changes must not be tuned on; the tuning part's figures are
+ * printed beside them. */
+static void evaluate_iu(rd_labeler_positive positive, rd_labeler_eval *ev, int *ok)
+{
+    rd_labeler_eval tuning;
+    int tuning_ok;
+    evaluate_iu_part(positive, RD_LABELER_PART_TUNING, &tuning, &tuning_ok);
+    evaluate_iu_part(positive, RD_LABELER_PART_HELD_OUT, ev, ok);
+    if (*ok && tuning_ok)
+        fprintf(stderr, "micro-F1: tuning %.3f, held-out %.3f (%d and %d reports)\n",
+                tuning.micro_f1, ev->micro_f1, tuning.n_reports, ev->n_reports);
 }
 
 /* The bar: micro-F1 >= 0.90 over the 14 findings, counting present or uncertain as
@@ -568,7 +583,7 @@ RD_TEST(iu_reports_micro_f1_uncertain_positive)
     int ok;
     evaluate_iu(RD_LABELER_POSITIVE_UNCERTAIN, &ev, &ok);
     REQUIRE(ok);
-    CHECK(ev.n_reports > 2000);
+    CHECK(ev.n_reports > 600); /* the held-out part: about 30% of the 2,500 reports */
     CHECK_MSG(ev.micro_f1 >= 0.90, "micro-F1 %.3f is below the bar 0.90", ev.micro_f1);
     CHECK_MSG(ev.micro_all_f1 >= 0.90, "micro-F1 over all 14 %.3f is below the bar 0.90",
               ev.micro_all_f1);
