@@ -3,9 +3,15 @@
  * no error in any of them, dcmdump shows the transfer syntax each should have, the
  * compressed ones hold exactly the pixels of the same image written uncompressed (checked
  * both through DCMTK's own decompressors and through rd_dicom_read_image), and the
- * findings are where a reader would look for them. */
+ * findings are where a reader would look for them. The demo's real studies (NIH images
+ * with made-up patients, samples/nih-samples.tsv) are checked the same way: dciodvfy,
+ * regeneration from the PNGs by scripts/nih-samples.sh, the PNG's pixels unchanged, and
+ * the claim of samples/README.md that the shipped model was trained on them. */
+#include <dirent.h>
 #include <stdint.h>
 #include <sys/stat.h>
+
+#include "radraft/image.h"
 
 #include "radraft/dicom.h"
 #include "radraft/samples.h"
@@ -296,6 +302,245 @@ RD_TEST(findings_are_visible)
     rd_image_free(normal);
     rd_image_free(cardio);
     rd_image_free(effusion);
+}
+
+/* ---- the real studies: NIH images filed under made-up patients ----------------------- */
+
+#define NIH_MAX 8
+
+typedef struct nih_row {
+    char id[32], name[96], modality[8], image[64], labels[256];
+    char path[1200]; /* the committed file, samples/<id>/pa.dcm or ap.dcm */
+    char file[8];    /* "pa.dcm" or "ap.dcm" */
+} nih_row;
+
+/* Copies field `k` (tab-separated) of `line` into dst; 0 if there is no such field or it
+ * does not fit. */
+static int tsv_field(const char *line, int k, char *dst, size_t size)
+{
+    size_t n;
+    for (int i = 0; i < k; i++) {
+        line = strchr(line, '\t');
+        if (!line)
+            return 0;
+        line++;
+    }
+    n = strcspn(line, "\t\n");
+    if (n == 0 || n >= size)
+        return 0;
+    memcpy(dst, line, n);
+    dst[n] = '\0';
+    return 1;
+}
+
+/* Reads samples/nih-samples.tsv and finds each row's committed file; returns the number of
+ * rows, or -1 (with a message) when the list is malformed or a file is missing. */
+static int nih_rows(nih_row *rows)
+{
+    char list[1200], *text = NULL;
+    int n = 0;
+    snprintf(list, sizeof list, "%s/samples/nih-samples.tsv", RD_TEST_SOURCE_DIR);
+    if (rd_read_file(list, 1 << 20, &text, NULL, NULL) != RD_OK) {
+        fprintf(stderr, "cannot read %s\n", list);
+        return -1;
+    }
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        if (line[0] && line[0] != '#' && strncmp(line, "patient_id\t", 11) != 0) {
+            nih_row *r = &rows[n];
+            struct stat sb;
+            if (n == NIH_MAX || !tsv_field(line, 0, r->id, sizeof r->id) ||
+                !tsv_field(line, 1, r->name, sizeof r->name) ||
+                !tsv_field(line, 6, r->modality, sizeof r->modality) ||
+                !tsv_field(line, 7, r->image, sizeof r->image) ||
+                !tsv_field(line, 8, r->labels, sizeof r->labels)) {
+                fprintf(stderr, "%s: bad or extra row: %s\n", list, line);
+                free(text);
+                return -1;
+            }
+            snprintf(r->file, sizeof r->file, "pa.dcm");
+            snprintf(r->path, sizeof r->path, "%s/samples/%s/pa.dcm", RD_TEST_SOURCE_DIR, r->id);
+            if (stat(r->path, &sb) != 0) {
+                snprintf(r->file, sizeof r->file, "ap.dcm");
+                snprintf(r->path, sizeof r->path, "%s/samples/%s/ap.dcm", RD_TEST_SOURCE_DIR,
+                         r->id);
+                if (stat(r->path, &sb) != 0) {
+                    fprintf(stderr, "samples/%s has neither pa.dcm nor ap.dcm\n", r->id);
+                    free(text);
+                    return -1;
+                }
+            }
+            n++;
+        }
+        line = end ? end + 1 : line + strlen(line);
+    }
+    free(text);
+    return n;
+}
+
+RD_TEST(nih_samples_are_listed_and_readable)
+{
+    nih_row rows[NIH_MAX];
+    int n = nih_rows(rows), normal = 0, cardio = 0, effusion = 0, ptx = 0, lump = 0;
+    char readme[1200], *text = NULL, dirpath[1200];
+    DIR *dir;
+    struct dirent *de;
+    REQUIRE(n >= 5);
+    snprintf(readme, sizeof readme, "%s/samples/README.md", RD_TEST_SOURCE_DIR);
+    REQUIRE_OK(rd_read_file(readme, 1 << 20, &text, NULL, NULL), NULL);
+    for (int i = 0; i < n; i++) {
+        const nih_row *r = &rows[i];
+        rd_image *img = NULL;
+        rd_dicom_meta m;
+        rd_error err;
+        char other[1300];
+        struct stat sb;
+        CHECK_OK(rd_dicom_read_image(r->path, NULL, &img, &m, &err), &err);
+        if (img) {
+            CHECK_EQ_INT(img->width, 256);
+            CHECK_EQ_INT(img->height, 256);
+            CHECK_STR(m.patient_id, r->id);
+            CHECK_STR(m.patient_name, r->name);
+            CHECK_STR(m.modality, r->modality);
+            CHECK_STR(m.view_position, r->file[0] == 'a' ? "AP" : "PA");
+            CHECK_STR(m.body_part, "CHEST");
+            CHECK_STR(m.image_type, "DERIVED\\PRIMARY");
+            CHECK_EQ_INT(m.bits_stored, 8);
+        }
+        rd_image_free(img);
+        /* One image per study, and the README's table names it. */
+        snprintf(other, sizeof other, "%s/samples/%s/%s", RD_TEST_SOURCE_DIR, r->id,
+                 r->file[0] == 'a' ? "pa.dcm" : "ap.dcm");
+        CHECK_MSG(stat(other, &sb) != 0, "samples/%s holds both views", r->id);
+        CHECK_MSG(strstr(text, r->image) != NULL, "samples/README.md does not name %s", r->image);
+        normal += strcmp(r->labels, "No Finding") == 0;
+        cardio += strstr(r->labels, "Cardiomegaly") != NULL;
+        effusion += strstr(r->labels, "Effusion") != NULL;
+        ptx += strstr(r->labels, "Pneumothorax") != NULL;
+        lump += strstr(r->labels, "Nodule") != NULL || strstr(r->labels, "Mass") != NULL;
+    }
+    CHECK(normal && cardio && effusion && ptx && lump);
+    CHECK(strstr(text, "https://nihcc.app.box.com/v/ChestXray-NIHCC") != NULL);
+    CHECK(strstr(text, "NIH Clinical Center") != NULL);
+    CHECK(strstr(text, "ChestX-ray8") != NULL);
+    CHECK(strstr(text, "bash scripts/nih-samples.sh") != NULL);
+    free(text);
+    /* Every samples/NIH* folder is one of the list's. */
+    snprintf(dirpath, sizeof dirpath, "%s/samples", RD_TEST_SOURCE_DIR);
+    dir = opendir(dirpath);
+    REQUIRE(dir);
+    while ((de = readdir(dir)) != NULL) {
+        int listed = 0;
+        if (strncmp(de->d_name, "NIH", 3) != 0)
+            continue;
+        for (int i = 0; i < n; i++)
+            listed |= strcmp(rows[i].id, de->d_name) == 0;
+        CHECK_MSG(listed, "samples/%s is not in samples/nih-samples.tsv", de->d_name);
+    }
+    closedir(dir);
+}
+
+RD_TEST(nih_samples_dciodvfy_finds_no_errors)
+{
+    nih_row rows[NIH_MAX];
+    int n = nih_rows(rows);
+    REQUIRE(n >= 5);
+    for (int i = 0; i < n; i++) {
+        char cmd[1400], *out = NULL;
+        int errors = 0, warnings = 0;
+        snprintf(cmd, sizeof cmd, "dciodvfy '%s'", rows[i].path);
+        run(cmd, &out);
+        REQUIRE(out);
+        CHECK_MSG(
+            strstr(out, strcmp(rows[i].modality, "CR") == 0 ? "CRImage" : "DXImageForPresentation"),
+            "%s: dciodvfy did not recognise the IOD:\n%s", rows[i].path, out);
+        for (const char *line = out; *line;) {
+            const char *end = strchr(line, '\n');
+            errors += strncmp(line, "Error", 5) == 0;
+            warnings += strncmp(line, "Warning", 7) == 0;
+            line = end ? end + 1 : line + strlen(line);
+        }
+        CHECK_MSG(errors == 0, "%s: dciodvfy reports %d errors:\n%s", rows[i].path, errors, out);
+        if (warnings)
+            fprintf(stderr, "note: %s: %d dciodvfy warnings:\n%s", rows[i].path, warnings, out);
+        free(out);
+    }
+}
+
+RD_TEST(nih_samples_regenerate_from_the_pngs)
+{
+    /* The documented command, run into a scratch folder, writes the committed files again:
+     * the same bytes, and the same pixels, which are the PNG's. */
+    const char *shared = rd_test_shared_data();
+    const char *dir = rd_test_tmpdir("nih_samples_regen");
+    nih_row rows[NIH_MAX];
+    int n = nih_rows(rows);
+    char cmd[4096], *out = NULL;
+    REQUIRE(n >= 5);
+    snprintf(cmd, sizeof cmd, "RADRAFT_SHARED_DATA='%s' bash '%s/scripts/nih-samples.sh' '%s' '%s'",
+             shared, RD_TEST_SOURCE_DIR, dir, RD_TEST_RADRAFT);
+    CHECK_MSG(run(cmd, &out) == 0, "%s", out ? out : "");
+    free(out);
+    for (int i = 0; i < n; i++) {
+        const nih_row *r = &rows[i];
+        rd_image *a = NULL, *b = NULL, *png = NULL;
+        rd_error err;
+        char fresh[1400], png_path[1400];
+        double maxdiff = 0.0;
+        snprintf(fresh, sizeof fresh, "%s/%.31s/%.7s", dir, r->id, r->file);
+        snprintf(png_path, sizeof png_path, "%s/nih/images/%s", shared, r->image);
+        CHECK_OK(rd_dicom_read_image(r->path, NULL, &a, NULL, &err), &err);
+        CHECK_OK(rd_dicom_read_image(fresh, NULL, &b, NULL, &err), &err);
+        CHECK_OK(rd_png_read(png_path, &png, NULL, &err), &err);
+        if (a && b && png) {
+            size_t np = (size_t)a->width * (size_t)a->height;
+            CHECK_MSG(a->width == b->width && a->height == b->height &&
+                          memcmp(a->data, b->data, sizeof(float) * np) == 0,
+                      "%s: the pixels regenerated from %s differ from the committed file", r->path,
+                      r->image);
+            CHECK_MSG(a->width == png->width && a->height == png->height, "%s: size", r->path);
+            if (a->width == png->width && a->height == png->height)
+                for (size_t k = 0; k < np; k++)
+                    maxdiff = fmax(maxdiff, fabs(a->data[k] - png->data[k]));
+            CHECK_MSG(maxdiff < 1e-6, "%s: max difference %g from %s", r->path, maxdiff, png_path);
+        }
+        CHECK_MSG(same_file(fresh, r->path),
+                  "%s differs from %s: run 'bash scripts/nih-samples.sh' if that was meant", fresh,
+                  r->path);
+        rd_image_free(a);
+        rd_image_free(b);
+        rd_image_free(png);
+    }
+}
+
+RD_TEST(nih_samples_were_in_the_training_set)
+{
+    /* samples/README.md says the shipped model was trained on these images. Its seed
+     * archive holds exactly its training images, keyed by sha256("nih:<file name>"): if a
+     * retrained model left one out, the README (or the choice of images) must change. */
+    const char *dir = rd_test_tmpdir("nih_samples_training");
+    nih_row rows[NIH_MAX];
+    int n = nih_rows(rows);
+    char cmd[4096], *out = NULL;
+    REQUIRE(n >= 5);
+    snprintf(cmd, sizeof cmd,
+             "set -e; '%s' archive import --seed '%s/models/cxr-resnet-small/seed-archive.bin' "
+             "--data-dir '%s/dd' >/dev/null; '%s' archive list --data-dir '%s/dd' --limit 1000000 "
+             "| grep -o '\"key\": \"[0-9a-f]*\"'",
+             RD_TEST_RADRAFT, RD_TEST_SOURCE_DIR, dir, RD_TEST_RADRAFT, dir);
+    CHECK_EQ_INT(run(cmd, &out), 0);
+    REQUIRE(out);
+    for (int i = 0; i < n; i++) {
+        char key[96], hex[RD_SHA256_HEX_SIZE];
+        snprintf(key, sizeof key, "nih:%s", rows[i].image);
+        rd_sha256_hex(key, strlen(key), hex);
+        CHECK_MSG(strstr(out, hex) != NULL,
+                  "%s (%s) is not among the shipped model's training images", rows[i].image,
+                  rows[i].id);
+    }
+    free(out);
 }
 
 RD_TEST_MAIN()

@@ -505,7 +505,8 @@ static void png_chunk(unsigned char *buf, size_t *pos, const char *type, const u
     buf[(*pos)++] = (unsigned char)n;
     memcpy(buf + *pos, type, 4);
     *pos += 4;
-    memcpy(buf + *pos, data, n);
+    if (n) /* IEND has no data (and memcpy must not see NULL) */
+        memcpy(buf + *pos, data, n);
     *pos += n;
     for (unsigned char *p = start; p < buf + *pos; p++) {
         crc ^= *p;
