@@ -37,6 +37,10 @@ typedef struct rd_dicom_meta {
     char modality[32];
     char view_position[32];
     char laterality[16];  /* Image Laterality, else Laterality */
+    /* Patient Orientation (0020,0020): the patient directions of the rows and columns,
+     * backslash-separated as stored ("L\\F": column index toward the patient's left, row
+     * index toward the feet, the standard display of a frontal chest radiograph) */
+    char patient_orientation[32];
     char body_part[72];   /* Body Part Examined */
     char image_type[128]; /* backslash-separated, as stored */
     char photometric[32]; /* Photometric Interpretation */
