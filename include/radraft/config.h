@@ -58,6 +58,7 @@ typedef struct rd_config {
     char labeler_speculative[16];
     char generator_templates[RD_CONFIG_STR_MAX];
     char generator_thresholds[RD_CONFIG_STR_MAX];
+    int generator_localize;
     /* encoder (CNN inference) */
     char encoder_model[RD_CONFIG_STR_MAX];
     int encoder_threads;

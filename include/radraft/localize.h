@@ -36,6 +36,7 @@
 #define RADRAFT_LOCALIZE_H
 
 #include "radraft/error.h"
+#include "radraft/image.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -139,6 +140,15 @@ typedef struct rd_location_rule {
  * it names nothing). */
 void rd_location_name(const rd_location *loc, const rd_location_rule *rule, rd_side *side,
                       rd_zone *zone);
+
+/* The heat map of `map` for an image of width x height pixels (1..RD_IMAGE_MAX_DIM): the
+ * hot region as rd_localize_map reads it, scaled to [0, 1] (0 outside it, 1 at the peak cell)
+ * and upsampled bilinearly (rd_image_resize, cell centres aligned) to the image, ready to
+ * lay over it (as a gray PNG, or as the alpha of a colour). A flat map gives zeros. On
+ * success *out is the caller's (rd_image_free). Errors as rd_localize_map, and those of
+ * rd_image_create. */
+rd_status rd_localize_heatmap(const float *map, int height, int width, int image_width,
+                              int image_height, rd_image **out, rd_error *err);
 
 #ifdef __cplusplus
 }

@@ -47,6 +47,9 @@ static const cfg_key cfg_keys[] = {
      NULL, "JSON report template file used instead of the built-in templates; empty: built-in"},
     {"generator.thresholds", CFG_STRING, OFF(generator_thresholds), 0, RD_CONFIG_STR_MAX - 1, "",
      NULL, "JSON file of per-finding present/uncertain score thresholds; empty: the model's"},
+    {"generator.localize", CFG_BOOL, OFF(generator_localize), 0, 1, "true", NULL,
+     "name the side and zone of each finding the draft mentions, from the encoder's class "
+     "activation maps, and keep a heat map per finding with the review item"},
     {"encoder.model", CFG_STRING, OFF(encoder_model), 0, RD_CONFIG_STR_MAX - 1,
      RD_MODELS_DIR "/cxr-resnet-small", NULL,
      "encoder model: a folder holding model.json (+ its safetensors), or the JSON file; "

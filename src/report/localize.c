@@ -228,3 +228,32 @@ void rd_location_name(const rd_location *loc, const rd_location_rule *rule, rd_s
     *side = s;
     *zone = z;
 }
+
+rd_status rd_localize_heatmap(const float *map, int h, int w, int image_width, int image_height,
+                              rd_image **out, rd_error *err)
+{
+    rd_location unused;
+    rd_image *cells = NULL;
+    double lo = INFINITY, hi = -INFINITY;
+    rd_status st;
+    *out = NULL;
+    /* The same checks as reading the map. */
+    if ((st = rd_localize_map(map, h, w, NULL, &unused, err)) != RD_OK)
+        return st;
+    if ((st = rd_image_create(&cells, w, h, err)) != RD_OK)
+        return st;
+    for (int p = 0; p < h * w; p++) {
+        lo = fmin(lo, map[p]);
+        hi = fmax(hi, map[p]);
+    }
+    if (hi > lo) {
+        double mid = 0.5 * (lo + hi);
+        for (int p = 0; p < h * w; p++)
+            cells->data[p] = map[p] > mid ? (float)((map[p] - mid) / (hi - mid)) : 0.0f;
+    }
+    st = rd_image_resize(cells, image_width, image_height, out, err);
+    rd_image_free(cells);
+    if (st == RD_OK)
+        rd_image_clamp(*out);
+    return st;
+}

@@ -252,4 +252,43 @@ RD_TEST(names_round_trip)
     CHECK_STR(rd_side_name(RD_SIDE_NONE), "");
 }
 
+/* A heat map: image-sized, 0 outside the hot region, 1 at the peak cell's centre, and the
+ * same for a map shifted by a constant. */
+RD_TEST(heatmap_image_sized_and_scaled)
+{
+    float m[49];
+    rd_image *hm = NULL, *hm2 = NULL;
+    static const int cell[] = {2, 5};
+    map_with(m, cell, 1, 3.0f);
+    REQUIRE_OK(rd_localize_heatmap(m, 7, 7, 350, 280, &hm, NULL), NULL);
+    CHECK_EQ_INT(hm->width, 350);
+    CHECK_EQ_INT(hm->height, 280);
+    /* The centre of cell (2, 5): x = 5.5 / 7 * 350 = 275, y = 2.5 / 7 * 280 = 100. */
+    float peak = hm->data[100 * 350 + 275], far = hm->data[270 * 350 + 10], hi = 0;
+    for (int i = 0; i < 350 * 280; i++) {
+        CHECK(hm->data[i] >= 0.0f && hm->data[i] <= 1.0f);
+        hi = hm->data[i] > hi ? hm->data[i] : hi;
+    }
+    CHECK_MSG(hi > 0.95f && hi <= 1.0f, "heat map maximum %g", hi);
+    CHECK_MSG(peak > 0.95f, "peak %g", peak);
+    CHECK_NEAR(far, 0.0, 1e-6);
+    for (int i = 0; i < 49; i++)
+        m[i] = m[i] * 0.5f - 4.0f;
+    REQUIRE_OK(rd_localize_heatmap(m, 7, 7, 350, 280, &hm2, NULL), NULL);
+    double d = 0;
+    for (int i = 0; i < 350 * 280; i++)
+        d = fmax(d, fabs(hm->data[i] - hm2->data[i]));
+    CHECK_MSG(d < 1e-5, "heat maps of a scaled and shifted map differ by %g", d);
+    rd_image_free(hm2);
+    hm2 = NULL;
+    /* Flat: all zero. */
+    for (int i = 0; i < 49; i++)
+        m[i] = 1.0f;
+    REQUIRE_OK(rd_localize_heatmap(m, 7, 7, 20, 20, &hm2, NULL), NULL);
+    for (int i = 0; i < 400; i++)
+        CHECK(hm2->data[i] == 0.0f);
+    CHECK_EQ_INT(rd_localize_heatmap(NULL, 7, 7, 20, 20, &hm2, NULL), RD_E_INVALID);
+    rd_image_free(hm);
+}
+
 RD_TEST_MAIN()
