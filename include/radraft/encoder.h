@@ -81,7 +81,8 @@ int rd_encoder_cam_size(const rd_encoder *enc, int *height, int *width);
 /* As rd_encoder_embed_batch, and `cams` (may be NULL; needs rd_encoder_cam_size) gets for
  * each image its n_labels maps of height x width floats (image i's map of finding f starts
  * at cams + (i * n_labels + f) * height * width), computed from the same forward pass. The
- * mean of a map over its positions is that finding's logit minus the head's bias. Errors as
+ * mean of a map over its positions is that finding's logit minus the head's bias.
+ * `embeddings` may be NULL here (only the scores or the maps wanted). Errors as
  * rd_encoder_embed_batch, and RD_E_UNSUPPORTED when `cams` is given for a model without
  * maps. */
 rd_status rd_encoder_embed_batch_cam(rd_encoder *enc, const rd_image *const *imgs, int n,

@@ -22,8 +22,11 @@
  * half-way between its minimum and maximum (e(p) = max(0, map(p) - (min + max) / 2)), so
  * that a map's overall level, which says how likely the finding is and not where, does not
  * move the answer. The side is the patient half with more of e (a column on the midline
- * counts half to each side); both sides ("bilateral") when the smaller half holds at least
- * RD_LOCALIZE_BILATERAL_RATIO of the larger. The zone is the band of the e-weighted centroid
+ * counts half to each side) when it holds more than 1 / RD_LOCALIZE_BILATERAL_RATIO times the
+ * other's (twice: two thirds of the hot region), else both sides ("bilateral"). A map
+ * whose evidence is spread over both halves does not say which side: a finding whose
+ * sentences never name both sides (a nodule, a pneumothorax) then names no side, and its
+ * plain sentence is written. The zone is the band of the e-weighted centroid
  * of the named side (of the whole map when bilateral), by fractions of the image height from
  * the top of a standard display: upper above RD_LOCALIZE_UPPER_END, lower below
  * RD_LOCALIZE_LOWER_START, middle between. These fractions come from the anatomy of a frontal
@@ -96,6 +99,12 @@ void rd_orientation_standard(rd_orientation *out);
 void rd_orientation_from_dicom(const char *patient_orientation, const char *view_position,
                                rd_orientation *out);
 
+/* A point of the stored image (u, v: fractions of its width and height from the top left)
+ * in the patient's frame: *left from 0 at the patient's right edge to 1 at the left edge,
+ * *feet from 0 at the head end to 1 at the feet end. Meaningful only when o->known. */
+void rd_orientation_to_patient(const rd_orientation *o, double u, double v, double *left,
+                               double *feet);
+
 /* Where a map puts its finding, in the patient's terms. The arrays are indexed by side:
  * RD_SIDE_RIGHT and RD_SIDE_LEFT for that half of the hot region, RD_SIDE_BILATERAL for the
  * whole of it. */
@@ -125,8 +134,8 @@ typedef struct rd_location {
 rd_status rd_localize_map(const float *map, int height, int width, const rd_orientation *o,
                           rd_location *out, rd_error *err);
 
-/* What a finding's sentences may name: whether both sides (else a bilateral map names the
- * side with more evidence), and which zones (a bit per rd_zone: 1u << RD_ZONE_UPPER, ...).
+/* What a finding's sentences may name: whether both sides (else a bilateral map names no
+ * side at all), and which zones (a bit per rd_zone: 1u << RD_ZONE_UPPER, ...).
  * A band the finding has no word for is not named: the upper band is called apical when
  * the finding lists apical, else upper when it lists upper; the lower band basal, else
  * lower; a retrocardiac location retrocardiac when listed, else as its band. */

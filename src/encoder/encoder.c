@@ -208,7 +208,8 @@ rd_status rd_encoder_embed_batch_cam(rd_encoder *enc, const rd_image *const *img
         emb = rd_nn_ctx_output(enc->ctx, "embedding", &size);
         if (!emb || size != dim)
             return rd_error_set(err, RD_E_INTERNAL, "embedding output missing");
-        memcpy(embeddings + (size_t)start * dim, emb, (size_t)b * dim * sizeof *emb);
+        if (embeddings)
+            memcpy(embeddings + (size_t)start * dim, emb, (size_t)b * dim * sizeof *emb);
         if (scores && nl > 0) {
             sc = rd_nn_ctx_output(enc->ctx, "scores", &size);
             if (!sc || size != nl)

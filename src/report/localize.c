@@ -119,14 +119,19 @@ void rd_orientation_from_dicom(const char *po, const char *view_position, rd_ori
 
 /* ---- reading a map ---- */
 
+void rd_orientation_to_patient(const rd_orientation *o, double u, double v, double *left,
+                               double *feet)
+{
+    double across = o->transpose ? v : u, down = o->transpose ? u : v;
+    *left = o->mirror ? 1.0 - across : across;
+    *feet = o->flip ? 1.0 - down : down;
+}
+
 /* The centre of cell (i, j) of an h x w map in the patient's frame. */
 static void patient_frame(const rd_orientation *o, int i, int j, int h, int w, double *left,
                           double *feet)
 {
-    double u = (j + 0.5) / w, v = (i + 0.5) / h;
-    double across = o->transpose ? v : u, down = o->transpose ? u : v;
-    *left = o->mirror ? 1.0 - across : across;
-    *feet = o->flip ? 1.0 - down : down;
+    rd_orientation_to_patient(o, (j + 0.5) / w, (i + 0.5) / h, left, feet);
 }
 
 static rd_zone band_of(double feet)
@@ -211,8 +216,10 @@ void rd_location_name(const rd_location *loc, const rd_location_rule *rule, rd_s
     *zone = RD_ZONE_NONE;
     if (!rule || !rule->sides || s == RD_SIDE_NONE || (unsigned)s >= RD_SIDE_COUNT)
         return;
+    /* Evidence spread over both halves says nothing about the side of a finding that is on
+     * one side only. */
     if (s == RD_SIDE_BILATERAL && !rule->bilateral)
-        s = loc->right_share >= loc->left_share ? RD_SIDE_RIGHT : RD_SIDE_LEFT;
+        return;
     if (s == RD_SIDE_LEFT && loc->retrocardiac && (zs & (1u << RD_ZONE_RETROCARDIAC)))
         z = RD_ZONE_RETROCARDIAC;
     else if (loc->band[s] == RD_ZONE_UPPER)
