@@ -196,8 +196,8 @@ rd_status rd_pipeline_write_draft_sr(const char *const *sources, int n_sources,
  * rd_localize_heatmap of its finding's map at the frontal image's size (the longest side cut
  * to RD_PIPELINE_HEATMAP_MAX_SIDE, the aspect kept), written atomically as an 8-bit gray PNG
  * to DIR/<StudyUID>-<version, 16 hex digits>-<Finding>.png (named by study and version, so
- * that a rerun rewrites the same files). paths[f] receives the path of finding f's file, ""
- * for the others. DIR is created when needed. Nothing is written without maps. */
+ * that a rerun rewrites the same files). paths[f] receives the absolute path of finding f's
+ * file, "" for the others. DIR is created when needed. Nothing is written without maps. */
 #define RD_PIPELINE_HEATMAP_MAX_SIDE 1024
 rd_status rd_pipeline_write_heatmaps(const rd_pipeline_draft *d, const char *dir,
                                      char paths[RD_FINDING_N_ABNORMAL][1024], rd_error *err);

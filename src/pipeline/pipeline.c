@@ -464,13 +464,20 @@ rd_status rd_pipeline_write_draft_sr(const char *const *sources, int n_sources,
 rd_status rd_pipeline_write_heatmaps(const rd_pipeline_draft *d, const char *dir,
                                      char paths[RD_FINDING_N_ABNORMAL][1024], rd_error *err)
 {
-    int w = d->image_width, h = d->image_height, cells = d->cam_height * d->cam_width;
-    int made_dir = 0;
+    int w = d->image_width, h = d->image_height, cells = d->cam_height * d->cam_width, any = 0;
+    char *abs = NULL;
     rd_status st = RD_OK;
     for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
         paths[f][0] = '\0';
-    if (!d->cams || w < 1 || h < 1)
+    for (int i = 0; i < d->draft.n_items; i++)
+        any |= d->draft.items[i].side != RD_SIDE_NONE;
+    if (!d->cams || w < 1 || h < 1 || !any)
         return RD_OK;
+    /* Absolute paths, so that a web node started elsewhere finds the files (as the images'). */
+    if ((st = rd_mkdirs(dir, err)) != RD_OK)
+        return st;
+    if (!(abs = realpath(dir, NULL)))
+        return rd_error_set(err, RD_E_IO, "%s: %s", dir, strerror(errno));
     /* The frontal image's aspect, the longest side at most RD_PIPELINE_HEATMAP_MAX_SIDE. */
     if (w > RD_PIPELINE_HEATMAP_MAX_SIDE || h > RD_PIPELINE_HEATMAP_MAX_SIDE) {
         double k = (double)RD_PIPELINE_HEATMAP_MAX_SIDE / (w > h ? w : h);
@@ -487,14 +494,12 @@ rd_status rd_pipeline_write_heatmaps(const rd_pipeline_draft *d, const char *dir
         int f = it->finding;
         if (it->side == RD_SIDE_NONE || f >= d->n_cams)
             continue;
-        if (snprintf(paths[f], sizeof paths[f], "%s/%s-%.16s-%s.png", dir, d->study_uid,
+        if (snprintf(paths[f], sizeof paths[f], "%s/%s-%.16s-%s.png", abs, d->study_uid,
                      d->content_version, rd_finding_name(it->finding)) >= (int)sizeof paths[f]) {
             paths[f][0] = '\0';
-            return rd_error_set(err, RD_E_INVALID, "heat map path too long");
-        }
-        if (!made_dir && (st = rd_mkdirs(dir, err)) != RD_OK)
+            st = rd_error_set(err, RD_E_INVALID, "heat map path too long");
             break;
-        made_dir = 1;
+        }
         if ((st = rd_localize_heatmap(d->cams + (size_t)f * cells, d->cam_height, d->cam_width, w,
                                       h, &hm, err)) == RD_OK &&
             (st = rd_png_encode(hm, &png, &len, err)) == RD_OK)
@@ -504,6 +509,7 @@ rd_status rd_pipeline_write_heatmaps(const rd_pipeline_draft *d, const char *dir
         if (st != RD_OK)
             paths[f][0] = '\0';
     }
+    free(abs);
     return st;
 }
 

@@ -504,7 +504,7 @@ static void run_localized(int localize)
         /* The sample is 256 rows; its width keeps the frontal image's aspect. */
         CHECK_EQ_INT(pi.height, 256);
         CHECK(pi.width > 0 && pi.channels == 1);
-        CHECK(strncmp(hm->valuestring, data, strlen(data)) == 0);
+        CHECK(hm->valuestring[0] == '/' && strstr(hm->valuestring, "/heatmaps/") != NULL);
     }
     for (size_t i = 0; localize && i < sizeof placed / sizeof placed[0]; i++) {
         const cJSON *o = cJSON_GetObjectItemCaseSensitive(fo, rd_finding_name(placed[i]));
