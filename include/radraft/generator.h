@@ -17,6 +17,11 @@
  * state. Otherwise the template sentence is used, so the draft never carries another
  * patient's identifying text.
  *
+ * Where a finding is (rd_generator_draft_*_at: the side and zone rd_localize_map reads in
+ * the encoder's class activation map) is written with the finding's "located" sentences
+ * when its templates have them ("A nodule in the right upper zone."); the templates' top-level
+ * "locations" holds the words for sides, zones and places.
+ *
  * A generator is immutable once created and may be shared between threads.
  */
 #ifndef RADRAFT_GENERATOR_H

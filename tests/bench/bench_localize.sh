@@ -13,10 +13,10 @@
 # images in the CSV's folder/images).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$here/../.."
+root="$(cd "$here/../.." && pwd)"
 radraft="${1:-$root/build/radraft}"
 model="${2:-$root/models/cxr-resnet-small}"
-bbox="${3:-$root/../shared/data/nih/bbox.csv}"
+bbox="${3:-$(cd "$root/.." && pwd)/shared/data/nih/bbox.csv}"
 
 echo "### All boxes"
 echo
