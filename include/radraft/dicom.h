@@ -44,6 +44,10 @@ typedef struct rd_dicom_meta {
     char transfer_syntax_uid[72];
     char transfer_syntax_name[96];
     char specific_charset[96];
+    /* Patient Orientation (0020,0020): the patient directions of the rows and columns,
+     * backslash-separated as stored ("L\\F": column index toward the patient's left, row
+     * index toward the feet, the standard display of a frontal chest radiograph) */
+    char patient_orientation[32];
     int series_number;
     int instance_number;
     int rows;

@@ -69,6 +69,30 @@ rd_status rd_encoder_embed(rd_encoder *enc, const rd_image *img, float *embeddin
 rd_status rd_encoder_embed_batch(rd_encoder *enc, const rd_image *const *imgs, int n,
                                  float *embeddings, float *scores, rd_error *err);
 
+/* Class activation maps of the scores (include/radraft/nn.h): 1 when the model's "scores"
+ * output is a linear head over global average pooling, with *height and *width (may be
+ * NULL) the size of one map (7 x 7 for the shipped encoder at 224 x 224 input); else 0. A
+ * map's rows and columns cover the whole image as the encoder sees it (resized to its input
+ * size, aspect ratio not kept): map cell (i, j) is centred at ((j + 0.5) / width, (i + 0.5)
+ * / height) of the image's width and height, row 0 at the top, column 0 at the left of the
+ * pixels as stored. */
+int rd_encoder_cam_size(const rd_encoder *enc, int *height, int *width);
+
+/* As rd_encoder_embed_batch, and `cams` (may be NULL; needs rd_encoder_cam_size) gets for
+ * each image its n_labels maps of height x width floats (image i's map of finding f starts
+ * at cams + (i * n_labels + f) * height * width), computed from the same forward pass. The
+ * mean of a map over its positions is that finding's logit minus the head's bias.
+ * `embeddings` may be NULL here (only the scores or the maps wanted). Errors as
+ * rd_encoder_embed_batch, and RD_E_UNSUPPORTED when `cams` is given for a model without
+ * maps. */
+rd_status rd_encoder_embed_batch_cam(rd_encoder *enc, const rd_image *const *imgs, int n,
+                                     float *embeddings, float *scores, float *cams, rd_error *err);
+
+/* The head's bias for finding f (0 when the head has none), for checking a map against its
+ * score: logit(score) = mean(map) + bias. NULL when the model has no maps. Owned by the
+ * model. */
+const float *rd_encoder_cam_bias(const rd_encoder *enc);
+
 #ifdef __cplusplus
 }
 #endif

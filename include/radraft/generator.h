@@ -17,6 +17,11 @@
  * state. Otherwise the template sentence is used, so the draft never carries another
  * patient's identifying text.
  *
+ * Where a finding is (rd_generator_draft_*_at: the side and zone rd_localize_map reads in
+ * the encoder's class activation map) is written with the finding's "located" sentences
+ * when its templates have them ("A nodule in the right upper zone."); the templates' top-level
+ * "locations" holds the words for sides, zones and places.
+ *
  * A generator is immutable once created and may be shared between threads.
  */
 #ifndef RADRAFT_GENERATOR_H
@@ -27,6 +32,7 @@
 #include "radraft/error.h"
 #include "radraft/findings.h"
 #include "radraft/labeler.h"
+#include "radraft/localize.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -88,6 +94,10 @@ typedef struct rd_draft_item {
     rd_finding finding;
     rd_finding_state state; /* present or uncertain */
     double confidence;      /* the score that chose the state */
+    /* Where the text says it is (rd_generator_draft_*_at): NONE, NONE when it names no
+     * place. */
+    rd_side side;
+    rd_zone zone;
 } rd_draft_item;
 
 /* A draft report. The caller owns the texts; rd_draft_free releases them. */
@@ -134,6 +144,26 @@ rd_status rd_generator_draft_states(const rd_generator *gen, const rd_finding_st
                                     const double *confidence, const rd_evidence_case *evidence,
                                     size_t n_evidence, const rd_labeler *lab, rd_draft *out,
                                     rd_error *err);
+
+/* As rd_generator_draft_scores and rd_generator_draft_states, with where each finding is
+ * (`where`: RD_FINDING_N_ABNORMAL locations, index rd_finding, from rd_localize_map; NULL:
+ * nowhere). A present or uncertain finding whose templates have "located" sentences, and
+ * for which rd_location_name names a side, is written with them ("A nodule in the right
+ * upper zone.") and its draft item records the side and zone named; the others as without
+ * locations. A located finding never takes an evidence sentence, and no evidence sentence
+ * that states a located finding is reused: another patient's side is not this patient's. */
+rd_status rd_generator_draft_scores_at(const rd_generator *gen, const double *scores,
+                                       const rd_thresholds *th, const rd_location *where,
+                                       const rd_evidence_case *evidence, size_t n_evidence,
+                                       const rd_labeler *lab, rd_draft *out, rd_error *err);
+rd_status rd_generator_draft_states_at(const rd_generator *gen, const rd_finding_state *states,
+                                       const double *confidence, const rd_location *where,
+                                       const rd_evidence_case *evidence, size_t n_evidence,
+                                       const rd_labeler *lab, rd_draft *out, rd_error *err);
+
+/* What finding f's located sentences may name (sides 0 when its templates have none), so
+ * that a measurement can ask which side the text would name (rd_location_name). */
+void rd_generator_location_rule(const rd_generator *gen, rd_finding f, rd_location_rule *out);
 
 /* Releases a draft's texts and clears it. Accepts NULL and a cleared draft. */
 void rd_draft_free(rd_draft *d);

@@ -63,6 +63,11 @@ rd_status rd_png_write(const rd_image *img, const char *path, int bit_depth, rd_
  * on failure *out is NULL. Errors: RD_E_INVALID (no image), RD_E_NOMEM, RD_E_IMAGE. */
 rd_status rd_png_encode(const rd_image *img, void **out, size_t *len, rd_error *err);
 
+/* Encodes `img` (values clamped to [0, 1], a heat map) as an 8-bit RGBA PNG to lay over an
+ * image: 0 transparent, growing values red turning yellow and more opaque (at most 60 %).
+ * As rd_png_encode otherwise. */
+rd_status rd_png_encode_overlay(const rd_image *img, void **out, size_t *len, rd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -107,6 +107,42 @@ rd_status rd_nn_forward(rd_nn_ctx *ctx, const float *input, int batch, rd_error 
  * forward). NULL when the model has no such output. */
 const float *rd_nn_ctx_output(const rd_nn_ctx *ctx, const char *key, int *size);
 
+/* Class activation maps (Zhou et al., CVPR 2016) ------------------------------------------
+ *
+ * When an output is a linear head over global average pooling of a feature map F (channels
+ * x height x width), optionally followed by a sigmoid, as "scores" is in radraft's
+ * encoders, the head's value k before its bias is the mean over positions p of
+ * map_k(p) = sum_c weight[k][c] * F[c][p]: where in the image the evidence for k lies. An
+ * inference context keeps F of every such output readable after a forward, and computes the
+ * maps from it on request (one n_maps x channels x positions sgemm). Nothing is looked up
+ * by node name: the graph's shape decides, so any model of that shape has maps. */
+typedef struct rd_nn_cam_info {
+    int n_maps;               /* values of the output (rows of the linear head) */
+    int channels;             /* channels of the feature map */
+    int height, width;        /* its positions: a map is height x width floats, row-major */
+    const float *weight;      /* n_maps x channels, the head's weights (owned by the model) */
+    const float *bias;        /* n_maps values, NULL when the head has none */
+    const char *feature_node; /* the feature map's node name (the model's) */
+} rd_nn_cam_info;
+
+/* Fills *out for output `key`. Errors: RD_E_NOT_FOUND (no such output), RD_E_UNSUPPORTED
+ * (the output is not a linear head over global average pooling). */
+rd_status rd_nn_model_cam_info(const rd_nn_model *model, const char *key, rd_nn_cam_info *out,
+                               rd_error *err);
+
+/* The feature map of output `key` for sample `sample` of the last forward: channels x height
+ * x width floats inside the arena (valid until the next forward); NULL when the output has
+ * no maps or `sample` is outside the last batch. */
+const float *rd_nn_ctx_cam_features(const rd_nn_ctx *ctx, const char *key, int sample);
+
+/* The class activation maps of output `key` for sample `sample` of the last forward:
+ * maps[k * height * width + p] as above, without the bias, so that the mean of map k over
+ * its positions is the head's value k minus its bias (the logit, for a sigmoid output).
+ * `maps` holds n_maps x height x width floats. Errors as rd_nn_model_cam_info, and
+ * RD_E_INVALID for a sample outside the last batch. */
+rd_status rd_nn_ctx_cam(const rd_nn_ctx *ctx, const char *key, int sample, float *maps,
+                        rd_error *err);
+
 /* Writing models ------------------------------------------------------------------------ */
 
 /* One float32 tensor to store in a safetensors file. */

@@ -12,13 +12,16 @@
  *   embed     the encoder's embedding and finding scores (rd_encoder_embed);
  *   retrieve  the top-k similar archive studies (rd_index_search), their votes combined with
  *             the encoder's scores (rd_index_votes, rd_index_combine);
- *   generate  the report text (rd_generator_draft_scores, thresholds from
- *             generator.thresholds, else the model's, else present 0.5 / uncertain 0.3);
+ *   generate  the report text (rd_generator_draft_scores_at, thresholds from
+ *             generator.thresholds, else the model's, else present 0.5 / uncertain 0.3),
+ *             naming the side and zone of each mentioned finding that the encoder's class
+ *             activation map places (generator.localize; include/radraft/localize.h);
  *   write     the draft SR (rd_sr_write_draft) into the SR folder (these stages are
  *             rd_pipeline_draft_files, which `radraft report` uses alone);
- *   record    one transaction: the review item (state 'draft': findings, scores,
- *             neighbours, SR path), the study version's outcome, and one outbox delivery per
- *             destination (rd_store_review_add).
+ *   record    the heat map of each located finding (DATA/heatmaps, rd_pipeline_write_heatmaps),
+ *             then one transaction: the review item (state 'draft': findings with their
+ *             side, zone and heat map, scores, neighbours, SR path), the study version's
+ *             outcome, and one outbox delivery per destination (rd_store_review_add).
  *
  * Threads: an rd_pipeline (configuration, generator, labeler, thresholds, archive index, the
  * encoder model's weights) is immutable once created and shared; each thread has its own
@@ -39,6 +42,7 @@
 #include "radraft/generator.h"
 #include "radraft/image.h"
 #include "radraft/limits.h"
+#include "radraft/localize.h"
 #include "radraft/sr.h"
 #include "radraft/store.h"
 
@@ -149,8 +153,18 @@ typedef struct rd_pipeline_draft {
     char patient_hash[RD_SHA256_HEX_SIZE];
     int view;
     int study_date;
-    int urgent;     /* a finding of review.urgent_findings is drafted present or uncertain */
-    rd_draft draft; /* owned: the texts and the states */
+    int urgent; /* a finding of review.urgent_findings is drafted present or uncertain */
+    /* Localization (generator.localize, a model whose scores have class activation maps):
+     * the maps of the frontal image (owned; n_cams maps of cam_height x cam_width floats,
+     * index rd_finding; NULL without), how its orientation was read, and where each map
+     * puts its finding (side NONE for all without maps). The draft's items say what the
+     * text names. */
+    float *cams;
+    int n_cams, cam_height, cam_width;
+    rd_orientation orientation;
+    rd_location where[RD_FINDING_N_ABNORMAL];
+    int image_width, image_height; /* the frontal image as decoded (0 when not decoded) */
+    rd_draft draft;                /* owned: the texts and the states */
     char sr_path[1024];
     rd_sr_result sr;
     double ms_read, ms_decode, ms_embed, ms_retrieve, ms_generate, ms_write;
@@ -181,6 +195,16 @@ rd_status rd_pipeline_write_draft_sr(const char *const *sources, int n_sources,
                                      const char *model_name, const char *model_version,
                                      const rd_sr_codes *codes, const char *sr_path,
                                      rd_sr_result *out, rd_error *err);
+
+/* The heat maps of a drafted study: for each item of d->draft that names a side, the
+ * rd_localize_heatmap of its finding's map at the frontal image's size (the longest side cut
+ * to RD_PIPELINE_HEATMAP_MAX_SIDE, the aspect kept), written atomically as an 8-bit gray PNG
+ * to DIR/<StudyUID>-<version, 16 hex digits>-<Finding>.png (named by study and version, so
+ * that a rerun rewrites the same files). paths[f] receives the absolute path of finding f's
+ * file, "" for the others. DIR is created when needed. Nothing is written without maps. */
+#define RD_PIPELINE_HEATMAP_MAX_SIDE 1024
+rd_status rd_pipeline_write_heatmaps(const rd_pipeline_draft *d, const char *dir,
+                                     char paths[RD_FINDING_N_ABNORMAL][1024], rd_error *err);
 
 /* Runs one study (`files`: its instances, n >= 1) through every stage. RD_OK for every
  * outcome in rd_pipeline_outcome; otherwise the error of the stage that failed, its message

@@ -54,6 +54,9 @@ static const cfg_key cfg_keys[] = {
     {"sr.finding_codes", CFG_STRING, OFF(sr_finding_codes), 0, RD_CONFIG_STR_MAX - 1, "", NULL,
      "JSON code table (SNOMED CT / DCM codes of the findings, states and score) used instead "
      "of the built-in models/finding-codes.json; empty: built-in"},
+    {"generator.localize", CFG_BOOL, OFF(generator_localize), 0, 1, "true", NULL,
+     "name the side and zone of each finding the draft mentions, from the encoder's class "
+     "activation maps, and keep a heat map per finding with the review item"},
     {"encoder.model", CFG_STRING, OFF(encoder_model), 0, RD_CONFIG_STR_MAX - 1,
      RD_MODELS_DIR "/cxr-resnet-small", NULL,
      "encoder model: a folder holding model.json (+ its safetensors), or the JSON file; "

@@ -186,6 +186,7 @@ int rd_cmd_model(int argc, char **argv);
 int rd_cmd_label(int argc, char **argv);
 int rd_cmd_evaluate_labeler(int argc, char **argv);
 int rd_cmd_evaluate(int argc, char **argv);
+int rd_cmd_localize_eval(int argc, char **argv);
 int rd_cmd_info(int argc, char **argv);
 int rd_cmd_render(int argc, char **argv);
 int rd_cmd_report(int argc, char **argv);

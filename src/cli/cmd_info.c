@@ -48,6 +48,7 @@ static const field fields[] = {
     S(modality),
     S(view_position),
     S(laterality),
+    S(patient_orientation),
     S(body_part),
     S(image_type),
     S(photometric),

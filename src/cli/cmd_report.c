@@ -45,8 +45,12 @@ static const char report_help[] =
     "  --thresholds FILE      per-finding present/uncertain thresholds (default: the key\n"
     "                         generator.thresholds, else the model's, else present 0.5 /\n"
     "                         uncertain 0.3)\n"
+    "  --heatmaps DIR         also write the heat map of each finding the draft places (the\n"
+    "                         encoder's class activation map over the frontal image, 8-bit gray\n"
+    "                         PNG) to DIR/<StudyUID>-<version>-<Finding>.png\n"
     "  --json                 print the texts, per finding its state, combined score, encoder\n"
-    "                         score and neighbours' vote, the neighbours, the model version\n"
+    "                         score and neighbours' vote (and, for a finding the text places,\n"
+    "                         its side, zone and heat map), the neighbours, the model version\n"
     "                         and the SR's path and UIDs as one JSON object\n" RD_CLI_COMMON_HELP;
 
 static const char sign_help[] =
@@ -240,7 +244,7 @@ out:
 /* --json: the study, the frontal image, per finding its state and scores, the neighbours,
  * the model, the texts and the SR. */
 static int print_report_json(char **files, int n, const rd_pipeline_draft *d, int from_model,
-                             long archive_size)
+                             long archive_size, char heatmaps[RD_FINDING_N_ABNORMAL][1024])
 {
     cJSON *obj = cJSON_CreateObject();
     cJSON *fl = obj ? cJSON_AddArrayToObject(obj, "findings") : NULL;
@@ -286,7 +290,18 @@ static int print_report_json(char **files, int n, const rd_pipeline_draft *d, in
             cJSON_AddNumberToObject(o, "votes", d->votes[f]);
         else
             cJSON_AddNullToObject(o, "votes");
+        for (int i = 0; i < d->draft.n_items; i++) {
+            const rd_draft_item *it = &d->draft.items[i];
+            if ((int)it->finding != f || it->side == RD_SIDE_NONE)
+                continue;
+            cJSON_AddStringToObject(o, "side", rd_side_name(it->side));
+            cJSON_AddStringToObject(o, "zone", rd_zone_name(it->zone));
+            if (heatmaps[f][0])
+                cJSON_AddStringToObject(o, "heatmap", heatmaps[f]);
+        }
     }
+    if (d->cams)
+        cJSON_AddStringToObject(obj, "orientation", d->orientation.rule);
     for (int i = 0; i < d->n_neighbours; i++) {
         cJSON *o = cJSON_CreateObject();
         if (!o || !cJSON_AddItemToArray(nl, o)) {
@@ -317,19 +332,28 @@ out:
 
 int rd_cmd_report(int argc, char **argv)
 {
-    enum { OPT_JSON = RD_OPT_FIRST_PRIVATE, OPT_SCORES, OPT_THRESHOLDS, OPT_MODEL, OPT_DATA };
+    enum {
+        OPT_JSON = RD_OPT_FIRST_PRIVATE,
+        OPT_SCORES,
+        OPT_THRESHOLDS,
+        OPT_MODEL,
+        OPT_DATA,
+        OPT_HEATMAPS
+    };
     static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
                                          {"json", no_argument, NULL, OPT_JSON},
                                          {"scores", required_argument, NULL, OPT_SCORES},
                                          {"thresholds", required_argument, NULL, OPT_THRESHOLDS},
                                          {"model", required_argument, NULL, OPT_MODEL},
                                          {"data-dir", required_argument, NULL, OPT_DATA},
+                                         {"heatmaps", required_argument, NULL, OPT_HEATMAPS},
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
     const char *out_arg = NULL, *scores_arg = NULL, *thresholds_arg = NULL;
-    const char *model_arg = NULL, *data_arg = NULL;
+    const char *model_arg = NULL, *data_arg = NULL, *heatmaps_arg = NULL;
+    char heatmaps[RD_FINDING_N_ABNORMAL][1024];
     int json = 0, opt, rc;
     rd_dicom_meta *metas = NULL;
     rd_pipeline_draft d;
@@ -359,6 +383,9 @@ int rd_cmd_report(int argc, char **argv)
             break;
         case OPT_DATA:
             data_arg = optarg;
+            break;
+        case OPT_HEATMAPS:
+            heatmaps_arg = optarg;
             break;
         }
     }
@@ -435,13 +462,18 @@ int rd_cmd_report(int argc, char **argv)
         rd_cli_error(&cli, "%s", rd_error_message(&err));
         goto out;
     }
+    memset(heatmaps, 0, sizeof heatmaps);
+    if (heatmaps_arg && rd_pipeline_write_heatmaps(&d, heatmaps_arg, heatmaps, &err) != RD_OK) {
+        rd_cli_error(&cli, "%s", rd_error_message(&err));
+        goto out;
+    }
     if (!json) {
         printf("%s\n\nFINDINGS:\n%s\n\nIMPRESSION:\n%s\n", d.sr_path, d.draft.findings_text,
                d.draft.impression_text);
         rc = RD_EXIT_OK;
         goto out;
     }
-    if (print_report_json(files, n, &d, !scores_arg, archive_size) != 0) {
+    if (print_report_json(files, n, &d, !scores_arg, archive_size, heatmaps) != 0) {
         rd_cli_error(&cli, "out of memory");
         goto out;
     }

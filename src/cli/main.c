@@ -33,6 +33,8 @@ static const command commands[] = {
     {"label", rd_cmd_label, "report text (JSON Lines) -> finding states"},
     {"evaluate", rd_cmd_evaluate, "per-finding AUROC of predictions (CSV) against labels"},
     {"evaluate-labeler", rd_cmd_evaluate_labeler, "measure the labeler against expert labels"},
+    {"localize-eval", rd_cmd_localize_eval,
+     "measure the class activation maps on expert bounding boxes (pointing game, side)"},
     {"archive", rd_cmd_archive, "similar-case archive: import, list, stats, export-seed, query"},
     {"samples", rd_cmd_samples, "write the synthetic sample studies as DICOM files"},
     {"config", rd_cmd_config, "print the effective configuration or the list of keys"},

@@ -22,6 +22,8 @@ struct rd_encoder {
     int max_batch;
     size_t in_elems; /* floats of one preprocessed image */
     float *input;    /* max_batch preprocessed images, reused by every call */
+    int has_cam;     /* the scores have class activation maps */
+    rd_nn_cam_info cam;
 };
 
 void rd_encoder_model_free(rd_encoder_model *model)
@@ -95,6 +97,9 @@ rd_status rd_encoder_create_shared(rd_encoder **out, const rd_encoder_model *mod
     if ((st = rd_nn_ctx_create(&enc->ctx, model->nn, max_batch, threads, err)) != RD_OK)
         goto fail;
     enc->max_batch = max_batch;
+    enc->has_cam = enc->info->n_labels > 0 &&
+                   rd_nn_model_cam_info(model->nn, "scores", &enc->cam, NULL) == RD_OK &&
+                   enc->cam.n_maps == enc->info->n_labels;
     enc->in_elems =
         (size_t)enc->info->in_channels * (size_t)enc->info->in_height * (size_t)enc->info->in_width;
     if (!rd_mul_size(enc->in_elems * sizeof(float), (size_t)max_batch, &n) ||
@@ -156,14 +161,38 @@ rd_status rd_encoder_preprocess(const rd_encoder *enc, const rd_image *img, floa
     return RD_OK;
 }
 
+int rd_encoder_cam_size(const rd_encoder *enc, int *height, int *width)
+{
+    if (height)
+        *height = enc->has_cam ? enc->cam.height : 0;
+    if (width)
+        *width = enc->has_cam ? enc->cam.width : 0;
+    return enc->has_cam;
+}
+
+const float *rd_encoder_cam_bias(const rd_encoder *enc)
+{
+    return enc->has_cam ? enc->cam.bias : NULL;
+}
+
 rd_status rd_encoder_embed_batch(rd_encoder *enc, const rd_image *const *imgs, int n,
                                  float *embeddings, float *scores, rd_error *err)
 {
+    return rd_encoder_embed_batch_cam(enc, imgs, n, embeddings, scores, NULL, err);
+}
+
+rd_status rd_encoder_embed_batch_cam(rd_encoder *enc, const rd_image *const *imgs, int n,
+                                     float *embeddings, float *scores, float *cams, rd_error *err)
+{
     const rd_nn_info *info = enc->info;
     int dim = info->embedding_dim, nl = info->n_labels;
+    size_t per_image = enc->has_cam ? (size_t)nl * enc->cam.height * enc->cam.width : 0;
 
     if (n < 1)
         return rd_error_set(err, RD_E_INVALID, "no image to embed");
+    if (cams && !enc->has_cam)
+        return rd_error_set(err, RD_E_UNSUPPORTED,
+                            "the model's scores have no class activation maps");
     for (int start = 0; start < n; start += enc->max_batch) {
         int b = n - start < enc->max_batch ? n - start : enc->max_batch, size = 0;
         rd_status st;
@@ -179,13 +208,18 @@ rd_status rd_encoder_embed_batch(rd_encoder *enc, const rd_image *const *imgs, i
         emb = rd_nn_ctx_output(enc->ctx, "embedding", &size);
         if (!emb || size != dim)
             return rd_error_set(err, RD_E_INTERNAL, "embedding output missing");
-        memcpy(embeddings + (size_t)start * dim, emb, (size_t)b * dim * sizeof *emb);
+        if (embeddings)
+            memcpy(embeddings + (size_t)start * dim, emb, (size_t)b * dim * sizeof *emb);
         if (scores && nl > 0) {
             sc = rd_nn_ctx_output(enc->ctx, "scores", &size);
             if (!sc || size != nl)
                 return rd_error_set(err, RD_E_INTERNAL, "scores output missing");
             memcpy(scores + (size_t)start * nl, sc, (size_t)b * nl * sizeof *sc);
         }
+        for (int i = 0; cams && i < b; i++)
+            if ((st = rd_nn_ctx_cam(enc->ctx, "scores", i, cams + (size_t)(start + i) * per_image,
+                                    err)) != RD_OK)
+                return st;
     }
     return RD_OK;
 }

@@ -383,7 +383,12 @@ static void png_buf_flush(png_structp png)
     (void)png;
 }
 
-rd_status rd_png_encode(const rd_image *img, void **out, size_t *len, rd_error *err)
+/* Encodes `img` as 8-bit gray, or (overlay) as RGBA heat colours: value v becomes red
+ * turning yellow as v grows (R 255, G 255 * v, B 0) with opacity OVERLAY_ALPHA * v, so that
+ * 0 is transparent. */
+#define OVERLAY_ALPHA 0.6f
+static rd_status png_encode(const rd_image *img, int overlay, void **out, size_t *len,
+                            rd_error *err)
 {
     png_structp png = NULL;
     png_infop pinfo = NULL;
@@ -398,7 +403,7 @@ rd_status rd_png_encode(const rd_image *img, void **out, size_t *len, rd_error *
         return rd_error_set(err, RD_E_INVALID, "no image to encode as PNG");
     png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_error, png_on_warning);
     pinfo = png ? png_create_info_struct(png) : NULL;
-    row = malloc((size_t)img->width);
+    row = malloc((size_t)img->width * (overlay ? 4 : 1));
     if (!pinfo || !row) {
         st = rd_error_set(err, RD_E_NOMEM, "out of memory encoding a PNG");
         goto out;
@@ -409,8 +414,8 @@ rd_status rd_png_encode(const rd_image *img, void **out, size_t *len, rd_error *
     }
     png_set_write_fn(png, &buf, png_buf_write, png_buf_flush);
     png_set_IHDR(png, pinfo, (png_uint_32)img->width, (png_uint_32)img->height, 8,
-                 PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-                 PNG_FILTER_TYPE_DEFAULT);
+                 overlay ? PNG_COLOR_TYPE_RGBA : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     /* A middling zlib level: the page asks for a new image at every window change, so
      * encoding time matters more than the last few percent of size. */
     png_set_compression_level(png, 3);
@@ -420,7 +425,14 @@ rd_status rd_png_encode(const rd_image *img, void **out, size_t *len, rd_error *
         for (int x = 0; x < img->width; x++) {
             float v = s[x];
             v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : (v == v ? v : 0.0f));
-            row[x] = (unsigned char)lrintf(v * 255.0f);
+            if (!overlay) {
+                row[x] = (unsigned char)lrintf(v * 255.0f);
+                continue;
+            }
+            row[4 * x] = 255;
+            row[4 * x + 1] = (unsigned char)lrintf(v * 255.0f);
+            row[4 * x + 2] = 0;
+            row[4 * x + 3] = (unsigned char)lrintf(v * OVERLAY_ALPHA * 255.0f);
         }
         png_write_row(png, row);
     }
@@ -435,4 +447,14 @@ out:
     *out = buf.data;
     *len = buf.len;
     return RD_OK;
+}
+
+rd_status rd_png_encode(const rd_image *img, void **out, size_t *len, rd_error *err)
+{
+    return png_encode(img, 0, out, len, err);
+}
+
+rd_status rd_png_encode_overlay(const rd_image *img, void **out, size_t *len, rd_error *err)
+{
+    return png_encode(img, 1, out, len, err);
 }

@@ -78,6 +78,87 @@ static void run_graph(void *arg, int ith, int nth)
     }
 }
 
+/* Class activation maps ------------------------------------------------------------------ */
+
+int rd__nn_cam_head(const rd_nn_model *m, int o, int *feature)
+{
+    int i = m->outputs[o].node, g, f;
+    const rd_nn_node *lin;
+    if (m->nodes[i].op == RD_NN_OP_SIGMOID)
+        i = m->nodes[i].in[0];
+    lin = &m->nodes[i];
+    /* A linear head over global average pooling, with no activation between the two:
+     * only then is the head's value the mean over positions of a per-position map. */
+    if (lin->dead || lin->op != RD_NN_OP_LINEAR || lin->act != RD_NN_ACT_NONE || !lin->weight)
+        return -1;
+    g = lin->in[0];
+    if (m->nodes[g].op != RD_NN_OP_GAP || m->nodes[g].act != RD_NN_ACT_NONE)
+        return -1;
+    f = m->nodes[g].in[0];
+    if (m->nodes[f].c != m->nodes[g].c || m->nodes[f].h < 1 || m->nodes[f].w < 1)
+        return -1;
+    *feature = f;
+    return i;
+}
+
+static int output_index(const rd_nn_model *m, const char *key)
+{
+    for (int o = 0; o < m->n_outputs; o++)
+        if (strcmp(m->outputs[o].key, key) == 0)
+            return o;
+    return -1;
+}
+
+rd_status rd_nn_model_cam_info(const rd_nn_model *m, const char *key, rd_nn_cam_info *out,
+                               rd_error *err)
+{
+    int o = output_index(m, key), feature = -1, head;
+    if (o < 0)
+        return rd_error_set(err, RD_E_NOT_FOUND, "the model has no output '%s'", key);
+    if ((head = rd__nn_cam_head(m, o, &feature)) < 0)
+        return rd_error_set(err, RD_E_UNSUPPORTED,
+                            "output '%s' is not a linear head over global average pooling "
+                            "(optionally followed by a sigmoid): no class activation maps",
+                            key);
+    out->n_maps = m->nodes[head].c;
+    out->channels = m->nodes[feature].c;
+    out->height = m->nodes[feature].h;
+    out->width = m->nodes[feature].w;
+    out->weight = m->nodes[head].weight;
+    out->bias = m->nodes[head].bias;
+    out->feature_node = m->nodes[feature].name;
+    return RD_OK;
+}
+
+const float *rd_nn_ctx_cam_features(const rd_nn_ctx *ctx, const char *key, int sample)
+{
+    const rd_nn_model *m = ctx->m;
+    int o = output_index(m, key), feature;
+    if (o < 0 || sample < 0 || sample >= ctx->batch || rd__nn_cam_head(m, o, &feature) < 0)
+        return NULL;
+    return ctx->val[feature] + (size_t)sample * node_elems(&m->nodes[feature]);
+}
+
+rd_status rd_nn_ctx_cam(const rd_nn_ctx *ctx, const char *key, int sample, float *maps,
+                        rd_error *err)
+{
+    rd_nn_cam_info ci;
+    const float *x;
+    rd_status st;
+    if ((st = rd_nn_model_cam_info(ctx->m, key, &ci, err)) != RD_OK)
+        return st;
+    if (sample < 0 || sample >= ctx->batch)
+        return rd_error_set(err, RD_E_INVALID, "sample %d outside the last forward's batch of %d",
+                            sample, ctx->batch);
+    x = rd_nn_ctx_cam_features(ctx, key, sample);
+    /* maps (n_maps x positions) = weight (n_maps x channels) . features (channels x
+     * positions): one small sgemm, on the caller's thread. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ci.n_maps, ci.height * ci.width,
+                ci.channels, 1.0f, ci.weight, ci.channels, x, ci.height * ci.width, 0.0f, maps,
+                ci.height * ci.width);
+    return RD_OK;
+}
+
 /* Context ------------------------------------------------------------------------------------ */
 
 typedef struct block {
@@ -111,8 +192,15 @@ static rd_status plan_arena(rd_nn_ctx *ctx, rd_error *err)
             if (last[m->nodes[i].in[j]] < i)
                 last[m->nodes[i].in[j]] = i;
     }
-    for (int o = 0; o < m->n_outputs; o++)
+    for (int o = 0; o < m->n_outputs; o++) {
+        int feature;
         last[m->outputs[o].node] = n;
+        /* The feature map of an output that has class activation maps stays readable after
+         * the forward, for rd_nn_ctx_cam: one small map per sample (256 x 7 x 7 floats for
+         * the shipped encoder). */
+        if (rd__nn_cam_head(m, o, &feature) >= 0)
+            last[feature] = n;
+    }
     last[0] = n;
     for (int i = 0; i < n; i++) {
         size_t size;

@@ -82,6 +82,11 @@ struct rd_nn_model {
 
 const char *rd_nn_op_name(rd_nn_op op);
 
+/* For output `o`: when it is sigmoid(linear(gap(F))) or linear(gap(F)) (the linear with no
+ * fused activation), returns the linear node and sets *feature to F, the feature map whose
+ * class activation maps the head gives; else -1. */
+int rd__nn_cam_head(const rd_nn_model *m, int o, int *feature);
+
 /* As rd_nn_model_parse / rd_nn_model_load, with the same validation, but the graph is kept
  * as described for the trainer (src/train/nn_train.c): batch norm keeps gamma, beta, running mean
  * and running variance, and nothing is folded or fused. Such a model is not for inference

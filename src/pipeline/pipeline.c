@@ -378,8 +378,8 @@ static void calibrate(const rd_pipeline *p, rd_pipeline_draft *d)
 
 /* The review item's JSON: per finding its drafted state, the combined score, the
  * encoder's score and the neighbours' vote; the neighbours with their similarity. */
-static rd_status review_json(const rd_pipeline_draft *d, char **findings, char **neighbours,
-                             rd_error *err)
+static rd_status review_json(const rd_pipeline_draft *d, char heatmaps[RD_FINDING_N_ABNORMAL][1024],
+                             char **findings, char **neighbours, rd_error *err)
 {
     cJSON *fo = cJSON_CreateObject(), *no = cJSON_CreateArray();
     rd_status st = RD_OK;
@@ -399,6 +399,18 @@ static rd_status review_json(const rd_pipeline_draft *d, char **findings, char *
         }
         if (d->n_neighbours > 0)
             cJSON_AddNumberToObject(o, "votes", d->votes[f]);
+    }
+    /* Where the text places each located finding, and its heat map. */
+    for (int i = 0; i < d->draft.n_items; i++) {
+        const rd_draft_item *it = &d->draft.items[i];
+        cJSON *o = cJSON_GetObjectItemCaseSensitive(fo, rd_finding_name(it->finding));
+        if (it->side == RD_SIDE_NONE || !o)
+            continue;
+        cJSON_AddStringToObject(o, "side", rd_side_name(it->side));
+        if (it->zone != RD_ZONE_NONE)
+            cJSON_AddStringToObject(o, "zone", rd_zone_name(it->zone));
+        if (heatmaps && heatmaps[it->finding][0])
+            cJSON_AddStringToObject(o, "heatmap", heatmaps[it->finding]);
     }
     for (int i = 0; i < d->n_neighbours; i++) {
         cJSON *o = cJSON_CreateObject();
@@ -435,6 +447,7 @@ void rd_pipeline_draft_free(rd_pipeline_draft *d)
     free(d->neighbours);
     cJSON_free(d->images_json);
     free(d->embedding);
+    free(d->cams);
     memset(d, 0, sizeof *d);
     d->frontal = -1;
     d->frontal_rule = "";
@@ -470,6 +483,58 @@ rd_status rd_pipeline_write_draft_sr(const char *const *sources, int n_sources,
     sp.model_version = sr_version;
     sp.codes = codes;
     return rd_sr_write_draft(&sp, sr_path, out, err);
+}
+
+rd_status rd_pipeline_write_heatmaps(const rd_pipeline_draft *d, const char *dir,
+                                     char paths[RD_FINDING_N_ABNORMAL][1024], rd_error *err)
+{
+    int w = d->image_width, h = d->image_height, cells = d->cam_height * d->cam_width, any = 0;
+    char *abs = NULL;
+    rd_status st = RD_OK;
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        paths[f][0] = '\0';
+    for (int i = 0; i < d->draft.n_items; i++)
+        any |= d->draft.items[i].side != RD_SIDE_NONE;
+    if (!d->cams || w < 1 || h < 1 || !any)
+        return RD_OK;
+    /* Absolute paths, so that a web node started elsewhere finds the files (as the images'). */
+    if ((st = rd_mkdirs(dir, err)) != RD_OK)
+        return st;
+    if (!(abs = realpath(dir, NULL)))
+        return rd_error_set(err, RD_E_IO, "%s: %s", dir, strerror(errno));
+    /* The frontal image's aspect, the longest side at most RD_PIPELINE_HEATMAP_MAX_SIDE. */
+    if (w > RD_PIPELINE_HEATMAP_MAX_SIDE || h > RD_PIPELINE_HEATMAP_MAX_SIDE) {
+        double k = (double)RD_PIPELINE_HEATMAP_MAX_SIDE / (w > h ? w : h);
+        w = (int)lround(w * k);
+        h = (int)lround(h * k);
+        w = w < 1 ? 1 : w;
+        h = h < 1 ? 1 : h;
+    }
+    for (int i = 0; i < d->draft.n_items && st == RD_OK; i++) {
+        const rd_draft_item *it = &d->draft.items[i];
+        rd_image *hm = NULL;
+        void *png = NULL;
+        size_t len = 0;
+        int f = it->finding;
+        if (it->side == RD_SIDE_NONE || f >= d->n_cams)
+            continue;
+        if (snprintf(paths[f], sizeof paths[f], "%s/%s-%.16s-%s.png", abs, d->study_uid,
+                     d->content_version, rd_finding_name(it->finding)) >= (int)sizeof paths[f]) {
+            paths[f][0] = '\0';
+            st = rd_error_set(err, RD_E_INVALID, "heat map path too long");
+            break;
+        }
+        if ((st = rd_localize_heatmap(d->cams + (size_t)f * cells, d->cam_height, d->cam_width, w,
+                                      h, &hm, err)) == RD_OK &&
+            (st = rd_png_encode(hm, &png, &len, err)) == RD_OK)
+            st = rd_write_file_atomic(paths[f], png, len, err);
+        free(png);
+        rd_image_free(hm);
+        if (st != RD_OK)
+            paths[f][0] = '\0';
+    }
+    free(abs);
+    return st;
 }
 
 /* ---- the stages of one study ---- */
@@ -714,9 +779,29 @@ static rd_status stage_embed(study *s, rd_error *err)
         calloc((size_t)(info->embedding_dim > 0 ? info->embedding_dim : 1), sizeof(float));
     if (!s->embedding)
         return rd_error_set(err, RD_E_NOMEM, "embed: out of memory");
-    if ((st = rd_encoder_embed(s->w->enc, s->img, s->embedding,
-                               d->has_encoder_scores ? fscores : NULL, err)) != RD_OK)
+    d->image_width = s->img->width;
+    d->image_height = s->img->height;
+    /* The class activation maps come from the same forward pass (a few microseconds more). */
+    if (s->w->p->cfg.generator_localize && d->has_encoder_scores &&
+        rd_encoder_cam_size(s->w->enc, &d->cam_height, &d->cam_width)) {
+        d->n_cams = info->n_labels;
+        d->cams = malloc((size_t)d->n_cams * d->cam_height * d->cam_width * sizeof *d->cams);
+        if (!d->cams)
+            return rd_error_set(err, RD_E_NOMEM, "embed: out of memory");
+    }
+    if ((st = rd_encoder_embed_batch_cam(s->w->enc, (const rd_image *const *)&s->img, 1,
+                                         s->embedding, d->has_encoder_scores ? fscores : NULL,
+                                         d->cams, err)) != RD_OK)
         return rd_error_prefix(err, st, "embed");
+    if (d->cams) {
+        const rd_dicom_meta *m = &s->img_metas[s->frontal];
+        int cells = d->cam_height * d->cam_width;
+        rd_orientation_from_dicom(m->patient_orientation, m->view_position, &d->orientation);
+        for (int f = 0; f < RD_FINDING_N_ABNORMAL && f < d->n_cams; f++)
+            if ((st = rd_localize_map(d->cams + (size_t)f * cells, d->cam_height, d->cam_width,
+                                      &d->orientation, &d->where[f], err)) != RD_OK)
+                return rd_error_prefix(err, st, "embed");
+    }
     for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
         d->encoder[f] = d->has_encoder_scores ? fscores[f] : 0;
     /* The review item keeps it: signing makes it the study's archive entry. */
@@ -778,8 +863,9 @@ static rd_status stage_generate(study *s, rd_error *err)
             return rd_error_set(err, RD_E_NOMEM, "generate: out of memory");
         rd_index_evidence(s->hits, s->n_hits, evidence);
     }
-    st = rd_generator_draft_scores(p->gen, s->d->combined, &p->th, evidence, (size_t)s->n_hits,
-                                   p->lab, &s->d->draft, err);
+    st = rd_generator_draft_scores_at(p->gen, s->d->combined, &p->th,
+                                      s->d->cams ? s->d->where : NULL, evidence, (size_t)s->n_hits,
+                                      p->lab, &s->d->draft, err);
     free(evidence);
     if (st != RD_OK)
         return rd_error_prefix(err, st, "generate");
@@ -883,6 +969,7 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
     rd_pipeline *p = w->p;
     rd_pipeline_draft d;
     char *findings_json = NULL, *neighbours_json = NULL;
+    char heatmaps[RD_FINDING_N_ABNORMAL][1024];
     rd_status st;
     double t, t0 = now_ms();
 
@@ -909,9 +996,19 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
             res->n_uncertain++;
     }
 
-    /* record: the review item, the study version and the deliveries, together. */
+    /* record: the heat maps, then the review item, the study version and the deliveries,
+     * together. */
     t = now_ms();
-    if ((st = review_json(&d, &findings_json, &neighbours_json, err)) != RD_OK) {
+    if (d.cams) {
+        char dir[PL_PATH_MAX + 16];
+        snprintf(dir, sizeof dir, "%s/heatmaps", p->data_dir);
+        if ((st = rd_pipeline_write_heatmaps(&d, dir, heatmaps, err)) != RD_OK) {
+            st = rd_error_prefix(err, st, "record: heat maps");
+            goto out;
+        }
+    }
+    if ((st = review_json(&d, d.cams ? heatmaps : NULL, &findings_json, &neighbours_json, err)) !=
+        RD_OK) {
         st = rd_error_prefix(err, st, "record");
         goto out;
     }

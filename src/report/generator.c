@@ -13,6 +13,14 @@
 #define GEN_MAX_EVIDENCE 1000 /* evidence cases considered */
 #define GEN_MAX_WORDS 64      /* words in one reused sentence */
 
+/* The four sentences of a finding, in this order, plain and located. */
+enum { GEN_PRESENT, GEN_UNCERTAIN, GEN_IMP_PRESENT, GEN_IMP_UNCERTAIN, GEN_N_SENTENCES };
+static const char *const sentence_keys[GEN_N_SENTENCES] = {
+    "present", "uncertain", "impression_present", "impression_uncertain"};
+static const char *const bilateral_keys[GEN_N_SENTENCES] = {
+    "present_bilateral", "uncertain_bilateral", "impression_present_bilateral",
+    "impression_uncertain_bilateral"};
+
 typedef struct gen_finding {
     int priority;
     char *negative;
@@ -20,6 +28,11 @@ typedef struct gen_finding {
     char *uncertain;
     char *imp_present;
     char *imp_uncertain;
+    /* "located": what its located sentences may name, and the sentences (with {side},
+     * {zone} and {where}); a bilateral sentence may be NULL (then the located one). */
+    rd_location_rule rule;
+    char *located[GEN_N_SENTENCES];
+    char *located_bilateral[GEN_N_SENTENCES];
 } gen_finding;
 
 struct rd_generator {
@@ -31,6 +44,12 @@ struct rd_generator {
     char *impression_normal;
     gen_finding f[RD_FINDING_N_ABNORMAL];
     int by_priority[RD_FINDING_N_ABNORMAL]; /* findings, most significant first */
+    /* "locations": the words of {side} and {zone}, and the phrases of {where} by zone
+     * (RD_ZONE_NONE: no zone), for one side and for both; NULL without "locations". */
+    char *side_word[RD_SIDE_COUNT];
+    char *zone_word[RD_ZONE_COUNT];
+    char *where[RD_ZONE_COUNT];
+    char *where_bilateral[RD_ZONE_COUNT];
 };
 
 /* ---------------------------------------------------------------------------------------
@@ -170,6 +189,17 @@ void rd_generator_free(rd_generator *gen)
         free(gen->f[f].uncertain);
         free(gen->f[f].imp_present);
         free(gen->f[f].imp_uncertain);
+        for (int k = 0; k < GEN_N_SENTENCES; k++) {
+            free(gen->f[f].located[k]);
+            free(gen->f[f].located_bilateral[k]);
+        }
+    }
+    for (int i = 0; i < RD_SIDE_COUNT; i++)
+        free(gen->side_word[i]);
+    for (int i = 0; i < RD_ZONE_COUNT; i++) {
+        free(gen->zone_word[i]);
+        free(gen->where[i]);
+        free(gen->where_bilateral[i]);
     }
     free(gen);
 }
@@ -200,6 +230,161 @@ static rd_status get_text(const cJSON *obj, const char *key, int allow_empty, co
     return RD_OK;
 }
 
+/* Every {...} in `text` must be one of `allowed` (NULL-terminated names). */
+static rd_status check_placeholders(const char *text, const char *const *allowed,
+                                    const char *origin, const char *where, rd_error *err)
+{
+    for (const char *p = strchr(text, '{'); p; p = strchr(p + 1, '{')) {
+        int ok = 0;
+        for (int i = 0; allowed[i] && !ok; i++) {
+            size_t n = strlen(allowed[i]);
+            ok = strncmp(p + 1, allowed[i], n) == 0 && p[1 + n] == '}';
+        }
+        if (!ok)
+            return rd_error_set(err, RD_E_CONFIG,
+                                "%s: %s: unknown placeholder at '%.20s' (only {side}, {zone} "
+                                "and {where} in a located sentence, {side} in a phrase of "
+                                "\"where\")",
+                                origin, where, p);
+    }
+    return RD_OK;
+}
+
+/* An object whose keys are all among `keys` (NULL-terminated) and hold the keys that
+ * `required` marks, each a non-empty string, copied into dst[index of its key]. */
+static rd_status parse_words(const cJSON *obj, const char *const *keys, const int *required,
+                             const char *const *allowed, const char *origin, const char *where,
+                             char **dst, rd_error *err)
+{
+    const cJSON *child;
+    rd_status st;
+    if (!cJSON_IsObject(obj))
+        return rd_error_set(err, RD_E_CONFIG, "%s: %s must be an object", origin, where);
+    cJSON_ArrayForEach(child, obj)
+    {
+        int k = -1;
+        for (int i = 0; keys[i]; i++)
+            if (strcmp(child->string, keys[i]) == 0)
+                k = i;
+        if (k < 0 || !required[k])
+            return rd_error_set(err, RD_E_CONFIG, "%s: %s: unknown key '%.64s'", origin, where,
+                                child->string);
+    }
+    for (int i = 0; keys[i]; i++) {
+        if (!required[i])
+            continue;
+        if ((st = get_text(obj, keys[i], 0, origin, where, &dst[i], err)) != RD_OK)
+            return st;
+        if ((st = check_placeholders(dst[i], allowed, origin, where, err)) != RD_OK)
+            return st;
+    }
+    return RD_OK;
+}
+
+/* The optional top-level "locations": the words and phrases located sentences use. */
+static rd_status parse_locations(rd_generator *gen, const cJSON *loc, const char *origin,
+                                 rd_error *err)
+{
+    /* Keys by rd_side and rd_zone; the first ("none") stands for no zone in "where". */
+    static const char *const side_keys[] = {"-", "right", "left", "bilateral", NULL};
+    static const int side_req[] = {0, 1, 1, 1};
+    static const char *const zone_keys[] = {"-",      "upper", "middle",       "lower",
+                                            "apical", "basal", "retrocardiac", NULL};
+    static const int zone_req[] = {0, 1, 1, 1, 1, 1, 1};
+    static const char *const where_keys[] = {"none",   "upper", "middle",       "lower",
+                                             "apical", "basal", "retrocardiac", NULL};
+    static const int where_req[] = {1, 1, 1, 1, 1, 1, 1};
+    /* Only the left side is ever retrocardiac: no phrase for both sides. */
+    static const int where_bi_req[] = {1, 1, 1, 1, 1, 1, 0};
+    static const char *const none[] = {NULL};
+    static const char *const side_only[] = {"side", NULL};
+    const cJSON *child;
+    rd_status st;
+    if (!cJSON_IsObject(loc))
+        return rd_error_set(err, RD_E_CONFIG, "%s: locations must be an object", origin);
+    cJSON_ArrayForEach(child, loc)
+    {
+        if (strcmp(child->string, "sides") != 0 && strcmp(child->string, "zones") != 0 &&
+            strcmp(child->string, "where") != 0 && strcmp(child->string, "where_bilateral") != 0)
+            return rd_error_set(err, RD_E_CONFIG,
+                                "%s: locations: unknown key '%.64s' (sides, zones, where, "
+                                "where_bilateral)",
+                                origin, child->string);
+    }
+    if ((st = parse_words(cJSON_GetObjectItemCaseSensitive(loc, "sides"), side_keys, side_req, none,
+                          origin, "locations.sides", gen->side_word, err)) != RD_OK ||
+        (st = parse_words(cJSON_GetObjectItemCaseSensitive(loc, "zones"), zone_keys, zone_req, none,
+                          origin, "locations.zones", gen->zone_word, err)) != RD_OK ||
+        (st = parse_words(cJSON_GetObjectItemCaseSensitive(loc, "where"), where_keys, where_req,
+                          side_only, origin, "locations.where", gen->where, err)) != RD_OK ||
+        (st = parse_words(cJSON_GetObjectItemCaseSensitive(loc, "where_bilateral"), where_keys,
+                          where_bi_req, none, origin, "locations.where_bilateral",
+                          gen->where_bilateral, err)) != RD_OK)
+        return st;
+    return RD_OK;
+}
+
+/* A finding's optional "located" object. */
+static rd_status parse_located(gen_finding *g, const cJSON *lo, const char *origin,
+                               const char *fwhere, rd_error *err)
+{
+    static const char *const allowed[] = {"side", "zone", "where", NULL};
+    char where[96];
+    const cJSON *child, *zones, *bi;
+    rd_status st;
+    snprintf(where, sizeof where, "%s.located", fwhere);
+    if (!cJSON_IsObject(lo))
+        return rd_error_set(err, RD_E_CONFIG, "%s: %s must be an object", origin, where);
+    cJSON_ArrayForEach(child, lo)
+    {
+        int ok = strcmp(child->string, "zones") == 0 || strcmp(child->string, "bilateral") == 0;
+        for (int k = 0; k < GEN_N_SENTENCES; k++)
+            ok |= strcmp(child->string, sentence_keys[k]) == 0 ||
+                  strcmp(child->string, bilateral_keys[k]) == 0;
+        if (!ok)
+            return rd_error_set(err, RD_E_CONFIG, "%s: %s: unknown key '%.64s'", origin, where,
+                                child->string);
+    }
+    zones = cJSON_GetObjectItemCaseSensitive(lo, "zones");
+    bi = cJSON_GetObjectItemCaseSensitive(lo, "bilateral");
+    if (!cJSON_IsArray(zones))
+        return rd_error_set(err, RD_E_CONFIG, "%s: %s.zones must be a list of zone names", origin,
+                            where);
+    if (!cJSON_IsBool(bi))
+        return rd_error_set(err, RD_E_CONFIG, "%s: %s.bilateral must be true or false", origin,
+                            where);
+    g->rule.sides = 1;
+    g->rule.bilateral = cJSON_IsTrue(bi);
+    g->rule.zones = 0;
+    cJSON_ArrayForEach(child, zones)
+    {
+        rd_zone z;
+        if (!cJSON_IsString(child) || rd_zone_from_name(child->valuestring, &z, NULL) != RD_OK ||
+            z == RD_ZONE_NONE)
+            return rd_error_set(err, RD_E_CONFIG,
+                                "%s: %s.zones: unknown zone (upper, middle, lower, apical, "
+                                "basal, retrocardiac)",
+                                origin, where);
+        g->rule.zones |= 1u << z;
+    }
+    for (int k = 0; k < GEN_N_SENTENCES; k++) {
+        if ((st = get_text(lo, sentence_keys[k], 0, origin, where, &g->located[k], err)) != RD_OK ||
+            (st = check_placeholders(g->located[k], allowed, origin, where, err)) != RD_OK)
+            return st;
+        if (!cJSON_GetObjectItemCaseSensitive(lo, bilateral_keys[k]))
+            continue;
+        if (!g->rule.bilateral)
+            return rd_error_set(err, RD_E_CONFIG, "%s: %s.%s given but bilateral is false", origin,
+                                where, bilateral_keys[k]);
+        if ((st = get_text(lo, bilateral_keys[k], 0, origin, where, &g->located_bilateral[k],
+                           err)) != RD_OK ||
+            (st = check_placeholders(g->located_bilateral[k], allowed, origin, where, err)) !=
+                RD_OK)
+            return st;
+    }
+    return RD_OK;
+}
+
 static rd_status parse_templates(rd_generator *gen, const cJSON *root, const char *origin,
                                  rd_error *err)
 {
@@ -219,6 +404,7 @@ static rd_status parse_templates(rd_generator *gen, const cJSON *root, const cha
                                             "list_conjunction",
                                             "pertinent_negatives",
                                             "impression_normal",
+                                            "locations",
                                             "findings"};
         int ok = 0;
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
@@ -308,6 +494,10 @@ static rd_status parse_templates(rd_generator *gen, const cJSON *root, const cha
         gen->pertinent[f] = 1;
     }
 
+    v = cJSON_GetObjectItemCaseSensitive(root, "locations");
+    if (v && (st = parse_locations(gen, v, origin, err)) != RD_OK)
+        return st;
+
     v = cJSON_GetObjectItemCaseSensitive(root, "findings");
     if (!cJSON_IsObject(v))
         return rd_error_set(err, RD_E_CONFIG,
@@ -348,6 +538,32 @@ static rd_status parse_templates(rd_generator *gen, const cJSON *root, const cha
             (st = get_text(fo, "impression_uncertain", 0, origin, where, &g->imp_uncertain, err)) !=
                 RD_OK)
             return st;
+        cJSON_ArrayForEach(pr, fo)
+        {
+            static const char *const known[] = {"priority",
+                                                "negative",
+                                                "present",
+                                                "uncertain",
+                                                "impression_present",
+                                                "impression_uncertain",
+                                                "located",
+                                                NULL};
+            int ok = 0;
+            for (int i = 0; known[i]; i++)
+                ok |= strcmp(pr->string, known[i]) == 0;
+            if (!ok)
+                return rd_error_set(err, RD_E_CONFIG, "%s: %s: unknown key '%.64s'", origin, where,
+                                    pr->string);
+        }
+        pr = cJSON_GetObjectItemCaseSensitive(fo, "located");
+        if (pr) {
+            if (!gen->side_word[RD_SIDE_RIGHT])
+                return rd_error_set(err, RD_E_CONFIG,
+                                    "%s: %s.located needs the top-level \"locations\"", origin,
+                                    where);
+            if ((st = parse_located(g, pr, origin, where, err)) != RD_OK)
+                return st;
+        }
     }
     /* Most significant first; the vocabulary order breaks ties, so the order is stable. */
     for (int i = 0; i < RD_FINDING_N_ABNORMAL; i++)
@@ -625,6 +841,86 @@ static void sb_sentence(sbuf *b, const char *s)
     sb_add(b, s);
 }
 
+/* Appends `tpl` with {side}, {zone} and {where} replaced for `side` and `zone` (the {side}
+ * inside a phrase of "where" too), then tidied: runs of spaces become one, no space before
+ * a comma or a period, the first letter a capital. A placeholder with no word (a zone not
+ * named) leaves nothing. */
+static void add_located(const rd_generator *gen, sbuf *b, const char *tpl, rd_side side,
+                        rd_zone zone)
+{
+    sbuf raw = {0};
+    const char *where = side == RD_SIDE_BILATERAL ? gen->where_bilateral[zone] : gen->where[zone];
+    for (const char *p = tpl; *p;) {
+        const char *word = NULL;
+        size_t skip = 0;
+        if (strncmp(p, "{side}", 6) == 0)
+            word = gen->side_word[side], skip = 6;
+        else if (strncmp(p, "{zone}", 6) == 0)
+            word = zone == RD_ZONE_NONE ? "" : gen->zone_word[zone], skip = 6;
+        else if (strncmp(p, "{where}", 7) == 0)
+            word = where ? where : "", skip = 7;
+        if (!word) {
+            char one[2] = {*p++, '\0'};
+            sb_add(&raw, one);
+            continue;
+        }
+        /* A phrase of "where" names the side itself. */
+        for (const char *q = word; *q;) {
+            if (strncmp(q, "{side}", 6) == 0) {
+                sb_add(&raw, gen->side_word[side]);
+                q += 6;
+            } else {
+                char one[2] = {*q++, '\0'};
+                sb_add(&raw, one);
+            }
+        }
+        p += skip;
+    }
+    if (raw.oom) {
+        b->oom = 1;
+        return;
+    }
+    if (raw.p) {
+        size_t o = 0;
+        for (size_t i = 0; raw.p[i]; i++) {
+            char c = raw.p[i];
+            if (c == ' ' && (o == 0 || raw.p[o - 1] == ' ' || raw.p[i + 1] == ',' ||
+                             raw.p[i + 1] == '.' || raw.p[i + 1] == ' ' || raw.p[i + 1] == '\0'))
+                continue;
+            raw.p[o++] = c;
+        }
+        raw.p[o] = '\0';
+        if (raw.p[0] >= 'a' && raw.p[0] <= 'z')
+            raw.p[0] = (char)(raw.p[0] - 'a' + 'A');
+        sb_sentence(b, raw.p);
+    }
+    free(raw.p);
+}
+
+/* The sentence `k` of finding f: located when the draft names a side for it. */
+static void add_finding_sentence(const rd_generator *gen, sbuf *b, int f, int k, rd_side side,
+                                 rd_zone zone)
+{
+    const gen_finding *g = &gen->f[f];
+    const char *plain[GEN_N_SENTENCES] = {g->present, g->uncertain, g->imp_present,
+                                          g->imp_uncertain};
+    if (side == RD_SIDE_NONE || !g->located[k]) {
+        sb_sentence(b, plain[k]);
+        return;
+    }
+    add_located(gen, b,
+                side == RD_SIDE_BILATERAL && g->located_bilateral[k] ? g->located_bilateral[k]
+                                                                     : g->located[k],
+                side, zone);
+}
+
+void rd_generator_location_rule(const rd_generator *gen, rd_finding f, rd_location_rule *out)
+{
+    memset(out, 0, sizeof *out);
+    if ((unsigned)f < RD_FINDING_N_ABNORMAL)
+        *out = gen->f[f].rule;
+}
+
 /* Appends the negative sentence for `list` (findings, n of them) of one organ. */
 static void add_negatives(const rd_generator *gen, sbuf *b, const int *list, int n)
 {
@@ -664,8 +960,8 @@ static void add_negatives(const rd_generator *gen, sbuf *b, const int *list, int
 /* Looks through the evidence for a sentence to describe finding `f`; on success copies it to
  * `buf` and returns 1, with covers[g] set for each finding the sentence states. */
 static int find_evidence_sentence(int f, const rd_finding_state *chosen, const rd_evidence_case *ev,
-                                  size_t n_ev, const rd_labeler *lab, char *buf, size_t buf_size,
-                                  unsigned char *covers)
+                                  size_t n_ev, const rd_labeler *lab, const unsigned char *located,
+                                  char *buf, size_t buf_size, unsigned char *covers)
 {
     size_t order[GEN_MAX_EVIDENCE];
     size_t n = n_ev < GEN_MAX_EVIDENCE ? n_ev : GEN_MAX_EVIDENCE;
@@ -700,9 +996,11 @@ static int find_evidence_sentence(int f, const rd_finding_state *chosen, const r
                         rd_labeler_label(lab, buf, NULL, &lb, NULL) == RD_OK) {
                         /* A sentence that raises a finding only as a possibility says
                          * more than its states show: it is not reused. */
+                        /* Nor one that states a finding this draft locates: the other
+                         * patient's side is not this one's. */
                         for (int g = 0; g < RD_FINDING_N_ABNORMAL && ok; g++)
                             ok = !lb.speculative[g] && (lb.state[g] == RD_STATE_NOT_MENTIONED ||
-                                                        lb.state[g] == chosen[g]);
+                                                        (lb.state[g] == chosen[g] && !located[g]));
                         if (ok && lb.state[f] == chosen[f]) {
                             for (int g = 0; g < RD_FINDING_N_ABNORMAL; g++)
                                 covers[g] = lb.state[g] == chosen[g];
@@ -733,13 +1031,32 @@ rd_status rd_generator_draft_states(const rd_generator *gen, const rd_finding_st
                                     size_t n_evidence, const rd_labeler *lab, rd_draft *out,
                                     rd_error *err)
 {
+    return rd_generator_draft_states_at(gen, states, confidence, NULL, evidence, n_evidence, lab,
+                                        out, err);
+}
+
+rd_status rd_generator_draft_states_at(const rd_generator *gen, const rd_finding_state *states,
+                                       const double *confidence, const rd_location *where,
+                                       const rd_evidence_case *evidence, size_t n_evidence,
+                                       const rd_labeler *lab, rd_draft *out, rd_error *err)
+{
     char reused[RD_FINDING_N_ABNORMAL][RD_GENERATOR_MAX_SENTENCE + 8];
     unsigned char has_reused[RD_FINDING_N_ABNORMAL] = {0};
     unsigned char covered[RD_FINDING_N_ABNORMAL] = {0};
+    unsigned char located[RD_FINDING_N_ABNORMAL] = {0};
+    rd_side side[RD_FINDING_N_ABNORMAL] = {RD_SIDE_NONE};
+    rd_zone zone[RD_FINDING_N_ABNORMAL] = {RD_ZONE_NONE};
     sbuf fb = {0}, ib = {0};
     int any = 0;
 
     memset(out, 0, sizeof *out);
+    /* What the sentences of each mentioned finding will say about where it is. */
+    for (int f = 0; where && f < RD_FINDING_N_ABNORMAL; f++) {
+        if ((unsigned)states[f] < RD_STATE_COUNT && states[f] >= RD_STATE_UNCERTAIN &&
+            gen->f[f].rule.sides)
+            rd_location_name(&where[f], &gen->f[f].rule, &side[f], &zone[f]);
+        located[f] = side[f] != RD_SIDE_NONE;
+    }
     for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
         if ((unsigned)states[f] >= RD_STATE_COUNT)
             return rd_error_set(err, RD_E_INVALID, "%s: invalid state %d",
@@ -767,9 +1084,10 @@ rd_status rd_generator_draft_states(const rd_generator *gen, const rd_finding_st
         for (int i = 0; i < RD_FINDING_N_ABNORMAL; i++) {
             int f = gen->by_priority[i];
             unsigned char covers[RD_FINDING_N_ABNORMAL] = {0};
-            if (states[f] < RD_STATE_UNCERTAIN || covered[f])
+            /* A located finding is described by its located template. */
+            if (states[f] < RD_STATE_UNCERTAIN || covered[f] || located[f])
                 continue;
-            if (!find_evidence_sentence(f, states, evidence, n_evidence, lab, reused[f],
+            if (!find_evidence_sentence(f, states, evidence, n_evidence, lab, located, reused[f],
                                         sizeof reused[f], covers))
                 continue;
             has_reused[f] = 1;
@@ -794,8 +1112,9 @@ rd_status rd_generator_draft_states(const rd_generator *gen, const rd_finding_st
             if (has_reused[f])
                 sb_sentence(&fb, reused[f]);
             else if (!covered[f])
-                sb_sentence(&fb, states[f] == RD_STATE_PRESENT ? gen->f[f].present
-                                                               : gen->f[f].uncertain);
+                add_finding_sentence(gen, &fb, f,
+                                     states[f] == RD_STATE_PRESENT ? GEN_PRESENT : GEN_UNCERTAIN,
+                                     side[f], zone[f]);
         }
         if (!abnormal)
             sb_sentence(&fb, gen->organ_normal[organ]);
@@ -809,11 +1128,14 @@ rd_status rd_generator_draft_states(const rd_generator *gen, const rd_finding_st
         rd_finding_state want = k < RD_FINDING_N_ABNORMAL ? RD_STATE_PRESENT : RD_STATE_UNCERTAIN;
         if (states[f] != want)
             continue;
-        sb_sentence(&ib, states[f] == RD_STATE_PRESENT ? gen->f[f].imp_present
-                                                       : gen->f[f].imp_uncertain);
+        add_finding_sentence(gen, &ib, f,
+                             states[f] == RD_STATE_PRESENT ? GEN_IMP_PRESENT : GEN_IMP_UNCERTAIN,
+                             side[f], zone[f]);
         out->items[out->n_items].finding = (rd_finding)f;
         out->items[out->n_items].state = states[f];
         out->items[out->n_items].confidence = out->confidence[f];
+        out->items[out->n_items].side = side[f];
+        out->items[out->n_items].zone = zone[f];
         out->n_items++;
     }
     if (!any)
@@ -838,6 +1160,14 @@ rd_status rd_generator_draft_scores(const rd_generator *gen, const double *score
                                     size_t n_evidence, const rd_labeler *lab, rd_draft *out,
                                     rd_error *err)
 {
+    return rd_generator_draft_scores_at(gen, scores, th, NULL, evidence, n_evidence, lab, out, err);
+}
+
+rd_status rd_generator_draft_scores_at(const rd_generator *gen, const double *scores,
+                                       const rd_thresholds *th, const rd_location *where,
+                                       const rd_evidence_case *evidence, size_t n_evidence,
+                                       const rd_labeler *lab, rd_draft *out, rd_error *err)
+{
     rd_finding_state states[RD_FINDING_N_ABNORMAL];
     double conf[RD_FINDING_N_ABNORMAL];
     for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
@@ -855,5 +1185,6 @@ rd_status rd_generator_draft_scores(const rd_generator *gen, const double *score
             states[f] = gen->pertinent[f] ? RD_STATE_ABSENT : RD_STATE_NOT_MENTIONED;
         conf[f] = states[f] >= RD_STATE_UNCERTAIN ? s : 1.0 - s;
     }
-    return rd_generator_draft_states(gen, states, conf, evidence, n_evidence, lab, out, err);
+    return rd_generator_draft_states_at(gen, states, conf, where, evidence, n_evidence, lab, out,
+                                        err);
 }

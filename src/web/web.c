@@ -452,6 +452,14 @@ static cJSON *item_json(rd_store *s, const rd_store_review_item *it, rd_error *e
         goto nomem;
     cJSON_AddItemToObject(o, "patient", patient_json(images));
     add_raw_json(o, "findings", it->findings_json);
+    /* A finding's heat map is a file of the server: the page learns only that there is one
+     * (GET /api/queue/:id/heatmap?finding=NAME serves it). */
+    {
+        cJSON *f, *fo = cJSON_GetObjectItemCaseSensitive(o, "findings");
+        cJSON_ArrayForEach(f,
+                           fo) if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "heatmap")))
+            cJSON_ReplaceItemInObjectCaseSensitive(f, "heatmap", cJSON_CreateTrue());
+    }
     add_raw_json(o, "final_states", it->final_states);
     cJSON_AddStringToObject(o, "findings_text", it->findings_text ? it->findings_text : "");
     cJSON_AddStringToObject(o, "impression_text", it->impression_text ? it->impression_text : "");
@@ -939,6 +947,70 @@ out:
     rd_store_close(s);
 }
 
+/* GET /api/queue/:id/heatmap?finding=NAME[&width=N]: the heat map the draft keeps for a
+ * finding (over the frontal image), at `width` pixels (64 to 2048, default 1024; the
+ * height keeps the aspect), as an RGBA PNG to lay over the image (rd_png_encode_overlay). */
+static void route_heatmap(call *c, int64_t id)
+{
+    const char *finding_s = arg(c, "finding"), *width_s = arg(c, "width");
+    long width = 1024;
+    rd_finding f;
+    rd_store *s = NULL;
+    rd_store_review_item it;
+    rd_image *hm = NULL, *sized = NULL;
+    rd_error e;
+    cJSON *fo = NULL;
+    const cJSON *path;
+    void *png = NULL;
+    size_t png_len = 0;
+    memset(&it, 0, sizeof it);
+    if (!finding_s || rd_finding_from_name(finding_s, &f, NULL) != RD_OK ||
+        f == RD_FINDING_NO_FINDING || (width_s && !parse_long(width_s, 64, 2048, &width))) {
+        reply_error(c, MHD_HTTP_BAD_REQUEST, "finding: a finding's name; width: 64 to 2048");
+        return;
+    }
+    if (open_store(c, &s, &e) != RD_OK)
+        return;
+    if (rd_review_user_require(s, c->sess.user, RD_ROLE_VIEWER, NULL, &e) != RD_OK ||
+        rd_store_review_get(s, id, &it, &e) != RD_OK) {
+        reply_status(c, &e, MHD_HTTP_BAD_REQUEST);
+        goto out;
+    }
+    fo = it.findings_json ? cJSON_Parse(it.findings_json) : NULL;
+    path = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(fo, rd_finding_name(f)), "heatmap");
+    if (!cJSON_IsString(path)) {
+        reply_error(c, MHD_HTTP_NOT_FOUND, "item %lld has no heat map of %s", (long long)id,
+                    rd_finding_name(f));
+        goto out;
+    }
+    if (rd_png_read(path->valuestring, &hm, NULL, &e) != RD_OK) {
+        reply_status(c, &e, MHD_HTTP_INTERNAL_SERVER_ERROR);
+        goto out;
+    }
+    long height = lround((double)hm->height * (double)width / (double)hm->width);
+    height = height < 1 ? 1 : height;
+    if (height > WEB_IMAGE_MAX_HEIGHT) {
+        reply_error(c, MHD_HTTP_BAD_REQUEST, "the heat map would be %ld pixels tall", height);
+        goto out;
+    }
+    if (rd_image_resize(hm, (int)width, (int)height, &sized, &e) != RD_OK ||
+        rd_png_encode_overlay(sized, &png, &png_len, &e) != RD_OK) {
+        reply_status(c, &e, MHD_HTTP_INTERNAL_SERVER_ERROR);
+        goto out;
+    }
+    c->status = MHD_HTTP_OK;
+    c->body = png;
+    c->len = png_len;
+    c->ctype = "image/png";
+out:
+    rd_image_free(hm);
+    rd_image_free(sized);
+    cJSON_Delete(fo);
+    rd_store_review_item_clear(&it);
+    rd_store_close(s);
+}
+
 /* A text of an edit, checked here so that what the review function refuses afterwards is
  * the item's state (409), not the input (400). */
 static int text_ok(call *c, const char *name, const char *text)
@@ -1263,6 +1335,12 @@ static void route_queue_path(call *c, const char *rest)
         c->route = "/api/queue/:id/image";
         if (method_ok(c, "GET") && authorize(c))
             route_image(c, id);
+        return;
+    }
+    if (strcmp(slash + 1, "heatmap") == 0) {
+        c->route = "/api/queue/:id/heatmap";
+        if (method_ok(c, "GET") && authorize(c))
+            route_heatmap(c, id);
         return;
     }
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)

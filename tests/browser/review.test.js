@@ -154,6 +154,29 @@ async function run(page) {
   await page.mouse.up();
   ok(`a drag asks for a new window: ${new globalThis.URL((await imgReq).url()).search}`);
 
+  // Heat maps: when the draft places findings, o lays the first one's map over the image,
+  // in the image's own box, and cycles back to none; else the control stays hidden.
+  const heatChoices = await page.$$eval('#heat-select option', (os) => os.map((o) => o.value).filter(Boolean));
+  if (heatChoices.length > 0) {
+    check(await page.locator('#heat-wrap').isVisible(), `the heat map control lists ${heatChoices.join(', ')}`);
+    await page.keyboard.press('o');
+    await until(page, () => {
+      const h = document.getElementById('heat-image');
+      return !h.classList.contains('hidden') && h.complete && h.naturalWidth > 0 && h.src.includes('/heatmap?');
+    }, null, 'the heat map over the image');
+    const same = await page.evaluate(() => {
+      const a = document.getElementById('main-image').getBoundingClientRect();
+      const b = document.getElementById('heat-image').getBoundingClientRect();
+      return Math.abs(a.x - b.x) < 1 && Math.abs(a.y - b.y) < 1 && Math.abs(a.width - b.width) < 1 &&
+        Math.abs(a.height - b.height) < 1;
+    });
+    check(same, `o shows the heat map of ${heatChoices[0]} exactly over the image`);
+    for (let i = 0; i < heatChoices.length; i++) await page.keyboard.press('o');
+    check(await page.locator('#heat-image').isHidden(), 'o cycles back to no heat map');
+  } else {
+    check(await page.locator('#heat-wrap').isHidden(), 'no placed finding: no heat map control');
+  }
+
   // Toggle a finding with its key (2 = Cardiomegaly): present -> uncertain -> absent -> ...
   // A finding the draft does not mention has no toggle on: 'none'.
   const stateOf = (name) => page.evaluate((n) => {

@@ -165,6 +165,39 @@ grep -qi '^Content-Type: image/png' img.hdr && pass "image content type" || fail
 code=$(req img2 -b rad.jar "$URL/api/queue/$ID/image?width=10")
 check "image of a bad width" "$code" 400 'width' img2
 
+# ---- heat maps: a finding the draft places has one, served as an RGBA overlay; the item
+# says only that there is one, never where the server keeps it ----
+HID=
+HF=
+for i in $(json q1.body "' '.join(str(x['id']) for x in d['items'])"); do
+    req hi -b rad.jar "$URL/api/queue/$i" >/dev/null
+    grep -q '/heatmaps/' hi.body && fail "item $i shows a heat map's path"
+    f=$(json hi.body "next((k for k, v in d['findings'].items() if v.get('heatmap') is True), '')")
+    if [ -n "$f" ] && [ -z "$HID" ]; then
+        HID=$i
+        HF=$f
+        NOHF=$(json hi.body "next(k for k, v in d['findings'].items() if not v.get('heatmap'))")
+        [ -n "$(json hi.body "d['findings']['$f']['side']")" ] && pass "placed finding $f: side" ||
+            fail "placed finding $f has no side"
+    fi
+done
+if [ -z "$HID" ]; then
+    fail "no drafted sample has a placed finding with a heat map"
+else
+    code=$(req hm -b rad.jar "$URL/api/queue/$HID/heatmap?finding=$HF&width=200")
+    if [ "$code" = 200 ] && [ "$(python3 -c "import struct; b=open('hm.body','rb').read(); print(b[:8].hex(), struct.unpack('>I', b[16:20])[0], b[25])")" = "89504e470d0a1a0a 200 6" ]; then
+        pass "heat map of $HF: an RGBA PNG 200 wide"
+    else
+        fail "heat map: HTTP $code, $(head -c 64 hm.body | od -c | head -2)"
+    fi
+    code=$(req hm2 -b rad.jar "$URL/api/queue/$HID/heatmap?finding=$NOHF")
+    check "heat map of an unplaced finding" "$code" 404 'heat map' hm2
+    code=$(req hm3 -b rad.jar "$URL/api/queue/$HID/heatmap?finding=Unicorn")
+    check "heat map of an unknown finding" "$code" 400 'finding' hm3
+    code=$(req hm4 "$URL/api/queue/$HID/heatmap?finding=$HF")
+    check "heat map without a session" "$code" 401 'not logged in' hm4
+fi
+
 # ---- limits ----
 head -c 300000 /dev/zero | tr '\0' 'x' >big.txt
 code=$(req big -b rad.jar -H "X-CSRF-Token: $CSRF" -X POST --data-binary @big.txt \

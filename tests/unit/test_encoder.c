@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "radraft/encoder.h"
 #include "radraft/image.h"
 #include "radraft/nn.h"
@@ -223,6 +225,229 @@ RD_TEST(refuses_wrong_labels_and_missing_model)
     CHECK_EQ_INT(rd_encoder_model_load(&model, "/nonexistent/model", &err), RD_E_NOT_FOUND);
     free(fixed);
     free(json);
+}
+
+/* Class activation maps ------------------------------------------------------------------ */
+
+/* Adds outputs to the model description in `dir` (pairs of key, node name). */
+static rd_status add_outputs(const char *dir, const char *const *pairs, int n, rd_error *err)
+{
+    char path[1300];
+    char *json = NULL, *out = NULL;
+    cJSON *root, *outs;
+    rd_status st;
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    if ((st = rd_read_file(path, 1 << 24, &json, NULL, err)) != RD_OK)
+        return st;
+    root = cJSON_Parse(json);
+    free(json);
+    outs = root ? cJSON_GetObjectItemCaseSensitive(root, "outputs") : NULL;
+    for (int i = 0; outs && i < n; i++)
+        cJSON_AddStringToObject(outs, pairs[2 * i], pairs[2 * i + 1]);
+    out = outs ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!out)
+        return rd_error_set(err, RD_E_INTERNAL, "cannot edit %s", path);
+    st = rd_write_file_atomic(path, out, strlen(out), err);
+    cJSON_free(out);
+    return st;
+}
+
+/* The maps of `key` for each sample of the last forward of `ctx`, against a direct
+ * computation from `fmap` (the feature map as a model output of its own, one sample after
+ * the other) and the head's weights: sum over channels of weight x feature, per position.
+ * Returns the largest difference. */
+static double cam_vs_direct(const rd_nn_ctx *ctx, const rd_nn_cam_info *ci, const float *fmap,
+                            int batch)
+{
+    int pos = ci->height * ci->width;
+    size_t per = (size_t)ci->channels * pos;
+    float *maps = malloc((size_t)ci->n_maps * pos * sizeof *maps);
+    double worst = 0;
+    if (!maps)
+        return INFINITY;
+    for (int b = 0; b < batch; b++) {
+        if (rd_nn_ctx_cam(ctx, "scores", b, maps, NULL) != RD_OK) {
+            worst = INFINITY;
+            break;
+        }
+        for (int k = 0; k < ci->n_maps; k++)
+            for (int p = 0; p < pos; p++) {
+                double d = 0;
+                for (int c = 0; c < ci->channels; c++)
+                    d += (double)ci->weight[(size_t)k * ci->channels + c] *
+                         fmap[(size_t)b * per + (size_t)c * pos + p];
+                worst = fmax(worst, fabs(d - maps[(size_t)k * pos + p]));
+            }
+    }
+    free(maps);
+    return worst;
+}
+
+/* For `arch`: the maps of a context over the model as it is against a direct computation
+ * from the feature map read out through an output of its own (a second model: the same
+ * weights, the feature map and the logits as outputs), for a batch of 3 different inputs;
+ * and each map's mean over positions against the logit minus the bias. */
+static void check_cam(const char *arch, const char *feature_node, const char *logit_node)
+{
+    char dir[1100], dir2[1200];
+    const char *pairs[4] = {"fmap", feature_node, "logits", logit_node};
+    rd_nn_model *m = NULL, *m2 = NULL;
+    rd_nn_ctx *ctx = NULL, *ctx2 = NULL;
+    rd_nn_cam_info ci, ci2;
+    rd_error err;
+    float *x = NULL, *maps = NULL;
+    snprintf(dir, sizeof dir, "%s", rd_test_tmpdir("cam_a"));
+    snprintf(dir2, sizeof dir2, "%s/%s", dir, arch);
+    REQUIRE_OK(rd_nn_model_init(arch, 11, dir, &err), &err);
+    REQUIRE_OK(rd_nn_model_init(arch, 11, dir2, &err), &err);
+    REQUIRE_OK(add_outputs(dir2, pairs, 2, &err), &err);
+    REQUIRE_OK(rd_nn_model_load(&m, dir, &err), &err);
+    REQUIRE_OK(rd_nn_model_load(&m2, dir2, &err), &err);
+    REQUIRE_OK(rd_nn_model_cam_info(m, "scores", &ci, &err), &err);
+    REQUIRE_OK(rd_nn_model_cam_info(m2, "scores", &ci2, &err), &err);
+    CHECK_EQ_INT(ci.n_maps, 14);
+    CHECK_STR(ci.feature_node, ci2.feature_node);
+    CHECK(ci.bias != NULL);
+    const rd_nn_info *info = rd_nn_model_info(m);
+    size_t in = (size_t)info->in_channels * info->in_height * info->in_width;
+    int pos = ci.height * ci.width;
+    REQUIRE((x = malloc(3 * in * sizeof *x)) != NULL);
+    REQUIRE((maps = malloc((size_t)14 * pos * sizeof *maps)) != NULL);
+    for (size_t i = 0; i < 3 * in; i++)
+        x[i] = sinf(0.001f * (float)i * (1.0f + (float)(i / in))) * 1.5f;
+    REQUIRE_OK(rd_nn_ctx_create(&ctx, m, 3, 2, &err), &err);
+    REQUIRE_OK(rd_nn_ctx_create(&ctx2, m2, 3, 1, &err), &err);
+    REQUIRE_OK(rd_nn_forward(ctx, x, 3, &err), &err);
+    REQUIRE_OK(rd_nn_forward(ctx2, x, 3, &err), &err);
+    int fsize = 0, lsize = 0;
+    const float *fmap = rd_nn_ctx_output(ctx2, "fmap", &fsize);
+    const float *logits = rd_nn_ctx_output(ctx2, "logits", &lsize);
+    const float *scores = rd_nn_ctx_output(ctx, "scores", NULL);
+    REQUIRE(fmap && logits && scores);
+    CHECK_EQ_INT(fsize, ci.channels * pos);
+    CHECK_EQ_INT(lsize, 14);
+    /* The feature map the context kept is the one the graph computed, for every sample. */
+    for (int b = 0; b < 3; b++) {
+        const float *kept = rd_nn_ctx_cam_features(ctx, "scores", b);
+        double d = 0;
+        REQUIRE(kept);
+        for (int i = 0; i < fsize; i++)
+            d = fmax(d, fabs(kept[i] - fmap[(size_t)b * fsize + i]));
+        CHECK_MSG(d < 1e-4, "%s sample %d: kept feature map differs by %g", arch, b, d);
+    }
+    double worst = cam_vs_direct(ctx, &ci, fmap, 3);
+    CHECK_MSG(worst < 1e-3, "%s: maps differ from the direct computation by %g", arch, worst);
+    /* mean over positions == logit - bias, and sigmoid(mean + bias) == score. */
+    double dmean = 0, dscore = 0, spread = 0;
+    for (int b = 0; b < 3; b++) {
+        REQUIRE_OK(rd_nn_ctx_cam(ctx, "scores", b, maps, &err), &err);
+        for (int k = 0; k < 14; k++) {
+            double mean = 0, lo = INFINITY, hi = -INFINITY;
+            for (int p = 0; p < pos; p++) {
+                mean += maps[(size_t)k * pos + p];
+                lo = fmin(lo, maps[(size_t)k * pos + p]);
+                hi = fmax(hi, maps[(size_t)k * pos + p]);
+            }
+            mean /= pos;
+            spread = fmax(spread, hi - lo);
+            dmean = fmax(dmean, fabs(mean - (logits[b * 14 + k] - ci.bias[k])));
+            dscore =
+                fmax(dscore, fabs(1.0 / (1.0 + exp(-(mean + ci.bias[k]))) - scores[b * 14 + k]));
+        }
+    }
+    CHECK_MSG(dmean < 1e-4, "%s: mean of a map differs from logit - bias by %g", arch, dmean);
+    CHECK_MSG(dscore < 1e-5, "%s: sigmoid(mean + bias) differs from the score by %g", arch, dscore);
+    /* Not a flat map: the property says something about positions. */
+    CHECK_MSG(spread > 1e-3, "%s: the maps are flat (spread %g)", arch, spread);
+    /* Bad samples and outputs. */
+    CHECK_EQ_INT(rd_nn_ctx_cam(ctx, "scores", 3, maps, &err), RD_E_INVALID);
+    CHECK_EQ_INT(rd_nn_ctx_cam(ctx, "nothing", 0, maps, &err), RD_E_NOT_FOUND);
+    CHECK_EQ_INT(rd_nn_ctx_cam(ctx, "embedding", 0, maps, &err), RD_E_UNSUPPORTED);
+    CHECK(rd_nn_ctx_cam_features(ctx, "embedding", 0) == NULL);
+    CHECK(rd_nn_ctx_cam_features(ctx, "scores", -1) == NULL);
+    free(maps);
+    free(x);
+    rd_nn_ctx_free(ctx);
+    rd_nn_ctx_free(ctx2);
+    rd_nn_model_free(m);
+    rd_nn_model_free(m2);
+}
+
+RD_TEST(cam_matches_direct_computation_resnet)
+{
+    check_cam("resnet-small", "layer4.1.relu2", "fc");
+}
+
+/* The network with every op: its feature map is also read by another layer (so the arena
+ * would reuse its memory after that reader without the keep-alive). */
+RD_TEST(cam_matches_direct_computation_opzoo)
+{
+    check_cam("opzoo", "c4", "fc");
+}
+
+/* The encoder's maps: shape, batches of several forwards, and the mean property on the
+ * shipped model (whatever its weights). */
+RD_TEST(encoder_cam_batches_and_shipped_model)
+{
+    char model[1200];
+    rd_encoder *enc = NULL, *one = NULL;
+    rd_error err;
+    rd_image *imgs[3];
+    int h = 0, w = 0;
+    snprintf(model, sizeof model, "%s/models/cxr-resnet-small", RD_TEST_SOURCE_DIR);
+    REQUIRE_OK(rd_encoder_create(&enc, model, 2, 2, &err), &err);
+    REQUIRE_OK(rd_encoder_create(&one, model, 1, 1, &err), &err);
+    REQUIRE(rd_encoder_cam_size(enc, &h, &w));
+    const rd_nn_info *info = rd_encoder_info(enc);
+    /* One map cell per 32 input pixels (the network's stride). */
+    CHECK_EQ_INT(h, info->in_height / 32);
+    CHECK_EQ_INT(w, info->in_width / 32);
+    const float *bias = rd_encoder_cam_bias(enc);
+    REQUIRE(bias);
+    int pos = h * w, nl = info->n_labels;
+    float *cams = malloc((size_t)3 * nl * pos * sizeof *cams);
+    float *cam1 = malloc((size_t)nl * pos * sizeof *cam1);
+    float *emb = malloc((size_t)3 * info->embedding_dim * sizeof *emb);
+    float *e1 = malloc((size_t)info->embedding_dim * sizeof *e1);
+    float sc[3 * 14], s1[14];
+    REQUIRE(cams && cam1 && emb && e1);
+    for (int i = 0; i < 3; i++)
+        REQUIRE((imgs[i] = gradient(300, 280, 1.3f * (float)i)) != NULL);
+    /* Batches of 2: the third image's maps come from a second forward. */
+    REQUIRE_OK(
+        rd_encoder_embed_batch_cam(enc, (const rd_image *const *)imgs, 3, emb, sc, cams, &err),
+        &err);
+    double dmean = 0, d1 = 0;
+    for (int i = 0; i < 3; i++) {
+        REQUIRE_OK(rd_encoder_embed_batch_cam(one, (const rd_image *const *)&imgs[i], 1, e1, s1,
+                                              cam1, &err),
+                   &err);
+        for (int j = 0; j < nl * pos; j++)
+            d1 = fmax(d1, fabs(cam1[j] - cams[(size_t)i * nl * pos + j]));
+        for (int f = 0; f < nl; f++) {
+            double mean = 0, s = sc[i * nl + f];
+            for (int p = 0; p < pos; p++)
+                mean += cams[((size_t)i * nl + f) * pos + p];
+            mean /= pos;
+            if (s > 1e-4 && s < 1 - 1e-4)
+                dmean = fmax(dmean, fabs(mean + bias[f] - log(s / (1 - s))));
+        }
+    }
+    CHECK_MSG(d1 < 1e-3, "batched and single maps differ by %g", d1);
+    CHECK_MSG(dmean < 2e-3, "mean(map) + bias differs from logit(score) by %g", dmean);
+    /* scores and maps may be asked without the other. */
+    CHECK_OK(
+        rd_encoder_embed_batch_cam(one, (const rd_image *const *)imgs, 1, e1, NULL, cam1, &err),
+        &err);
+    for (int i = 0; i < 3; i++)
+        rd_image_free(imgs[i]);
+    free(cams);
+    free(cam1);
+    free(emb);
+    free(e1);
+    rd_encoder_free(enc);
+    rd_encoder_free(one);
 }
 
 RD_TEST_MAIN()

@@ -425,4 +425,258 @@ RD_TEST(bad_template_files)
     free(good);
 }
 
+/* The "locations" and "located" parts of a template file, broken one at a time. */
+RD_TEST(bad_located_templates)
+{
+    char *good = NULL, *bad = NULL, *at;
+    size_t len;
+    rd_error err;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/report-templates.json", RD_TEST_SOURCE_DIR);
+    REQUIRE_OK(rd_read_file(path, 1 << 20, &good, &len, &err), &err);
+    REQUIRE((bad = malloc(len + 64)) != NULL);
+    static const struct {
+        const char *from, *to, *message;
+    } cases[] = {
+        {"\"There is a {side} {zone} pneumothorax.\"", "\"There is a {sides} pneumothorax.\"",
+         "placeholder"},
+        {"\"at the {side} apex\"", "\"at the {zone} apex\"", "placeholder"},
+        {"\"zones\": [\"apical\"]", "\"zones\": [\"apexx\"]", "unknown zone"},
+        {"\"bilateral\": false", "\"bilateral\": 0", "true or false"},
+        {"\"retrocardiac\": \"retrocardiac\"", "\"behind\": \"retrocardiac\"", "behind"},
+        {"\"locations\": {", "\"locationz\": {", "locationz"},
+        {"\"where_bilateral\": {", "\"where_bilateral\": {\"retrocardiac\": \"x\",",
+         "retrocardiac"},
+        {"\"located\": {", "\"locatd\": {", "locatd"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        at = strstr(good, cases[i].from);
+        REQUIRE(at);
+        size_t pre = (size_t)(at - good), fl = strlen(cases[i].from), tl = strlen(cases[i].to);
+        REQUIRE(len - fl + tl < len + 64);
+        memcpy(bad, good, pre);
+        memcpy(bad + pre, cases[i].to, tl);
+        memcpy(bad + pre + tl, at + fl, len - pre - fl + 1);
+        expect_bad_templates(bad, cases[i].message);
+    }
+    /* A bilateral sentence for a finding that never names both sides. */
+    at = strstr(good, "\"bilateral\": false,");
+    REQUIRE(at);
+    {
+        const char *extra = "\"bilateral\": false, \"present_bilateral\": \"x {side}.\",";
+        size_t pre = (size_t)(at - good), fl = strlen("\"bilateral\": false,"), tl = strlen(extra);
+        char *big = malloc(len + tl + 1);
+        REQUIRE(big);
+        memcpy(big, good, pre);
+        memcpy(big + pre, extra, tl);
+        memcpy(big + pre + tl, at + fl, len - pre - fl + 1);
+        expect_bad_templates(big, "bilateral is false");
+        free(big);
+    }
+    free(bad);
+    free(good);
+}
+
+/* A location as rd_localize_map would give it: the side, every half in `band`, and for the
+ * left side the retrocardiac flag. */
+static rd_location make_location(rd_side side, rd_zone band, int retrocardiac)
+{
+    rd_location l;
+    memset(&l, 0, sizeof l);
+    l.side = side;
+    l.right_share = side == RD_SIDE_LEFT ? 0.2 : side == RD_SIDE_RIGHT ? 0.8 : 0.55;
+    l.left_share = 1.0 - l.right_share;
+    for (int s = RD_SIDE_RIGHT; s < RD_SIDE_COUNT; s++)
+        l.band[s] = band;
+    l.retrocardiac = retrocardiac;
+    return l;
+}
+
+/* The words a located sentence must hold for the side named. */
+static int names_side(const char *text, rd_side side)
+{
+    switch (side) {
+    case RD_SIDE_RIGHT:
+        return strstr(text, "right") != NULL || strstr(text, "Right") != NULL;
+    case RD_SIDE_LEFT:
+        return strstr(text, "left") != NULL || strstr(text, "Left") != NULL;
+    case RD_SIDE_BILATERAL:
+        return strstr(text, "ilateral") != NULL || strstr(text, "both") != NULL;
+    default:
+        return 1;
+    }
+}
+
+/* Every finding with located sentences, in each state that is written (present, uncertain),
+ * for each side and each band (and retrocardiac): the labeler reads the draft as the chosen
+ * states, the draft item records what rd_location_name names, and the text says the side. */
+RD_TEST(round_trip_located_each_finding_side_zone)
+{
+    static const rd_side sides[] = {RD_SIDE_RIGHT, RD_SIDE_LEFT, RD_SIDE_BILATERAL};
+    static const rd_zone bands[] = {RD_ZONE_UPPER, RD_ZONE_MIDDLE, RD_ZONE_LOWER};
+    rd_generator *gen = default_generator();
+    rd_labeler *lab = default_labeler();
+    int n_located = 0, n_drafts = 0;
+    REQUIRE(gen && lab);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        rd_location_rule rule;
+        rd_generator_location_rule(gen, (rd_finding)f, &rule);
+        if (!rule.sides)
+            continue;
+        n_located++;
+        for (int s = RD_STATE_UNCERTAIN; s <= RD_STATE_PRESENT; s++)
+            for (int si = 0; si < 3; si++)
+                for (int bi = 0; bi < 4; bi++) {
+                    rd_finding_state st[RD_FINDING_N_ABNORMAL] = {RD_STATE_NOT_MENTIONED};
+                    rd_location where[RD_FINDING_N_ABNORMAL];
+                    rd_side want_side;
+                    rd_zone want_zone;
+                    rd_draft d;
+                    /* bi == 3: the left lower zone behind the heart. */
+                    rd_side side = bi == 3 ? RD_SIDE_LEFT : sides[si];
+                    memset(where, 0, sizeof where);
+                    where[f] = make_location(side, bi == 3 ? RD_ZONE_LOWER : bands[bi], bi == 3);
+                    st[f] = (rd_finding_state)s;
+                    rd_location_name(&where[f], &rule, &want_side, &want_zone);
+                    REQUIRE_OK(
+                        rd_generator_draft_states_at(gen, st, NULL, where, NULL, 0, lab, &d, NULL),
+                        NULL);
+                    n_drafts++;
+                    CHECK_MSG(round_trip_ok(lab, &d, st), "%s %s at %s %s",
+                              rd_finding_name((rd_finding)f), rd_state_name(st[f]),
+                              rd_side_name(side), rd_zone_name(where[f].band[side]));
+                    REQUIRE(d.n_items == 1);
+                    CHECK_EQ_INT(d.items[0].side, want_side);
+                    CHECK_EQ_INT(d.items[0].zone, want_zone);
+                    /* A map over both sides names no side of a one-sided finding. */
+                    CHECK_EQ_INT(want_side == RD_SIDE_NONE,
+                                 side == RD_SIDE_BILATERAL && !rule.bilateral);
+                    CHECK_MSG(names_side(d.findings_text, want_side) &&
+                                  names_side(d.impression_text, want_side),
+                              "%s: the %s side is not named: %s / %s",
+                              rd_finding_name((rd_finding)f), rd_side_name(want_side),
+                              d.findings_text, d.impression_text);
+                    /* No doubled space, no space before a period. */
+                    CHECK(strstr(d.findings_text, "  ") == NULL &&
+                          strstr(d.impression_text, "  ") == NULL);
+                    CHECK(strstr(d.findings_text, " .") == NULL &&
+                          strstr(d.impression_text, " .") == NULL);
+                    CHECK(strchr(d.findings_text, '{') == NULL &&
+                          strchr(d.impression_text, '{') == NULL);
+                    rd_draft_free(&d);
+                }
+    }
+    CHECK_MSG(n_located >= 8, "only %d findings have located sentences", n_located);
+    CHECK(n_drafts == n_located * 2 * 3 * 4);
+    rd_generator_free(gen);
+    rd_labeler_free(lab);
+}
+
+/* The sentences the issue names, word for word. */
+RD_TEST(located_sentences_read_as_written)
+{
+    rd_generator *gen = default_generator();
+    rd_labeler *lab = default_labeler();
+    rd_finding_state st[RD_FINDING_N_ABNORMAL] = {RD_STATE_NOT_MENTIONED};
+    rd_location where[RD_FINDING_N_ABNORMAL];
+    rd_draft d;
+    REQUIRE(gen && lab);
+    memset(where, 0, sizeof where);
+    st[RD_FINDING_PNEUMOTHORAX] = RD_STATE_UNCERTAIN;
+    where[RD_FINDING_PNEUMOTHORAX] = make_location(RD_SIDE_LEFT, RD_ZONE_UPPER, 0);
+    st[RD_FINDING_NODULE] = RD_STATE_PRESENT;
+    where[RD_FINDING_NODULE] = make_location(RD_SIDE_RIGHT, RD_ZONE_UPPER, 0);
+    st[RD_FINDING_EFFUSION] = RD_STATE_UNCERTAIN;
+    where[RD_FINDING_EFFUSION] = make_location(RD_SIDE_RIGHT, RD_ZONE_LOWER, 0);
+    st[RD_FINDING_ATELECTASIS] = RD_STATE_PRESENT;
+    where[RD_FINDING_ATELECTASIS] = make_location(RD_SIDE_LEFT, RD_ZONE_LOWER, 1);
+    /* Cardiomegaly has no located sentences: its location is ignored. */
+    st[RD_FINDING_CARDIOMEGALY] = RD_STATE_PRESENT;
+    where[RD_FINDING_CARDIOMEGALY] = make_location(RD_SIDE_LEFT, RD_ZONE_LOWER, 0);
+    REQUIRE_OK(rd_generator_draft_states_at(gen, st, NULL, where, NULL, 0, lab, &d, NULL), NULL);
+    CHECK_MSG(strstr(d.impression_text, "Left apical pneumothorax versus skin fold.") != NULL, "%s",
+              d.impression_text);
+    CHECK_MSG(strstr(d.findings_text, "A nodule in the right upper zone.") != NULL, "%s",
+              d.findings_text);
+    CHECK_MSG(strstr(d.impression_text, "Small right pleural effusion versus scarring.") != NULL,
+              "%s", d.impression_text);
+    CHECK_MSG(strstr(d.findings_text, "There is left retrocardiac atelectasis.") != NULL, "%s",
+              d.findings_text);
+    CHECK(strstr(d.findings_text, "The heart is enlarged.") != NULL);
+    for (int i = 0; i < d.n_items; i++)
+        if (d.items[i].finding == RD_FINDING_CARDIOMEGALY)
+            CHECK_EQ_INT(d.items[i].side, RD_SIDE_NONE);
+    CHECK(round_trip_ok(lab, &d, st));
+    rd_draft_free(&d);
+    /* A location with no side (a flat map, a lateral view) writes the plain sentences. */
+    where[RD_FINDING_NODULE].side = RD_SIDE_NONE;
+    REQUIRE_OK(rd_generator_draft_states_at(gen, st, NULL, where, NULL, 0, lab, &d, NULL), NULL);
+    CHECK(strstr(d.findings_text, "There is a pulmonary nodule.") != NULL);
+    rd_draft_free(&d);
+    rd_generator_free(gen);
+    rd_labeler_free(lab);
+}
+
+/* Random states and random locations, with and without evidence: the round trip holds, and
+ * a located finding never takes another patient's sentence. */
+RD_TEST(round_trip_located_random_with_evidence)
+{
+    static const char *const pool[] = {
+        "Stable small bilateral pleural effusions.",
+        "There is a small right apical pneumothorax.",
+        "Left basilar subsegmental atelectasis.",
+        "Right upper lobe mass, unchanged.",
+        "Dense right middle lobe consolidation.",
+        "Noncalcified nodule in the left upper lobe.",
+        "Moderate cardiomegaly, new since the prior examination.",
+        "Cardiomegaly with a small left effusion.",
+    };
+    enum { NP = sizeof pool / sizeof pool[0] };
+    rd_generator *gen = default_generator();
+    rd_labeler *lab = default_labeler();
+    rd_evidence_case ev[NP];
+    uint32_t seed = 4242;
+    int failures = 0, reused = 0;
+    REQUIRE(gen && lab);
+    for (int i = 0; i < NP; i++) {
+        rd_labels l;
+        make_case(&ev[i], 1.0 - i * 0.01, pool[i]);
+        REQUIRE_OK(rd_labeler_label(lab, pool[i], NULL, &l, NULL), NULL);
+        memcpy(ev[i].state, l.state, sizeof l.state);
+    }
+    for (int iter = 0; iter < 2000 && failures < 3; iter++) {
+        rd_finding_state st[RD_FINDING_N_ABNORMAL];
+        rd_location where[RD_FINDING_N_ABNORMAL];
+        rd_draft d;
+        for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+            uint32_t r = rng_next(&seed) % 8;
+            st[f] = r < 4 ? RD_STATE_NOT_MENTIONED : (rd_finding_state)(r - 4);
+            r = rng_next(&seed);
+            where[f] = make_location((rd_side)(r % 4), (rd_zone)(1 + (r / 4) % 3), (r / 12) % 2);
+        }
+        REQUIRE_OK(rd_generator_draft_states_at(gen, st, NULL, where, iter % 2 ? ev : NULL,
+                                                iter % 2 ? NP : 0, lab, &d, NULL),
+                   NULL);
+        reused += d.n_reused;
+        if (!round_trip_ok(lab, &d, st)) {
+            RD_FAIL_AT("located round trip failed at iteration %d", iter);
+            failures++;
+        }
+        /* A located finding's words are the templates': no "lobe" (the pool's word). */
+        for (int i = 0; i < d.n_items; i++)
+            if (d.items[i].side != RD_SIDE_NONE &&
+                (strstr(d.findings_text, "lobe") || strstr(d.findings_text, "basilar"))) {
+                int other = 0;
+                /* Allowed only when a non-located finding took the sentence. */
+                for (int k = 0; k < d.n_items; k++)
+                    other |= d.items[k].side == RD_SIDE_NONE;
+                CHECK_MSG(other, "a located draft reused: %s", d.findings_text);
+            }
+        rd_draft_free(&d);
+    }
+    CHECK_MSG(reused > 10, "only %d sentences reused", reused);
+    rd_generator_free(gen);
+    rd_labeler_free(lab);
+}
+
 RD_TEST_MAIN()

@@ -1,5 +1,6 @@
 /* The pipeline module and the store functions it uses: thread planning, review items and
  * study versions recorded once, job retries, and whole studies through every stage. */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -8,6 +9,7 @@
 
 #include "radraft/batch.h"
 #include "radraft/config.h"
+#include "radraft/image.h"
 #include "radraft/nn.h"
 #include "radraft/pipeline.h"
 #include "radraft/samples.h"
@@ -435,6 +437,99 @@ RD_TEST(draft_files_writes_the_sr_and_records_nothing)
 
     rd_pipeline_worker_free(w);
     rd_pipeline_free(p);
+}
+
+/* Localization through the pipeline: with every finding drafted (thresholds at 0), the
+ * findings whose templates locate them are written with a side, the review item records the
+ * side, zone and heat map of each, and each heat map is a PNG of the frontal image's aspect.
+ * With generator.localize off, nothing of it. */
+static void run_localized(int localize)
+{
+    const char *dir = rd_test_tmpdir(localize ? "pl_loc_on" : "pl_loc_off");
+    char model[1100], data[1100], th[1100], pa[512], lat[512];
+    rd_config cfg;
+    rd_pipeline_options po;
+    rd_pipeline *p = NULL;
+    rd_pipeline_worker *w = NULL;
+    rd_pipeline_result res;
+    rd_store_review_item it;
+    rd_error err;
+    static const char all_present[] = "{\"default\": {\"present\": 0, \"uncertain\": 0}}";
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(th, sizeof th, "%s/th.json", dir);
+    REQUIRE_OK(rd_nn_model_init("resnet-small", 3, model, &err), &err);
+    REQUIRE_OK(rd_write_file_atomic(th, all_present, strlen(all_present), &err), &err);
+    write_case(dir, 1, pa, lat);
+    rd_config_defaults(&cfg);
+    rd_strlcpy(cfg.encoder_model, model, sizeof cfg.encoder_model);
+    rd_strlcpy(cfg.generator_thresholds, th, sizeof cfg.generator_thresholds);
+    cfg.generator_localize = localize;
+    memset(&po, 0, sizeof po);
+    po.data_dir = data;
+    po.encoder_threads = 1;
+    REQUIRE_OK(rd_pipeline_create(&p, &cfg, &po, &err), &err);
+    REQUIRE_OK(rd_pipeline_worker_create(&w, p, &err), &err);
+    const char *files[2] = {lat, pa};
+    REQUIRE_OK(rd_pipeline_run_study(w, files, 2, &res, &err), &err);
+    REQUIRE(res.outcome == RD_PIPELINE_DRAFTED);
+    CHECK_EQ_INT(res.n_present, RD_FINDING_N_ABNORMAL);
+    memset(&it, 0, sizeof it);
+    REQUIRE_OK(rd_store_review_get(rd_pipeline_worker_store(w), res.review_id, &it, &err), &err);
+    cJSON *fo = cJSON_Parse(it.findings_json);
+    REQUIRE(fo);
+    int located = 0;
+    static const rd_finding placed[] = {RD_FINDING_EFFUSION, RD_FINDING_NODULE,
+                                        RD_FINDING_PNEUMOTHORAX, RD_FINDING_ATELECTASIS};
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(fo, rd_finding_name((rd_finding)f));
+        const cJSON *side = cJSON_GetObjectItemCaseSensitive(o, "side");
+        const cJSON *hm = cJSON_GetObjectItemCaseSensitive(o, "heatmap");
+        rd_side sd;
+        if (!localize) {
+            CHECK(!side && !hm);
+            continue;
+        }
+        if (f == RD_FINDING_CARDIOMEGALY || f == RD_FINDING_HERNIA) {
+            CHECK(!side && !hm); /* no located sentences */
+            continue;
+        }
+        if (!cJSON_IsString(side))
+            continue;
+        located++;
+        CHECK(rd_side_from_name(side->valuestring, &sd, NULL) == RD_OK);
+        REQUIRE(cJSON_IsString(hm));
+        rd_png_info pi;
+        CHECK_OK(rd_png_read_info(hm->valuestring, &pi, &err), &err);
+        /* The sample is 256 rows; its width keeps the frontal image's aspect. */
+        CHECK_EQ_INT(pi.height, 256);
+        CHECK(pi.width > 0 && pi.channels == 1);
+        CHECK(hm->valuestring[0] == '/' && strstr(hm->valuestring, "/heatmaps/") != NULL);
+    }
+    for (size_t i = 0; localize && i < sizeof placed / sizeof placed[0]; i++) {
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(fo, rd_finding_name(placed[i]));
+        CHECK_MSG(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "side")), "%s has no side",
+                  rd_finding_name(placed[i]));
+    }
+    if (localize)
+        CHECK_MSG(located >= 8, "only %d findings located", located);
+    int sided = strstr(it.findings_text, "right") || strstr(it.findings_text, "left") ||
+                strstr(it.findings_text, "both");
+    CHECK_EQ_INT(sided, localize);
+    cJSON_Delete(fo);
+    rd_store_review_item_clear(&it);
+    rd_pipeline_worker_free(w);
+    rd_pipeline_free(p);
+}
+
+RD_TEST(localized_draft_records_sides_and_heatmaps)
+{
+    run_localized(1);
+}
+
+RD_TEST(localize_off_names_no_side)
+{
+    run_localized(0);
 }
 
 RD_TEST(no_model_is_a_config_error)

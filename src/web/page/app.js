@@ -423,7 +423,10 @@
     renderDiff();
     renderNeighbours();
     renderHistory();
-    if (switched) renderImages();
+    if (switched) {
+      renderHeatChoices();
+      renderImages();
+    }
   }
 
   // The text as last saved: the edited one if any, else the draft's.
@@ -739,7 +742,72 @@
       aspect: S.image && !newItem ? S.image.aspect : 0.86,
       natural: null,       // [w, h] of the loaded PNG
       seq: 0,              // guards against an older PNG arriving after a newer one
+      heat: newItem || !S.image ? '' : S.image.heat,  // the finding whose heat map shows, '' none
+      heatSeq: 0,
     };
+  }
+
+  /* ---- heat maps: where the model found the evidence, over the frontal image ---- */
+
+  // The findings the draft places (a side in the text) and keeps a heat map of.
+  function heatFindings() {
+    const fs = (S.item && S.item.findings) || {};
+    return FINDINGS.filter((name) => fs[name] && fs[name].heatmap);
+  }
+
+  function renderHeatChoices() {
+    const sel = $('heat-select');
+    const names = heatFindings();
+    sel.textContent = '';
+    sel.append(el('option', null, 'off'));
+    sel.options[0].value = '';
+    for (const name of names) {
+      const f = S.item.findings[name];
+      const where = [f.side, f.zone].filter(Boolean).join(' ');
+      const o = el('option', null, where ? `${name} (${where})` : name);
+      o.value = name;
+      sel.append(o);
+    }
+    if (!names.includes(S.image.heat)) S.image.heat = '';
+    sel.value = S.image.heat;
+    show($('heat-wrap'), names.length > 0);
+  }
+
+  function frontalShown() {
+    const im = ((S.item && S.item.images) || []).find((i) => i.index === S.image.index);
+    return !!(im && im.frontal);
+  }
+
+  function loadHeat() {
+    const hi = $('heat-image');
+    const seq = ++S.image.heatSeq;
+    if (!S.item || !S.image.heat || !frontalShown()) {
+      show(hi, false);
+      return;
+    }
+    const q = new URLSearchParams({ finding: S.image.heat, width: String(wantedWidth()) });
+    const pre = new Image();
+    pre.onload = () => {
+      if (seq !== S.image.heatSeq) return;
+      hi.src = pre.src;
+      hi.alt = `Heat map of ${S.image.heat}`;
+      show(hi, true);
+      layoutImage();
+    };
+    pre.onerror = () => { if (seq === S.image.heatSeq) show(hi, false); };
+    pre.src = `${itemPath(S.item.id)}/heatmap?${q}`;
+  }
+
+  function setHeat(name) {
+    S.image.heat = name;
+    $('heat-select').value = name;
+    loadHeat();
+  }
+
+  function cycleHeat() {
+    const names = [''].concat(heatFindings());
+    if (names.length < 2) return;
+    setHeat(names[(names.indexOf(S.image.heat) + 1) % names.length]);
   }
 
   function imageUrl(index, width, wl) {
@@ -782,6 +850,7 @@
     S.image.natural = null;
     for (const b of $('thumbs').children) b.classList.toggle('on', Number(b.dataset.index) === index);
     loadMain();
+    loadHeat();
   }
 
   function cycleImage(d) {
@@ -814,6 +883,7 @@
       if (pre.naturalWidth) S.image.aspect = pre.naturalWidth / pre.naturalHeight;
       show($('stage-msg'), false);
       layoutImage();
+      if (S.image.heat && $('heat-image').classList.contains('hidden')) loadHeat();
     };
     pre.onerror = () => {
       if (seq !== S.image.seq) return;
@@ -839,6 +909,12 @@
     const y = (st.clientHeight - h) / 2 + S.image.ty;
     img.style.transformOrigin = `${w / 2}px ${h / 2}px`;
     img.style.transform = `translate(${x}px, ${y}px) scale(${S.image.zoom})`;
+    // The heat map covers the frontal image exactly: same box, same transform.
+    const hi = $('heat-image');
+    hi.style.width = img.style.width;
+    hi.style.height = img.style.height;
+    hi.style.transformOrigin = img.style.transformOrigin;
+    hi.style.transform = img.style.transform;
   }
 
   function renderReadout() {
@@ -935,6 +1011,7 @@
       b.addEventListener('click', () => applyPreset(b.dataset.preset));
     }
     $('view-reset').addEventListener('click', resetImage);
+    $('heat-select').addEventListener('change', (ev) => setHeat(ev.target.value));
   }
 
   /* ---- users (admins) ---- */
@@ -1013,6 +1090,7 @@
     ['v', 'study: next window preset (default, lung, mediastinum)'],
     ['0', 'study: reset zoom, pan and window'],
     ['[ / ]', 'study: previous / next image of the study'],
+    ['o', 'study: next heat map over the frontal image (off, then each placed finding)'],
   ];
 
   function renderHelp() {
@@ -1106,6 +1184,7 @@
       0: resetImage,
       '[': () => cycleImage(-1),
       ']': () => cycleImage(1),
+      o: cycleHeat,
     };
     if (acts[k]) { ev.preventDefault(); acts[k](); }
   }
