@@ -56,6 +56,13 @@ const rd_nn_info *rd_encoder_info(const rd_encoder *enc);
 
 /* Writes the preprocessed network input of `img` (channels x height x width floats of the
  * model's input) to `dst`. */
+/* The model's test-time augmentation ("test_time_augmentation": {"shrink": s} in its
+ * description): the finding scores are then the sigmoid of the mean logit of the image and
+ * of the image shrunk by s (centred, its border replicated around it), which costs a second
+ * forward pass; the embedding and the class activation maps are the plain image's. 0 when
+ * the model has none. */
+double rd_encoder_model_tta_shrink(const rd_encoder_model *model);
+
 rd_status rd_encoder_preprocess(const rd_encoder *enc, const rd_image *img, float *dst,
                                 rd_error *err);
 

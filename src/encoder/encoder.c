@@ -5,6 +5,8 @@
  * encoders (an inference context and an input batch each, one per thread). */
 #include "radraft/encoder.h"
 
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +15,9 @@
 
 struct rd_encoder_model {
     rd_nn_model *nn;
+    /* Test-time augmentation: the scores are the mean logit of the image and of the image
+     * shrunk by this share (centred, the border replicated around it); 0 = off. */
+    double tta_shrink;
 };
 
 struct rd_encoder {
@@ -24,6 +29,7 @@ struct rd_encoder {
     float *input;    /* max_batch preprocessed images, reused by every call */
     int has_cam;     /* the scores have class activation maps */
     rd_nn_cam_info cam;
+    double tta_shrink; /* the model's, see rd_encoder_model */
 };
 
 void rd_encoder_model_free(rd_encoder_model *model)
@@ -32,6 +38,38 @@ void rd_encoder_model_free(rd_encoder_model *model)
         return;
     rd_nn_model_free(model->nn);
     free(model);
+}
+
+/* The model description's "test_time_augmentation": {"views": ["identity", "shrink"],
+ * "shrink": s} with 0 < s <= 0.3; absent or null is off. */
+static rd_status read_tta(rd_encoder_model *model, const char *model_path, rd_error *err)
+{
+    char *text = NULL;
+    rd_status st = rd_nn_model_read_json(model_path, &text, NULL, err);
+    if (st != RD_OK)
+        return st;
+    cJSON *root = cJSON_Parse(text);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "test_time_augmentation");
+    free(text);
+    model->tta_shrink = 0;
+    if (t && !cJSON_IsNull(t)) {
+        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shrink");
+        if (!cJSON_IsObject(t) || !cJSON_IsNumber(sh) || !(sh->valuedouble > 0) ||
+            !(sh->valuedouble <= 0.3))
+            st = rd_error_set(err, RD_E_MODEL,
+                              "%s: test_time_augmentation must be {\"shrink\": s} with 0 < s <= "
+                              "0.3",
+                              model_path);
+        else
+            model->tta_shrink = sh->valuedouble;
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
+double rd_encoder_model_tta_shrink(const rd_encoder_model *model)
+{
+    return model->tta_shrink;
 }
 
 rd_status rd_encoder_model_load(rd_encoder_model **out, const char *model_path, rd_error *err)
@@ -43,6 +81,8 @@ rd_status rd_encoder_model_load(rd_encoder_model **out, const char *model_path, 
     if (!model)
         return rd_error_set(err, RD_E_NOMEM, "out of memory");
     if ((st = rd_nn_model_load(&model->nn, model_path, err)) != RD_OK)
+        goto fail;
+    if ((st = read_tta(model, model_path, err)) != RD_OK)
         goto fail;
     info = rd_nn_model_info(model->nn);
     if (info->embedding_dim <= 0) {
@@ -97,6 +137,7 @@ rd_status rd_encoder_create_shared(rd_encoder **out, const rd_encoder_model *mod
     if ((st = rd_nn_ctx_create(&enc->ctx, model->nn, max_batch, threads, err)) != RD_OK)
         goto fail;
     enc->max_batch = max_batch;
+    enc->tta_shrink = model->tta_shrink;
     enc->has_cam = enc->info->n_labels > 0 &&
                    rd_nn_model_cam_info(model->nn, "scores", &enc->cam, NULL) == RD_OK &&
                    enc->cam.n_maps == enc->info->n_labels;
@@ -161,6 +202,69 @@ rd_status rd_encoder_preprocess(const rd_encoder *enc, const rd_image *img, floa
     return RD_OK;
 }
 
+/* The shrunk view of test-time augmentation: the image at (1 - shrink) of the input size,
+ * centred, with its border rows and columns replicated out to the input size, then
+ * normalized like any input. */
+static rd_status preprocess_shrunk(const rd_encoder *enc, const rd_image *img, float *dst,
+                                   rd_error *err)
+{
+    const rd_nn_info *info = enc->info;
+    int w = info->in_width, h = info->in_height;
+    int iw = (int)lround(w * (1 - enc->tta_shrink)), ih = (int)lround(h * (1 - enc->tta_shrink));
+    int x0 = (w - iw) / 2, y0 = (h - ih) / 2;
+    rd_image *small = NULL;
+    size_t plane = (size_t)h * (size_t)w;
+    rd_status st;
+
+    if (!img || !img->data || img->width < 1 || img->height < 1)
+        return rd_error_set(err, RD_E_INVALID, "empty image");
+    iw = iw < 1 ? 1 : iw;
+    ih = ih < 1 ? 1 : ih;
+    if ((st = rd_image_resize(img, iw, ih, &small, err)) != RD_OK)
+        return st;
+    for (int c = 0; c < info->in_channels; c++) {
+        float mean = info->mean[c], inv = 1.0f / info->std[c];
+        float *d = dst + (size_t)c * plane;
+        for (int y = 0; y < h; y++) {
+            int sy = y - y0 < 0 ? 0 : y - y0 >= ih ? ih - 1 : y - y0;
+            for (int x = 0; x < w; x++) {
+                int sx = x - x0 < 0 ? 0 : x - x0 >= iw ? iw - 1 : x - x0;
+                d[(size_t)y * w + x] = (small->data[(size_t)sy * iw + sx] - mean) * inv;
+            }
+        }
+    }
+    rd_image_free(small);
+    return RD_OK;
+}
+
+static double logit(double p)
+{
+    p = p < 1e-7 ? 1e-7 : p > 1 - 1e-7 ? 1 - 1e-7 : p;
+    return log(p / (1 - p));
+}
+
+/* With test-time augmentation, the batch's scores become the sigmoid of the mean logit of
+ * the plain view (already in `scores`) and the shrunk one. The embedding and the maps stay
+ * the plain view's: the archive was built from plain views. */
+static rd_status tta_scores(rd_encoder *enc, const rd_image *const *imgs, int b, float *scores,
+                            rd_error *err)
+{
+    int nl = enc->info->n_labels, size = 0;
+    rd_status st;
+    for (int i = 0; i < b; i++)
+        if ((st = preprocess_shrunk(enc, imgs[i], enc->input + (size_t)i * enc->in_elems, err)) !=
+            RD_OK)
+            return rd_error_prefix(err, st, "image %d", i);
+    if ((st = rd_nn_forward(enc->ctx, enc->input, b, err)) != RD_OK)
+        return st;
+    const float *sc = rd_nn_ctx_output(enc->ctx, "scores", &size);
+    if (!sc || size != nl)
+        return rd_error_set(err, RD_E_INTERNAL, "scores output missing");
+    for (int q = 0; q < b * nl; q++)
+        scores[q] = (float)(1 / (1 + exp(-(logit(scores[q]) + logit(sc[q])) / 2)));
+    return RD_OK;
+}
+
 int rd_encoder_cam_size(const rd_encoder *enc, int *height, int *width)
 {
     if (height)
@@ -220,6 +324,11 @@ rd_status rd_encoder_embed_batch_cam(rd_encoder *enc, const rd_image *const *img
             if ((st = rd_nn_ctx_cam(enc->ctx, "scores", i, cams + (size_t)(start + i) * per_image,
                                     err)) != RD_OK)
                 return st;
+        /* The second view last: its forward pass replaces the feature map the maps read.
+         * Without scores wanted there is no second pass. */
+        if (enc->tta_shrink > 0 && nl > 0 && scores &&
+            (st = tta_scores(enc, imgs + start, b, scores + (size_t)start * nl, err)) != RD_OK)
+            return st;
     }
     return RD_OK;
 }

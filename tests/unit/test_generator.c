@@ -1,5 +1,6 @@
 /* Templated report generator: thresholds, templates, evidence reuse, and the round trip
  * labeler(generator(states)) == states. */
+#include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include "radraft/generator.h"
 #include "radraft/labeler.h"
 #include "rdtest.h"
+#include "report/embedded.h"
 #include "report/report_int.h"
 #include "base/util.h"
 
@@ -566,16 +568,45 @@ RD_TEST(round_trip_located_each_finding_side_zone)
                     rd_draft_free(&d);
                 }
     }
-    CHECK_MSG(n_located >= 8, "only %d findings have located sentences", n_located);
+    CHECK_MSG(n_located >= 7, "only %d findings have located sentences", n_located);
     CHECK(n_drafts == n_located * 2 * 3 * 4);
     rd_generator_free(gen);
     rd_labeler_free(lab);
 }
 
+/* The shipped templates with a nodule's located block put back: the shipped model names a
+ * nodule's side at chance (models/README.md, Localization), so the shipped templates leave
+ * it out, and a site whose model localizes nodules adds it in its own template file. */
+static rd_generator *generator_with_located_nodule(void)
+{
+    rd_generator *gen = NULL;
+    rd_error err;
+    cJSON *doc = cJSON_ParseWithLength(rd_embedded_templates_json, rd_embedded_templates_json_len);
+    cJSON *nod = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "findings"),
+                                                  "Nodule");
+    cJSON *loc = cJSON_Parse("{\"zones\": [\"upper\", \"middle\", \"lower\"], \"bilateral\": "
+                             "false, \"present\": \"A nodule {where}.\", \"uncertain\": \"A small "
+                             "rounded density {where}, pulmonary nodule versus nipple shadow.\", "
+                             "\"impression_present\": \"Pulmonary nodule {where}.\", "
+                             "\"impression_uncertain\": \"Pulmonary nodule {where} versus nipple "
+                             "shadow.\"}");
+    char *text = NULL;
+    if (nod && loc && cJSON_AddItemToObject(nod, "located", loc))
+        text = cJSON_PrintUnformatted(doc);
+    else
+        cJSON_Delete(loc);
+    cJSON_Delete(doc);
+    if (!text || rd_generator_create_from_json(&gen, text, "test", &err) != RD_OK)
+        fprintf(stderr, "templates with a located nodule: %s\n",
+                text ? rd_error_message(&err) : "");
+    cJSON_free(text);
+    return gen;
+}
+
 /* The sentences the issue names, word for word. */
 RD_TEST(located_sentences_read_as_written)
 {
-    rd_generator *gen = default_generator();
+    rd_generator *gen = generator_with_located_nodule();
     rd_labeler *lab = default_labeler();
     rd_finding_state st[RD_FINDING_N_ABNORMAL] = {RD_STATE_NOT_MENTIONED};
     rd_location where[RD_FINDING_N_ABNORMAL];
