@@ -1,5 +1,6 @@
 /* The encoder: preprocessing from the model file, embeddings and scores, batches, encoders
  * sharing one model, and the models it refuses. */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -388,6 +389,51 @@ RD_TEST(cam_matches_direct_computation_opzoo)
 
 /* The encoder's maps: shape, batches of several forwards, and the mean property on the
  * shipped model (whatever its weights). */
+/* Sets (or with shrink <= 0, removes) the model's test-time augmentation. */
+static rd_status set_tta(const char *dir, double shrink, rd_error *err)
+{
+    char path[1300], *json = NULL, *out = NULL;
+    rd_status st;
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    if ((st = rd_read_file(path, 1 << 24, &json, NULL, err)) != RD_OK)
+        return st;
+    cJSON *root = cJSON_Parse(json);
+    free(json);
+    if (!root)
+        return rd_error_set(err, RD_E_INTERNAL, "cannot parse %s", path);
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "test_time_augmentation");
+    if (shrink > 0) {
+        cJSON *t = cJSON_AddObjectToObject(root, "test_time_augmentation");
+        cJSON_AddNumberToObject(t, "shrink", shrink);
+    }
+    out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    st = rd_write_file_atomic(path, out, strlen(out), err);
+    cJSON_free(out);
+    return st;
+}
+
+/* A copy of the shipped model's files in `dir` without its test-time augmentation: the maps
+ * explain the plain view's score, not the mean over views. */
+static rd_status shipped_plain_copy(const char *dir, rd_error *err)
+{
+    static const char *const files[] = {"model.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char from[1300], to[1300], *data = NULL;
+        size_t len = 0;
+        rd_status st;
+        snprintf(from, sizeof from, "%s/models/cxr-resnet-small/%s", RD_TEST_SOURCE_DIR, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        if ((st = rd_read_file(from, (size_t)1 << 26, &data, &len, err)) != RD_OK)
+            return st;
+        st = rd_write_file_atomic(to, data, len, err);
+        free(data);
+        if (st != RD_OK)
+            return st;
+    }
+    return set_tta(dir, 0, err);
+}
+
 RD_TEST(encoder_cam_batches_and_shipped_model)
 {
     char model[1200];
@@ -395,7 +441,8 @@ RD_TEST(encoder_cam_batches_and_shipped_model)
     rd_error err;
     rd_image *imgs[3];
     int h = 0, w = 0;
-    snprintf(model, sizeof model, "%s/models/cxr-resnet-small", RD_TEST_SOURCE_DIR);
+    snprintf(model, sizeof model, "%s", rd_test_tmpdir("enc_cam_shipped"));
+    REQUIRE_OK(shipped_plain_copy(model, &err), &err);
     REQUIRE_OK(rd_encoder_create(&enc, model, 2, 2, &err), &err);
     REQUIRE_OK(rd_encoder_create(&one, model, 1, 1, &err), &err);
     REQUIRE(rd_encoder_cam_size(enc, &h, &w));
@@ -448,6 +495,69 @@ RD_TEST(encoder_cam_batches_and_shipped_model)
     free(e1);
     rd_encoder_free(enc);
     rd_encoder_free(one);
+}
+
+static double logit_of(double p)
+{
+    return log(p / (1 - p));
+}
+
+/* Test-time augmentation: the scores are the sigmoid of the mean logit of the plain image
+ * and of the image shrunk by s at the input size, centred, its border replicated (built here
+ * by hand and scored without augmentation); the embedding and the maps stay the plain
+ * image's; a bad setting is refused. */
+RD_TEST(test_time_augmentation_mean_logit)
+{
+    const char *dir = rd_test_tmpdir("enc_tta");
+    rd_encoder *plain = NULL, *tta = NULL;
+    rd_error err;
+    REQUIRE_OK(rd_nn_model_init("resnet-small", 3, dir, &err), &err);
+    REQUIRE_OK(rd_encoder_create(&plain, dir, 1, 2, &err), &err);
+    REQUIRE_OK(set_tta(dir, 0.12, &err), &err);
+    REQUIRE_OK(rd_encoder_create(&tta, dir, 1, 2, &err), &err);
+    const rd_nn_info *info = rd_encoder_info(plain);
+    int S = info->in_width, iw = (int)lround(S * 0.88), x0 = (S - iw) / 2;
+    REQUIRE(info->in_height == S);
+    rd_image *imgs[2] = {gradient(300, 260, 0.3f), gradient(256, 256, 1.7f)};
+    float emb_t[2 * 256], sc_t[2 * 14], emb_p[256], sc_p[14], sc_s[14];
+    REQUIRE_OK(rd_encoder_embed_batch(tta, (const rd_image *const *)imgs, 2, emb_t, sc_t, &err),
+               &err);
+    for (int i = 0; i < 2; i++) {
+        rd_image *small = NULL, *view = NULL;
+        REQUIRE_OK(rd_image_resize(imgs[i], iw, iw, &small, &err), &err);
+        REQUIRE_OK(rd_image_create(&view, S, S, &err), &err);
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                int sx = x - x0 < 0 ? 0 : x - x0 >= iw ? iw - 1 : x - x0;
+                int sy = y - x0 < 0 ? 0 : y - x0 >= iw ? iw - 1 : y - x0;
+                view->data[y * S + x] = small->data[sy * iw + sx];
+            }
+        REQUIRE_OK(rd_encoder_embed(plain, imgs[i], emb_p, sc_p, &err), &err);
+        float emb_s[256];
+        REQUIRE_OK(rd_encoder_embed(plain, view, emb_s, sc_s, &err), &err);
+        double de = 0, ds = 0, moved = 0;
+        for (int j = 0; j < 256; j++)
+            de = fmax(de, fabs(emb_p[j] - emb_t[i * 256 + j]));
+        for (int j = 0; j < 14; j++) {
+            double want = 1 / (1 + exp(-(logit_of(sc_p[j]) + logit_of(sc_s[j])) / 2));
+            double d = fabs(want - sc_t[i * 14 + j]);
+            ds = d > ds || d != d ? d : ds;
+            moved += fabs(sc_t[i * 14 + j] - sc_p[j]);
+        }
+        CHECK_MSG(de < 1e-5, "image %d: the embedding is not the plain view's (%g)", i, de);
+        CHECK_MSG(ds < 2e-5, "image %d: scores differ from the mean logit by %g", i, ds);
+        CHECK_MSG(moved > 1e-4, "image %d: the augmentation changed nothing", i);
+        rd_image_free(small);
+        rd_image_free(view);
+    }
+    rd_encoder_free(tta);
+    /* Out of range: refused when the model loads, naming the key. */
+    REQUIRE_OK(set_tta(dir, 0.5, &err), &err);
+    CHECK(rd_encoder_create(&tta, dir, 1, 1, &err) == RD_E_MODEL);
+    CHECK(strstr(rd_error_message(&err), "test_time_augmentation") != NULL);
+    for (int i = 0; i < 2; i++)
+        rd_image_free(imgs[i]);
+    rd_encoder_free(plain);
 }
 
 RD_TEST_MAIN()
