@@ -299,8 +299,7 @@ void fill_meta(DcmDataset *ds, E_TransferSyntax xfer, rd_dicom_meta *m)
     if (lat.empty())
         lat = get_str(ds, DCM_Laterality);
     put(m->laterality, sizeof m->laterality, lat);
-    put(m->patient_orientation, sizeof m->patient_orientation,
-        get_str(ds, DCM_PatientOrientation));
+    put(m->patient_orientation, sizeof m->patient_orientation, get_str(ds, DCM_PatientOrientation));
     put(m->body_part, sizeof m->body_part, get_str(ds, DCM_BodyPartExamined));
     put(m->image_type, sizeof m->image_type, get_str(ds, DCM_ImageType));
     put(m->photometric, sizeof m->photometric, get_str(ds, DCM_PhotometricInterpretation));

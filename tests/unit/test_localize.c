@@ -287,7 +287,9 @@ RD_TEST(heatmap_image_sized_and_scaled)
     REQUIRE_OK(rd_localize_heatmap(m, 7, 7, 20, 20, &hm2, NULL), NULL);
     for (int i = 0; i < 400; i++)
         CHECK(hm2->data[i] == 0.0f);
+    rd_image_free(hm2);
     CHECK_EQ_INT(rd_localize_heatmap(NULL, 7, 7, 20, 20, &hm2, NULL), RD_E_INVALID);
+    CHECK(hm2 == NULL);
     rd_image_free(hm);
 }
 
