@@ -864,6 +864,37 @@ static void apply_window(rd_image *img, double center, double width)
     }
 }
 
+/* Replies with `img` scaled to `width` pixels (the height keeps the aspect, at most
+ * WEB_IMAGE_MAX_HEIGHT) as a PNG: gray, or with `overlay` an RGBA overlay
+ * (rd_png_encode_overlay). `what` names the picture in the error. */
+static void reply_png_at_width(call *c, const rd_image *img, long width, const char *what,
+                               int overlay)
+{
+    rd_image *sized = NULL;
+    void *png = NULL;
+    size_t png_len = 0;
+    rd_error e;
+    long height = lround((double)img->height * (double)width / (double)img->width);
+    height = height < 1 ? 1 : height;
+    if (height > WEB_IMAGE_MAX_HEIGHT) {
+        reply_error(c, MHD_HTTP_BAD_REQUEST, "the %s would be %ld pixels tall at width %ld", what,
+                    height, width);
+        return;
+    }
+    if (rd_image_resize(img, (int)width, (int)height, &sized, &e) != RD_OK ||
+        (overlay ? rd_png_encode_overlay(sized, &png, &png_len, &e)
+                 : rd_png_encode(sized, &png, &png_len, &e)) != RD_OK) {
+        reply_status(c, &e, MHD_HTTP_INTERNAL_SERVER_ERROR);
+        rd_image_free(sized);
+        return;
+    }
+    rd_image_free(sized);
+    c->status = MHD_HTTP_OK;
+    c->body = png;
+    c->len = png_len;
+    c->ctype = "image/png";
+}
+
 static void route_image(call *c, int64_t id)
 {
     const char *index_s = arg(c, "index"), *width_s = arg(c, "width");
@@ -872,12 +903,10 @@ static void route_image(call *c, int64_t id)
     double center = 0.5, window = 1.0;
     rd_store *s = NULL;
     rd_store_review_item it;
-    rd_image *img = NULL, *small = NULL;
+    rd_image *img = NULL;
     rd_error e;
     cJSON *images = NULL;
     const cJSON *pick = NULL, *v;
-    void *png = NULL;
-    size_t png_len = 0;
     memset(&it, 0, sizeof it);
     if ((index_s && !parse_long(index_s, 0, RD_STUDY_MAX_INSTANCES, &index)) ||
         (width_s && !parse_long(width_s, 64, 2048, &width))) {
@@ -923,25 +952,9 @@ static void route_image(call *c, int64_t id)
     }
     if (center_s)
         apply_window(img, center, window);
-    double h = (double)img->height * (double)width / (double)img->width;
-    long height = lround(h) < 1 ? 1 : lround(h);
-    if (height > WEB_IMAGE_MAX_HEIGHT) {
-        reply_error(c, MHD_HTTP_BAD_REQUEST, "the image would be %ld pixels tall at width %ld",
-                    height, width);
-        goto out;
-    }
-    if (rd_image_resize(img, (int)width, (int)height, &small, &e) != RD_OK ||
-        rd_png_encode(small, &png, &png_len, &e) != RD_OK) {
-        reply_status(c, &e, MHD_HTTP_INTERNAL_SERVER_ERROR);
-        goto out;
-    }
-    c->status = MHD_HTTP_OK;
-    c->body = png;
-    c->len = png_len;
-    c->ctype = "image/png";
+    reply_png_at_width(c, img, width, "image", 0);
 out:
     rd_image_free(img);
-    rd_image_free(small);
     cJSON_Delete(images);
     rd_store_review_item_clear(&it);
     rd_store_close(s);
@@ -957,12 +970,10 @@ static void route_heatmap(call *c, int64_t id)
     rd_finding f;
     rd_store *s = NULL;
     rd_store_review_item it;
-    rd_image *hm = NULL, *sized = NULL;
+    rd_image *hm = NULL;
     rd_error e;
     cJSON *fo = NULL;
     const cJSON *path;
-    void *png = NULL;
-    size_t png_len = 0;
     memset(&it, 0, sizeof it);
     if (!finding_s || rd_finding_from_name(finding_s, &f, NULL) != RD_OK ||
         f == RD_FINDING_NO_FINDING || (width_s && !parse_long(width_s, 64, 2048, &width))) {
@@ -988,24 +999,9 @@ static void route_heatmap(call *c, int64_t id)
         reply_status(c, &e, MHD_HTTP_INTERNAL_SERVER_ERROR);
         goto out;
     }
-    long height = lround((double)hm->height * (double)width / (double)hm->width);
-    height = height < 1 ? 1 : height;
-    if (height > WEB_IMAGE_MAX_HEIGHT) {
-        reply_error(c, MHD_HTTP_BAD_REQUEST, "the heat map would be %ld pixels tall", height);
-        goto out;
-    }
-    if (rd_image_resize(hm, (int)width, (int)height, &sized, &e) != RD_OK ||
-        rd_png_encode_overlay(sized, &png, &png_len, &e) != RD_OK) {
-        reply_status(c, &e, MHD_HTTP_INTERNAL_SERVER_ERROR);
-        goto out;
-    }
-    c->status = MHD_HTTP_OK;
-    c->body = png;
-    c->len = png_len;
-    c->ctype = "image/png";
+    reply_png_at_width(c, hm, width, "heat map", 1);
 out:
     rd_image_free(hm);
-    rd_image_free(sized);
     cJSON_Delete(fo);
     rd_store_review_item_clear(&it);
     rd_store_close(s);
