@@ -308,12 +308,20 @@ start_server "$D4" server4.log --set server.allowed_calling_aes=GOODAE,PROBE \
     --set server.check_called_ae=true || { fail "radraft serve did not start"; exit 1; }
 echoscu -aet GOODAE -aec RADRAFT localhost $PORT >/dev/null 2>&1 && pass "allowed AE accepted" \
     || fail "allowed AE rejected"
-echoscu -aet BADAE -aec RADRAFT localhost $PORT >/dev/null 2>&1 && fail "BADAE accepted" \
-    || pass "unknown calling AE rejected"
-grep -q "rejected an association from .*BADAE" server4.log && pass "rejection logged with the peer" \
-    || fail "rejection not logged"
-echoscu -aet GOODAE -aec WRONG localhost $PORT >/dev/null 2>&1 && fail "wrong called AE accepted" \
-    || pass "wrong called AE rejected"
+# Each refusal must be the one expected: echoscu fails with an association rejection, and
+# the listener logs the reason with the peer.
+if echoscu -aet BADAE -aec RADRAFT localhost $PORT >badae.out 2>&1; then
+    fail "BADAE accepted"
+elif grep -q "Association Rejected" badae.out; then pass "unknown calling AE rejected"
+else fail "BADAE: not an association rejection: $(cat badae.out)"; fi
+grep -q "rejected an association from 127.0.0.1: calling AE title 'BADAE' is not in server.allowed_calling_aes" \
+    server4.log && pass "rejection logged with the peer and the reason" || fail "rejection not logged"
+if echoscu -aet GOODAE -aec WRONG localhost $PORT >wrongae.out 2>&1; then
+    fail "wrong called AE accepted"
+elif grep -q "Association Rejected" wrongae.out &&
+    grep -q "called AE title 'WRONG' is not 'RADRAFT'" server4.log; then
+    pass "wrong called AE rejected, and logged"
+else fail "wrong called AE: $(cat wrongae.out)"; fi
 
 mkdir -p hostile
 i=0
