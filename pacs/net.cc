@@ -21,19 +21,31 @@
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmtls/tlslayer.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <iterator>
+#include <list>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "dcm_uid.h"
 #include "radraft/log.h"
+#include "radraft/uid.h"
 
 namespace
 {
@@ -48,6 +60,7 @@ void copy_text(char *dst, const char *src, size_t size)
 }
 
 std::once_flag g_init_once;
+std::once_flag g_skip_verify_warned;
 
 // Transfer syntaxes the listener can receive (every one DCMTK knows but the private GE
 // one and the never-used big endian implicit).
@@ -210,22 +223,66 @@ bool has(const char *s)
     return s && s[0];
 }
 
+// The system's trusted CAs (Debian's ca-certificates, hashed for OpenSSL): whom a peer's
+// certificate must chain to when no CA file is configured.
+const char k_system_ca_dir[] = "/etc/ssl/certs";
+
+// Handing an accepted socket to DCMTK. DCMTK takes the socket of a new association from a
+// process-wide setting (dcmExternalSocketHandle, meant for inetd) that it reads when it
+// creates the network and once at the start of each association request, then hands the
+// socket to its transport layer's createConnection. A connection thread holds g_handoff from
+// setting the socket until that call, which releases it: no two threads' sockets mix, and
+// the lock is never held across a read from the network (the TLS handshake and the request
+// itself are read after it), so a slow peer holds only its own thread.
+std::mutex g_handoff;
+thread_local bool t_handoff_held = false; // this thread holds g_handoff
+thread_local bool t_socket_taken = false; // DCMTK's createConnection got this thread's socket
+
+void handoff_release()
+{
+    if (t_handoff_held) {
+        dcmExternalSocketHandle.set(-1);
+        t_handoff_held = false;
+        g_handoff.unlock();
+    }
+}
+
+// A transport layer (plain TCP or TLS) that releases the hand-off when DCMTK gives it the
+// socket. As a sender's layer it behaves exactly as its base.
+template <class Base> class HandoffLayer : public Base
+{
+  public:
+    using Base::Base;
+    DcmTransportConnection *createConnection(DcmNativeSocketType sock, OFBool secure) override
+    {
+        t_socket_taken = true;
+        handoff_release();
+        return Base::createConnection(sock, secure);
+    }
+};
+
 // A TLS layer for `role` with the given PEM files (each may be NULL or ""): the BCP 195
-// profile (TLS 1.2+, strong ciphers). With a CA file the peer's certificate is required
-// and verified; without one it is not checked. On failure *out is NULL and `err` says why.
+// profile (TLS 1.2+, strong ciphers). With `verify` the peer must present a certificate
+// that chains to a CA of the CA file, or of the system store when there is none (the
+// certificate chain is checked, not the host name: DICOM peers are known by AE title and
+// certificate); without it any certificate or none is accepted. On failure *out is NULL
+// and `err` says why.
 rd_status make_tls(T_ASC_NetworkRole role, const char *cert, const char *key, const char *ca,
-                   DcmTLSTransportLayer **out, rd_error *err)
+                   bool verify, DcmTLSTransportLayer **out, rd_error *err)
 {
     DcmTLSTransportLayer *tls = NULL;
     OFCondition cond;
     *out = NULL;
     try {
-        tls = new DcmTLSTransportLayer(role, NULL, OFTrue);
+        tls = new HandoffLayer<DcmTLSTransportLayer>(role, NULL, OFTrue);
     } catch (const std::bad_alloc &) {
         return rd_error_set(err, RD_E_NOMEM, "out of memory creating the TLS layer");
     }
-    tls->setCertificateVerification(has(ca) ? DCV_requireCertificate : DCV_ignoreCertificate);
-    if (has(ca) && (cond = tls->addTrustedCertificateFile(ca, DCF_Filetype_PEM)).bad())
+    tls->setCertificateVerification(verify ? DCV_requireCertificate : DCV_ignoreCertificate);
+    if (verify && has(ca) && (cond = tls->addTrustedCertificateFile(ca, DCF_Filetype_PEM)).bad())
+        goto fail;
+    if (verify && !has(ca) &&
+        (cond = tls->addTrustedCertificateDir(k_system_ca_dir, DCF_Filetype_PEM)).bad())
         goto fail;
     if (has(cert) || has(key)) {
         if ((cond = tls->setPrivateKeyFile(key ? key : "", DCF_Filetype_PEM)).bad() ||
@@ -245,8 +302,8 @@ rd_status make_tls(T_ASC_NetworkRole role, const char *cert, const char *key, co
 fail:
     delete tls;
     return rd_error_set(err, RD_E_CONFIG, "TLS set-up failed (certificate %s, key %s, CAs %s): %s",
-                        has(cert) ? cert : "-", has(key) ? key : "-", has(ca) ? ca : "-",
-                        cond.text());
+                        has(cert) ? cert : "-", has(key) ? key : "-",
+                        has(ca) ? ca : (verify ? k_system_ca_dir : "-"), cond.text());
 }
 
 Uint16 status_for(rd_status st)
@@ -268,18 +325,34 @@ Uint16 status_for(rd_status st)
 
 } // namespace
 
+// A connection whose association request is still being read.
+struct pending_conn {
+    int fd;           // radraft's descriptor of the socket (DCMTK works on a duplicate)
+    std::string peer; // IPv4 address
+    std::chrono::steady_clock::time_point deadline;
+    bool cut = false; // shut down for being too slow (or for the listener's stop)
+};
+
 struct rd_net_scp {
     rd_net_scp_options opts;
+    std::string bind_address;
     std::vector<std::string> allowed;
     rd_net_handlers handlers;
-    T_ASC_Network *net = NULL;
-    DcmTLSTransportLayer *tls = NULL;
+    int listen_fd = -1;
+    DcmTLSTransportLayer *tls = NULL;              // the listener's layer with TLS...
+    HandoffLayer<DcmTransportLayer> *plain = NULL; // ...or without
     std::thread accept_thread;
     std::atomic<bool> stopping{false};
-    std::mutex mu;
-    std::condition_variable cv;
-    long active = 0;
-    std::atomic<long> n_assoc{0}, n_rejected{0}, n_stored{0}, n_failed{0};
+    std::mutex mu;                   // guards active, pending, threads
+    std::condition_variable cv;      // signalled when a connection thread ends
+    long active = 0;                 // associations negotiated and being served
+    std::list<pending_conn> pending; // being read by their threads
+    std::list<pending_conn> waiting; // accepted, waiting for their peer to be under the limit
+    int wake_fd = -1;                // eventfd: a connection left `pending`
+    long threads = 0;                // connection threads running
+    std::atomic<long> n_assoc{0}, n_rejected{0}, n_stored{0}, n_failed{0}, n_cut{0};
+    std::chrono::steady_clock::time_point last_cut_warning{};
+    long cut_unlogged = 0;
 };
 
 extern "C" void rd_net_init(void)
@@ -341,6 +414,7 @@ extern "C" void rd_net_scp_options_from_config(rd_net_scp_options *opts, const r
 {
     memset(opts, 0, sizeof *opts);
     opts->port = cfg->server_port;
+    opts->bind_address = cfg->server_bind;
     copy_text(opts->ae_title, cfg->server_ae_title, sizeof opts->ae_title);
     opts->check_called_ae = cfg->server_check_called_ae;
     opts->allowed_calling_aes = &cfg->server_allowed_calling_aes;
@@ -349,9 +423,12 @@ extern "C" void rd_net_scp_options_from_config(rd_net_scp_options *opts, const r
     opts->acse_timeout = cfg->server_acse_timeout;
     opts->dimse_timeout = cfg->server_dimse_timeout;
     opts->idle_timeout = cfg->server_idle_timeout;
+    opts->request_timeout = cfg->server_request_timeout;
+    opts->max_pending_per_peer = cfg->server_max_pending_per_peer;
     opts->tls_certificate = cfg->server_tls_certificate;
     opts->tls_private_key = cfg->server_tls_private_key;
     opts->tls_ca_file = cfg->server_tls_ca_certificates;
+    opts->tls_skip_verify = !cfg->server_tls_verify_peer;
 }
 
 extern "C" void rd_net_scu_options_from_config(rd_net_scu_options *opts, const rd_config *cfg)
@@ -365,6 +442,7 @@ extern "C" void rd_net_scu_options_from_config(rd_net_scu_options *opts, const r
     opts->tls_certificate = cfg->server_tls_certificate;
     opts->tls_private_key = cfg->server_tls_private_key;
     opts->tls_ca_file = cfg->server_tls_ca_certificates;
+    opts->tls_skip_verify = !cfg->server_tls_verify_peer;
 }
 
 namespace
@@ -453,14 +531,35 @@ bool handle_store(rd_net_scp *scp, T_ASC_Association *assoc, void *actx,
         if (cond.bad()) {
             st = rd_error_set(&err, RD_E_DICOM, "the dataset cannot be parsed: %s", cond.text());
         } else {
-            sop_class = get_string(&ds, DCM_SOPClassUID);
-            sop_inst = get_string(&ds, DCM_SOPInstanceUID);
-            study = get_string(&ds, DCM_StudyInstanceUID);
-            series = get_string(&ds, DCM_SeriesInstanceUID);
+            // The UIDs as sent: a malformed one is refused, never repaired into another
+            // instance's UID.
+            sop_class = raw_uid(&ds, DCM_SOPClassUID);
+            sop_inst = raw_uid(&ds, DCM_SOPInstanceUID);
+            study = raw_uid(&ds, DCM_StudyInstanceUID);
+            series = raw_uid(&ds, DCM_SeriesInstanceUID);
             modality = get_string(&ds, DCM_Modality);
+            const struct {
+                const char *name;
+                const std::string &value;
+            } uids[] = {{"SOP Class UID", sop_class},
+                        {"SOP Instance UID", sop_inst},
+                        {"Study Instance UID", study},
+                        {"Series Instance UID", series}};
+            const char *bad = NULL, *bad_value = NULL;
+            for (const auto &u : uids)
+                if (!bad && !u.value.empty() && !rd_uid_valid(u.value.c_str())) {
+                    bad = u.name;
+                    bad_value = u.value.c_str();
+                }
             if (sop_inst.empty() || sop_class.empty() || study.empty() || series.empty())
                 st = rd_error_set(&err, RD_E_INVALID,
                                   "the dataset lacks SOP Class, SOP Instance, Study or Series UID");
+            else if (bad)
+                st = rd_error_set(&err, RD_E_DICOM,
+                                  "the dataset's %s '%.70s' is not a valid UID (1 to 64 digits "
+                                  "and dots, no empty component, no leading zero, no padding "
+                                  "but one NUL)",
+                                  bad, bad_value);
             else if (sop_inst != req->AffectedSOPInstanceUID ||
                      sop_class != req->AffectedSOPClassUID)
                 st = rd_error_set(&err, RD_E_INVALID,
@@ -684,65 +783,276 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
 done:
     if (begun && scp->handlers.assoc_end)
         scp->handlers.assoc_end(scp->handlers.ctx, actx);
-    // Notify under the lock: once active reaches 0, rd_net_scp_stop may return from its wait
-    // and delete scp, so this thread must be done with scp->cv before it releases scp->mu
-    // (notifying after the unlock raced with that delete; ThreadSanitizer found it).
-    std::lock_guard<std::mutex> lock(scp->mu);
-    scp->active--;
-    scp->cv.notify_all();
 }
 
-void accept_loop(rd_net_scp *scp)
+// A connection is shut down (both ways) when it is cut: DCMTK's blocking read of the TLS
+// handshake or of the request then returns at once and the connection thread ends.
+void cut_connection(pending_conn &c)
 {
-    while (!scp->stopping.load()) {
-        T_ASC_Association *assoc = NULL;
-        OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, scp->opts.max_pdu, NULL, NULL,
-                                                  scp->tls ? OFTrue : OFFalse, DUL_NOBLOCK, 1);
-        if (cond == DUL_NOASSOCIATIONREQUEST) {
-            if (assoc)
-                (void)ASC_destroyAssociation(&assoc);
-            continue;
+    if (!c.cut) {
+        c.cut = true;
+        (void)shutdown(c.fd, SHUT_RDWR);
+    }
+}
+
+// Logs a refused or cut connection; under a flood, one line a second with the count.
+// Called with scp->mu held.
+void warn_cut(rd_net_scp *scp, const char *peer, const char *why)
+{
+    scp->n_cut++;
+    auto now = std::chrono::steady_clock::now();
+    if (now - scp->last_cut_warning < std::chrono::seconds(1)) {
+        scp->cut_unlogged++;
+        return;
+    }
+    if (scp->cut_unlogged > 0)
+        rd_log_warn("net: closed the connection from %s: %s (and %ld more since the last such "
+                    "line)",
+                    peer, why, scp->cut_unlogged);
+    else
+        rd_log_warn("net: closed the connection from %s: %s", peer, why);
+    scp->cut_unlogged = 0;
+    scp->last_cut_warning = now;
+}
+
+// The association request of one connection, read on the connection's own thread: DCMTK
+// gets a duplicate of the socket, so that radraft's descriptor stays valid (and can be shut
+// down by the accept loop at the deadline) until this thread is done with it, whatever
+// DCMTK closes. Returns the association, or NULL when there is none to serve.
+T_ASC_Association *receive_request(rd_net_scp *scp, int fd, T_ASC_Network **net, OFCondition &cond)
+{
+    T_ASC_Association *assoc = NULL;
+    int dcm_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dcm_fd < 0) {
+        cond = makeOFCondition(0, 1, OF_error, "cannot duplicate the socket");
+        return NULL;
+    }
+    g_handoff.lock();
+    t_handoff_held = true;
+    t_socket_taken = false;
+    dcmExternalSocketHandle.set(dcm_fd);
+    // A network per connection: with the external socket set, DCMTK binds nothing.
+    cond = ASC_initializeNetwork(NET_ACCEPTOR, scp->opts.port, scp->opts.acse_timeout, net);
+    if (cond.good())
+        cond = ASC_setTransportLayer(*net,
+                                     scp->tls ? static_cast<DcmTransportLayer *>(scp->tls)
+                                              : static_cast<DcmTransportLayer *>(scp->plain),
+                                     0);
+    if (cond.good())
+        cond = ASC_receiveAssociation(*net, &assoc, scp->opts.max_pdu, NULL, NULL,
+                                      scp->tls ? OFTrue : OFFalse, DUL_NOBLOCK,
+                                      scp->opts.request_timeout + 5);
+    handoff_release(); // when DCMTK failed before taking the socket
+    if (!t_socket_taken)
+        (void)close(dcm_fd);
+    if (cond.bad() && assoc) {
+        (void)ASC_dropAssociation(assoc);
+        (void)ASC_destroyAssociation(&assoc);
+    }
+    return assoc;
+}
+
+// One accepted connection, from its association request to its end.
+void serve_connection(rd_net_scp *scp, std::list<pending_conn>::iterator conn)
+{
+    T_ASC_Network *net = NULL;
+    OFCondition cond;
+    const int fd = conn->fd;
+    const std::string peer = conn->peer;
+    T_ASC_Association *assoc = receive_request(scp, fd, &net, cond);
+    bool cut, over = false;
+    {
+        std::lock_guard<std::mutex> lock(scp->mu);
+        cut = conn->cut;
+        scp->pending.erase(conn);
+        (void)close(fd);        // DCMTK's duplicate, if any, keeps the connection open
+        const uint64_t one = 1; // the accept loop may start a waiting connection now
+        if (write(scp->wake_fd, &one, sizeof one) < 0) {
+            // the counter is full: the loop is awake anyway
         }
-        if (cond.bad()) {
-            rd_log_warn("net: receiving an association request failed: %s", cond.text());
-            if (assoc) {
-                (void)ASC_dropAssociation(assoc);
-                (void)ASC_destroyAssociation(&assoc);
-            }
-            continue;
-        }
-        bool over;
-        {
-            std::lock_guard<std::mutex> lock(scp->mu);
+        if (assoc) {
             over = scp->active >= scp->opts.max_associations || scp->stopping.load();
             if (!over)
                 scp->active++;
         }
-        if (over) {
-            char peer[256] = "", local[256] = "";
-            (void)ASC_getPresentationAddresses(assoc->params, peer, sizeof peer, local,
-                                               sizeof local);
-            rd_log_warn("net: rejected an association from %s: %d associations in progress "
-                        "(server.max_associations)",
-                        peer, scp->opts.max_associations);
-            reject(scp, assoc, ASC_RESULT_REJECTEDTRANSIENT,
-                   ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
-                   ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
-            continue;
-        }
-        try {
-            std::thread(serve_association, scp, assoc).detach();
-        } catch (const std::exception &e) {
-            rd_log_error("net: cannot start an association thread: %s", e.what());
-            {
-                std::lock_guard<std::mutex> lock(scp->mu);
-                scp->active--;
-            }
-            (void)ASC_abortAssociation(assoc);
-            (void)ASC_dropAssociation(assoc);
-            (void)ASC_destroyAssociation(&assoc);
-        }
     }
+    if (!assoc) {
+        if (cut && !scp->stopping.load()) {
+            std::lock_guard<std::mutex> lock(scp->mu);
+            char why[128];
+            snprintf(why, sizeof why, "no association request within %d s (server.request_timeout)",
+                     scp->opts.request_timeout);
+            warn_cut(scp, peer.c_str(), why);
+        } else if (!cut && cond != DUL_NOASSOCIATIONREQUEST) {
+            rd_log_warn("net: receiving the association request from %s failed: %s", peer.c_str(),
+                        cond.text());
+        }
+    } else if (over) {
+        rd_log_warn("net: rejected an association from %s: %d associations in progress "
+                    "(server.max_associations)",
+                    peer.c_str(), scp->opts.max_associations);
+        reject(scp, assoc, ASC_RESULT_REJECTEDTRANSIENT,
+               ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+               ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
+    } else {
+        serve_association(scp, assoc);
+    }
+    if (net)
+        (void)ASC_dropNetwork(&net);
+    // Notify under the lock: once the last thread is gone, rd_net_scp_stop may return from
+    // its wait and delete scp, so this thread must be done with scp->cv before it releases
+    // scp->mu (notifying after the unlock raced with that delete; ThreadSanitizer found it).
+    std::lock_guard<std::mutex> lock(scp->mu);
+    if (assoc && !over)
+        scp->active--;
+    scp->threads--;
+    scp->cv.notify_all();
+}
+
+// Starts a thread for each waiting connection (oldest first) whose peer has fewer than
+// server.max_pending_per_peer requests being read, while fewer than max_associations are.
+// Called with scp->mu held.
+void start_waiting(rd_net_scp *scp)
+{
+    for (auto it = scp->waiting.begin(); it != scp->waiting.end();) {
+        if (static_cast<long>(scp->pending.size()) >= scp->opts.max_associations)
+            return;
+        long same = 0;
+        for (const pending_conn &c : scp->pending)
+            if (c.peer == it->peer)
+                same++;
+        auto next = std::next(it);
+        if (same < scp->opts.max_pending_per_peer) {
+            scp->pending.splice(scp->pending.end(), scp->waiting, it);
+            try {
+                std::thread(serve_connection, scp, it).detach();
+                scp->threads++;
+            } catch (const std::exception &e) {
+                rd_log_error("net: cannot start a connection thread for %s: %s", it->peer.c_str(),
+                             e.what());
+                (void)close(it->fd);
+                scp->pending.erase(it);
+            }
+        }
+        it = next;
+    }
+}
+
+// Cuts what is past its deadline: a connection being read is shut down (its thread then
+// ends), a waiting one is closed. Called with scp->mu held.
+void cut_overdue(rd_net_scp *scp)
+{
+    auto now = std::chrono::steady_clock::now();
+    for (pending_conn &c : scp->pending)
+        if (now >= c.deadline)
+            cut_connection(c);
+    for (auto it = scp->waiting.begin(); it != scp->waiting.end();) {
+        auto next = std::next(it);
+        if (now >= it->deadline) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "still waiting after %d s behind this address's other requests "
+                     "(server.request_timeout, server.max_pending_per_peer)",
+                     scp->opts.request_timeout);
+            warn_cut(scp, it->peer.c_str(), why);
+            (void)close(it->fd);
+            scp->waiting.erase(it);
+        }
+        it = next;
+    }
+}
+
+// Accepts connections; each association request is read on a thread of its own, so a slow
+// or silent peer holds up nobody else. One peer address has at most
+// server.max_pending_per_peer requests being read at once: its further connections wait
+// (they are accepted, not refused, so that a burst of a PACS's parallel associations goes
+// through), and every connection must have its request read within server.request_timeout
+// of its accept. At most max_associations connections wait; more are closed.
+void accept_loop(rd_net_scp *scp)
+{
+    while (!scp->stopping.load()) {
+        struct pollfd p[2];
+        p[0].fd = scp->listen_fd;
+        p[0].events = POLLIN;
+        p[0].revents = 0;
+        p[1].fd = scp->wake_fd;
+        p[1].events = POLLIN;
+        p[1].revents = 0;
+        int n = poll(p, 2, 200);
+        if (n > 0 && (p[1].revents & POLLIN)) {
+            uint64_t count;
+            if (read(scp->wake_fd, &count, sizeof count) < 0) {
+                // nothing to read: another poll will tell
+            }
+        }
+        int fd = -1;
+        struct sockaddr_in from;
+        if (n > 0 && (p[0].revents & POLLIN)) {
+            socklen_t len = sizeof from;
+            fd = accept4(scp->listen_fd, reinterpret_cast<struct sockaddr *>(&from), &len,
+                         SOCK_CLOEXEC);
+            if (fd < 0 &&
+                (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+                rd_log_warn("net: cannot accept a connection: %s", strerror(errno));
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            }
+        }
+        std::lock_guard<std::mutex> lock(scp->mu);
+        cut_overdue(scp);
+        if (fd >= 0) {
+            char peer[INET_ADDRSTRLEN] = "?";
+            if (from.sin_family == AF_INET)
+                (void)inet_ntop(AF_INET, &from.sin_addr, peer, sizeof peer);
+            bool queued = false;
+            if (static_cast<long>(scp->waiting.size()) < scp->opts.max_associations) {
+                try {
+                    pending_conn c;
+                    c.fd = fd;
+                    c.peer = peer;
+                    c.deadline = std::chrono::steady_clock::now() +
+                                 std::chrono::seconds(scp->opts.request_timeout);
+                    scp->waiting.push_back(c);
+                    queued = true;
+                } catch (const std::bad_alloc &) {
+                    queued = false;
+                }
+            }
+            if (!queued) {
+                warn_cut(scp, peer,
+                         "too many connections waiting for their association request to be "
+                         "read (server.max_associations)");
+                (void)close(fd);
+            }
+        }
+        start_waiting(scp);
+    }
+}
+
+// Opens the listening socket *out on `address`:`port` (IPv4), non-blocking.
+rd_status open_listener(const char *address, int port, int *out, rd_error *err)
+{
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET, address, &addr.sin_addr) != 1)
+        return rd_error_set(err, RD_E_CONFIG,
+                            "server.bind: '%s' is not an IPv4 address (e.g. 0.0.0.0 or 127.0.0.1)",
+                            address);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return rd_error_set(err, RD_E_NET, "cannot create a socket: %s", strerror(errno));
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, reinterpret_cast<struct sockaddr *>(&addr), sizeof addr) != 0 ||
+        listen(fd, 128) != 0) {
+        rd_status st = rd_error_set(err, RD_E_NET, "cannot listen on %s:%d: %s", address, port,
+                                    strerror(errno));
+        (void)close(fd);
+        return st;
+    }
+    *out = fd;
+    return RD_OK;
 }
 
 } // namespace
@@ -759,12 +1069,20 @@ extern "C" rd_status rd_net_scp_start(rd_net_scp **out, const rd_net_scp_options
         scp = new rd_net_scp();
         scp->opts = *opts;
         scp->opts.allowed_calling_aes = NULL;
+        scp->bind_address = has(opts->bind_address) ? opts->bind_address : "0.0.0.0";
+        scp->opts.bind_address = NULL;
         if (scp->opts.max_pdu < ASC_MINIMUMPDUSIZE)
             scp->opts.max_pdu = ASC_DEFAULTMAXPDU;
         if (scp->opts.max_pdu > ASC_MAXIMUMPDUSIZE)
             scp->opts.max_pdu = ASC_MAXIMUMPDUSIZE;
         if (scp->opts.idle_timeout < 1)
             scp->opts.idle_timeout = 300;
+        if (scp->opts.acse_timeout < 1)
+            scp->opts.acse_timeout = 30;
+        if (scp->opts.request_timeout < 1)
+            scp->opts.request_timeout = 10;
+        if (scp->opts.max_pending_per_peer < 1)
+            scp->opts.max_pending_per_peer = 4;
         if (opts->allowed_calling_aes)
             for (int i = 0; i < opts->allowed_calling_aes->count; i++)
                 scp->allowed.push_back(opts->allowed_calling_aes->items[i]);
@@ -772,38 +1090,52 @@ extern "C" rd_status rd_net_scp_start(rd_net_scp **out, const rd_net_scp_options
             scp->handlers = *handlers;
         else
             memset(&scp->handlers, 0, sizeof scp->handlers);
+        if (!has(opts->tls_certificate))
+            scp->plain = new HandoffLayer<DcmTransportLayer>();
     } catch (const std::bad_alloc &) {
         delete scp;
         return rd_error_set(err, RD_E_NOMEM, "out of memory starting the listener");
     }
-    OFCondition cond =
-        ASC_initializeNetwork(NET_ACCEPTOR, opts->port, opts->acse_timeout, &scp->net);
-    if (cond.bad()) {
-        delete scp;
-        return rd_error_set(err, RD_E_NET, "cannot listen on port %d: %s", opts->port, cond.text());
-    }
     if (has(opts->tls_certificate)) {
         rd_status st = make_tls(NET_ACCEPTOR, opts->tls_certificate, opts->tls_private_key,
-                                opts->tls_ca_file, &scp->tls, err);
-        if (st == RD_OK && ASC_setTransportLayer(scp->net, scp->tls, 0).bad())
-            st = rd_error_set(err, RD_E_NET, "cannot install the TLS layer");
+                                opts->tls_ca_file, !opts->tls_skip_verify, &scp->tls, err);
         if (st != RD_OK) {
-            (void)ASC_dropNetwork(&scp->net);
-            delete scp->tls;
             delete scp;
             return st;
         }
     }
+    rd_status st = open_listener(scp->bind_address.c_str(), opts->port, &scp->listen_fd, err);
+    if (st == RD_OK && (scp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        st = rd_error_set(err, RD_E_NET, "cannot create an eventfd: %s", strerror(errno));
+        (void)close(scp->listen_fd);
+    }
+    if (st != RD_OK) {
+        delete scp->tls;
+        delete scp->plain;
+        delete scp;
+        return st;
+    }
     try {
         scp->accept_thread = std::thread(accept_loop, scp);
     } catch (const std::exception &e) {
-        (void)ASC_dropNetwork(&scp->net);
+        (void)close(scp->listen_fd);
+        (void)close(scp->wake_fd);
+        delete scp->tls;
+        delete scp->plain;
         delete scp;
         return rd_error_set(err, RD_E_INTERNAL, "cannot start the listener thread: %s", e.what());
     }
-    rd_log_info("net: listening on port %d as %s (at most %d associations, max PDU %d%s)",
-                opts->port, opts->ae_title, scp->opts.max_associations, scp->opts.max_pdu,
-                scp->tls ? ", TLS" : "");
+    rd_log_info("net: listening on %s:%d as %s (at most %d associations, max PDU %d%s)",
+                scp->bind_address.c_str(), opts->port, opts->ae_title, scp->opts.max_associations,
+                scp->opts.max_pdu, scp->tls ? ", TLS" : "");
+    if (scp->allowed.empty() && scp->bind_address.compare(0, 4, "127.") != 0)
+        rd_log_warn("net: server.allowed_calling_aes is empty and the listener is reachable "
+                    "on %s: any peer that knows the AE title can send (list the peers' AE "
+                    "titles, or bind 127.0.0.1)",
+                    scp->bind_address.c_str());
+    if (scp->tls && opts->tls_skip_verify)
+        rd_log_warn("net: server.tls_verify_peer is false: the listener accepts any TLS client "
+                    "certificate, or none");
     *out = scp;
     return RD_OK;
 }
@@ -815,18 +1147,26 @@ extern "C" void rd_net_scp_stop(rd_net_scp *scp)
     scp->stopping.store(true);
     if (scp->accept_thread.joinable())
         scp->accept_thread.join();
-    // The port is closed now: no new association. Wait for those in progress; each ends
-    // after the store it is receiving, or within a second when idle.
+    (void)close(scp->listen_fd);
+    // The port is closed now: no new connection. Connections still in their request are
+    // cut; associations in progress end after the store they are receiving, or within a
+    // second when idle. Wait for every connection thread.
     {
         std::unique_lock<std::mutex> lock(scp->mu);
-        scp->cv.wait(lock, [scp] { return scp->active == 0; });
+        for (pending_conn &c : scp->waiting)
+            (void)close(c.fd);
+        scp->waiting.clear();
+        for (pending_conn &c : scp->pending)
+            cut_connection(c);
+        scp->cv.wait(lock, [scp] { return scp->threads == 0; });
     }
-    (void)ASC_dropNetwork(&scp->net);
-    delete scp->tls; // after the network that used it
+    (void)close(scp->wake_fd);
+    delete scp->tls; // after the networks that used it
+    delete scp->plain;
     rd_log_info("net: listener stopped (%ld associations, %ld stored, %ld failed, %ld "
-                "rejected)",
+                "rejected, %ld connections closed before their request)",
                 scp->n_assoc.load(), scp->n_stored.load(), scp->n_failed.load(),
-                scp->n_rejected.load());
+                scp->n_rejected.load(), scp->n_cut.load());
     delete scp;
 }
 
@@ -839,8 +1179,10 @@ extern "C" void rd_net_scp_get_stats(rd_net_scp *scp, rd_net_scp_stats *stats)
     stats->rejected = scp->n_rejected.load();
     stats->stored = scp->n_stored.load();
     stats->failed = scp->n_failed.load();
+    stats->cut = scp->n_cut.load();
     std::lock_guard<std::mutex> lock(scp->mu);
     stats->active = scp->active;
+    stats->pending = static_cast<long>(scp->pending.size() + scp->waiting.size());
 }
 
 // ---- sender ----
@@ -888,7 +1230,12 @@ rd_status open_association(const rd_net_peer *peer, const rd_net_scu_options *op
         return rd_error_set(err, RD_E_NET, "network initialisation failed: %s", cond.text());
     if (use_tls) {
         rd_status st = make_tls(NET_REQUESTOR, opts->tls_certificate, opts->tls_private_key,
-                                opts->tls_ca_file, tls, err);
+                                opts->tls_ca_file, !opts->tls_skip_verify, tls, err);
+        if (st == RD_OK && opts->tls_skip_verify)
+            std::call_once(g_skip_verify_warned, [] {
+                rd_log_warn("net: server.tls_verify_peer is false: TLS peers are not "
+                            "verified (any certificate is accepted)");
+            });
         if (st == RD_OK && ASC_setTransportLayer(*net, *tls, 0).bad())
             st = rd_error_set(err, RD_E_NET, "cannot install the TLS layer");
         if (st != RD_OK) {

@@ -11,6 +11,7 @@
 #include "dicom_shim.h"
 #include "first_error.h"
 #include "radraft/error.h"
+#include "radraft/uid.h"
 #include "radraft/version.h"
 
 #include <dcmtk/config/osconfig.h>
@@ -257,16 +258,6 @@ bool valid_utf8(const char *s)
                 return false;
         p += len;
     }
-    return true;
-}
-
-bool valid_uid(const std::string &u)
-{
-    if (u.empty() || u.size() > 64)
-        return false;
-    for (char c : u)
-        if (!((c >= '0' && c <= '9') || c == '.'))
-            return false;
     return true;
 }
 
@@ -715,8 +706,8 @@ rd_status read_sources(const rd_sr_params *p, std::vector<source_ref> &refs, rd_
         DcmDataset *ds = ff.getDataset();
         source_ref r{get_str(ds, DCM_StudyInstanceUID), get_str(ds, DCM_SeriesInstanceUID),
                      get_str(ds, DCM_SOPClassUID), get_str(ds, DCM_SOPInstanceUID)};
-        if (!valid_uid(r.study) || !valid_uid(r.series) || !valid_uid(r.sop_class) ||
-            !valid_uid(r.sop))
+        if (!rd_uid_valid(r.study.c_str()) || !rd_uid_valid(r.series.c_str()) ||
+            !rd_uid_valid(r.sop_class.c_str()) || !rd_uid_valid(r.sop.c_str()))
             return rd_error_set(err, RD_E_INVALID,
                                 "%s: missing or malformed study, series or SOP UIDs",
                                 p->sources[i]);
@@ -783,7 +774,7 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     c.findings_text = p->findings_text;
     c.impression_text = p->impression_text;
     c.device_uid = p->device_uid && p->device_uid[0] ? p->device_uid : RD_SR_DEFAULT_DEVICE_UID;
-    if (!valid_uid(c.device_uid))
+    if (!rd_uid_valid(c.device_uid.c_str()))
         return rd_error_set(err, RD_E_INVALID, "device UID '%s' is not a valid UID",
                             c.device_uid.c_str());
     c.model = std::string("radraft ") + p->model_name + " " + p->model_version;
@@ -985,7 +976,7 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
     std::string sop_uid;
     if (p->sop_instance_uid && p->sop_instance_uid[0]) {
         sop_uid = p->sop_instance_uid;
-        if (!valid_uid(sop_uid))
+        if (!rd_uid_valid(sop_uid.c_str()))
             return rd_error_set(err, RD_E_INVALID, "SOP Instance UID '%.64s' is not a valid UID",
                                 p->sop_instance_uid);
     }
@@ -1035,7 +1026,7 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
                             "instance",
                             draft_path);
     std::string signed_series;
-    if (!valid_uid(study.c_str()) || !make_signed_series_uid(study.c_str(), signed_series))
+    if (!rd_uid_valid(study.c_str()) || !make_signed_series_uid(study.c_str(), signed_series))
         return rd_error_set(err, RD_E_INVALID, "%s: malformed Study Instance UID", draft_path);
     // The signed series keeps one number: an amendment of an SR already in it keeps its
     // number; anything else gets the caller's or the default.
@@ -1347,7 +1338,7 @@ rd_status rd_sr_signed_series_uid(const char *study_uid, char out[RD_UID_SIZE], 
         std::string uid;
         if (out)
             out[0] = '\0';
-        if (!out || !study_uid || !valid_uid(study_uid))
+        if (!out || !study_uid || !rd_uid_valid(study_uid))
             return rd_error_set(err, RD_E_INVALID, "not a valid Study Instance UID");
         if (!make_signed_series_uid(study_uid, uid))
             return rd_error_set(err, RD_E_INTERNAL, "malformed signed series namespace");

@@ -73,6 +73,8 @@ typedef struct rd_net_handlers {
 
 typedef struct rd_net_scp_options {
     int port;
+    /* IPv4 address to listen on; NULL or "" for every interface (0.0.0.0). Borrowed. */
+    const char *bind_address;
     char ae_title[RD_NET_AE_MAX + 1];
     int check_called_ae;                   /* reject a called AE title other than ae_title */
     const rd_strlist *allowed_calling_aes; /* NULL or empty: any peer */
@@ -81,12 +83,20 @@ typedef struct rd_net_scp_options {
     int acse_timeout;  /* seconds */
     int dimse_timeout; /* seconds */
     int idle_timeout;  /* seconds */
+    /* Seconds from a connection's accept until its association request has been read
+     * (TLS handshake included); a connection still short of it then is closed. 0: 10. */
+    int request_timeout;
+    /* Connections of one peer address whose request is not read yet; more are closed at
+     * once. 0: 4. Their total is at most max_associations. */
+    int max_pending_per_peer;
     /* DICOM TLS (DCMTK dcmtls): when tls_certificate is set the listener speaks TLS only,
-     * with this PEM certificate and private key; with tls_ca_file set it also requires a
-     * client certificate signed by one of those CAs. Borrowed; NULL or "" for none. */
+     * with this PEM certificate and private key, and requires a client certificate that
+     * chains to a CA of tls_ca_file (the system store /etc/ssl/certs when it is NULL or "");
+     * tls_skip_verify accepts any client certificate or none. Borrowed strings. */
     const char *tls_certificate;
     const char *tls_private_key;
     const char *tls_ca_file;
+    int tls_skip_verify;
 } rd_net_scp_options;
 
 /* The listener options from a configuration (server.* keys). `cfg` must outlive the
@@ -113,6 +123,9 @@ typedef struct rd_net_scp_stats {
     long stored;       /* C-STORE answered with success */
     long failed;       /* C-STORE answered with a failure */
     long active;       /* associations in progress */
+    long pending;      /* connections whose association request is not read yet */
+    long cut;          /* connections closed before their request was read (too slow, too
+                        * many from one peer) */
 } rd_net_scp_stats;
 
 void rd_net_scp_get_stats(rd_net_scp *scp, rd_net_scp_stats *stats);
@@ -124,13 +137,15 @@ typedef struct rd_net_scu_options {
     int max_pdu;
     int acse_timeout;
     int dimse_timeout;
-    /* TLS: when `tls` is set the sender speaks TLS, verifying the peer against tls_ca_file
-     * (or not verifying when it is NULL or ""), and presenting tls_certificate/
-     * tls_private_key when set. Borrowed strings. */
+    /* TLS: when `tls` is set the sender speaks TLS, requiring the peer's certificate to
+     * chain to a CA of tls_ca_file (of the system store /etc/ssl/certs when it is NULL or
+     * ""; tls_skip_verify accepts any), and presenting tls_certificate/tls_private_key when
+     * set. Borrowed strings. */
     int tls;
     const char *tls_certificate;
     const char *tls_private_key;
     const char *tls_ca_file;
+    int tls_skip_verify;
 } rd_net_scu_options;
 
 /* The sender options from a configuration (server.ae_title as the calling AE, timeouts). */

@@ -77,8 +77,9 @@ int rd_store_schema_version(rd_store *s);
 /* Longest UID (DICOM's limit), and so the longest component of a stored file's path. */
 #define RD_STORE_UID_MAX RD_UID_MAX
 
-/* 1 if `uid` is safe as a file name component and a valid UID: 1 to 64 characters, digits
- * and dots only, no empty component (so no "..", no leading or trailing dot). */
+/* 1 if `uid` is safe as a file name component: rd_uid_valid (1 to 64 digits and dots, no
+ * empty component, so no "..", no leading or trailing dot; no leading zero, so that "1.02"
+ * cannot stand beside "1.2"). */
 int rd_store_uid_valid(const char *uid);
 
 /* Once per process start, before serving: jobs left 'running' and deliveries left

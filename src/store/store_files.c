@@ -15,28 +15,12 @@
 
 #include "radraft/log.h"
 #include "radraft/store.h"
+#include "radraft/uid.h"
 #include "store/store_int.h"
 
 int rd_store_uid_valid(const char *uid)
 {
-    size_t n = 0;
-    int prev_dot = 1; /* a leading dot is an empty first component */
-    if (!uid)
-        return 0;
-    for (const char *p = uid; *p; p++, n++) {
-        if (n >= RD_STORE_UID_MAX)
-            return 0;
-        if (*p == '.') {
-            if (prev_dot)
-                return 0;
-            prev_dot = 1;
-        } else if (*p >= '0' && *p <= '9') {
-            prev_dot = 0;
-        } else {
-            return 0;
-        }
-    }
-    return n > 0 && !prev_dot;
+    return rd_uid_valid(uid);
 }
 
 rd_status rd__file_place_of(rd_store *s, const rd_store_instance *inst, rd__file_place *out,
