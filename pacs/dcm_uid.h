@@ -11,7 +11,7 @@
 // DCMTK repairs a UID as it reads it: every space goes ("1.2 3" reads as "1.23") and the value
 // ends at its first NUL ("1.2\0/x" reads as "1.2"), so a hostile value could alias another
 // instance. This returns the value's bytes as they are in the dataset, less the one trailing NUL
-// that PS3.5 allows as padding; a byte that is not a printable character becomes '?', so that
+// that PS3.5 allows as padding; a control character or a byte over 0x7e becomes '?', so that
 // the result fails rd_uid_valid and can be shown in a message. Absent or empty: "". Call it
 // before anything reads the attribute as a string (that repairs the value in place).
 inline std::string raw_uid(DcmItem *ds, const DcmTagKey &tag)
@@ -30,7 +30,7 @@ inline std::string raw_uid(DcmItem *ds, const DcmTagKey &tag)
     if (v.back() == '\0' && len == el->getLengthField())
         v.pop_back();
     for (char &c : v)
-        if (c < 0x21 || c > 0x7e)
+        if (c < 0x20 || c > 0x7e)
             c = '?';
     return v;
 }

@@ -351,8 +351,8 @@ struct rd_net_scp {
     int wake_fd = -1;                // eventfd: a connection left `pending`
     long threads = 0;                // connection threads running
     std::atomic<long> n_assoc{0}, n_rejected{0}, n_stored{0}, n_failed{0}, n_cut{0};
-    std::chrono::steady_clock::time_point last_cut_warning{};
-    long cut_unlogged = 0;
+    std::chrono::steady_clock::time_point cut_window{}; // this second of cut warnings
+    long cut_logged = 0, cut_unlogged = 0;
 };
 
 extern "C" void rd_net_init(void)
@@ -795,24 +795,28 @@ void cut_connection(pending_conn &c)
     }
 }
 
-// Logs a refused or cut connection; under a flood, one line a second with the count.
+// Logs a refused or cut connection; under a flood, ten lines a second, then the count of
+// the others.
 // Called with scp->mu held.
 void warn_cut(rd_net_scp *scp, const char *peer, const char *why)
 {
     scp->n_cut++;
     auto now = std::chrono::steady_clock::now();
-    if (now - scp->last_cut_warning < std::chrono::seconds(1)) {
+    if (now - scp->cut_window >= std::chrono::seconds(1)) {
+        if (scp->cut_unlogged > 0)
+            rd_log_warn("net: %ld more connections closed without a log line in the last "
+                        "second",
+                        scp->cut_unlogged);
+        scp->cut_window = now;
+        scp->cut_logged = 0;
+        scp->cut_unlogged = 0;
+    }
+    if (scp->cut_logged >= 10) {
         scp->cut_unlogged++;
         return;
     }
-    if (scp->cut_unlogged > 0)
-        rd_log_warn("net: closed the connection from %s: %s (and %ld more since the last such "
-                    "line)",
-                    peer, why, scp->cut_unlogged);
-    else
-        rd_log_warn("net: closed the connection from %s: %s", peer, why);
-    scp->cut_unlogged = 0;
-    scp->last_cut_warning = now;
+    scp->cut_logged++;
+    rd_log_warn("net: closed the connection from %s: %s", peer, why);
 }
 
 // The association request of one connection, read on the connection's own thread: DCMTK
@@ -967,7 +971,8 @@ void cut_overdue(rd_net_scp *scp)
 // server.max_pending_per_peer requests being read at once: its further connections wait
 // (they are accepted, not refused, so that a burst of a PACS's parallel associations goes
 // through), and every connection must have its request read within server.request_timeout
-// of its accept. At most max_associations connections wait; more are closed.
+// of its accept. At most max_associations connections of one address wait, and 4 times as
+// many in all; more are closed at once.
 void accept_loop(rd_net_scp *scp)
 {
     while (!scp->stopping.load()) {
@@ -1003,8 +1008,20 @@ void accept_loop(rd_net_scp *scp)
             char peer[INET_ADDRSTRLEN] = "?";
             if (from.sin_family == AF_INET)
                 (void)inet_ntop(AF_INET, &from.sin_addr, peer, sizeof peer);
+            long same = 0;
+            for (const pending_conn &c : scp->waiting)
+                if (c.peer == peer)
+                    same++;
             bool queued = false;
-            if (static_cast<long>(scp->waiting.size()) < scp->opts.max_associations) {
+            if (same >= scp->opts.max_associations)
+                warn_cut(scp, peer,
+                         "too many connections of this address waiting for their association "
+                         "request to be read (server.max_associations)");
+            else if (static_cast<long>(scp->waiting.size()) >= 4L * scp->opts.max_associations)
+                warn_cut(scp, peer,
+                         "too many connections waiting for their association request to be "
+                         "read (4 x server.max_associations)");
+            else {
                 try {
                     pending_conn c;
                     c.fd = fd;
@@ -1014,15 +1031,11 @@ void accept_loop(rd_net_scp *scp)
                     scp->waiting.push_back(c);
                     queued = true;
                 } catch (const std::bad_alloc &) {
-                    queued = false;
+                    warn_cut(scp, peer, "out of memory");
                 }
             }
-            if (!queued) {
-                warn_cut(scp, peer,
-                         "too many connections waiting for their association request to be "
-                         "read (server.max_associations)");
+            if (!queued)
                 (void)close(fd);
-            }
         }
         start_waiting(scp);
     }
