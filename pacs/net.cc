@@ -20,6 +20,7 @@
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmtls/tlslayer.h>
+#include <zlib.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +34,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -130,61 +132,153 @@ void drain(DcmOutputBufferStream &stream, std::vector<unsigned char> &out)
                    static_cast<unsigned char *>(p) + len);
 }
 
-// The largest dataset the listener takes in (a hard cap on memory per association).
+// The largest dataset the listener takes in; the bytes of a larger one are read and dropped,
+// and it is refused (0xA700).
 const size_t k_max_dataset = static_cast<size_t>(2047) << 20;
 
-// A DcmConsumer that appends to a vector: DCMTK streams the received PDV bytes into it
-// untouched, so that the stored dataset is exactly what the peer sent.
-class MemConsumer : public DcmConsumer
+// What one association may buffer of a dataset before writing it to its spool file.
+const size_t k_spool_buffer = static_cast<size_t>(256) << 10;
+
+// A DcmConsumer that writes to the spool file through a bounded buffer: DCMTK streams the
+// received PDV bytes into it untouched, so that the stored dataset is exactly what the peer
+// sent. It never refuses bytes (a failed receive would leave the association out of step):
+// after a write error, or past k_max_dataset, it drops them and says so afterwards.
+class SpoolConsumer : public DcmConsumer
 {
   public:
-    explicit MemConsumer(std::vector<unsigned char> &out) : out_(out) {}
+    explicit SpoolConsumer(int fd) : fd_(fd)
+    {
+        buf_.reserve(k_spool_buffer);
+    }
     OFBool good() const override
-    {
-        return ok_;
-    }
-    OFCondition status() const override
-    {
-        return ok_ ? EC_Normal : EC_MemoryExhausted;
-    }
-    OFBool isFlushed() const override
     {
         return OFTrue;
     }
+    OFCondition status() const override
+    {
+        return EC_Normal;
+    }
+    OFBool isFlushed() const override
+    {
+        return buf_.empty();
+    }
     offile_off_t avail() const override
     {
-        return ok_ ? 1 << 30 : 0;
+        return 1 << 30;
     }
-    offile_off_t write(const void *buf, offile_off_t len) override
+    offile_off_t write(const void *data, offile_off_t len) override
     {
-        if (!ok_ || len < 0)
+        if (len <= 0)
             return 0;
         size_t n = static_cast<size_t>(len);
-        if (n > k_max_dataset || out_.size() > k_max_dataset - n) {
-            ok_ = false; // over the cap: the receive fails, nothing is stored
-            return 0;
-        }
-        try {
-            const unsigned char *p = static_cast<const unsigned char *>(buf);
-            out_.insert(out_.end(), p, p + n);
-        } catch (const std::bad_alloc &) {
-            ok_ = false;
-            return 0;
+        if (n > k_max_dataset - total_)
+            too_large_ = true;
+        else
+            total_ += n;
+        if (fd_ < 0 || errno_ != 0 || too_large_)
+            return len;
+        const unsigned char *p = static_cast<const unsigned char *>(data);
+        while (n > 0) {
+            size_t take = std::min(n, k_spool_buffer - buf_.size());
+            buf_.insert(buf_.end(), p, p + take);
+            p += take;
+            n -= take;
+            if (buf_.size() == k_spool_buffer)
+                flush();
         }
         return len;
     }
-    void flush() override {}
+    void flush() override
+    {
+        size_t done = 0;
+        while (fd_ >= 0 && errno_ == 0 && done < buf_.size()) {
+            ssize_t w = ::write(fd_, buf_.data() + done, buf_.size() - done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                errno_ = w < 0 ? errno : EIO;
+            else
+                done += static_cast<size_t>(w);
+        }
+        buf_.clear();
+    }
+    size_t total() const
+    {
+        return total_;
+    }
+    bool too_large() const
+    {
+        return too_large_;
+    }
+    int error() const
+    {
+        return errno_;
+    }
 
   private:
-    std::vector<unsigned char> &out_;
-    bool ok_ = true;
+    int fd_;
+    std::vector<unsigned char> buf_;
+    size_t total_ = 0;
+    bool too_large_ = false;
+    int errno_ = 0;
 };
 
-class MemOutputStream : public DcmOutputStream
+class ConsumerStream : public DcmOutputStream
 {
   public:
-    explicit MemOutputStream(DcmConsumer *consumer) : DcmOutputStream(consumer) {}
+    explicit ConsumerStream(DcmConsumer *consumer) : DcmOutputStream(consumer) {}
 };
+
+// The size a raw-deflated dataset (PS3.5 A.5) in `path` from `offset` on inflates to,
+// counted by inflating it through a small buffer, stopping once it exceeds `limit`.
+// Returns false with `why` when the stream cannot be read or inflated.
+bool inflated_size(const char *path, size_t offset, size_t limit, size_t *out, std::string &why)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) {
+        why = strerror(errno);
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, -MAX_WBITS) != Z_OK) {
+        close(fd);
+        why = "zlib cannot start";
+        return false;
+    }
+    std::vector<unsigned char> in(1 << 16), outbuf(1 << 18);
+    int rc = Z_OK;
+    size_t total = 0;
+    bool ok = true;
+    while (rc != Z_STREAM_END && total <= limit) {
+        ssize_t n = read(fd, in.data(), in.size());
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; // the end of the file: a truncated stream inflates to what it holds
+        z.next_in = in.data();
+        z.avail_in = static_cast<uInt>(n);
+        do {
+            z.next_out = outbuf.data();
+            z.avail_out = static_cast<uInt>(outbuf.size());
+            rc = inflate(&z, Z_NO_FLUSH);
+            if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+                why = z.msg ? z.msg : "not a deflate stream";
+                ok = false;
+                break;
+            }
+            total += outbuf.size() - z.avail_out;
+        } while (ok && rc != Z_STREAM_END && z.avail_out == 0 && total <= limit);
+        if (!ok)
+            break;
+    }
+    inflateEnd(&z);
+    close(fd);
+    *out = total;
+    return ok;
+}
 
 // Writes radraft's file meta header (preamble, "DICM", group 0002) for an instance of
 // `sop_class`/`sop_inst` in `xfer` into `out`.
@@ -351,6 +445,8 @@ struct rd_net_scp {
     int wake_fd = -1;                // eventfd: a connection left `pending`
     long threads = 0;                // connection threads running
     std::atomic<long> n_assoc{0}, n_rejected{0}, n_stored{0}, n_failed{0}, n_cut{0};
+    long long mem_budget = 0;                           // server.receive_memory_mb, in bytes
+    std::atomic<long long> mem_used{0};                 // reserved by associations and inflations
     std::chrono::steady_clock::time_point cut_window{}; // this second of cut warnings
     long cut_logged = 0, cut_unlogged = 0;
 };
@@ -425,6 +521,9 @@ extern "C" void rd_net_scp_options_from_config(rd_net_scp_options *opts, const r
     opts->idle_timeout = cfg->server_idle_timeout;
     opts->request_timeout = cfg->server_request_timeout;
     opts->max_pending_per_peer = cfg->server_max_pending_per_peer;
+    opts->max_inflated_mb = cfg->server_max_inflated_mb;
+    opts->max_inflate_ratio = cfg->server_max_inflate_ratio;
+    opts->receive_memory_mb = cfg->server_receive_memory_mb;
     opts->tls_certificate = cfg->server_tls_certificate;
     opts->tls_private_key = cfg->server_tls_private_key;
     opts->tls_ca_file = cfg->server_tls_ca_certificates;
@@ -461,8 +560,99 @@ void reject(rd_net_scp *scp, T_ASC_Association *assoc, T_ASC_RejectParametersRes
     scp->n_rejected++;
 }
 
-// Receives one C-STORE dataset, stores it through the callback and answers.
-// Returns false when the association cannot go on (it has been aborted then).
+// Reserves `bytes` of the receive memory budget; false when they do not fit.
+bool reserve(rd_net_scp *scp, long long bytes)
+{
+    long long used = scp->mem_used.load();
+    do {
+        if (used + bytes > scp->mem_budget)
+            return false;
+    } while (!scp->mem_used.compare_exchange_weak(used, used + bytes));
+    return true;
+}
+
+void release(rd_net_scp *scp, long long bytes)
+{
+    scp->mem_used -= bytes;
+}
+
+// Checks a received dataset, spooled in `path` (meta header, then the dataset from
+// `ds_offset` on): a deflated one must inflate within the limits and the budget; the whole
+// must parse; its UIDs, read as sent, must be valid and match the request. Fills the UIDs.
+rd_status check_dataset(rd_net_scp *scp, const char *path, size_t size, size_t ds_offset,
+                        E_TransferSyntax xfer, const T_DIMSE_C_StoreRQ *req, std::string uids[4],
+                        std::string &modality, rd_error *err)
+{
+    long long reserved = 0;
+    if (xfer == EXS_DeflatedLittleEndianExplicit) {
+        const size_t max = static_cast<size_t>(scp->opts.max_inflated_mb) << 20;
+        const size_t on_wire = size - ds_offset;
+        size_t inflated = 0;
+        std::string why;
+        if (!inflated_size(path, ds_offset, max, &inflated, why))
+            return rd_error_set(err, RD_E_DICOM, "the deflated dataset cannot be inflated: %s",
+                                why.c_str());
+        if (inflated > max)
+            return rd_error_set(err, RD_E_TOO_LARGE,
+                                "the deflated dataset (%zu bytes) inflates to more than %d MiB "
+                                "(server.max_inflated_mb)",
+                                on_wire, scp->opts.max_inflated_mb);
+        if (inflated > (static_cast<size_t>(16) << 20) &&
+            inflated / (on_wire ? on_wire : 1) > static_cast<size_t>(scp->opts.max_inflate_ratio))
+            return rd_error_set(err, RD_E_TOO_LARGE,
+                                "the deflated dataset (%zu bytes) inflates %zu times, to %zu "
+                                "bytes (server.max_inflate_ratio %d)",
+                                on_wire, inflated / (on_wire ? on_wire : 1), inflated,
+                                scp->opts.max_inflate_ratio);
+        // DCMTK holds an inflated dataset in memory while it parses it.
+        reserved = static_cast<long long>(inflated);
+        if (!reserve(scp, reserved))
+            return rd_error_set(err, RD_E_NOMEM,
+                                "no room in the receive memory budget to parse %zu inflated "
+                                "bytes (server.receive_memory_mb %d)",
+                                inflated, scp->opts.receive_memory_mb);
+    }
+    rd_status st = RD_OK;
+    {
+        // Values over 4 KiB stay in the file (DCMTK reads them only when asked): parsing
+        // costs memory for the attributes, not for the pixel data.
+        DcmFileFormat ff;
+        OFCondition cond = ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096, ERM_fileOnly);
+        DcmDataset *ds = ff.getDataset();
+        if (cond.bad()) {
+            st = rd_error_set(err, RD_E_DICOM, "the dataset cannot be parsed: %s", cond.text());
+        } else {
+            static const char *const names[4] = {"SOP Class UID", "SOP Instance UID",
+                                                 "Study Instance UID", "Series Instance UID"};
+            static const DcmTagKey tags[4] = {DCM_SOPClassUID, DCM_SOPInstanceUID,
+                                              DCM_StudyInstanceUID, DCM_SeriesInstanceUID};
+            // The UIDs as sent: a malformed one is refused, never repaired into another
+            // instance's UID.
+            for (int i = 0; i < 4; i++)
+                uids[i] = raw_uid(ds, tags[i]);
+            modality = get_string(ds, DCM_Modality);
+            for (int i = 0; i < 4 && st == RD_OK; i++)
+                if (uids[i].empty())
+                    st = rd_error_set(err, RD_E_INVALID, "the dataset has no %s", names[i]);
+                else if (!rd_uid_valid(uids[i].c_str()))
+                    st = rd_error_set(err, RD_E_DICOM,
+                                      "the dataset's %s '%.70s' is not a valid UID (1 to 64 "
+                                      "digits and dots, no empty component, no leading zero, "
+                                      "no padding but one NUL)",
+                                      names[i], uids[i].c_str());
+            if (st == RD_OK &&
+                (uids[1] != req->AffectedSOPInstanceUID || uids[0] != req->AffectedSOPClassUID))
+                st = rd_error_set(err, RD_E_INVALID,
+                                  "the dataset's SOP Class/Instance UID differ from the request's");
+        }
+    }
+    if (reserved)
+        release(scp, reserved);
+    return st;
+}
+
+// Receives one C-STORE dataset into a spool file, checks it, stores it through the callback
+// and answers. Returns false when the association cannot go on (it has been aborted then).
 bool handle_store(rd_net_scp *scp, T_ASC_Association *assoc, void *actx,
                   T_ASC_PresentationContextID pres_id, T_DIMSE_C_StoreRQ *req, const char *calling,
                   const char *peer)
@@ -470,9 +660,10 @@ bool handle_store(rd_net_scp *scp, T_ASC_Association *assoc, void *actx,
     rd_error err;
     rd_error_clear(&err);
     rd_status st = RD_OK;
-    std::string sop_class, sop_inst, study, series, modality, xfer_uid;
-    std::vector<unsigned char> file;
-    size_t ds_offset = 0;
+    std::string uids[4], modality, xfer_uid; // SOP class, SOP instance, study, series
+    std::vector<unsigned char> meta;
+    char spool[4096] = "";
+    int fd = -1;
     T_ASC_PresentationContext pc;
     E_TransferSyntax xfer = EXS_Unknown;
     OFCondition cond = EC_Normal;
@@ -482,24 +673,41 @@ bool handle_store(rd_net_scp *scp, T_ASC_Association *assoc, void *actx,
         xfer = DcmXfer(pc.acceptedTransferSyntax).getXfer();
     }
     try {
-        file.reserve(1 << 20);
         if (xfer != EXS_Unknown)
             cond = write_meta(req->AffectedSOPClassUID, req->AffectedSOPInstanceUID, xfer, calling,
-                              file);
+                              meta);
     } catch (const std::bad_alloc &) {
         cond = EC_MemoryExhausted;
     }
-    ds_offset = file.size();
+    if (xfer == EXS_Unknown)
+        st = rd_error_set(&err, RD_E_INTERNAL, "unknown transfer syntax of context %d",
+                          static_cast<int>(pres_id));
+    else if (cond.bad())
+        st = rd_error_set(&err, cond == EC_MemoryExhausted ? RD_E_NOMEM : RD_E_DICOM,
+                          "cannot write the file meta header: %s", cond.text());
+    else if (!scp->handlers.spool)
+        st = rd_error_set(&err, RD_E_INTERNAL, "the listener has no spool");
+    else
+        st = scp->handlers.spool(scp->handlers.ctx, actx, spool, sizeof spool, &fd, &err);
+    const size_t ds_offset = meta.size();
+    size_t size = 0;
     {
-        // The dataset's bytes go untouched behind the meta header: no parse-and-rewrite, so
-        // the stored dataset is bit for bit what the peer sent (the --bit-preserving mode
-        // of DCMTK's storescp, in memory). A failure to build the header still reads the
+        // The dataset's bytes go untouched behind the meta header, straight to the spool
+        // file: no parse-and-rewrite, so the stored dataset is bit for bit what the peer
+        // sent (the --bit-preserving mode of DCMTK's storescp), and no dataset is ever
+        // held in memory whole. A failure before (or while) writing still reads the
         // dataset, so that the association stays in step and can answer a failure.
-        MemConsumer consumer(file);
-        MemOutputStream stream(&consumer);
+        SpoolConsumer consumer(st == RD_OK ? fd : -1);
+        (void)consumer.write(meta.data(), static_cast<offile_off_t>(meta.size()));
+        ConsumerStream stream(&consumer);
         T_ASC_PresentationContextID data_pres = pres_id;
         OFCondition rcv = DIMSE_receiveDataSetInFile(
             assoc, DIMSE_NONBLOCKING, scp->opts.dimse_timeout, &data_pres, &stream, NULL, NULL);
+        stream.flush();
+        consumer.flush();
+        size = consumer.total();
+        if (fd >= 0 && close(fd) != 0 && st == RD_OK && consumer.error() == 0)
+            st = rd_error_set(&err, RD_E_IO, "%s: close: %s", spool, strerror(errno));
         if (rcv.bad()) {
             // Nothing was stored; the peer gets no success. The stream position is unknown
             // after a failed read, so the association cannot continue.
@@ -507,81 +715,39 @@ bool handle_store(rd_net_scp *scp, T_ASC_Association *assoc, void *actx,
                         "%s; aborting the association",
                         req->AffectedSOPInstanceUID, calling, peer, rcv.text());
             scp->n_failed++;
+            if (spool[0])
+                (void)unlink(spool);
             (void)ASC_abortAssociation(assoc);
             return false;
         }
+        if (st == RD_OK && consumer.too_large())
+            st = rd_error_set(&err, RD_E_TOO_LARGE, "the dataset is larger than %zu bytes",
+                              k_max_dataset);
+        else if (st == RD_OK && consumer.error() != 0)
+            st = rd_error_set(&err, RD_E_IO, "%s: %s", spool, strerror(consumer.error()));
     }
-
-    if (xfer == EXS_Unknown) {
-        st = rd_error_set(&err, RD_E_INTERNAL, "unknown transfer syntax of context %d",
-                          static_cast<int>(pres_id));
-    } else if (cond.bad()) {
-        st = rd_error_set(&err, cond == EC_MemoryExhausted ? RD_E_NOMEM : RD_E_DICOM,
-                          "cannot write the file meta header: %s", cond.text());
-    } else {
-        // Parse what arrived: an unparsable dataset is refused, and the UIDs that place
-        // the file come from the dataset itself.
-        DcmDataset ds;
-        DcmInputBufferStream in;
-        in.setBuffer(file.data() + ds_offset, static_cast<offile_off_t>(file.size() - ds_offset));
-        in.setEos();
-        ds.transferInit();
-        cond = ds.read(in, xfer, EGL_noChange, DCM_MaxReadLength);
-        ds.transferEnd();
-        if (cond.bad()) {
-            st = rd_error_set(&err, RD_E_DICOM, "the dataset cannot be parsed: %s", cond.text());
-        } else {
-            // The UIDs as sent: a malformed one is refused, never repaired into another
-            // instance's UID.
-            sop_class = raw_uid(&ds, DCM_SOPClassUID);
-            sop_inst = raw_uid(&ds, DCM_SOPInstanceUID);
-            study = raw_uid(&ds, DCM_StudyInstanceUID);
-            series = raw_uid(&ds, DCM_SeriesInstanceUID);
-            modality = get_string(&ds, DCM_Modality);
-            const struct {
-                const char *name;
-                const std::string &value;
-            } uids[] = {{"SOP Class UID", sop_class},
-                        {"SOP Instance UID", sop_inst},
-                        {"Study Instance UID", study},
-                        {"Series Instance UID", series}};
-            const char *bad = NULL, *bad_value = NULL;
-            for (const auto &u : uids)
-                if (!bad && !u.value.empty() && !rd_uid_valid(u.value.c_str())) {
-                    bad = u.name;
-                    bad_value = u.value.c_str();
-                }
-            if (sop_inst.empty() || sop_class.empty() || study.empty() || series.empty())
-                st = rd_error_set(&err, RD_E_INVALID,
-                                  "the dataset lacks SOP Class, SOP Instance, Study or Series UID");
-            else if (bad)
-                st = rd_error_set(&err, RD_E_DICOM,
-                                  "the dataset's %s '%.70s' is not a valid UID (1 to 64 digits "
-                                  "and dots, no empty component, no leading zero, no padding "
-                                  "but one NUL)",
-                                  bad, bad_value);
-            else if (sop_inst != req->AffectedSOPInstanceUID ||
-                     sop_class != req->AffectedSOPClassUID)
-                st = rd_error_set(&err, RD_E_INVALID,
-                                  "the dataset's SOP Class/Instance UID differ from the request's");
-        }
-    }
+    if (st == RD_OK)
+        st = check_dataset(scp, spool, size, ds_offset, xfer, req, uids, modality, &err);
     if (st == RD_OK) {
         rd_net_instance inst;
         inst.calling_ae = calling;
         inst.peer_host = peer;
-        inst.sop_class_uid = sop_class.c_str();
-        inst.sop_instance_uid = sop_inst.c_str();
-        inst.study_uid = study.c_str();
-        inst.series_uid = series.c_str();
+        inst.sop_class_uid = uids[0].c_str();
+        inst.sop_instance_uid = uids[1].c_str();
+        inst.study_uid = uids[2].c_str();
+        inst.series_uid = uids[3].c_str();
         inst.transfer_syntax_uid = xfer_uid.c_str();
         inst.modality = modality.c_str();
-        inst.file = file.data();
-        inst.file_len = file.size();
+        inst.path = spool;
+        inst.file_len = size;
         inst.dataset_offset = ds_offset;
         st =
             scp->handlers.store ? scp->handlers.store(scp->handlers.ctx, actx, &inst, &err) : RD_OK;
+        spool[0] = '\0'; // the callback's now
     }
+    if (spool[0])
+        (void)unlink(spool);
+    const std::string &sop_inst = uids[1];
     Uint16 status = status_for(st);
     if (st == RD_OK) {
         scp->n_stored++;
@@ -865,6 +1031,8 @@ void serve_connection(rd_net_scp *scp, std::list<pending_conn>::iterator conn)
     const std::string peer = conn->peer;
     T_ASC_Association *assoc = receive_request(scp, fd, &net, cond);
     bool cut, over = false;
+    // What an association may hold in memory: the spool buffer and DCMTK's PDU buffers.
+    const long long need = static_cast<long long>(k_spool_buffer) + 2LL * scp->opts.max_pdu;
     {
         std::lock_guard<std::mutex> lock(scp->mu);
         cut = conn->cut;
@@ -898,8 +1066,16 @@ void serve_connection(rd_net_scp *scp, std::list<pending_conn>::iterator conn)
         reject(scp, assoc, ASC_RESULT_REJECTEDTRANSIENT,
                ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
                ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
+    } else if (!reserve(scp, need)) {
+        rd_log_warn("net: rejected an association from %s: the receive memory budget is in use "
+                    "(server.receive_memory_mb %d)",
+                    peer.c_str(), scp->opts.receive_memory_mb);
+        reject(scp, assoc, ASC_RESULT_REJECTEDTRANSIENT,
+               ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+               ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
     } else {
         serve_association(scp, assoc);
+        release(scp, need);
     }
     if (net)
         (void)ASC_dropNetwork(&net);
@@ -1096,6 +1272,13 @@ extern "C" rd_status rd_net_scp_start(rd_net_scp **out, const rd_net_scp_options
             scp->opts.request_timeout = 10;
         if (scp->opts.max_pending_per_peer < 1)
             scp->opts.max_pending_per_peer = 4;
+        if (scp->opts.max_inflated_mb < 1)
+            scp->opts.max_inflated_mb = 256;
+        if (scp->opts.max_inflate_ratio < 1)
+            scp->opts.max_inflate_ratio = 200;
+        if (scp->opts.receive_memory_mb < 1)
+            scp->opts.receive_memory_mb = 1024;
+        scp->mem_budget = static_cast<long long>(scp->opts.receive_memory_mb) << 20;
         if (opts->allowed_calling_aes)
             for (int i = 0; i < opts->allowed_calling_aes->count; i++)
                 scp->allowed.push_back(opts->allowed_calling_aes->items[i]);

@@ -47,6 +47,9 @@ typedef struct rd_config {
     int server_idle_timeout;
     int server_request_timeout;
     int server_max_pending_per_peer;
+    int server_max_inflated_mb;
+    int server_max_inflate_ratio;
+    int server_receive_memory_mb;
     char server_tls_certificate[RD_CONFIG_STR_MAX];
     char server_tls_private_key[RD_CONFIG_STR_MAX];
     char server_tls_ca_certificates[RD_CONFIG_STR_MAX];

@@ -42,9 +42,11 @@ void rd_net_init(void);
 
 /* ---- listener ---- */
 
-/* One received instance, valid during the store callback only. UIDs are as received (the
- * callback must check them before using them in paths); `file` is a complete Part 10 file
- * and `dataset_offset` where its dataset starts (after the meta header). */
+/* One received instance, valid during the store callback only. UIDs are valid UIDs as
+ * received (PS3.5 9.1; others are refused before the callback); `path` is the spool file
+ * (from the `spool` callback) that holds a complete Part 10 file of `file_len` bytes, its
+ * dataset from `dataset_offset` on (after the meta header). The store callback owns that
+ * file: it renames it into place or removes it, whatever it answers. */
 typedef struct rd_net_instance {
     const char *calling_ae;
     const char *peer_host;
@@ -54,7 +56,7 @@ typedef struct rd_net_instance {
     const char *series_uid;
     const char *transfer_syntax_uid;
     const char *modality;
-    const unsigned char *file;
+    const char *path;
     size_t file_len;
     size_t dataset_offset;
 } rd_net_instance;
@@ -68,6 +70,10 @@ typedef struct rd_net_handlers {
     void *ctx;
     rd_status (*assoc_begin)(void *ctx, void **assoc_ctx, rd_error *err);
     void (*assoc_end)(void *ctx, void *assoc_ctx);
+    /* Creates the file an arriving dataset is written to as it arrives (never held in
+     * memory whole): its name in `path`, open for writing as *fd (the listener closes it;
+     * it removes the file itself when the instance never reaches `store`). Required. */
+    rd_status (*spool)(void *ctx, void *assoc_ctx, char *path, size_t size, int *fd, rd_error *err);
     rd_status (*store)(void *ctx, void *assoc_ctx, const rd_net_instance *inst, rd_error *err);
 } rd_net_handlers;
 
@@ -89,6 +95,15 @@ typedef struct rd_net_scp_options {
     /* Connections of one peer address whose request is not read yet; more are closed at
      * once. 0: 4. Their total is at most max_associations. */
     int max_pending_per_peer;
+    /* A deflated dataset (Deflated Explicit VR Little Endian) is refused (0xA700) when it
+     * inflates to more than max_inflated_mb MiB, or, above 16 MiB, to more than
+     * max_inflate_ratio times its size on the wire. 0: 256 and 200. */
+    int max_inflated_mb;
+    int max_inflate_ratio;
+    /* Memory the listener may use for receiving, in MiB: each association reserves its
+     * buffers while it lasts (a new one is rejected when they do not fit) and a deflated
+     * dataset its inflated size while it is parsed (0xA700 when it does not fit). 0: 1024. */
+    int receive_memory_mb;
     /* DICOM TLS (DCMTK dcmtls): when tls_certificate is set the listener speaks TLS only,
      * with this PEM certificate and private key, and requires a client certificate that
      * chains to a CA of tls_ca_file (the system store /etc/ssl/certs when it is NULL or "");

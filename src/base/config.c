@@ -157,6 +157,14 @@ static const cfg_key cfg_keys[] = {
     {"server.max_pending_per_peer", CFG_INT, OFF(server_max_pending_per_peer), 1, 1024, "4", NULL,
      "connections of one IP address whose association request is still being read; more are "
      "closed at once"},
+    {"server.max_inflated_mb", CFG_INT, OFF(server_max_inflated_mb), 1, 2047, "256", NULL,
+     "a deflated dataset that inflates to more MiB is refused (0xA700)"},
+    {"server.max_inflate_ratio", CFG_INT, OFF(server_max_inflate_ratio), 1, 100000, "200", NULL,
+     "a deflated dataset inflating to over 16 MiB and more than this many times its size is "
+     "refused (0xA700)"},
+    {"server.receive_memory_mb", CFG_INT, OFF(server_receive_memory_mb), 16, 1048576, "1024", NULL,
+     "memory for receiving (association buffers, inflating deflated datasets); a new "
+     "association that does not fit is rejected"},
     {"server.tls_certificate", CFG_STRING, OFF(server_tls_certificate), 0, 1000, "", NULL,
      "PEM certificate: when set the listener speaks DICOM TLS only (and the sender presents it)"},
     {"server.tls_private_key", CFG_STRING, OFF(server_tls_private_key), 0, 1000, "", NULL,

@@ -106,6 +106,20 @@ fail:
     return rd_error_set(err, RD_E_IO, "%s: %s", tmp, strerror(e));
 }
 
+rd_status rd__file_fsync_path(const char *path, rd_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return rd_error_set(err, RD_E_IO, "%s: %s", path, strerror(errno));
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return rd_error_set(err, RD_E_IO, "%s: fsync: %s", path, strerror(e));
+    }
+    close(fd);
+    return RD_OK;
+}
+
 rd_status rd__file_rename(rd_store *s, const char *tmp, const char *abs, rd_error *err)
 {
     if (s->fault == RD_STORE_FAULT_RENAME) {
@@ -159,5 +173,7 @@ rd_status rd_store_recover(rd_store *s, rd_error *err)
     }
     snprintf(path, sizeof path, "%s/store", s->dir);
     remove_temps(path, 0);
+    snprintf(path, sizeof path, "%s/spool", s->dir);
+    remove_temps(path, 3); /* flat: no subfolders */
     return RD_OK;
 }
