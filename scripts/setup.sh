@@ -12,7 +12,7 @@ want_tests=0
 pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk zlib1g-dev libpng-dev libopenblas-dev
       libcjson-dev libsqlite3-dev sqlite3 libopenjp2-7-dev libsodium-dev libmicrohttpd-dev python3)
 if [ "$want_tests" = 1 ]; then
-    pkgs+=(dicom3tools python3-numpy python3-torch orthanc curl openssl clang-format chromium
+    pkgs+=(dicom3tools strace python3-numpy python3-torch orthanc curl openssl clang-format chromium
            libpixelmed-java default-jre-headless)
     # Node.js may come from elsewhere (nodesource's nodejs bundles npm); Debian's only if none.
     if ! command -v node >/dev/null; then

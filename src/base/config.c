@@ -162,7 +162,7 @@ static const cfg_key cfg_keys[] = {
     {"server.max_inflate_ratio", CFG_INT, OFF(server_max_inflate_ratio), 1, 100000, "200", NULL,
      "a deflated dataset inflating to over 16 MiB and more than this many times its size is "
      "refused (0xA700)"},
-    {"server.receive_memory_mb", CFG_INT, OFF(server_receive_memory_mb), 16, 1048576, "1024", NULL,
+    {"server.receive_memory_mb", CFG_INT, OFF(server_receive_memory_mb), 1, 1048576, "1024", NULL,
      "memory for receiving (association buffers, inflating deflated datasets); a new "
      "association that does not fit is rejected"},
     {"server.tls_certificate", CFG_STRING, OFF(server_tls_certificate), 0, 1000, "", NULL,

@@ -113,22 +113,56 @@ rd_status rd_write_file_atomic(const char *path, const void *data, size_t len, r
     return RD_OK;
 }
 
+/* fsync of the directory that holds `path` (the part before its last '/'), so that a new
+ * entry in it survives a power loss. */
+static rd_status fsync_parent(char *path, rd_error *err)
+{
+    char *slash = strrchr(path, '/');
+    int fd, rc;
+    if (!slash)
+        return RD_OK;
+    if (slash == path)
+        fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    else {
+        *slash = '\0';
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        *slash = '/';
+    }
+    if (fd < 0)
+        return rd_error_set(err, RD_E_IO, "%s: the folder above: %s", path, strerror(errno));
+    rc = fsync(fd);
+    close(fd);
+    if (rc != 0)
+        return rd_error_set(err, RD_E_IO, "%s: fsync of the folder above: %s", path,
+                            strerror(errno));
+    return RD_OK;
+}
+
 rd_status rd_mkdirs(const char *path, rd_error *err)
 {
     char buf[4096];
     size_t n = rd_strlcpy(buf, path, sizeof buf);
+    rd_status st;
     if (n >= sizeof buf)
         return rd_error_set(err, RD_E_INVALID, "%s: path too long", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
+    if (n == 0)
+        return rd_error_set(err, RD_E_INVALID, "an empty folder name");
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
             continue;
+        char c = *p;
         *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        if (mkdir(buf, 0755) == 0) {
+            /* A new folder is durable only once the folder above has it. */
+            if ((st = fsync_parent(buf, err)) != RD_OK)
+                return st;
+        } else if (errno != EEXIST) {
             return rd_error_set(err, RD_E_IO, "%s: %s", buf, strerror(errno));
-        *p = '/';
+        }
+        *p = c;
+        if (c == '\0')
+            break;
     }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return rd_error_set(err, RD_E_IO, "%s: %s", buf, strerror(errno));
     return RD_OK;
 }
 

@@ -7,12 +7,16 @@ itself: A-ASSOCIATE-RQ with one presentation context (the file's SOP class and t
 syntax), the C-STORE-RQ command, the dataset in P-DATA fragments, A-RELEASE.
 
 usage: raw_store.py HOST PORT CALLING_AE CALLED_AE FILE
+       raw_store.py HOST PORT CALLING_AE CALLED_AE --hold SECONDS
 Prints "status 0xNNNN" (the C-STORE response status) and exits 0 when a response came, 2
-when the association was rejected, 1 on any other failure.
+when the association was rejected, 1 on any other failure. With --hold it associates
+(proposing Verification), prints "associated", keeps the association idle for SECONDS and
+releases it.
 """
 import socket
 import struct
 import sys
+import time
 
 
 def read_exact(sock, n):
@@ -68,7 +72,11 @@ def element(group, elem, value):
 
 def main():
     host, port, calling, called, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-    xfer, sop_class, sop_inst, dataset = parse_file(path)
+    hold = float(sys.argv[6]) if path == "--hold" else None
+    if hold is None:
+        xfer, sop_class, sop_inst, dataset = parse_file(path)
+    else:
+        xfer, sop_class, sop_inst, dataset = "1.2.840.10008.1.2", "1.2.840.10008.1.1", "", b""
     sock = socket.create_connection((host, port), timeout=30)
 
     ae = lambda t: t.encode().ljust(16)
@@ -93,6 +101,12 @@ def main():
     if not accepted:
         print("the presentation context was not accepted")
         return 1
+    if hold is not None:
+        print("associated", flush=True)
+        time.sleep(hold)
+        sock.sendall(struct.pack(">BBI", 5, 0, 4) + bytes(4))
+        read_pdu(sock)
+        return 0
 
     command = (element(0, 0x0002, even(sop_class.encode())) + element(0, 0x0100, struct.pack("<H", 1))
                + element(0, 0x0110, struct.pack("<H", 1)) + element(0, 0x0700, struct.pack("<H", 0))

@@ -272,5 +272,128 @@ if "$RADRAFT" echo --set server.tls_verify_peer=false RADRAFT@127.0.0.1:$PORT+tl
 else fail "sender without verification: $(cat tls4.out)"; fi
 stop_server
 
+########## 7. deflate bombs: refused (0xA700) before they are inflated in memory
+# A Deflated Explicit VR Little Endian file whose pixel data is SIZE MiB of zeros, written by
+# streaming zeros through zlib (about 1 MB on disk per GiB).
+cat >bomb.py <<'EOF'
+import struct, sys, zlib
+path, mib, uid = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def even(b): return b + b"\0" if len(b) % 2 else b
+def el(g, e, vr, v):
+    if vr in (b"OB", b"OW", b"UN"):
+        return struct.pack("<HH2sHI", g, e, vr, 0, len(v)) + v
+    return struct.pack("<HH2sH", g, e, vr, len(v)) + v
+sc = b"1.2.840.10008.5.1.4.1.1.7"
+meta = (el(2, 1, b"OB", b"\0\1") + el(2, 2, b"UI", even(sc)) + el(2, 3, b"UI", even(uid.encode()))
+        + el(2, 0x10, b"UI", even(b"1.2.840.10008.1.2.1.99")))
+head = (el(8, 0x16, b"UI", even(sc)) + el(8, 0x18, b"UI", even(uid.encode())) + el(8, 0x60, b"CS", b"OT")
+        + el(0x20, 0xd, b"UI", even((uid + ".1").encode())) + el(0x20, 0xe, b"UI", even((uid + ".2").encode()))
+        + struct.pack("<HH2sHI", 0x7fe0, 0x10, b"OB", 0, mib << 20))
+z = zlib.compressobj(9, zlib.DEFLATED, -15)
+with open(path, "wb") as f:
+    f.write(bytes(128) + b"DICM" + el(2, 0, b"UL", struct.pack("<I", len(meta))) + meta)
+    f.write(z.compress(head))
+    zeros = bytes(1 << 20)
+    for _ in range(mib):
+        f.write(z.compress(zeros))
+    f.write(z.flush())
+    if (f.tell() - 132) % 2:  # a deflated stream of odd length gets one NUL (PS3.5 A.5)
+        f.write(b"\0")
+EOF
+$PY bomb.py bomb1g.dcm 1024 1.2.826.0.1.3680043.10.999.100 && $PY bomb.py bomb64m.dcm 64 1.2.826.0.1.3680043.10.999.101 &&
+    $PY bomb.py small.dcm 2 1.2.826.0.1.3680043.10.999.102 || fail "could not make the deflated files"
+start_server bomb.log --data-dir d7 --set server.bind=127.0.0.1 || exit 1
+hwm0=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)
+for i in 1 2 3 4; do
+    $PY "$HERE/raw_store.py" 127.0.0.1 $PORT GOOD RADRAFT bomb1g.dcm >bomb$i.out 2>&1 &
+    eval "p$i=\$!"
+done
+for i in 1 2 3 4; do eval "wait \$p$i"; done
+hwm=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)
+n_ok=0
+for i in 1 2 3 4; do grep -q "status 0xa700" bomb$i.out && n_ok=$((n_ok + 1)); done
+[ $n_ok = 4 ] && grep -q "inflates to more than 256 MiB (server.max_inflated_mb)" bomb.log \
+    && pass "4 deflate bombs of 1 GiB ($(stat -c %s bomb1g.dcm) bytes each) at once refused with 0xA700" \
+    || fail "bombs: $(cat bomb1.out); $(grep -i inflat bomb.log | head -2)"
+[ $((hwm - hwm0)) -lt 102400 ] && pass "peak memory grew by $(((hwm - hwm0) / 1024)) MiB for the 4 bombs (< 100)" \
+    || fail "peak memory grew by $(((hwm - hwm0) / 1024)) MiB receiving 4 bombs"
+$PY "$HERE/raw_store.py" 127.0.0.1 $PORT GOOD RADRAFT bomb64m.dcm >bomb64.out 2>&1
+grep -q "status 0xa700" bomb64.out && grep -q "inflates [0-9]* times.*server.max_inflate_ratio 200" bomb.log \
+    && pass "64 MiB of zeros in $(stat -c %s bomb64m.dcm) bytes refused by the inflation ratio" \
+    || fail "ratio: $(cat bomb64.out); $(grep -i inflat bomb.log | tail -1)"
+$PY "$HERE/raw_store.py" 127.0.0.1 $PORT GOOD RADRAFT small.dcm >small.out 2>&1
+grep -q "status 0x0000" small.out && [ -n "$(find d7/store -name '1.2.826.0.1.3680043.10.999.102.dcm')" ] \
+    && pass "a deflated dataset within the limits is stored" || fail "small deflated: $(cat small.out)"
+[ -z "$(ls d7/spool 2>/dev/null)" ] && pass "no spool file left behind" || fail "spool files left: $(ls d7/spool)"
+stop_server
+
+########## 8. the receive memory budget
+# 1 MiB holds two associations' buffers (256 KiB + 2 PDUs each): a third is rejected while
+# they last, and a deflated dataset's 2 MiB do not fit.
+start_server budget.log --data-dir d8 --set server.bind=127.0.0.1 --set server.receive_memory_mb=1 || exit 1
+for i in 1 2; do
+    $PY "$HERE/raw_store.py" 127.0.0.1 $PORT HOLD$i RADRAFT --hold 6 >hold$i.out 2>&1 &
+    eval "h$i=\$!"
+    PIDS="$PIDS $!"
+done
+wait_for 10 "the first association held" grep -q associated hold1.out
+wait_for 10 "the second association held" grep -q associated hold2.out
+if echoscu -aet THIRD -aec RADRAFT 127.0.0.1 $PORT >third.out 2>&1; then
+    fail "a third association was accepted with the budget in use"
+elif grep -q "Local Limit Exceeded" third.out &&
+    grep -q "the receive memory budget is in use (server.receive_memory_mb 1)" budget.log; then
+    pass "a third association is rejected (local limit exceeded) while the budget is in use, and logged"
+else fail "third association: $(cat third.out)"; fi
+wait $h1 $h2
+echoscu -aet FOURTH -aec RADRAFT 127.0.0.1 $PORT >fourth.out 2>&1 \
+    && pass "associations are accepted again once the budget is free" || fail "after the budget freed: $(cat fourth.out)"
+$PY "$HERE/raw_store.py" 127.0.0.1 $PORT GOOD RADRAFT small.dcm >small2.out 2>&1
+grep -q "status 0xa700" small2.out && grep -q "no room in the receive memory budget to parse" budget.log \
+    && pass "a deflated dataset whose inflation does not fit the budget is refused (0xA700)" \
+    || fail "inflation over the budget: $(cat small2.out)"
+stop_server
+
+########## 9. every folder created on the way to a stored file is fsynced into its parent
+# Seen with strace: for each mkdir under store/ that created a folder, an fsync of the folder
+# above must follow (else a power loss can lose the new study folder with the files in it).
+command -v strace >/dev/null || fail "strace is not installed"
+PORT=$(free_port)
+strace -f -qq -o trace.txt -e trace=mkdir,openat,fsync,close "$RADRAFT" serve --port $PORT \
+    --data-dir "$WORK/d9" --stable-seconds 1 --set encoder.model= --set server.bind=127.0.0.1 >trace.log 2>&1 &
+STRACE=$!
+PIDS="$PIDS $STRACE"
+wait_for 30 "radraft serve under strace ready" grep -q "serve: ready" trace.log
+storescu -aet GOOD -aec RADRAFT 127.0.0.1 $PORT plain.dcm >trace_store.out 2>&1 || fail "storescu: $(cat trace_store.out)"
+# Stop radraft itself (strace's child); strace ends with it.
+SERVER=$(pgrep -P $STRACE | head -1)
+PIDS="$PIDS $SERVER"
+kill -TERM $SERVER 2>/dev/null
+wait $STRACE 2>/dev/null
+cat >dirsync.py <<'EOF'
+import re, sys
+store = sys.argv[2]
+fds, created, synced, order = {}, [], {}, 0
+for line in open(sys.argv[1]):
+    order += 1
+    m = re.search(r'^(\d+) +mkdir\("([^"]+)", [0-7]+\) = 0', line)
+    if m and m.group(2).startswith(store + "/"):
+        created.append((order, m.group(2)))
+    m = re.search(r'^(\d+) +openat\(AT_FDCWD, "([^"]+)", [^)]*O_DIRECTORY[^)]*\) += (\d+)', line)
+    if m:
+        fds[(m.group(1), m.group(3))] = m.group(2)
+    m = re.search(r'^(\d+) +fsync\((\d+)\) += 0', line)
+    if m and (m.group(1), m.group(2)) in fds:
+        synced.setdefault(fds[(m.group(1), m.group(2))], []).append(order)
+missing = [d for (t, d) in created
+           if not any(o > t for o in synced.get(d.rsplit("/", 1)[0], []))]
+print("created %d, parents fsynced for %d" % (len(created), len(created) - len(missing)))
+for d in missing:
+    print("not fsynced into its parent:", d)
+sys.exit(1 if missing or len(created) < 2 else 0)
+EOF
+if $PY dirsync.py trace.txt "$WORK/d9/store" >dirsync.out; then
+    pass "new study and series folders fsynced into their parents: $(head -1 dirsync.out)"
+else fail "folder fsync: $(cat dirsync.out)"; fi
+
 [ $FAILS = 0 ] && echo "all passed" || echo "$FAILS check(s) failed"
 exit $((FAILS > 0))
