@@ -13,12 +13,13 @@ for tool in Orthanc curl sqlite3 python3 dciodvfy; do
     command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
 done
 [ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+. "$(dirname "$0")/lib_ports.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-BASE=$((23500 + ($$ % 90) * 5))
-PORT=$BASE
-OR_DICOM=$((BASE + 1))
-OR_HTTP=$((BASE + 2))
+# Ports are picked as each server starts (start_orthanc, start_radraft).
+PORT=
+OR_DICOM=
+OR_HTTP=
 STABLE=2
 FAILS=0
 SERVER=
@@ -33,17 +34,24 @@ api() { curl -s --max-time 20 "http://127.0.0.1:$OR_HTTP$1" "${@:2}"; }
 "$RADRAFT" samples --out samples --size 512 >/dev/null || { fail "samples"; exit 1; }
 
 mkdir -p orthanc-db
-cat >orthanc.json <<JSON
+# Orthanc on two new ports; radraft's modality is added once radraft listens.
+start_orthanc() {
+    local off
+    read -r OR_DICOM OR_HTTP < <(rd_free_ports 2)
+    cat >orthanc.json <<JSON
 {
   "Name": "radraft-e2e", "StorageDirectory": "$WORK/orthanc-db", "IndexDirectory": "$WORK/orthanc-db",
   "HttpPort": $OR_HTTP, "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
   "DicomAet": "ORTHANC", "DicomPort": $OR_DICOM, "DicomCheckCalledAet": false,
-  "DicomModalities": { "radraft": [ "RADRAFT", "127.0.0.1", $PORT ] },
   "Plugins": [], "StorageCompression": false
 }
 JSON
-Orthanc orthanc.json >orthanc.log 2>&1 &
-ORTHANC=$!
+    off=$(rd_log_size orthanc.log)
+    Orthanc orthanc.json >>orthanc.log 2>&1 &
+    ORTHANC=$!
+    rd_wait_listening Orthanc $ORTHANC orthanc.log "$off" 60 $OR_DICOM $OR_HTTP
+}
+rd_retry_port 5 start_orthanc || { fail "Orthanc did not start"; exit 1; }
 up=0
 for _ in $(seq 1 150); do
     api /system >/dev/null 2>&1 && { up=1; break; }
@@ -51,9 +59,18 @@ for _ in $(seq 1 150); do
 done
 [ $up = 1 ] || { tail -20 orthanc.log; fail "Orthanc did not start"; exit 1; }
 
-"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds $STABLE --set encoder.model=model \
-    --send-to ORTHANC@127.0.0.1:$OR_DICOM >rd.log 2>&1 &
-SERVER=$!
+start_radraft() {
+    local off
+    PORT=$(rd_free_port)
+    off=$(rd_log_size rd.log)
+    "$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds $STABLE --set encoder.model=model \
+        --send-to ORTHANC@127.0.0.1:$OR_DICOM >>rd.log 2>&1 &
+    SERVER=$!
+    rd_wait_listening "radraft serve" $SERVER rd.log "$off" 20 $PORT
+}
+rd_retry_port 5 start_radraft || { fail "radraft serve did not start"; exit 1; }
+api /modalities/radraft -X PUT -d "{\"AET\": \"RADRAFT\", \"Host\": \"127.0.0.1\", \"Port\": $PORT}" \
+    >modality.json || { fail "Orthanc: PUT /modalities/radraft: $(cat modality.json)"; exit 1; }
 for _ in $(seq 1 100); do
     "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT >/dev/null 2>&1 && break
     sleep 0.1

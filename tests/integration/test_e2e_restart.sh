@@ -13,11 +13,12 @@ for tool in storescu storescp sqlite3; do
     command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
 done
 [ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+. "$(dirname "$0")/lib_ports.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-BASE=$((23000 + ($$ % 90) * 10 + 5))
-PORT=$BASE
-SCP_PORT=$((BASE + 1))
+# Ports are picked as each server starts (start_storescp, start_serve).
+PORT=
+SCP_PORT=
 FAILS=0
 SERVER=
 SCP=
@@ -36,19 +37,34 @@ done
 N=40
 
 # ---- serve: SIGKILL while a job runs, then restart ------------------------------------
+# start_serve: radraft serve on a new port, again on another when that one was taken.
 start_serve() {
+    rd_retry_port 5 start_serve_once
+}
+start_serve_once() {
+    local off
+    PORT=$(rd_free_port)
+    off=$(rd_log_size rd.log)
     "$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 --set encoder.model=model \
         --set pipeline.workers=1 --send-to STORESCP@127.0.0.1:$SCP_PORT >>rd.log 2>&1 &
     SERVER=$!
+    rd_wait_listening "radraft serve" $SERVER rd.log "$off" 20 $PORT || return
     for _ in $(seq 1 100); do
         "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT >/dev/null 2>&1 && return 0
         sleep 0.1
     done
     return 1
 }
+start_storescp() {
+    local off
+    SCP_PORT=$(rd_free_port)
+    off=$(rd_log_size storescp.log)
+    storescp -od received $SCP_PORT >>storescp.log 2>&1 &
+    SCP=$!
+    rd_wait_listening storescp $SCP storescp.log "$off" 20 $SCP_PORT
+}
 mkdir -p received
-storescp -od received $SCP_PORT >storescp.log 2>&1 &
-SCP=$!
+rd_retry_port 5 start_storescp || { fail "storescp did not start"; exit 1; }
 start_serve || fail "serve did not start"
 storescu -aec RADRAFT 127.0.0.1 $PORT archive/s1/*/*.dcm archive/s2/*/*.dcm >storescu.log 2>&1 || fail "storescu"
 NS=8

@@ -13,11 +13,12 @@ for tool in storescu storescp dciodvfy dcmdump sqlite3 python3; do
     command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
 done
 [ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+. "$(dirname "$0")/lib_ports.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-BASE=$((23000 + ($$ % 90) * 10))
-PORT=$BASE
-SCP_PORT=$((BASE + 1))
+# Ports are picked as each server starts (start_storescp, start_radraft).
+PORT=
+SCP_PORT=
 STABLE=2
 FAILS=0
 SERVER=
@@ -36,11 +37,25 @@ tagval() { dcmdump +L +P "$2" "$1" 2>/dev/null | head -1 | sed -e 's/^[^[]*\[//'
 N_STUDIES=$(ls samples | wc -l)
 
 mkdir -p received
-storescp -od received --sort-on-study-uid st $SCP_PORT >storescp.log 2>&1 &
-SCP=$!
-"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds $STABLE \
-    --send-to STORESCP@127.0.0.1:$SCP_PORT --set encoder.model=model >rd.log 2>&1 &
-SERVER=$!
+start_storescp() {
+    local off
+    SCP_PORT=$(rd_free_port)
+    off=$(rd_log_size storescp.log)
+    storescp -od received --sort-on-study-uid st $SCP_PORT >>storescp.log 2>&1 &
+    SCP=$!
+    rd_wait_listening storescp $SCP storescp.log "$off" 20 $SCP_PORT
+}
+rd_retry_port 5 start_storescp || { fail "storescp did not start"; exit 1; }
+start_radraft() {
+    local off
+    PORT=$(rd_free_port)
+    off=$(rd_log_size rd.log)
+    "$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds $STABLE \
+        --send-to STORESCP@127.0.0.1:$SCP_PORT --set encoder.model=model >>rd.log 2>&1 &
+    SERVER=$!
+    rd_wait_listening "radraft serve" $SERVER rd.log "$off" 20 $PORT
+}
+rd_retry_port 5 start_radraft || { fail "radraft serve did not start"; exit 1; }
 for _ in $(seq 1 100); do
     "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT >/dev/null 2>&1 && break
     sleep 0.1

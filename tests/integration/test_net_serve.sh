@@ -13,14 +13,17 @@ for tool in storescu storescp echoscu dcmdump dcmodify sqlite3; do
 done
 [ -d "$DATA/dicom/codecs" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
 
+. "$(dirname "$0")/lib_ports.sh"
+
 rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
 cd "$WORK" || exit 1
-# A port range per run, unlikely to clash with other tests or services.
-BASE=$((21000 + ($$ % 90) * 10))
-PORT=$BASE
-PEER_PORT=$((BASE + 1))
+# radraft's port is new at each start (start_server); the peer's is held from now on, since
+# the outbox queues deliveries to it before it is up (section 5).
+PORT=
+rd_hold_ports 1 || exit 1
+PEER_PORT=$RD_PORTS
 FAILS=0
-PIDS=()
+PIDS=($RD_HOLDER)
 cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
 }
@@ -29,15 +32,22 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 pass() { echo "ok: $*"; }
 
-# start_server DATADIR LOG [extra args]: starts radraft serve and waits until it answers.
+# start_server DATADIR LOG [extra args]: starts radraft serve on a new port (PORT), again on
+# another one when the port was taken meanwhile, and waits until it answers.
 start_server() {
-    local dir=$1 log=$2
+    rd_retry_port 5 start_server_once "$@"
+}
+start_server_once() {
+    local dir=$1 log=$2 off
     shift 2
+    PORT=$(rd_free_port)
+    off=$(rd_log_size "$log")
     "$RADRAFT" serve --port $PORT --data-dir "$dir" --stable-seconds 1 --log-level debug \
         --set encoder.model= "$@" \
         >>"$log" 2>&1 &
     SERVER=$!
     PIDS+=($SERVER)
+    rd_wait_listening "radraft serve" $SERVER "$log" "$off" 20 $PORT || return
     for _ in $(seq 1 100); do
         echoscu -aet PROBE -aec RADRAFT localhost $PORT >/dev/null 2>&1 && return 0
         kill -0 $SERVER 2>/dev/null || { cat "$log"; return 1; }
@@ -367,6 +377,7 @@ case "$st" in pending*) pass "delivery pending while the peer is down ($st)" ;;
 storescp +xa -aet PEER -od rx $PEER_PORT >storescp.log 2>&1 &
 PIDS+=($!)
 STORESCP=$!
+rd_wait_listening storescp $STORESCP storescp.log 0 20 $PEER_PORT || fail "storescp did not start"
 for _ in $(seq 1 50); do
     [ "$(db "$D5" "SELECT state FROM outbox")" = done ] && break
     sleep 0.2

@@ -12,8 +12,9 @@ for tool in openssl echoscu storescu sqlite3; do
     command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
 done
 [ -d "$DATA/dicom/codecs" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+. "$(dirname "$0")/lib_ports.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
-PORT=$((21000 + ($$ % 90) * 10 + 8))
+PORT=
 FAILS=0
 SERVER=
 trap 'kill -9 $SERVER 2>/dev/null' EXIT
@@ -55,10 +56,17 @@ done
 gen server localhost ca && gen client client ca && gen stranger stranger otherca \
     || { fail "openssl could not make the certificates"; exit 1; }
 
-"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 --set encoder.model= \
-    --set server.tls_certificate=server.crt --set server.tls_private_key=server.key \
-    --set server.tls_ca_certificates=ca.crt >rd.log 2>&1 &
-SERVER=$!
+start_radraft() {
+    local off
+    PORT=$(rd_free_port)
+    off=$(rd_log_size rd.log)
+    "$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 --set encoder.model= \
+        --set server.tls_certificate=server.crt --set server.tls_private_key=server.key \
+        --set server.tls_ca_certificates=ca.crt >>rd.log 2>&1 &
+    SERVER=$!
+    rd_wait_listening "radraft serve" $SERVER rd.log "$off" 20 $PORT
+}
+rd_retry_port 5 start_radraft || { fail "radraft serve did not start"; exit 1; }
 up=0
 for _ in $(seq 1 100); do
     if echoscu +tls client.key client.crt +cf ca.crt -aet TLSSCU -aec RADRAFT localhost $PORT \

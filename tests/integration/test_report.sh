@@ -26,6 +26,7 @@ need dcmodify
 need python3
 [ -d "$DATA/dicom/edge" ] || { echo "FATAL: shared data not found at $DATA" >&2; exit 1; }
 
+. "$(dirname "$0")/lib_ports.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
 cd "$WORK" || exit 1
 
@@ -316,18 +317,23 @@ grep -q -- "--model" nomodel.err && grep -q "encoder.model" nomodel.err ||
 need Orthanc
 need storescu
 need curl
-read -r DPORT HPORT < <(python3 -c 'import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
 mkdir -p orthanc/db
-cat >orthanc/orthanc.json <<JSON
+# Orthanc on two new ports, again on others when one was taken.
+start_orthanc() {
+    local off
+    read -r DPORT HPORT < <(rd_free_ports 2)
+    cat >orthanc/orthanc.json <<JSON
 {"Name": "radraft-test", "StorageDirectory": "$WORK/orthanc/db", "IndexDirectory": "$WORK/orthanc/db",
  "DicomAet": "ORTHANC", "DicomPort": $DPORT, "HttpPort": $HPORT, "RemoteAccessAllowed": false,
  "AuthenticationEnabled": false, "DicomCheckCalledAet": false, "Plugins": []}
 JSON
-Orthanc orthanc/orthanc.json >orthanc/log.txt 2>&1 &
-OPID=$!
+    off=$(rd_log_size orthanc/log.txt)
+    Orthanc orthanc/orthanc.json >>orthanc/log.txt 2>&1 &
+    OPID=$!
+    rd_wait_listening Orthanc $OPID orthanc/log.txt "$off" 60 $DPORT $HPORT
+}
+OPID=
+rd_retry_port 5 start_orthanc
 up=0
 for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$HPORT/system" >/dev/null 2>&1 && { up=1; break; }

@@ -22,12 +22,13 @@ done
 [ -x /usr/bin/chromium ] || { echo "FAIL: /usr/bin/chromium is not installed (bash scripts/setup.sh --test)"; exit 1; }
 [ -d "$BROWSER_DIR/node_modules/playwright-core" ] ||
     { echo "FAIL: playwright-core is not installed in $BROWSER_DIR (bash scripts/setup.sh --test)"; exit 1; }
+. "$(dirname "$0")/lib_ports.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-BASE=$((26000 + ($$ % 90) * 10))
-PORT=$BASE
-WEB_PORT=$((BASE + 1))
-SCP_PORT=$((BASE + 2))
+# Ports are picked as each server starts (start_storescp, start_serve).
+PORT=
+WEB_PORT=
+SCP_PORT=
 FAILS=0
 SERVER=
 SCP=
@@ -48,11 +49,25 @@ printf '%s\n' "$RAD_PASSWORD" | "$RADRAFT" user add $RAD --role radiologist \
     { fail "user add $RAD"; exit 1; }
 
 mkdir -p received
-storescp -od received $SCP_PORT >storescp.log 2>&1 &
-SCP=$!
-"$RADRAFT" serve --data-dir rd --port $PORT --set web.port=$WEB_PORT \
-    --set review.organization=Test --send-to STORESCP@127.0.0.1:$SCP_PORT >serve.log 2>&1 &
-SERVER=$!
+start_storescp() {
+    local off
+    SCP_PORT=$(rd_free_port)
+    off=$(rd_log_size storescp.log)
+    storescp -od received $SCP_PORT >>storescp.log 2>&1 &
+    SCP=$!
+    rd_wait_listening storescp $SCP storescp.log "$off" 20 $SCP_PORT
+}
+rd_retry_port 5 start_storescp || { fail "storescp did not start"; exit 1; }
+start_serve() {
+    local off
+    read -r PORT WEB_PORT < <(rd_free_ports 2)
+    off=$(rd_log_size serve.log)
+    "$RADRAFT" serve --data-dir rd --port $PORT --set web.port=$WEB_PORT \
+        --set review.organization=Test --send-to STORESCP@127.0.0.1:$SCP_PORT >>serve.log 2>&1 &
+    SERVER=$!
+    rd_wait_listening "radraft serve" $SERVER serve.log "$off" 20 $PORT $WEB_PORT
+}
+rd_retry_port 5 start_serve || { fail "radraft serve did not start"; exit 1; }
 up=0
 for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$WEB_PORT/healthz" >healthz.json 2>/dev/null && { up=1; break; }

@@ -14,14 +14,12 @@ WORK=$3
 for tool in curl python3 openssl; do
     command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
 done
+. "$(dirname "$0")/lib_ports.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-BASE=$((25000 + ($$ % 90) * 10))
-PORT=$BASE
-TLS_PORT=$((BASE + 1))
-SERVE_DICOM=$((BASE + 2))
-SERVE_WEB=$((BASE + 3))
-URL=http://127.0.0.1:$PORT
+# Ports are picked as each server starts (start_web, start_serve).
+PORT=
+URL=
 FAILS=0
 PIDS=
 cleanup() { [ -n "$PIDS" ] && kill -9 $PIDS 2>/dev/null; }
@@ -54,6 +52,18 @@ wait_port() {
     done
     return 1
 }
+# start_web LOG ARGS...: radraft web ARGS... on a new port (WEB_PORT), again on another when
+# that one was taken; waits until it listens.
+start_web() {
+    local log=$1 off
+    shift
+    WEB_PORT=$(rd_free_port)
+    off=$(rd_log_size "$log")
+    "$RADRAFT" web --port $WEB_PORT "$@" >>"$log" 2>&1 &
+    WEB_PID=$!
+    PIDS="$PIDS $WEB_PID"
+    rd_wait_listening "radraft web" $WEB_PID "$log" "$off" 20 $WEB_PORT
+}
 
 "$RADRAFT" samples --out s --size 256 >/dev/null || { fail "samples"; exit 1; }
 "$RADRAFT" batch s --data-dir rd >batch.log 2>&1 || { fail "batch"; cat batch.log; exit 1; }
@@ -66,10 +76,11 @@ printf '%s\n' 'viewer-password' | "$RADRAFT" user add view --role viewer \
     --display-name Viewer^V --password-stdin --user admin --data-dir rd >/dev/null ||
     fail "user add view"
 
-"$RADRAFT" web --port $PORT --data-dir rd --set review.organization=Test \
-    --set web.request_timeout_seconds=2 --log-level debug >web.log 2>&1 &
-PIDS="$PIDS $!"
-wait_port "$URL" || { fail "radraft web did not start: $(cat web.log)"; exit 1; }
+rd_retry_port 5 start_web web.log --data-dir rd --set review.organization=Test \
+    --set web.request_timeout_seconds=2 --log-level debug || { fail "radraft web did not start"; exit 1; }
+PORT=$WEB_PORT
+URL=http://127.0.0.1:$PORT
+wait_port "$URL" || { fail "radraft web did not answer: $(cat web.log)"; exit 1; }
 
 # ---- service routes ----
 code=$(req h "$URL/healthz")
@@ -323,10 +334,10 @@ grep -Eq " rad +sign " audit.txt && pass "audit has the sign" || fail "no sign: 
 # ---- HTTPS ----
 openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 2 \
     -subj /CN=127.0.0.1 >/dev/null 2>&1 || fail "openssl"
-"$RADRAFT" web --port $TLS_PORT --data-dir rd --set web.tls_certificate=cert.pem \
-    --set web.tls_private_key=key.pem >tls.log 2>&1 &
-PIDS="$PIDS $!"
-if wait_port "https://127.0.0.1:$TLS_PORT"; then
+TLS_PORT=
+rd_retry_port 5 start_web tls.log --data-dir rd --set web.tls_certificate=cert.pem \
+    --set web.tls_private_key=key.pem && TLS_PORT=$WEB_PORT
+if [ -n "$TLS_PORT" ] && wait_port "https://127.0.0.1:$TLS_PORT"; then
     code=$(req tl -k -X POST -d "{\"user\":\"view\",\"password\":\"viewer-password\"}" \
         "https://127.0.0.1:$TLS_PORT/api/login")
     check "login over HTTPS" "$code" 200 '"role":"viewer"' tl
@@ -336,16 +347,28 @@ else
     fail "radraft web over TLS did not start: $(cat tls.log)"
 fi
 echo "not a key" >bad.pem
-"$RADRAFT" web --port $TLS_PORT --data-dir rd --set web.tls_certificate=cert.pem \
+# On a port nothing listens on, so that only the key can be the reason for the refusal.
+"$RADRAFT" web --port "$(rd_free_port)" --data-dir rd --set web.tls_certificate=cert.pem \
     --set web.tls_private_key=bad.pem >badtls.log 2>&1
 [ $? = 1 ] && grep -q 'web.tls_private_key' badtls.log && pass "bad PEM refused: $(cat badtls.log)" ||
     fail "bad PEM: $(cat badtls.log)"
 
 # ---- serve starts the same server ----
-"$RADRAFT" serve --port $SERVE_DICOM --data-dir rd --set web.port=$SERVE_WEB \
-    --set encoder.model= >serve.log 2>&1 &
-PIDS="$PIDS $!"
-if wait_port "http://127.0.0.1:$SERVE_WEB"; then
+# start_serve: radraft serve on two new ports (SERVE_DICOM, SERVE_WEB), again on others when
+# one was taken; waits until it listens on both.
+start_serve() {
+    local off
+    read -r SERVE_DICOM SERVE_WEB < <(rd_free_ports 2)
+    off=$(rd_log_size serve.log)
+    "$RADRAFT" serve --port $SERVE_DICOM --data-dir rd --set web.port=$SERVE_WEB \
+        --set encoder.model= >>serve.log 2>&1 &
+    SERVE_PID=$!
+    PIDS="$PIDS $SERVE_PID"
+    rd_wait_listening "radraft serve" $SERVE_PID serve.log "$off" 20 $SERVE_DICOM $SERVE_WEB
+}
+SERVE_WEB=
+rd_retry_port 5 start_serve || SERVE_WEB=
+if [ -n "$SERVE_WEB" ] && wait_port "http://127.0.0.1:$SERVE_WEB"; then
     code=$(req sv "http://127.0.0.1:$SERVE_WEB/metrics")
     check "serve's web server" "$code" 200 'radraft_queue_items\{state="rejected"\} 1' sv
     # The node's own latencies: one C-STORE received is one observation.
