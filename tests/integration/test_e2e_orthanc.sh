@@ -14,6 +14,7 @@ for tool in Orthanc curl sqlite3 python3 dciodvfy; do
 done
 [ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
 . "$(dirname "$0")/lib_ports.sh"
+. "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
 # Ports are picked as each server starts (start_orthanc, start_radraft).
@@ -52,12 +53,7 @@ JSON
     rd_wait_listening Orthanc $ORTHANC orthanc.log "$off" 60 $OR_DICOM $OR_HTTP
 }
 rd_retry_port 5 start_orthanc || { fail "Orthanc did not start"; exit 1; }
-up=0
-for _ in $(seq 1 150); do
-    api /system >/dev/null 2>&1 && { up=1; break; }
-    sleep 0.2
-done
-[ $up = 1 ] || { tail -20 orthanc.log; fail "Orthanc did not start"; exit 1; }
+rd_wait_for "Orthanc's REST API" 30 api /system || { tail -20 orthanc.log; fail "Orthanc does not answer"; exit 1; }
 
 start_radraft() {
     local off
@@ -71,10 +67,8 @@ start_radraft() {
 rd_retry_port 5 start_radraft || { fail "radraft serve did not start"; exit 1; }
 api /modalities/radraft -X PUT -d "{\"AET\": \"RADRAFT\", \"Host\": \"127.0.0.1\", \"Port\": $PORT}" \
     >modality.json || { fail "Orthanc: PUT /modalities/radraft: $(cat modality.json)"; exit 1; }
-for _ in $(seq 1 100); do
-    "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT >/dev/null 2>&1 && break
-    sleep 0.1
-done
+rd_wait_for "radraft serve to answer a C-ECHO" 20 "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT \
+    || fail "radraft serve does not answer"
 
 # Upload one study (JPEG-LS and RLE files, PA + lateral) to Orthanc, then have Orthanc send it.
 ids=()
@@ -88,12 +82,13 @@ body=$(IFS=,; echo "[${ids[*]}]")
 api /modalities/radraft/store -X POST -d "$body" >store.json || fail "Orthanc store to radraft"
 t0=$(date +%s.%N)
 sr=
-for _ in $(seq 1 200); do
+sr_in_orthanc() {
     sr=$(api /tools/find -X POST -d "{\"Level\":\"Instance\",\"Query\":{\"StudyInstanceUID\":\"$study_uid\",\"Modality\":\"SR\"}}" |
         python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[0] if r else "")')
-    [ -n "$sr" ] && break
-    sleep 0.1
-done
+    echo "SR instances of the study in Orthanc: ${sr:-none}"
+    [ -n "$sr" ]
+}
+rd_wait_for "the draft SR in Orthanc" 120 sr_in_orthanc
 t1=$(date +%s.%N)
 lat=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
 if [ -n "$sr" ]; then
@@ -115,7 +110,7 @@ PY
     out=$(dciodvfy sr.dcm 2>&1)
     echo "$out" | grep -q "^Error" && { fail "dciodvfy reports errors for the SR from Orthanc"; echo "$out" | grep "^Error"; }
 else
-    fail "no SR of study $study_uid in Orthanc after 20 s"
+    fail "no SR of study $study_uid in Orthanc: $RD_WAIT_SAID"
 fi
 n=$(sqlite3 -cmd ".timeout 5000" rd/radraft.db "SELECT COUNT(*) FROM reviews WHERE study_uid='$study_uid' AND state='draft'")
 [ "$n" = 1 ] && pass "one review item" || fail "$n review items"

@@ -14,6 +14,7 @@ for tool in storescu storescp dciodvfy dcmdump sqlite3 python3; do
 done
 [ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
 . "$(dirname "$0")/lib_ports.sh"
+. "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
 # Ports are picked as each server starts (start_storescp, start_radraft).
@@ -35,6 +36,8 @@ tagval() { dcmdump +L +P "$2" "$1" 2>/dev/null | head -1 | sed -e 's/^[^[]*\[//'
 # written in Explicit VR Little Endian.
 "$RADRAFT" samples --out samples --size 512 --syntax explicit-le >/dev/null || { fail "samples"; exit 1; }
 N_STUDIES=$(ls samples | wc -l)
+# One more study, of other UIDs, sent last (see the resend below).
+"$RADRAFT" samples --out later --seed 7 --size 512 --syntax explicit-le >/dev/null || { fail "samples --seed 7"; exit 1; }
 
 mkdir -p received
 start_storescp() {
@@ -56,23 +59,22 @@ start_radraft() {
     rd_wait_listening "radraft serve" $SERVER rd.log "$off" 20 $PORT
 }
 rd_retry_port 5 start_radraft || { fail "radraft serve did not start"; exit 1; }
-for _ in $(seq 1 100); do
-    "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT >/dev/null 2>&1 && break
-    sleep 0.1
-done
+rd_wait_for "radraft serve to answer a C-ECHO" 20 "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT \
+    || fail "radraft serve does not answer"
 
 storescu -aec RADRAFT 127.0.0.1 $PORT samples/*/*.dcm >storescu.log 2>&1 || { fail "storescu"; cat storescu.log; }
 t0=$(date +%s.%N)
 n=0
-for _ in $(seq 1 200); do
+srs_at_storescp() {
     n=$(find received -type f | wc -l)
-    [ "$n" -ge "$N_STUDIES" ] && break
-    sleep 0.1
-done
+    echo "$n of $N_STUDIES SRs at storescp"
+    [ "$n" -ge "$N_STUDIES" ]
+}
+rd_wait_for "$N_STUDIES SRs at storescp" 120 srs_at_storescp
 t1=$(date +%s.%N)
 lat=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
 [ "$n" -eq "$N_STUDIES" ] && pass "$n draft SRs arrived at storescp ${lat} s after the last instance (stable delay $STABLE s)" \
-    || fail "$n of $N_STUDIES SRs arrived at storescp within 20 s"
+    || fail "$RD_WAIT_SAID"
 python3 -c "import sys; sys.exit(0 if $t1 - $t0 <= $STABLE + 6 else 1)" || fail "SRs took $lat s (limit: stable delay + 6 s)"
 
 for d in samples/*/; do
@@ -112,11 +114,25 @@ PY
 [ "$(db "SELECT COUNT(*) FROM jobs WHERE state='done'")" = "$N_STUDIES" ] || fail "jobs not all done: $(db "SELECT state, error FROM jobs")"
 [ "$(db "SELECT COUNT(*) FROM outbox WHERE state='done'")" = "$N_STUDIES" ] || fail "outbox: $(db "SELECT state, COUNT(*) FROM outbox GROUP BY 1")"
 
-# Sending a study again (same instances) drafts nothing new.
+# Sending a study again (same instances) drafts nothing new. A study sent after it becomes
+# stable after it, so once that one's SR is at storescp and no job is left, a second draft
+# of the resent study would be there too.
 storescu -aec RADRAFT 127.0.0.1 $PORT samples/RDS0001/*.dcm >/dev/null 2>&1 || fail "storescu again"
-sleep $((STABLE + 2))
-[ "$(db "SELECT COUNT(*) FROM reviews")" = "$N_STUDIES" ] && pass "a resent study is not drafted again" \
-    || fail "a resent study was drafted again"
+storescu -aec RADRAFT 127.0.0.1 $PORT later/RDS0001/*.dcm >/dev/null 2>&1 || fail "storescu of a later study"
+settled() {
+    local n_rx left
+    n_rx=$(find received -type f | wc -l)
+    left=$(db "SELECT COUNT(*) FROM jobs WHERE state<>'done'")
+    echo "$n_rx SRs at storescp, $left jobs not done"
+    [ "$n_rx" -ge $((N_STUDIES + 1)) ] && [ "$left" = 0 ]
+}
+rd_wait_for "the SR of the study sent after the resend" 120 settled || fail "$RD_WAIT_SAID"
+resent=$(tagval samples/RDS0001/pa.dcm StudyInstanceUID)
+[ "$(db "SELECT COUNT(*) FROM reviews")" = $((N_STUDIES + 1)) ] &&
+    [ "$(db "SELECT COUNT(*) FROM reviews WHERE study_uid='$resent'")" = 1 ] &&
+    [ "$(find received -type f | wc -l)" = $((N_STUDIES + 1)) ] &&
+    pass "a resent study is not drafted again (the later study is)" ||
+    fail "resend: $(db "SELECT COUNT(*) FROM reviews") review items, $(db "SELECT COUNT(*) FROM reviews WHERE study_uid='$resent'") for the resent study, $(find received -type f | wc -l) SRs at storescp (expected $((N_STUDIES + 1)), 1, $((N_STUDIES + 1)))"
 
 kill -TERM $SERVER; wait $SERVER
 [ $? -eq 0 ] && pass "radraft stopped cleanly" || fail "radraft exit status"

@@ -13,6 +13,7 @@ for tool in openssl echoscu storescu sqlite3; do
 done
 [ -d "$DATA/dicom/codecs" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
 . "$(dirname "$0")/lib_ports.sh"
+. "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 PORT=
 FAILS=0
@@ -23,6 +24,13 @@ pass() { echo "ok: $*"; }
 # A refusal must be the one expected: the command fails, its output names why, and (when a
 # pattern is given) the listener logs a new line naming the TLS failure it saw.
 #   refused WHAT CLIENT_PATTERN SERVER_LOG_PATTERN|"" command...
+# logged_more PATTERN N: rd.log has more than N lines matching PATTERN.
+logged_more() {
+    local n
+    n=$(grep -c -- "$1" rd.log)
+    echo "$n lines match '$1' in rd.log ($2 before)"
+    [ "$n" -gt "$2" ]
+}
 refused() {
     local what=$1 cpat=$2 spat=$3 before after rc
     shift 3
@@ -32,12 +40,8 @@ refused() {
     if [ $rc = 0 ]; then fail "$what: it succeeded"; return; fi
     grep -q -- "$cpat" neg.out || { fail "$what: exit $rc, but not '$cpat': $(cat neg.out)"; return; }
     if [ -n "$spat" ]; then
-        for _ in $(seq 1 50); do
-            after=$(grep -c -- "$spat" rd.log)
-            [ "$after" -gt "$before" ] && break
-            sleep 0.1
-        done
-        [ "$after" -gt "$before" ] || { fail "$what: the listener logged no '$spat'"; return; }
+        rd_wait_for "the listener to log '$spat'" 10 logged_more "$spat" "$before" ||
+            { fail "$what: the listener logged no new '$spat'"; return; }
     fi
     pass "$what"
 }
@@ -67,13 +71,9 @@ start_radraft() {
     rd_wait_listening "radraft serve" $SERVER rd.log "$off" 20 $PORT
 }
 rd_retry_port 5 start_radraft || { fail "radraft serve did not start"; exit 1; }
-up=0
-for _ in $(seq 1 100); do
-    if echoscu +tls client.key client.crt +cf ca.crt -aet TLSSCU -aec RADRAFT localhost $PORT \
-        >/dev/null 2>&1; then up=1; break; fi
-    sleep 0.1
-done
-[ $up -eq 1 ] && pass "echoscu over TLS with a client certificate" || { fail "TLS echo"; cat rd.log; }
+rd_wait_for "a C-ECHO over TLS" 20 echoscu +tls client.key client.crt +cf ca.crt -aet TLSSCU \
+    -aec RADRAFT localhost $PORT && pass "echoscu over TLS with a client certificate" ||
+    { fail "TLS echo"; cat rd.log; }
 refused "plain TCP refused" "Association Request Failed" "TLS error: wrong version number" \
     echoscu -aet PLAIN -aec RADRAFT localhost $PORT
 refused "client certificate from an unknown CA refused" "Association Request Failed" \

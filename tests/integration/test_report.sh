@@ -27,6 +27,7 @@ need python3
 [ -d "$DATA/dicom/edge" ] || { echo "FATAL: shared data not found at $DATA" >&2; exit 1; }
 
 . "$(dirname "$0")/lib_ports.sh"
+. "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
 cd "$WORK" || exit 1
 
@@ -333,12 +334,9 @@ JSON
     rd_wait_listening Orthanc $OPID orthanc/log.txt "$off" 60 $DPORT $HPORT
 }
 OPID=
-rd_retry_port 5 start_orthanc
+rd_retry_port 5 start_orthanc || OPID=
 up=0
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$HPORT/system" >/dev/null 2>&1 && { up=1; break; }
-    sleep 0.1
-done
+[ -n "$OPID" ] && rd_wait_for "Orthanc's REST API" 30 curl -sf "http://127.0.0.1:$HPORT/system" && up=1
 if [ $up -eq 1 ]; then
     storescu -aec ORTHANC 127.0.0.1 "$DPORT" draft.dcm signed.dcm sr-chrJapMulti-CR-chest.dcm \
         >storescu.log 2>&1 || { fail "storescu to Orthanc failed"; cat storescu.log >&2; }

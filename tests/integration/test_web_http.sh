@@ -15,6 +15,7 @@ for tool in curl python3 openssl; do
     command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
 done
 . "$(dirname "$0")/lib_ports.sh"
+. "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
 # Ports are picked as each server starts (start_web, start_serve).
@@ -45,12 +46,9 @@ check() {
         pass "$what ($got)"
     fi
 }
+# wait_port URL: waits until URL/healthz answers.
 wait_port() {
-    for _ in $(seq 1 100); do
-        curl -sk -o /dev/null "$1/healthz" && return 0
-        sleep 0.1
-    done
-    return 1
+    rd_wait_for "$1/healthz" 20 curl -sSk -o /dev/null "$1/healthz"
 }
 # start_web LOG ARGS...: radraft web ARGS... on a new port (WEB_PORT), again on another when
 # that one was taken; waits until it listens.
