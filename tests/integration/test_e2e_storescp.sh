@@ -1,8 +1,8 @@
 #!/bin/bash
 # End to end with DCMTK as both peers: storescu sends the sample studies to `radraft serve`,
 # which drafts each stable study and delivers its draft SR to storescp. Checked: one SR per
-# study arrives within the stable delay + a few seconds, in the same study and for the same
-# patient, dciodvfy accepts it, and each study has one review item in state 'draft'.
+# study arrives (how long it took is reported, not judged), in the same study and for the
+# same patient, dciodvfy accepts it, and each study has one review item in state 'draft'.
 #
 # usage: bash test_e2e_storescp.sh RADRAFT SHARED_DATA WORKDIR
 set -u
@@ -75,7 +75,9 @@ t1=$(date +%s.%N)
 lat=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
 [ "$n" -eq "$N_STUDIES" ] && pass "$n draft SRs arrived at storescp ${lat} s after the last instance (stable delay $STABLE s)" \
     || fail "$RD_WAIT_SAID"
-python3 -c "import sys; sys.exit(0 if $t1 - $t0 <= $STABLE + 6 else 1)" || fail "SRs took $lat s (limit: stable delay + 6 s)"
+# The latency is reported (above), not judged: on a loaded machine it says nothing about
+# radraft, and a threshold on it only makes the test flaky.
+echo "latency: the SRs of $N_STUDIES studies took $lat s after the last instance (stable delay $STABLE s)"
 
 for d in samples/*/; do
     src=$d/pa.dcm

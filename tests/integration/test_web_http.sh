@@ -298,12 +298,16 @@ printf 'GET / HTTP/1.1\r\n' >&3
 t0=$(date +%s%N)
 code=$(req slow "$URL/healthz")
 check "served beside a slow client" "$code" 200 '"status":"ok"' slow
-timeout 10 cat <&3 >slow.out
+# The server must end the connection itself (cat sees the end of the stream; timeout's 124
+# would mean it was still open after 60 s), and not before its 2 s request timeout is near.
+# How long it took beyond that is reported, not judged.
+timeout 60 cat <&3 >slow.out
+rc=$?
 t1=$(date +%s%N)
 exec 3<&-
 ms=$(((t1 - t0) / 1000000))
-[ "$ms" -ge 1000 ] && [ "$ms" -lt 8000 ] && pass "slow client cut off after ${ms} ms" ||
-    fail "slow client: connection ended after ${ms} ms"
+[ $rc -eq 0 ] && [ "$ms" -ge 1000 ] && pass "slow client cut off by the server after ${ms} ms" ||
+    fail "slow client: cat exit $rc (124: the server kept the connection) after ${ms} ms"
 
 # ---- lockout ----
 for i in 1 2 3 4 5; do
