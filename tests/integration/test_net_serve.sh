@@ -423,13 +423,20 @@ for uid in "../../../../evil" "1.2.3/../../evil" "1.2..3" \
     done
 done
 for f in hostile/*.dcm; do
-    storescu -aet GOODAE -aec RADRAFT localhost $PORT $f >>hostile.log 2>&1
+    storescu -v -aet GOODAE -aec RADRAFT localhost $PORT $f >>hostile.log 2>&1
 done
-refused=$(grep -a -c "unsafe or invalid UID" server4.log)
+refused=$(grep -a -c "failed with status 0xa900: refusing an instance with an unsafe or invalid UID" server4.log)
 # DCMTK itself refuses some of these (a UID over 64 characters does not fit in a C-STORE
-# request); the rest reach radraft's store and must be refused there.
+# request); the rest reach radraft's store and must be refused there, each with a failure
+# status the sender sees (0xA900, which DCMTK names DataSetDoesNotMatchSOPClass).
 [ "$refused" -ge 6 ] && pass "$refused hostile instances refused by the store" \
     || fail "only $refused hostile instances reached the store and were refused"
+# (One more is refused with that status for a request whose SOP Instance UID DCMTK cut.)
+n_a900=$(grep -a -c "from GOODAE (127.0.0.1) failed with status 0xa900" server4.log)
+n_status=$(grep -a -c "Received Store Response (Error: DataSetDoesNotMatchSOPClass)" hostile.log)
+[ "$n_status" -eq "$n_a900" ] && [ "$n_a900" -ge "$refused" ] \
+    && pass "each of the $n_a900 refusals reached the sender as status 0xA900" \
+    || fail "$n_a900 refusals with status 0xa900 logged, but $n_status senders saw it"
 [ -z "$(find "$WORK" -name 'evil*')" ] && pass "no hostile UID escaped the store" \
     || fail "a hostile UID made a file: $(find "$WORK" -name 'evil*')"
 rows=$(db "$D4" "SELECT COUNT(*) FROM instances")

@@ -227,14 +227,18 @@ env -u RADRAFT_CONFIG "$RADRAFT" report "$PA" --set encoder.model= -o x.dcm >/de
 grep -q -- "--scores" err1.txt || fail "report without --scores does not say how to give them"
 "$RADRAFT" report "$PA" --scores '{"Heartache": 0.5}' -o x.dcm >/dev/null 2>err2.txt
 [ $? -eq 2 ] || fail "unknown finding in --scores accepted"
-"$RADRAFT" report "$PA" --scores '{"Mass": 1.5}' -o x.dcm >/dev/null 2>&1
+grep -q "unknown finding 'Heartache'" err2.txt || fail "unknown finding: not named: $(cat err2.txt)"
+"$RADRAFT" report "$PA" --scores '{"Mass": 1.5}' -o x.dcm >/dev/null 2>err4.txt
 [ $? -eq 2 ] || fail "score 1.5 accepted"
+grep -q "Mass: the score must be a number in \[0, 1\]" err4.txt || fail "score 1.5: not named: $(cat err4.txt)"
 "$RADRAFT" report "$PA" samples/RDS0001/pa.dcm --scores '{}' -o x.dcm >/dev/null 2>err3.txt
 [ $? -ne 0 ] || fail "instances of two studies accepted"
 grep -q "different studies" err3.txt || fail "two studies: no clear message"
 [ -f x.dcm ] && fail "a refused report left x.dcm"
-"$RADRAFT" sign draft.dcm -o y.dcm >/dev/null 2>&1
+"$RADRAFT" sign draft.dcm -o y.dcm >/dev/null 2>err5.txt
 [ $? -eq 2 ] || fail "sign without verifier did not exit 2"
+grep -q -- "--verifier and --organization" err5.txt || fail "sign without verifier: $(cat err5.txt)"
+[ -f y.dcm ] && fail "a refused sign left y.dcm"
 
 # ---- drafting with the encoder and the archive, as the pipeline does -------------------
 # A random-weights model and an archive of 40 NIH images: the numbers mean nothing, but
