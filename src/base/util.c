@@ -113,9 +113,26 @@ rd_status rd_write_file_atomic(const char *path, const void *data, size_t len, r
     return RD_OK;
 }
 
+/* Makes one folder; one that exists already is fine, anything else there is not (a file by
+ * that name would only fail later, when something is written into it). */
+static rd_status mkdir_one(const char *path, rd_error *err)
+{
+    struct stat sb;
+    if (mkdir(path, 0755) == 0)
+        return RD_OK;
+    if (errno != EEXIST)
+        return rd_error_set(err, RD_E_IO, "%s: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0)
+        return rd_error_set(err, RD_E_IO, "%s: %s", path, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return rd_error_set(err, RD_E_IO, "%s: exists and is not a folder", path);
+    return RD_OK;
+}
+
 rd_status rd_mkdirs(const char *path, rd_error *err)
 {
     char buf[4096];
+    rd_status st;
     size_t n = rd_strlcpy(buf, path, sizeof buf);
     if (n >= sizeof buf)
         return rd_error_set(err, RD_E_INVALID, "%s: path too long", path);
@@ -123,13 +140,11 @@ rd_status rd_mkdirs(const char *path, rd_error *err)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return rd_error_set(err, RD_E_IO, "%s: %s", buf, strerror(errno));
+        if ((st = mkdir_one(buf, err)) != RD_OK)
+            return st;
         *p = '/';
     }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return rd_error_set(err, RD_E_IO, "%s: %s", buf, strerror(errno));
-    return RD_OK;
+    return mkdir_one(buf, err);
 }
 
 rd_status rd_wake_init(rd_wake *w, rd_error *err)

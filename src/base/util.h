@@ -33,7 +33,8 @@ rd_status rd_read_file(const char *path, size_t max_bytes, char **out, size_t *l
  * rename, so that a reader sees the old file or the whole new one. */
 rd_status rd_write_file_atomic(const char *path, const void *data, size_t len, rd_error *err);
 
-/* Creates a folder and its parents (mode 0755); existing ones are fine. */
+/* Creates a folder and its parents (mode 0755); existing ones are fine, but a file where a
+ * folder should be is RD_E_IO. */
 rd_status rd_mkdirs(const char *path, rd_error *err);
 
 /* A wakeup between threads: a mutex, a condition variable and a count of posts. A post is
