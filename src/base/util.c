@@ -138,32 +138,41 @@ static rd_status fsync_parent(char *path, rd_error *err)
     return RD_OK;
 }
 
+/* Makes one folder, fsynced into the folder above when it is new; one that exists already
+ * is fine, anything else there is not (a file by that name would only fail later, when
+ * something is written into it). */
+static rd_status mkdir_one(char *path, rd_error *err)
+{
+    struct stat sb;
+    if (mkdir(path, 0755) == 0)
+        return fsync_parent(path, err);
+    if (errno != EEXIST)
+        return rd_error_set(err, RD_E_IO, "%s: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0)
+        return rd_error_set(err, RD_E_IO, "%s: %s", path, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return rd_error_set(err, RD_E_IO, "%s: exists and is not a folder", path);
+    return RD_OK;
+}
+
 rd_status rd_mkdirs(const char *path, rd_error *err)
 {
     char buf[4096];
-    size_t n = rd_strlcpy(buf, path, sizeof buf);
     rd_status st;
+    size_t n = rd_strlcpy(buf, path, sizeof buf);
     if (n >= sizeof buf)
         return rd_error_set(err, RD_E_INVALID, "%s: path too long", path);
     if (n == 0)
         return rd_error_set(err, RD_E_INVALID, "an empty folder name");
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0')
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
             continue;
-        char c = *p;
         *p = '\0';
-        if (mkdir(buf, 0755) == 0) {
-            /* A new folder is durable only once the folder above has it. */
-            if ((st = fsync_parent(buf, err)) != RD_OK)
-                return st;
-        } else if (errno != EEXIST) {
-            return rd_error_set(err, RD_E_IO, "%s: %s", buf, strerror(errno));
-        }
-        *p = c;
-        if (c == '\0')
-            break;
+        if ((st = mkdir_one(buf, err)) != RD_OK)
+            return st;
+        *p = '/';
     }
-    return RD_OK;
+    return mkdir_one(buf, err);
 }
 
 rd_status rd_wake_init(rd_wake *w, rd_error *err)

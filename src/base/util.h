@@ -33,9 +33,10 @@ rd_status rd_read_file(const char *path, size_t max_bytes, char **out, size_t *l
  * rename, so that a reader sees the old file or the whole new one. */
 rd_status rd_write_file_atomic(const char *path, const void *data, size_t len, rd_error *err);
 
-/* Creates a folder and its parents (mode 0755, less the umask); existing ones are fine.
- * Each folder it creates is fsynced into the folder above, so that a file later placed in
- * it (and its folder fsynced) survives a power loss with the whole path. */
+/* Creates a folder and its parents (mode 0755, less the umask); existing ones are fine, but
+ * a file where a folder should be is RD_E_IO. Each folder it creates is fsynced into the
+ * folder above, so that a file later placed in it (and its folder fsynced) survives a power
+ * loss with the whole path. */
 rd_status rd_mkdirs(const char *path, rd_error *err);
 
 /* A wakeup between threads: a mutex, a condition variable and a count of posts. A post is

@@ -46,8 +46,9 @@ assert objs[0]["status"] == "RD_E_DICOM" and "not a DICOM file" in objs[0]["erro
 assert objs[1]["status"] == "RD_E_NOT_FOUND" and "error" in objs[1], objs[1]
 assert "status" not in objs[2] and objs[2]["sop_class_name"] == "ComprehensiveSRStorage"
 PY
-"$RADRAFT" info >/dev/null 2>&1
+"$RADRAFT" info >/dev/null 2>"$WORK/nofile.err"
 check "info without FILE is a usage error (2)" test $? -eq 2
+check "info without FILE says so" grep -q "radraft info: no FILE given" "$WORK/nofile.err"
 "$RADRAFT" info --help | grep -q "usage: radraft info"
 check "info --help" test $? -eq 0
 
@@ -76,8 +77,12 @@ check "render of an SR writes nothing" test ! -e "$WORK/sr.png"
 "$RADRAFT" render "$DATA/chest/siim-CR-jpeg-baseline.dcm" -o "$WORK/big.png" \
     --set dicom.max_dimension=512 2>"$WORK/big.err"
 check "render honours dicom.max_dimension (RD_E_TOO_LARGE)" grep -q RD_E_TOO_LARGE "$WORK/big.err"
-"$RADRAFT" render "$DATA/chest/CR-MONO1-10-chest.dcm" --size 0 -o "$WORK/x.png" 2>/dev/null
+"$RADRAFT" render "$DATA/chest/CR-MONO1-10-chest.dcm" --size 0 -o "$WORK/x.png" 2>"$WORK/size0.err"
 check "render --size 0 is a usage error" test $? -eq 2
-"$RADRAFT" render "$DATA/chest/CR-MONO1-10-chest.dcm" 2>/dev/null
+check "render --size 0 names the option and the value" \
+    grep -q -- "--size expects an integer in \[1, 65535\], got '0'" "$WORK/size0.err"
+check "render --size 0 writes nothing" test ! -e "$WORK/x.png"
+"$RADRAFT" render "$DATA/chest/CR-MONO1-10-chest.dcm" 2>"$WORK/noout.err"
 check "render without -o is a usage error" test $? -eq 2
+check "render without -o says it is required" grep -q -- "-o OUT.png is required" "$WORK/noout.err"
 exit $fail

@@ -13,11 +13,13 @@ for tool in storescu storescp sqlite3; do
     command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
 done
 [ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+. "$(dirname "$0")/lib_ports.sh"
+. "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-BASE=$((23000 + ($$ % 90) * 10 + 5))
-PORT=$BASE
-SCP_PORT=$((BASE + 1))
+# Ports are picked as each server starts (start_storescp, start_serve).
+PORT=
+SCP_PORT=
 FAILS=0
 SERVER=
 SCP=
@@ -36,36 +38,62 @@ done
 N=40
 
 # ---- serve: SIGKILL while a job runs, then restart ------------------------------------
+# start_serve: radraft serve on a new port, again on another when that one was taken.
 start_serve() {
+    rd_retry_port 5 start_serve_once
+}
+start_serve_once() {
+    local off
+    PORT=$(rd_free_port)
+    off=$(rd_log_size rd.log)
     "$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 --set encoder.model=model \
         --set pipeline.workers=1 --send-to STORESCP@127.0.0.1:$SCP_PORT >>rd.log 2>&1 &
     SERVER=$!
-    for _ in $(seq 1 100); do
-        "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    return 1
+    rd_wait_listening "radraft serve" $SERVER rd.log "$off" 20 $PORT || return
+    rd_wait_for "radraft serve to answer a C-ECHO" 20 "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT
+}
+start_storescp() {
+    local off
+    SCP_PORT=$(rd_free_port)
+    off=$(rd_log_size storescp.log)
+    storescp -od received $SCP_PORT >>storescp.log 2>&1 &
+    SCP=$!
+    rd_wait_listening storescp $SCP storescp.log "$off" 20 $SCP_PORT
 }
 mkdir -p received
-storescp -od received $SCP_PORT >storescp.log 2>&1 &
-SCP=$!
-start_serve || fail "serve did not start"
-storescu -aec RADRAFT 127.0.0.1 $PORT archive/s1/*/*.dcm archive/s2/*/*.dcm >storescu.log 2>&1 || fail "storescu"
-NS=8
-for _ in $(seq 1 200); do
-    grep -q "pipeline: job" rd.log && break
-    sleep 0.05
+rd_retry_port 5 start_storescp || { fail "storescp did not start"; exit 1; }
+# The kill comes as soon as the first job starts, and serve must not have drafted every
+# study by then (the test's premise); if it had, the same again from scratch with twice as
+# many studies.
+job_started() { tail -c +$((try_log + 1)) rd.log | grep -a "pipeline: job" | tail -1 | grep .; }
+for try in 1 2 3; do
+    NS=$((8 << (try - 1)))
+    rm -rf rd received && mkdir -p received
+    try_log=$(rd_log_size rd.log)
+    start_serve || fail "serve did not start"
+    storescu -aec RADRAFT 127.0.0.1 $PORT $(for i in $(seq 1 $((NS / 4))); do echo archive/s$i/*/*.dcm; done) \
+        >storescu.log 2>&1 || fail "storescu"
+    rd_wait_for "the first job of serve" 60 job_started || fail "no job started"
+    kill -9 $SERVER; wait $SERVER 2>/dev/null
+    SERVER=
+    before=$(q rd/radraft.db "SELECT COUNT(*) FROM reviews")
+    [ "$before" -lt $NS ] && break
+    echo "note: serve drafted all $NS studies before the kill; again with $((NS * 2))"
 done
-kill -9 $SERVER; wait $SERVER 2>/dev/null
-SERVER=
-before=$(q rd/radraft.db "SELECT COUNT(*) FROM reviews")
-[ "$before" -lt $NS ] && pass "killed serve with $before of $NS studies drafted" || fail "serve finished all $NS before the kill (test premise)"
+[ "$before" -lt $NS ] && pass "killed serve with $before of $NS studies drafted" || fail "serve finished all $NS before the kill, 3 times (test premise)"
 start_serve || fail "serve did not restart"
-for _ in $(seq 1 300); do
-    [ "$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state='done'")" -ge $NS ] && break
-    sleep 0.1
-done
-sleep 1
+# Settled: every job done, every delivery done, and storescp holds as many files.
+serve_settled() {
+    local done left_jobs left_out rx
+    done=$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state='done'")
+    left_out=$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state<>'done'")
+    left_jobs=$(q rd/radraft.db "SELECT COUNT(*) FROM jobs WHERE state<>'done'")
+    rx=$(find received -type f | wc -l)
+    echo "$done deliveries done, $left_out not, $left_jobs jobs not done, $rx files at storescp"
+    [ "$done" -ge $NS ] && [ "$left_out" = 0 ] && [ "$left_jobs" = 0 ] && [ "$rx" -ge "$done" ]
+}
+rd_wait_for "serve to draft and deliver every study after the restart" 120 serve_settled ||
+    fail "serve after the restart: $RD_WAIT_SAID"
 reviews=$(q rd/radraft.db "SELECT COUNT(*) FROM reviews")
 studies=$(q rd/radraft.db "SELECT COUNT(DISTINCT study_uid) FROM reviews")
 srs=$(ls rd/sr/*-draft-sr.dcm 2>/dev/null | wc -l)
@@ -82,17 +110,31 @@ kill -TERM $SERVER; wait $SERVER
 SERVER=
 
 # ---- batch: SIGKILL midway, then run again ------------------------------------------
-"$RADRAFT" batch archive --data-dir bd --out out --model model >batch1.log 2>&1 &
-BATCH=$!
-for _ in $(seq 1 400); do
+# The kill comes once 5 SRs are written, and batch must not have finished by then (the
+# test's premise); if it had, the same again from scratch with 40 studies more.
+five_srs() {
+    local n
     n=$(ls out/*-draft-sr.dcm 2>/dev/null | wc -l)
-    [ "$n" -ge 5 ] && break
-    sleep 0.02
+    echo "$n SRs written"
+    [ "$n" -ge 5 ] || ! kill -0 $BATCH 2>/dev/null
+}
+for try in 1 2 3; do
+    rm -rf bd out
+    "$RADRAFT" batch archive --data-dir bd --out out --model model >batch1.log 2>&1 &
+    BATCH=$!
+    rd_wait_for "5 SRs from batch" 120 five_srs || fail "batch wrote no 5 SRs"
+    kill -9 $BATCH; wait $BATCH 2>/dev/null
+    BATCH=
+    first=$(q bd/radraft.db "SELECT COUNT(*) FROM reviews")
+    [ "$first" -lt $N ] && break
+    echo "note: batch finished all $N studies before the kill; again with $((N + 40))"
+    for seed in $(seq $((N / 4 + 1)) $((N / 4 + 10))); do
+        "$RADRAFT" samples --out "archive/s$seed" --seed $seed --size 1024 --syntax explicit-le >/dev/null \
+            || { fail "samples --seed $seed"; exit 1; }
+    done
+    N=$((N + 40))
 done
-kill -9 $BATCH; wait $BATCH 2>/dev/null
-BATCH=
-first=$(q bd/radraft.db "SELECT COUNT(*) FROM reviews")
-[ "$first" -lt $N ] && pass "killed batch with $first of $N studies recorded" || fail "batch finished before the kill (test premise)"
+[ "$first" -lt $N ] && pass "killed batch with $first of $N studies recorded" || fail "batch finished before the kill, 3 times (test premise)"
 "$RADRAFT" batch archive --data-dir bd --out out --model model >batch2.log 2>&1 || fail "batch rerun exit status"
 drafted=$(sed -n 's/^  drafted *\([0-9]*\)$/\1/p' batch2.log)
 done_before=$(sed -n 's/^  done before *\([0-9]*\)$/\1/p' batch2.log)

@@ -1,8 +1,8 @@
 #!/bin/bash
 # End to end with DCMTK as both peers: storescu sends the sample studies to `radraft serve`,
 # which drafts each stable study and delivers its draft SR to storescp. Checked: one SR per
-# study arrives within the stable delay + a few seconds, in the same study and for the same
-# patient, dciodvfy accepts it, and each study has one review item in state 'draft'.
+# study arrives (how long it took is reported, not judged), in the same study and for the
+# same patient, dciodvfy accepts it, and each study has one review item in state 'draft'.
 #
 # usage: bash test_e2e_storescp.sh RADRAFT SHARED_DATA WORKDIR
 set -u
@@ -13,11 +13,13 @@ for tool in storescu storescp dciodvfy dcmdump sqlite3 python3; do
     command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
 done
 [ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+. "$(dirname "$0")/lib_ports.sh"
+. "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-BASE=$((23000 + ($$ % 90) * 10))
-PORT=$BASE
-SCP_PORT=$((BASE + 1))
+# Ports are picked as each server starts (start_storescp, start_radraft).
+PORT=
+SCP_PORT=
 STABLE=2
 FAILS=0
 SERVER=
@@ -34,31 +36,48 @@ tagval() { dcmdump +L +P "$2" "$1" 2>/dev/null | head -1 | sed -e 's/^[^[]*\[//'
 # written in Explicit VR Little Endian.
 "$RADRAFT" samples --out samples --size 512 --syntax explicit-le >/dev/null || { fail "samples"; exit 1; }
 N_STUDIES=$(ls samples | wc -l)
+# One more study, of other UIDs, sent last (see the resend below).
+"$RADRAFT" samples --out later --seed 7 --size 512 --syntax explicit-le >/dev/null || { fail "samples --seed 7"; exit 1; }
 
 mkdir -p received
-storescp -od received --sort-on-study-uid st $SCP_PORT >storescp.log 2>&1 &
-SCP=$!
-"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds $STABLE \
-    --send-to STORESCP@127.0.0.1:$SCP_PORT --set encoder.model=model >rd.log 2>&1 &
-SERVER=$!
-for _ in $(seq 1 100); do
-    "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT >/dev/null 2>&1 && break
-    sleep 0.1
-done
+start_storescp() {
+    local off
+    SCP_PORT=$(rd_free_port)
+    off=$(rd_log_size storescp.log)
+    storescp -od received --sort-on-study-uid st $SCP_PORT >>storescp.log 2>&1 &
+    SCP=$!
+    rd_wait_listening storescp $SCP storescp.log "$off" 20 $SCP_PORT
+}
+rd_retry_port 5 start_storescp || { fail "storescp did not start"; exit 1; }
+start_radraft() {
+    local off
+    PORT=$(rd_free_port)
+    off=$(rd_log_size rd.log)
+    "$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds $STABLE \
+        --send-to STORESCP@127.0.0.1:$SCP_PORT --set encoder.model=model >>rd.log 2>&1 &
+    SERVER=$!
+    rd_wait_listening "radraft serve" $SERVER rd.log "$off" 20 $PORT
+}
+rd_retry_port 5 start_radraft || { fail "radraft serve did not start"; exit 1; }
+rd_wait_for "radraft serve to answer a C-ECHO" 20 "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT \
+    || fail "radraft serve does not answer"
 
 storescu -aec RADRAFT 127.0.0.1 $PORT samples/*/*.dcm >storescu.log 2>&1 || { fail "storescu"; cat storescu.log; }
 t0=$(date +%s.%N)
 n=0
-for _ in $(seq 1 200); do
+srs_at_storescp() {
     n=$(find received -type f | wc -l)
-    [ "$n" -ge "$N_STUDIES" ] && break
-    sleep 0.1
-done
+    echo "$n of $N_STUDIES SRs at storescp"
+    [ "$n" -ge "$N_STUDIES" ]
+}
+rd_wait_for "$N_STUDIES SRs at storescp" 120 srs_at_storescp
 t1=$(date +%s.%N)
 lat=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
 [ "$n" -eq "$N_STUDIES" ] && pass "$n draft SRs arrived at storescp ${lat} s after the last instance (stable delay $STABLE s)" \
-    || fail "$n of $N_STUDIES SRs arrived at storescp within 20 s"
-python3 -c "import sys; sys.exit(0 if $t1 - $t0 <= $STABLE + 6 else 1)" || fail "SRs took $lat s (limit: stable delay + 6 s)"
+    || fail "$RD_WAIT_SAID"
+# The latency is reported (above), not judged: on a loaded machine it says nothing about
+# radraft, and a threshold on it only makes the test flaky.
+echo "latency: the SRs of $N_STUDIES studies took $lat s after the last instance (stable delay $STABLE s)"
 
 for d in samples/*/; do
     src=$d/pa.dcm
@@ -97,11 +116,25 @@ PY
 [ "$(db "SELECT COUNT(*) FROM jobs WHERE state='done'")" = "$N_STUDIES" ] || fail "jobs not all done: $(db "SELECT state, error FROM jobs")"
 [ "$(db "SELECT COUNT(*) FROM outbox WHERE state='done'")" = "$N_STUDIES" ] || fail "outbox: $(db "SELECT state, COUNT(*) FROM outbox GROUP BY 1")"
 
-# Sending a study again (same instances) drafts nothing new.
+# Sending a study again (same instances) drafts nothing new. A study sent after it becomes
+# stable after it, so once that one's SR is at storescp and no job is left, a second draft
+# of the resent study would be there too.
 storescu -aec RADRAFT 127.0.0.1 $PORT samples/RDS0001/*.dcm >/dev/null 2>&1 || fail "storescu again"
-sleep $((STABLE + 2))
-[ "$(db "SELECT COUNT(*) FROM reviews")" = "$N_STUDIES" ] && pass "a resent study is not drafted again" \
-    || fail "a resent study was drafted again"
+storescu -aec RADRAFT 127.0.0.1 $PORT later/RDS0001/*.dcm >/dev/null 2>&1 || fail "storescu of a later study"
+settled() {
+    local n_rx left
+    n_rx=$(find received -type f | wc -l)
+    left=$(db "SELECT COUNT(*) FROM jobs WHERE state<>'done'")
+    echo "$n_rx SRs at storescp, $left jobs not done"
+    [ "$n_rx" -ge $((N_STUDIES + 1)) ] && [ "$left" = 0 ]
+}
+rd_wait_for "the SR of the study sent after the resend" 120 settled || fail "$RD_WAIT_SAID"
+resent=$(tagval samples/RDS0001/pa.dcm StudyInstanceUID)
+[ "$(db "SELECT COUNT(*) FROM reviews")" = $((N_STUDIES + 1)) ] &&
+    [ "$(db "SELECT COUNT(*) FROM reviews WHERE study_uid='$resent'")" = 1 ] &&
+    [ "$(find received -type f | wc -l)" = $((N_STUDIES + 1)) ] &&
+    pass "a resent study is not drafted again (the later study is)" ||
+    fail "resend: $(db "SELECT COUNT(*) FROM reviews") review items, $(db "SELECT COUNT(*) FROM reviews WHERE study_uid='$resent'") for the resent study, $(find received -type f | wc -l) SRs at storescp (expected $((N_STUDIES + 1)), 1, $((N_STUDIES + 1)))"
 
 kill -TERM $SERVER; wait $SERVER
 [ $? -eq 0 ] && pass "radraft stopped cleanly" || fail "radraft exit status"

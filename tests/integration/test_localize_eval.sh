@@ -111,7 +111,8 @@ for b in 1 2 3 4; do
     fi
     grep -q "bad$b.csv" "$work/err" || fail "bad$b.csv: $(cat "$work/err")"
 done
-if "$radraft" localize-eval --model "$work/model" >/dev/null 2>&1; then
+if "$radraft" localize-eval --model "$work/model" >/dev/null 2>"$work/err"; then
     fail "no --bbox accepted"
 fi
+grep -q -- "--bbox FILE is required" "$work/err" || fail "no --bbox: $(cat "$work/err")"
 echo "PASS localize-eval"

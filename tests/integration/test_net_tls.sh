@@ -12,16 +12,29 @@ for tool in openssl echoscu storescu sqlite3; do
     command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
 done
 [ -d "$DATA/dicom/codecs" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
+. "$(dirname "$0")/lib_ports.sh"
+. "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
-PORT=$((21000 + ($$ % 90) * 10 + 8))
+PORT=
 FAILS=0
 SERVER=
 trap 'kill -9 $SERVER 2>/dev/null' EXIT
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 pass() { echo "ok: $*"; }
-# A refusal must be the one expected: the command fails, its output names why, and (when a
+# A refusal must be the one expected: the command fails, its output names why (the listener
+# aborting the handshake, not a connection refused by nothing listening), and (when a
 # pattern is given) the listener logs a new line naming the TLS failure it saw.
 #   refused WHAT CLIENT_PATTERN SERVER_LOG_PATTERN|"" command...
+# How a client sees the listener abort the TLS handshake (either, depending on timing); a
+# listener that is not there gives "Connection refused" instead.
+ABORTED='\(Peer aborted Association\|Connection reset by peer\)'
+# logged_more PATTERN N: rd.log has more than N lines matching PATTERN.
+logged_more() {
+    local n
+    n=$(grep -c -- "$1" rd.log)
+    echo "$n lines match '$1' in rd.log ($2 before)"
+    [ "$n" -gt "$2" ]
+}
 refused() {
     local what=$1 cpat=$2 spat=$3 before after rc
     shift 3
@@ -31,12 +44,8 @@ refused() {
     if [ $rc = 0 ]; then fail "$what: it succeeded"; return; fi
     grep -q -- "$cpat" neg.out || { fail "$what: exit $rc, but not '$cpat': $(cat neg.out)"; return; }
     if [ -n "$spat" ]; then
-        for _ in $(seq 1 50); do
-            after=$(grep -c -- "$spat" rd.log)
-            [ "$after" -gt "$before" ] && break
-            sleep 0.1
-        done
-        [ "$after" -gt "$before" ] || { fail "$what: the listener logged no '$spat'"; return; }
+        rd_wait_for "the listener to log '$spat'" 10 logged_more "$spat" "$before" ||
+            { fail "$what: the listener logged no new '$spat'"; return; }
     fi
     pass "$what"
 }
@@ -55,20 +64,23 @@ done
 gen server localhost ca && gen client client ca && gen stranger stranger otherca \
     || { fail "openssl could not make the certificates"; exit 1; }
 
-"$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 --set encoder.model= \
-    --set server.tls_certificate=server.crt --set server.tls_private_key=server.key \
-    --set server.tls_ca_certificates=ca.crt >rd.log 2>&1 &
-SERVER=$!
-up=0
-for _ in $(seq 1 100); do
-    if echoscu +tls client.key client.crt +cf ca.crt -aet TLSSCU -aec RADRAFT localhost $PORT \
-        >/dev/null 2>&1; then up=1; break; fi
-    sleep 0.1
-done
-[ $up -eq 1 ] && pass "echoscu over TLS with a client certificate" || { fail "TLS echo"; cat rd.log; }
-refused "plain TCP refused" "Association Request Failed" "TLS error: wrong version number" \
+start_radraft() {
+    local off
+    PORT=$(rd_free_port)
+    off=$(rd_log_size rd.log)
+    "$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 1 --set encoder.model= \
+        --set server.tls_certificate=server.crt --set server.tls_private_key=server.key \
+        --set server.tls_ca_certificates=ca.crt >>rd.log 2>&1 &
+    SERVER=$!
+    rd_wait_listening "radraft serve" $SERVER rd.log "$off" 20 $PORT
+}
+rd_retry_port 5 start_radraft || { fail "radraft serve did not start"; exit 1; }
+rd_wait_for "a C-ECHO over TLS" 20 echoscu +tls client.key client.crt +cf ca.crt -aet TLSSCU \
+    -aec RADRAFT localhost $PORT && pass "echoscu over TLS with a client certificate" ||
+    { fail "TLS echo"; cat rd.log; }
+refused "plain TCP refused" "Association Request Failed: .*$ABORTED" "TLS error: wrong version number" \
     echoscu -aet PLAIN -aec RADRAFT localhost $PORT
-refused "client certificate from an unknown CA refused" "Association Request Failed" \
+refused "client certificate from an unknown CA refused" "Association Request Failed: .*$ABORTED" \
     "TLS error: certificate verify failed" \
     echoscu +tls stranger.key stranger.crt +cf ca.crt -aet STRANGER -aec RADRAFT localhost $PORT
 F=$DATA/dicom/codecs/JPEG-LL.dcm
@@ -90,9 +102,9 @@ CERTS="--set server.tls_certificate=client.crt --set server.tls_private_key=clie
 "$RADRAFT" echo $CERTS "RADRAFT@localhost:$PORT+tls" >/dev/null \
     && pass "a +tls destination speaks TLS without outbox.tls" \
     || fail "a +tls destination speaks TLS without outbox.tls"
-refused "a destination without suffix follows outbox.tls (off)" "cannot associate" \
+refused "a destination without suffix follows outbox.tls (off)" "cannot associate with RADRAFT@localhost:$PORT.*$ABORTED" \
     "TLS error: wrong version number" "$RADRAFT" echo $CERTS "RADRAFT@localhost:$PORT"
-refused "a +plain destination speaks plain TCP despite outbox.tls" "cannot associate" \
+refused "a +plain destination speaks plain TCP despite outbox.tls" "cannot associate with RADRAFT@localhost:$PORT.*$ABORTED" \
     "TLS error: wrong version number" "$RADRAFT" echo $TLSOPTS "RADRAFT@localhost:$PORT+plain"
 # With a valid client certificate but trusting another CA, only the sender's own check of
 # the server's certificate can fail the association.

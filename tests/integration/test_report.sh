@@ -26,6 +26,8 @@ need dcmodify
 need python3
 [ -d "$DATA/dicom/edge" ] || { echo "FATAL: shared data not found at $DATA" >&2; exit 1; }
 
+. "$(dirname "$0")/lib_ports.sh"
+. "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
 cd "$WORK" || exit 1
 
@@ -225,14 +227,18 @@ env -u RADRAFT_CONFIG "$RADRAFT" report "$PA" --set encoder.model= -o x.dcm >/de
 grep -q -- "--scores" err1.txt || fail "report without --scores does not say how to give them"
 "$RADRAFT" report "$PA" --scores '{"Heartache": 0.5}' -o x.dcm >/dev/null 2>err2.txt
 [ $? -eq 2 ] || fail "unknown finding in --scores accepted"
-"$RADRAFT" report "$PA" --scores '{"Mass": 1.5}' -o x.dcm >/dev/null 2>&1
+grep -q "unknown finding 'Heartache'" err2.txt || fail "unknown finding: not named: $(cat err2.txt)"
+"$RADRAFT" report "$PA" --scores '{"Mass": 1.5}' -o x.dcm >/dev/null 2>err4.txt
 [ $? -eq 2 ] || fail "score 1.5 accepted"
+grep -q "Mass: the score must be a number in \[0, 1\]" err4.txt || fail "score 1.5: not named: $(cat err4.txt)"
 "$RADRAFT" report "$PA" samples/RDS0001/pa.dcm --scores '{}' -o x.dcm >/dev/null 2>err3.txt
 [ $? -ne 0 ] || fail "instances of two studies accepted"
 grep -q "different studies" err3.txt || fail "two studies: no clear message"
 [ -f x.dcm ] && fail "a refused report left x.dcm"
-"$RADRAFT" sign draft.dcm -o y.dcm >/dev/null 2>&1
+"$RADRAFT" sign draft.dcm -o y.dcm >/dev/null 2>err5.txt
 [ $? -eq 2 ] || fail "sign without verifier did not exit 2"
+grep -q -- "--verifier and --organization" err5.txt || fail "sign without verifier: $(cat err5.txt)"
+[ -f y.dcm ] && fail "a refused sign left y.dcm"
 
 # ---- drafting with the encoder and the archive, as the pipeline does -------------------
 # A random-weights model and an archive of 40 NIH images: the numbers mean nothing, but
@@ -316,23 +322,25 @@ grep -q -- "--model" nomodel.err && grep -q "encoder.model" nomodel.err ||
 need Orthanc
 need storescu
 need curl
-read -r DPORT HPORT < <(python3 -c 'import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
 mkdir -p orthanc/db
-cat >orthanc/orthanc.json <<JSON
+# Orthanc on two new ports, again on others when one was taken.
+start_orthanc() {
+    local off
+    read -r DPORT HPORT < <(rd_free_ports 2)
+    cat >orthanc/orthanc.json <<JSON
 {"Name": "radraft-test", "StorageDirectory": "$WORK/orthanc/db", "IndexDirectory": "$WORK/orthanc/db",
  "DicomAet": "ORTHANC", "DicomPort": $DPORT, "HttpPort": $HPORT, "RemoteAccessAllowed": false,
  "AuthenticationEnabled": false, "DicomCheckCalledAet": false, "Plugins": []}
 JSON
-Orthanc orthanc/orthanc.json >orthanc/log.txt 2>&1 &
-OPID=$!
+    off=$(rd_log_size orthanc/log.txt)
+    Orthanc orthanc/orthanc.json >>orthanc/log.txt 2>&1 &
+    OPID=$!
+    rd_wait_listening Orthanc $OPID orthanc/log.txt "$off" 60 $DPORT $HPORT
+}
+OPID=
+rd_retry_port 5 start_orthanc || OPID=
 up=0
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$HPORT/system" >/dev/null 2>&1 && { up=1; break; }
-    sleep 0.1
-done
+[ -n "$OPID" ] && rd_wait_for "Orthanc's REST API" 30 curl -sf "http://127.0.0.1:$HPORT/system" && up=1
 if [ $up -eq 1 ]; then
     storescu -aec ORTHANC 127.0.0.1 "$DPORT" draft.dcm signed.dcm sr-chrJapMulti-CR-chest.dcm \
         >storescu.log 2>&1 || { fail "storescu to Orthanc failed"; cat storescu.log >&2; }

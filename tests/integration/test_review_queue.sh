@@ -15,15 +15,20 @@ WORK=$3
 for tool in storescp dciodvfy dcmdump dcmodify sqlite3 python3; do
     command -v $tool >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
 done
+. "$(dirname "$0")/lib_ports.sh"
+. "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-BASE=$((24000 + ($$ % 90) * 10))
-PORT=$BASE
-SCP_PORT=$((BASE + 1))
+# storescp's port is held from now on: the signed SR is queued to it before storescp starts.
+# radraft's is picked when it starts (start_serve).
+rd_hold_ports 1 || exit 1
+SCP_PORT=$RD_PORTS
+HOLDER=$RD_HOLDER
+PORT=
 FAILS=0
 SERVER=
 SCP=
-cleanup() { kill -9 $SERVER $SCP 2>/dev/null; }
+cleanup() { kill -9 $SERVER $SCP $HOLDER 2>/dev/null; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 pass() { echo "ok: $*"; }
@@ -105,19 +110,25 @@ expect_fail 1 "is signed" q claim "$ID" --user bob
 mkdir -p received
 storescp -od received --sort-on-study-uid st $SCP_PORT >storescp.log 2>&1 &
 SCP=$!
-"$RADRAFT" serve --port $PORT --data-dir rd >serve.log 2>&1 &
-SERVER=$!
+rd_wait_listening storescp $SCP storescp.log 0 20 $SCP_PORT || fail "storescp did not start"
+start_serve() {
+    local off
+    PORT=$(rd_free_port)
+    off=$(rd_log_size serve.log)
+    "$RADRAFT" serve --port $PORT --data-dir rd >>serve.log 2>&1 &
+    SERVER=$!
+    rd_wait_listening "radraft serve" $SERVER serve.log "$off" 20 $PORT
+}
+rd_retry_port 5 start_serve || fail "radraft serve did not start"
 got=
-for _ in $(seq 1 150); do
-    got=$(grep -rl "$SIGNED_UID" received 2>/dev/null | head -1)
-    [ -n "$got" ] && break
-    sleep 0.2
-done
-if [ -z "$got" ]; then
+signed_sr_received() {
     got=$(for f in $(find received -type f); do
         [ "$(tagval 0008,0018 "$f")" = "$SIGNED_UID" ] && echo "$f"
     done | head -1)
-fi
+    echo "files at storescp: $(find received -type f | wc -l); the signed SR: ${got:-not there}"
+    [ -n "$got" ]
+}
+rd_wait_for "the signed SR at storescp" 60 signed_sr_received
 if [ -n "$got" ]; then
     pass "storescp received the signed SR"
     [ "$(tagval 0040,a493 "$got")" = VERIFIED ] && pass "VERIFIED" || fail "verification flag $(tagval 0040,a493 "$got")"
@@ -135,7 +146,7 @@ if [ -n "$got" ]; then
     grep -q '^Error' dciodvfy.txt && fail "dciodvfy: $(grep '^Error' dciodvfy.txt | head -3)" ||
         pass "dciodvfy: no errors"
 else
-    fail "the signed SR did not reach storescp in 30 s"
+    fail "the signed SR did not reach storescp: $RD_WAIT_SAID"
     tail -5 serve.log
 fi
 kill $SERVER 2>/dev/null

@@ -114,7 +114,9 @@ for scores in "$mix" "$none" "$most" "$all"; do
 done
 # The all-present draft is the one that needs the private scheme, and declares it.
 grep -q "99RADRAFT" draft4.dcm.dciodvfy || fail "the Pleural thickening draft does not use the private code (test premise)"
-grep -q "99RADRAFT" draft3.dcm.dciodvfy && fail "a draft without Pleural thickening uses the private scheme"
+# Looked for in the SR itself, which must hold coded findings (SNOMED CT) to look at.
+grep -aq "SCT" draft3.dcm || fail "draft 3 holds no SNOMED CT code (test premise)"
+grep -aq "99RADRAFT" draft3.dcm && fail "a draft without Pleural thickening uses the private scheme"
 
 # Signed: as drafted, and with the impression edited (its findings recoded from the text).
 "$RADRAFT" sign draft1.dcm --verifier "Doe^Jane" --organization "General Hospital" \

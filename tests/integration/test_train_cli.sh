@@ -76,10 +76,12 @@ PY
 set +e
 "$radraft" predict --model "$work/m" "$work/nope.png" >/dev/null 2>"$work/err1"
 [ $? -eq 1 ] || fail "predict on a missing file must exit 1"
-"$radraft" train --images "$work" --out "$work/x" >/dev/null 2>&1
+"$radraft" train --images "$work" --out "$work/x" >/dev/null 2>"$work/err3"
 [ $? -eq 2 ] || fail "train without --labels must exit 2"
 "$radraft" train --images "$work" --labels "$work/p.csv" --out "$work/x" >/dev/null 2>"$work/err2"
 [ $? -eq 1 ] || fail "train on a CSV without the NIH columns must exit 1"
 set -e
 grep -q "patient_id" "$work/err2" || fail "the CSV error names the columns: $(cat "$work/err2")"
+grep -q "nope.png: No such file or directory" "$work/err1" || fail "the missing file is not named: $(cat "$work/err1")"
+grep -q -- "--images, --labels and --out are required" "$work/err3" || fail "train without --labels: $(cat "$work/err3")"
 echo PASS

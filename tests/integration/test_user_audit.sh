@@ -59,10 +59,12 @@ grep -q "at most 5" "$work/err" || fail "six-component PN: $(cat "$work/err")"
 # No --password option exists: a password never goes through argv.
 set +e
 "$radraft" user add v1 --role viewer --display-name "V^V" --password hunter22 --user admin \
-    "${d[@]}" >/dev/null 2>&1
+    "${d[@]}" >/dev/null 2>"$work/err"
 rc=$?
 set -e
 [ "$rc" = 2 ] || fail "--password on the command line: exit $rc"
+# (--password is taken as an abbreviation of --password-stdin, which takes no value.)
+grep -q "unexpected argument 'hunter22'" "$work/err" || fail "--password: $(cat "$work/err")"
 
 # ---- list ----
 "$radraft" user list "${d[@]}" >"$work/list.txt"
@@ -157,8 +159,9 @@ PY
 "$radraft" user --help | grep -q "usage: radraft user" || fail "user --help"
 "$radraft" audit --help | grep -q "usage: radraft audit" || fail "audit --help"
 set +e
-"$radraft" user frobnicate x "${d[@]}" >/dev/null 2>&1
+"$radraft" user frobnicate x "${d[@]}" >/dev/null 2>"$work/err"
 rc=$?
 set -e
 [ "$rc" = 2 ] || fail "unknown user command: exit $rc"
+grep -q "unknown user command 'frobnicate'" "$work/err" || fail "unknown user command: $(cat "$work/err")"
 echo "PASS: test_user_audit"

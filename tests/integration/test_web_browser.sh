@@ -22,12 +22,14 @@ done
 [ -x /usr/bin/chromium ] || { echo "FAIL: /usr/bin/chromium is not installed (bash scripts/setup.sh --test)"; exit 1; }
 [ -d "$BROWSER_DIR/node_modules/playwright-core" ] ||
     { echo "FAIL: playwright-core is not installed in $BROWSER_DIR (bash scripts/setup.sh --test)"; exit 1; }
+. "$(dirname "$0")/lib_ports.sh"
+. "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-BASE=$((26000 + ($$ % 90) * 10))
-PORT=$BASE
-WEB_PORT=$((BASE + 1))
-SCP_PORT=$((BASE + 2))
+# Ports are picked as each server starts (start_storescp, start_serve).
+PORT=
+WEB_PORT=
+SCP_PORT=
 FAILS=0
 SERVER=
 SCP=
@@ -48,19 +50,28 @@ printf '%s\n' "$RAD_PASSWORD" | "$RADRAFT" user add $RAD --role radiologist \
     { fail "user add $RAD"; exit 1; }
 
 mkdir -p received
-storescp -od received $SCP_PORT >storescp.log 2>&1 &
-SCP=$!
-"$RADRAFT" serve --data-dir rd --port $PORT --set web.port=$WEB_PORT \
-    --set review.organization=Test --send-to STORESCP@127.0.0.1:$SCP_PORT >serve.log 2>&1 &
-SERVER=$!
-up=0
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$WEB_PORT/healthz" >healthz.json 2>/dev/null && { up=1; break; }
-    kill -0 $SERVER 2>/dev/null || break
-    sleep 0.2
-done
-if [ "$up" != 1 ]; then
-    fail "radraft serve did not answer on the web port $WEB_PORT within 20 s; serve.log:"
+start_storescp() {
+    local off
+    SCP_PORT=$(rd_free_port)
+    off=$(rd_log_size storescp.log)
+    storescp -od received $SCP_PORT >>storescp.log 2>&1 &
+    SCP=$!
+    rd_wait_listening storescp $SCP storescp.log "$off" 20 $SCP_PORT
+}
+rd_retry_port 5 start_storescp || { fail "storescp did not start"; exit 1; }
+start_serve() {
+    local off
+    read -r PORT WEB_PORT < <(rd_free_ports 2)
+    off=$(rd_log_size serve.log)
+    "$RADRAFT" serve --data-dir rd --port $PORT --set web.port=$WEB_PORT \
+        --set review.organization=Test --send-to STORESCP@127.0.0.1:$SCP_PORT >>serve.log 2>&1 &
+    SERVER=$!
+    rd_wait_listening "radraft serve" $SERVER serve.log "$off" 20 $PORT $WEB_PORT
+}
+rd_retry_port 5 start_serve || { fail "radraft serve did not start"; exit 1; }
+healthy() { curl -sS -f "http://127.0.0.1:$WEB_PORT/healthz" -o healthz.json; }
+if ! rd_wait_for "/healthz on the web port" 20 healthy; then
+    fail "radraft serve did not answer on the web port $WEB_PORT: $RD_WAIT_SAID; serve.log:"
     tail -20 serve.log
     exit 1
 fi
@@ -77,13 +88,14 @@ SIGNED_UID=
 [ -f signed.json ] && SIGNED_UID=$(python3 -c "import json; print(json.load(open('signed.json'))['sop_instance_uid'])")
 if [ -n "$SIGNED_UID" ]; then
     got=
-    for _ in $(seq 1 150); do
-        for f in $(find received -type f 2>/dev/null); do
-            [ "$(tagval 0008,0018 "$f")" = "$SIGNED_UID" ] && { got=$f; break; }
-        done
-        [ -n "$got" ] && break
-        sleep 0.2
-    done
+    signed_sr_received() {
+        got=$(for f in $(find received -type f); do
+            [ "$(tagval 0008,0018 "$f")" = "$SIGNED_UID" ] && echo "$f"
+        done | head -1)
+        echo "files at storescp: $(find received -type f | wc -l); the signed SR: ${got:-not there}"
+        [ -n "$got" ]
+    }
+    rd_wait_for "the signed SR at storescp" 60 signed_sr_received
     if [ -n "$got" ]; then
         pass "storescp received the signed SR $SIGNED_UID"
         [ "$(tagval 0008,0060 "$got")" = SR ] && pass "it is an SR" || fail "$got is not an SR"
@@ -92,7 +104,7 @@ if [ -n "$SIGNED_UID" ]; then
         [ "$(tagval 0040,a075 "$got")" = "Reader^Rita" ] && pass "verifying observer Reader^Rita" ||
             fail "verifying observer '$(tagval 0040,a075 "$got")'"
     else
-        fail "no SR with SOP Instance UID $SIGNED_UID arrived at storescp within 30 s"
+        fail "no SR with SOP Instance UID $SIGNED_UID arrived at storescp: $RD_WAIT_SAID"
         tail -5 serve.log
     fi
 else
