@@ -298,13 +298,13 @@ rd_wait_for "the listener to end $QAE's association" 30 quitter_ended \
     || fail "the listener did not log the end of the killed association"
 # Garbage instead of an association request, and a connection closed at once: the server
 # must log the garbage as a failed association request, and answer after both.
-garbage_before=$(grep -ac "receiving an association request failed" server2.log)
+garbage_before=$(grep -ac "receiving the association request from 127.0.0.1 failed" server2.log)
 exec 3<>/dev/tcp/127.0.0.1/$PORT && printf 'this is not a DICOM PDU\r\n' >&3 && exec 3>&-
 exec 3<>/dev/tcp/127.0.0.1/$PORT && exec 3>&-
 garbage_seen() {
     local n
-    n=$(grep -ac "receiving an association request failed" server2.log)
-    echo "$((n - garbage_before)) new 'receiving an association request failed' lines"
+    n=$(grep -ac "receiving the association request from 127.0.0.1 failed" server2.log)
+    echo "$((n - garbage_before)) new 'receiving the association request from 127.0.0.1 failed' lines"
     [ "$n" -gt "$garbage_before" ]
 }
 rd_wait_for "the listener to log the garbage" 30 garbage_seen || fail "garbage not logged"
