@@ -212,19 +212,20 @@ bool u128_from_uid(const char *uid, unsigned __int128 &v)
     return true;
 }
 
-// The signed series of a study: the version-5 UUID of its Study Instance UID in radraft's
-// namespace, so that it depends on the study alone (see rd_sr_signed_series_uid).
-bool make_signed_series_uid(const std::string &study, std::string &out)
+// A version-5 UUID (RFC 4122, SHA-1) of `name` in the namespace `ns` (itself a "2.25."
+// UUID), as a "2.25." UID: the same name always gives the same UID.
+bool name_uid(const char *ns_uid, const std::string &name, std::string &out)
 {
     unsigned __int128 ns;
-    if (!u128_from_uid(RD_SR_SIGNED_SERIES_NAMESPACE, ns))
+    if (!u128_from_uid(ns_uid, ns))
         return false;
-    std::vector<unsigned char> name(16 + study.size());
+    std::vector<unsigned char> buf(16 + name.size());
     for (int i = 0; i < 16; i++)
-        name[static_cast<size_t>(i)] = static_cast<unsigned char>(ns >> (8 * (15 - i)));
-    std::memcpy(name.data() + 16, study.data(), study.size());
+        buf[static_cast<size_t>(i)] = static_cast<unsigned char>(ns >> (8 * (15 - i)));
+    if (!name.empty())
+        std::memcpy(buf.data() + 16, name.data(), name.size());
     unsigned char h[20];
-    sha1(name.data(), name.size(), h);
+    sha1(buf.data(), buf.size(), h);
     h[6] = static_cast<unsigned char>((h[6] & 0x0f) | 0x50);
     h[8] = static_cast<unsigned char>((h[8] & 0x3f) | 0x80);
     unsigned __int128 v = 0;
@@ -232,6 +233,13 @@ bool make_signed_series_uid(const std::string &study, std::string &out)
         v = (v << 8) | h[i];
     out = uid_from_u128(v);
     return true;
+}
+
+// The signed series of a study: the version-5 UUID of its Study Instance UID in radraft's
+// namespace, so that it depends on the study alone (see rd_sr_signed_series_uid).
+bool make_signed_series_uid(const std::string &study, std::string &out)
+{
+    return name_uid(RD_SR_SIGNED_SERIES_NAMESPACE, study, out);
 }
 
 std::string now_dt(const char *fmt)
@@ -559,8 +567,18 @@ rd_status save_atomic(DcmFileFormat &ff, const char *path, rd_error *err)
     return RD_OK;
 }
 
+// What an SR says about the equipment that contributed to it.
+struct equipment {
+    const char *purpose_value; // Purpose of Reference (CID 7005)
+    const char *purpose_scheme;
+    const char *purpose_meaning;
+    const char *description;
+    std::string device_uid; // "": no Device UID
+};
+
 rd_status put_contributing_equipment(DcmItem *ds, const std::string &model_name,
-                                     const std::string &model_version, rd_error *err)
+                                     const std::string &model_version, const equipment &what,
+                                     rd_error *err)
 {
     DcmItem *eq = nullptr, *purpose = nullptr;
     // Software Versions is multi-valued (LO, 64 characters a value): radraft's own version,
@@ -574,19 +592,20 @@ rd_status put_contributing_equipment(DcmItem *ds, const std::string &model_name,
     if (c.good())
         c = eq->putAndInsertString(DCM_SoftwareVersions, versions.c_str());
 
+    if (c.good() && !what.device_uid.empty())
+        c = eq->putAndInsertString(DCM_DeviceUID, what.device_uid.c_str());
     if (c.good())
         c = eq->putAndInsertString(DCM_ContributionDateTime, now_dt("%Y%m%d%H%M%S").c_str());
     if (c.good())
-        c = eq->putAndInsertString(DCM_ContributionDescription,
-                                   "Report draft generated from image findings");
+        c = eq->putAndInsertString(DCM_ContributionDescription, what.description);
     if (c.good())
         c = eq->findOrCreateSequenceItem(DCM_PurposeOfReferenceCodeSequence, purpose, -2);
     if (c.good())
-        c = purpose->putAndInsertString(DCM_CodeValue, "109102");
+        c = purpose->putAndInsertString(DCM_CodeValue, what.purpose_value);
     if (c.good())
-        c = purpose->putAndInsertString(DCM_CodingSchemeDesignator, "DCM");
+        c = purpose->putAndInsertString(DCM_CodingSchemeDesignator, what.purpose_scheme);
     if (c.good())
-        c = purpose->putAndInsertString(DCM_CodeMeaning, "Processing Equipment");
+        c = purpose->putAndInsertString(DCM_CodeMeaning, what.purpose_meaning);
     if (c.bad())
         return rd_error_set(err, RD_E_DICOM, "Contributing Equipment Sequence: %s", c.text());
     return RD_OK;
@@ -702,14 +721,14 @@ bool is_node(DSRContentItem &it, DSRTypes::E_ValueType vt, const DSRCodedEntryVa
 // The sources of a draft: one study, one patient, each with its UIDs; the first one's
 // metadata and its texts that the SR copies (converted to UTF-8, or left empty with a note
 // in `warning`).
-rd_status read_sources(const rd_sr_params *p, std::vector<source_ref> &refs, rd_dicom_meta &meta,
-                       std::string &referring, std::string &study_id, std::string &warning,
-                       rd_error *err)
+rd_status read_sources(const char *const *sources, size_t n_sources, std::vector<source_ref> &refs,
+                       rd_dicom_meta &meta, std::string &referring, std::string &study_id,
+                       std::string &warning, rd_error *err)
 {
     rd_status st;
-    for (size_t i = 0; i < p->n_sources; i++) {
+    for (size_t i = 0; i < n_sources; i++) {
         DcmFileFormat ff;
-        st = load_file(ff, p->sources[i], err);
+        st = load_file(ff, sources[i], err);
         if (st != RD_OK)
             return st;
         DcmDataset *ds = ff.getDataset();
@@ -718,38 +737,65 @@ rd_status read_sources(const rd_sr_params *p, std::vector<source_ref> &refs, rd_
         if (!valid_uid(r.study) || !valid_uid(r.series) || !valid_uid(r.sop_class) ||
             !valid_uid(r.sop))
             return rd_error_set(err, RD_E_INVALID,
-                                "%s: missing or malformed study, series or SOP UIDs",
-                                p->sources[i]);
+                                "%s: missing or malformed study, series or SOP UIDs", sources[i]);
         if (i == 0) {
             rd_dicom_options opts = {16384, 0.5, 99.5};
-            st = rd__dicom_load(p->sources[i], &opts, &meta, nullptr, err);
+            st = rd__dicom_load(sources[i], &opts, &meta, nullptr, err);
             if (st != RD_OK)
-                return prefix_error(err, st, p->sources[i]);
+                return prefix_error(err, st, sources[i]);
             if (!source_text_utf8(ds, DCM_ReferringPhysicianName, "\\^=", referring))
                 warning = "Referring Physician's Name not convertible to UTF-8; left empty";
             if (!source_text_utf8(ds, DCM_StudyID, "\\", study_id))
                 warning = "Study ID not convertible to UTF-8; left empty";
         } else if (r.study != refs[0].study) {
             return rd_error_set(err, RD_E_INVALID,
-                                "%s belongs to study %s, not %s: one report per study",
-                                p->sources[i], r.study.c_str(), refs[0].study.c_str());
+                                "%s belongs to study %s, not %s: one report per study", sources[i],
+                                r.study.c_str(), refs[0].study.c_str());
         }
         refs.push_back(r);
     }
     // Several patients in one study is a source error we refuse to paper over.
-    for (size_t i = 1; i < p->n_sources; i++) {
+    for (size_t i = 1; i < n_sources; i++) {
         rd_dicom_meta m;
         rd_dicom_options opts = {16384, 0.5, 99.5};
-        st = rd__dicom_load(p->sources[i], &opts, &m, nullptr, err);
+        st = rd__dicom_load(sources[i], &opts, &m, nullptr, err);
         if (st != RD_OK)
-            return prefix_error(err, st, p->sources[i]);
+            return prefix_error(err, st, sources[i]);
         if (std::strcmp(m.patient_id, meta.patient_id) != 0)
             return rd_error_set(err, RD_E_INVALID,
                                 "%s has another Patient ID than %s: one patient per report",
-                                p->sources[i], p->sources[0]);
+                                sources[i], sources[0]);
     }
 
     return RD_OK;
+}
+
+// The patient and study attributes of a new SR, copied from its source (see set_or_note).
+void set_study_header(DSRDocument &doc, const rd_dicom_meta &meta, const std::string &referring,
+                      const std::string &study_id, std::string &warning)
+{
+    auto setter = [&doc](OFCondition (DSRDocument::*fn)(const OFString &, const OFBool)) {
+        return [&doc, fn](const std::string &v, bool check) {
+            return (doc.*fn)(v.c_str(), check ? OFTrue : OFFalse);
+        };
+    };
+    set_or_note(setter(&DSRDocument::setPatientName), meta.patient_name, "Patient's Name", warning);
+    set_or_note(setter(&DSRDocument::setPatientID), meta.patient_id, "Patient ID", warning);
+    set_or_note(setter(&DSRDocument::setPatientBirthDate), meta.patient_birth_date,
+                "Patient's Birth Date", warning);
+    std::string sex = meta.patient_sex;
+    set_or_note(setter(&DSRDocument::setPatientSex),
+                sex == "M" || sex == "F" || sex == "O" ? sex : std::string(), "Patient's Sex",
+                warning);
+    set_or_note(setter(&DSRDocument::setStudyDate), meta.study_date, "Study Date", warning);
+    set_or_note(setter(&DSRDocument::setStudyTime), meta.study_time, "Study Time", warning);
+    set_or_note(setter(&DSRDocument::setAccessionNumber), meta.accession_number, "Accession Number",
+                warning);
+    set_or_note(setter(&DSRDocument::setReferringPhysicianName), referring,
+                "Referring Physician's Name", warning);
+    set_or_note(setter(&DSRDocument::setStudyID), study_id, "Study ID", warning);
+    set_or_note(setter(&DSRDocument::setStudyDescription), meta.study_description,
+                "Study Description", warning);
 }
 
 rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *res, rd_error *err)
@@ -794,7 +840,8 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     std::vector<source_ref> refs;
     rd_dicom_meta meta;
     std::string referring, study_id, warning;
-    if ((st = read_sources(p, refs, meta, referring, study_id, warning, err)) != RD_OK)
+    if ((st = read_sources(p->sources, p->n_sources, refs, meta, referring, study_id, warning,
+                           err)) != RD_OK)
         return st;
 
     DSRDocument doc;
@@ -805,28 +852,7 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
         cond = doc.createNewSeriesInStudy(refs[0].study.c_str());
     if (cond.bad())
         return rd_error_set(err, RD_E_DICOM, "new SR document: %s", cond.text());
-    auto setter = [&doc](OFCondition (DSRDocument::*fn)(const OFString &, const OFBool)) {
-        return [&doc, fn](const std::string &v, bool check) {
-            return (doc.*fn)(v.c_str(), check ? OFTrue : OFFalse);
-        };
-    };
-    set_or_note(setter(&DSRDocument::setPatientName), meta.patient_name, "Patient's Name", warning);
-    set_or_note(setter(&DSRDocument::setPatientID), meta.patient_id, "Patient ID", warning);
-    set_or_note(setter(&DSRDocument::setPatientBirthDate), meta.patient_birth_date,
-                "Patient's Birth Date", warning);
-    std::string sex = meta.patient_sex;
-    set_or_note(setter(&DSRDocument::setPatientSex),
-                sex == "M" || sex == "F" || sex == "O" ? sex : std::string(), "Patient's Sex",
-                warning);
-    set_or_note(setter(&DSRDocument::setStudyDate), meta.study_date, "Study Date", warning);
-    set_or_note(setter(&DSRDocument::setStudyTime), meta.study_time, "Study Time", warning);
-    set_or_note(setter(&DSRDocument::setAccessionNumber), meta.accession_number, "Accession Number",
-                warning);
-    set_or_note(setter(&DSRDocument::setReferringPhysicianName), referring,
-                "Referring Physician's Name", warning);
-    set_or_note(setter(&DSRDocument::setStudyID), study_id, "Study ID", warning);
-    set_or_note(setter(&DSRDocument::setStudyDescription), meta.study_description,
-                "Study Description", warning);
+    set_study_header(doc, meta, referring, study_id, warning);
     char num[16];
     std::snprintf(num, sizeof num, "%d", series_number);
     cond = doc.setSeriesNumber(num);
@@ -870,7 +896,9 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
         cond = ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
     if (cond.bad())
         return rd_error_set(err, RD_E_DICOM, "writing the SR dataset: %s", cond.text());
-    st = put_contributing_equipment(ds, p->model_name, p->model_version, err);
+    const equipment eq = {"109102", "DCM", "Processing Equipment",
+                          "Report draft generated from image findings", std::string()};
+    st = put_contributing_equipment(ds, p->model_name, p->model_version, eq, err);
     if (st == RD_OK)
         st = save_atomic(ff, out_path, err);
     if (st != RD_OK)
@@ -968,27 +996,184 @@ long to_long(const OFString &s)
     return end && end != s.c_str() ? v : 0;
 }
 
+// What signing needs besides the tree's changes, common to the text report and the AI
+// results: who signs, which instance and series the signed version gets.
+struct sign_request {
+    const char *verifier_name;
+    const char *organization;
+    const char *datetime;
+    const char *sop_instance_uid;
+    int amend;
+    int series_number;
+    const char *series_namespace; // of the study's signed series (see name_uid)
+    long default_series_number;
+    const char *series_description;
+    const rd_sr_codes *codes; // NULL: the Coding Scheme Identification is left as it was
+};
+
+// A signing in progress: the input read and checked, the output's instance and series.
+struct signing {
+    DcmFileFormat in_ff;
+    DSRDocument doc;
+    OFString study, series, sop_class, sop, instance_number;
+    std::string sop_uid, signed_series;
+    long series_number = 0;
+};
+
+// Checks the request, reads the input (a draft, or a signed SR to amend) and works out the
+// signed version's series and number.
+rd_status sign_begin(const char *in_path, const sign_request &q, signing &g, rd_error *err)
+{
+    if (!q.verifier_name || !q.verifier_name[0] || !q.organization || !q.organization[0])
+        return rd_error_set(err, RD_E_INVALID,
+                            "the verifier's name and organization are "
+                            "required");
+    if (!valid_utf8(q.verifier_name) || !valid_utf8(q.organization))
+        return rd_error_set(err, RD_E_INVALID, "verifier or organization is not UTF-8");
+    if (q.series_number < 0)
+        return rd_error_set(err, RD_E_INVALID, "negative series number");
+    if (q.sop_instance_uid && q.sop_instance_uid[0]) {
+        g.sop_uid = q.sop_instance_uid;
+        if (!valid_uid(g.sop_uid))
+            return rd_error_set(err, RD_E_INVALID, "SOP Instance UID '%.64s' is not a valid UID",
+                                q.sop_instance_uid);
+    }
+    rd_status st = read_sr(g.in_ff, g.doc, in_path, 0, err);
+    if (st != RD_OK)
+        return st;
+    DSRDocument &doc = g.doc;
+    bool verified = doc.getVerificationFlag() == DSRTypes::VF_Verified;
+    bool complete = doc.getCompletionFlag() == DSRTypes::CF_Complete;
+    if (!q.amend && (verified || complete))
+        return rd_error_set(err, RD_E_INVALID,
+                            "%s is already complete or verified; sign the draft, or amend "
+                            "the signed SR",
+                            in_path);
+    if (q.amend && !(verified && complete))
+        return rd_error_set(err, RD_E_INVALID,
+                            "%s is not a signed SR (complete and verified); only a signed SR "
+                            "is amended",
+                            in_path);
+    OFString input_series_number;
+    doc.getStudyInstanceUID(g.study);
+    doc.getSeriesInstanceUID(g.series);
+    doc.getSOPClassUID(g.sop_class);
+    doc.getSOPInstanceUID(g.sop);
+    doc.getInstanceNumber(g.instance_number);
+    doc.getSeriesNumber(input_series_number);
+    if (!g.sop_uid.empty() && g.sop_uid == g.sop.c_str())
+        return rd_error_set(err, RD_E_INVALID,
+                            "the SOP Instance UID asked for is %s's own: a signed SR is a new "
+                            "instance",
+                            in_path);
+    if (!valid_uid(g.study.c_str()) ||
+        !name_uid(q.series_namespace, g.study.c_str(), g.signed_series))
+        return rd_error_set(err, RD_E_INVALID, "%s: malformed Study Instance UID", in_path);
+    // The signed series keeps one number: an amendment of an SR already in it keeps its
+    // number; anything else gets the caller's or the default.
+    long in_series = to_long(input_series_number);
+    g.series_number = q.series_number;
+    if (g.series_number == 0)
+        g.series_number = q.amend && g.series == g.signed_series.c_str() && in_series > 0
+                              ? in_series
+                              : q.default_series_number;
+    if (!q.amend && g.series_number == in_series)
+        return rd_error_set(err, RD_E_INVALID,
+                            "series number %ld is the draft's; the signed series needs "
+                            "another",
+                            g.series_number);
+    return RD_OK;
+}
+
+// Writes the signed version of g.doc (its tree already changed) to `out_path`: a new
+// instance (or, amending, dcmsr's revised version) in the signed series, COMPLETE, VERIFIED,
+// FINAL, the predecessor, the verifying and author observers, the input's Contributing
+// Equipment Sequence.
+rd_status sign_finish(signing &g, const sign_request &q, const char *out_path, rd_sr_result *res,
+                      rd_error *err)
+{
+    DSRDocument &doc = g.doc;
+    rd_status st;
+    long inst = to_long(g.instance_number);
+    char num[24], series_num[24];
+    std::snprintf(num, sizeof num, "%ld", inst > 0 && inst < 1000000000L ? inst + 1 : 2);
+    std::snprintf(series_num, sizeof series_num, "%ld", g.series_number);
+    OFCondition cond;
+    if (q.amend) {
+        // dcmsr's revision: the input becomes the only predecessor, and its verification
+        // and completion are reset for the new version's.
+        cond = doc.createRevisedVersion(OFTrue);
+    } else {
+        doc.createNewSOPInstance();
+        doc.getPredecessorDocuments().clear();
+        cond = doc.getPredecessorDocuments().addItem(g.study, g.series, g.sop_class, g.sop);
+    }
+    if (cond.good())
+        cond = doc.setInstanceNumber(num);
+    if (cond.good())
+        cond = doc.setSeriesNumber(series_num);
+    if (cond.good())
+        cond = doc.setSeriesDescription(q.series_description);
+    if (cond.good())
+        cond = doc.setContentDate(now_dt("%Y%m%d").c_str());
+    if (cond.good())
+        cond = doc.setContentTime(now_dt("%H%M%S").c_str());
+    if (cond.good())
+        cond = doc.completeDocument();
+    if (cond.good())
+        cond = doc.setPreliminaryFlag(DSRTypes::PF_Final);
+    if (cond.bad())
+        return rd_error_set(err, RD_E_DICOM, "signed SR header: %s", cond.text());
+    if (q.codes && (st = add_scheme_if_used(doc, *q.codes, err)) != RD_OK)
+        return st;
+    if ((st = set_series_time(doc, err)) != RD_OK)
+        return st;
+    std::string dt = q.datetime && q.datetime[0] ? q.datetime : now_dt("%Y%m%d%H%M%S");
+    cond = doc.verifyDocument(q.verifier_name, q.organization, dt.c_str());
+    if (cond.bad())
+        return rd_error_set(err, RD_E_INVALID, "verifying observer: %s", cond.text());
+
+    if (g.sop_uid.empty() && !make_uid(g.sop_uid))
+        return rd_error_set(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
+    DcmFileFormat ff;
+    DcmDataset *ds = ff.getDataset();
+    cond = doc.write(*ds);
+    if (cond.good())
+        cond = ds->putAndInsertString(DCM_SeriesInstanceUID, g.signed_series.c_str());
+    if (cond.good())
+        cond = ds->putAndInsertString(DCM_SOPInstanceUID, g.sop_uid.c_str());
+    DcmElement *eq = nullptr;
+    if (cond.good() &&
+        g.in_ff.getDataset()->findAndGetElement(DCM_ContributingEquipmentSequence, eq).good() &&
+        eq) {
+        DcmElement *copy = OFstatic_cast(DcmElement *, eq->clone());
+        if (!copy)
+            return rd_error_set(err, RD_E_NOMEM, "out of memory");
+        cond = ds->insert(copy, OFTrue);
+        if (cond.bad())
+            delete copy;
+    }
+    if (cond.bad())
+        return rd_error_set(err, RD_E_DICOM, "writing the signed SR dataset: %s", cond.text());
+    st = put_author_observer(ds, q.verifier_name, q.organization, err);
+    if (st == RD_OK)
+        st = save_atomic(ff, out_path, err);
+    if (st != RD_OK)
+        return st;
+    OFString sop_class;
+    doc.getSOPClassUID(sop_class);
+    fill_result(res, g.study.c_str(), g.signed_series, g.sop_uid, sop_class.c_str(),
+                static_cast<int>(doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances()),
+                std::string());
+    return RD_OK;
+}
+
 rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const char *out_path,
                       rd_sr_result *res, rd_error *err)
 {
     init_once();
     if (!p || !out_path || !out_path[0])
         return rd_error_set(err, RD_E_INVALID, "missing parameters or output path");
-    if (!p->verifier_name || !p->verifier_name[0] || !p->organization || !p->organization[0])
-        return rd_error_set(err, RD_E_INVALID,
-                            "the verifier's name and organization are "
-                            "required");
-    if (!valid_utf8(p->verifier_name) || !valid_utf8(p->organization))
-        return rd_error_set(err, RD_E_INVALID, "verifier or organization is not UTF-8");
-    if (p->series_number < 0)
-        return rd_error_set(err, RD_E_INVALID, "negative series number");
-    std::string sop_uid;
-    if (p->sop_instance_uid && p->sop_instance_uid[0]) {
-        sop_uid = p->sop_instance_uid;
-        if (!valid_uid(sop_uid))
-            return rd_error_set(err, RD_E_INVALID, "SOP Instance UID '%.64s' is not a valid UID",
-                                p->sop_instance_uid);
-    }
     rd_status st = RD_OK;
     if (p->findings_text)
         st = check_text("findings", p->findings_text, err);
@@ -1004,54 +1189,21 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
         if (st != RD_OK)
             return st;
     }
-
-    DcmFileFormat draft_ff;
-    DSRDocument doc;
-    st = read_sr(draft_ff, doc, draft_path, 0, err);
-    if (st != RD_OK)
+    const sign_request q = {p->verifier_name,
+                            p->organization,
+                            p->datetime,
+                            p->sop_instance_uid,
+                            p->amend,
+                            p->series_number,
+                            RD_SR_SIGNED_SERIES_NAMESPACE,
+                            RD_SR_DEFAULT_SIGNED_SERIES_NUMBER,
+                            "radraft signed reports",
+                            p->codes};
+    signing g;
+    if ((st = sign_begin(draft_path, q, g, err)) != RD_OK)
         return st;
-    bool verified = doc.getVerificationFlag() == DSRTypes::VF_Verified;
-    bool complete = doc.getCompletionFlag() == DSRTypes::CF_Complete;
-    if (!p->amend && (verified || complete))
-        return rd_error_set(err, RD_E_INVALID,
-                            "%s is already complete or verified; sign the draft, or amend "
-                            "the signed SR",
-                            draft_path);
-    if (p->amend && !(verified && complete))
-        return rd_error_set(err, RD_E_INVALID,
-                            "%s is not a signed SR (complete and verified); only a signed SR "
-                            "is amended",
-                            draft_path);
-    OFString study, series, sop_class, sop, instance_number, input_series_number;
-    doc.getStudyInstanceUID(study);
-    doc.getSeriesInstanceUID(series);
-    doc.getSOPClassUID(sop_class);
-    doc.getSOPInstanceUID(sop);
-    doc.getInstanceNumber(instance_number);
-    doc.getSeriesNumber(input_series_number);
-    if (!sop_uid.empty() && sop_uid == sop.c_str())
-        return rd_error_set(err, RD_E_INVALID,
-                            "the SOP Instance UID asked for is %s's own: a signed SR is a new "
-                            "instance",
-                            draft_path);
-    std::string signed_series;
-    if (!valid_uid(study.c_str()) || !make_signed_series_uid(study.c_str(), signed_series))
-        return rd_error_set(err, RD_E_INVALID, "%s: malformed Study Instance UID", draft_path);
-    // The signed series keeps one number: an amendment of an SR already in it keeps its
-    // number; anything else gets the caller's or the default.
-    long in_series = to_long(input_series_number);
-    long series_number = p->series_number;
-    if (series_number == 0)
-        series_number = p->amend && series == signed_series.c_str() && in_series > 0
-                            ? in_series
-                            : RD_SR_DEFAULT_SIGNED_SERIES_NUMBER;
-    if (!p->amend && series_number == in_series)
-        return rd_error_set(err, RD_E_INVALID,
-                            "series number %ld is the draft's; the signed series needs "
-                            "another",
-                            series_number);
 
-    DSRDocumentTree &t = doc.getTree();
+    DSRDocumentTree &t = g.doc.getTree();
     bool has_findings = false, has_impression = false;
     for (size_t id = t.gotoRoot(); id != 0; id = t.iterate()) {
         DSRContentItem &it = t.getCurrentContentItem();
@@ -1102,76 +1254,7 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
     if (st != RD_OK)
         return st;
 
-    long inst = to_long(instance_number);
-    char num[24], series_num[24];
-    std::snprintf(num, sizeof num, "%ld", inst > 0 && inst < 1000000000L ? inst + 1 : 2);
-    std::snprintf(series_num, sizeof series_num, "%ld", series_number);
-    OFCondition cond;
-    if (p->amend) {
-        // dcmsr's revision: the input becomes the only predecessor, and its verification
-        // and completion are reset for the new version's.
-        cond = doc.createRevisedVersion(OFTrue);
-    } else {
-        doc.createNewSOPInstance();
-        doc.getPredecessorDocuments().clear();
-        cond = doc.getPredecessorDocuments().addItem(study, series, sop_class, sop);
-    }
-    if (cond.good())
-        cond = doc.setInstanceNumber(num);
-    if (cond.good())
-        cond = doc.setSeriesNumber(series_num);
-    if (cond.good())
-        cond = doc.setSeriesDescription("radraft signed reports");
-    if (cond.good())
-        cond = doc.setContentDate(now_dt("%Y%m%d").c_str());
-    if (cond.good())
-        cond = doc.setContentTime(now_dt("%H%M%S").c_str());
-    if (cond.good())
-        cond = doc.completeDocument();
-    if (cond.good())
-        cond = doc.setPreliminaryFlag(DSRTypes::PF_Final);
-    if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "signed SR header: %s", cond.text());
-    if (p->codes && (st = add_scheme_if_used(doc, *p->codes, err)) != RD_OK)
-        return st;
-    if ((st = set_series_time(doc, err)) != RD_OK)
-        return st;
-    std::string dt = p->datetime && p->datetime[0] ? p->datetime : now_dt("%Y%m%d%H%M%S");
-    cond = doc.verifyDocument(p->verifier_name, p->organization, dt.c_str());
-    if (cond.bad())
-        return rd_error_set(err, RD_E_INVALID, "verifying observer: %s", cond.text());
-
-    if (sop_uid.empty() && !make_uid(sop_uid))
-        return rd_error_set(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
-    DcmFileFormat ff;
-    DcmDataset *ds = ff.getDataset();
-    cond = doc.write(*ds);
-    if (cond.good())
-        cond = ds->putAndInsertString(DCM_SeriesInstanceUID, signed_series.c_str());
-    if (cond.good())
-        cond = ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
-    DcmElement *eq = nullptr;
-    if (cond.good() &&
-        draft_ff.getDataset()->findAndGetElement(DCM_ContributingEquipmentSequence, eq).good() &&
-        eq) {
-        DcmElement *copy = OFstatic_cast(DcmElement *, eq->clone());
-        if (!copy)
-            return rd_error_set(err, RD_E_NOMEM, "out of memory");
-        cond = ds->insert(copy, OFTrue);
-        if (cond.bad())
-            delete copy;
-    }
-    if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "writing the signed SR dataset: %s", cond.text());
-    st = put_author_observer(ds, p->verifier_name, p->organization, err);
-    if (st == RD_OK)
-        st = save_atomic(ff, out_path, err);
-    if (st != RD_OK)
-        return st;
-    fill_result(res, study.c_str(), signed_series, sop_uid, sop_class.c_str(),
-                static_cast<int>(doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances()),
-                std::string());
-    return RD_OK;
+    return sign_finish(g, q, out_path, res, err);
 }
 
 char *dup_text(const std::string &s)
