@@ -33,7 +33,9 @@ static const char report_help[] =
     "lateral) is decoded and embedded by the encoder model, the most similar studies of the\n"
     "archive vote, and the combined scores drive the generator. Nothing is recorded: no\n"
     "review item, no outbox delivery.\n\n"
-    "  -o, --output FILE      the SR to write (default: ./<StudyInstanceUID>-draft-sr.dcm)\n"
+    "  -o, --output FILE      the SR to write (default: ./<StudyInstanceUID>-draft-sr.dcm);\n"
+    "                         with sr.air (the default) the AI Results SR goes beside it, as\n"
+    "                         FILE less its .dcm and -sr, then -air-sr.dcm\n"
     "  --model M              encoder model folder or model.json (encoder.model)\n"
     "  --data-dir D           whose radraft.db holds the archive (server.data_dir); with\n"
     "                         archive.load_seed, the model's seed archive is loaded into it\n"
@@ -130,9 +132,9 @@ static int print_json(cJSON *obj)
     return 0;
 }
 
-static void add_result(cJSON *obj, const char *path, const rd_sr_result *res)
+static void add_result(cJSON *obj, const char *key, const char *path, const rd_sr_result *res)
 {
-    cJSON *sr = cJSON_AddObjectToObject(obj, "sr");
+    cJSON *sr = cJSON_AddObjectToObject(obj, key);
     if (!sr)
         return;
     cJSON_AddStringToObject(sr, "path", path);
@@ -193,6 +195,21 @@ static rd_status draft_from_scores(rd_cli *cli, char **files, int n, const rd_di
                                     d->model_version, &codes, out_path, &d->sr, err);
     if (st == RD_OK && d->sr.warning[0])
         fprintf(stderr, "radraft report: warning: %s\n", d->sr.warning);
+    /* The AI results name the image they were computed from; without a frontal one there
+     * is none to name. */
+    if (st == RD_OK && cli->cfg.sr_air && d->frontal < 0)
+        fprintf(stderr, "radraft report: no AI results SR: no frontal image\n");
+    else if (st == RD_OK && cli->cfg.sr_air &&
+             (st = rd_pipeline_air_sr_path(out_path, d->air_sr_path, sizeof d->air_sr_path, err)) ==
+                 RD_OK)
+        st = rd_pipeline_write_air_sr(
+            (const char *const *)files, n, d->frontal_sop_instance_uid, &d->draft, scores, &th,
+            d->model_name, d->model_version,
+            "probability: the score given on the command line; state: present at or above the "
+            "present threshold, uncertain at or above the uncertain threshold",
+            &codes, d->air_sr_path, &d->air_sr, err);
+    if (st != RD_OK)
+        d->air_sr_path[0] = '\0';
 out:
     rd_generator_free(gen);
     return st;
@@ -323,7 +340,11 @@ static int print_report_json(char **files, int n, const rd_pipeline_draft *d, in
         cJSON_AddNumberToObject(ms, "generate", d->ms_generate);
         cJSON_AddNumberToObject(ms, "write", d->ms_write);
     }
-    add_result(obj, d->sr_path, &d->sr);
+    add_result(obj, "sr", d->sr_path, &d->sr);
+    if (d->air_sr_path[0])
+        add_result(obj, "air_sr", d->air_sr_path, &d->air_sr);
+    else
+        cJSON_AddNullToObject(obj, "air_sr");
     rc = print_json(obj);
 out:
     cJSON_Delete(obj);
@@ -468,8 +489,8 @@ int rd_cmd_report(int argc, char **argv)
         goto out;
     }
     if (!json) {
-        printf("%s\n\nFINDINGS:\n%s\n\nIMPRESSION:\n%s\n", d.sr_path, d.draft.findings_text,
-               d.draft.impression_text);
+        printf("%s\n%s%s\nFINDINGS:\n%s\n\nIMPRESSION:\n%s\n", d.sr_path, d.air_sr_path,
+               d.air_sr_path[0] ? "\n" : "", d.draft.findings_text, d.draft.impression_text);
         rc = RD_EXIT_OK;
         goto out;
     }
@@ -565,7 +586,7 @@ int rd_cmd_sign(int argc, char **argv)
     }
     cJSON_AddStringToObject(obj, "draft", draft_path);
     cJSON_AddStringToObject(obj, "predecessor_sop_instance_uid", predecessor);
-    add_result(obj, out_path, &res);
+    add_result(obj, "sr", out_path, &res);
     if (print_json(obj) != 0) {
         rd_cli_error(&cli, "out of memory");
         goto out;

@@ -328,8 +328,24 @@ RD_TEST(study_drafted_once_and_non_chest_skipped)
     CHECK_OK(rd_store_count_reviews(rd_pipeline_worker_store(w), res.study_uid, "draft", &n, &err),
              &err);
     CHECK_EQ_INT((int)n, 1);
+    /* The text SR and, with sr.air (the default), the AI Results SR beside it, both queued
+     * and both named by the review item. */
     CHECK_OK(rd_store_outbox_count(rd_pipeline_worker_store(w), "pending", &n, &err), &err);
-    CHECK_EQ_INT((int)n, 1);
+    CHECK_EQ_INT((int)n, 2);
+    {
+        rd_store_review_item it;
+        rd_sr_info info;
+        REQUIRE_OK(rd_store_review_get(rd_pipeline_worker_store(w), res.review_id, &it, &err),
+                   &err);
+        CHECK(strstr(it.air_sr_path, "-draft-air-sr.dcm") != NULL);
+        CHECK(stat(it.air_sr_path, &sb) == 0 && sb.st_size > 0);
+        CHECK_OK(rd_sr_read(it.air_sr_path, NULL, &info, &err), &err);
+        CHECK(info.is_air);
+        CHECK_STR(info.sop_instance_uid, it.air_sr_sop_instance_uid);
+        CHECK_STR(info.study_uid, res.study_uid);
+        rd_sr_info_free(&info);
+        rd_store_review_item_clear(&it);
+    }
 
     /* Same instances in another order: the same content version, nothing new. */
     const char *again[2] = {pa, lat};
