@@ -1,8 +1,9 @@
 #!/bin/bash
 # Crash and restart: `radraft serve` is killed (SIGKILL) while it drafts, then restarted;
 # `radraft batch` is killed midway through 40 studies, then run again. Afterwards every
-# study is drafted exactly once: one review item and one SR file per study, one delivery per
-# SR, and the rerun of batch drafts only what the killed run had not finished.
+# study is drafted exactly once: one review item, one SR file and one AI Results SR file per
+# study, one delivery per SR, and the rerun of batch drafts only what the killed run had not
+# finished.
 #
 # usage: bash test_e2e_restart.sh RADRAFT SHARED_DATA WORKDIR
 set -u
@@ -62,22 +63,25 @@ before=$(q rd/radraft.db "SELECT COUNT(*) FROM reviews")
 [ "$before" -lt $NS ] && pass "killed serve with $before of $NS studies drafted" || fail "serve finished all $NS before the kill (test premise)"
 start_serve || fail "serve did not restart"
 for _ in $(seq 1 300); do
-    [ "$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state='done'")" -ge $NS ] && break
+    [ "$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state='done'")" -ge $((2 * NS)) ] && break
     sleep 0.1
 done
 sleep 1
 reviews=$(q rd/radraft.db "SELECT COUNT(*) FROM reviews")
 studies=$(q rd/radraft.db "SELECT COUNT(DISTINCT study_uid) FROM reviews")
 srs=$(ls rd/sr/*-draft-sr.dcm 2>/dev/null | wc -l)
+airs=$(ls rd/sr/*-draft-air-sr.dcm 2>/dev/null | wc -l)
 deliveries=$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state='done'")
 received=$(find received -type f | wc -l)
 [ "$reviews" = $NS ] && [ "$studies" = $NS ] && pass "serve: $NS review items after the restart" \
     || fail "serve: $reviews review items for $studies studies (expected $NS)"
-[ "$srs" = $NS ] && pass "serve: $NS SR files" || fail "serve: $srs SR files (expected $NS)"
-[ "$deliveries" = $NS ] && [ "$received" = $NS ] && pass "serve: $NS SRs delivered once each" \
-    || fail "serve: $deliveries deliveries done, $received files at storescp (expected $NS)"
+[ "$srs" = $NS ] && [ "$airs" = $NS ] && pass "serve: $NS SR and $NS AI results SR files" ||
+    fail "serve: $srs SR and $airs AI results SR files (expected $NS each)"
+[ "$deliveries" = $((2 * NS)) ] && [ "$received" = $((2 * NS)) ] && pass "serve: $((2 * NS)) SRs delivered once each" \
+    || fail "serve: $deliveries deliveries done, $received files at storescp (expected $((2 * NS)))"
 [ "$(q rd/radraft.db "SELECT COUNT(*) FROM jobs WHERE state<>'done'")" = 0 ] || fail "serve: unfinished jobs: $(q rd/radraft.db "SELECT id, state, error FROM jobs WHERE state<>'done'")"
-[ -z "$(ls rd/sr | grep -v -- '-draft-sr.dcm$')" ] || fail "serve: stray files in rd/sr: $(ls rd/sr | grep -v -- '-draft-sr.dcm$')"
+[ -z "$(ls rd/sr | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')" ] ||
+    fail "serve: stray files in rd/sr: $(ls rd/sr | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')"
 kill -TERM $SERVER; wait $SERVER
 SERVER=
 
@@ -102,9 +106,12 @@ done_before=$(sed -n 's/^  done before *\([0-9]*\)$/\1/p' batch2.log)
 reviews=$(q bd/radraft.db "SELECT COUNT(*) FROM reviews")
 studies=$(q bd/radraft.db "SELECT COUNT(DISTINCT study_uid) FROM reviews")
 srs=$(ls out/*-draft-sr.dcm | wc -l)
-[ "$reviews" = $N ] && [ "$studies" = $N ] && [ "$srs" = $N ] && pass "batch: $N review items and $N SRs" \
-    || fail "batch: $reviews review items, $studies studies, $srs SRs (expected $N)"
-[ -z "$(ls out | grep -v -- '-draft-sr.dcm$')" ] || fail "batch: stray files in out: $(ls out | grep -v -- '-draft-sr.dcm$')"
+airs=$(ls out/*-draft-air-sr.dcm | wc -l)
+[ "$reviews" = $N ] && [ "$studies" = $N ] && [ "$srs" = $N ] && [ "$airs" = $N ] &&
+    pass "batch: $N review items, $N SRs and $N AI results SRs" \
+    || fail "batch: $reviews review items, $studies studies, $srs SRs, $airs AI results SRs (expected $N)"
+[ -z "$(ls out | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')" ] ||
+    fail "batch: stray files in out: $(ls out | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')"
 "$RADRAFT" batch archive --data-dir bd --out out --model model >batch3.log 2>&1 || fail "third run"
 grep -q "^  done before  $N$" batch3.log && pass "a third run drafts nothing" || fail "third run: $(cat batch3.log | tail -6)"
 
