@@ -180,17 +180,22 @@ typedef struct rd_review_signed {
     char sr_sop_instance_uid[RD_UID_SIZE];
     char series_uid[RD_UID_SIZE];
     char predecessor_sop_instance_uid[RD_UID_SIZE];
+    /* The signed AI Results SR (sr.air, an item drafted with one): "" when none. */
+    char air_sr_path[1024];
+    char air_sr_sop_instance_uid[RD_UID_SIZE];
     int destinations; /* outbox deliveries queued */
     int archived;     /* the study became (or replaced) its archive entry */
 } rd_review_signed;
 
 /* Signs a claimed item (`amend` NULL), or amends a signed one with `amend`'s changes: writes
  * the verified SR (COMPLETE, VERIFIED, FINAL; the user's display name as verifier and
- * author, review.organization; predecessor: the draft, or the previous signed version),
- * then in one transaction records it, queues it to every outbox destination, makes the
- * study an archive entry of source signed with the draft-time embedding and the final
- * states (replacing an earlier one), and audits it. RD_E_CONFIG without
- * review.organization. */
+ * author, review.organization; predecessor: the draft, or the previous signed version)
+ * and, with sr.air and an item drafted with one, the signed AI Results SR (the final states;
+ * rd_sr_write_air_signed, in the study's signed AI results series, beside the signed SR as
+ * "...-signed-vN-air-sr.dcm"), then in one transaction records them, queues both to every
+ * outbox destination, makes the study an archive entry of source signed with the
+ * draft-time embedding and the final states (replacing an earlier one), and audits it. RD_E_CONFIG
+ * without review.organization. */
 rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const char *user,
                          const rd_review_changes *amend, rd_review_signed *out, rd_error *err);
 
