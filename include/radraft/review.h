@@ -56,6 +56,16 @@ rd_status rd_review_sign_file(const rd_config *cfg, const char *draft_path,
                               const char *out_dir, char *written, size_t size,
                               char predecessor[RD_UID_SIZE], rd_sr_result *res, rd_error *err);
 
+/* Signs the AI Results SR at `air_path` (the one written beside the draft SR at
+ * `draft_path`) into `out_path`: its states become the final ones, what the labeler of
+ * `cfg` reads in the final texts (sig's edited texts, else the draft's), as signing in the
+ * queue does; the verifier, organization and date-time are sig's
+ * (rd_sr_write_air_signed). Errors: those of rd_review_sign_file and
+ * rd_sr_write_air_signed. */
+rd_status rd_review_sign_air_file(const rd_config *cfg, const char *draft_path,
+                                  const char *air_path, const rd_review_signature *sig,
+                                  const char *out_path, rd_sr_result *res, rd_error *err);
+
 /* A reported study's image as an archive entry: decodes `image_path` (metadata `meta`,
  * with cfg's dicom.* options), embeds it with `enc` (its embedding only), and adds it to
  * `ix` and the store `s` keyed by its SOP Instance UID, with its patient (hashed with

@@ -67,7 +67,11 @@ static const char sign_help[] =
     "  --impression TEXT      edited impression text (default: the draft's)\n"
     "  --datetime DT          verification date-time YYYYMMDDHHMMSS (default: now)\n"
     "  -o, --output FILE      the SR to write (default: ./<StudyInstanceUID>-signed-sr.dcm)\n"
-    "  --json                 print the signed SR's path and UIDs as JSON\n" RD_CLI_COMMON_HELP;
+    "  --air AIR.dcm          also sign the draft's AI Results SR: its states become what the\n"
+    "                         final texts say\n"
+    "  --air-output FILE      the signed AI Results SR (default: the signed SR's path less its\n"
+    "                         .dcm and -sr, then -air-sr.dcm)\n"
+    "  --json                 print the signed SRs' paths and UIDs as JSON\n" RD_CLI_COMMON_HELP;
 
 /* ---- scores ---------------------------------------------------------------------- */
 
@@ -513,7 +517,9 @@ int rd_cmd_sign(int argc, char **argv)
         OPT_ORG,
         OPT_FINDINGS,
         OPT_IMPRESSION,
-        OPT_DATETIME
+        OPT_DATETIME,
+        OPT_AIR,
+        OPT_AIR_OUTPUT
     };
     static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
                                          {"json", no_argument, NULL, OPT_JSON},
@@ -522,14 +528,16 @@ int rd_cmd_sign(int argc, char **argv)
                                          {"findings", required_argument, NULL, OPT_FINDINGS},
                                          {"impression", required_argument, NULL, OPT_IMPRESSION},
                                          {"datetime", required_argument, NULL, OPT_DATETIME},
+                                         {"air", required_argument, NULL, OPT_AIR},
+                                         {"air-output", required_argument, NULL, OPT_AIR_OUTPUT},
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
     rd_review_signature sig;
-    rd_sr_result res;
-    const char *out_arg = NULL;
-    char out_path[1024], predecessor[RD_UID_SIZE];
+    rd_sr_result res, air_res;
+    const char *out_arg = NULL, *air_arg = NULL, *air_out_arg = NULL;
+    char out_path[1024], predecessor[RD_UID_SIZE], air_path[1024] = "";
     int json = 0, opt, rc;
     cJSON *obj = NULL;
 
@@ -558,10 +566,18 @@ int rd_cmd_sign(int argc, char **argv)
         case OPT_DATETIME:
             sig.datetime = optarg;
             break;
+        case OPT_AIR:
+            air_arg = optarg;
+            break;
+        case OPT_AIR_OUTPUT:
+            air_out_arg = optarg;
+            break;
         }
     }
     if (opt < 0)
         return rc;
+    if (air_out_arg && !air_arg)
+        return rd_cli_usage_error(&cli, sign_help, "--air-output needs --air");
     if (argc - optind != 1 || !sig.verifier_name || !sig.organization)
         return rd_cli_usage_error(&cli, sign_help,
                                   "give one draft SR, --verifier and --organization");
@@ -574,8 +590,24 @@ int rd_cmd_sign(int argc, char **argv)
         rd_cli_error(&cli, "%s", rd_error_message(&err));
         goto out;
     }
+    if (air_arg) {
+        rd_status ast =
+            air_out_arg ? (rd_strlcpy(air_path, air_out_arg, sizeof air_path) < sizeof air_path
+                               ? RD_OK
+                               : rd_error_set(&err, RD_E_INVALID, "--air-output: path too long"))
+                        : rd_pipeline_air_sr_path(out_path, air_path, sizeof air_path, &err);
+        if (ast == RD_OK)
+            ast = rd_review_sign_air_file(&cli.cfg, draft_path, air_arg, &sig, air_path, &air_res,
+                                          &err);
+        if (ast != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            goto out;
+        }
+    }
     if (!json) {
         printf("%s\n", out_path);
+        if (air_arg)
+            printf("%s\n", air_path);
         rc = RD_EXIT_OK;
         goto out;
     }
@@ -587,6 +619,8 @@ int rd_cmd_sign(int argc, char **argv)
     cJSON_AddStringToObject(obj, "draft", draft_path);
     cJSON_AddStringToObject(obj, "predecessor_sop_instance_uid", predecessor);
     add_result(obj, "sr", out_path, &res);
+    if (air_arg)
+        add_result(obj, "air_sr", air_path, &air_res);
     if (print_json(obj) != 0) {
         rd_cli_error(&cli, "out of memory");
         goto out;
