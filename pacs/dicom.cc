@@ -7,6 +7,7 @@
  * here throws across the extern "C" boundary or aborts on a bad file.
  */
 #include "dicom_shim.h"
+#include "dcm_uid.h"
 #include "j2k.h"
 
 #include "radraft/error.h"
@@ -278,10 +279,10 @@ void fill_meta(DcmDataset *ds, E_TransferSyntax xfer, rd_dicom_meta *m)
     put(m->patient_name, sizeof m->patient_name, td.decode(get_str(ds, DCM_PatientName), "\\^="));
     put(m->patient_birth_date, sizeof m->patient_birth_date, get_str(ds, DCM_PatientBirthDate));
     put(m->patient_sex, sizeof m->patient_sex, get_str(ds, DCM_PatientSex));
-    put(m->study_uid, sizeof m->study_uid, get_str(ds, DCM_StudyInstanceUID));
-    put(m->series_uid, sizeof m->series_uid, get_str(ds, DCM_SeriesInstanceUID));
-    put(m->sop_instance_uid, sizeof m->sop_instance_uid, get_str(ds, DCM_SOPInstanceUID));
-    std::string sop_class = get_str(ds, DCM_SOPClassUID);
+    put(m->study_uid, sizeof m->study_uid, raw_uid(ds, DCM_StudyInstanceUID));
+    put(m->series_uid, sizeof m->series_uid, raw_uid(ds, DCM_SeriesInstanceUID));
+    put(m->sop_instance_uid, sizeof m->sop_instance_uid, raw_uid(ds, DCM_SOPInstanceUID));
+    std::string sop_class = raw_uid(ds, DCM_SOPClassUID);
     put(m->sop_class_uid, sizeof m->sop_class_uid, sop_class);
     if (!sop_class.empty())
         put(m->sop_class_name, sizeof m->sop_class_name, dcmFindNameOfUID(sop_class.c_str(), ""));

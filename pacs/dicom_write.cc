@@ -5,6 +5,7 @@
 // next to its destination and renamed into place. Nothing here reads the clock or makes
 // random UIDs, so the same arguments give the same bytes.
 #include "radraft/dicom_write.h"
+#include "radraft/uid.h"
 
 #include "first_error.h"
 
@@ -149,20 +150,6 @@ class builder : public first_error
     DcmItem *item_;
 };
 
-bool valid_uid(const char *uid)
-{
-    size_t n;
-    if (!uid || !uid[0])
-        return false;
-    n = std::strlen(uid);
-    if (n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((uid[i] >= '0' && uid[i] <= '9') || uid[i] == '.'))
-            return false;
-    return true;
-}
-
 void put_code(builder &b, DcmItem *it, const char *value, const char *scheme, const char *meaning)
 {
     if (!it)
@@ -257,8 +244,8 @@ extern "C" rd_status rd_dicom_write_xray(const char *path, const rd_image *img,
     if (!(info->pixel_spacing > 0.0 && info->pixel_spacing < 100.0))
         return rd_error_set(err, RD_E_INVALID, "%s: pixel spacing %g mm outside (0, 100)", path,
                             info->pixel_spacing);
-    if (!valid_uid(info->study_uid) || !valid_uid(info->series_uid) ||
-        !valid_uid(info->sop_instance_uid))
+    if (!rd_uid_valid(info->study_uid) || !rd_uid_valid(info->series_uid) ||
+        !rd_uid_valid(info->sop_instance_uid))
         return rd_error_set(err, RD_E_INVALID,
                             "%s: study, series and SOP instance UIDs must be 1..64 digits and dots",
                             path);

@@ -20,20 +20,34 @@
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmtls/tlslayer.h>
+#include <zlib.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <iterator>
+#include <list>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "dcm_uid.h"
 #include "radraft/log.h"
+#include "radraft/uid.h"
 
 namespace
 {
@@ -48,6 +62,7 @@ void copy_text(char *dst, const char *src, size_t size)
 }
 
 std::once_flag g_init_once;
+std::once_flag g_skip_verify_warned;
 
 // Transfer syntaxes the listener can receive (every one DCMTK knows but the private GE
 // one and the never-used big endian implicit).
@@ -117,61 +132,153 @@ void drain(DcmOutputBufferStream &stream, std::vector<unsigned char> &out)
                    static_cast<unsigned char *>(p) + len);
 }
 
-// The largest dataset the listener takes in (a hard cap on memory per association).
+// The largest dataset the listener takes in; the bytes of a larger one are read and dropped,
+// and it is refused (0xA700).
 const size_t k_max_dataset = static_cast<size_t>(2047) << 20;
 
-// A DcmConsumer that appends to a vector: DCMTK streams the received PDV bytes into it
-// untouched, so that the stored dataset is exactly what the peer sent.
-class MemConsumer : public DcmConsumer
+// What one association may buffer of a dataset before writing it to its spool file.
+const size_t k_spool_buffer = static_cast<size_t>(256) << 10;
+
+// A DcmConsumer that writes to the spool file through a bounded buffer: DCMTK streams the
+// received PDV bytes into it untouched, so that the stored dataset is exactly what the peer
+// sent. It never refuses bytes (a failed receive would leave the association out of step):
+// after a write error, or past k_max_dataset, it drops them and says so afterwards.
+class SpoolConsumer : public DcmConsumer
 {
   public:
-    explicit MemConsumer(std::vector<unsigned char> &out) : out_(out) {}
+    explicit SpoolConsumer(int fd) : fd_(fd)
+    {
+        buf_.reserve(k_spool_buffer);
+    }
     OFBool good() const override
-    {
-        return ok_;
-    }
-    OFCondition status() const override
-    {
-        return ok_ ? EC_Normal : EC_MemoryExhausted;
-    }
-    OFBool isFlushed() const override
     {
         return OFTrue;
     }
+    OFCondition status() const override
+    {
+        return EC_Normal;
+    }
+    OFBool isFlushed() const override
+    {
+        return buf_.empty();
+    }
     offile_off_t avail() const override
     {
-        return ok_ ? 1 << 30 : 0;
+        return 1 << 30;
     }
-    offile_off_t write(const void *buf, offile_off_t len) override
+    offile_off_t write(const void *data, offile_off_t len) override
     {
-        if (!ok_ || len < 0)
+        if (len <= 0)
             return 0;
         size_t n = static_cast<size_t>(len);
-        if (n > k_max_dataset || out_.size() > k_max_dataset - n) {
-            ok_ = false; // over the cap: the receive fails, nothing is stored
-            return 0;
-        }
-        try {
-            const unsigned char *p = static_cast<const unsigned char *>(buf);
-            out_.insert(out_.end(), p, p + n);
-        } catch (const std::bad_alloc &) {
-            ok_ = false;
-            return 0;
+        if (n > k_max_dataset - total_)
+            too_large_ = true;
+        else
+            total_ += n;
+        if (fd_ < 0 || errno_ != 0 || too_large_)
+            return len;
+        const unsigned char *p = static_cast<const unsigned char *>(data);
+        while (n > 0) {
+            size_t take = std::min(n, k_spool_buffer - buf_.size());
+            buf_.insert(buf_.end(), p, p + take);
+            p += take;
+            n -= take;
+            if (buf_.size() == k_spool_buffer)
+                flush();
         }
         return len;
     }
-    void flush() override {}
+    void flush() override
+    {
+        size_t done = 0;
+        while (fd_ >= 0 && errno_ == 0 && done < buf_.size()) {
+            ssize_t w = ::write(fd_, buf_.data() + done, buf_.size() - done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                errno_ = w < 0 ? errno : EIO;
+            else
+                done += static_cast<size_t>(w);
+        }
+        buf_.clear();
+    }
+    size_t total() const
+    {
+        return total_;
+    }
+    bool too_large() const
+    {
+        return too_large_;
+    }
+    int error() const
+    {
+        return errno_;
+    }
 
   private:
-    std::vector<unsigned char> &out_;
-    bool ok_ = true;
+    int fd_;
+    std::vector<unsigned char> buf_;
+    size_t total_ = 0;
+    bool too_large_ = false;
+    int errno_ = 0;
 };
 
-class MemOutputStream : public DcmOutputStream
+class ConsumerStream : public DcmOutputStream
 {
   public:
-    explicit MemOutputStream(DcmConsumer *consumer) : DcmOutputStream(consumer) {}
+    explicit ConsumerStream(DcmConsumer *consumer) : DcmOutputStream(consumer) {}
 };
+
+// The size a raw-deflated dataset (PS3.5 A.5) in `path` from `offset` on inflates to,
+// counted by inflating it through a small buffer, stopping once it exceeds `limit`.
+// Returns false with `why` when the stream cannot be read or inflated.
+bool inflated_size(const char *path, size_t offset, size_t limit, size_t *out, std::string &why)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) {
+        why = strerror(errno);
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, -MAX_WBITS) != Z_OK) {
+        close(fd);
+        why = "zlib cannot start";
+        return false;
+    }
+    std::vector<unsigned char> in(1 << 16), outbuf(1 << 18);
+    int rc = Z_OK;
+    size_t total = 0;
+    bool ok = true;
+    while (rc != Z_STREAM_END && total <= limit) {
+        ssize_t n = read(fd, in.data(), in.size());
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; // the end of the file: a truncated stream inflates to what it holds
+        z.next_in = in.data();
+        z.avail_in = static_cast<uInt>(n);
+        do {
+            z.next_out = outbuf.data();
+            z.avail_out = static_cast<uInt>(outbuf.size());
+            rc = inflate(&z, Z_NO_FLUSH);
+            if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+                why = z.msg ? z.msg : "not a deflate stream";
+                ok = false;
+                break;
+            }
+            total += outbuf.size() - z.avail_out;
+        } while (ok && rc != Z_STREAM_END && z.avail_out == 0 && total <= limit);
+        if (!ok)
+            break;
+    }
+    inflateEnd(&z);
+    close(fd);
+    *out = total;
+    return ok;
+}
 
 // Writes radraft's file meta header (preamble, "DICM", group 0002) for an instance of
 // `sop_class`/`sop_inst` in `xfer` into `out`.
@@ -210,22 +317,66 @@ bool has(const char *s)
     return s && s[0];
 }
 
+// The system's trusted CAs (Debian's ca-certificates, hashed for OpenSSL): whom a peer's
+// certificate must chain to when no CA file is configured.
+const char k_system_ca_dir[] = "/etc/ssl/certs";
+
+// Handing an accepted socket to DCMTK. DCMTK takes the socket of a new association from a
+// process-wide setting (dcmExternalSocketHandle, meant for inetd) that it reads when it
+// creates the network and once at the start of each association request, then hands the
+// socket to its transport layer's createConnection. A connection thread holds g_handoff from
+// setting the socket until that call, which releases it: no two threads' sockets mix, and
+// the lock is never held across a read from the network (the TLS handshake and the request
+// itself are read after it), so a slow peer holds only its own thread.
+std::mutex g_handoff;
+thread_local bool t_handoff_held = false; // this thread holds g_handoff
+thread_local bool t_socket_taken = false; // DCMTK's createConnection got this thread's socket
+
+void handoff_release()
+{
+    if (t_handoff_held) {
+        dcmExternalSocketHandle.set(-1);
+        t_handoff_held = false;
+        g_handoff.unlock();
+    }
+}
+
+// A transport layer (plain TCP or TLS) that releases the hand-off when DCMTK gives it the
+// socket. As a sender's layer it behaves exactly as its base.
+template <class Base> class HandoffLayer : public Base
+{
+  public:
+    using Base::Base;
+    DcmTransportConnection *createConnection(DcmNativeSocketType sock, OFBool secure) override
+    {
+        t_socket_taken = true;
+        handoff_release();
+        return Base::createConnection(sock, secure);
+    }
+};
+
 // A TLS layer for `role` with the given PEM files (each may be NULL or ""): the BCP 195
-// profile (TLS 1.2+, strong ciphers). With a CA file the peer's certificate is required
-// and verified; without one it is not checked. On failure *out is NULL and `err` says why.
+// profile (TLS 1.2+, strong ciphers). With `verify` the peer must present a certificate
+// that chains to a CA of the CA file, or of the system store when there is none (the
+// certificate chain is checked, not the host name: DICOM peers are known by AE title and
+// certificate); without it any certificate or none is accepted. On failure *out is NULL
+// and `err` says why.
 rd_status make_tls(T_ASC_NetworkRole role, const char *cert, const char *key, const char *ca,
-                   DcmTLSTransportLayer **out, rd_error *err)
+                   bool verify, DcmTLSTransportLayer **out, rd_error *err)
 {
     DcmTLSTransportLayer *tls = NULL;
     OFCondition cond;
     *out = NULL;
     try {
-        tls = new DcmTLSTransportLayer(role, NULL, OFTrue);
+        tls = new HandoffLayer<DcmTLSTransportLayer>(role, NULL, OFTrue);
     } catch (const std::bad_alloc &) {
         return rd_error_set(err, RD_E_NOMEM, "out of memory creating the TLS layer");
     }
-    tls->setCertificateVerification(has(ca) ? DCV_requireCertificate : DCV_ignoreCertificate);
-    if (has(ca) && (cond = tls->addTrustedCertificateFile(ca, DCF_Filetype_PEM)).bad())
+    tls->setCertificateVerification(verify ? DCV_requireCertificate : DCV_ignoreCertificate);
+    if (verify && has(ca) && (cond = tls->addTrustedCertificateFile(ca, DCF_Filetype_PEM)).bad())
+        goto fail;
+    if (verify && !has(ca) &&
+        (cond = tls->addTrustedCertificateDir(k_system_ca_dir, DCF_Filetype_PEM)).bad())
         goto fail;
     if (has(cert) || has(key)) {
         if ((cond = tls->setPrivateKeyFile(key ? key : "", DCF_Filetype_PEM)).bad() ||
@@ -245,8 +396,8 @@ rd_status make_tls(T_ASC_NetworkRole role, const char *cert, const char *key, co
 fail:
     delete tls;
     return rd_error_set(err, RD_E_CONFIG, "TLS set-up failed (certificate %s, key %s, CAs %s): %s",
-                        has(cert) ? cert : "-", has(key) ? key : "-", has(ca) ? ca : "-",
-                        cond.text());
+                        has(cert) ? cert : "-", has(key) ? key : "-",
+                        has(ca) ? ca : (verify ? k_system_ca_dir : "-"), cond.text());
 }
 
 Uint16 status_for(rd_status st)
@@ -268,18 +419,36 @@ Uint16 status_for(rd_status st)
 
 } // namespace
 
+// A connection whose association request is still being read.
+struct pending_conn {
+    int fd;           // radraft's descriptor of the socket (DCMTK works on a duplicate)
+    std::string peer; // IPv4 address
+    std::chrono::steady_clock::time_point deadline;
+    bool cut = false; // shut down for being too slow (or for the listener's stop)
+};
+
 struct rd_net_scp {
     rd_net_scp_options opts;
+    std::string bind_address;
     std::vector<std::string> allowed;
     rd_net_handlers handlers;
-    T_ASC_Network *net = NULL;
-    DcmTLSTransportLayer *tls = NULL;
+    int listen_fd = -1;
+    DcmTLSTransportLayer *tls = NULL;              // the listener's layer with TLS...
+    HandoffLayer<DcmTransportLayer> *plain = NULL; // ...or without
     std::thread accept_thread;
     std::atomic<bool> stopping{false};
-    std::mutex mu;
-    std::condition_variable cv;
-    long active = 0;
-    std::atomic<long> n_assoc{0}, n_rejected{0}, n_stored{0}, n_failed{0};
+    std::mutex mu;                   // guards active, pending, threads
+    std::condition_variable cv;      // signalled when a connection thread ends
+    long active = 0;                 // associations negotiated and being served
+    std::list<pending_conn> pending; // being read by their threads
+    std::list<pending_conn> waiting; // accepted, waiting for their peer to be under the limit
+    int wake_fd = -1;                // eventfd: a connection left `pending`
+    long threads = 0;                // connection threads running
+    std::atomic<long> n_assoc{0}, n_rejected{0}, n_stored{0}, n_failed{0}, n_cut{0};
+    long long mem_budget = 0;                           // server.receive_memory_mb, in bytes
+    std::atomic<long long> mem_used{0};                 // reserved by associations and inflations
+    std::chrono::steady_clock::time_point cut_window{}; // this second of cut warnings
+    long cut_logged = 0, cut_unlogged = 0;
 };
 
 extern "C" void rd_net_init(void)
@@ -341,6 +510,7 @@ extern "C" void rd_net_scp_options_from_config(rd_net_scp_options *opts, const r
 {
     memset(opts, 0, sizeof *opts);
     opts->port = cfg->server_port;
+    opts->bind_address = cfg->server_bind;
     copy_text(opts->ae_title, cfg->server_ae_title, sizeof opts->ae_title);
     opts->check_called_ae = cfg->server_check_called_ae;
     opts->allowed_calling_aes = &cfg->server_allowed_calling_aes;
@@ -349,9 +519,15 @@ extern "C" void rd_net_scp_options_from_config(rd_net_scp_options *opts, const r
     opts->acse_timeout = cfg->server_acse_timeout;
     opts->dimse_timeout = cfg->server_dimse_timeout;
     opts->idle_timeout = cfg->server_idle_timeout;
+    opts->request_timeout = cfg->server_request_timeout;
+    opts->max_pending_per_peer = cfg->server_max_pending_per_peer;
+    opts->max_inflated_mb = cfg->server_max_inflated_mb;
+    opts->max_inflate_ratio = cfg->server_max_inflate_ratio;
+    opts->receive_memory_mb = cfg->server_receive_memory_mb;
     opts->tls_certificate = cfg->server_tls_certificate;
     opts->tls_private_key = cfg->server_tls_private_key;
     opts->tls_ca_file = cfg->server_tls_ca_certificates;
+    opts->tls_skip_verify = !cfg->server_tls_verify_peer;
 }
 
 extern "C" void rd_net_scu_options_from_config(rd_net_scu_options *opts, const rd_config *cfg)
@@ -365,6 +541,7 @@ extern "C" void rd_net_scu_options_from_config(rd_net_scu_options *opts, const r
     opts->tls_certificate = cfg->server_tls_certificate;
     opts->tls_private_key = cfg->server_tls_private_key;
     opts->tls_ca_file = cfg->server_tls_ca_certificates;
+    opts->tls_skip_verify = !cfg->server_tls_verify_peer;
 }
 
 namespace
@@ -383,8 +560,99 @@ void reject(rd_net_scp *scp, T_ASC_Association *assoc, T_ASC_RejectParametersRes
     scp->n_rejected++;
 }
 
-// Receives one C-STORE dataset, stores it through the callback and answers.
-// Returns false when the association cannot go on (it has been aborted then).
+// Reserves `bytes` of the receive memory budget; false when they do not fit.
+bool reserve(rd_net_scp *scp, long long bytes)
+{
+    long long used = scp->mem_used.load();
+    do {
+        if (used + bytes > scp->mem_budget)
+            return false;
+    } while (!scp->mem_used.compare_exchange_weak(used, used + bytes));
+    return true;
+}
+
+void release(rd_net_scp *scp, long long bytes)
+{
+    scp->mem_used -= bytes;
+}
+
+// Checks a received dataset, spooled in `path` (meta header, then the dataset from
+// `ds_offset` on): a deflated one must inflate within the limits and the budget; the whole
+// must parse; its UIDs, read as sent, must be valid and match the request. Fills the UIDs.
+rd_status check_dataset(rd_net_scp *scp, const char *path, size_t size, size_t ds_offset,
+                        E_TransferSyntax xfer, const T_DIMSE_C_StoreRQ *req, std::string uids[4],
+                        std::string &modality, rd_error *err)
+{
+    long long reserved = 0;
+    if (xfer == EXS_DeflatedLittleEndianExplicit) {
+        const size_t max = static_cast<size_t>(scp->opts.max_inflated_mb) << 20;
+        const size_t on_wire = size - ds_offset;
+        size_t inflated = 0;
+        std::string why;
+        if (!inflated_size(path, ds_offset, max, &inflated, why))
+            return rd_error_set(err, RD_E_DICOM, "the deflated dataset cannot be inflated: %s",
+                                why.c_str());
+        if (inflated > max)
+            return rd_error_set(err, RD_E_TOO_LARGE,
+                                "the deflated dataset (%zu bytes) inflates to more than %d MiB "
+                                "(server.max_inflated_mb)",
+                                on_wire, scp->opts.max_inflated_mb);
+        if (inflated > (static_cast<size_t>(16) << 20) &&
+            inflated / (on_wire ? on_wire : 1) > static_cast<size_t>(scp->opts.max_inflate_ratio))
+            return rd_error_set(err, RD_E_TOO_LARGE,
+                                "the deflated dataset (%zu bytes) inflates %zu times, to %zu "
+                                "bytes (server.max_inflate_ratio %d)",
+                                on_wire, inflated / (on_wire ? on_wire : 1), inflated,
+                                scp->opts.max_inflate_ratio);
+        // DCMTK holds an inflated dataset in memory while it parses it.
+        reserved = static_cast<long long>(inflated);
+        if (!reserve(scp, reserved))
+            return rd_error_set(err, RD_E_NOMEM,
+                                "no room in the receive memory budget to parse %zu inflated "
+                                "bytes (server.receive_memory_mb %d)",
+                                inflated, scp->opts.receive_memory_mb);
+    }
+    rd_status st = RD_OK;
+    {
+        // Values over 4 KiB stay in the file (DCMTK reads them only when asked): parsing
+        // costs memory for the attributes, not for the pixel data.
+        DcmFileFormat ff;
+        OFCondition cond = ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096, ERM_fileOnly);
+        DcmDataset *ds = ff.getDataset();
+        if (cond.bad()) {
+            st = rd_error_set(err, RD_E_DICOM, "the dataset cannot be parsed: %s", cond.text());
+        } else {
+            static const char *const names[4] = {"SOP Class UID", "SOP Instance UID",
+                                                 "Study Instance UID", "Series Instance UID"};
+            static const DcmTagKey tags[4] = {DCM_SOPClassUID, DCM_SOPInstanceUID,
+                                              DCM_StudyInstanceUID, DCM_SeriesInstanceUID};
+            // The UIDs as sent: a malformed one is refused, never repaired into another
+            // instance's UID.
+            for (int i = 0; i < 4; i++)
+                uids[i] = raw_uid(ds, tags[i]);
+            modality = get_string(ds, DCM_Modality);
+            for (int i = 0; i < 4 && st == RD_OK; i++)
+                if (uids[i].empty())
+                    st = rd_error_set(err, RD_E_INVALID, "the dataset has no %s", names[i]);
+                else if (!rd_uid_valid(uids[i].c_str()))
+                    st = rd_error_set(err, RD_E_DICOM,
+                                      "the dataset's %s '%.70s' is not a valid UID (1 to 64 "
+                                      "digits and dots, no empty component, no leading zero, "
+                                      "no padding but one NUL)",
+                                      names[i], uids[i].c_str());
+            if (st == RD_OK &&
+                (uids[1] != req->AffectedSOPInstanceUID || uids[0] != req->AffectedSOPClassUID))
+                st = rd_error_set(err, RD_E_INVALID,
+                                  "the dataset's SOP Class/Instance UID differ from the request's");
+        }
+    }
+    if (reserved)
+        release(scp, reserved);
+    return st;
+}
+
+// Receives one C-STORE dataset into a spool file, checks it, stores it through the callback
+// and answers. Returns false when the association cannot go on (it has been aborted then).
 bool handle_store(rd_net_scp *scp, T_ASC_Association *assoc, void *actx,
                   T_ASC_PresentationContextID pres_id, T_DIMSE_C_StoreRQ *req, const char *calling,
                   const char *peer)
@@ -392,9 +660,10 @@ bool handle_store(rd_net_scp *scp, T_ASC_Association *assoc, void *actx,
     rd_error err;
     rd_error_clear(&err);
     rd_status st = RD_OK;
-    std::string sop_class, sop_inst, study, series, modality, xfer_uid;
-    std::vector<unsigned char> file;
-    size_t ds_offset = 0;
+    std::string uids[4], modality, xfer_uid; // SOP class, SOP instance, study, series
+    std::vector<unsigned char> meta;
+    char spool[4096] = "";
+    int fd = -1;
     T_ASC_PresentationContext pc;
     E_TransferSyntax xfer = EXS_Unknown;
     OFCondition cond = EC_Normal;
@@ -404,24 +673,41 @@ bool handle_store(rd_net_scp *scp, T_ASC_Association *assoc, void *actx,
         xfer = DcmXfer(pc.acceptedTransferSyntax).getXfer();
     }
     try {
-        file.reserve(1 << 20);
         if (xfer != EXS_Unknown)
             cond = write_meta(req->AffectedSOPClassUID, req->AffectedSOPInstanceUID, xfer, calling,
-                              file);
+                              meta);
     } catch (const std::bad_alloc &) {
         cond = EC_MemoryExhausted;
     }
-    ds_offset = file.size();
+    if (xfer == EXS_Unknown)
+        st = rd_error_set(&err, RD_E_INTERNAL, "unknown transfer syntax of context %d",
+                          static_cast<int>(pres_id));
+    else if (cond.bad())
+        st = rd_error_set(&err, cond == EC_MemoryExhausted ? RD_E_NOMEM : RD_E_DICOM,
+                          "cannot write the file meta header: %s", cond.text());
+    else if (!scp->handlers.spool)
+        st = rd_error_set(&err, RD_E_INTERNAL, "the listener has no spool");
+    else
+        st = scp->handlers.spool(scp->handlers.ctx, actx, spool, sizeof spool, &fd, &err);
+    const size_t ds_offset = meta.size();
+    size_t size = 0;
     {
-        // The dataset's bytes go untouched behind the meta header: no parse-and-rewrite, so
-        // the stored dataset is bit for bit what the peer sent (the --bit-preserving mode
-        // of DCMTK's storescp, in memory). A failure to build the header still reads the
+        // The dataset's bytes go untouched behind the meta header, straight to the spool
+        // file: no parse-and-rewrite, so the stored dataset is bit for bit what the peer
+        // sent (the --bit-preserving mode of DCMTK's storescp), and no dataset is ever
+        // held in memory whole. A failure before (or while) writing still reads the
         // dataset, so that the association stays in step and can answer a failure.
-        MemConsumer consumer(file);
-        MemOutputStream stream(&consumer);
+        SpoolConsumer consumer(st == RD_OK ? fd : -1);
+        (void)consumer.write(meta.data(), static_cast<offile_off_t>(meta.size()));
+        ConsumerStream stream(&consumer);
         T_ASC_PresentationContextID data_pres = pres_id;
         OFCondition rcv = DIMSE_receiveDataSetInFile(
             assoc, DIMSE_NONBLOCKING, scp->opts.dimse_timeout, &data_pres, &stream, NULL, NULL);
+        stream.flush();
+        consumer.flush();
+        size = consumer.total();
+        if (fd >= 0 && close(fd) != 0 && st == RD_OK && consumer.error() == 0)
+            st = rd_error_set(&err, RD_E_IO, "%s: close: %s", spool, strerror(errno));
         if (rcv.bad()) {
             // Nothing was stored; the peer gets no success. The stream position is unknown
             // after a failed read, so the association cannot continue.
@@ -429,60 +715,39 @@ bool handle_store(rd_net_scp *scp, T_ASC_Association *assoc, void *actx,
                         "%s; aborting the association",
                         req->AffectedSOPInstanceUID, calling, peer, rcv.text());
             scp->n_failed++;
+            if (spool[0])
+                (void)unlink(spool);
             (void)ASC_abortAssociation(assoc);
             return false;
         }
+        if (st == RD_OK && consumer.too_large())
+            st = rd_error_set(&err, RD_E_TOO_LARGE, "the dataset is larger than %zu bytes",
+                              k_max_dataset);
+        else if (st == RD_OK && consumer.error() != 0)
+            st = rd_error_set(&err, RD_E_IO, "%s: %s", spool, strerror(consumer.error()));
     }
-
-    if (xfer == EXS_Unknown) {
-        st = rd_error_set(&err, RD_E_INTERNAL, "unknown transfer syntax of context %d",
-                          static_cast<int>(pres_id));
-    } else if (cond.bad()) {
-        st = rd_error_set(&err, cond == EC_MemoryExhausted ? RD_E_NOMEM : RD_E_DICOM,
-                          "cannot write the file meta header: %s", cond.text());
-    } else {
-        // Parse what arrived: an unparsable dataset is refused, and the UIDs that place
-        // the file come from the dataset itself.
-        DcmDataset ds;
-        DcmInputBufferStream in;
-        in.setBuffer(file.data() + ds_offset, static_cast<offile_off_t>(file.size() - ds_offset));
-        in.setEos();
-        ds.transferInit();
-        cond = ds.read(in, xfer, EGL_noChange, DCM_MaxReadLength);
-        ds.transferEnd();
-        if (cond.bad()) {
-            st = rd_error_set(&err, RD_E_DICOM, "the dataset cannot be parsed: %s", cond.text());
-        } else {
-            sop_class = get_string(&ds, DCM_SOPClassUID);
-            sop_inst = get_string(&ds, DCM_SOPInstanceUID);
-            study = get_string(&ds, DCM_StudyInstanceUID);
-            series = get_string(&ds, DCM_SeriesInstanceUID);
-            modality = get_string(&ds, DCM_Modality);
-            if (sop_inst.empty() || sop_class.empty() || study.empty() || series.empty())
-                st = rd_error_set(&err, RD_E_INVALID,
-                                  "the dataset lacks SOP Class, SOP Instance, Study or Series UID");
-            else if (sop_inst != req->AffectedSOPInstanceUID ||
-                     sop_class != req->AffectedSOPClassUID)
-                st = rd_error_set(&err, RD_E_INVALID,
-                                  "the dataset's SOP Class/Instance UID differ from the request's");
-        }
-    }
+    if (st == RD_OK)
+        st = check_dataset(scp, spool, size, ds_offset, xfer, req, uids, modality, &err);
     if (st == RD_OK) {
         rd_net_instance inst;
         inst.calling_ae = calling;
         inst.peer_host = peer;
-        inst.sop_class_uid = sop_class.c_str();
-        inst.sop_instance_uid = sop_inst.c_str();
-        inst.study_uid = study.c_str();
-        inst.series_uid = series.c_str();
+        inst.sop_class_uid = uids[0].c_str();
+        inst.sop_instance_uid = uids[1].c_str();
+        inst.study_uid = uids[2].c_str();
+        inst.series_uid = uids[3].c_str();
         inst.transfer_syntax_uid = xfer_uid.c_str();
         inst.modality = modality.c_str();
-        inst.file = file.data();
-        inst.file_len = file.size();
+        inst.path = spool;
+        inst.file_len = size;
         inst.dataset_offset = ds_offset;
         st =
             scp->handlers.store ? scp->handlers.store(scp->handlers.ctx, actx, &inst, &err) : RD_OK;
+        spool[0] = '\0'; // the callback's now
     }
+    if (spool[0])
+        (void)unlink(spool);
+    const std::string &sop_inst = uids[1];
     Uint16 status = status_for(st);
     if (st == RD_OK) {
         scp->n_stored++;
@@ -684,65 +949,299 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
 done:
     if (begun && scp->handlers.assoc_end)
         scp->handlers.assoc_end(scp->handlers.ctx, actx);
-    // Notify under the lock: once active reaches 0, rd_net_scp_stop may return from its wait
-    // and delete scp, so this thread must be done with scp->cv before it releases scp->mu
-    // (notifying after the unlock raced with that delete; ThreadSanitizer found it).
-    std::lock_guard<std::mutex> lock(scp->mu);
-    scp->active--;
-    scp->cv.notify_all();
 }
 
-void accept_loop(rd_net_scp *scp)
+// A connection is shut down (both ways) when it is cut: DCMTK's blocking read of the TLS
+// handshake or of the request then returns at once and the connection thread ends.
+void cut_connection(pending_conn &c)
 {
-    while (!scp->stopping.load()) {
-        T_ASC_Association *assoc = NULL;
-        OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, scp->opts.max_pdu, NULL, NULL,
-                                                  scp->tls ? OFTrue : OFFalse, DUL_NOBLOCK, 1);
-        if (cond == DUL_NOASSOCIATIONREQUEST) {
-            if (assoc)
-                (void)ASC_destroyAssociation(&assoc);
-            continue;
+    if (!c.cut) {
+        c.cut = true;
+        (void)shutdown(c.fd, SHUT_RDWR);
+    }
+}
+
+// Logs a refused or cut connection; under a flood, ten lines a second, then the count of
+// the others.
+// Called with scp->mu held.
+void warn_cut(rd_net_scp *scp, const char *peer, const char *why)
+{
+    scp->n_cut++;
+    auto now = std::chrono::steady_clock::now();
+    if (now - scp->cut_window >= std::chrono::seconds(1)) {
+        if (scp->cut_unlogged > 0)
+            rd_log_warn("net: %ld more connections closed without a log line in the last "
+                        "second",
+                        scp->cut_unlogged);
+        scp->cut_window = now;
+        scp->cut_logged = 0;
+        scp->cut_unlogged = 0;
+    }
+    if (scp->cut_logged >= 10) {
+        scp->cut_unlogged++;
+        return;
+    }
+    scp->cut_logged++;
+    rd_log_warn("net: closed the connection from %s: %s", peer, why);
+}
+
+// The association request of one connection, read on the connection's own thread: DCMTK
+// gets a duplicate of the socket, so that radraft's descriptor stays valid (and can be shut
+// down by the accept loop at the deadline) until this thread is done with it, whatever
+// DCMTK closes. Returns the association, or NULL when there is none to serve.
+T_ASC_Association *receive_request(rd_net_scp *scp, int fd, T_ASC_Network **net, OFCondition &cond)
+{
+    T_ASC_Association *assoc = NULL;
+    int dcm_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dcm_fd < 0) {
+        cond = makeOFCondition(0, 1, OF_error, "cannot duplicate the socket");
+        return NULL;
+    }
+    g_handoff.lock();
+    t_handoff_held = true;
+    t_socket_taken = false;
+    dcmExternalSocketHandle.set(dcm_fd);
+    // A network per connection: with the external socket set, DCMTK binds nothing.
+    cond = ASC_initializeNetwork(NET_ACCEPTOR, scp->opts.port, scp->opts.acse_timeout, net);
+    if (cond.good())
+        cond = ASC_setTransportLayer(*net,
+                                     scp->tls ? static_cast<DcmTransportLayer *>(scp->tls)
+                                              : static_cast<DcmTransportLayer *>(scp->plain),
+                                     0);
+    if (cond.good())
+        cond = ASC_receiveAssociation(*net, &assoc, scp->opts.max_pdu, NULL, NULL,
+                                      scp->tls ? OFTrue : OFFalse, DUL_NOBLOCK,
+                                      scp->opts.request_timeout + 5);
+    handoff_release(); // when DCMTK failed before taking the socket
+    if (!t_socket_taken)
+        (void)close(dcm_fd);
+    if (cond.bad() && assoc) {
+        (void)ASC_dropAssociation(assoc);
+        (void)ASC_destroyAssociation(&assoc);
+    }
+    return assoc;
+}
+
+// One accepted connection, from its association request to its end.
+void serve_connection(rd_net_scp *scp, std::list<pending_conn>::iterator conn)
+{
+    T_ASC_Network *net = NULL;
+    OFCondition cond;
+    const int fd = conn->fd;
+    const std::string peer = conn->peer;
+    T_ASC_Association *assoc = receive_request(scp, fd, &net, cond);
+    bool cut, over = false;
+    // What an association may hold in memory: the spool buffer and DCMTK's PDU buffers.
+    const long long need = static_cast<long long>(k_spool_buffer) + 2LL * scp->opts.max_pdu;
+    {
+        std::lock_guard<std::mutex> lock(scp->mu);
+        cut = conn->cut;
+        scp->pending.erase(conn);
+        (void)close(fd);        // DCMTK's duplicate, if any, keeps the connection open
+        const uint64_t one = 1; // the accept loop may start a waiting connection now
+        if (write(scp->wake_fd, &one, sizeof one) < 0) {
+            // the counter is full: the loop is awake anyway
         }
-        if (cond.bad()) {
-            rd_log_warn("net: receiving an association request failed: %s", cond.text());
-            if (assoc) {
-                (void)ASC_dropAssociation(assoc);
-                (void)ASC_destroyAssociation(&assoc);
-            }
-            continue;
-        }
-        bool over;
-        {
-            std::lock_guard<std::mutex> lock(scp->mu);
+        if (assoc) {
             over = scp->active >= scp->opts.max_associations || scp->stopping.load();
             if (!over)
                 scp->active++;
         }
-        if (over) {
-            char peer[256] = "", local[256] = "";
-            (void)ASC_getPresentationAddresses(assoc->params, peer, sizeof peer, local,
-                                               sizeof local);
-            rd_log_warn("net: rejected an association from %s: %d associations in progress "
-                        "(server.max_associations)",
-                        peer, scp->opts.max_associations);
-            reject(scp, assoc, ASC_RESULT_REJECTEDTRANSIENT,
-                   ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
-                   ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
-            continue;
-        }
-        try {
-            std::thread(serve_association, scp, assoc).detach();
-        } catch (const std::exception &e) {
-            rd_log_error("net: cannot start an association thread: %s", e.what());
-            {
-                std::lock_guard<std::mutex> lock(scp->mu);
-                scp->active--;
-            }
-            (void)ASC_abortAssociation(assoc);
-            (void)ASC_dropAssociation(assoc);
-            (void)ASC_destroyAssociation(&assoc);
-        }
     }
+    if (!assoc) {
+        if (cut && !scp->stopping.load()) {
+            std::lock_guard<std::mutex> lock(scp->mu);
+            char why[128];
+            snprintf(why, sizeof why, "no association request within %d s (server.request_timeout)",
+                     scp->opts.request_timeout);
+            warn_cut(scp, peer.c_str(), why);
+        } else if (!cut && cond != DUL_NOASSOCIATIONREQUEST) {
+            rd_log_warn("net: receiving the association request from %s failed: %s", peer.c_str(),
+                        cond.text());
+        }
+    } else if (over) {
+        rd_log_warn("net: rejected an association from %s: %d associations in progress "
+                    "(server.max_associations)",
+                    peer.c_str(), scp->opts.max_associations);
+        reject(scp, assoc, ASC_RESULT_REJECTEDTRANSIENT,
+               ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+               ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
+    } else if (!reserve(scp, need)) {
+        rd_log_warn("net: rejected an association from %s: the receive memory budget is in use "
+                    "(server.receive_memory_mb %d)",
+                    peer.c_str(), scp->opts.receive_memory_mb);
+        reject(scp, assoc, ASC_RESULT_REJECTEDTRANSIENT,
+               ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+               ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED);
+    } else {
+        serve_association(scp, assoc);
+        release(scp, need);
+    }
+    if (net)
+        (void)ASC_dropNetwork(&net);
+    // Notify under the lock: once the last thread is gone, rd_net_scp_stop may return from
+    // its wait and delete scp, so this thread must be done with scp->cv before it releases
+    // scp->mu (notifying after the unlock raced with that delete; ThreadSanitizer found it).
+    std::lock_guard<std::mutex> lock(scp->mu);
+    if (assoc && !over)
+        scp->active--;
+    scp->threads--;
+    scp->cv.notify_all();
+}
+
+// Starts a thread for each waiting connection (oldest first) whose peer has fewer than
+// server.max_pending_per_peer requests being read, while fewer than max_associations are.
+// Called with scp->mu held.
+void start_waiting(rd_net_scp *scp)
+{
+    for (auto it = scp->waiting.begin(); it != scp->waiting.end();) {
+        if (static_cast<long>(scp->pending.size()) >= scp->opts.max_associations)
+            return;
+        long same = 0;
+        for (const pending_conn &c : scp->pending)
+            if (c.peer == it->peer)
+                same++;
+        auto next = std::next(it);
+        if (same < scp->opts.max_pending_per_peer) {
+            scp->pending.splice(scp->pending.end(), scp->waiting, it);
+            try {
+                std::thread(serve_connection, scp, it).detach();
+                scp->threads++;
+            } catch (const std::exception &e) {
+                rd_log_error("net: cannot start a connection thread for %s: %s", it->peer.c_str(),
+                             e.what());
+                (void)close(it->fd);
+                scp->pending.erase(it);
+            }
+        }
+        it = next;
+    }
+}
+
+// Cuts what is past its deadline: a connection being read is shut down (its thread then
+// ends), a waiting one is closed. Called with scp->mu held.
+void cut_overdue(rd_net_scp *scp)
+{
+    auto now = std::chrono::steady_clock::now();
+    for (pending_conn &c : scp->pending)
+        if (now >= c.deadline)
+            cut_connection(c);
+    for (auto it = scp->waiting.begin(); it != scp->waiting.end();) {
+        auto next = std::next(it);
+        if (now >= it->deadline) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "still waiting after %d s behind this address's other requests "
+                     "(server.request_timeout, server.max_pending_per_peer)",
+                     scp->opts.request_timeout);
+            warn_cut(scp, it->peer.c_str(), why);
+            (void)close(it->fd);
+            scp->waiting.erase(it);
+        }
+        it = next;
+    }
+}
+
+// Accepts connections; each association request is read on a thread of its own, so a slow
+// or silent peer holds up nobody else. One peer address has at most
+// server.max_pending_per_peer requests being read at once: its further connections wait
+// (they are accepted, not refused, so that a burst of a PACS's parallel associations goes
+// through), and every connection must have its request read within server.request_timeout
+// of its accept. At most max_associations connections of one address wait, and 4 times as
+// many in all; more are closed at once.
+void accept_loop(rd_net_scp *scp)
+{
+    while (!scp->stopping.load()) {
+        struct pollfd p[2];
+        p[0].fd = scp->listen_fd;
+        p[0].events = POLLIN;
+        p[0].revents = 0;
+        p[1].fd = scp->wake_fd;
+        p[1].events = POLLIN;
+        p[1].revents = 0;
+        int n = poll(p, 2, 200);
+        if (n > 0 && (p[1].revents & POLLIN)) {
+            uint64_t count;
+            if (read(scp->wake_fd, &count, sizeof count) < 0) {
+                // nothing to read: another poll will tell
+            }
+        }
+        int fd = -1;
+        struct sockaddr_in from;
+        if (n > 0 && (p[0].revents & POLLIN)) {
+            socklen_t len = sizeof from;
+            fd = accept4(scp->listen_fd, reinterpret_cast<struct sockaddr *>(&from), &len,
+                         SOCK_CLOEXEC);
+            if (fd < 0 &&
+                (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+                rd_log_warn("net: cannot accept a connection: %s", strerror(errno));
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            }
+        }
+        std::lock_guard<std::mutex> lock(scp->mu);
+        cut_overdue(scp);
+        if (fd >= 0) {
+            char peer[INET_ADDRSTRLEN] = "?";
+            if (from.sin_family == AF_INET)
+                (void)inet_ntop(AF_INET, &from.sin_addr, peer, sizeof peer);
+            long same = 0;
+            for (const pending_conn &c : scp->waiting)
+                if (c.peer == peer)
+                    same++;
+            bool queued = false;
+            if (same >= scp->opts.max_associations)
+                warn_cut(scp, peer,
+                         "too many connections of this address waiting for their association "
+                         "request to be read (server.max_associations)");
+            else if (static_cast<long>(scp->waiting.size()) >= 4L * scp->opts.max_associations)
+                warn_cut(scp, peer,
+                         "too many connections waiting for their association request to be "
+                         "read (4 x server.max_associations)");
+            else {
+                try {
+                    pending_conn c;
+                    c.fd = fd;
+                    c.peer = peer;
+                    c.deadline = std::chrono::steady_clock::now() +
+                                 std::chrono::seconds(scp->opts.request_timeout);
+                    scp->waiting.push_back(c);
+                    queued = true;
+                } catch (const std::bad_alloc &) {
+                    warn_cut(scp, peer, "out of memory");
+                }
+            }
+            if (!queued)
+                (void)close(fd);
+        }
+        start_waiting(scp);
+    }
+}
+
+// Opens the listening socket *out on `address`:`port` (IPv4), non-blocking.
+rd_status open_listener(const char *address, int port, int *out, rd_error *err)
+{
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET, address, &addr.sin_addr) != 1)
+        return rd_error_set(err, RD_E_CONFIG,
+                            "server.bind: '%s' is not an IPv4 address (e.g. 0.0.0.0 or 127.0.0.1)",
+                            address);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return rd_error_set(err, RD_E_NET, "cannot create a socket: %s", strerror(errno));
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, reinterpret_cast<struct sockaddr *>(&addr), sizeof addr) != 0 ||
+        listen(fd, 128) != 0) {
+        rd_status st = rd_error_set(err, RD_E_NET, "cannot listen on %s:%d: %s", address, port,
+                                    strerror(errno));
+        (void)close(fd);
+        return st;
+    }
+    *out = fd;
+    return RD_OK;
 }
 
 } // namespace
@@ -759,12 +1258,27 @@ extern "C" rd_status rd_net_scp_start(rd_net_scp **out, const rd_net_scp_options
         scp = new rd_net_scp();
         scp->opts = *opts;
         scp->opts.allowed_calling_aes = NULL;
+        scp->bind_address = has(opts->bind_address) ? opts->bind_address : "0.0.0.0";
+        scp->opts.bind_address = NULL;
         if (scp->opts.max_pdu < ASC_MINIMUMPDUSIZE)
             scp->opts.max_pdu = ASC_DEFAULTMAXPDU;
         if (scp->opts.max_pdu > ASC_MAXIMUMPDUSIZE)
             scp->opts.max_pdu = ASC_MAXIMUMPDUSIZE;
         if (scp->opts.idle_timeout < 1)
             scp->opts.idle_timeout = 300;
+        if (scp->opts.acse_timeout < 1)
+            scp->opts.acse_timeout = 30;
+        if (scp->opts.request_timeout < 1)
+            scp->opts.request_timeout = 10;
+        if (scp->opts.max_pending_per_peer < 1)
+            scp->opts.max_pending_per_peer = 4;
+        if (scp->opts.max_inflated_mb < 1)
+            scp->opts.max_inflated_mb = 256;
+        if (scp->opts.max_inflate_ratio < 1)
+            scp->opts.max_inflate_ratio = 200;
+        if (scp->opts.receive_memory_mb < 1)
+            scp->opts.receive_memory_mb = 1024;
+        scp->mem_budget = static_cast<long long>(scp->opts.receive_memory_mb) << 20;
         if (opts->allowed_calling_aes)
             for (int i = 0; i < opts->allowed_calling_aes->count; i++)
                 scp->allowed.push_back(opts->allowed_calling_aes->items[i]);
@@ -772,38 +1286,52 @@ extern "C" rd_status rd_net_scp_start(rd_net_scp **out, const rd_net_scp_options
             scp->handlers = *handlers;
         else
             memset(&scp->handlers, 0, sizeof scp->handlers);
+        if (!has(opts->tls_certificate))
+            scp->plain = new HandoffLayer<DcmTransportLayer>();
     } catch (const std::bad_alloc &) {
         delete scp;
         return rd_error_set(err, RD_E_NOMEM, "out of memory starting the listener");
     }
-    OFCondition cond =
-        ASC_initializeNetwork(NET_ACCEPTOR, opts->port, opts->acse_timeout, &scp->net);
-    if (cond.bad()) {
-        delete scp;
-        return rd_error_set(err, RD_E_NET, "cannot listen on port %d: %s", opts->port, cond.text());
-    }
     if (has(opts->tls_certificate)) {
         rd_status st = make_tls(NET_ACCEPTOR, opts->tls_certificate, opts->tls_private_key,
-                                opts->tls_ca_file, &scp->tls, err);
-        if (st == RD_OK && ASC_setTransportLayer(scp->net, scp->tls, 0).bad())
-            st = rd_error_set(err, RD_E_NET, "cannot install the TLS layer");
+                                opts->tls_ca_file, !opts->tls_skip_verify, &scp->tls, err);
         if (st != RD_OK) {
-            (void)ASC_dropNetwork(&scp->net);
-            delete scp->tls;
             delete scp;
             return st;
         }
     }
+    rd_status st = open_listener(scp->bind_address.c_str(), opts->port, &scp->listen_fd, err);
+    if (st == RD_OK && (scp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        st = rd_error_set(err, RD_E_NET, "cannot create an eventfd: %s", strerror(errno));
+        (void)close(scp->listen_fd);
+    }
+    if (st != RD_OK) {
+        delete scp->tls;
+        delete scp->plain;
+        delete scp;
+        return st;
+    }
     try {
         scp->accept_thread = std::thread(accept_loop, scp);
     } catch (const std::exception &e) {
-        (void)ASC_dropNetwork(&scp->net);
+        (void)close(scp->listen_fd);
+        (void)close(scp->wake_fd);
+        delete scp->tls;
+        delete scp->plain;
         delete scp;
         return rd_error_set(err, RD_E_INTERNAL, "cannot start the listener thread: %s", e.what());
     }
-    rd_log_info("net: listening on port %d as %s (at most %d associations, max PDU %d%s)",
-                opts->port, opts->ae_title, scp->opts.max_associations, scp->opts.max_pdu,
-                scp->tls ? ", TLS" : "");
+    rd_log_info("net: listening on %s:%d as %s (at most %d associations, max PDU %d%s)",
+                scp->bind_address.c_str(), opts->port, opts->ae_title, scp->opts.max_associations,
+                scp->opts.max_pdu, scp->tls ? ", TLS" : "");
+    if (scp->allowed.empty() && scp->bind_address.compare(0, 4, "127.") != 0)
+        rd_log_warn("net: server.allowed_calling_aes is empty and the listener is reachable "
+                    "on %s: any peer that knows the AE title can send (list the peers' AE "
+                    "titles, or bind 127.0.0.1)",
+                    scp->bind_address.c_str());
+    if (scp->tls && opts->tls_skip_verify)
+        rd_log_warn("net: server.tls_verify_peer is false: the listener accepts any TLS client "
+                    "certificate, or none");
     *out = scp;
     return RD_OK;
 }
@@ -815,18 +1343,26 @@ extern "C" void rd_net_scp_stop(rd_net_scp *scp)
     scp->stopping.store(true);
     if (scp->accept_thread.joinable())
         scp->accept_thread.join();
-    // The port is closed now: no new association. Wait for those in progress; each ends
-    // after the store it is receiving, or within a second when idle.
+    (void)close(scp->listen_fd);
+    // The port is closed now: no new connection. Connections still in their request are
+    // cut; associations in progress end after the store they are receiving, or within a
+    // second when idle. Wait for every connection thread.
     {
         std::unique_lock<std::mutex> lock(scp->mu);
-        scp->cv.wait(lock, [scp] { return scp->active == 0; });
+        for (pending_conn &c : scp->waiting)
+            (void)close(c.fd);
+        scp->waiting.clear();
+        for (pending_conn &c : scp->pending)
+            cut_connection(c);
+        scp->cv.wait(lock, [scp] { return scp->threads == 0; });
     }
-    (void)ASC_dropNetwork(&scp->net);
-    delete scp->tls; // after the network that used it
+    (void)close(scp->wake_fd);
+    delete scp->tls; // after the networks that used it
+    delete scp->plain;
     rd_log_info("net: listener stopped (%ld associations, %ld stored, %ld failed, %ld "
-                "rejected)",
+                "rejected, %ld connections closed before their request)",
                 scp->n_assoc.load(), scp->n_stored.load(), scp->n_failed.load(),
-                scp->n_rejected.load());
+                scp->n_rejected.load(), scp->n_cut.load());
     delete scp;
 }
 
@@ -839,8 +1375,10 @@ extern "C" void rd_net_scp_get_stats(rd_net_scp *scp, rd_net_scp_stats *stats)
     stats->rejected = scp->n_rejected.load();
     stats->stored = scp->n_stored.load();
     stats->failed = scp->n_failed.load();
+    stats->cut = scp->n_cut.load();
     std::lock_guard<std::mutex> lock(scp->mu);
     stats->active = scp->active;
+    stats->pending = static_cast<long>(scp->pending.size() + scp->waiting.size());
 }
 
 // ---- sender ----
@@ -888,7 +1426,12 @@ rd_status open_association(const rd_net_peer *peer, const rd_net_scu_options *op
         return rd_error_set(err, RD_E_NET, "network initialisation failed: %s", cond.text());
     if (use_tls) {
         rd_status st = make_tls(NET_REQUESTOR, opts->tls_certificate, opts->tls_private_key,
-                                opts->tls_ca_file, tls, err);
+                                opts->tls_ca_file, !opts->tls_skip_verify, tls, err);
+        if (st == RD_OK && opts->tls_skip_verify)
+            std::call_once(g_skip_verify_warned, [] {
+                rd_log_warn("net: server.tls_verify_peer is false: TLS peers are not "
+                            "verified (any certificate is accepted)");
+            });
         if (st == RD_OK && ASC_setTransportLayer(*net, *tls, 0).bad())
             st = rd_error_set(err, RD_E_NET, "cannot install the TLS layer");
         if (st != RD_OK) {

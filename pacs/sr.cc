@@ -11,6 +11,7 @@
 #include "dicom_shim.h"
 #include "first_error.h"
 #include "radraft/error.h"
+#include "radraft/uid.h"
 #include "radraft/version.h"
 
 #include <dcmtk/config/osconfig.h>
@@ -292,16 +293,6 @@ bool valid_utf8(const char *s)
                 return false;
         p += len;
     }
-    return true;
-}
-
-bool valid_uid(const std::string &u)
-{
-    if (u.empty() || u.size() > 64)
-        return false;
-    for (char c : u)
-        if (!((c >= '0' && c <= '9') || c == '.'))
-            return false;
     return true;
 }
 
@@ -783,8 +774,8 @@ rd_status read_sources(const char *const *sources, size_t n_sources, std::vector
         DcmDataset *ds = ff.getDataset();
         source_ref r{get_str(ds, DCM_StudyInstanceUID), get_str(ds, DCM_SeriesInstanceUID),
                      get_str(ds, DCM_SOPClassUID), get_str(ds, DCM_SOPInstanceUID)};
-        if (!valid_uid(r.study) || !valid_uid(r.series) || !valid_uid(r.sop_class) ||
-            !valid_uid(r.sop))
+        if (!rd_uid_valid(r.study.c_str()) || !rd_uid_valid(r.series.c_str()) ||
+            !rd_uid_valid(r.sop_class.c_str()) || !rd_uid_valid(r.sop.c_str()))
             return rd_error_set(err, RD_E_INVALID,
                                 "%s: missing or malformed study, series or SOP UIDs", sources[i]);
         if (i == 0) {
@@ -878,7 +869,7 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     c.findings_text = p->findings_text;
     c.impression_text = p->impression_text;
     c.device_uid = p->device_uid && p->device_uid[0] ? p->device_uid : RD_SR_DEFAULT_DEVICE_UID;
-    if (!valid_uid(c.device_uid))
+    if (!rd_uid_valid(c.device_uid.c_str()))
         return rd_error_set(err, RD_E_INVALID, "device UID '%s' is not a valid UID",
                             c.device_uid.c_str());
     c.model = std::string("radraft ") + p->model_name + " " + p->model_version;
@@ -1083,7 +1074,7 @@ rd_status sign_begin(const char *in_path, const sign_request &q, signing &g, rd_
         return rd_error_set(err, RD_E_INVALID, "negative series number");
     if (q.sop_instance_uid && q.sop_instance_uid[0]) {
         g.sop_uid = q.sop_instance_uid;
-        if (!valid_uid(g.sop_uid))
+        if (!rd_uid_valid(g.sop_uid.c_str()))
             return rd_error_set(err, RD_E_INVALID, "SOP Instance UID '%.64s' is not a valid UID",
                                 q.sop_instance_uid);
     }
@@ -1115,7 +1106,7 @@ rd_status sign_begin(const char *in_path, const sign_request &q, signing &g, rd_
                             "the SOP Instance UID asked for is %s's own: a signed SR is a new "
                             "instance",
                             in_path);
-    if (!valid_uid(g.study.c_str()) ||
+    if (!rd_uid_valid(g.study.c_str()) ||
         !name_uid(q.series_namespace, g.study.c_str(), g.signed_series))
         return rd_error_set(err, RD_E_INVALID, "%s: malformed Study Instance UID", in_path);
     // The signed series keeps one number: an amendment of an SR already in it keeps its
@@ -1478,7 +1469,7 @@ rd_status air_impl(const rd_sr_air_params *p, const char *out_path, rd_sr_result
     rd_status st = check_model(p->model_name, p->model_version, err);
     if (st != RD_OK)
         return st;
-    if (!p->frontal_sop_instance_uid || !valid_uid(p->frontal_sop_instance_uid))
+    if (!p->frontal_sop_instance_uid || !rd_uid_valid(p->frontal_sop_instance_uid))
         return rd_error_set(err, RD_E_INVALID, "no valid SOP Instance UID of the frontal image");
     air_content c;
     c.codes = p->codes;
@@ -1967,7 +1958,7 @@ rd_status rd_sr_signed_air_series_uid(const char *study_uid, char out[RD_UID_SIZ
         std::string uid;
         if (out)
             out[0] = '\0';
-        if (!out || !study_uid || !valid_uid(study_uid))
+        if (!out || !study_uid || !rd_uid_valid(study_uid))
             return rd_error_set(err, RD_E_INVALID, "not a valid Study Instance UID");
         if (!name_uid(RD_SR_AIR_SIGNED_SERIES_NAMESPACE, study_uid, uid))
             return rd_error_set(err, RD_E_INTERNAL, "malformed signed AIR series namespace");
@@ -1984,7 +1975,7 @@ rd_status rd_sr_signed_series_uid(const char *study_uid, char out[RD_UID_SIZE], 
         std::string uid;
         if (out)
             out[0] = '\0';
-        if (!out || !study_uid || !valid_uid(study_uid))
+        if (!out || !study_uid || !rd_uid_valid(study_uid))
             return rd_error_set(err, RD_E_INVALID, "not a valid Study Instance UID");
         if (!make_signed_series_uid(study_uid, uid))
             return rd_error_set(err, RD_E_INTERNAL, "malformed signed series namespace");

@@ -34,6 +34,7 @@ typedef struct rd_config {
     double dicom_voi_percentile_high;
     /* server (listener), store and outbox: see the table in src/config.c */
     int server_port;
+    char server_bind[64];
     char server_ae_title[17];
     char server_data_dir[RD_CONFIG_STR_MAX];
     int server_max_associations;
@@ -44,9 +45,15 @@ typedef struct rd_config {
     int server_acse_timeout;
     int server_dimse_timeout;
     int server_idle_timeout;
+    int server_request_timeout;
+    int server_max_pending_per_peer;
+    int server_max_inflated_mb;
+    int server_max_inflate_ratio;
+    int server_receive_memory_mb;
     char server_tls_certificate[RD_CONFIG_STR_MAX];
     char server_tls_private_key[RD_CONFIG_STR_MAX];
     char server_tls_ca_certificates[RD_CONFIG_STR_MAX];
+    int server_tls_verify_peer;
     int outbox_tls;
     char store_duplicate_policy[16];
     rd_strlist outbox_destinations;

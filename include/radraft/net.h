@@ -42,9 +42,11 @@ void rd_net_init(void);
 
 /* ---- listener ---- */
 
-/* One received instance, valid during the store callback only. UIDs are as received (the
- * callback must check them before using them in paths); `file` is a complete Part 10 file
- * and `dataset_offset` where its dataset starts (after the meta header). */
+/* One received instance, valid during the store callback only. UIDs are valid UIDs as
+ * received (PS3.5 9.1; others are refused before the callback); `path` is the spool file
+ * (from the `spool` callback) that holds a complete Part 10 file of `file_len` bytes, its
+ * dataset from `dataset_offset` on (after the meta header). The store callback owns that
+ * file: it renames it into place or removes it, whatever it answers. */
 typedef struct rd_net_instance {
     const char *calling_ae;
     const char *peer_host;
@@ -54,7 +56,7 @@ typedef struct rd_net_instance {
     const char *series_uid;
     const char *transfer_syntax_uid;
     const char *modality;
-    const unsigned char *file;
+    const char *path;
     size_t file_len;
     size_t dataset_offset;
 } rd_net_instance;
@@ -68,11 +70,17 @@ typedef struct rd_net_handlers {
     void *ctx;
     rd_status (*assoc_begin)(void *ctx, void **assoc_ctx, rd_error *err);
     void (*assoc_end)(void *ctx, void *assoc_ctx);
+    /* Creates the file an arriving dataset is written to as it arrives (never held in
+     * memory whole): its name in `path`, open for writing as *fd (the listener closes it;
+     * it removes the file itself when the instance never reaches `store`). Required. */
+    rd_status (*spool)(void *ctx, void *assoc_ctx, char *path, size_t size, int *fd, rd_error *err);
     rd_status (*store)(void *ctx, void *assoc_ctx, const rd_net_instance *inst, rd_error *err);
 } rd_net_handlers;
 
 typedef struct rd_net_scp_options {
     int port;
+    /* IPv4 address to listen on; NULL or "" for every interface (0.0.0.0). Borrowed. */
+    const char *bind_address;
     char ae_title[RD_NET_AE_MAX + 1];
     int check_called_ae;                   /* reject a called AE title other than ae_title */
     const rd_strlist *allowed_calling_aes; /* NULL or empty: any peer */
@@ -81,12 +89,29 @@ typedef struct rd_net_scp_options {
     int acse_timeout;  /* seconds */
     int dimse_timeout; /* seconds */
     int idle_timeout;  /* seconds */
+    /* Seconds from a connection's accept until its association request has been read
+     * (TLS handshake included); a connection still short of it then is closed. 0: 10. */
+    int request_timeout;
+    /* Connections of one peer address whose request is not read yet; more are closed at
+     * once. 0: 4. Their total is at most max_associations. */
+    int max_pending_per_peer;
+    /* A deflated dataset (Deflated Explicit VR Little Endian) is refused (0xA700) when it
+     * inflates to more than max_inflated_mb MiB, or, above 16 MiB, to more than
+     * max_inflate_ratio times its size on the wire. 0: 256 and 200. */
+    int max_inflated_mb;
+    int max_inflate_ratio;
+    /* Memory the listener may use for receiving, in MiB: each association reserves its
+     * buffers while it lasts (a new one is rejected when they do not fit) and a deflated
+     * dataset its inflated size while it is parsed (0xA700 when it does not fit). 0: 1024. */
+    int receive_memory_mb;
     /* DICOM TLS (DCMTK dcmtls): when tls_certificate is set the listener speaks TLS only,
-     * with this PEM certificate and private key; with tls_ca_file set it also requires a
-     * client certificate signed by one of those CAs. Borrowed; NULL or "" for none. */
+     * with this PEM certificate and private key, and requires a client certificate that
+     * chains to a CA of tls_ca_file (the system store /etc/ssl/certs when it is NULL or "");
+     * tls_skip_verify accepts any client certificate or none. Borrowed strings. */
     const char *tls_certificate;
     const char *tls_private_key;
     const char *tls_ca_file;
+    int tls_skip_verify;
 } rd_net_scp_options;
 
 /* The listener options from a configuration (server.* keys). `cfg` must outlive the
@@ -113,6 +138,9 @@ typedef struct rd_net_scp_stats {
     long stored;       /* C-STORE answered with success */
     long failed;       /* C-STORE answered with a failure */
     long active;       /* associations in progress */
+    long pending;      /* connections whose association request is not read yet */
+    long cut;          /* connections closed before their request was read (too slow, too
+                        * many from one peer) */
 } rd_net_scp_stats;
 
 void rd_net_scp_get_stats(rd_net_scp *scp, rd_net_scp_stats *stats);
@@ -124,13 +152,15 @@ typedef struct rd_net_scu_options {
     int max_pdu;
     int acse_timeout;
     int dimse_timeout;
-    /* TLS: when `tls` is set the sender speaks TLS, verifying the peer against tls_ca_file
-     * (or not verifying when it is NULL or ""), and presenting tls_certificate/
-     * tls_private_key when set. Borrowed strings. */
+    /* TLS: when `tls` is set the sender speaks TLS, requiring the peer's certificate to
+     * chain to a CA of tls_ca_file (of the system store /etc/ssl/certs when it is NULL or
+     * ""; tls_skip_verify accepts any), and presenting tls_certificate/tls_private_key when
+     * set. Borrowed strings. */
     int tls;
     const char *tls_certificate;
     const char *tls_private_key;
     const char *tls_ca_file;
+    int tls_skip_verify;
 } rd_net_scu_options;
 
 /* The sender options from a configuration (server.ae_title as the calling AE, timeouts). */

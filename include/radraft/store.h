@@ -77,8 +77,9 @@ int rd_store_schema_version(rd_store *s);
 /* Longest UID (DICOM's limit), and so the longest component of a stored file's path. */
 #define RD_STORE_UID_MAX RD_UID_MAX
 
-/* 1 if `uid` is safe as a file name component and a valid UID: 1 to 64 characters, digits
- * and dots only, no empty component (so no "..", no leading or trailing dot). */
+/* 1 if `uid` is safe as a file name component: rd_uid_valid (1 to 64 digits and dots, no
+ * empty component, so no "..", no leading or trailing dot; no leading zero, so that "1.02"
+ * cannot stand beside "1.2"). */
 int rd_store_uid_valid(const char *uid);
 
 /* Once per process start, before serving: jobs left 'running' and deliveries left
@@ -116,6 +117,19 @@ typedef enum rd_store_put_result {
  * (disk full, I/O error), RD_E_DB. */
 rd_status rd_store_put(rd_store *s, const rd_store_instance *inst, const void *data, size_t len,
                        size_t hash_offset, rd_store_put_result *result, rd_error *err);
+
+/* Creates an empty file of this store's spool folder (DATA/spool, on the same file system
+ * as the store) for an arriving instance, open for writing as *fd (the caller closes it),
+ * its name in `path`. The caller writes the instance there and hands it to
+ * rd_store_put_file, or unlinks it; what a crash leaves there is removed by
+ * rd_store_recover. */
+rd_status rd_store_spool_create(rd_store *s, char *path, size_t size, int *fd, rd_error *err);
+
+/* rd_store_put for an instance written to a spool file (rd_store_spool_create): the file
+ * is fsynced and renamed into place, not copied, so that an instance is never held in
+ * memory whole. The spool file is gone on return, whatever the outcome. */
+rd_status rd_store_put_file(rd_store *s, const rd_store_instance *inst, const char *spool,
+                            size_t hash_offset, rd_store_put_result *result, rd_error *err);
 
 /* Writes the absolute path of a stored instance into `path` (RD_E_NOT_FOUND if absent). */
 rd_status rd_store_instance_path(rd_store *s, const char *sop_instance_uid, char *path, size_t size,

@@ -132,6 +132,9 @@ static const cfg_key cfg_keys[] = {
      "longest delay between two attempts of a study job"},
     {"server.port", CFG_INT, OFF(server_port), 1, 65535, "11112", NULL,
      "TCP port of the DICOM listener (radraft serve)"},
+    {"server.bind", CFG_STRING, OFF(server_bind), 1, 63, "0.0.0.0", NULL,
+     "IPv4 address the DICOM listener binds; 0.0.0.0 is every interface, as DICOM nodes "
+     "expect (then allow only known peers with server.allowed_calling_aes)"},
     {"server.ae_title", CFG_STRING, OFF(server_ae_title), 1, 16, "RADRAFT", NULL,
      "AE title of the listener, also the calling AE title when radraft sends"},
     {"server.data_dir", CFG_STRING, OFF(server_data_dir), 1, 1000, "./radraft-data", NULL,
@@ -142,7 +145,7 @@ static const cfg_key cfg_keys[] = {
      "a study without a new instance for this long is complete: its job is queued"},
     {"server.allowed_calling_aes", CFG_STRLIST, OFF(server_allowed_calling_aes), 0, 0, "", NULL,
      "calling AE titles allowed to associate; empty allows every peer"},
-    {"server.check_called_ae", CFG_BOOL, OFF(server_check_called_ae), 0, 1, "false", NULL,
+    {"server.check_called_ae", CFG_BOOL, OFF(server_check_called_ae), 0, 1, "true", NULL,
      "reject associations whose called AE title is not server.ae_title"},
     {"server.max_pdu", CFG_INT, OFF(server_max_pdu), 4096, 131072, "116794", NULL,
      "largest PDU received, in bytes (DCMTK's default is 16384)"},
@@ -152,12 +155,30 @@ static const cfg_key cfg_keys[] = {
      "seconds to wait for the next part of a DIMSE message once it has begun"},
     {"server.idle_timeout", CFG_INT, OFF(server_idle_timeout), 1, 86400, "300", NULL,
      "seconds an association may stay idle before radraft aborts it"},
+    {"server.request_timeout", CFG_INT, OFF(server_request_timeout), 1, 3600, "10", NULL,
+     "seconds a new connection has to complete its association request (TLS handshake "
+     "included); a slower one is closed"},
+    {"server.max_pending_per_peer", CFG_INT, OFF(server_max_pending_per_peer), 1, 1024, "4", NULL,
+     "connections of one IP address whose association request is still being read; more are "
+     "closed at once"},
+    {"server.max_inflated_mb", CFG_INT, OFF(server_max_inflated_mb), 1, 2047, "256", NULL,
+     "a deflated dataset that inflates to more MiB is refused (0xA700)"},
+    {"server.max_inflate_ratio", CFG_INT, OFF(server_max_inflate_ratio), 1, 100000, "200", NULL,
+     "a deflated dataset inflating to over 16 MiB and more than this many times its size is "
+     "refused (0xA700)"},
+    {"server.receive_memory_mb", CFG_INT, OFF(server_receive_memory_mb), 16, 1048576, "1024", NULL,
+     "memory for receiving (association buffers, inflating deflated datasets); a new "
+     "association that does not fit is rejected"},
     {"server.tls_certificate", CFG_STRING, OFF(server_tls_certificate), 0, 1000, "", NULL,
      "PEM certificate: when set the listener speaks DICOM TLS only (and the sender presents it)"},
     {"server.tls_private_key", CFG_STRING, OFF(server_tls_private_key), 0, 1000, "", NULL,
      "PEM private key of server.tls_certificate"},
     {"server.tls_ca_certificates", CFG_STRING, OFF(server_tls_ca_certificates), 0, 1000, "", NULL,
-     "PEM file of trusted CAs: peers must present a certificate they signed"},
+     "PEM file of trusted CAs: TLS peers must present a certificate they signed (empty: the "
+     "system store /etc/ssl/certs)"},
+    {"server.tls_verify_peer", CFG_BOOL, OFF(server_tls_verify_peer), 0, 1, "true", NULL,
+     "require and verify the TLS peer's certificate (listener and sender); false accepts any "
+     "certificate, with a warning"},
     {"outbox.tls", CFG_BOOL, OFF(outbox_tls), 0, 1, "false", NULL,
      "send to the destinations (and radraft send/echo) over DICOM TLS, but those ending +plain"},
     {"store.duplicate_policy", CFG_STRING, OFF(store_duplicate_policy), 1, 15, "keep-first",

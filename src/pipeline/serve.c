@@ -44,6 +44,13 @@ static void on_assoc_end(void *ctx, void *assoc_ctx)
     rd_store_close(assoc_ctx);
 }
 
+static rd_status on_spool(void *ctx, void *assoc_ctx, char *path, size_t size, int *fd,
+                          rd_error *err)
+{
+    (void)ctx;
+    return rd_store_spool_create(assoc_ctx, path, size, fd, err);
+}
+
 static rd_status on_store(void *ctx, void *assoc_ctx, const rd_net_instance *in, rd_error *err)
 {
     rd_store_instance si = {in->study_uid,     in->series_uid,          in->sop_instance_uid,
@@ -53,7 +60,7 @@ static rd_status on_store(void *ctx, void *assoc_ctx, const rd_net_instance *in,
     rd_serve *srv = ctx;
     rd_status st;
     double t0 = rd_store_now();
-    st = rd_store_put(assoc_ctx, &si, in->file, in->file_len, in->dataset_offset, &res, err);
+    st = rd_store_put_file(assoc_ctx, &si, in->path, in->dataset_offset, &res, err);
     if (st == RD_OK)
         rd_histogram_observe(&srv->metrics.cstore, rd_store_now() - t0);
     /* The scheduler looks at least every 0.5 s and then sleeps until the next study is due;
@@ -139,6 +146,7 @@ rd_status rd_serve_start(rd_serve **out, const rd_config *cfg, rd_error *err)
     rd_net_scp_options_from_config(&scp_opts, &srv->cfg);
     handlers.ctx = srv;
     handlers.assoc_begin = on_assoc_begin;
+    handlers.spool = on_spool;
     handlers.assoc_end = on_assoc_end;
     handlers.store = on_store;
     if ((st = rd_net_scp_start(&srv->scp, &scp_opts, &handlers, err)) != RD_OK)

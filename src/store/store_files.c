@@ -15,28 +15,12 @@
 
 #include "radraft/log.h"
 #include "radraft/store.h"
+#include "radraft/uid.h"
 #include "store/store_int.h"
 
 int rd_store_uid_valid(const char *uid)
 {
-    size_t n = 0;
-    int prev_dot = 1; /* a leading dot is an empty first component */
-    if (!uid)
-        return 0;
-    for (const char *p = uid; *p; p++, n++) {
-        if (n >= RD_STORE_UID_MAX)
-            return 0;
-        if (*p == '.') {
-            if (prev_dot)
-                return 0;
-            prev_dot = 1;
-        } else if (*p >= '0' && *p <= '9') {
-            prev_dot = 0;
-        } else {
-            return 0;
-        }
-    }
-    return n > 0 && !prev_dot;
+    return rd_uid_valid(uid);
 }
 
 rd_status rd__file_place_of(rd_store *s, const rd_store_instance *inst, rd__file_place *out,
@@ -122,6 +106,20 @@ fail:
     return rd_error_set(err, RD_E_IO, "%s: %s", tmp, strerror(e));
 }
 
+rd_status rd__file_fsync_path(const char *path, rd_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return rd_error_set(err, RD_E_IO, "%s: %s", path, strerror(errno));
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return rd_error_set(err, RD_E_IO, "%s: fsync: %s", path, strerror(e));
+    }
+    close(fd);
+    return RD_OK;
+}
+
 rd_status rd__file_rename(rd_store *s, const char *tmp, const char *abs, rd_error *err)
 {
     if (s->fault == RD_STORE_FAULT_RENAME) {
@@ -175,5 +173,7 @@ rd_status rd_store_recover(rd_store *s, rd_error *err)
     }
     snprintf(path, sizeof path, "%s/store", s->dir);
     remove_temps(path, 0);
+    snprintf(path, sizeof path, "%s/spool", s->dir);
+    remove_temps(path, 3); /* flat: no subfolders */
     return RD_OK;
 }

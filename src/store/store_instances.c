@@ -3,9 +3,11 @@
  * row committed together), finding stored instances again, and what became of each content
  * version of a study (drafted or skipped). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -143,56 +145,69 @@ static void warn_duplicate(const rd_store_instance *inst, const char *what)
 
 #define KEEPING_FIRST "keeping the first (store.duplicate_policy keep-first)"
 
-rd_status rd_store_put(rd_store *s, const rd_store_instance *inst, const void *data, size_t len,
-                       size_t hash_offset, rd_store_put_result *result, rd_error *err)
+/* rd_store_put and rd_store_put_file: `data` holds the file's bytes; with `spool` (the file
+ * they are in, mapped by the caller) that file is fsynced and renamed into place instead of
+ * writing a new one, and it is gone on return whatever happens. */
+static rd_status put(rd_store *s, const rd_store_instance *inst, const void *data, size_t len,
+                     const char *spool, size_t hash_offset, rd_store_put_result *result,
+                     rd_error *err)
 {
     char sha[RD_SHA256_HEX_SIZE] = "", tmp[2 * RD__STORE_PATH_MAX + 128];
     rd__file_place f;
     existing ex;
     rd_store_put_result res = RD_STORE_NEW;
-    rd_status st;
-    int renamed = 0, have_tmp = 0;
+    rd_status st = RD_OK;
+    int renamed = 0, have_tmp = spool != NULL;
     double now = rd_store_now();
 
+    ex.found = 0;
+    if (spool && rd_strlcpy(tmp, spool, sizeof tmp) >= sizeof tmp) {
+        unlink(spool);
+        return rd_error_set(err, RD_E_INVALID, "%s: path too long", spool);
+    }
     if (!rd_store_uid_valid(inst->study_uid) || !rd_store_uid_valid(inst->series_uid) ||
-        !rd_store_uid_valid(inst->sop_instance_uid))
-        return rd_error_set(err, RD_E_INVALID,
-                            "refusing an instance with an unsafe or invalid UID (study '%.80s', "
-                            "series '%.80s', SOP instance '%.80s')",
-                            rd__or_empty(inst->study_uid), rd__or_empty(inst->series_uid),
-                            rd__or_empty(inst->sop_instance_uid));
-    if (hash_offset > len)
-        return rd_error_set(err, RD_E_INVALID, "hash offset %zu beyond %zu bytes", hash_offset,
-                            len);
+        !rd_store_uid_valid(inst->sop_instance_uid)) {
+        st = rd_error_set(err, RD_E_INVALID,
+                          "refusing an instance with an unsafe or invalid UID (study '%.80s', "
+                          "series '%.80s', SOP instance '%.80s')",
+                          rd__or_empty(inst->study_uid), rd__or_empty(inst->series_uid),
+                          rd__or_empty(inst->sop_instance_uid));
+        goto done;
+    }
+    if (hash_offset > len) {
+        st = rd_error_set(err, RD_E_INVALID, "hash offset %zu beyond %zu bytes", hash_offset, len);
+        goto done;
+    }
     if ((st = rd__file_place_of(s, inst, &f, err)) != RD_OK)
-        return st;
+        goto done;
 
     /* Fast path without the write lock: a resend of what is already stored. */
     if ((st = lookup(s, inst->sop_instance_uid, &ex, err)) != RD_OK)
-        return st;
+        goto done;
     /* The new data's hash is needed only when the SOP instance is already stored. */
     if (ex.found)
         rd_sha256_hex((const char *)data + hash_offset, len - hash_offset, sha);
     if (same_content(s, inst->sop_instance_uid, &ex, sha)) {
-        if (result)
-            *result = RD_STORE_SAME;
-        return RD_OK;
+        res = RD_STORE_SAME;
+        goto done;
     }
     if (s->opts.duplicate_policy == RD_STORE_DUP_KEEP_FIRST &&
         other_content(s, inst->sop_instance_uid, &ex, sha)) {
         warn_duplicate(inst, KEEPING_FIRST);
-        if (result)
-            *result = RD_STORE_KEPT_FIRST;
-        return RD_OK;
+        res = RD_STORE_KEPT_FIRST;
+        goto done;
     }
 
     /* The slow parts (writing and fsyncing the data) happen before the write lock. */
     if ((st = rd_mkdirs(f.dir, err)) != RD_OK)
-        return st;
-    if ((st = rd__file_write_temp(s, f.dir, inst->sop_instance_uid, data, len, tmp, sizeof tmp,
-                                  err)) != RD_OK)
-        return st;
-    have_tmp = 1;
+        goto done;
+    if (spool)
+        st = rd__file_fsync_path(tmp, err);
+    else if ((st = rd__file_write_temp(s, f.dir, inst->sop_instance_uid, data, len, tmp, sizeof tmp,
+                                       err)) == RD_OK)
+        have_tmp = 1;
+    if (st != RD_OK)
+        goto done;
 
     if ((st = rd__begin(s, err)) != RD_OK)
         goto out;
@@ -247,10 +262,61 @@ out:
         if (renamed && !ex.found)
             unlink(f.abs);
     }
+done:
     if (have_tmp)
         unlink(tmp);
     if (st == RD_OK && result)
         *result = res;
+    return st;
+}
+
+rd_status rd_store_put(rd_store *s, const rd_store_instance *inst, const void *data, size_t len,
+                       size_t hash_offset, rd_store_put_result *result, rd_error *err)
+{
+    return put(s, inst, data, len, NULL, hash_offset, result, err);
+}
+
+rd_status rd_store_spool_create(rd_store *s, char *path, size_t size, int *fd, rd_error *err)
+{
+    char dir[RD__STORE_PATH_MAX];
+    rd_status st;
+    if ((size_t)snprintf(dir, sizeof dir, "%s/spool", s->dir) >= sizeof dir)
+        return rd_error_set(err, RD_E_INVALID, "%s: path too long", s->dir);
+    if ((st = rd_mkdirs(dir, err)) != RD_OK)
+        return st;
+    if ((size_t)snprintf(path, size, "%s/.tmp-XXXXXX", dir) >= size)
+        return rd_error_set(err, RD_E_INVALID, "%s: path too long", dir);
+    if ((*fd = mkstemp(path)) < 0)
+        return rd_error_set(err, RD_E_IO, "%s: %s", path, strerror(errno));
+    (void)fcntl(*fd, F_SETFD, FD_CLOEXEC);
+    return RD_OK;
+}
+
+rd_status rd_store_put_file(rd_store *s, const rd_store_instance *inst, const char *spool,
+                            size_t hash_offset, rd_store_put_result *result, rd_error *err)
+{
+    struct stat sb;
+    void *map = NULL;
+    rd_status st;
+    int fd = open(spool, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &sb) != 0 || sb.st_size <= 0) {
+        st = rd_error_set(err, RD_E_IO, "%s: %s", spool, fd < 0 ? strerror(errno) : "empty");
+        if (fd >= 0)
+            close(fd);
+        unlink(spool);
+        return st;
+    }
+    /* Mapped, not read: its pages are read from the file only when a duplicate needs the
+     * hash, and they are the page cache's, not the heap's. */
+    map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        st = rd_error_set(err, RD_E_IO, "%s: mmap: %s", spool, strerror(errno));
+        unlink(spool);
+        return st;
+    }
+    st = put(s, inst, map, (size_t)sb.st_size, spool, hash_offset, result, err);
+    munmap(map, (size_t)sb.st_size);
     return st;
 }
 

@@ -224,6 +224,9 @@ rd_status rd__file_write_temp(rd_store *s, const char *dir, const char *sop, con
 /* Renames a written temporary file into place. Honours the rename fault. */
 rd_status rd__file_rename(rd_store *s, const char *tmp, const char *abs, rd_error *err);
 
+/* fsync of the file at `path`. */
+rd_status rd__file_fsync_path(const char *path, rd_error *err);
+
 /* Fsyncs a directory, which makes a rename in it durable. */
 rd_status rd__file_fsync_dir(const char *dir, rd_error *err);
 

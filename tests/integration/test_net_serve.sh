@@ -71,7 +71,16 @@ start_server "$D1" server1.log || { fail "radraft serve did not start"; exit 1; 
 echoscu -aet TESTSCU -aec RADRAFT localhost $PORT && pass "echoscu" || fail "echoscu"
 "$RADRAFT" echo RADRAFT@localhost:$PORT >/dev/null && pass "radraft echo" || fail "radraft echo"
 
-FILES=$(ls "$DATA"/dicom/codecs/*.dcm "$DATA"/dicom/chest/*.dcm)
+# A sample whose SOP Instance UID breaks the standard's rules (a component with a leading
+# zero, 999.999.01...) is refused (0xC000), never stored under a repaired UID; it is sent on
+# its own below, as storescu stops at the first refusal.
+uid_ok() { [[ $1 =~ ^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$ ]] && [ ${#1} -le 64 ]; }
+FILES=""
+BAD_UID_FILES=""
+for f in "$DATA"/dicom/codecs/*.dcm "$DATA"/dicom/chest/*.dcm; do
+    if uid_ok "$(sop_of "$f")"; then FILES="$FILES $f"; else BAD_UID_FILES="$BAD_UID_FILES $f"; fi
+done
+[ -n "$BAD_UID_FILES" ] || fail "expected a sample with an invalid UID (codecs/CR-ModalitySequenceLUT-jpeg-lossless.dcm)"
 # storescu proposes only uncompressed syntaxes unless told otherwise: a generated
 # configuration proposes each file's own (SOP class, transfer syntax), one context each,
 # so that every file travels as it is, compressed or not.
@@ -123,6 +132,17 @@ for sop in "${!first_of[@]}"; do
 done
 [ $n_ok -eq $n_unique ] && pass "$n_unique distinct instances stored, duplicates kept first" \
     || fail "only $n_ok of $n_unique distinct instances stored as sent first"
+for f in $BAD_UID_FILES; do
+    sop=$(sop_of "$f")
+    before=$(find "$D1/store" -name '*.dcm' | wc -l)
+    make_storescu_cfg "$f"
+    if storescu -v -aet TESTSCU -aec RADRAFT -xf storescu.cfg Files localhost $PORT "$f" >baduid.log 2>&1; then
+        fail "$f: SOP Instance UID $sop accepted"
+    elif grep -q "Received Store Response (Error: CannotUnderstand)" baduid.log && grep -qF "SOP Instance UID '$sop' is not a valid UID" server1.log &&
+        [ "$(find "$D1/store" -name '*.dcm' | wc -l)" -eq "$before" ]; then
+        pass "$sop (not a valid UID) refused with 0xC000 and logged, nothing stored"
+    else fail "$f: invalid UID $sop not refused as expected: $(tail -3 baduid.log)"; fi
+done
 grep -q "received again with different content.*keeping the first" server1.log \
     && pass "different-content duplicates logged" || fail "duplicates not logged"
 rows=$(db "$D1" "SELECT COUNT(*) FROM instances")
@@ -339,7 +359,7 @@ done
 for f in hostile/*.dcm; do
     storescu -aet GOODAE -aec RADRAFT localhost $PORT $f >>hostile.log 2>&1
 done
-refused=$(grep -a -c "unsafe or invalid UID" server4.log)
+refused=$(grep -a -c -e "unsafe or invalid UID" -e "is not a valid UID" server4.log)
 # DCMTK itself refuses some of these (a UID over 64 characters does not fit in a C-STORE
 # request); the rest reach radraft's store and must be refused there.
 [ "$refused" -ge 6 ] && pass "$refused hostile instances refused by the store" \

@@ -1,6 +1,9 @@
 /* DICOM networking in one process: the listener and the sender talk to each other over
  * loopback; the store callback decides the C-STORE status. */
+#include <dirent.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -55,7 +58,46 @@ typedef struct fake_store {
     char last_xfer[80];
     unsigned char head[132];
     int begun, ended;
+    int spooled; /* spool files made; each must be gone once its C-STORE is answered */
 } fake_store;
+
+/* The spool folder of the fake store: one per test process. */
+static const char *spool_dir(void)
+{
+    static char dir[64];
+    if (!dir[0]) {
+        rd_strlcpy(dir, "/tmp/rd-test-net-XXXXXX", sizeof dir);
+        if (!mkdtemp(dir))
+            dir[0] = '\0';
+    }
+    return dir;
+}
+
+/* Spool files left in spool_dir(). */
+static int spool_left(void)
+{
+    DIR *d = opendir(spool_dir());
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static rd_status fs_spool(void *ctx, void *actx, char *path, size_t size, int *fd, rd_error *err)
+{
+    fake_store *fs = ctx;
+    (void)actx;
+    snprintf(path, size, "%s/in-XXXXXX", spool_dir());
+    if ((*fd = mkstemp(path)) < 0)
+        return rd_error_set(err, RD_E_IO, "%s: cannot create", path);
+    pthread_mutex_lock(&fs->mu);
+    fs->spooled++;
+    pthread_mutex_unlock(&fs->mu);
+    return RD_OK;
+}
 
 static rd_status fs_begin(void *ctx, void **actx, rd_error *err)
 {
@@ -88,8 +130,17 @@ static rd_status fs_store(void *ctx, void *actx, const rd_net_instance *in, rd_e
     fs->last_offset = in->dataset_offset;
     rd_strlcpy(fs->last_sop, in->sop_instance_uid, sizeof fs->last_sop);
     rd_strlcpy(fs->last_xfer, in->transfer_syntax_uid, sizeof fs->last_xfer);
-    if (in->file_len >= sizeof fs->head)
-        memcpy(fs->head, in->file, sizeof fs->head);
+    {
+        /* The spool file holds the whole Part 10 file; the store callback owns it. */
+        FILE *f = fopen(in->path, "rb");
+        CHECK(f != NULL);
+        if (f) {
+            CHECK_EQ_INT((int)fread(fs->head, 1, sizeof fs->head, f), (int)sizeof fs->head);
+            CHECK(fseek(f, 0, SEEK_END) == 0 && (size_t)ftell(f) == in->file_len);
+            fclose(f);
+        }
+        unlink(in->path);
+    }
     st = fs->answer;
     pthread_mutex_unlock(&fs->mu);
     if (st != RD_OK)
@@ -109,7 +160,7 @@ static rd_net_scp *start(fake_store *fs, int port, const rd_strlist *allow)
      * module from radraft_core before it reads radraft_pacs, which uses it.) */
     rd_log_set_level(RD_LOG_ERROR);
     rd_net_scp_options o;
-    rd_net_handlers h = {fs, fs_begin, fs_end, fs_store};
+    rd_net_handlers h = {fs, fs_begin, fs_end, fs_spool, fs_store};
     rd_net_scp *scp = NULL;
     rd_error err;
     memset(&o, 0, sizeof o);
@@ -172,6 +223,9 @@ RD_TEST(echo_and_store_roundtrip)
     CHECK(fs.last_offset > 132 && fs.last_offset < fs.last_len);
     CHECK_STR(fs.last_xfer, "1.2.840.10008.1.2.4.70");
     CHECK(strlen(fs.last_sop) > 0);
+    /* Received into a spool file, which the store callback took. */
+    CHECK_EQ_INT(fs.spooled, 1);
+    CHECK_EQ_INT(spool_left(), 0);
     rd_net_scp_get_stats(scp, &stats);
     CHECK_EQ_INT(stats.stored, 1);
     CHECK_EQ_INT(stats.associations, 2);
@@ -216,6 +270,8 @@ RD_TEST(store_failure_is_a_failure_status)
     fs.answer = RD_E_INVALID;
     CHECK_EQ_INT(rd_net_send_files(&peer, &so, files, 1, res, &err), RD_E_NET);
     CHECK(strstr(err.msg, "0xa900") != NULL);
+    CHECK_EQ_INT(fs.spooled, 3);
+    CHECK_EQ_INT(spool_left(), 0); /* refused: no spool file left behind */
     rd_net_scp_stop(scp);
     pthread_mutex_destroy(&fs.mu);
 }

@@ -2,6 +2,8 @@
  * studies, stop) and the outbox (delivery, backoff, final failure, never twice), with a real
  * store and a real DICOM listener in the same process. */
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -120,12 +122,23 @@ static void rcv_end(void *ctx, void *actx)
     (void)actx;
 }
 
+/* The peer keeps nothing: a received dataset goes to a temporary file, removed at once. */
+static rd_status rcv_spool(void *ctx, void *actx, char *path, size_t size, int *fd, rd_error *err)
+{
+    (void)ctx;
+    (void)actx;
+    snprintf(path, size, "/tmp/rd-test-serve-rcv-XXXXXX");
+    if ((*fd = mkstemp(path)) < 0)
+        return rd_error_set(err, RD_E_IO, "%s: cannot create", path);
+    return RD_OK;
+}
+
 static rd_status rcv_store(void *ctx, void *actx, const rd_net_instance *in, rd_error *err)
 {
     receiver *r = ctx;
     (void)actx;
-    (void)in;
     (void)err;
+    unlink(in->path);
     pthread_mutex_lock(&r->mu);
     r->stored++;
     pthread_mutex_unlock(&r->mu);
@@ -150,7 +163,7 @@ static int test_port(int offset)
 static rd_net_scp *start_receiver(receiver *r, int port)
 {
     rd_net_scp_options o;
-    rd_net_handlers h = {r, rcv_begin, rcv_end, rcv_store};
+    rd_net_handlers h = {r, rcv_begin, rcv_end, rcv_spool, rcv_store};
     rd_net_scp *scp = NULL;
     rd_error err;
     memset(&o, 0, sizeof o);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "radraft/store.h"
+#include "radraft/uid.h"
 #include "rdtest.h"
 #include "store/store_int.h"
 #include "base/util.h"
@@ -75,6 +76,16 @@ RD_TEST(uid_validation)
     CHECK(!rd_store_uid_valid(".."));
     CHECK(!rd_store_uid_valid("1.2 "));
     CHECK(!rd_store_uid_valid("1.2a"));
+    /* PS3.5 9.1: no leading zero in a component, but "0" is a component. */
+    CHECK(!rd_store_uid_valid("1.02"));
+    CHECK(!rd_store_uid_valid("01.2"));
+    CHECK(!rd_store_uid_valid("1.2.00"));
+    CHECK(rd_store_uid_valid("1.0.2"));
+    CHECK(rd_store_uid_valid("0"));
+    CHECK(rd_store_uid_valid("1.20.300"));
+    CHECK(rd_uid_valid("2.25.0") && !rd_uid_valid("2.25.007"));
+    CHECK(!rd_store_uid_valid("1.2 3"));
+    CHECK(!rd_store_uid_valid("1.2\x01"));
     memset(long_uid, '1', 64);
     long_uid[64] = '\0';
     CHECK(rd_store_uid_valid(long_uid));
