@@ -53,7 +53,8 @@ static const char report_help[] =
     "  --json                 print the texts, per finding its state, combined score, encoder\n"
     "                         score and neighbours' vote (and, for a finding the text places,\n"
     "                         its side, zone and heat map), the neighbours, the model version\n"
-    "                         and the SR's path and UIDs as one JSON object\n" RD_CLI_COMMON_HELP;
+    "                         and the paths and UIDs of the SR and the AI Results SR (air_sr)\n"
+    "                         as one JSON object\n" RD_CLI_COMMON_HELP;
 
 static const char sign_help[] =
     "usage: radraft sign [OPTIONS] DRAFT.dcm --verifier NAME --organization ORG\n"
