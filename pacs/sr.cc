@@ -75,6 +75,33 @@ const DSRCodedEntryValue kProcedureReported("121058", "DCM", "Procedure reported
 const DSRCodedEntryValue kFinding("121071", "DCM", "Finding");
 const DSRCodedEntryValue kImpression("121073", "DCM", "Impression");
 
+// The AI results (TID 1500).
+const DSRCodedEntryValue kAirRoot("126000", "DCM", "Imaging Measurement Report");
+const DSRCodedEntryValue kImageLibrary("111028", "DCM", "Image Library");
+const DSRCodedEntryValue kImageLibraryGroup("126200", "DCM", "Image Library Group");
+const DSRCodedEntryValue kImagingMeasurements("126010", "DCM", "Imaging Measurements");
+const DSRCodedEntryValue kMeasurementGroup("125007", "DCM", "Measurement Group");
+const DSRCodedEntryValue kTrackingId("112039", "DCM", "Tracking Identifier");
+const DSRCodedEntryValue kTrackingUid("112040", "DCM", "Tracking Unique Identifier");
+const DSRCodedEntryValue kAlgorithmName("111001", "DCM", "Algorithm Name");
+const DSRCodedEntryValue kAlgorithmVersion("111003", "DCM", "Algorithm Version");
+const DSRCodedEntryValue kAlgorithmParameters("111002", "DCM", "Algorithm Parameters");
+const DSRCodedEntryValue kQualitativeEvaluations("C0034375", "UMLS", "Qualitative Evaluations");
+const DSRCodedEntryValue kThresholdValue("122411", "DCM", "Threshold Value");
+const DSRCodedEntryValue kEquivalentMeaning("121050", "DCM", "Equivalent Meaning of Concept Name");
+const DSRCodedEntryValue kNoUnits("1", "UCUM", "no units");
+// TID 1500's Procedure Reported is drawn from CID 100 (Quantitative Diagnostic Imaging
+// Procedures), which has no chest radiograph; PixelMed refuses a code outside it, so the
+// AIR SR names the generic imaging procedure of CID 100 (the text report has the specific
+// one, the code table's).
+const DSRCodedEntryValue kImagingProcedure("363679005", "SCT", "Imaging procedure");
+const char kPresentThreshold[] = "Operating threshold: present at or above";
+const char kUncertainThreshold[] = "Operating threshold: uncertain at or above";
+// The Contributing Equipment's purpose in an AIR SR (see radraft/sr.h and README).
+const char kAirPurposeValue[] = "109102";
+const char kAirPurposeScheme[] = "DCM";
+const char kAirPurposeMeaning[] = "Processing Equipment";
+
 // The finding whose code in `codes` is `cv`, or -1.
 int finding_of_code(const rd_sr_codes &codes, const DSRCodedEntryValue &cv)
 {
@@ -213,19 +240,20 @@ bool u128_from_uid(const char *uid, unsigned __int128 &v)
     return true;
 }
 
-// The signed series of a study: the version-5 UUID of its Study Instance UID in radraft's
-// namespace, so that it depends on the study alone (see rd_sr_signed_series_uid).
-bool make_signed_series_uid(const std::string &study, std::string &out)
+// A version-5 UUID (RFC 4122, SHA-1) of `name` in the namespace `ns` (itself a "2.25."
+// UUID), as a "2.25." UID: the same name always gives the same UID.
+bool name_uid(const char *ns_uid, const std::string &name, std::string &out)
 {
     unsigned __int128 ns;
-    if (!u128_from_uid(RD_SR_SIGNED_SERIES_NAMESPACE, ns))
+    if (!u128_from_uid(ns_uid, ns))
         return false;
-    std::vector<unsigned char> name(16 + study.size());
+    std::vector<unsigned char> buf(16 + name.size());
     for (int i = 0; i < 16; i++)
-        name[static_cast<size_t>(i)] = static_cast<unsigned char>(ns >> (8 * (15 - i)));
-    std::memcpy(name.data() + 16, study.data(), study.size());
+        buf[static_cast<size_t>(i)] = static_cast<unsigned char>(ns >> (8 * (15 - i)));
+    if (!name.empty())
+        std::memcpy(buf.data() + 16, name.data(), name.size());
     unsigned char h[20];
-    sha1(name.data(), name.size(), h);
+    sha1(buf.data(), buf.size(), h);
     h[6] = static_cast<unsigned char>((h[6] & 0x0f) | 0x50);
     h[8] = static_cast<unsigned char>((h[8] & 0x3f) | 0x80);
     unsigned __int128 v = 0;
@@ -233,6 +261,13 @@ bool make_signed_series_uid(const std::string &study, std::string &out)
         v = (v << 8) | h[i];
     out = uid_from_u128(v);
     return true;
+}
+
+// The signed series of a study: the version-5 UUID of its Study Instance UID in radraft's
+// namespace, so that it depends on the study alone (see rd_sr_signed_series_uid).
+bool make_signed_series_uid(const std::string &study, std::string &out)
+{
+    return name_uid(RD_SR_SIGNED_SERIES_NAMESPACE, study, out);
 }
 
 std::string now_dt(const char *fmt)
@@ -372,6 +407,28 @@ class tree_builder : public first_error
     {
         if (ok())
             check(t_.getCurrentContentItem().setCodeValue(v), name);
+    }
+    void num(const std::string &v, const DSRCodedEntryValue &unit, const DSRCodedEntryValue &name)
+    {
+        if (ok())
+            check(t_.getCurrentContentItem().setNumericValue(
+                      DSRNumericMeasurementValue(v.c_str(), unit)),
+                  name);
+    }
+    // An IMAGE item (no concept name: TID 1601 and 320 give it none).
+    void image(DSRTypes::E_RelationshipType rel, DSRTypes::E_AddMode mode,
+               const std::string &sop_class, const std::string &sop)
+    {
+        if (!ok())
+            return;
+        if (t_.addContentItem(rel, DSRTypes::VT_Image, mode) == 0) {
+            fail("cannot add an image reference");
+            return;
+        }
+        OFCondition c = t_.getCurrentContentItem().setImageReference(
+            DSRImageReferenceValue(sop_class.c_str(), sop.c_str()));
+        if (c.bad())
+            fail(std::string("image reference: ") + c.text());
     }
     void up()
     {
@@ -550,8 +607,18 @@ rd_status save_atomic(DcmFileFormat &ff, const char *path, rd_error *err)
     return RD_OK;
 }
 
+// What an SR says about the equipment that contributed to it.
+struct equipment {
+    const char *purpose_value; // Purpose of Reference (CID 7005)
+    const char *purpose_scheme;
+    const char *purpose_meaning;
+    const char *description;
+    std::string device_uid; // "": no Device UID
+};
+
 rd_status put_contributing_equipment(DcmItem *ds, const std::string &model_name,
-                                     const std::string &model_version, rd_error *err)
+                                     const std::string &model_version, const equipment &what,
+                                     rd_error *err)
 {
     DcmItem *eq = nullptr, *purpose = nullptr;
     // Software Versions is multi-valued (LO, 64 characters a value): radraft's own version,
@@ -565,19 +632,20 @@ rd_status put_contributing_equipment(DcmItem *ds, const std::string &model_name,
     if (c.good())
         c = eq->putAndInsertString(DCM_SoftwareVersions, versions.c_str());
 
+    if (c.good() && !what.device_uid.empty())
+        c = eq->putAndInsertString(DCM_DeviceUID, what.device_uid.c_str());
     if (c.good())
         c = eq->putAndInsertString(DCM_ContributionDateTime, now_dt("%Y%m%d%H%M%S").c_str());
     if (c.good())
-        c = eq->putAndInsertString(DCM_ContributionDescription,
-                                   "Report draft generated from image findings");
+        c = eq->putAndInsertString(DCM_ContributionDescription, what.description);
     if (c.good())
         c = eq->findOrCreateSequenceItem(DCM_PurposeOfReferenceCodeSequence, purpose, -2);
     if (c.good())
-        c = purpose->putAndInsertString(DCM_CodeValue, "109102");
+        c = purpose->putAndInsertString(DCM_CodeValue, what.purpose_value);
     if (c.good())
-        c = purpose->putAndInsertString(DCM_CodingSchemeDesignator, "DCM");
+        c = purpose->putAndInsertString(DCM_CodingSchemeDesignator, what.purpose_scheme);
     if (c.good())
-        c = purpose->putAndInsertString(DCM_CodeMeaning, "Processing Equipment");
+        c = purpose->putAndInsertString(DCM_CodeMeaning, what.purpose_meaning);
     if (c.bad())
         return rd_error_set(err, RD_E_DICOM, "Contributing Equipment Sequence: %s", c.text());
     return RD_OK;
@@ -693,14 +761,14 @@ bool is_node(DSRContentItem &it, DSRTypes::E_ValueType vt, const DSRCodedEntryVa
 // The sources of a draft: one study, one patient, each with its UIDs; the first one's
 // metadata and its texts that the SR copies (converted to UTF-8, or left empty with a note
 // in `warning`).
-rd_status read_sources(const rd_sr_params *p, std::vector<source_ref> &refs, rd_dicom_meta &meta,
-                       std::string &referring, std::string &study_id, std::string &warning,
-                       rd_error *err)
+rd_status read_sources(const char *const *sources, size_t n_sources, std::vector<source_ref> &refs,
+                       rd_dicom_meta &meta, std::string &referring, std::string &study_id,
+                       std::string &warning, rd_error *err)
 {
     rd_status st;
-    for (size_t i = 0; i < p->n_sources; i++) {
+    for (size_t i = 0; i < n_sources; i++) {
         DcmFileFormat ff;
-        st = load_file(ff, p->sources[i], err);
+        st = load_file(ff, sources[i], err);
         if (st != RD_OK)
             return st;
         DcmDataset *ds = ff.getDataset();
@@ -709,38 +777,65 @@ rd_status read_sources(const rd_sr_params *p, std::vector<source_ref> &refs, rd_
         if (!rd_uid_valid(r.study.c_str()) || !rd_uid_valid(r.series.c_str()) ||
             !rd_uid_valid(r.sop_class.c_str()) || !rd_uid_valid(r.sop.c_str()))
             return rd_error_set(err, RD_E_INVALID,
-                                "%s: missing or malformed study, series or SOP UIDs",
-                                p->sources[i]);
+                                "%s: missing or malformed study, series or SOP UIDs", sources[i]);
         if (i == 0) {
             rd_dicom_options opts = {16384, 0.5, 99.5};
-            st = rd__dicom_load(p->sources[i], &opts, &meta, nullptr, err);
+            st = rd__dicom_load(sources[i], &opts, &meta, nullptr, err);
             if (st != RD_OK)
-                return prefix_error(err, st, p->sources[i]);
+                return prefix_error(err, st, sources[i]);
             if (!source_text_utf8(ds, DCM_ReferringPhysicianName, "\\^=", referring))
                 warning = "Referring Physician's Name not convertible to UTF-8; left empty";
             if (!source_text_utf8(ds, DCM_StudyID, "\\", study_id))
                 warning = "Study ID not convertible to UTF-8; left empty";
         } else if (r.study != refs[0].study) {
             return rd_error_set(err, RD_E_INVALID,
-                                "%s belongs to study %s, not %s: one report per study",
-                                p->sources[i], r.study.c_str(), refs[0].study.c_str());
+                                "%s belongs to study %s, not %s: one report per study", sources[i],
+                                r.study.c_str(), refs[0].study.c_str());
         }
         refs.push_back(r);
     }
     // Several patients in one study is a source error we refuse to paper over.
-    for (size_t i = 1; i < p->n_sources; i++) {
+    for (size_t i = 1; i < n_sources; i++) {
         rd_dicom_meta m;
         rd_dicom_options opts = {16384, 0.5, 99.5};
-        st = rd__dicom_load(p->sources[i], &opts, &m, nullptr, err);
+        st = rd__dicom_load(sources[i], &opts, &m, nullptr, err);
         if (st != RD_OK)
-            return prefix_error(err, st, p->sources[i]);
+            return prefix_error(err, st, sources[i]);
         if (std::strcmp(m.patient_id, meta.patient_id) != 0)
             return rd_error_set(err, RD_E_INVALID,
                                 "%s has another Patient ID than %s: one patient per report",
-                                p->sources[i], p->sources[0]);
+                                sources[i], sources[0]);
     }
 
     return RD_OK;
+}
+
+// The patient and study attributes of a new SR, copied from its source (see set_or_note).
+void set_study_header(DSRDocument &doc, const rd_dicom_meta &meta, const std::string &referring,
+                      const std::string &study_id, std::string &warning)
+{
+    auto setter = [&doc](OFCondition (DSRDocument::*fn)(const OFString &, const OFBool)) {
+        return [&doc, fn](const std::string &v, bool check) {
+            return (doc.*fn)(v.c_str(), check ? OFTrue : OFFalse);
+        };
+    };
+    set_or_note(setter(&DSRDocument::setPatientName), meta.patient_name, "Patient's Name", warning);
+    set_or_note(setter(&DSRDocument::setPatientID), meta.patient_id, "Patient ID", warning);
+    set_or_note(setter(&DSRDocument::setPatientBirthDate), meta.patient_birth_date,
+                "Patient's Birth Date", warning);
+    std::string sex = meta.patient_sex;
+    set_or_note(setter(&DSRDocument::setPatientSex),
+                sex == "M" || sex == "F" || sex == "O" ? sex : std::string(), "Patient's Sex",
+                warning);
+    set_or_note(setter(&DSRDocument::setStudyDate), meta.study_date, "Study Date", warning);
+    set_or_note(setter(&DSRDocument::setStudyTime), meta.study_time, "Study Time", warning);
+    set_or_note(setter(&DSRDocument::setAccessionNumber), meta.accession_number, "Accession Number",
+                warning);
+    set_or_note(setter(&DSRDocument::setReferringPhysicianName), referring,
+                "Referring Physician's Name", warning);
+    set_or_note(setter(&DSRDocument::setStudyID), study_id, "Study ID", warning);
+    set_or_note(setter(&DSRDocument::setStudyDescription), meta.study_description,
+                "Study Description", warning);
 }
 
 rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *res, rd_error *err)
@@ -785,7 +880,8 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     std::vector<source_ref> refs;
     rd_dicom_meta meta;
     std::string referring, study_id, warning;
-    if ((st = read_sources(p, refs, meta, referring, study_id, warning, err)) != RD_OK)
+    if ((st = read_sources(p->sources, p->n_sources, refs, meta, referring, study_id, warning,
+                           err)) != RD_OK)
         return st;
 
     DSRDocument doc;
@@ -796,28 +892,7 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
         cond = doc.createNewSeriesInStudy(refs[0].study.c_str());
     if (cond.bad())
         return rd_error_set(err, RD_E_DICOM, "new SR document: %s", cond.text());
-    auto setter = [&doc](OFCondition (DSRDocument::*fn)(const OFString &, const OFBool)) {
-        return [&doc, fn](const std::string &v, bool check) {
-            return (doc.*fn)(v.c_str(), check ? OFTrue : OFFalse);
-        };
-    };
-    set_or_note(setter(&DSRDocument::setPatientName), meta.patient_name, "Patient's Name", warning);
-    set_or_note(setter(&DSRDocument::setPatientID), meta.patient_id, "Patient ID", warning);
-    set_or_note(setter(&DSRDocument::setPatientBirthDate), meta.patient_birth_date,
-                "Patient's Birth Date", warning);
-    std::string sex = meta.patient_sex;
-    set_or_note(setter(&DSRDocument::setPatientSex),
-                sex == "M" || sex == "F" || sex == "O" ? sex : std::string(), "Patient's Sex",
-                warning);
-    set_or_note(setter(&DSRDocument::setStudyDate), meta.study_date, "Study Date", warning);
-    set_or_note(setter(&DSRDocument::setStudyTime), meta.study_time, "Study Time", warning);
-    set_or_note(setter(&DSRDocument::setAccessionNumber), meta.accession_number, "Accession Number",
-                warning);
-    set_or_note(setter(&DSRDocument::setReferringPhysicianName), referring,
-                "Referring Physician's Name", warning);
-    set_or_note(setter(&DSRDocument::setStudyID), study_id, "Study ID", warning);
-    set_or_note(setter(&DSRDocument::setStudyDescription), meta.study_description,
-                "Study Description", warning);
+    set_study_header(doc, meta, referring, study_id, warning);
     char num[16];
     std::snprintf(num, sizeof num, "%d", series_number);
     cond = doc.setSeriesNumber(num);
@@ -861,7 +936,9 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
         cond = ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
     if (cond.bad())
         return rd_error_set(err, RD_E_DICOM, "writing the SR dataset: %s", cond.text());
-    st = put_contributing_equipment(ds, p->model_name, p->model_version, err);
+    const equipment eq = {"109102", "DCM", "Processing Equipment",
+                          "Report draft generated from image findings", std::string()};
+    st = put_contributing_equipment(ds, p->model_name, p->model_version, eq, err);
     if (st == RD_OK)
         st = save_atomic(ff, out_path, err);
     if (st != RD_OK)
@@ -959,27 +1036,184 @@ long to_long(const OFString &s)
     return end && end != s.c_str() ? v : 0;
 }
 
+// What signing needs besides the tree's changes, common to the text report and the AI
+// results: who signs, which instance and series the signed version gets.
+struct sign_request {
+    const char *verifier_name;
+    const char *organization;
+    const char *datetime;
+    const char *sop_instance_uid;
+    int amend;
+    int series_number;
+    const char *series_namespace; // of the study's signed series (see name_uid)
+    long default_series_number;
+    const char *series_description;
+    const rd_sr_codes *codes; // NULL: the Coding Scheme Identification is left as it was
+};
+
+// A signing in progress: the input read and checked, the output's instance and series.
+struct signing {
+    DcmFileFormat in_ff;
+    DSRDocument doc;
+    OFString study, series, sop_class, sop, instance_number;
+    std::string sop_uid, signed_series;
+    long series_number = 0;
+};
+
+// Checks the request, reads the input (a draft, or a signed SR to amend) and works out the
+// signed version's series and number.
+rd_status sign_begin(const char *in_path, const sign_request &q, signing &g, rd_error *err)
+{
+    if (!q.verifier_name || !q.verifier_name[0] || !q.organization || !q.organization[0])
+        return rd_error_set(err, RD_E_INVALID,
+                            "the verifier's name and organization are "
+                            "required");
+    if (!valid_utf8(q.verifier_name) || !valid_utf8(q.organization))
+        return rd_error_set(err, RD_E_INVALID, "verifier or organization is not UTF-8");
+    if (q.series_number < 0)
+        return rd_error_set(err, RD_E_INVALID, "negative series number");
+    if (q.sop_instance_uid && q.sop_instance_uid[0]) {
+        g.sop_uid = q.sop_instance_uid;
+        if (!rd_uid_valid(g.sop_uid.c_str()))
+            return rd_error_set(err, RD_E_INVALID, "SOP Instance UID '%.64s' is not a valid UID",
+                                q.sop_instance_uid);
+    }
+    rd_status st = read_sr(g.in_ff, g.doc, in_path, 0, err);
+    if (st != RD_OK)
+        return st;
+    DSRDocument &doc = g.doc;
+    bool verified = doc.getVerificationFlag() == DSRTypes::VF_Verified;
+    bool complete = doc.getCompletionFlag() == DSRTypes::CF_Complete;
+    if (!q.amend && (verified || complete))
+        return rd_error_set(err, RD_E_INVALID,
+                            "%s is already complete or verified; sign the draft, or amend "
+                            "the signed SR",
+                            in_path);
+    if (q.amend && !(verified && complete))
+        return rd_error_set(err, RD_E_INVALID,
+                            "%s is not a signed SR (complete and verified); only a signed SR "
+                            "is amended",
+                            in_path);
+    OFString input_series_number;
+    doc.getStudyInstanceUID(g.study);
+    doc.getSeriesInstanceUID(g.series);
+    doc.getSOPClassUID(g.sop_class);
+    doc.getSOPInstanceUID(g.sop);
+    doc.getInstanceNumber(g.instance_number);
+    doc.getSeriesNumber(input_series_number);
+    if (!g.sop_uid.empty() && g.sop_uid == g.sop.c_str())
+        return rd_error_set(err, RD_E_INVALID,
+                            "the SOP Instance UID asked for is %s's own: a signed SR is a new "
+                            "instance",
+                            in_path);
+    if (!rd_uid_valid(g.study.c_str()) ||
+        !name_uid(q.series_namespace, g.study.c_str(), g.signed_series))
+        return rd_error_set(err, RD_E_INVALID, "%s: malformed Study Instance UID", in_path);
+    // The signed series keeps one number: an amendment of an SR already in it keeps its
+    // number; anything else gets the caller's or the default.
+    long in_series = to_long(input_series_number);
+    g.series_number = q.series_number;
+    if (g.series_number == 0)
+        g.series_number = q.amend && g.series == g.signed_series.c_str() && in_series > 0
+                              ? in_series
+                              : q.default_series_number;
+    if (!q.amend && g.series_number == in_series)
+        return rd_error_set(err, RD_E_INVALID,
+                            "series number %ld is the draft's; the signed series needs "
+                            "another",
+                            g.series_number);
+    return RD_OK;
+}
+
+// Writes the signed version of g.doc (its tree already changed) to `out_path`: a new
+// instance (or, amending, dcmsr's revised version) in the signed series, COMPLETE, VERIFIED,
+// FINAL, the predecessor, the verifying and author observers, the input's Contributing
+// Equipment Sequence.
+rd_status sign_finish(signing &g, const sign_request &q, const char *out_path, rd_sr_result *res,
+                      rd_error *err)
+{
+    DSRDocument &doc = g.doc;
+    rd_status st;
+    long inst = to_long(g.instance_number);
+    char num[24], series_num[24];
+    std::snprintf(num, sizeof num, "%ld", inst > 0 && inst < 1000000000L ? inst + 1 : 2);
+    std::snprintf(series_num, sizeof series_num, "%ld", g.series_number);
+    OFCondition cond;
+    if (q.amend) {
+        // dcmsr's revision: the input becomes the only predecessor, and its verification
+        // and completion are reset for the new version's.
+        cond = doc.createRevisedVersion(OFTrue);
+    } else {
+        doc.createNewSOPInstance();
+        doc.getPredecessorDocuments().clear();
+        cond = doc.getPredecessorDocuments().addItem(g.study, g.series, g.sop_class, g.sop);
+    }
+    if (cond.good())
+        cond = doc.setInstanceNumber(num);
+    if (cond.good())
+        cond = doc.setSeriesNumber(series_num);
+    if (cond.good())
+        cond = doc.setSeriesDescription(q.series_description);
+    if (cond.good())
+        cond = doc.setContentDate(now_dt("%Y%m%d").c_str());
+    if (cond.good())
+        cond = doc.setContentTime(now_dt("%H%M%S").c_str());
+    if (cond.good())
+        cond = doc.completeDocument();
+    if (cond.good())
+        cond = doc.setPreliminaryFlag(DSRTypes::PF_Final);
+    if (cond.bad())
+        return rd_error_set(err, RD_E_DICOM, "signed SR header: %s", cond.text());
+    if (q.codes && (st = add_scheme_if_used(doc, *q.codes, err)) != RD_OK)
+        return st;
+    if ((st = set_series_time(doc, err)) != RD_OK)
+        return st;
+    std::string dt = q.datetime && q.datetime[0] ? q.datetime : now_dt("%Y%m%d%H%M%S");
+    cond = doc.verifyDocument(q.verifier_name, q.organization, dt.c_str());
+    if (cond.bad())
+        return rd_error_set(err, RD_E_INVALID, "verifying observer: %s", cond.text());
+
+    if (g.sop_uid.empty() && !make_uid(g.sop_uid))
+        return rd_error_set(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
+    DcmFileFormat ff;
+    DcmDataset *ds = ff.getDataset();
+    cond = doc.write(*ds);
+    if (cond.good())
+        cond = ds->putAndInsertString(DCM_SeriesInstanceUID, g.signed_series.c_str());
+    if (cond.good())
+        cond = ds->putAndInsertString(DCM_SOPInstanceUID, g.sop_uid.c_str());
+    DcmElement *eq = nullptr;
+    if (cond.good() &&
+        g.in_ff.getDataset()->findAndGetElement(DCM_ContributingEquipmentSequence, eq).good() &&
+        eq) {
+        DcmElement *copy = OFstatic_cast(DcmElement *, eq->clone());
+        if (!copy)
+            return rd_error_set(err, RD_E_NOMEM, "out of memory");
+        cond = ds->insert(copy, OFTrue);
+        if (cond.bad())
+            delete copy;
+    }
+    if (cond.bad())
+        return rd_error_set(err, RD_E_DICOM, "writing the signed SR dataset: %s", cond.text());
+    st = put_author_observer(ds, q.verifier_name, q.organization, err);
+    if (st == RD_OK)
+        st = save_atomic(ff, out_path, err);
+    if (st != RD_OK)
+        return st;
+    OFString sop_class;
+    doc.getSOPClassUID(sop_class);
+    fill_result(res, g.study.c_str(), g.signed_series, g.sop_uid, sop_class.c_str(),
+                static_cast<int>(doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances()),
+                std::string());
+    return RD_OK;
+}
+
 rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const char *out_path,
                       rd_sr_result *res, rd_error *err)
 {
     init_once();
     if (!p || !out_path || !out_path[0])
         return rd_error_set(err, RD_E_INVALID, "missing parameters or output path");
-    if (!p->verifier_name || !p->verifier_name[0] || !p->organization || !p->organization[0])
-        return rd_error_set(err, RD_E_INVALID,
-                            "the verifier's name and organization are "
-                            "required");
-    if (!valid_utf8(p->verifier_name) || !valid_utf8(p->organization))
-        return rd_error_set(err, RD_E_INVALID, "verifier or organization is not UTF-8");
-    if (p->series_number < 0)
-        return rd_error_set(err, RD_E_INVALID, "negative series number");
-    std::string sop_uid;
-    if (p->sop_instance_uid && p->sop_instance_uid[0]) {
-        sop_uid = p->sop_instance_uid;
-        if (!rd_uid_valid(sop_uid.c_str()))
-            return rd_error_set(err, RD_E_INVALID, "SOP Instance UID '%.64s' is not a valid UID",
-                                p->sop_instance_uid);
-    }
     rd_status st = RD_OK;
     if (p->findings_text)
         st = check_text("findings", p->findings_text, err);
@@ -995,54 +1229,21 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
         if (st != RD_OK)
             return st;
     }
-
-    DcmFileFormat draft_ff;
-    DSRDocument doc;
-    st = read_sr(draft_ff, doc, draft_path, 0, err);
-    if (st != RD_OK)
+    const sign_request q = {p->verifier_name,
+                            p->organization,
+                            p->datetime,
+                            p->sop_instance_uid,
+                            p->amend,
+                            p->series_number,
+                            RD_SR_SIGNED_SERIES_NAMESPACE,
+                            RD_SR_DEFAULT_SIGNED_SERIES_NUMBER,
+                            "radraft signed reports",
+                            p->codes};
+    signing g;
+    if ((st = sign_begin(draft_path, q, g, err)) != RD_OK)
         return st;
-    bool verified = doc.getVerificationFlag() == DSRTypes::VF_Verified;
-    bool complete = doc.getCompletionFlag() == DSRTypes::CF_Complete;
-    if (!p->amend && (verified || complete))
-        return rd_error_set(err, RD_E_INVALID,
-                            "%s is already complete or verified; sign the draft, or amend "
-                            "the signed SR",
-                            draft_path);
-    if (p->amend && !(verified && complete))
-        return rd_error_set(err, RD_E_INVALID,
-                            "%s is not a signed SR (complete and verified); only a signed SR "
-                            "is amended",
-                            draft_path);
-    OFString study, series, sop_class, sop, instance_number, input_series_number;
-    doc.getStudyInstanceUID(study);
-    doc.getSeriesInstanceUID(series);
-    doc.getSOPClassUID(sop_class);
-    doc.getSOPInstanceUID(sop);
-    doc.getInstanceNumber(instance_number);
-    doc.getSeriesNumber(input_series_number);
-    if (!sop_uid.empty() && sop_uid == sop.c_str())
-        return rd_error_set(err, RD_E_INVALID,
-                            "the SOP Instance UID asked for is %s's own: a signed SR is a new "
-                            "instance",
-                            draft_path);
-    std::string signed_series;
-    if (!rd_uid_valid(study.c_str()) || !make_signed_series_uid(study.c_str(), signed_series))
-        return rd_error_set(err, RD_E_INVALID, "%s: malformed Study Instance UID", draft_path);
-    // The signed series keeps one number: an amendment of an SR already in it keeps its
-    // number; anything else gets the caller's or the default.
-    long in_series = to_long(input_series_number);
-    long series_number = p->series_number;
-    if (series_number == 0)
-        series_number = p->amend && series == signed_series.c_str() && in_series > 0
-                            ? in_series
-                            : RD_SR_DEFAULT_SIGNED_SERIES_NUMBER;
-    if (!p->amend && series_number == in_series)
-        return rd_error_set(err, RD_E_INVALID,
-                            "series number %ld is the draft's; the signed series needs "
-                            "another",
-                            series_number);
 
-    DSRDocumentTree &t = doc.getTree();
+    DSRDocumentTree &t = g.doc.getTree();
     bool has_findings = false, has_impression = false;
     for (size_t id = t.gotoRoot(); id != 0; id = t.iterate()) {
         DSRContentItem &it = t.getCurrentContentItem();
@@ -1093,76 +1294,378 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
     if (st != RD_OK)
         return st;
 
-    long inst = to_long(instance_number);
-    char num[24], series_num[24];
-    std::snprintf(num, sizeof num, "%ld", inst > 0 && inst < 1000000000L ? inst + 1 : 2);
-    std::snprintf(series_num, sizeof series_num, "%ld", series_number);
-    OFCondition cond;
-    if (p->amend) {
-        // dcmsr's revision: the input becomes the only predecessor, and its verification
-        // and completion are reset for the new version's.
-        cond = doc.createRevisedVersion(OFTrue);
-    } else {
-        doc.createNewSOPInstance();
-        doc.getPredecessorDocuments().clear();
-        cond = doc.getPredecessorDocuments().addItem(study, series, sop_class, sop);
-    }
-    if (cond.good())
-        cond = doc.setInstanceNumber(num);
-    if (cond.good())
-        cond = doc.setSeriesNumber(series_num);
-    if (cond.good())
-        cond = doc.setSeriesDescription("radraft signed reports");
-    if (cond.good())
-        cond = doc.setContentDate(now_dt("%Y%m%d").c_str());
-    if (cond.good())
-        cond = doc.setContentTime(now_dt("%H%M%S").c_str());
-    if (cond.good())
-        cond = doc.completeDocument();
-    if (cond.good())
-        cond = doc.setPreliminaryFlag(DSRTypes::PF_Final);
-    if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "signed SR header: %s", cond.text());
-    if (p->codes && (st = add_scheme_if_used(doc, *p->codes, err)) != RD_OK)
-        return st;
-    if ((st = set_series_time(doc, err)) != RD_OK)
-        return st;
-    std::string dt = p->datetime && p->datetime[0] ? p->datetime : now_dt("%Y%m%d%H%M%S");
-    cond = doc.verifyDocument(p->verifier_name, p->organization, dt.c_str());
-    if (cond.bad())
-        return rd_error_set(err, RD_E_INVALID, "verifying observer: %s", cond.text());
+    return sign_finish(g, q, out_path, res, err);
+}
 
-    if (sop_uid.empty() && !make_uid(sop_uid))
+// ---- the AI results (AIR) SR ----
+
+// A probability or threshold as a DS value (at most 16 characters).
+std::string ds_value(double v)
+{
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+}
+
+bool in_unit(double v)
+{
+    return v >= 0.0 && v <= 1.0;
+}
+
+const rd_sr_code &state_code(const rd_sr_codes &codes, int state)
+{
+    if (state == RD_STATE_PRESENT)
+        return codes.present;
+    if (state == RD_STATE_UNCERTAIN)
+        return codes.uncertain;
+    return codes.absent;
+}
+
+// The state whose code in `codes` is `cv`, or -1.
+int state_of_code(const rd_sr_codes &codes, const DSRCodedEntryValue &cv)
+{
+    const int states[] = {RD_STATE_PRESENT, RD_STATE_UNCERTAIN, RD_STATE_ABSENT};
+    for (int st : states) {
+        const rd_sr_code &c = state_code(codes, st);
+        if (cv.getCodeValue() == c.value && cv.getCodingSchemeDesignator() == c.scheme)
+            return st;
+    }
+    return -1;
+}
+
+bool make_device_uid(const std::string &name, const std::string &version, std::string &out)
+{
+    return name_uid(RD_SR_AIR_DEVICE_NAMESPACE, name + "\n" + version, out);
+}
+
+struct air_content {
+    const rd_sr_codes *codes;
+    std::string device_uid, device_model, model_name, model_version, parameters;
+    std::string frontal_class, frontal_sop;
+    rd_sr_air_finding findings[RD_FINDING_N_ABNORMAL];
+    std::string tracking_uid[RD_FINDING_N_ABNORMAL];
+};
+
+// TID 4019 below the current node (first_mode) or after it.
+void add_algorithm(tree_builder &b, const air_content &c, DSRTypes::E_AddMode first_mode)
+{
+    b.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Text, first_mode, kAlgorithmName);
+    b.text(c.model_name, kAlgorithmName);
+    b.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Text, DSRTypes::AM_afterCurrent,
+          kAlgorithmVersion);
+    b.text(c.model_version, kAlgorithmVersion);
+    if (!c.parameters.empty()) {
+        b.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Text, DSRTypes::AM_afterCurrent,
+              kAlgorithmParameters);
+        b.text(c.parameters, kAlgorithmParameters);
+    }
+}
+
+void add_threshold(tree_builder &b, double v, const char *meaning)
+{
+    b.add(DSRTypes::RT_contains, DSRTypes::VT_Num, DSRTypes::AM_afterCurrent, kThresholdValue);
+    b.num(ds_value(v), kNoUnits, kThresholdValue);
+    b.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Text, DSRTypes::AM_belowCurrent,
+          kEquivalentMeaning);
+    b.text(meaning, kEquivalentMeaning);
+    b.up();
+}
+
+rd_status build_air_tree(DSRDocumentTree &t, const air_content &c, rd_error *err)
+{
+    const rd_sr_codes &codes = *c.codes;
+    const DSRCodedEntryValue score = to_dsr(codes.score);
+    tree_builder b(t);
+    b.add(DSRTypes::RT_isRoot, DSRTypes::VT_Container, DSRTypes::AM_afterCurrent, kAirRoot);
+    if (b.ok())
+        b.check(t.setTemplateIdentification("1500", "DCMR"), kAirRoot);
+    b.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Code, DSRTypes::AM_belowCurrent, kLanguage);
+    b.code(kEnglish, kLanguage);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Code, DSRTypes::AM_afterCurrent, kObserverType);
+    b.code(kDevice, kObserverType);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_UIDRef, DSRTypes::AM_afterCurrent, kDeviceUid);
+    b.text(c.device_uid, kDeviceUid);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRTypes::AM_afterCurrent, kDeviceName);
+    b.text("radraft", kDeviceName);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRTypes::AM_afterCurrent,
+          kDeviceManufacturer);
+    b.text("radraft", kDeviceManufacturer);
+    b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRTypes::AM_afterCurrent, kDeviceModel);
+    b.text(c.device_model, kDeviceModel);
+    b.add(DSRTypes::RT_hasConceptMod, DSRTypes::VT_Code, DSRTypes::AM_afterCurrent,
+          kProcedureReported);
+    b.code(kImagingProcedure, kProcedureReported);
+
+    b.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRTypes::AM_afterCurrent, kImageLibrary);
+    b.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRTypes::AM_belowCurrent,
+          kImageLibraryGroup);
+    b.image(DSRTypes::RT_contains, DSRTypes::AM_belowCurrent, c.frontal_class, c.frontal_sop);
+    b.up();
+    b.up();
+
+    b.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRTypes::AM_afterCurrent,
+          kImagingMeasurements);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        const rd_sr_air_finding &x = c.findings[f];
+        b.add(DSRTypes::RT_contains, DSRTypes::VT_Container,
+              f == 0 ? DSRTypes::AM_belowCurrent : DSRTypes::AM_afterCurrent, kMeasurementGroup);
+        b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRTypes::AM_belowCurrent,
+              kTrackingId);
+        b.text(kFindingName[f], kTrackingId);
+        b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_UIDRef, DSRTypes::AM_afterCurrent,
+              kTrackingUid);
+        b.text(c.tracking_uid[f], kTrackingUid);
+        b.add(DSRTypes::RT_contains, DSRTypes::VT_Code, DSRTypes::AM_afterCurrent, kFinding);
+        b.code(to_dsr(codes.finding[f]), kFinding);
+        add_algorithm(b, c, DSRTypes::AM_afterCurrent);
+        b.add(DSRTypes::RT_contains, DSRTypes::VT_Num, DSRTypes::AM_afterCurrent, score);
+        b.num(ds_value(x.probability), kNoUnits, score);
+        b.image(DSRTypes::RT_inferredFrom, DSRTypes::AM_belowCurrent, c.frontal_class,
+                c.frontal_sop);
+        b.up();
+        add_threshold(b, x.present_threshold, kPresentThreshold);
+        add_threshold(b, x.uncertain_threshold, kUncertainThreshold);
+        b.up();
+    }
+    b.up();
+
+    b.add(DSRTypes::RT_contains, DSRTypes::VT_Container, DSRTypes::AM_afterCurrent,
+          kQualitativeEvaluations);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        const DSRCodedEntryValue name = to_dsr(codes.finding[f]);
+        b.add(DSRTypes::RT_contains, DSRTypes::VT_Code,
+              f == 0 ? DSRTypes::AM_belowCurrent : DSRTypes::AM_afterCurrent, name);
+        b.code(to_dsr(state_code(codes, enum_value(c.findings[f].state))), name);
+    }
+    if (!b.ok())
+        return rd_error_set(err, RD_E_DICOM, "AIR SR content: %s", b.msg().c_str());
+    return RD_OK;
+}
+
+rd_status check_model(const char *name, const char *version, rd_error *err)
+{
+    if (!name || !name[0] || !version || !version[0])
+        return rd_error_set(err, RD_E_INVALID, "the model name and version are required");
+    if (std::strlen(name) > 64 || std::strlen(version) > 64 || !valid_utf8(name) ||
+        !valid_utf8(version))
+        return rd_error_set(err, RD_E_INVALID,
+                            "model name or version longer than 64 bytes, or not UTF-8");
+    return RD_OK;
+}
+
+rd_status air_impl(const rd_sr_air_params *p, const char *out_path, rd_sr_result *res,
+                   rd_error *err)
+{
+    init_once();
+    if (!p || !out_path || !out_path[0])
+        return rd_error_set(err, RD_E_INVALID, "missing parameters or output path");
+    if (p->n_sources == 0 || !p->sources)
+        return rd_error_set(err, RD_E_INVALID, "no source instances");
+    if (p->n_sources > RD_SR_MAX_SOURCES)
+        return rd_error_set(err, RD_E_TOO_LARGE, "%zu source instances (at most %d)", p->n_sources,
+                            RD_SR_MAX_SOURCES);
+    if (!p->codes)
+        return rd_error_set(err, RD_E_INVALID, "no code table");
+    rd_status st = check_model(p->model_name, p->model_version, err);
+    if (st != RD_OK)
+        return st;
+    if (!p->frontal_sop_instance_uid || !rd_uid_valid(p->frontal_sop_instance_uid))
+        return rd_error_set(err, RD_E_INVALID, "no valid SOP Instance UID of the frontal image");
+    air_content c;
+    c.codes = p->codes;
+    c.model_name = p->model_name;
+    c.model_version = p->model_version;
+    c.device_model = std::string("radraft ") + p->model_name + " " + p->model_version;
+    if (p->algorithm_parameters && p->algorithm_parameters[0]) {
+        if (std::strlen(p->algorithm_parameters) > RD_SR_AIR_MAX_PARAMETERS)
+            return rd_error_set(err, RD_E_TOO_LARGE, "algorithm parameters over %d bytes",
+                                RD_SR_AIR_MAX_PARAMETERS);
+        if (!valid_utf8(p->algorithm_parameters))
+            return rd_error_set(err, RD_E_INVALID, "algorithm parameters are not UTF-8");
+        c.parameters = p->algorithm_parameters;
+    }
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        const rd_sr_air_finding &x = p->findings[f];
+        int state = enum_value(x.state);
+        if (state < RD_STATE_NOT_MENTIONED || state > RD_STATE_PRESENT)
+            return rd_error_set(err, RD_E_INVALID, "finding %s: state %d", kFindingName[f], state);
+        if (!in_unit(x.probability) || !in_unit(x.present_threshold) ||
+            !in_unit(x.uncertain_threshold) || x.uncertain_threshold > x.present_threshold)
+            return rd_error_set(err, RD_E_INVALID,
+                                "finding %s: probability %g or thresholds %g / %g outside [0, 1] "
+                                "or out of order",
+                                kFindingName[f], x.probability, x.uncertain_threshold,
+                                x.present_threshold);
+        c.findings[f] = x;
+        if (!make_uid(c.tracking_uid[f]))
+            return rd_error_set(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
+    }
+    if (!make_device_uid(c.model_name, c.model_version, c.device_uid))
+        return rd_error_set(err, RD_E_INTERNAL, "malformed device namespace");
+    int series_number = p->series_number ? p->series_number : RD_SR_AIR_SERIES_NUMBER;
+    if (p->series_number < 0)
+        return rd_error_set(err, RD_E_INVALID, "negative series number");
+
+    std::vector<source_ref> refs;
+    rd_dicom_meta meta;
+    std::string referring, study_id, warning;
+    if ((st = read_sources(p->sources, p->n_sources, refs, meta, referring, study_id, warning,
+                           err)) != RD_OK)
+        return st;
+    const source_ref *frontal = nullptr;
+    for (const source_ref &r : refs)
+        if (r.sop == p->frontal_sop_instance_uid)
+            frontal = &r;
+    if (!frontal)
+        return rd_error_set(err, RD_E_INVALID, "the frontal image %s is not among the sources",
+                            p->frontal_sop_instance_uid);
+    c.frontal_class = frontal->sop_class;
+    c.frontal_sop = frontal->sop;
+
+    DSRDocument doc;
+    OFCondition cond = doc.createNewDocument(DSRTypes::DT_Comprehensive3DSR);
+    if (cond.good())
+        cond = doc.setSpecificCharacterSetType(DSRTypes::CS_UTF8);
+    if (cond.good())
+        cond = doc.createNewSeriesInStudy(frontal->study.c_str());
+    if (cond.bad())
+        return rd_error_set(err, RD_E_DICOM, "new SR document: %s", cond.text());
+    set_study_header(doc, meta, referring, study_id, warning);
+    char num[16];
+    std::snprintf(num, sizeof num, "%d", series_number);
+    cond = doc.setSeriesNumber(num);
+    if (cond.good())
+        cond = doc.setInstanceNumber("1");
+    if (cond.good())
+        cond = doc.setSeriesDescription(RD_SR_AIR_SERIES_DESCRIPTION);
+    if (cond.good())
+        cond = doc.setManufacturer("radraft");
+    if (cond.good())
+        cond = doc.setManufacturerModelName(p->model_name);
+    if (cond.good())
+        cond = doc.setSoftwareVersions("radraft " RD_VERSION);
+    if (cond.good())
+        cond = doc.setPreliminaryFlag(DSRTypes::PF_Preliminary);
+    if (cond.good())
+        cond = doc.getCurrentRequestedProcedureEvidence().addItem(
+            frontal->study.c_str(), frontal->series.c_str(), frontal->sop_class.c_str(),
+            frontal->sop.c_str());
+    if (cond.bad())
+        return rd_error_set(err, RD_E_DICOM, "AIR SR header: %s", cond.text());
+    st = build_air_tree(doc.getTree(), c, err);
+    if (st == RD_OK)
+        st = add_scheme_if_used(doc, *p->codes, err);
+    if (st == RD_OK)
+        st = set_series_time(doc, err);
+    if (st != RD_OK)
+        return st;
+
+    std::string series_uid, sop_uid;
+    if (!make_uid(series_uid) || !make_uid(sop_uid))
         return rd_error_set(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
     DcmFileFormat ff;
     DcmDataset *ds = ff.getDataset();
     cond = doc.write(*ds);
     if (cond.good())
-        cond = ds->putAndInsertString(DCM_SeriesInstanceUID, signed_series.c_str());
+        cond = ds->putAndInsertString(DCM_SeriesInstanceUID, series_uid.c_str());
     if (cond.good())
         cond = ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
-    DcmElement *eq = nullptr;
-    if (cond.good() &&
-        draft_ff.getDataset()->findAndGetElement(DCM_ContributingEquipmentSequence, eq).good() &&
-        eq) {
-        DcmElement *copy = OFstatic_cast(DcmElement *, eq->clone());
-        if (!copy)
-            return rd_error_set(err, RD_E_NOMEM, "out of memory");
-        cond = ds->insert(copy, OFTrue);
-        if (cond.bad())
-            delete copy;
-    }
     if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "writing the signed SR dataset: %s", cond.text());
-    st = put_author_observer(ds, p->verifier_name, p->organization, err);
+        return rd_error_set(err, RD_E_DICOM, "writing the AIR SR dataset: %s", cond.text());
+    const equipment eq = {kAirPurposeValue, kAirPurposeScheme, kAirPurposeMeaning,
+                          "AI results: the model's calibrated probability and state of each "
+                          "finding",
+                          c.device_uid};
+    st = put_contributing_equipment(ds, p->model_name, p->model_version, eq, err);
     if (st == RD_OK)
         st = save_atomic(ff, out_path, err);
     if (st != RD_OK)
         return st;
-    fill_result(res, study.c_str(), signed_series, sop_uid, sop_class.c_str(),
-                static_cast<int>(doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances()),
-                std::string());
+    fill_result(res, frontal->study, series_uid, sop_uid, UID_Comprehensive3DSRStorage, 1, warning);
     return RD_OK;
+}
+
+// Whether the document is an AI results SR (its root concept).
+bool is_air_doc(DSRDocumentTree &t)
+{
+    return t.gotoRoot() != 0 && t.getCurrentContentItem().getConceptName() == kAirRoot;
+}
+
+// Calls fn(item) for each child of the root's Qualitative Evaluations container; the
+// cursor is on the child during the call. False when there is no such container.
+template <class F> bool for_each_evaluation(DSRDocumentTree &t, F fn)
+{
+    if (t.gotoRoot() == 0 || t.goDown() == 0)
+        return false;
+    do {
+        DSRContentItem &it = t.getCurrentContentItem();
+        if (it.getValueType() == DSRTypes::VT_Container &&
+            it.getConceptName() == kQualitativeEvaluations) {
+            if (t.goDown() != 0) {
+                do {
+                    if (!fn(t.getCurrentContentItem()))
+                        break;
+                } while (t.gotoNext() != 0);
+            }
+            return true;
+        }
+    } while (t.gotoNext() != 0);
+    return false;
+}
+
+rd_status air_signed_impl(const char *air_path, const rd_sr_air_sign_params *p,
+                          const char *out_path, rd_sr_result *res, rd_error *err)
+{
+    init_once();
+    if (!p || !out_path || !out_path[0])
+        return rd_error_set(err, RD_E_INVALID, "missing parameters or output path");
+    if (!p->codes)
+        return rd_error_set(err, RD_E_INVALID, "no code table");
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        int state = enum_value(p->states[f]);
+        if (state < RD_STATE_NOT_MENTIONED || state > RD_STATE_PRESENT)
+            return rd_error_set(err, RD_E_INVALID, "finding %s: state %d", kFindingName[f], state);
+    }
+    const sign_request q = {p->verifier_name,
+                            p->organization,
+                            p->datetime,
+                            p->sop_instance_uid,
+                            p->amend,
+                            p->series_number,
+                            RD_SR_AIR_SIGNED_SERIES_NAMESPACE,
+                            RD_SR_AIR_SIGNED_SERIES_NUMBER,
+                            RD_SR_AIR_SIGNED_SERIES_DESCRIPTION,
+                            p->codes};
+    signing g;
+    rd_status st = sign_begin(air_path, q, g, err);
+    if (st != RD_OK)
+        return st;
+    DSRDocumentTree &t = g.doc.getTree();
+    if (!is_air_doc(t))
+        return rd_error_set(err, RD_E_INVALID, "%s is not an AI results SR (TID 1500)", air_path);
+    // The final states replace the model's, finding by finding.
+    bool seen[RD_FINDING_N_ABNORMAL] = {};
+    bool bad = false;
+    const rd_sr_codes &codes = *p->codes;
+    for_each_evaluation(t, [&](DSRContentItem &it) {
+        if (it.getValueType() != DSRTypes::VT_Code)
+            return true;
+        int f = finding_of_code(codes, it.getConceptName());
+        if (f < 0)
+            return true;
+        seen[f] = true;
+        bad = bad || it.setCodeValue(to_dsr(state_code(codes, enum_value(p->states[f])))).bad();
+        return true;
+    });
+    if (bad)
+        return rd_error_set(err, RD_E_DICOM, "%s: cannot set a final state", air_path);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        if (!seen[f])
+            return rd_error_set(err, RD_E_INVALID, "%s has no evaluation of %s", air_path,
+                                kFindingName[f]);
+    if ((st = put_person_observer(t, p->verifier_name, p->organization, air_path, err)) != RD_OK)
+        return st;
+    return sign_finish(g, q, out_path, res, err);
 }
 
 char *dup_text(const std::string &s)
@@ -1171,6 +1674,63 @@ char *dup_text(const std::string &s)
     if (p)
         std::memcpy(p, s.c_str(), s.size() + 1);
     return p;
+}
+
+// The entry of finding f in info->findings, added (state not mentioned, no score) when
+// there is none yet; NULL when full.
+auto *info_finding(rd_sr_info *info, int f)
+{
+    for (int k = 0; k < info->n_findings; k++)
+        if (info->findings[k].finding == static_cast<rd_finding>(f))
+            return &info->findings[k];
+    if (info->n_findings >= RD_FINDING_N_ABNORMAL)
+        return static_cast<decltype(&info->findings[0])>(nullptr);
+    auto *e = &info->findings[info->n_findings++];
+    e->finding = static_cast<rd_finding>(f);
+    e->state = RD_STATE_NOT_MENTIONED;
+    e->score = -1;
+    return e;
+}
+
+// An AIR SR's findings: the states of its qualitative evaluations, the probabilities of its
+// measurement groups (see radraft/sr.h).
+void read_air_findings(DSRDocumentTree &t, const rd_sr_codes &codes, rd_sr_info *info)
+{
+    for_each_evaluation(t, [&](DSRContentItem &it) {
+        int f = it.getValueType() == DSRTypes::VT_Code ? finding_of_code(codes, it.getConceptName())
+                                                       : -1;
+        int st = f >= 0 ? state_of_code(codes, it.getCodeValue()) : -1;
+        auto *e = st >= 0 ? info_finding(info, f) : nullptr;
+        if (e)
+            e->state = static_cast<rd_finding_state>(st);
+        return true;
+    });
+    const DSRCodedEntryValue score = to_dsr(codes.score);
+    for (size_t id = t.gotoRoot(); id != 0; id = t.iterate()) {
+        if (!is_node(t.getCurrentContentItem(), DSRTypes::VT_Container, kMeasurementGroup))
+            continue;
+        size_t group = t.getNodeID();
+        int f = -1;
+        double p = -1;
+        if (t.goDown() != 0) {
+            do {
+                DSRContentItem &it = t.getCurrentContentItem();
+                if (is_node(it, DSRTypes::VT_Code, kFinding))
+                    f = finding_of_code(codes, it.getCodeValue());
+                else if (p < 0 && is_node(it, DSRTypes::VT_Num, score)) {
+                    char *end = nullptr;
+                    const OFString &v = it.getNumericValue().getNumericValue();
+                    double x = std::strtod(v.c_str(), &end);
+                    if (end != v.c_str() && x >= 0 && x <= 1)
+                        p = x;
+                }
+            } while (t.gotoNext() != 0);
+        }
+        t.gotoNode(group);
+        auto *e = f >= 0 ? info_finding(info, f) : nullptr;
+        if (e)
+            e->score = p;
+    }
 }
 
 rd_status read_impl(const char *path, const rd_sr_codes *codes, rd_sr_info *info, rd_error *err)
@@ -1234,6 +1794,7 @@ rd_status read_impl(const char *path, const rd_sr_codes *codes, rd_sr_info *info
     std::string findings, impression;
     bool have_f = false, have_i = false;
     DSRDocumentTree &t = doc.getTree();
+    info->is_air = is_air_doc(t);
     for (size_t id = t.gotoRoot(); id != 0; id = t.iterate()) {
         DSRContentItem &it = t.getCurrentContentItem();
         if (!have_f && is_node(it, DSRTypes::VT_Text, kFinding)) {
@@ -1253,7 +1814,10 @@ rd_status read_impl(const char *path, const rd_sr_codes *codes, rd_sr_info *info
                    is_node(it, DSRTypes::VT_Text, kPersonOrg)) {
             put(info->person_observer_organization, sizeof info->person_observer_organization,
                 it.getStringValue().c_str());
-        } else if (codes && is_node(it, DSRTypes::VT_Code, kFinding)) {
+        } else if (t.getLevel() == 2 && !info->device_uid[0] &&
+                   is_node(it, DSRTypes::VT_UIDRef, kDeviceUid)) {
+            put(info->device_uid, sizeof info->device_uid, it.getStringValue().c_str());
+        } else if (codes && !info->is_air && is_node(it, DSRTypes::VT_Code, kFinding)) {
             const DSRCodedEntryValue &cv = it.getCodeValue();
             int i = finding_of_code(*codes, cv);
             bool seen = false;
@@ -1267,6 +1831,8 @@ rd_status read_impl(const char *path, const rd_sr_codes *codes, rd_sr_info *info
             }
         }
     }
+    if (codes && info->is_air)
+        read_air_findings(t, *codes, info);
     if (have_f && !(info->findings_text = dup_text(findings)))
         goto nomem;
     if (have_i && !(info->impression_text = dup_text(impression)))
@@ -1329,6 +1895,77 @@ rd_status rd_sr_read(const char *path, const rd_sr_codes *codes, rd_sr_info *inf
         if (info)
             rd_sr_info_free(info);
         return rd_error_set(err, RD_E_INTERNAL, "unexpected exception reading an SR");
+    }
+}
+
+void rd_sr_air_params_init(rd_sr_air_params *p)
+{
+    if (p)
+        std::memset(p, 0, sizeof *p);
+}
+
+void rd_sr_air_sign_params_init(rd_sr_air_sign_params *p)
+{
+    if (p)
+        std::memset(p, 0, sizeof *p);
+}
+
+rd_status rd_sr_write_air(const rd_sr_air_params *p, const char *out_path, rd_sr_result *res,
+                          rd_error *err)
+{
+    try {
+        return air_impl(p, out_path, res, err);
+    } catch (const std::bad_alloc &) {
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
+    } catch (...) {
+        return rd_error_set(err, RD_E_INTERNAL, "unexpected exception writing an AIR SR");
+    }
+}
+
+rd_status rd_sr_write_air_signed(const char *air_path, const rd_sr_air_sign_params *p,
+                                 const char *out_path, rd_sr_result *res, rd_error *err)
+{
+    try {
+        return air_signed_impl(air_path, p, out_path, res, err);
+    } catch (const std::bad_alloc &) {
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
+    } catch (...) {
+        return rd_error_set(err, RD_E_INTERNAL, "unexpected exception signing an AIR SR");
+    }
+}
+
+rd_status rd_sr_air_device_uid(const char *model_name, const char *model_version,
+                               char out[RD_UID_SIZE], rd_error *err)
+{
+    try {
+        std::string uid;
+        if (out)
+            out[0] = '\0';
+        if (!out || !model_name || !model_name[0] || !model_version || !model_version[0])
+            return rd_error_set(err, RD_E_INVALID, "a model name and version are required");
+        if (!make_device_uid(model_name, model_version, uid))
+            return rd_error_set(err, RD_E_INTERNAL, "malformed device namespace");
+        put(out, RD_UID_SIZE, uid);
+        return RD_OK;
+    } catch (const std::bad_alloc &) {
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
+    }
+}
+
+rd_status rd_sr_signed_air_series_uid(const char *study_uid, char out[RD_UID_SIZE], rd_error *err)
+{
+    try {
+        std::string uid;
+        if (out)
+            out[0] = '\0';
+        if (!out || !study_uid || !rd_uid_valid(study_uid))
+            return rd_error_set(err, RD_E_INVALID, "not a valid Study Instance UID");
+        if (!name_uid(RD_SR_AIR_SIGNED_SERIES_NAMESPACE, study_uid, uid))
+            return rd_error_set(err, RD_E_INTERNAL, "malformed signed AIR series namespace");
+        put(out, RD_UID_SIZE, uid);
+        return RD_OK;
+    } catch (const std::bad_alloc &) {
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
     }
 }
 

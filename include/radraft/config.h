@@ -68,6 +68,7 @@ typedef struct rd_config {
     int generator_reuse_neighbour_sentences;
     /* the SRs (include/radraft/sr.h, codes.h) */
     char sr_finding_codes[RD_CONFIG_STR_MAX];
+    int sr_air; /* also write the AI Results SR of each draft and signature */
     int generator_localize;
     /* encoder (CNN inference) */
     char encoder_model[RD_CONFIG_STR_MAX];

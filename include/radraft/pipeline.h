@@ -16,12 +16,13 @@
  *             generator.thresholds, else the model's, else present 0.5 / uncertain 0.3),
  *             naming the side and zone of each mentioned finding that the encoder's class
  *             activation map places (generator.localize; include/radraft/localize.h);
- *   write     the draft SR (rd_sr_write_draft) into the SR folder (these stages are
+ *   write     the draft SR (rd_sr_write_draft) into the SR folder and, with sr.air, the AI
+ *             Results SR beside it (rd_sr_write_air) (these stages are
  *             rd_pipeline_draft_files, which `radraft report` uses alone);
  *   record    the heat map of each located finding (DATA/heatmaps, rd_pipeline_write_heatmaps),
  *             then one transaction: the review item (state 'draft': findings with their
  *             side, zone and heat map, scores, neighbours, SR path), the study version's
- *             outcome, and one outbox delivery per destination (rd_store_review_add).
+ *             outcome, and one outbox delivery per destination and SR (rd_store_review_add).
  *
  * Threads: an rd_pipeline (configuration, generator, labeler, thresholds, archive index, the
  * encoder model's weights) is immutable once created and shared; each thread has its own
@@ -167,6 +168,8 @@ typedef struct rd_pipeline_draft {
     rd_draft draft;                /* owned: the texts and the states */
     char sr_path[1024];
     rd_sr_result sr;
+    char air_sr_path[1024]; /* the AI Results SR beside it (sr.air), "" when none */
+    rd_sr_result air_sr;
     double ms_read, ms_decode, ms_embed, ms_retrieve, ms_generate, ms_write;
 } rd_pipeline_draft;
 
@@ -195,6 +198,24 @@ rd_status rd_pipeline_write_draft_sr(const char *const *sources, int n_sources,
                                      const char *model_name, const char *model_version,
                                      const rd_sr_codes *codes, const char *sr_path,
                                      rd_sr_result *out, rd_error *err);
+
+/* The AI Results SR of a draft (radraft/sr.h): per finding its state in `draft` (not
+ * mentioned written absent), its calibrated probability in `scores` and the thresholds
+ * `th`, the frontal image `frontal_sop_instance_uid` (one of `sources`) as the image read,
+ * the model as the algorithm (name and version cut to 64 characters) with `parameters`
+ * (NULL: none), written to `path` atomically. */
+rd_status rd_pipeline_write_air_sr(const char *const *sources, int n_sources,
+                                   const char *frontal_sop_instance_uid, const rd_draft *draft,
+                                   const double scores[RD_FINDING_N_ABNORMAL],
+                                   const rd_thresholds *th, const char *model_name,
+                                   const char *model_version, const char *parameters,
+                                   const rd_sr_codes *codes, const char *path, rd_sr_result *out,
+                                   rd_error *err);
+
+/* The AI Results SR's path beside the text SR `sr_path`: without its ".dcm" and "-sr",
+ * then "-air-sr.dcm" ("x-draft-sr.dcm" -> "x-draft-air-sr.dcm", "a.dcm" -> "a-air-sr.dcm").
+ * RD_E_INVALID when it does not fit `size`. */
+rd_status rd_pipeline_air_sr_path(const char *sr_path, char *out, size_t size, rd_error *err);
 
 /* The heat maps of a drafted study: for each item of d->draft that names a side, the
  * rd_localize_heatmap of its finding's map at the frontal image's size (the longest side cut

@@ -56,6 +56,16 @@ rd_status rd_review_sign_file(const rd_config *cfg, const char *draft_path,
                               const char *out_dir, char *written, size_t size,
                               char predecessor[RD_UID_SIZE], rd_sr_result *res, rd_error *err);
 
+/* Signs the AI Results SR at `air_path` (the one written beside the draft SR at
+ * `draft_path`) into `out_path`: its states become the final ones, what the labeler of
+ * `cfg` reads in the final texts (sig's edited texts, else the draft's), as signing in the
+ * queue does; the verifier, organization and date-time are sig's
+ * (rd_sr_write_air_signed). Errors: those of rd_review_sign_file and
+ * rd_sr_write_air_signed. */
+rd_status rd_review_sign_air_file(const rd_config *cfg, const char *draft_path,
+                                  const char *air_path, const rd_review_signature *sig,
+                                  const char *out_path, rd_sr_result *res, rd_error *err);
+
 /* A reported study's image as an archive entry: decodes `image_path` (metadata `meta`,
  * with cfg's dicom.* options), embeds it with `enc` (its embedding only), and adds it to
  * `ix` and the store `s` keyed by its SOP Instance UID, with its patient (hashed with
@@ -180,17 +190,22 @@ typedef struct rd_review_signed {
     char sr_sop_instance_uid[RD_UID_SIZE];
     char series_uid[RD_UID_SIZE];
     char predecessor_sop_instance_uid[RD_UID_SIZE];
+    /* The signed AI Results SR (sr.air, an item drafted with one): "" when none. */
+    char air_sr_path[1024];
+    char air_sr_sop_instance_uid[RD_UID_SIZE];
     int destinations; /* outbox deliveries queued */
     int archived;     /* the study became (or replaced) its archive entry */
 } rd_review_signed;
 
 /* Signs a claimed item (`amend` NULL), or amends a signed one with `amend`'s changes: writes
  * the verified SR (COMPLETE, VERIFIED, FINAL; the user's display name as verifier and
- * author, review.organization; predecessor: the draft, or the previous signed version),
- * then in one transaction records it, queues it to every outbox destination, makes the
- * study an archive entry of source signed with the draft-time embedding and the final
- * states (replacing an earlier one), and audits it. RD_E_CONFIG without
- * review.organization. */
+ * author, review.organization; predecessor: the draft, or the previous signed version)
+ * and, with sr.air and an item drafted with one, the signed AI Results SR (the final states;
+ * rd_sr_write_air_signed, in the study's signed AI results series, beside the signed SR as
+ * "...-signed-vN-air-sr.dcm"), then in one transaction records them, queues both to every
+ * outbox destination, makes the study an archive entry of source signed with the
+ * draft-time embedding and the final states (replacing an earlier one), and audits it. RD_E_CONFIG
+ * without review.organization. */
 rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const char *user,
                          const rd_review_changes *amend, rd_review_signed *out, rd_error *err);
 

@@ -218,6 +218,153 @@ rd_status rd_sr_write_signed(const char *draft_path, const rd_sr_sign_params *p,
  * Errors: RD_E_INVALID (`study_uid` NULL or not a valid UID). */
 rd_status rd_sr_signed_series_uid(const char *study_uid, char out[RD_UID_SIZE], rd_error *err);
 
+/* ---- the IHE AI Results (AIR) SR ----
+ *
+ * Beside the text report, the model's own result per finding, as IHE AIR and viewers that
+ * read measurement reports (OHIF) expect it: a Comprehensive 3D SR instance
+ * (1.2.840.10008.5.1.4.1.1.88.34) in the source study, in a new series (Modality SR,
+ * RD_SR_AIR_SERIES_DESCRIPTION, series number 9003 by default), rooted in TID 1500
+ * "Measurement Report" as PixelMed's DicomSRValidator (its 2022 templates) and dciodvfy
+ * check it:
+ *
+ *   CONTAINER (126000, DCM, "Imaging Measurement Report")          template 1500 / DCMR
+ *     HAS CONCEPT MOD  CODE (121049, DCM, "Language of Content Item and Descendants") = en
+ *     HAS OBS CONTEXT  CODE (121005, DCM, "Observer Type") = (121007, DCM, "Device")
+ *     HAS OBS CONTEXT  UIDREF (121012, DCM, "Device Observer UID") = the model's Device UID
+ *     HAS OBS CONTEXT  TEXT (121013 name, 121014 manufacturer) = "radraft",
+ *                      TEXT (121015, DCM, "Device Observer Model Name") = "radraft <model>
+ *                                                                          <version>"
+ *     HAS CONCEPT MOD  CODE (121058, DCM, "Procedure reported") = (363679005, SCT,
+ *                      "Imaging procedure"): TID 1500 draws it from CID 100, which has no
+ *                      chest radiograph, and PixelMed refuses codes outside it
+ *     CONTAINS CONTAINER (111028, DCM, "Image Library")                          TID 1600
+ *       CONTAINS CONTAINER (126200, DCM, "Image Library Group")
+ *         CONTAINS IMAGE = the frontal image the model read (SOP Class and Instance UIDs)
+ *     CONTAINS CONTAINER (126010, DCM, "Imaging Measurements")
+ *       CONTAINS CONTAINER (125007, DCM, "Measurement Group")    TID 1501, one per finding
+ *         HAS OBS CONTEXT  TEXT (112039, DCM, "Tracking Identifier") = "Cardiomegaly", ...
+ *         HAS OBS CONTEXT  UIDREF (112040, DCM, "Tracking Unique Identifier") = a new UID
+ *         CONTAINS CODE (121071, DCM, "Finding") = the finding's code from the code table
+ *         HAS CONCEPT MOD  TEXT (111001, DCM, "Algorithm Name") = the model's name  TID 4019
+ *         HAS CONCEPT MOD  TEXT (111003, DCM, "Algorithm Version") = its version
+ *         HAS CONCEPT MOD  TEXT (111002, DCM, "Algorithm Parameters") = the caller's text
+ *         CONTAINS NUM = the code table's score concept ((111012, DCM, "Certainty of
+ *                  Finding") by default): the calibrated probability, unit (1, UCUM,
+ *                  "no units")                                                   TID 300
+ *           INFERRED FROM IMAGE = the frontal image
+ *         CONTAINS NUM (122411, DCM, "Threshold Value") = the threshold at or above which
+ *                  the finding is present, unit (1, UCUM)
+ *           HAS CONCEPT MOD TEXT (121050, DCM, "Equivalent Meaning of Concept Name") =
+ *                  "Operating threshold: present at or above"
+ *         CONTAINS NUM (122411, DCM, "Threshold Value") = the threshold for uncertain, with
+ *                  "Operating threshold: uncertain at or above"
+ *     CONTAINS CONTAINER (C0034375, UMLS, "Qualitative Evaluations")        TID 1500 row 12
+ *       CONTAINS CODE concept = the finding's code, value = its state: the code table's
+ *                present, uncertain or absent, one per finding (all 14)
+ *
+ * The states sit in the Qualitative Evaluations container rather than in each measurement
+ * group: TID 1501 gained its qualitative evaluation rows after the templates PixelMed
+ * validates with, which would flag them as content outside the template. A finding's group
+ * and its evaluation share the finding's code. "Not mentioned" is a property of a text: the
+ * model assessed every finding, so one not mentioned is written absent (below the
+ * uncertain threshold).
+ *
+ * The header is the text report's (patient and study copied from the sources as UTF-8,
+ * Series Date/Time and Timezone Offset, radraft's Implementation Class UID), the Current
+ * Requested Procedure Evidence Sequence names the frontal image only (the one the result
+ * was computed from), and the Contributing Equipment Sequence names radraft and the model
+ * (purpose (109102, DCM, "Processing Equipment"): DICOM's 109103 is "Modifying
+ * Equipment", and IHE AIR's "Processing Algorithm" is a placeholder code of its own, 99IHE)
+ * with its Device UID (0018,1002) (which dicom3tools 2022 does not know there yet):
+ * rd_sr_air_device_uid, a name-based UID of the model's name and version, so that it
+ * changes when the model does and is the same for every result of one model. The same UID
+ * is the Device Observer UID.
+ *
+ * Draft: PARTIAL, UNVERIFIED, PRELIMINARY. Signed (rd_sr_write_air_signed): the draft's
+ * tree with the radiologist's final states as the qualitative evaluations (the measurement
+ * groups keep the model's probabilities, with its algorithm identification), the person
+ * observer before the device observer, COMPLETE, VERIFIED, FINAL, the Verifying Observer
+ * and Author Observer Sequences and the Predecessor Documents Sequence naming the draft AIR
+ * SR, in the study's signed AIR series (rd_sr_signed_air_series_uid,
+ * RD_SR_AIR_SIGNED_SERIES_DESCRIPTION, series number 9004 by default), as
+ * rd_sr_write_signed does for the text report. */
+
+#define RD_SR_AIR_SERIES_NUMBER 9003
+#define RD_SR_AIR_SIGNED_SERIES_NUMBER 9004
+#define RD_SR_AIR_SERIES_DESCRIPTION "Unverified AI results (radraft)"
+#define RD_SR_AIR_SIGNED_SERIES_DESCRIPTION "radraft signed AI results"
+#define RD_SR_AIR_MAX_PARAMETERS 1024 /* bytes of the Algorithm Parameters text */
+/* The namespaces (UUIDs as "2.25." UIDs) of the model Device UIDs and of the signed AIR
+ * series UIDs. */
+#define RD_SR_AIR_DEVICE_NAMESPACE "2.25.998150101862245682189133365459381513"
+#define RD_SR_AIR_SIGNED_SERIES_NAMESPACE "2.25.103230913604951313464851334400536427111"
+
+/* The model's result for one finding. */
+typedef struct rd_sr_air_finding {
+    rd_finding_state state;     /* present, uncertain, absent (not mentioned: absent) */
+    double probability;         /* the calibrated probability, [0, 1] */
+    double present_threshold;   /* present at or above it, [0, 1] */
+    double uncertain_threshold; /* uncertain at or above it, [0, present_threshold] */
+} rd_sr_air_finding;
+
+/* What an AIR SR is made of. Strings are UTF-8 and borrowed for the call. */
+typedef struct rd_sr_air_params {
+    const char *const *sources; /* the study's instances, as for rd_sr_write_draft */
+    size_t n_sources;
+    const char *frontal_sop_instance_uid; /* the image the model read: one of the sources */
+    rd_sr_air_finding findings[RD_FINDING_N_ABNORMAL]; /* every finding, index rd_finding */
+    const char *model_name;                            /* required, at most 64 bytes */
+    const char *model_version;                         /* required, at most 64 bytes */
+    const char *algorithm_parameters; /* NULL or "": no Algorithm Parameters item */
+    int series_number;                /* 0: RD_SR_AIR_SERIES_NUMBER */
+    const rd_sr_codes *codes;         /* the code table; required */
+} rd_sr_air_params;
+
+/* Fills `p` with zeros/NULLs. */
+void rd_sr_air_params_init(rd_sr_air_params *p);
+
+/* Writes the AIR SR of `p` to `out_path` (atomically). `res` may be NULL; res->n_evidence
+ * is 1 (the frontal image).
+ * Errors: RD_E_INVALID (missing model, a state, probability or threshold out of range, the
+ * frontal image not among the sources, sources of several studies or patients),
+ * RD_E_TOO_LARGE, RD_E_NOT_FOUND / RD_E_DICOM (a source), RD_E_IO, RD_E_DICOM. */
+rd_status rd_sr_write_air(const rd_sr_air_params *p, const char *out_path, rd_sr_result *res,
+                          rd_error *err);
+
+/* The Device UID of a model: "2.25." and the version-5 UUID of "<name>\n<version>" in the
+ * namespace RD_SR_AIR_DEVICE_NAMESPACE. Errors: RD_E_INVALID (NULL or empty name or
+ * version). */
+rd_status rd_sr_air_device_uid(const char *model_name, const char *model_version,
+                               char out[RD_UID_SIZE], rd_error *err);
+
+/* The signed AIR series of study `study_uid`, as rd_sr_signed_series_uid in the namespace
+ * RD_SR_AIR_SIGNED_SERIES_NAMESPACE. */
+rd_status rd_sr_signed_air_series_uid(const char *study_uid, char out[RD_UID_SIZE], rd_error *err);
+
+/* What signing an AIR SR changes. Strings borrowed, UTF-8. */
+typedef struct rd_sr_air_sign_params {
+    const char *verifier_name;                      /* DICOM PN; required */
+    const char *organization;                       /* required */
+    const char *datetime;                           /* DICOM DT; NULL or "": now */
+    rd_finding_state states[RD_FINDING_N_ABNORMAL]; /* the final states (not mentioned:
+                                                     * written absent) */
+    int amend;                                      /* as rd_sr_sign_params.amend */
+    const char *sop_instance_uid;                   /* as rd_sr_sign_params.sop_instance_uid */
+    int series_number;        /* 0: the input's when amending within the signed AIR
+                               * series, else RD_SR_AIR_SIGNED_SERIES_NUMBER */
+    const rd_sr_codes *codes; /* the code table; required */
+} rd_sr_air_sign_params;
+
+void rd_sr_air_sign_params_init(rd_sr_air_sign_params *p);
+
+/* Reads the draft AIR SR at `air_path` (with p->amend: a signed one) and writes its signed
+ * version to `out_path`. `res` may be NULL.
+ * Errors: RD_E_INVALID (missing verifier, an input that is not a radraft AIR SR, one
+ * without an evaluation of every finding, the draft/amend mismatches rd_sr_write_signed
+ * refuses), RD_E_NOT_FOUND, RD_E_DICOM, RD_E_IO. */
+rd_status rd_sr_write_air_signed(const char *air_path, const rd_sr_air_sign_params *p,
+                                 const char *out_path, rd_sr_result *res, rd_error *err);
+
 /* What an SR says, read back (any SR document; the texts and coded findings are found by
  * their concept names as written above). */
 typedef struct rd_sr_info {
@@ -245,9 +392,11 @@ typedef struct rd_sr_info {
     char person_observer_name[256];
     char person_observer_organization[128];
     int n_evidence;
-    char *findings_text;   /* owned (rd_sr_info_free); NULL when absent */
-    char *impression_text; /* owned; NULL when absent */
-    int n_findings;        /* coded findings whose code is in the table given */
+    char device_uid[RD_UID_SIZE]; /* value of (121012, DCM), "" when none */
+    int is_air;                   /* the root is (126000, DCM): an AIR SR */
+    char *findings_text;          /* owned (rd_sr_info_free); NULL when absent */
+    char *impression_text;        /* owned; NULL when absent */
+    int n_findings;               /* coded findings whose code is in the table given */
     struct {
         rd_finding finding;
         rd_finding_state state;
@@ -257,7 +406,11 @@ typedef struct rd_sr_info {
 
 /* Reads an SR file (other producers' too, leniently: invalid content items are skipped).
  * A CODE (121071, DCM, "Finding") whose value is a finding's code in `codes` is that
- * finding, present; `codes` NULL: no coded finding is read. On success the caller owns
+ * finding, present; `codes` NULL: no coded finding is read. In an AIR SR (is_air) the
+ * findings are its qualitative evaluations instead: a CODE in the Qualitative Evaluations
+ * container whose concept is a finding's code and whose value is a state's, with the score
+ * of the finding's measurement group (the NUM of codes->score after its Finding; -1 when
+ * none). On success the caller owns
  * info's texts (rd_sr_info_free).
  * Errors: RD_E_NOT_FOUND, RD_E_DICOM (not an SR or unparsable). */
 rd_status rd_sr_read(const char *path, const rd_sr_codes *codes, rd_sr_info *info, rd_error *err);

@@ -397,6 +397,9 @@ typedef struct rd_store_review {
     const char *content_version;
     const char *sr_path; /* the draft SR */
     const char *sr_sop_instance_uid;
+    /* The draft's AI Results SR, queued with the text SR; NULL: none (sr.air off). */
+    const char *air_sr_path;
+    const char *air_sr_sop_instance_uid;
     const char *frontal_sop_instance_uid;
     const char *model_version;
     const char *findings_text;
@@ -417,11 +420,11 @@ typedef struct rd_store_review {
     int priority; /* 1: urgent (a critical finding drafted), 0: routine */
 } rd_store_review;
 
-/* Adds a review item in state 'draft', marks its study version drafted, queues the SR for
- * every destination and marks the study's earlier items still waiting (draft, in_review)
- * superseded by it, in one transaction. A study version that already has its item changes
- * nothing: *added (may be NULL) is then 0, and *review_id (may be NULL) names the existing
- * item. */
+/* Adds a review item in state 'draft', marks its study version drafted, queues the SR (and
+ * the AI Results SR, when there is one) for every destination and marks the study's earlier items
+ * still waiting (draft, in_review) superseded by it, in one transaction. A study version that
+ * already has its item changes nothing: *added (may be NULL) is then 0, and *review_id (may be
+ * NULL) names the existing item. */
 rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
                               const char *const *destinations, int n_destinations,
                               int64_t *review_id, int *added, rd_error *err);
@@ -439,6 +442,8 @@ typedef struct rd_store_review_item {
     rd_review_state state;
     char sr_path[1024];
     char sr_sop_instance_uid[RD_UID_SIZE];
+    char air_sr_path[1024]; /* the draft's AI Results SR, "" when none */
+    char air_sr_sop_instance_uid[RD_UID_SIZE];
     char frontal_sop_instance_uid[RD_UID_SIZE];
     char model_version[128];
     char patient_hash[RD_SHA256_HEX_SIZE];
@@ -513,6 +518,9 @@ typedef struct rd_store_signature {
     const char *sr_path; /* the signed SR, written and durable */
     const char *sr_sop_instance_uid;
     const char *predecessor_sop_instance_uid; /* the draft's, or the previous signed SR's */
+    /* The signed AI Results SR, queued with the signed SR; NULL: none. */
+    const char *air_sr_path;
+    const char *air_sr_sop_instance_uid;
     const char *findings_text;
     const char *impression_text;
     const char *final_states; /* JSON {finding: state} */
@@ -535,6 +543,10 @@ rd_status rd_store_review_sign(rd_store *s, int64_t id, const char *user, double
 rd_status rd_store_review_current_signature(rd_store *s, int64_t id, int *version,
                                             char sr_path[1024], char sop_uid[RD_UID_SIZE],
                                             rd_error *err);
+/* The AI Results SR of the item's current signed version: its path and SOP Instance UID
+ * ("" when there is no signed version or it has none). */
+rd_status rd_store_review_current_air_signature(rd_store *s, int64_t id, char air_path[1024],
+                                                char air_uid[RD_UID_SIZE], rd_error *err);
 
 /* in_review (held by `user`) -> rejected, with a reason code and an optional note. */
 rd_status rd_store_review_reject(rd_store *s, int64_t id, const char *user, double now,

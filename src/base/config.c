@@ -54,6 +54,10 @@ static const cfg_key cfg_keys[] = {
     {"sr.finding_codes", CFG_STRING, OFF(sr_finding_codes), 0, RD_CONFIG_STR_MAX - 1, "", NULL,
      "JSON code table (SNOMED CT / DCM codes of the findings, states and score) used instead "
      "of the built-in models/finding-codes.json; empty: built-in"},
+    {"sr.air", CFG_BOOL, OFF(sr_air), 0, 1, "true", NULL,
+     "write an IHE AI Results SR (Comprehensive 3D SR, TID 1500: the model's probability, "
+     "thresholds and state of each finding) beside each draft and signed text report, and "
+     "queue it to the same destinations"},
     {"generator.localize", CFG_BOOL, OFF(generator_localize), 0, 1, "true", NULL,
      "name the side and zone of each finding the draft mentions, from the encoder's class "
      "activation maps, and keep a heat map per finding with the review item"},

@@ -383,6 +383,12 @@ static rd_status add_file(dicom_set *ds, const char *path, rd_error *err)
             ds->unreadable++;
             return RD_OK;
         }
+        /* An SR without report texts (an AI Results SR, a measurement report) is not the
+         * study's report. */
+        if (!info.findings_text && !info.impression_text) {
+            rd_sr_info_free(&info);
+            return RD_OK;
+        }
         if (!grow((void **)&ds->reports, &ds->cap_reports, ds->n_reports, sizeof(report))) {
             rd_sr_info_free(&info);
             return rd_error_set(err, RD_E_TOO_LARGE, "too many reports");

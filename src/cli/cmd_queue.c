@@ -420,14 +420,21 @@ static int cmd_change(queue_args *a, rd_store *s)
                                     sg.predecessor_sop_instance_uid);
             cJSON_AddNumberToObject(o, "deliveries", sg.destinations);
             cJSON_AddBoolToObject(o, "archived", sg.archived);
+            if (sg.air_sr_path[0]) {
+                cJSON_AddStringToObject(o, "air_sr", sg.air_sr_path);
+                cJSON_AddStringToObject(o, "air_sop_instance_uid", sg.air_sr_sop_instance_uid);
+            } else {
+                cJSON_AddNullToObject(o, "air_sr");
+            }
         }
         rc = print_json(o) == 0 ? RD_EXIT_OK : RD_EXIT_FAIL;
         cJSON_Delete(o);
         return rc;
     }
     if (sg.version)
-        printf("item %lld signed (version %d): %s, %d deliver%s queued%s\n", (long long)a->id,
-               sg.version, sg.sr_path, sg.destinations, sg.destinations == 1 ? "y" : "ies",
+        printf("item %lld signed (version %d): %s%s%s, to %d destination%s%s\n", (long long)a->id,
+               sg.version, sg.sr_path, sg.air_sr_path[0] ? " and " : "", sg.air_sr_path,
+               sg.destinations, sg.destinations == 1 ? "" : "s",
                sg.archived ? ", added to the archive" : "");
     else
         printf("item %lld: %s done\n", (long long)a->id, verb);

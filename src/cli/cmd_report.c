@@ -33,7 +33,9 @@ static const char report_help[] =
     "lateral) is decoded and embedded by the encoder model, the most similar studies of the\n"
     "archive vote, and the combined scores drive the generator. Nothing is recorded: no\n"
     "review item, no outbox delivery.\n\n"
-    "  -o, --output FILE      the SR to write (default: ./<StudyInstanceUID>-draft-sr.dcm)\n"
+    "  -o, --output FILE      the SR to write (default: ./<StudyInstanceUID>-draft-sr.dcm);\n"
+    "                         with sr.air (the default) the AI Results SR goes beside it, as\n"
+    "                         FILE less its .dcm and -sr, then -air-sr.dcm\n"
     "  --model M              encoder model folder or model.json (encoder.model)\n"
     "  --data-dir D           whose radraft.db holds the archive (server.data_dir); with\n"
     "                         archive.load_seed, the model's seed archive is loaded into it\n"
@@ -51,7 +53,8 @@ static const char report_help[] =
     "  --json                 print the texts, per finding its state, combined score, encoder\n"
     "                         score and neighbours' vote (and, for a finding the text places,\n"
     "                         its side, zone and heat map), the neighbours, the model version\n"
-    "                         and the SR's path and UIDs as one JSON object\n" RD_CLI_COMMON_HELP;
+    "                         and the paths and UIDs of the SR and the AI Results SR (air_sr)\n"
+    "                         as one JSON object\n" RD_CLI_COMMON_HELP;
 
 static const char sign_help[] =
     "usage: radraft sign [OPTIONS] DRAFT.dcm --verifier NAME --organization ORG\n"
@@ -65,7 +68,11 @@ static const char sign_help[] =
     "  --impression TEXT      edited impression text (default: the draft's)\n"
     "  --datetime DT          verification date-time YYYYMMDDHHMMSS (default: now)\n"
     "  -o, --output FILE      the SR to write (default: ./<StudyInstanceUID>-signed-sr.dcm)\n"
-    "  --json                 print the signed SR's path and UIDs as JSON\n" RD_CLI_COMMON_HELP;
+    "  --air AIR.dcm          also sign the draft's AI Results SR: its states become what the\n"
+    "                         final texts say\n"
+    "  --air-output FILE      the signed AI Results SR (default: the signed SR's path less its\n"
+    "                         .dcm and -sr, then -air-sr.dcm)\n"
+    "  --json                 print the signed SRs' paths and UIDs as JSON\n" RD_CLI_COMMON_HELP;
 
 /* ---- scores ---------------------------------------------------------------------- */
 
@@ -130,9 +137,9 @@ static int print_json(cJSON *obj)
     return 0;
 }
 
-static void add_result(cJSON *obj, const char *path, const rd_sr_result *res)
+static void add_result(cJSON *obj, const char *key, const char *path, const rd_sr_result *res)
 {
-    cJSON *sr = cJSON_AddObjectToObject(obj, "sr");
+    cJSON *sr = cJSON_AddObjectToObject(obj, key);
     if (!sr)
         return;
     cJSON_AddStringToObject(sr, "path", path);
@@ -193,6 +200,21 @@ static rd_status draft_from_scores(rd_cli *cli, char **files, int n, const rd_di
                                     d->model_version, &codes, out_path, &d->sr, err);
     if (st == RD_OK && d->sr.warning[0])
         fprintf(stderr, "radraft report: warning: %s\n", d->sr.warning);
+    /* The AI results name the image they were computed from; without a frontal one there
+     * is none to name. */
+    if (st == RD_OK && cli->cfg.sr_air && d->frontal < 0)
+        fprintf(stderr, "radraft report: no AI results SR: no frontal image\n");
+    else if (st == RD_OK && cli->cfg.sr_air &&
+             (st = rd_pipeline_air_sr_path(out_path, d->air_sr_path, sizeof d->air_sr_path, err)) ==
+                 RD_OK)
+        st = rd_pipeline_write_air_sr(
+            (const char *const *)files, n, d->frontal_sop_instance_uid, &d->draft, scores, &th,
+            d->model_name, d->model_version,
+            "probability: the score given on the command line; state: present at or above the "
+            "present threshold, uncertain at or above the uncertain threshold",
+            &codes, d->air_sr_path, &d->air_sr, err);
+    if (st != RD_OK)
+        d->air_sr_path[0] = '\0';
 out:
     rd_generator_free(gen);
     return st;
@@ -323,7 +345,11 @@ static int print_report_json(char **files, int n, const rd_pipeline_draft *d, in
         cJSON_AddNumberToObject(ms, "generate", d->ms_generate);
         cJSON_AddNumberToObject(ms, "write", d->ms_write);
     }
-    add_result(obj, d->sr_path, &d->sr);
+    add_result(obj, "sr", d->sr_path, &d->sr);
+    if (d->air_sr_path[0])
+        add_result(obj, "air_sr", d->air_sr_path, &d->air_sr);
+    else
+        cJSON_AddNullToObject(obj, "air_sr");
     rc = print_json(obj);
 out:
     cJSON_Delete(obj);
@@ -468,8 +494,8 @@ int rd_cmd_report(int argc, char **argv)
         goto out;
     }
     if (!json) {
-        printf("%s\n\nFINDINGS:\n%s\n\nIMPRESSION:\n%s\n", d.sr_path, d.draft.findings_text,
-               d.draft.impression_text);
+        printf("%s\n%s%s\nFINDINGS:\n%s\n\nIMPRESSION:\n%s\n", d.sr_path, d.air_sr_path,
+               d.air_sr_path[0] ? "\n" : "", d.draft.findings_text, d.draft.impression_text);
         rc = RD_EXIT_OK;
         goto out;
     }
@@ -492,7 +518,9 @@ int rd_cmd_sign(int argc, char **argv)
         OPT_ORG,
         OPT_FINDINGS,
         OPT_IMPRESSION,
-        OPT_DATETIME
+        OPT_DATETIME,
+        OPT_AIR,
+        OPT_AIR_OUTPUT
     };
     static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
                                          {"json", no_argument, NULL, OPT_JSON},
@@ -501,14 +529,16 @@ int rd_cmd_sign(int argc, char **argv)
                                          {"findings", required_argument, NULL, OPT_FINDINGS},
                                          {"impression", required_argument, NULL, OPT_IMPRESSION},
                                          {"datetime", required_argument, NULL, OPT_DATETIME},
+                                         {"air", required_argument, NULL, OPT_AIR},
+                                         {"air-output", required_argument, NULL, OPT_AIR_OUTPUT},
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
     rd_review_signature sig;
-    rd_sr_result res;
-    const char *out_arg = NULL;
-    char out_path[1024], predecessor[RD_UID_SIZE];
+    rd_sr_result res, air_res;
+    const char *out_arg = NULL, *air_arg = NULL, *air_out_arg = NULL;
+    char out_path[1024], predecessor[RD_UID_SIZE], air_path[1024] = "";
     int json = 0, opt, rc;
     cJSON *obj = NULL;
 
@@ -537,10 +567,18 @@ int rd_cmd_sign(int argc, char **argv)
         case OPT_DATETIME:
             sig.datetime = optarg;
             break;
+        case OPT_AIR:
+            air_arg = optarg;
+            break;
+        case OPT_AIR_OUTPUT:
+            air_out_arg = optarg;
+            break;
         }
     }
     if (opt < 0)
         return rc;
+    if (air_out_arg && !air_arg)
+        return rd_cli_usage_error(&cli, sign_help, "--air-output needs --air");
     if (argc - optind != 1 || !sig.verifier_name || !sig.organization)
         return rd_cli_usage_error(&cli, sign_help,
                                   "give one draft SR, --verifier and --organization");
@@ -553,8 +591,24 @@ int rd_cmd_sign(int argc, char **argv)
         rd_cli_error(&cli, "%s", rd_error_message(&err));
         goto out;
     }
+    if (air_arg) {
+        rd_status ast =
+            air_out_arg ? (rd_strlcpy(air_path, air_out_arg, sizeof air_path) < sizeof air_path
+                               ? RD_OK
+                               : rd_error_set(&err, RD_E_INVALID, "--air-output: path too long"))
+                        : rd_pipeline_air_sr_path(out_path, air_path, sizeof air_path, &err);
+        if (ast == RD_OK)
+            ast = rd_review_sign_air_file(&cli.cfg, draft_path, air_arg, &sig, air_path, &air_res,
+                                          &err);
+        if (ast != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            goto out;
+        }
+    }
     if (!json) {
         printf("%s\n", out_path);
+        if (air_arg)
+            printf("%s\n", air_path);
         rc = RD_EXIT_OK;
         goto out;
     }
@@ -565,7 +619,9 @@ int rd_cmd_sign(int argc, char **argv)
     }
     cJSON_AddStringToObject(obj, "draft", draft_path);
     cJSON_AddStringToObject(obj, "predecessor_sop_instance_uid", predecessor);
-    add_result(obj, out_path, &res);
+    add_result(obj, "sr", out_path, &res);
+    if (air_arg)
+        add_result(obj, "air_sr", air_path, &air_res);
     if (print_json(obj) != 0) {
         rd_cli_error(&cli, "out of memory");
         goto out;

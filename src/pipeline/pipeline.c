@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -485,6 +486,51 @@ rd_status rd_pipeline_write_draft_sr(const char *const *sources, int n_sources,
     return rd_sr_write_draft(&sp, sr_path, out, err);
 }
 
+rd_status rd_pipeline_write_air_sr(const char *const *sources, int n_sources,
+                                   const char *frontal_sop_instance_uid, const rd_draft *draft,
+                                   const double scores[RD_FINDING_N_ABNORMAL],
+                                   const rd_thresholds *th, const char *model_name,
+                                   const char *model_version, const char *parameters,
+                                   const rd_sr_codes *codes, const char *path, rd_sr_result *out,
+                                   rd_error *err)
+{
+    rd_sr_air_params ap;
+    char sr_model[65], sr_version[65];
+    rd_strlcpy(sr_model, model_name, sizeof sr_model);
+    rd_strlcpy(sr_version, model_version, sizeof sr_version);
+    rd_sr_air_params_init(&ap);
+    ap.sources = sources;
+    ap.n_sources = n_sources > 0 ? (size_t)n_sources : 0;
+    ap.frontal_sop_instance_uid = frontal_sop_instance_uid;
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        ap.findings[f].state = draft->state[f];
+        ap.findings[f].probability = scores[f];
+        ap.findings[f].present_threshold = th->present[f];
+        ap.findings[f].uncertain_threshold = th->uncertain[f];
+    }
+    ap.model_name = sr_model;
+    ap.model_version = sr_version;
+    ap.algorithm_parameters = parameters;
+    ap.codes = codes;
+    return rd_sr_write_air(&ap, path, out, err);
+}
+
+rd_status rd_pipeline_air_sr_path(const char *sr_path, char *out, size_t size, rd_error *err)
+{
+    size_t n = strlen(sr_path);
+    if (n >= 4 && strcmp(sr_path + n - 4, ".dcm") == 0)
+        n -= 4;
+    if (n >= 3 && strncmp(sr_path + n - 3, "-sr", 3) == 0)
+        n -= 3;
+    if (n > (size_t)INT_MAX ||
+        snprintf(out, size, "%.*s-air-sr.dcm", (int)n, sr_path) >= (int)size) {
+        if (size)
+            out[0] = '\0';
+        return rd_error_set(err, RD_E_INVALID, "AIR SR path too long");
+    }
+    return RD_OK;
+}
+
 rd_status rd_pipeline_write_heatmaps(const rd_pipeline_draft *d, const char *dir,
                                      char paths[RD_FINDING_N_ABNORMAL][1024], rd_error *err)
 {
@@ -897,6 +943,23 @@ static rd_status stage_write(study *s, rd_error *err)
         return rd_error_prefix(err, st, "write");
     if (d->sr.warning[0])
         rd_log_warn("pipeline: study %s: SR: %s", d->study_uid, d->sr.warning);
+    if (p->cfg.sr_air) {
+        char params[512];
+        snprintf(params, sizeof params,
+                 "probability: the encoder's score combined with the votes of up to %d similar "
+                 "archive studies, %s; state: present at or above the present threshold, "
+                 "uncertain at or above the uncertain threshold",
+                 p->rs.search.k, p->cal.enabled ? "calibrated per finding" : "not calibrated");
+        if ((st = rd_pipeline_air_sr_path(d->sr_path, d->air_sr_path, sizeof d->air_sr_path,
+                                          err)) != RD_OK ||
+            (st = rd_pipeline_write_air_sr(s->img_files, s->n_img, d->frontal_sop_instance_uid,
+                                           &d->draft, d->combined, &p->th, p->model_name,
+                                           p->model_version, params, &p->codes, d->air_sr_path,
+                                           &d->air_sr, err)) != RD_OK) {
+            d->air_sr_path[0] = '\0';
+            return rd_error_prefix(err, st, "write: AI results SR");
+        }
+    }
     d->outcome = RD_PIPELINE_DRAFTED;
     s->outcome_set = 1;
     return RD_OK;
@@ -1024,6 +1087,8 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
         r.content_version = d.content_version;
         r.sr_path = d.sr_path;
         r.sr_sop_instance_uid = d.sr.sop_instance_uid;
+        r.air_sr_path = d.air_sr_path[0] ? d.air_sr_path : NULL;
+        r.air_sr_sop_instance_uid = d.air_sr_path[0] ? d.air_sr.sop_instance_uid : NULL;
         r.frontal_sop_instance_uid = d.frontal_sop_instance_uid;
         r.model_version = d.model_version;
         r.findings_text = d.draft.findings_text;
@@ -1047,8 +1112,9 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
     res->ms_record = now_ms() - t;
     if (res->outcome == RD_PIPELINE_DRAFTED)
         rd_histogram_observe(p->draft_seconds, (now_ms() - t0) / 1e3);
-    rd_log_info("pipeline: study %s drafted: %d present, %d uncertain, %d neighbours, SR %s",
-                d.study_uid, res->n_present, res->n_uncertain, d.n_neighbours, res->sr_path);
+    rd_log_info("pipeline: study %s drafted: %d present, %d uncertain, %d neighbours, SR %s%s%s",
+                d.study_uid, res->n_present, res->n_uncertain, d.n_neighbours, res->sr_path,
+                d.air_sr_path[0] ? ", AI results SR " : "", d.air_sr_path);
 out:
     cJSON_free(findings_json);
     cJSON_free(neighbours_json);

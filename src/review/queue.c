@@ -5,7 +5,8 @@
  * means (final texts, the radiologist's explicit finding choices, else what the labeler
  * reads in the final text, and how much changed), and what signing writes (the verified SR
  * named by item and version, so that a retry after a crash rewrites the same file) before
- * the store records it, queues it and files the study in the archive in one transaction.
+ * the store records it, queues it and files the study in the archive in one transaction;
+ * with sr.air, the signed AI Results SR (the final states) is written and queued with it.
  * Every action and every view is audited in the transaction that makes it. It owns nothing
  * past a call. */
 #include <cjson/cJSON.h>
@@ -330,6 +331,56 @@ static rd_status signed_path(const rd_store_review_item *it, int version, char *
     return RD_OK;
 }
 
+/* The signed AI Results SR's path: the signed SR's, "-air-sr.dcm" for "-sr.dcm". */
+static rd_status signed_air_path(const char *signed_sr, char *out, size_t size, rd_error *err)
+{
+    size_t n = strlen(signed_sr);
+    if (n < 7 || strcmp(signed_sr + n - 7, "-sr.dcm") != 0 || n - 7 > 0x7fffffff ||
+        snprintf(out, size, "%.*s-air-sr.dcm", (int)(n - 7), signed_sr) >= (int)size)
+        return rd_error_set(err, RD_E_INVALID, "signed AI results SR path too long");
+    return RD_OK;
+}
+
+/* The signed version of the item's AI Results SR (sr.air): the final states over the
+ * previous signed version's AI results (an amendment) or the draft's. *written is 0 when
+ * there is none to sign (sr.air off, an item drafted without one). */
+static rd_status sign_air(const rd_config *cfg, rd_store *s, const rd_store_review_item *it,
+                          int amend, const rd_finding_state *final_states, const char *verifier,
+                          const rd_sr_codes *codes, const char *signed_sr, char *path, size_t size,
+                          rd_sr_result *res, int *written, rd_error *err)
+{
+    rd_sr_air_sign_params ap;
+    char prev[1024], prev_uid[RD_UID_SIZE];
+    const char *in = it->air_sr_path;
+    rd_status st;
+    *written = 0;
+    path[0] = '\0';
+    rd_sr_air_sign_params_init(&ap);
+    if (amend) {
+        if ((st = rd_store_review_current_air_signature(s, it->id, prev, prev_uid, err)) != RD_OK)
+            return st;
+        if (prev[0]) {
+            in = prev;
+            ap.amend = 1;
+        }
+    }
+    if (!cfg->sr_air || !in[0])
+        return RD_OK;
+    if ((st = signed_air_path(signed_sr, path, size, err)) != RD_OK)
+        return st;
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        ap.states[f] = final_states[f];
+    ap.verifier_name = verifier;
+    ap.organization = cfg->review_organization;
+    ap.codes = codes;
+    if ((st = rd_sr_write_air_signed(in, &ap, path, res, err)) != RD_OK) {
+        path[0] = '\0';
+        return rd_error_prefix(err, st, "signed AI results SR");
+    }
+    *written = 1;
+    return RD_OK;
+}
+
 /* The archive entry of a signed study: its draft-time embedding and the signed states. */
 static void archive_row(const rd_store_review_item *it, const rd_finding_state *st,
                         const char *findings, const char *impression, char key[96],
@@ -361,7 +412,7 @@ rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const ch
     rd_store_user u;
     edit_result r;
     rd_sr_sign_params sp;
-    rd_sr_result res;
+    rd_sr_result res, air_res;
     rd_sr_finding coded[RD_FINDING_N_ABNORMAL];
     rd_sr_codes codes;
     rd_store_signature sig;
@@ -369,8 +420,8 @@ rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const ch
     rd_audit_event ev;
     const char *dests[RD_CONFIG_LIST_MAX];
     char path[1100], prev_path[1024], prev_uid[RD_UID_SIZE], key[96], states[RD_FINDING_COUNT + 1],
-        detail[64];
-    int version = 0, nd = 0;
+        detail[64], air_path[1200];
+    int version = 0, nd = 0, air = 0;
     size_t nc = 0;
     rd_status st;
 
@@ -432,6 +483,9 @@ rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const ch
     sp.amend = amend != NULL;
     if ((st = rd_sr_write_signed(amend ? prev_path : it.sr_path, &sp, path, &res, err)) != RD_OK)
         goto out;
+    if ((st = sign_air(cfg, s, &it, amend != NULL, r.final_states, u.display_name, &codes, path,
+                       air_path, sizeof air_path, &air_res, &air, err)) != RD_OK)
+        goto out;
     if (rd__review_after_sr)
         rd__review_after_sr();
 
@@ -440,6 +494,8 @@ rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const ch
     sig.sr_path = path;
     sig.sr_sop_instance_uid = res.sop_instance_uid;
     sig.predecessor_sop_instance_uid = amend ? prev_uid : it.sr_sop_instance_uid;
+    sig.air_sr_path = air ? air_path : NULL;
+    sig.air_sr_sop_instance_uid = air ? air_res.sop_instance_uid : NULL;
     sig.findings_text = r.findings;
     sig.impression_text = r.impression;
     sig.final_states = r.final_json;
@@ -460,6 +516,11 @@ rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const ch
     rd_strlcpy(out->series_uid, res.series_uid, sizeof out->series_uid);
     rd_strlcpy(out->predecessor_sop_instance_uid, sig.predecessor_sop_instance_uid,
                sizeof out->predecessor_sop_instance_uid);
+    if (air) {
+        rd_strlcpy(out->air_sr_path, air_path, sizeof out->air_sr_path);
+        rd_strlcpy(out->air_sr_sop_instance_uid, air_res.sop_instance_uid,
+                   sizeof out->air_sr_sop_instance_uid);
+    }
     out->destinations = nd;
     out->archived = sig.archive != NULL;
 out:

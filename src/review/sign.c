@@ -94,3 +94,46 @@ out:
     rd_sr_info_free(&info);
     return st;
 }
+
+rd_status rd_review_sign_air_file(const rd_config *cfg, const char *draft_path,
+                                  const char *air_path, const rd_review_signature *sig,
+                                  const char *out_path, rd_sr_result *res, rd_error *err)
+{
+    rd_sr_air_sign_params ap;
+    rd_sr_info info;
+    rd_sr_codes codes;
+    rd_labeler *lab = NULL;
+    rd_labels labels;
+    rd_status st;
+
+    memset(&info, 0, sizeof info);
+    if (!out_path || !out_path[0])
+        return rd_error_set(err, RD_E_INVALID, "no output path for the signed AI results SR");
+    if ((st = rd_sr_codes_load(&codes, cfg->sr_finding_codes, err)) != RD_OK)
+        return rd_error_prefix(err, st, "sr.finding_codes");
+    if ((st = rd_sr_read(draft_path, NULL, &info, err)) != RD_OK)
+        goto out;
+    /* The final states: what the final texts say, as signing in the queue reads them. */
+    if ((st = rd_labeler_create_from_config(&lab, cfg, err)) != RD_OK ||
+        (st = rd_labeler_label(lab,
+                               sig->findings_text   ? sig->findings_text
+                               : info.findings_text ? info.findings_text
+                                                    : "",
+                               sig->impression_text   ? sig->impression_text
+                               : info.impression_text ? info.impression_text
+                                                      : "",
+                               &labels, err)) != RD_OK)
+        goto out;
+    rd_sr_air_sign_params_init(&ap);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        ap.states[f] = labels.state[f];
+    ap.verifier_name = sig->verifier_name;
+    ap.organization = sig->organization;
+    ap.datetime = sig->datetime;
+    ap.codes = &codes;
+    st = rd_sr_write_air_signed(air_path, &ap, out_path, res, err);
+out:
+    rd_labeler_free(lab);
+    rd_sr_info_free(&info);
+    return st;
+}

@@ -216,6 +216,12 @@ static const char *const migrations[] = {
     "INSERT INTO archive_marks VALUES(0);"
     "CREATE TRIGGER archive_deleted AFTER DELETE ON archive"
     "  BEGIN UPDATE archive_marks SET deletions=deletions+1; END;",
+    /* 6: the AI Results SR beside each draft and signed text report (NULL: none written,
+     * sr.air off or an item drafted before). */
+    "ALTER TABLE reviews ADD COLUMN air_sr_path TEXT;"
+    "ALTER TABLE reviews ADD COLUMN air_sr_sop_instance_uid TEXT;"
+    "ALTER TABLE signatures ADD COLUMN air_sr_path TEXT;"
+    "ALTER TABLE signatures ADD COLUMN air_sr_sop_instance_uid TEXT;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -25,7 +25,9 @@ rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
     if (!r->study_uid || !r->content_version || !r->sr_path)
         return rd_error_set(err, RD_E_INVALID, "a review item needs a study, a version and an SR");
     for (int i = 0; i < n_destinations; i++)
-        if ((rc = rd__outbox_check(r->sr_path, destinations[i], err)) != RD_OK)
+        if ((rc = rd__outbox_check(r->sr_path, destinations[i], err)) != RD_OK ||
+            (r->air_sr_path &&
+             (rc = rd__outbox_check(r->air_sr_path, destinations[i], err)) != RD_OK))
             return rc;
     /* One transaction: the review item, the study version's outcome and the deliveries
      * appear together or not at all, so a crash can neither deliver an SR that has no
@@ -37,9 +39,9 @@ rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
                       " sr_sop_instance_uid, frontal_sop_instance_uid, model_version,"
                       " findings_text, impression_text, findings_json, neighbours_json,"
                       " embedding, patient_hash, view, study_date, priority, created_at,"
-                      " updated_at, images_json) VALUES(?1,?2,'draft',?3,?4,?5,?6,?7,?8,?9,?10,"
-                      "?11,?12,?13,?14,?15,?16,?16,?17) ON CONFLICT(study_uid, content_version)"
-                      " DO NOTHING",
+                      " updated_at, images_json, air_sr_path, air_sr_sop_instance_uid)"
+                      " VALUES(?1,?2,'draft',?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"
+                      "?16,?17,?18,?19) ON CONFLICT(study_uid, content_version) DO NOTHING",
                       RD__ARGS(RD__TEXT(r->study_uid), RD__TEXT(r->content_version),
                                RD__TEXT(r->sr_path), RD__TEXT(r->sr_sop_instance_uid),
                                RD__TEXT(r->frontal_sop_instance_uid), RD__TEXT(r->model_version),
@@ -50,7 +52,8 @@ rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
                                    : RD__NULL,
                                RD__TEXT(rd__or_empty(r->patient_hash)), RD__INT(r->view),
                                RD__INT(r->study_date), RD__INT(r->priority), RD__REAL(now),
-                               RD__TEXT(r->images_json)),
+                               RD__TEXT(r->images_json), RD__TEXT(r->air_sr_path),
+                               RD__TEXT(r->air_sr_sop_instance_uid)),
                       &changed, err)) != RD_OK)
         goto out;
     if ((rc = rd__query_int64(s, "adding a review item",
@@ -79,7 +82,9 @@ rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
         RD_OK)
         goto out;
     for (int i = 0; i < n_destinations; i++)
-        if ((rc = rd__outbox_insert(s, r->sr_path, destinations[i], now, err)) != RD_OK)
+        if ((rc = rd__outbox_insert(s, r->sr_path, destinations[i], now, err)) != RD_OK ||
+            (r->air_sr_path &&
+             (rc = rd__outbox_insert(s, r->air_sr_path, destinations[i], now, err)) != RD_OK))
             goto out;
 commit:
     rc = rd__commit(s, err);
@@ -142,7 +147,8 @@ rd_status rd_review_state_parse(const char *name, rd_review_state *out, rd_error
     " claimed_by, claimed_at, claim_expires, edited_by, edited_at, signed_by, signed_at,"          \
     " rejected_by, rejected_at, reject_reason, findings_added, findings_removed,"                  \
     " findings_changed, chars_edited, superseded_by, created_at, updated_at,"                      \
-    " (SELECT COUNT(*) FROM signatures g WHERE g.review_id=reviews.id)"
+    " (SELECT COUNT(*) FROM signatures g WHERE g.review_id=reviews.id), air_sr_path,"              \
+    " air_sr_sop_instance_uid"
 /* The texts that follow them in a whole item. */
 #define ITEM_TEXTS                                                                                 \
     ", findings_text, impression_text, findings_json, neighbours_json, final_findings_text,"       \
@@ -201,6 +207,8 @@ static rd_status read_item(rd__stmt *q, int with_texts, rd_store_review_item *it
     it->created_at = rd__col_real(q, 27);
     it->updated_at = rd__col_real(q, 28);
     it->signatures = rd__col_int(q, 29);
+    col_copy(q, 30, it->air_sr_path, sizeof it->air_sr_path);
+    col_copy(q, 31, it->air_sr_sop_instance_uid, sizeof it->air_sr_sop_instance_uid);
     if (!with_texts)
         return RD_OK;
     char **texts[] = {&it->findings_text,   &it->impression_text,     &it->findings_json,
@@ -208,10 +216,10 @@ static rd_status read_item(rd__stmt *q, int with_texts, rd_store_review_item *it
                       &it->explicit_states, &it->final_states,        &it->reject_note,
                       &it->images_json};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0] && st == RD_OK; i++)
-        st = col_dup(q, 30 + (int)i, texts[i], err);
+        st = col_dup(q, 32 + (int)i, texts[i], err);
     if (st == RD_OK) {
         size_t bytes = 0;
-        const void *blob = rd__col_blob(q, 40, &bytes);
+        const void *blob = rd__col_blob(q, 42, &bytes);
         if (blob && bytes >= sizeof(float) && bytes % sizeof(float) == 0) {
             if (!(it->embedding = malloc(bytes)))
                 st = rd_error_set(err, RD_E_NOMEM, "out of memory reading a review item");
@@ -425,17 +433,21 @@ static rd_status sign_more(rd_store *s, void *vctx, rd_error *err)
     if ((st = rd__run(s, "recording a signature",
                       "INSERT INTO signatures(review_id, version, state, sr_path,"
                       " sr_sop_instance_uid, predecessor_sop_instance_uid, signed_by, signed_at,"
-                      " findings_text, impression_text, final_states)"
-                      " VALUES(?1,?2,'current',?3,?4,?5,?6,?7,?8,?9,?10)",
+                      " findings_text, impression_text, final_states, air_sr_path,"
+                      " air_sr_sop_instance_uid)"
+                      " VALUES(?1,?2,'current',?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
                       RD__ARGS(RD__INT(c->id), RD__INT(g->version), RD__TEXT(g->sr_path),
                                RD__TEXT(g->sr_sop_instance_uid),
                                RD__TEXT(g->predecessor_sop_instance_uid), RD__TEXT(c->user),
                                RD__REAL(c->now), RD__TEXT(g->findings_text),
-                               RD__TEXT(g->impression_text), RD__TEXT(g->final_states)),
+                               RD__TEXT(g->impression_text), RD__TEXT(g->final_states),
+                               RD__TEXT(g->air_sr_path), RD__TEXT(g->air_sr_sop_instance_uid)),
                       NULL, err)) != RD_OK)
         return st;
     for (int i = 0; i < c->n_destinations; i++)
-        if ((st = rd__outbox_insert(s, g->sr_path, c->destinations[i], c->now, err)) != RD_OK)
+        if ((st = rd__outbox_insert(s, g->sr_path, c->destinations[i], c->now, err)) != RD_OK ||
+            (g->air_sr_path &&
+             (st = rd__outbox_insert(s, g->air_sr_path, c->destinations[i], c->now, err)) != RD_OK))
             return st;
     if (!g->archive)
         return RD_OK;
@@ -459,7 +471,9 @@ rd_status rd_store_review_sign(rd_store *s, int64_t id, const char *user, double
         !sig->final_states || sig->version < 1)
         return rd_error_set(err, RD_E_INVALID, "a signature needs its SR, UIDs and states");
     for (int i = 0; i < n_destinations; i++)
-        if ((st = rd__outbox_check(sig->sr_path, destinations[i], err)) != RD_OK)
+        if ((st = rd__outbox_check(sig->sr_path, destinations[i], err)) != RD_OK ||
+            (sig->air_sr_path &&
+             (st = rd__outbox_check(sig->air_sr_path, destinations[i], err)) != RD_OK))
             return st;
     /* Version 1 needs the user's live claim; an amendment needs a signed item with exactly
      * version - 1 signatures, so that of two amendments at once only one is recorded. */
@@ -493,6 +507,24 @@ rd_status rd_store_review_current_signature(rd_store *s, int64_t id, int *versio
         *version = rd__col_int(&q, 0);
         col_copy(&q, 1, sr_path, 1024);
         col_copy(&q, 2, sop_uid, RD_UID_SIZE);
+    }
+    rd__stmt_close(&q);
+    return st;
+}
+
+rd_status rd_store_review_current_air_signature(rd_store *s, int64_t id, char air_path[1024],
+                                                char air_uid[RD_UID_SIZE], rd_error *err)
+{
+    rd__stmt q = RD__STMT_INIT;
+    int row = 0;
+    rd_status st = rd__stmt_row(&q, s, "reading a signature",
+                                "SELECT air_sr_path, air_sr_sop_instance_uid FROM signatures"
+                                " WHERE review_id=?1 AND state='current'",
+                                RD__ARGS(RD__INT(id)), &row, err);
+    air_path[0] = air_uid[0] = '\0';
+    if (st == RD_OK && row) {
+        col_copy(&q, 0, air_path, 1024);
+        col_copy(&q, 1, air_uid, RD_UID_SIZE);
     }
     rd__stmt_close(&q);
     return st;

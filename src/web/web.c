@@ -1154,6 +1154,8 @@ static void route_action(call *c, int64_t id, const char *verb)
             cJSON_AddStringToObject(x, "sop_instance_uid", sg.sr_sop_instance_uid);
             cJSON_AddStringToObject(x, "series_uid", sg.series_uid);
             cJSON_AddNumberToObject(x, "deliveries", sg.destinations);
+            if (sg.air_sr_sop_instance_uid[0])
+                cJSON_AddStringToObject(x, "air_sop_instance_uid", sg.air_sr_sop_instance_uid);
         }
     }
     rd_log_info("web: %s %s item %lld", user, verb, (long long)id);

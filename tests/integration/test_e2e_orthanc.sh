@@ -2,7 +2,8 @@
 # End to end with Orthanc as the PACS (Debian package, started on loopback with a generated
 # configuration): Orthanc sends a sample study to `radraft serve` through its REST API
 # (/modalities/radraft/store), radraft drafts it, and the draft SR shows up in Orthanc in
-# the same study, for the same patient (how long it took is reported, not judged).
+# the same study, for the same patient (how long it took is reported, not judged); so does
+# the AI Results SR beside it (sr.air), in a series of its own of that study.
 #
 # usage: bash test_e2e_orthanc.sh RADRAFT SHARED_DATA WORKDIR
 set -u
@@ -81,14 +82,23 @@ patient=$(dcmdump +P PatientID samples/RDS0002/pa.dcm | sed -e 's/.*\[\(.*\)\].*
 body=$(IFS=,; echo "[${ids[*]}]")
 api /modalities/radraft/store -X POST -d "$body" >store.json || fail "Orthanc store to radraft"
 t0=$(date +%s.%N)
-sr=
-sr_in_orthanc() {
-    sr=$(api /tools/find -X POST -d "{\"Level\":\"Instance\",\"Query\":{\"StudyInstanceUID\":\"$study_uid\",\"Modality\":\"SR\"}}" |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[0] if r else "")')
-    echo "SR instances of the study in Orthanc: ${sr:-none}"
-    [ -n "$sr" ]
+# The study's SR instances in Orthanc, by SOP class: the text report (Enhanced SR) and the
+# AI results (Comprehensive 3D SR).
+sr_of_class() {
+    for id in $(api /tools/find -X POST -d "{\"Level\":\"Instance\",\"Query\":{\"StudyInstanceUID\":\"$study_uid\",\"Modality\":\"SR\"}}" |
+        python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)))'); do
+        [ "$(api "/instances/$id/metadata/SopClassUid")" = "$1" ] && { echo "$id"; return; }
+    done
 }
-rd_wait_for "the draft SR in Orthanc" 120 sr_in_orthanc
+sr=
+air=
+both_srs_in_orthanc() {
+    sr=$(sr_of_class 1.2.840.10008.5.1.4.1.1.88.22)
+    air=$(sr_of_class 1.2.840.10008.5.1.4.1.1.88.34)
+    echo "in Orthanc: text SR ${sr:-none}, AI results SR ${air:-none}"
+    [ -n "$sr" ] && [ -n "$air" ]
+}
+rd_wait_for "the draft SR and the AI results SR in Orthanc" 120 both_srs_in_orthanc
 t1=$(date +%s.%N)
 lat=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
 if [ -n "$sr" ]; then
@@ -112,6 +122,28 @@ PY
     echo "$out" | grep -q "^Error" && { fail "dciodvfy reports errors for the SR from Orthanc"; echo "$out" | grep "^Error"; }
 else
     fail "no SR of study $study_uid in Orthanc: $RD_WAIT_SAID"
+fi
+if [ -n "$air" ]; then
+    api "/instances/$air/simplified-tags" >air-tags.json
+    python3 - air-tags.json "$study_uid" "$patient" <<'PY' || fail "AI results SR tags in Orthanc"
+import json, sys
+t = json.load(open(sys.argv[1]))
+assert t["StudyInstanceUID"] == sys.argv[2], t["StudyInstanceUID"]
+assert t["PatientID"] == sys.argv[3], t["PatientID"]
+assert t["Modality"] == "SR" and t["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.88.34", t
+assert t["SeriesDescription"] == "Unverified AI results (radraft)", t["SeriesDescription"]
+PY
+    # Indexed into the source study (Orthanc's study of the images), in a series of its own.
+    img_study=$(api /tools/find -X POST -d "{\"Level\":\"Study\",\"Query\":{\"StudyInstanceUID\":\"$study_uid\"}}" |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[0] if len(r) == 1 else "")')
+    air_study=$(api "/instances/$air/study" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ID"])')
+    air_series=$(api "/instances/$air/series" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ID"])')
+    sr_series=$(api "/instances/$sr/series" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ID"])')
+    [ -n "$img_study" ] && [ "$air_study" = "$img_study" ] && [ "$air_series" != "$sr_series" ] &&
+        pass "Orthanc indexes the AI results SR in the source study, in its own series" ||
+        fail "AI results SR: study '$air_study' (images' '$img_study'), series '$air_series' (text SR's '$sr_series')"
+else
+    fail "no AI results SR of study $study_uid in Orthanc after 20 s"
 fi
 n=$(sqlite3 -cmd ".timeout 5000" rd/radraft.db "SELECT COUNT(*) FROM reviews WHERE study_uid='$study_uid' AND state='draft'")
 [ "$n" = 1 ] && pass "one review item" || fail "$n review items"

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Crash and restart: `radraft serve` is killed (SIGKILL) while it drafts, then restarted;
 # `radraft batch` is killed midway through 40 studies, then run again. Afterwards every
-# study is drafted exactly once: one review item and one SR file per study, one delivery per
-# SR, and the rerun of batch drafts only what the killed run had not finished.
+# study is drafted exactly once: one review item, one SR file and one AI Results SR file per
+# study, one delivery per SR, and the rerun of batch drafts only what the killed run had not
+# finished.
 #
 # usage: bash test_e2e_restart.sh RADRAFT SHARED_DATA WORKDIR
 set -u
@@ -82,7 +83,8 @@ for try in 1 2 3; do
 done
 [ "$before" -lt $NS ] && pass "killed serve with $before of $NS studies drafted" || fail "serve finished all $NS before the kill, 3 times (test premise)"
 start_serve || fail "serve did not restart"
-# Settled: every job done, every delivery done, and storescp holds as many files.
+# Settled: every job done, every delivery done (a text SR and an AI results SR per study),
+# and storescp holds as many files.
 serve_settled() {
     local done left_jobs left_out rx
     done=$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state='done'")
@@ -90,22 +92,25 @@ serve_settled() {
     left_jobs=$(q rd/radraft.db "SELECT COUNT(*) FROM jobs WHERE state<>'done'")
     rx=$(find received -type f | wc -l)
     echo "$done deliveries done, $left_out not, $left_jobs jobs not done, $rx files at storescp"
-    [ "$done" -ge $NS ] && [ "$left_out" = 0 ] && [ "$left_jobs" = 0 ] && [ "$rx" -ge "$done" ]
+    [ "$done" -ge $((2 * NS)) ] && [ "$left_out" = 0 ] && [ "$left_jobs" = 0 ] && [ "$rx" -ge "$done" ]
 }
 rd_wait_for "serve to draft and deliver every study after the restart" 120 serve_settled ||
     fail "serve after the restart: $RD_WAIT_SAID"
 reviews=$(q rd/radraft.db "SELECT COUNT(*) FROM reviews")
 studies=$(q rd/radraft.db "SELECT COUNT(DISTINCT study_uid) FROM reviews")
 srs=$(ls rd/sr/*-draft-sr.dcm 2>/dev/null | wc -l)
+airs=$(ls rd/sr/*-draft-air-sr.dcm 2>/dev/null | wc -l)
 deliveries=$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state='done'")
 received=$(find received -type f | wc -l)
 [ "$reviews" = $NS ] && [ "$studies" = $NS ] && pass "serve: $NS review items after the restart" \
     || fail "serve: $reviews review items for $studies studies (expected $NS)"
-[ "$srs" = $NS ] && pass "serve: $NS SR files" || fail "serve: $srs SR files (expected $NS)"
-[ "$deliveries" = $NS ] && [ "$received" = $NS ] && pass "serve: $NS SRs delivered once each" \
-    || fail "serve: $deliveries deliveries done, $received files at storescp (expected $NS)"
+[ "$srs" = $NS ] && [ "$airs" = $NS ] && pass "serve: $NS SR and $NS AI results SR files" ||
+    fail "serve: $srs SR and $airs AI results SR files (expected $NS each)"
+[ "$deliveries" = $((2 * NS)) ] && [ "$received" = $((2 * NS)) ] && pass "serve: $((2 * NS)) SRs delivered once each" \
+    || fail "serve: $deliveries deliveries done, $received files at storescp (expected $((2 * NS)))"
 [ "$(q rd/radraft.db "SELECT COUNT(*) FROM jobs WHERE state<>'done'")" = 0 ] || fail "serve: unfinished jobs: $(q rd/radraft.db "SELECT id, state, error FROM jobs WHERE state<>'done'")"
-[ -z "$(ls rd/sr | grep -v -- '-draft-sr.dcm$')" ] || fail "serve: stray files in rd/sr: $(ls rd/sr | grep -v -- '-draft-sr.dcm$')"
+[ -z "$(ls rd/sr | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')" ] ||
+    fail "serve: stray files in rd/sr: $(ls rd/sr | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')"
 kill -TERM $SERVER; wait $SERVER
 SERVER=
 
@@ -144,9 +149,12 @@ done_before=$(sed -n 's/^  done before *\([0-9]*\)$/\1/p' batch2.log)
 reviews=$(q bd/radraft.db "SELECT COUNT(*) FROM reviews")
 studies=$(q bd/radraft.db "SELECT COUNT(DISTINCT study_uid) FROM reviews")
 srs=$(ls out/*-draft-sr.dcm | wc -l)
-[ "$reviews" = $N ] && [ "$studies" = $N ] && [ "$srs" = $N ] && pass "batch: $N review items and $N SRs" \
-    || fail "batch: $reviews review items, $studies studies, $srs SRs (expected $N)"
-[ -z "$(ls out | grep -v -- '-draft-sr.dcm$')" ] || fail "batch: stray files in out: $(ls out | grep -v -- '-draft-sr.dcm$')"
+airs=$(ls out/*-draft-air-sr.dcm | wc -l)
+[ "$reviews" = $N ] && [ "$studies" = $N ] && [ "$srs" = $N ] && [ "$airs" = $N ] &&
+    pass "batch: $N review items, $N SRs and $N AI results SRs" \
+    || fail "batch: $reviews review items, $studies studies, $srs SRs, $airs AI results SRs (expected $N)"
+[ -z "$(ls out | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')" ] ||
+    fail "batch: stray files in out: $(ls out | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')"
 "$RADRAFT" batch archive --data-dir bd --out out --model model >batch3.log 2>&1 || fail "third run"
 grep -q "^  done before  $N$" batch3.log && pass "a third run drafts nothing" || fail "third run: $(cat batch3.log | tail -6)"
 

@@ -1,8 +1,10 @@
 #!/bin/bash
 # End to end with DCMTK as both peers: storescu sends the sample studies to `radraft serve`,
-# which drafts each stable study and delivers its draft SR to storescp. Checked: one SR per
-# study arrives (how long it took is reported, not judged), in the same study and for the
-# same patient, dciodvfy accepts it, and each study has one review item in state 'draft'.
+# which drafts each stable study and delivers its draft SR and its AI Results SR (sr.air, on
+# by default) to storescp. Checked: both SRs of each study arrive (how long it took is
+# reported, not judged), in the same study and for the same patient, dciodvfy accepts them
+# (an Enhanced SR and a Comprehensive 3D SR), and each study has one review item in state
+# 'draft' that names both.
 #
 # usage: bash test_e2e_storescp.sh RADRAFT SHARED_DATA WORKDIR
 set -u
@@ -29,7 +31,7 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 pass() { echo "ok: $*"; }
 db() { sqlite3 -cmd ".timeout 10000" "$WORK/rd/radraft.db" "$1"; }
-tagval() { dcmdump +L +P "$2" "$1" 2>/dev/null | head -1 | sed -e 's/^[^[]*\[//' -e 's/\].*$//'; }
+tagval() { dcmdump -Un +L +P "$2" "$1" 2>/dev/null | head -1 | sed -e 's/^[^[]*\[//' -e 's/\].*$//'; }
 
 "$RADRAFT" model init --arch resnet-small --seed 1 --out model >/dev/null || { fail "model init"; exit 1; }
 # storescu proposes only uncompressed syntaxes for what it cannot convert, so the samples are
@@ -65,15 +67,16 @@ rd_wait_for "radraft serve to answer a C-ECHO" 20 "$RADRAFT" echo RADRAFT@127.0.
 storescu -aec RADRAFT 127.0.0.1 $PORT samples/*/*.dcm >storescu.log 2>&1 || { fail "storescu"; cat storescu.log; }
 t0=$(date +%s.%N)
 n=0
+N_SRS=$((2 * N_STUDIES))
 srs_at_storescp() {
     n=$(find received -type f | wc -l)
-    echo "$n of $N_STUDIES SRs at storescp"
-    [ "$n" -ge "$N_STUDIES" ]
+    echo "$n of $N_SRS SRs at storescp"
+    [ "$n" -ge "$N_SRS" ]
 }
-rd_wait_for "$N_STUDIES SRs at storescp" 120 srs_at_storescp
+rd_wait_for "$N_SRS SRs at storescp" 120 srs_at_storescp
 t1=$(date +%s.%N)
 lat=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
-[ "$n" -eq "$N_STUDIES" ] && pass "$n draft SRs arrived at storescp ${lat} s after the last instance (stable delay $STABLE s)" \
+[ "$n" -eq "$N_SRS" ] && pass "$n draft and AI results SRs arrived at storescp ${lat} s after the last instance (stable delay $STABLE s)" \
     || fail "$RD_WAIT_SAID"
 # The latency is reported (above), not judged: on a loaded machine it says nothing about
 # radraft, and a threshold on it only makes the test flaky.
@@ -82,16 +85,24 @@ echo "latency: the SRs of $N_STUDIES studies took $lat s after the last instance
 for d in samples/*/; do
     src=$d/pa.dcm
     study=$(tagval "$src" StudyInstanceUID)
-    sr=$(grep -l "" $(find received -type f) 2>/dev/null | while read -r f; do
-        [ "$(tagval "$f" StudyInstanceUID)" = "$study" ] && echo "$f"; done | head -1)
-    [ -n "$sr" ] || { fail "no SR for study $study"; continue; }
-    [ "$(tagval "$sr" Modality)" = SR ] || fail "$sr is not an SR"
-    for tag in PatientName PatientID StudyInstanceUID AccessionNumber; do
-        [ "$(tagval "$sr" $tag)" = "$(tagval "$src" $tag)" ] || fail "$sr: $tag '$(tagval "$sr" $tag)' differs from the source's"
+    # The study's two SRs, told apart by SOP class: the text report, the AI results.
+    for kind in 1.2.840.10008.5.1.4.1.1.88.22:EnhancedSR 1.2.840.10008.5.1.4.1.1.88.34:Comprehensive3DSR; do
+        cuid=${kind%%:*}
+        iod=${kind#*:}
+        sr=$(find received -type f | while read -r f; do
+            [ "$(tagval "$f" StudyInstanceUID)" = "$study" ] && [ "$(tagval "$f" SOPClassUID)" = "$cuid" ] &&
+                echo "$f"; done | head -1)
+        [ -n "$sr" ] || { fail "no $iod for study $study"; continue; }
+        [ "$(tagval "$sr" Modality)" = SR ] || fail "$sr is not an SR"
+        for tag in PatientName PatientID StudyInstanceUID AccessionNumber; do
+            [ "$(tagval "$sr" $tag)" = "$(tagval "$src" $tag)" ] || fail "$sr: $tag '$(tagval "$sr" $tag)' differs from the source's"
+        done
+        out=$(dciodvfy "$sr" 2>&1)
+        echo "$out" | grep -q "^Error" && { fail "dciodvfy reports errors for $sr"; echo "$out" | grep "^Error"; }
+        echo "$out" | grep -q "^$iod" || fail "dciodvfy does not see a $iod in $sr"
     done
-    out=$(dciodvfy "$sr" 2>&1)
-    echo "$out" | grep -q "^Error" && { fail "dciodvfy reports errors for $sr"; echo "$out" | grep "^Error"; }
-    echo "$out" | grep -q "^EnhancedSR" || fail "dciodvfy does not see an Enhanced SR in $sr"
+    [ "$(db "SELECT COUNT(*) FROM reviews WHERE study_uid='$study' AND air_sr_path LIKE '%-draft-air-sr.dcm'")" = 1 ] \
+        || fail "study $study: the review item does not name the AI results SR"
     [ "$(db "SELECT COUNT(*) FROM reviews WHERE study_uid='$study' AND state='draft'")" = 1 ] \
         || fail "study $study: not exactly one review item in state draft"
 done
@@ -114,7 +125,7 @@ for fj, nj, path, ft, it, frontal, sop in rows:
 PY
 [ "$(db "SELECT COUNT(*) FROM study_versions WHERE outcome='drafted'")" = "$N_STUDIES" ] || fail "study_versions"
 [ "$(db "SELECT COUNT(*) FROM jobs WHERE state='done'")" = "$N_STUDIES" ] || fail "jobs not all done: $(db "SELECT state, error FROM jobs")"
-[ "$(db "SELECT COUNT(*) FROM outbox WHERE state='done'")" = "$N_STUDIES" ] || fail "outbox: $(db "SELECT state, COUNT(*) FROM outbox GROUP BY 1")"
+[ "$(db "SELECT COUNT(*) FROM outbox WHERE state='done'")" = "$N_SRS" ] || fail "outbox: $(db "SELECT state, COUNT(*) FROM outbox GROUP BY 1")"
 
 # Sending a study again (same instances) drafts nothing new. A study sent after it becomes
 # stable after it, so once that one's SR is at storescp and no job is left, a second draft

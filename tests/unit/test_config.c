@@ -113,6 +113,20 @@ RD_TEST(neighbour_sentences_off_and_codes_built_in_by_default)
     CHECK_STR(cfg.sr_finding_codes, "/etc/site-codes.json");
 }
 
+/* The AI Results SR is written unless a site turns it off (issue 14, item 3). */
+RD_TEST(air_sr_on_by_default)
+{
+    rd_config cfg;
+    rd_error err;
+    rd_config_defaults(&cfg);
+    CHECK_EQ_INT(cfg.sr_air, 1);
+    CHECK_OK(rd_config_apply_json(&cfg, "{\"sr\": {\"air\": false}}", "test", &err), &err);
+    CHECK_EQ_INT(cfg.sr_air, 0);
+    CHECK_OK(rd_config_set(&cfg, "sr.air", "true", &err), &err);
+    CHECK_EQ_INT(cfg.sr_air, 1);
+    CHECK_EQ_INT(rd_config_set(&cfg, "sr.air", "2", &err), RD_E_CONFIG);
+}
+
 RD_TEST(set_from_text)
 {
     rd_config cfg;

@@ -76,6 +76,72 @@ RD_TEST(review_recorded_once_with_deliveries)
     rd_store_close(s);
 }
 
+/* A draft's AI Results SR is recorded with its item and delivered beside the text SR; so is
+ * a signature's. */
+RD_TEST(air_sr_recorded_and_delivered_with_the_text_sr)
+{
+    const char *dir = rd_test_tmpdir("pl_review_air");
+    rd_store *s = NULL;
+    rd_error err;
+    rd_store_review r;
+    rd_store_review_item it;
+    rd_store_signature sig;
+    const char *dests[2] = {"A@127.0.0.1:1", "B@127.0.0.1:2"};
+    char air[1024], air_uid[RD_UID_SIZE];
+    int64_t id = 0, plain = 0;
+    long n = -1;
+    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    memset(&r, 0, sizeof r);
+    r.study_uid = "1.2.3";
+    r.content_version = "abc";
+    r.sr_path = "/tmp/x-draft-sr.dcm";
+    r.sr_sop_instance_uid = "2.25.1";
+    r.air_sr_path = "/tmp/x-draft-air-sr.dcm";
+    r.air_sr_sop_instance_uid = "2.25.2";
+    r.findings_json = "{}";
+    REQUIRE_OK(rd_store_review_add(s, &r, dests, 2, &id, NULL, &err), &err);
+    CHECK_OK(rd_store_outbox_count(s, "pending", &n, &err), &err);
+    CHECK_EQ_INT((int)n, 4);
+    REQUIRE_OK(rd_store_review_get(s, id, &it, &err), &err);
+    CHECK_STR(it.air_sr_path, "/tmp/x-draft-air-sr.dcm");
+    CHECK_STR(it.air_sr_sop_instance_uid, "2.25.2");
+    CHECK_STR(it.sr_path, "/tmp/x-draft-sr.dcm");
+    rd_store_review_item_clear(&it);
+    /* Without one (sr.air off) nothing else is queued, and the item says so. */
+    r.study_uid = "1.2.4";
+    r.air_sr_path = r.air_sr_sop_instance_uid = NULL;
+    r.sr_path = "/tmp/y-draft-sr.dcm";
+    REQUIRE_OK(rd_store_review_add(s, &r, dests, 2, &plain, NULL, &err), &err);
+    CHECK_OK(rd_store_outbox_count(s, "pending", &n, &err), &err);
+    CHECK_EQ_INT((int)n, 6);
+    REQUIRE_OK(rd_store_review_get(s, plain, &it, &err), &err);
+    CHECK_STR(it.air_sr_path, "");
+    rd_store_review_item_clear(&it);
+
+    /* The signature: claimed, then signed with both SRs. */
+    REQUIRE_OK(
+        rd_store_review_claim(s, id, "alice", rd_store_now(), rd_store_now() + 600, NULL, &err),
+        &err);
+    memset(&sig, 0, sizeof sig);
+    sig.version = 1;
+    sig.sr_path = "/tmp/x-signed-v1-sr.dcm";
+    sig.sr_sop_instance_uid = "2.25.3";
+    sig.predecessor_sop_instance_uid = "2.25.1";
+    sig.final_states = "{}";
+    sig.air_sr_path = "/tmp/x-signed-v1-air-sr.dcm";
+    sig.air_sr_sop_instance_uid = "2.25.4";
+    REQUIRE_OK(rd_store_review_sign(s, id, "alice", rd_store_now(), &sig, dests, 2, NULL, &err),
+               &err);
+    CHECK_OK(rd_store_outbox_count(s, "pending", &n, &err), &err);
+    CHECK_EQ_INT((int)n, 10);
+    REQUIRE_OK(rd_store_review_current_air_signature(s, id, air, air_uid, &err), &err);
+    CHECK_STR(air, "/tmp/x-signed-v1-air-sr.dcm");
+    CHECK_STR(air_uid, "2.25.4");
+    REQUIRE_OK(rd_store_review_current_air_signature(s, plain, air, air_uid, &err), &err);
+    CHECK_STR(air, "");
+    rd_store_close(s);
+}
+
 RD_TEST(job_retry_waits_and_keeps_the_error)
 {
     const char *dir = rd_test_tmpdir("pl_retry");
@@ -262,8 +328,24 @@ RD_TEST(study_drafted_once_and_non_chest_skipped)
     CHECK_OK(rd_store_count_reviews(rd_pipeline_worker_store(w), res.study_uid, "draft", &n, &err),
              &err);
     CHECK_EQ_INT((int)n, 1);
+    /* The text SR and, with sr.air (the default), the AI Results SR beside it, both queued
+     * and both named by the review item. */
     CHECK_OK(rd_store_outbox_count(rd_pipeline_worker_store(w), "pending", &n, &err), &err);
-    CHECK_EQ_INT((int)n, 1);
+    CHECK_EQ_INT((int)n, 2);
+    {
+        rd_store_review_item it;
+        rd_sr_info info;
+        REQUIRE_OK(rd_store_review_get(rd_pipeline_worker_store(w), res.review_id, &it, &err),
+                   &err);
+        CHECK(strstr(it.air_sr_path, "-draft-air-sr.dcm") != NULL);
+        CHECK(stat(it.air_sr_path, &sb) == 0 && sb.st_size > 0);
+        CHECK_OK(rd_sr_read(it.air_sr_path, NULL, &info, &err), &err);
+        CHECK(info.is_air);
+        CHECK_STR(info.sop_instance_uid, it.air_sr_sop_instance_uid);
+        CHECK_STR(info.study_uid, res.study_uid);
+        rd_sr_info_free(&info);
+        rd_store_review_item_clear(&it);
+    }
 
     /* Same instances in another order: the same content version, nothing new. */
     const char *again[2] = {pa, lat};

@@ -10,10 +10,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <sqlite3.h>
 
 #include "review/review_int.h"
 #include "store/store_int.h"
+#include "radraft/codes.h"
 #include "radraft/config.h"
 #include "radraft/nn.h"
 #include "radraft/pipeline.h"
@@ -278,6 +280,117 @@ RD_TEST(transitions_from_every_state)
         CHECK_OK(rd_review_claim(f.s, &quick, f.items[3], "bob", &err), &err);
     }
     CHECK_OK(rd_store_audit_verify(f.s, NULL, NULL, &err), &err);
+    fixture_free(&f);
+}
+
+/* The final states, one per finding, as the item records them (JSON {finding: state}). */
+static void final_states_of(fixture *f, int64_t id, rd_finding_state st[RD_FINDING_COUNT])
+{
+    rd_store_review_item it;
+    rd_error err;
+    for (int k = 0; k < RD_FINDING_COUNT; k++)
+        st[k] = RD_STATE_NOT_MENTIONED;
+    REQUIRE_OK(rd_store_review_get(f->s, id, &it, &err), &err);
+    cJSON *o = cJSON_Parse(it.final_states ? it.final_states : "");
+    REQUIRE(o != NULL);
+    for (int k = 0; k < RD_FINDING_N_ABNORMAL; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, rd_finding_name((rd_finding)k));
+        REQUIRE(cJSON_IsString(v));
+        REQUIRE_OK(rd_state_from_name(v->valuestring, &st[k], &err), &err);
+    }
+    cJSON_Delete(o);
+    rd_store_review_item_clear(&it);
+}
+
+/* The AI Results SR's states read back: each finding's state, not mentioned written absent. */
+static void check_air_states(const char *path, const rd_finding_state *want)
+{
+    rd_sr_codes codes;
+    rd_sr_info info;
+    rd_error err;
+    REQUIRE_OK(rd_sr_codes_load(&codes, NULL, &err), &err);
+    REQUIRE_OK(rd_sr_read(path, &codes, &info, &err), &err);
+    CHECK(info.is_air);
+    CHECK_STR(info.verification_flag, "VERIFIED");
+    CHECK_EQ_INT(info.n_findings, RD_FINDING_N_ABNORMAL);
+    for (int k = 0; k < info.n_findings; k++) {
+        rd_finding_state w = want[info.findings[k].finding];
+        CHECK_EQ_INT(info.findings[k].state, w == RD_STATE_NOT_MENTIONED ? RD_STATE_ABSENT : w);
+        CHECK(info.findings[k].score >= 0 && info.findings[k].score <= 1);
+    }
+    rd_sr_info_free(&info);
+}
+
+/* Signing also signs the draft's AI Results SR with the final states, in its own series,
+ * queued with the signed SR; an amendment signs the signed one again; sr.air off signs the
+ * text report alone. */
+RD_TEST(sign_writes_the_signed_ai_results)
+{
+    fixture f;
+    rd_error err;
+    rd_review_changes c;
+    rd_review_signed sg, sg2;
+    rd_finding_state fin[RD_FINDING_COUNT];
+    char series[RD_UID_SIZE], air1[1024];
+    rd_store_review_item it;
+    REQUIRE(fixture_make(&f, "review_sign_air"));
+    REQUIRE_OK(rd_store_review_get(f.s, f.items[0], &it, &err), &err);
+    REQUIRE(it.air_sr_path[0]);
+    REQUIRE_OK(rd_sr_signed_air_series_uid(it.study_uid, series, &err), &err);
+    long outbox = count(&f, "SELECT COUNT(*) FROM outbox");
+
+    CHECK_OK(rd_review_claim(f.s, &f.cfg, f.items[0], "alice", &err), &err);
+    memset(&c, 0, sizeof c);
+    c.set_finding[0] = RD_FINDING_PNEUMOTHORAX;
+    c.set_state[0] = RD_STATE_PRESENT;
+    c.n_set = 1;
+    CHECK_OK(rd_review_edit(f.s, &f.cfg, f.items[0], "alice", &c, &err), &err);
+    CHECK_OK(rd_review_sign(f.s, &f.cfg, f.items[0], "alice", NULL, &sg, &err), &err);
+    CHECK(strstr(sg.air_sr_path, "-signed-v1-air-sr.dcm") != NULL);
+    CHECK(sg.air_sr_sop_instance_uid[0]);
+    CHECK_EQ_INT(count(&f, "SELECT COUNT(*) FROM outbox") - outbox, 2);
+    CHECK_EQ_INT(count(&f, "SELECT COUNT(*) FROM signatures WHERE air_sr_path IS NOT NULL"), 1);
+    final_states_of(&f, f.items[0], fin);
+    CHECK_EQ_INT(fin[RD_FINDING_PNEUMOTHORAX], RD_STATE_PRESENT);
+    check_air_states(sg.air_sr_path, fin);
+    {
+        rd_sr_info info;
+        REQUIRE_OK(rd_sr_read(sg.air_sr_path, NULL, &info, &err), &err);
+        CHECK_STR(info.series_uid, series);
+        CHECK_STR(info.predecessor_sop_uid, it.air_sr_sop_instance_uid);
+        CHECK_STR(info.verifier_name, "Smith^Alice");
+        rd_sr_info_free(&info);
+    }
+    rd_strlcpy(air1, sg.air_sr_sop_instance_uid, sizeof air1);
+
+    /* The amendment: Pneumothorax withdrawn; its predecessor is the first signed one. */
+    memset(&c, 0, sizeof c);
+    c.set_finding[0] = RD_FINDING_PNEUMOTHORAX;
+    c.set_state[0] = RD_STATE_ABSENT;
+    c.n_set = 1;
+    CHECK_OK(rd_review_sign(f.s, &f.cfg, f.items[0], "bob", &c, &sg2, &err), &err);
+    CHECK(strstr(sg2.air_sr_path, "-signed-v2-air-sr.dcm") != NULL);
+    final_states_of(&f, f.items[0], fin);
+    CHECK_EQ_INT(fin[RD_FINDING_PNEUMOTHORAX], RD_STATE_ABSENT);
+    check_air_states(sg2.air_sr_path, fin);
+    {
+        rd_sr_info info;
+        REQUIRE_OK(rd_sr_read(sg2.air_sr_path, NULL, &info, &err), &err);
+        CHECK_STR(info.series_uid, series);
+        CHECK_STR(info.predecessor_sop_uid, air1);
+        CHECK_STR(info.verifier_name, "Jones^Bob");
+        rd_sr_info_free(&info);
+    }
+    rd_store_review_item_clear(&it);
+
+    /* sr.air off: the text report alone. */
+    rd_config off = f.cfg;
+    off.sr_air = 0;
+    outbox = count(&f, "SELECT COUNT(*) FROM outbox");
+    CHECK_OK(rd_review_claim(f.s, &off, f.items[1], "alice", &err), &err);
+    CHECK_OK(rd_review_sign(f.s, &off, f.items[1], "alice", NULL, &sg, &err), &err);
+    CHECK_STR(sg.air_sr_path, "");
+    CHECK_EQ_INT(count(&f, "SELECT COUNT(*) FROM outbox") - outbox, 1);
     fixture_free(&f);
 }
 

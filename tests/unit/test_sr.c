@@ -584,6 +584,244 @@ RD_TEST(bad_input_refused)
         fclose(fp);
 }
 
+/* ---- the AI results (AIR) SR ---- */
+
+#define COMPREHENSIVE_3D_SR "1.2.840.10008.5.1.4.1.1.88.34"
+
+/* A mix of the four states, their probabilities consistent with thresholds 0.5 / 0.3. */
+static void air_params(rd_sr_air_params *p, const char *const *sources, size_t n,
+                       const char *frontal_uid)
+{
+    static const rd_finding_state states[RD_FINDING_N_ABNORMAL] = {
+        RD_STATE_ABSENT,        RD_STATE_PRESENT,   RD_STATE_UNCERTAIN, RD_STATE_NOT_MENTIONED,
+        RD_STATE_ABSENT,        RD_STATE_UNCERTAIN, RD_STATE_ABSENT,    RD_STATE_PRESENT,
+        RD_STATE_NOT_MENTIONED, RD_STATE_ABSENT,    RD_STATE_ABSENT,    RD_STATE_ABSENT,
+        RD_STATE_PRESENT,       RD_STATE_ABSENT};
+    rd_sr_air_params_init(p);
+    p->sources = sources;
+    p->n_sources = n;
+    p->frontal_sop_instance_uid = frontal_uid;
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        rd_finding_state st = states[f];
+        p->findings[f].state = st;
+        p->findings[f].probability = st == RD_STATE_PRESENT     ? 0.8125
+                                     : st == RD_STATE_UNCERTAIN ? 0.375
+                                                                : 0.0625 + 0.01 * f;
+        p->findings[f].present_threshold = 0.5;
+        p->findings[f].uncertain_threshold = 0.3;
+    }
+    p->model_name = "test-model";
+    p->model_version = "0.3";
+    p->algorithm_parameters = "thresholds: present 0.5, uncertain 0.3";
+    p->codes = test_codes();
+}
+
+/* What an AIR SR says of finding f: its state (AIR has no "not mentioned") and score. */
+static rd_finding_state air_state(rd_finding_state st)
+{
+    return st == RD_STATE_NOT_MENTIONED ? RD_STATE_ABSENT : st;
+}
+
+static void check_air_findings(const rd_sr_info *info, const rd_finding_state *states,
+                               const rd_sr_air_params *p)
+{
+    CHECK_EQ_INT(info->n_findings, RD_FINDING_N_ABNORMAL);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        int k = 0;
+        while (k < info->n_findings && info->findings[k].finding != (rd_finding)f)
+            k++;
+        REQUIRE(k < info->n_findings);
+        CHECK_EQ_INT(info->findings[k].state, air_state(states[f]));
+        CHECK(fabs(info->findings[k].score - p->findings[f].probability) < 1e-9);
+    }
+}
+
+RD_TEST(air_round_trip)
+{
+    const char *dir = rd_test_tmpdir("sr_air_round_trip");
+    char pa[1024], lat[1024], out[1200], device[RD_UID_SIZE];
+    rd_error err;
+    rd_sr_air_params p;
+    rd_sr_result res;
+    rd_sr_info info;
+    rd_dicom_meta src, sr;
+    rd_finding_state states[RD_FINDING_N_ABNORMAL];
+    REQUIRE(write_sample_study(dir, pa, lat) == 0);
+    REQUIRE_OK(rd_dicom_read_meta(pa, &src, &err), &err);
+    const char *sources[] = {lat, pa};
+    air_params(&p, sources, 2, src.sop_instance_uid);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        states[f] = p.findings[f].state;
+    snprintf(out, sizeof out, "%s/air.dcm", dir);
+    REQUIRE_OK(rd_sr_write_air(&p, out, &res, &err), &err);
+    CHECK_STR(res.sop_class_uid, COMPREHENSIVE_3D_SR);
+    CHECK_STR(res.study_uid, src.study_uid);
+    CHECK_EQ_INT(res.n_evidence, 1); /* the frontal image only */
+    CHECK(strcmp(res.series_uid, src.series_uid) != 0);
+
+    REQUIRE_OK(rd_dicom_read_meta(out, &sr, &err), &err);
+    CHECK_STR(sr.sop_class_uid, COMPREHENSIVE_3D_SR);
+    CHECK_STR(sr.modality, "SR");
+    CHECK_STR(sr.study_uid, src.study_uid);
+    CHECK_STR(sr.patient_id, src.patient_id);
+    CHECK_STR(sr.patient_name, src.patient_name);
+    CHECK_EQ_INT(sr.series_number, RD_SR_AIR_SERIES_NUMBER);
+
+    REQUIRE_OK(rd_sr_read(out, test_codes(), &info, &err), &err);
+    CHECK(info.is_air);
+    CHECK_STR(info.completion_flag, "PARTIAL");
+    CHECK_STR(info.verification_flag, "UNVERIFIED");
+    CHECK_STR(info.preliminary_flag, "PRELIMINARY");
+    CHECK_STR(info.series_description, RD_SR_AIR_SERIES_DESCRIPTION);
+    CHECK_STR(info.device_model_name, "radraft test-model 0.3");
+    REQUIRE_OK(rd_sr_air_device_uid("test-model", "0.3", device, &err), &err);
+    CHECK_STR(info.device_uid, device);
+    CHECK_EQ_INT(info.n_evidence, 1);
+    CHECK(info.findings_text == NULL);
+    check_air_findings(&info, states, &p);
+    rd_sr_info_free(&info);
+
+    /* Without a code table nothing is read as a finding. */
+    REQUIRE_OK(rd_sr_read(out, NULL, &info, &err), &err);
+    CHECK_EQ_INT(info.n_findings, 0);
+    rd_sr_info_free(&info);
+}
+
+RD_TEST(air_device_uid_follows_the_model)
+{
+    char a[RD_UID_SIZE], b[RD_UID_SIZE], c[RD_UID_SIZE], d[RD_UID_SIZE];
+    rd_error err;
+    REQUIRE_OK(rd_sr_air_device_uid("cxr", "1.0", a, &err), &err);
+    REQUIRE_OK(rd_sr_air_device_uid("cxr", "1.0", b, &err), &err);
+    REQUIRE_OK(rd_sr_air_device_uid("cxr", "1.1", c, &err), &err);
+    REQUIRE_OK(rd_sr_air_device_uid("cxr2", "1.0", d, &err), &err);
+    CHECK_STR(a, b);
+    CHECK(strcmp(a, c) != 0);
+    CHECK(strcmp(a, d) != 0);
+    CHECK(strncmp(a, "2.25.", 5) == 0 && strlen(a) <= 64);
+    CHECK_EQ_INT(rd_sr_air_device_uid("cxr", "", a, &err), RD_E_INVALID);
+    CHECK_EQ_INT(rd_sr_air_device_uid(NULL, "1", a, &err), RD_E_INVALID);
+}
+
+RD_TEST(air_signed_carries_the_final_states)
+{
+    const char *dir = rd_test_tmpdir("sr_air_signed");
+    char pa[1024], lat[1024], draft[1200], signed_path[1200], amended[1200];
+    char series[RD_UID_SIZE], text_series[RD_UID_SIZE];
+    rd_error err;
+    rd_sr_air_params p;
+    rd_sr_air_sign_params s;
+    rd_sr_result dres, sres, ares;
+    rd_sr_info info;
+    rd_dicom_meta src, m;
+    REQUIRE(write_sample_study(dir, pa, lat) == 0);
+    REQUIRE_OK(rd_dicom_read_meta(pa, &src, &err), &err);
+    const char *sources[] = {pa, lat};
+    air_params(&p, sources, 2, src.sop_instance_uid);
+    snprintf(draft, sizeof draft, "%s/air.dcm", dir);
+    snprintf(signed_path, sizeof signed_path, "%s/air-signed.dcm", dir);
+    snprintf(amended, sizeof amended, "%s/air-amended.dcm", dir);
+    REQUIRE_OK(rd_sr_write_air(&p, draft, &dres, &err), &err);
+
+    /* The radiologist disagrees on three findings. */
+    rd_sr_air_sign_params_init(&s);
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
+        s.states[f] = p.findings[f].state;
+    s.states[RD_FINDING_CARDIOMEGALY] = RD_STATE_ABSENT;
+    s.states[RD_FINDING_EFFUSION] = RD_STATE_PRESENT;
+    s.states[RD_FINDING_HERNIA] = RD_STATE_UNCERTAIN;
+    s.verifier_name = "Doe^Jane";
+    s.organization = "General Hospital";
+    s.datetime = "20260102103000";
+    s.codes = test_codes();
+    REQUIRE_OK(rd_sr_write_air_signed(draft, &s, signed_path, &sres, &err), &err);
+    REQUIRE_OK(rd_sr_signed_air_series_uid(dres.study_uid, series, &err), &err);
+    REQUIRE_OK(rd_sr_signed_series_uid(dres.study_uid, text_series, &err), &err);
+    CHECK_STR(sres.series_uid, series);
+    CHECK(strcmp(series, text_series) != 0); /* its own series, not the signed text's */
+    CHECK(strcmp(series, dres.series_uid) != 0);
+    CHECK_STR(sres.sop_class_uid, COMPREHENSIVE_3D_SR);
+
+    REQUIRE_OK(rd_sr_read(signed_path, test_codes(), &info, &err), &err);
+    CHECK(info.is_air);
+    CHECK_STR(info.completion_flag, "COMPLETE");
+    CHECK_STR(info.verification_flag, "VERIFIED");
+    CHECK_STR(info.preliminary_flag, "FINAL");
+    CHECK_STR(info.verifier_name, "Doe^Jane");
+    CHECK_STR(info.verifier_organization, "General Hospital");
+    CHECK_STR(info.predecessor_sop_uid, dres.sop_instance_uid);
+    CHECK_STR(info.person_observer_name, "Doe^Jane");
+    CHECK_STR(info.author_name, "Doe^Jane");
+    CHECK_STR(info.series_description, RD_SR_AIR_SIGNED_SERIES_DESCRIPTION);
+    check_air_findings(&info, s.states, &p); /* the final states, the model's scores */
+    rd_sr_info_free(&info);
+    REQUIRE_OK(rd_dicom_read_meta(signed_path, &m, &err), &err);
+    CHECK_EQ_INT(m.series_number, RD_SR_AIR_SIGNED_SERIES_NUMBER);
+    CHECK_EQ_INT(m.instance_number, 2);
+
+    /* The draft is unchanged; a signed AIR SR is amended, not signed again. */
+    REQUIRE_OK(rd_sr_read(draft, test_codes(), &info, &err), &err);
+    CHECK_STR(info.verification_flag, "UNVERIFIED");
+    for (int k = 0; k < info.n_findings; k++)
+        if (info.findings[k].finding == RD_FINDING_CARDIOMEGALY)
+            CHECK_EQ_INT(info.findings[k].state, RD_STATE_PRESENT);
+    rd_sr_info_free(&info);
+    CHECK_EQ_INT(rd_sr_write_air_signed(signed_path, &s, amended, NULL, &err), RD_E_INVALID);
+    s.amend = 1;
+    s.states[RD_FINDING_HERNIA] = RD_STATE_ABSENT;
+    s.verifier_name = "Roe^Richard";
+    REQUIRE_OK(rd_sr_write_air_signed(signed_path, &s, amended, &ares, &err), &err);
+    CHECK_STR(ares.series_uid, series);
+    REQUIRE_OK(rd_sr_read(amended, test_codes(), &info, &err), &err);
+    CHECK_STR(info.predecessor_sop_uid, sres.sop_instance_uid);
+    CHECK_STR(info.person_observer_name, "Roe^Richard");
+    check_air_findings(&info, s.states, &p);
+    rd_sr_info_free(&info);
+    /* A text report is not an AIR SR. */
+    rd_sr_params tp;
+    char text[1200];
+    draft_params(&tp, sources, 2);
+    snprintf(text, sizeof text, "%s/text.dcm", dir);
+    REQUIRE_OK(rd_sr_write_draft(&tp, text, NULL, &err), &err);
+    s.amend = 0;
+    CHECK_EQ_INT(rd_sr_write_air_signed(text, &s, amended, NULL, &err), RD_E_INVALID);
+}
+
+RD_TEST(air_bad_input_refused)
+{
+    const char *dir = rd_test_tmpdir("sr_air_bad");
+    char pa[1024], lat[1024], out[1200];
+    rd_error err;
+    rd_sr_air_params p;
+    rd_dicom_meta src;
+    REQUIRE(write_sample_study(dir, pa, lat) == 0);
+    REQUIRE_OK(rd_dicom_read_meta(pa, &src, &err), &err);
+    const char *sources[] = {pa};
+    snprintf(out, sizeof out, "%s/air.dcm", dir);
+    air_params(&p, sources, 1, src.sop_instance_uid);
+    p.findings[3].probability = 1.5;
+    CHECK_EQ_INT(rd_sr_write_air(&p, out, NULL, &err), RD_E_INVALID);
+    air_params(&p, sources, 1, src.sop_instance_uid);
+    p.findings[3].uncertain_threshold = 0.7; /* above the present threshold */
+    CHECK_EQ_INT(rd_sr_write_air(&p, out, NULL, &err), RD_E_INVALID);
+    air_params(&p, sources, 1, src.sop_instance_uid);
+    p.findings[0].state = (rd_finding_state)7;
+    CHECK_EQ_INT(rd_sr_write_air(&p, out, NULL, &err), RD_E_INVALID);
+    air_params(&p, sources, 1, "1.2.3.4");
+    CHECK_EQ_INT(rd_sr_write_air(&p, out, NULL, &err), RD_E_INVALID);
+    air_params(&p, sources, 1, src.sop_instance_uid);
+    p.model_version = "";
+    CHECK_EQ_INT(rd_sr_write_air(&p, out, NULL, &err), RD_E_INVALID);
+    air_params(&p, sources, 1, src.sop_instance_uid);
+    p.codes = NULL;
+    CHECK_EQ_INT(rd_sr_write_air(&p, out, NULL, &err), RD_E_INVALID);
+    CHECK_EQ_INT(rd_sr_write_air(NULL, out, NULL, &err), RD_E_INVALID);
+    FILE *f = fopen(out, "rb");
+    CHECK(f == NULL); /* nothing was written */
+    if (f)
+        fclose(f);
+}
+
 RD_TEST_MAIN()
 
 /* The built-in code table: every finding has a code, standard ones where the table cites
