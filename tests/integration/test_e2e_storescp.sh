@@ -128,8 +128,8 @@ PY
 [ "$(db "SELECT COUNT(*) FROM outbox WHERE state='done'")" = "$N_SRS" ] || fail "outbox: $(db "SELECT state, COUNT(*) FROM outbox GROUP BY 1")"
 
 # Sending a study again (same instances) drafts nothing new. A study sent after it becomes
-# stable after it, so once that one's SR is at storescp and no job is left, a second draft
-# of the resent study would be there too.
+# stable after it, so once that one's SRs are at storescp and no job is left, a second draft
+# of the resent study would be there too (two SRs per study: the text and the AI results).
 storescu -aec RADRAFT 127.0.0.1 $PORT samples/RDS0001/*.dcm >/dev/null 2>&1 || fail "storescu again"
 storescu -aec RADRAFT 127.0.0.1 $PORT later/RDS0001/*.dcm >/dev/null 2>&1 || fail "storescu of a later study"
 settled() {
@@ -137,15 +137,15 @@ settled() {
     n_rx=$(find received -type f | wc -l)
     left=$(db "SELECT COUNT(*) FROM jobs WHERE state<>'done'")
     echo "$n_rx SRs at storescp, $left jobs not done"
-    [ "$n_rx" -ge $((N_STUDIES + 1)) ] && [ "$left" = 0 ]
+    [ "$n_rx" -ge $((N_SRS + 2)) ] && [ "$left" = 0 ]
 }
 rd_wait_for "the SR of the study sent after the resend" 120 settled || fail "$RD_WAIT_SAID"
 resent=$(tagval samples/RDS0001/pa.dcm StudyInstanceUID)
 [ "$(db "SELECT COUNT(*) FROM reviews")" = $((N_STUDIES + 1)) ] &&
     [ "$(db "SELECT COUNT(*) FROM reviews WHERE study_uid='$resent'")" = 1 ] &&
-    [ "$(find received -type f | wc -l)" = $((N_STUDIES + 1)) ] &&
+    [ "$(find received -type f | wc -l)" = $((N_SRS + 2)) ] &&
     pass "a resent study is not drafted again (the later study is)" ||
-    fail "resend: $(db "SELECT COUNT(*) FROM reviews") review items, $(db "SELECT COUNT(*) FROM reviews WHERE study_uid='$resent'") for the resent study, $(find received -type f | wc -l) SRs at storescp (expected $((N_STUDIES + 1)), 1, $((N_STUDIES + 1)))"
+    fail "resend: $(db "SELECT COUNT(*) FROM reviews") review items, $(db "SELECT COUNT(*) FROM reviews WHERE study_uid='$resent'") for the resent study, $(find received -type f | wc -l) SRs at storescp (expected $((N_STUDIES + 1)), 1, $((N_SRS + 2)))"
 
 kill -TERM $SERVER; wait $SERVER
 [ $? -eq 0 ] && pass "radraft stopped cleanly" || fail "radraft exit status"

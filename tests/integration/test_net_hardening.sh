@@ -69,45 +69,8 @@ open_fds() { ls -l /proc/$SERVER/fd 2>/dev/null | grep -c "socket:"; }
 # of an A-ASSOCIATE-RQ (a 6-byte header announcing 204 more bytes), then, in mode "drip",
 # one more byte per second on each; it prints "connected N", and "closed I T" when the
 # server closes connection I after T seconds. It ends when all are closed or after HOLD s.
-cat >slow_client.py <<'EOF'
-import socket, sys, time
-host, port, src, n, mode, hold = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5], float(sys.argv[6])
-t0 = time.time()
-socks = []
-for i in range(n):
-    s = socket.socket()
-    s.bind((src, 0))
-    s.connect((host, port))
-    try:
-        s.send(b"\x01\x00\x00\x00\x00\xcc\x00\x01")
-    except OSError:
-        pass
-    socks.append(s)
-print("connected", n, flush=True)
-closed = set()
-while time.time() - t0 < hold and len(closed) < n:
-    for i, s in enumerate(socks):
-        if i in closed:
-            continue
-        s.settimeout(0.02)
-        try:
-            if s.recv(1) == b"":
-                raise OSError
-        except socket.timeout:
-            if mode == "drip":
-                try:
-                    s.send(b"\x00")
-                except OSError:
-                    closed.add(i)
-                    print("closed", i, round(time.time() - t0, 1), flush=True)
-        except OSError:
-            closed.add(i)
-            print("closed", i, round(time.time() - t0, 1), flush=True)
-    time.sleep(1.0 if mode == "drip" else 0.1)
-print("open at the end", n - len(closed), flush=True)
-EOF
 slow() { # OUT SRC N MODE HOLD
-    $PY slow_client.py 127.0.0.1 $PORT "$2" "$3" "$4" "$5" >"$1" 2>&1 &
+    $PY "$HERE/slow_client.py" 127.0.0.1 $PORT "$2" "$3" "$4" "$5" >"$1" 2>&1 &
     PIDS="$PIDS $!"
 }
 n_closed() { grep -c "^closed" "$1"; }
@@ -275,33 +238,8 @@ stop_server
 ########## 7. deflate bombs: refused (0xA700) before they are inflated in memory
 # A Deflated Explicit VR Little Endian file whose pixel data is SIZE MiB of zeros, written by
 # streaming zeros through zlib (about 1 MB on disk per GiB).
-cat >bomb.py <<'EOF'
-import struct, sys, zlib
-path, mib, uid = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-def even(b): return b + b"\0" if len(b) % 2 else b
-def el(g, e, vr, v):
-    if vr in (b"OB", b"OW", b"UN"):
-        return struct.pack("<HH2sHI", g, e, vr, 0, len(v)) + v
-    return struct.pack("<HH2sH", g, e, vr, len(v)) + v
-sc = b"1.2.840.10008.5.1.4.1.1.7"
-meta = (el(2, 1, b"OB", b"\0\1") + el(2, 2, b"UI", even(sc)) + el(2, 3, b"UI", even(uid.encode()))
-        + el(2, 0x10, b"UI", even(b"1.2.840.10008.1.2.1.99")))
-head = (el(8, 0x16, b"UI", even(sc)) + el(8, 0x18, b"UI", even(uid.encode())) + el(8, 0x60, b"CS", b"OT")
-        + el(0x20, 0xd, b"UI", even((uid + ".1").encode())) + el(0x20, 0xe, b"UI", even((uid + ".2").encode()))
-        + struct.pack("<HH2sHI", 0x7fe0, 0x10, b"OB", 0, mib << 20))
-z = zlib.compressobj(9, zlib.DEFLATED, -15)
-with open(path, "wb") as f:
-    f.write(bytes(128) + b"DICM" + el(2, 0, b"UL", struct.pack("<I", len(meta))) + meta)
-    f.write(z.compress(head))
-    zeros = bytes(1 << 20)
-    for _ in range(mib):
-        f.write(z.compress(zeros))
-    f.write(z.flush())
-    if (f.tell() - 132) % 2:  # a deflated stream of odd length gets one NUL (PS3.5 A.5)
-        f.write(b"\0")
-EOF
-$PY bomb.py bomb1g.dcm 1024 1.2.826.0.1.3680043.10.999.100 && $PY bomb.py bomb64m.dcm 64 1.2.826.0.1.3680043.10.999.101 &&
-    $PY bomb.py small.dcm 2 1.2.826.0.1.3680043.10.999.102 || fail "could not make the deflated files"
+$PY "$HERE/make_deflated.py" bomb1g.dcm 1024 1.2.826.0.1.3680043.10.999.100 && $PY "$HERE/make_deflated.py" bomb64m.dcm 64 1.2.826.0.1.3680043.10.999.101 &&
+    $PY "$HERE/make_deflated.py" small.dcm 2 1.2.826.0.1.3680043.10.999.102 || fail "could not make the deflated files"
 start_server bomb.log --data-dir d7 --set server.bind=127.0.0.1 || exit 1
 hwm0=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)
 for i in 1 2 3 4; do
