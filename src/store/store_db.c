@@ -297,9 +297,31 @@ rd_status rd__stmt_open(rd__stmt *q, rd_store *s, const char *what, const char *
     return RD_OK;
 }
 
+/* The statement fault, when this statement is the one armed (rd_store__fail_statement). */
+static int injected(rd_store *s)
+{
+    s->n_statements++;
+    if (s->fail_at > 0 && s->n_statements == s->fail_at) {
+        s->fail_at = 0;
+        return s->fail_busy ? SQLITE_BUSY : SQLITE_IOERR;
+    }
+    return SQLITE_OK;
+}
+
+static rd_status injected_error(rd_store *s, const char *what, int rc, rd_error *err)
+{
+    return rd_error_set(err, RD_E_DB, "%s/radraft.db: %s: %s (injected)", s->dir, what,
+                        sqlite3_errstr(rc));
+}
+
 rd_status rd__stmt_step(rd__stmt *q, int *row, rd_error *err)
 {
-    int rc = sqlite3_step(q->stmt);
+    int rc = injected(q->s);
+    if (rc != SQLITE_OK) {
+        *row = 0;
+        return injected_error(q->s, q->what, rc, err);
+    }
+    rc = sqlite3_step(q->stmt);
     *row = rc == SQLITE_ROW;
     if (rc == SQLITE_ROW || rc == SQLITE_DONE)
         return RD_OK;
@@ -428,6 +450,9 @@ void rd__rollback(rd_store *s)
 rd_status rd__exec(rd_store *s, const char *what, const char *sql, rd_error *err)
 {
     char *msg = NULL;
+    int rc = injected(s);
+    if (rc != SQLITE_OK)
+        return injected_error(s, what, rc, err);
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         rd_status st = rd_error_set(err, RD_E_DB, "%s/radraft.db: %s: %s", s->dir, what,
                                     msg ? msg : sqlite3_errmsg(s->db));
@@ -579,6 +604,13 @@ double rd_store_now(void)
 sqlite3 *rd_store__db(rd_store *s)
 {
     return s->db;
+}
+
+long rd_store__fail_statement(rd_store *s, long nth, int busy)
+{
+    s->fail_at = nth > 0 ? s->n_statements + nth : 0;
+    s->fail_busy = busy;
+    return s->n_statements;
 }
 
 void rd_store__set_fault(rd_store *s, rd_store_fault fault)

@@ -73,20 +73,27 @@ static int file_present(rd_store *s, const existing *ex)
 static int stored_sha(rd_store *s, const char *sop, existing *ex)
 {
     char abs[2 * RD__STORE_PATH_MAX];
-    char *data = NULL;
-    size_t len = 0;
+    struct stat sb;
+    void *map;
+    int fd;
     if (ex->sha[0])
         return 1;
     snprintf(abs, sizeof abs, "%s/%s", s->dir, ex->path);
-    if (ex->size < 0 || ex->offset < 0 || ex->offset > ex->size ||
-        rd_read_file(abs, (size_t)ex->size, &data, &len, NULL) != RD_OK)
+    if (ex->size <= 0 || ex->offset < 0 || ex->offset > ex->size)
         return 0;
-    if ((long long)len != ex->size) {
-        free(data);
+    /* Mapped, not read into memory: a stored instance may be as large as 2 GiB. */
+    if ((fd = open(abs, O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    if (fstat(fd, &sb) != 0 || sb.st_size != ex->size) {
+        close(fd);
         return 0;
     }
-    rd_sha256_hex(data + ex->offset, len - (size_t)ex->offset, ex->sha);
-    free(data);
+    map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return 0;
+    rd_sha256_hex((const char *)map + ex->offset, (size_t)(ex->size - ex->offset), ex->sha);
+    munmap(map, (size_t)sb.st_size);
     /* Only a cache: a failure costs a rehash later. */
     (void)rd__run(s, "caching an instance's hash",
                   "UPDATE instances SET sha256=?1 WHERE sop_instance_uid=?2",

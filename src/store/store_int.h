@@ -60,6 +60,11 @@ struct rd_store {
     char dir[RD__STORE_PATH_MAX];
     rd_store_options opts;
     rd_store_fault fault;
+    /* Statement fault injection (tests): the statement numbered fail_at (counting every
+     * step and exec on this handle from 1) fails as SQLITE_BUSY would (fail_busy) or as an
+     * I/O error; 0 disarms it. */
+    long n_statements, fail_at;
+    int fail_busy;
     int n_slots;
     rd__stmt_slot slots[RD__STMT_CACHE_SIZE];
 };
@@ -244,6 +249,10 @@ rd_status rd__outbox_check(const char *file, const char *destination, rd_error *
 
 /* Arms one fault for the next rd_store_put on this handle (it disarms when hit). */
 void rd_store__set_fault(rd_store *s, rd_store_fault fault);
+
+/* Makes the nth statement from now on this handle fail, as a busy database (`busy`) or a
+ * disk I/O error would; 0 disarms. Returns the statements run on this handle so far. */
+long rd_store__fail_statement(rd_store *s, long nth, int busy);
 
 /* The connection of a handle (tests reach into the database with it). */
 struct sqlite3 *rd_store__db(rd_store *s);
