@@ -2,7 +2,8 @@
 # Installs the Debian packages radraft needs (only those missing) and builds it.
 #   bash scripts/setup.sh          build dependencies + DCMTK tools, then build into build/
 #   bash scripts/setup.sh --test   also what the tests drive (dicom3tools, PixelMed, PyTorch, Orthanc,
-#                                  Chromium with playwright-core for the web page's test)
+#                                  Chromium with playwright-core for the web page's test, clang
+#                                  with libFuzzer for scripts/fuzz.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,9 @@ pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk libpng-dev libopen
 if [ "$want_tests" = 1 ]; then
     pkgs+=(dicom3tools python3-numpy python3-torch orthanc curl openssl clang-format chromium
            libpixelmed-java default-jre-headless)
+    # The fuzz targets (scripts/fuzz.sh): clang, and its runtime libraries (libFuzzer and the
+    # sanitizers), which clang only recommends.
+    pkgs+=(clang libclang-rt-dev)
     # Node.js may come from elsewhere (nodesource's nodejs bundles npm); Debian's only if none.
     if ! command -v node >/dev/null; then
         pkgs+=(nodejs)
