@@ -3,12 +3,14 @@
  * It loads the file with bounded element reads, copies the attributes into rd_dicom_meta
  * (text as UTF-8), and for images hands the first frame's decompressed samples and the
  * display attributes to the C pipeline in src/dicom/dicom_pixels.c. JPEG 2000 frames are decoded
- * by j2k.cc; every other compressed transfer syntax by DCMTK's registered decoders. Nothing
+ * by j2k.cc, RLE frames by rle.cc; every other compressed transfer syntax by DCMTK's
+ * registered decoders. Nothing
  * here throws across the extern "C" boundary or aborts on a bad file.
  */
 #include "dicom_shim.h"
 #include "dcm_uid.h"
 #include "j2k.h"
+#include "rle.h"
 
 #include "radraft/error.h"
 
@@ -21,7 +23,6 @@
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
-#include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcspchrs.h>
 #include <dcmtk/dcmdata/dcstack.h>
 #include <dcmtk/dcmdata/dcuid.h>
@@ -60,7 +61,7 @@ void init_once()
 {
     DJDecoderRegistration::registerCodecs();
     DJLSDecoderRegistration::registerCodecs();
-    DcmRLEDecoderRegistration::registerCodecs();
+    /* Not DCMTK's RLE decoder: rle.cc decodes RLE (see rle.h for why). */
     /* DCMTK would print its own parse warnings on stderr; every failure that matters comes
      * back to the caller as an rd_status with DCMTK's message instead. */
     static const char *const loggers[] = {"dcmtk.dcmdata", "dcmtk.dcmjpeg", "dcmtk.dcmjpls"};
@@ -525,6 +526,38 @@ rd_status decode_j2k(DcmPixelData *pd, long frames, rd_dicom_frame *f, rd_error 
     return RD_OK;
 }
 
+/* The first frame of an RLE Lossless image: its fragment (PS3.5 A.4.2: each frame is one
+ * fragment), decoded by rle.cc. */
+rd_status decode_rle(DcmPixelData *pd, rd_dicom_frame *f, rd_error *err)
+{
+    DcmPixelSequence *seq = nullptr;
+    E_TransferSyntax xfer = EXS_Unknown;
+    const DcmRepresentationParameter *param = nullptr;
+    pd->getOriginalRepresentationKey(xfer, param);
+    if (pd->getEncapsulatedRepresentation(xfer, param, seq).bad() || !seq)
+        return rd_error_set(err, RD_E_CORRUPT, "RLE pixel data is not encapsulated");
+    /* RLE keeps every sample of every pixel: no subsampled (4:2:2) colour. */
+    if (f->samples_per_pixel == 3 && strstr(f->photometric, "_422"))
+        return rd_error_set(err, RD_E_CORRUPT, "RLE pixel data cannot be %s", f->photometric);
+    DcmPixelItem *frag = nullptr;
+    if (seq->card() < 2 || seq->getItem(frag, 1).bad() || !frag)
+        return rd_error_set(err, RD_E_CORRUPT, "encapsulated pixel data has no fragment");
+    Uint32 len = frag->getLength();
+    Uint8 *bytes = nullptr;
+    if (len > 0 && (frag->getUint8Array(bytes).bad() || !bytes))
+        return rd_error_set(err, RD_E_CORRUPT, "unreadable fragment 1");
+    rd_rle_expect ex;
+    ex.rows = f->rows;
+    ex.cols = f->cols;
+    ex.samples_per_pixel = f->samples_per_pixel;
+    ex.bits_allocated = f->bits_allocated;
+    rd_status st = rd__rle_decode(bytes, bytes ? len : 0, ex, &f->data, &f->size, err);
+    if (st != RD_OK)
+        return st;
+    f->planar_configuration = 0; /* rle.cc writes colour by pixel */
+    return RD_OK;
+}
+
 rd_status decode_frame(DcmDataset *ds, const rd_dicom_meta *meta, const rd_dicom_options *opts,
                        unsigned long long file_size, rd_dicom_frame *f, rd_error *err)
 {
@@ -582,6 +615,8 @@ rd_status decode_frame(DcmDataset *ds, const rd_dicom_meta *meta, const rd_dicom
         if (xfer == EXS_JPEG2000LosslessOnly || xfer == EXS_JPEG2000 ||
             xfer == EXS_JPEG2000MulticomponentLosslessOnly || xfer == EXS_JPEG2000Multicomponent)
             return decode_j2k(pd, frames, f, err);
+        if (xfer == EXS_RLELossless)
+            return decode_rle(pd, f, err);
         if (!DcmCodecList::canChangeCoding(xfer, EXS_LittleEndianExplicit))
             return rd_error_set(err, RD_E_UNSUPPORTED, "no decoder for transfer syntax %s (%s)",
                                 xf.getXferID(), xf.getXferName());

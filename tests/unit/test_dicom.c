@@ -9,7 +9,9 @@
 #include "dicom/dicom_int.h"
 #include "dicom/dicom_pixels.h"
 #include "radraft/dicom.h"
+#include "radraft/dicom_write.h"
 #include "radraft/log.h"
+#include "radraft/samples.h"
 #include "rdtest.h"
 #include "base/util.h"
 
@@ -507,6 +509,68 @@ RD_TEST(refusals_have_specific_status)
     memcpy(b + v, "1.2.840.10008.1.2.4.99", 22);
     CHECK_EQ_INT(read_variant(path, b, len, NULL, &err), RD_E_UNSUPPORTED);
     CHECK(strstr(err.msg, "1.2.840.10008.1.2.4.99") != NULL);
+    free(b);
+}
+
+/* The RLE header's segment offsets are checked against the fragment (DCMTK's RLE decoder,
+ * which radraft no longer uses, read past the fragment and before its own buffer; found by
+ * tests/fuzz/fuzz_dicom, whose corpus keeps the input as regress-rle-segment-offset.dcm). */
+RD_TEST(rle_segments_are_bounded_by_the_fragment)
+{
+    const char *dir = rd_test_tmpdir("dicom_rle");
+    char path[1200], variant[1200];
+    rd_samples_options so;
+    rd_image *img = NULL;
+    rd_error err;
+    size_t len, lo;
+    int lb;
+
+    rd_samples_options_default(&so);
+    so.rows = 64;
+    so.force_syntax = RD_DICOM_SYNTAX_RLE;
+    snprintf(path, sizeof path, "%s/rle.dcm", dir);
+    snprintf(variant, sizeof variant, "%s/variant.dcm", dir);
+    REQUIRE_OK(rd_samples_write_case(0, &so, path, &err), &err);
+    REQUIRE_OK(rd_dicom_read_image(path, NULL, &img, NULL, &err), &err);
+    CHECK_EQ_INT(img->height, 64);
+    rd_image_free(img);
+    unsigned char *b = slurp(path, &len);
+    REQUIRE(b);
+    /* Pixel Data: the offset table item, then the frame's fragment and its header: 2
+     * segments (16-bit samples), the first at 64. */
+    size_t v = find_value(b, len, 132, 0x7fe0, 0x0010, &lo, &lb);
+    REQUIRE(v > 0 && v + 8 <= len);
+    size_t item = v + 8 + ((size_t)b[v + 4] | ((size_t)b[v + 5] << 8));
+    REQUIRE(item + 8 + 64 <= len);
+    unsigned char *frag = b + item + 8;
+    size_t frag_len =
+        (size_t)b[item + 4] | ((size_t)b[item + 5] << 8) | ((size_t)b[item + 6] << 16);
+    REQUIRE(frag[0] == 2 && frag[4] == 64 && frag_len > 64 && item + 8 + frag_len <= len);
+    unsigned char saved[12];
+    memcpy(saved, frag, sizeof saved);
+    /* The second segment starts past the fragment's end. */
+    frag[8] = 0xee;
+    frag[9] = 0x06;
+    frag[10] = 0x10;
+    CHECK_EQ_INT(read_variant(variant, b, len, NULL, &err), RD_E_CORRUPT);
+    CHECK_MSG(strstr(err.msg, "outside") != NULL, "%s", err.msg);
+    /* ... or before the first one. */
+    memcpy(frag, saved, sizeof saved);
+    frag[8] = 32;
+    frag[9] = frag[10] = 0;
+    CHECK_EQ_INT(read_variant(variant, b, len, NULL, &err), RD_E_CORRUPT);
+    /* The last segment is empty: it decodes to nothing. */
+    memcpy(frag, saved, sizeof saved);
+    frag[8] = (unsigned char)(frag_len & 0xff);
+    frag[9] = (unsigned char)((frag_len >> 8) & 0xff);
+    frag[10] = (unsigned char)(frag_len >> 16);
+    CHECK_EQ_INT(read_variant(variant, b, len, NULL, &err), RD_E_CORRUPT);
+    /* A header naming the wrong number of segments. */
+    memcpy(frag, saved, sizeof saved);
+    frag[0] = 15;
+    CHECK_EQ_INT(read_variant(variant, b, len, NULL, &err), RD_E_CORRUPT);
+    memcpy(frag, saved, sizeof saved);
+    CHECK_EQ_INT(read_variant(variant, b, len, NULL, &err), RD_OK);
     free(b);
 }
 
