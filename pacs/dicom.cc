@@ -8,6 +8,7 @@
  * here throws across the extern "C" boundary or aborts on a bad file.
  */
 #include "dicom_shim.h"
+#include "dcm_load.h"
 #include "dcm_uid.h"
 #include "j2k.h"
 #include "rle.h"
@@ -50,10 +51,6 @@ namespace
  * whose header claims a huge length costs nothing until (and unless) that value is needed,
  * and its length has been checked against the file size first. */
 const Uint32 kMaxEagerRead = 64 * 1024;
-
-/* The largest element value accepted in a deflated dataset (whose lengths the file size
- * does not bound). */
-const unsigned long long kMaxInflatedElement = 1ULL << 30;
 
 std::once_flag g_once;
 
@@ -334,22 +331,6 @@ void fill_meta(DcmDataset *ds, E_TransferSyntax xfer, rd_dicom_meta *m)
 }
 
 /* ---- guards ----------------------------------------------------------------------- */
-
-/* A file that claims an element longer than the whole file is corrupt; refusing it here
- * keeps DCMTK from allocating that length when the value is first read. */
-bool lengths_plausible(DcmDataset *ds, unsigned long long file_size, std::string &bad)
-{
-    DcmStack stack;
-    while (ds->nextObject(stack, OFTrue).good()) {
-        DcmObject *obj = stack.top();
-        Uint32 len = obj->getLengthField();
-        if (len != DCM_UndefinedLength && static_cast<unsigned long long>(len) > file_size) {
-            bad = obj->getTag().toString().c_str();
-            return false;
-        }
-    }
-    return true;
-}
 
 /* 1 for a Part 10 file, 0 for a plausible raw dataset, -1 for neither. */
 int sniff(const char *path)
@@ -677,28 +658,15 @@ rd_status load(const char *path, const rd_dicom_options *opts, rd_dicom_meta *me
     std::call_once(g_once, init_once);
 
     DcmFileFormat ff;
-    OFCondition cond = ff.loadFile(path, EXS_Unknown, EGL_noChange, kMaxEagerRead,
-                                   kind == 1 ? ERM_autoDetect : ERM_dataset);
-    if (cond.bad()) {
-        bool truncated =
-            cond == EC_StreamNotifyClient || cond == EC_SequEnd || cond == EC_InvalidStream;
-        return rd_error_set(err, truncated ? RD_E_CORRUPT : RD_E_DICOM, "%s: %s",
-                            truncated ? "truncated or corrupt DICOM" : "unreadable DICOM",
-                            cond.text());
-    }
+    E_TransferSyntax file_xfer = EXS_Unknown;
+    unsigned long long limit = 0;
+    rd_status st = rd__dcm_load_file(ff, path, kind == 1, kMaxEagerRead, &file_xfer, &limit, err);
+    if (st != RD_OK)
+        return st;
     DcmDataset *ds = ff.getDataset();
     if (!ds || ds->card() == 0)
         return rd_error_set(err, RD_E_DICOM, "empty DICOM dataset");
-    /* No element can be longer than the file, except in a deflated dataset, whose values
-     * are bounded by a fixed cap instead. */
-    unsigned long long limit = static_cast<unsigned long long>(sb.st_size);
-    if (ds->getOriginalXfer() == EXS_DeflatedLittleEndianExplicit)
-        limit = kMaxInflatedElement;
-    std::string bad;
-    if (!lengths_plausible(ds, limit, bad))
-        return rd_error_set(err, RD_E_CORRUPT, "element %s is longer than the file allows",
-                            bad.c_str());
-    fill_meta(ds, ds->getOriginalXfer(), meta);
+    fill_meta(ds, file_xfer, meta);
     /* The file meta header names the transfer syntax the sender meant; when DCMTK does not
      * know it, it parsed the dataset by guessing, and that is what the caller must see. */
     OFString header_xfer;
@@ -710,7 +678,7 @@ rd_status load(const char *path, const rd_dicom_options *opts, rd_dicom_meta *me
     }
     if (!frame)
         return RD_OK;
-    rd_status st = decode_frame(ds, meta, opts, limit, frame, err);
+    st = decode_frame(ds, meta, opts, limit, frame, err);
     if (st != RD_OK)
         rd_dicom_frame_release(frame);
     return st;

@@ -11,7 +11,8 @@ want_tests=0
 [ "${1:-}" = "--test" ] && want_tests=1
 
 pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk libpng-dev libopenblas-dev
-      libcjson-dev libsqlite3-dev sqlite3 libopenjp2-7-dev libsodium-dev libmicrohttpd-dev python3)
+      libcjson-dev libsqlite3-dev sqlite3 libopenjp2-7-dev libsodium-dev libmicrohttpd-dev zlib1g-dev
+      python3)
 if [ "$want_tests" = 1 ]; then
     pkgs+=(dicom3tools python3-numpy python3-torch orthanc curl openssl clang-format chromium
            libpixelmed-java default-jre-headless)
