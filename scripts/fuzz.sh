@@ -33,6 +33,10 @@ for t in "${targets[@]}"; do
     fi
 done
 
+if ! command -v clang >/dev/null || ! command -v clang++ >/dev/null; then
+    echo "fuzz: clang is missing (bash scripts/setup.sh --test installs it)" >&2
+    exit 1
+fi
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
     -DCMAKE_CXX_COMPILER=clang++ -DRADRAFT_FUZZ=ON -DRADRAFT_BUILD_TESTS=OFF >/dev/null
 if ! cmake --build build-fuzz -j "${RADRAFT_FUZZ_JOBS:-1}" --target "${targets[@]/#/fuzz_}" \
