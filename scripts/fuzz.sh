@@ -66,6 +66,8 @@ for t in "${targets[@]}"; do
         -artifact_prefix="$dir/artifacts/" ${RADRAFT_FUZZ_FLAGS:-} "$dir/corpus" \
         >"$dir/log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
+    # -fork=N prints no final stats: its last progress line counts every job's executions.
+    [ -n "$execs" ] || execs=$(sed -n 's/^#\([0-9]*\): cov:.*/\1/p' "$dir/log" | tail -1)
     execs=${execs:-0}
     total_execs=$((total_execs + execs))
     n1=$(find "$dir/corpus" -type f | wc -l)
