@@ -57,12 +57,13 @@ total_execs=0
 for t in "${targets[@]}"; do
     dir=$work/$t
     rm -rf "$dir"
-    mkdir -p "$dir/corpus" "$dir/artifacts"
+    mkdir -p "$dir/corpus" "$dir/artifacts" "$dir/tmp"
     cp tests/fuzz/corpus/"$t"/* "$dir/corpus/"
     n0=$(find "$dir/corpus" -type f | wc -l)
     rc=0
     # shellcheck disable=SC2086 # RADRAFT_FUZZ_FLAGS is a list of flags
-    build-fuzz/tests/fuzz/fuzz_"$t" -max_total_time="$secs" -timeout=30 -print_final_stats=1 \
+    # TMPDIR: the target's scratch files (fuzz.h) stay in the work folder, even after a crash.
+    TMPDIR=$dir/tmp build-fuzz/tests/fuzz/fuzz_"$t" -max_total_time="$secs" -timeout=30 -print_final_stats=1 \
         -artifact_prefix="$dir/artifacts/" ${RADRAFT_FUZZ_FLAGS:-} "$dir/corpus" \
         >"$dir/log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)

@@ -15,12 +15,13 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Quiets radraft's log (errors only) and creates the process's scratch folder, removed at
- * exit. Call it from LLVMFuzzerInitialize. */
+/* Quiets radraft's log (errors only) and creates the process's scratch folder, removed with
+ * its contents at a normal exit. Call it from LLVMFuzzerInitialize. */
 void rd_fuzz_init(void);
 
-/* The scratch folder: in /dev/shm when it can be written (a file written per input then
- * costs no disk I/O), else $TMPDIR or /tmp. */
+/* The scratch folder: in $TMPDIR when it is set (scripts/fuzz.sh sets it inside its work
+ * folder, so that a target that crashes leaves nothing elsewhere), else in /dev/shm when it
+ * can be written (a file written per input then costs no disk I/O), else in /tmp. */
 const char *rd_fuzz_dir(void);
 
 /* Writes `size` bytes to `name` in the scratch folder (replacing it) and returns its path,

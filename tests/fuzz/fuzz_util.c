@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "radraft/log.h"
@@ -11,21 +12,35 @@
 static char g_dir[512];
 static FILE *g_null;
 
+/* Removes `path` and, for a folder, everything in it (the web target's data directory, the
+ * model target's model folder). */
+static void remove_tree(const char *path)
+{
+    struct stat sb;
+    DIR *d;
+    struct dirent *e;
+    char child[1024];
+    if (lstat(path, &sb) != 0)
+        return;
+    if (!S_ISDIR(sb.st_mode)) {
+        unlink(path);
+        return;
+    }
+    if ((d = opendir(path)) != NULL) {
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) < (int)sizeof child)
+                remove_tree(child);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
 static void remove_dir(void)
 {
-    DIR *d = opendir(g_dir);
-    struct dirent *e;
-    char path[1024];
-    if (!d)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(g_dir);
+    remove_tree(g_dir);
 }
 
 void rd_fuzz_init(void)
@@ -34,10 +49,8 @@ void rd_fuzz_init(void)
     if (g_dir[0])
         return;
     rd_log_set_level(RD_LOG_ERROR);
-    if (access("/dev/shm", W_OK) == 0)
-        base = "/dev/shm";
-    else if (!base || !base[0])
-        base = "/tmp";
+    if (!base || !base[0])
+        base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(g_dir, sizeof g_dir, "%s/radraft-fuzz-XXXXXX", base);
     if (!mkdtemp(g_dir)) {
         perror("radraft fuzz: mkdtemp");
