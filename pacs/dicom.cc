@@ -3,12 +3,15 @@
  * It loads the file with bounded element reads, copies the attributes into rd_dicom_meta
  * (text as UTF-8), and for images hands the first frame's decompressed samples and the
  * display attributes to the C pipeline in src/dicom/dicom_pixels.c. JPEG 2000 frames are decoded
- * by j2k.cc; every other compressed transfer syntax by DCMTK's registered decoders. Nothing
+ * by j2k.cc, RLE frames by rle.cc; every other compressed transfer syntax by DCMTK's
+ * registered decoders. Nothing
  * here throws across the extern "C" boundary or aborts on a bad file.
  */
 #include "dicom_shim.h"
+#include "dcm_load.h"
 #include "dcm_uid.h"
 #include "j2k.h"
+#include "rle.h"
 
 #include "radraft/error.h"
 
@@ -21,9 +24,7 @@
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
-#include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcspchrs.h>
-#include <dcmtk/dcmdata/dcstack.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
@@ -50,17 +51,13 @@ namespace
  * and its length has been checked against the file size first. */
 const Uint32 kMaxEagerRead = 64 * 1024;
 
-/* The largest element value accepted in a deflated dataset (whose lengths the file size
- * does not bound). */
-const unsigned long long kMaxInflatedElement = 1ULL << 30;
-
 std::once_flag g_once;
 
 void init_once()
 {
     DJDecoderRegistration::registerCodecs();
     DJLSDecoderRegistration::registerCodecs();
-    DcmRLEDecoderRegistration::registerCodecs();
+    /* Not DCMTK's RLE decoder: rle.cc decodes RLE (see rle.h for why). */
     /* DCMTK would print its own parse warnings on stderr; every failure that matters comes
      * back to the caller as an rd_status with DCMTK's message instead. */
     static const char *const loggers[] = {"dcmtk.dcmdata", "dcmtk.dcmjpeg", "dcmtk.dcmjpls"};
@@ -334,22 +331,6 @@ void fill_meta(DcmDataset *ds, E_TransferSyntax xfer, rd_dicom_meta *m)
 
 /* ---- guards ----------------------------------------------------------------------- */
 
-/* A file that claims an element longer than the whole file is corrupt; refusing it here
- * keeps DCMTK from allocating that length when the value is first read. */
-bool lengths_plausible(DcmDataset *ds, unsigned long long file_size, std::string &bad)
-{
-    DcmStack stack;
-    while (ds->nextObject(stack, OFTrue).good()) {
-        DcmObject *obj = stack.top();
-        Uint32 len = obj->getLengthField();
-        if (len != DCM_UndefinedLength && static_cast<unsigned long long>(len) > file_size) {
-            bad = obj->getTag().toString().c_str();
-            return false;
-        }
-    }
-    return true;
-}
-
 /* 1 for a Part 10 file, 0 for a plausible raw dataset, -1 for neither. */
 int sniff(const char *path)
 {
@@ -525,6 +506,38 @@ rd_status decode_j2k(DcmPixelData *pd, long frames, rd_dicom_frame *f, rd_error 
     return RD_OK;
 }
 
+/* The first frame of an RLE Lossless image: its fragment (PS3.5 A.4.2: each frame is one
+ * fragment), decoded by rle.cc. */
+rd_status decode_rle(DcmPixelData *pd, rd_dicom_frame *f, rd_error *err)
+{
+    DcmPixelSequence *seq = nullptr;
+    E_TransferSyntax xfer = EXS_Unknown;
+    const DcmRepresentationParameter *param = nullptr;
+    pd->getOriginalRepresentationKey(xfer, param);
+    if (pd->getEncapsulatedRepresentation(xfer, param, seq).bad() || !seq)
+        return rd_error_set(err, RD_E_CORRUPT, "RLE pixel data is not encapsulated");
+    /* RLE keeps every sample of every pixel: no subsampled (4:2:2) colour. */
+    if (f->samples_per_pixel == 3 && strstr(f->photometric, "_422"))
+        return rd_error_set(err, RD_E_CORRUPT, "RLE pixel data cannot be %s", f->photometric);
+    DcmPixelItem *frag = nullptr;
+    if (seq->card() < 2 || seq->getItem(frag, 1).bad() || !frag)
+        return rd_error_set(err, RD_E_CORRUPT, "encapsulated pixel data has no fragment");
+    Uint32 len = frag->getLength();
+    Uint8 *bytes = nullptr;
+    if (len > 0 && (frag->getUint8Array(bytes).bad() || !bytes))
+        return rd_error_set(err, RD_E_CORRUPT, "unreadable fragment 1");
+    rd_rle_expect ex;
+    ex.rows = f->rows;
+    ex.cols = f->cols;
+    ex.samples_per_pixel = f->samples_per_pixel;
+    ex.bits_allocated = f->bits_allocated;
+    rd_status st = rd__rle_decode(bytes, bytes ? len : 0, ex, &f->data, &f->size, err);
+    if (st != RD_OK)
+        return st;
+    f->planar_configuration = 0; /* rle.cc writes colour by pixel */
+    return RD_OK;
+}
+
 rd_status decode_frame(DcmDataset *ds, const rd_dicom_meta *meta, const rd_dicom_options *opts,
                        unsigned long long file_size, rd_dicom_frame *f, rd_error *err)
 {
@@ -582,6 +595,8 @@ rd_status decode_frame(DcmDataset *ds, const rd_dicom_meta *meta, const rd_dicom
         if (xfer == EXS_JPEG2000LosslessOnly || xfer == EXS_JPEG2000 ||
             xfer == EXS_JPEG2000MulticomponentLosslessOnly || xfer == EXS_JPEG2000Multicomponent)
             return decode_j2k(pd, frames, f, err);
+        if (xfer == EXS_RLELossless)
+            return decode_rle(pd, f, err);
         if (!DcmCodecList::canChangeCoding(xfer, EXS_LittleEndianExplicit))
             return rd_error_set(err, RD_E_UNSUPPORTED, "no decoder for transfer syntax %s (%s)",
                                 xf.getXferID(), xf.getXferName());
@@ -642,28 +657,15 @@ rd_status load(const char *path, const rd_dicom_options *opts, rd_dicom_meta *me
     std::call_once(g_once, init_once);
 
     DcmFileFormat ff;
-    OFCondition cond = ff.loadFile(path, EXS_Unknown, EGL_noChange, kMaxEagerRead,
-                                   kind == 1 ? ERM_autoDetect : ERM_dataset);
-    if (cond.bad()) {
-        bool truncated =
-            cond == EC_StreamNotifyClient || cond == EC_SequEnd || cond == EC_InvalidStream;
-        return rd_error_set(err, truncated ? RD_E_CORRUPT : RD_E_DICOM, "%s: %s",
-                            truncated ? "truncated or corrupt DICOM" : "unreadable DICOM",
-                            cond.text());
-    }
+    E_TransferSyntax file_xfer = EXS_Unknown;
+    unsigned long long limit = 0;
+    rd_status st = rd__dcm_load_file(ff, path, kind == 1, kMaxEagerRead, &file_xfer, &limit, err);
+    if (st != RD_OK)
+        return st;
     DcmDataset *ds = ff.getDataset();
     if (!ds || ds->card() == 0)
         return rd_error_set(err, RD_E_DICOM, "empty DICOM dataset");
-    /* No element can be longer than the file, except in a deflated dataset, whose values
-     * are bounded by a fixed cap instead. */
-    unsigned long long limit = static_cast<unsigned long long>(sb.st_size);
-    if (ds->getOriginalXfer() == EXS_DeflatedLittleEndianExplicit)
-        limit = kMaxInflatedElement;
-    std::string bad;
-    if (!lengths_plausible(ds, limit, bad))
-        return rd_error_set(err, RD_E_CORRUPT, "element %s is longer than the file allows",
-                            bad.c_str());
-    fill_meta(ds, ds->getOriginalXfer(), meta);
+    fill_meta(ds, file_xfer, meta);
     /* The file meta header names the transfer syntax the sender meant; when DCMTK does not
      * know it, it parsed the dataset by guessing, and that is what the caller must see. */
     OFString header_xfer;
@@ -675,7 +677,7 @@ rd_status load(const char *path, const rd_dicom_options *opts, rd_dicom_meta *me
     }
     if (!frame)
         return RD_OK;
-    rd_status st = decode_frame(ds, meta, opts, limit, frame, err);
+    st = decode_frame(ds, meta, opts, limit, frame, err);
     if (st != RD_OK)
         rd_dicom_frame_release(frame);
     return st;

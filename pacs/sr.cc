@@ -8,6 +8,7 @@
 // Nothing here throws across the extern "C" boundary.
 #include "radraft/sr.h"
 
+#include "dcm_load.h"
 #include "dicom_shim.h"
 #include "first_error.h"
 #include "radraft/error.h"
@@ -724,10 +725,14 @@ rd_status load_file(DcmFileFormat &ff, const char *path, rd_error *err)
                             std::strerror(errno));
     if (static_cast<long long>(st.st_size) > RD_DICOM_MAX_FILE_BYTES)
         return rd_error_set(err, RD_E_TOO_LARGE, "%s: file too large", path);
-    // Values over 4 KiB (pixel data) stay on disk: only header attributes are needed.
-    OFCondition c = ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
-    if (c.bad())
-        return rd_error_set(err, RD_E_DICOM, "%s: %s", path, c.text());
+    // Values over 4 KiB (pixel data) stay on disk: only header attributes are needed. The
+    // loader checks every length against the file (a deflated file is inflated within a cap)
+    // before DCMTK loads a value at its claimed length (dcm_load.h).
+    E_TransferSyntax xfer = EXS_Unknown;
+    unsigned long long size = 0;
+    rd_status rs = rd__dcm_load_file(ff, path, true, 4096, &xfer, &size, err);
+    if (rs != RD_OK)
+        return rd_error_prefix(err, rs == RD_E_CORRUPT ? RD_E_DICOM : rs, "%s", path);
     return RD_OK;
 }
 

@@ -2,18 +2,23 @@
 # Installs the Debian packages radraft needs (only those missing) and builds it.
 #   bash scripts/setup.sh          build dependencies + DCMTK tools, then build into build/
 #   bash scripts/setup.sh --test   also what the tests drive (dicom3tools, PixelMed, PyTorch, Orthanc,
-#                                  Chromium with playwright-core for the web page's test)
+#                                  Chromium with playwright-core for the web page's test, clang
+#                                  with libFuzzer for scripts/fuzz.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_tests=0
 [ "${1:-}" = "--test" ] && want_tests=1
 
-pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk zlib1g-dev libpng-dev libopenblas-dev
-      libcjson-dev libsqlite3-dev sqlite3 libopenjp2-7-dev libsodium-dev libmicrohttpd-dev python3)
+pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk libpng-dev libopenblas-dev
+      libcjson-dev libsqlite3-dev sqlite3 libopenjp2-7-dev libsodium-dev libmicrohttpd-dev zlib1g-dev
+      python3)
 if [ "$want_tests" = 1 ]; then
     pkgs+=(dicom3tools strace python3-numpy python3-torch orthanc curl openssl clang-format chromium
            libpixelmed-java default-jre-headless)
+    # The fuzz targets (scripts/fuzz.sh): clang, and its runtime libraries (libFuzzer and the
+    # sanitizers), which clang only recommends.
+    pkgs+=(clang libclang-rt-dev)
     # Node.js may come from elsewhere (nodesource's nodejs bundles npm); Debian's only if none.
     if ! command -v node >/dev/null; then
         pkgs+=(nodejs)

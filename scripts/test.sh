@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test: the unit and integration tests on the normal build,
-# then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer, and the unit
-# tests of the threaded serve path under ThreadSanitizer.
+# then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer, the unit
+# tests of the threaded serve path under ThreadSanitizer, and each libFuzzer target for
+# RADRAFT_FUZZ_SECONDS (default 12) over its corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
@@ -36,6 +37,11 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRADRAFT_TSAN=ON >/d
 cmake --build build-tsan -j "$jobs" --target "${tsan_tests[@]}"
 OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
     ctest --test-dir build-tsan -R "$tsan_regex" --output-on-failure -j "$jobs" || status=1
+
+echo "== fuzz targets (libFuzzer + ASan + UBSan, ${RADRAFT_FUZZ_SECONDS:-12} s each; scripts/fuzz.sh)"
+# Each target starts from its committed corpus (tests/fuzz/corpus), copied to build-fuzz so
+# that the run writes nothing in the tree; a crash, sanitizer report, leak or hang fails it.
+RADRAFT_FUZZ_JOBS=$jobs bash scripts/fuzz.sh "${RADRAFT_FUZZ_SECONDS:-12}" || status=1
 
 echo "== banned calls (unbounded or unchecked: sprintf, strcpy, strcat, atoi, atol, gets, strtok)"
 if git grep -nE '(^|[^a-z_])(sprintf|strcpy|strcat|atoi|atol|gets|strtok)\(' -- src pacs include; then

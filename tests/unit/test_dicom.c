@@ -5,11 +5,14 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
+#include <zlib.h>
 
 #include "dicom/dicom_int.h"
 #include "dicom/dicom_pixels.h"
 #include "radraft/dicom.h"
+#include "radraft/dicom_write.h"
 #include "radraft/log.h"
+#include "radraft/samples.h"
 #include "rdtest.h"
 #include "base/util.h"
 
@@ -508,6 +511,176 @@ RD_TEST(refusals_have_specific_status)
     CHECK_EQ_INT(read_variant(path, b, len, NULL, &err), RD_E_UNSUPPORTED);
     CHECK(strstr(err.msg, "1.2.840.10008.1.2.4.99") != NULL);
     free(b);
+}
+
+/* The RLE header's segment offsets are checked against the fragment (DCMTK's RLE decoder,
+ * which radraft no longer uses, read past the fragment and before its own buffer; found by
+ * tests/fuzz/fuzz_dicom, whose corpus keeps the input as regress-rle-segment-offset.dcm). */
+RD_TEST(rle_segments_are_bounded_by_the_fragment)
+{
+    const char *dir = rd_test_tmpdir("dicom_rle");
+    char path[1200], variant[1200];
+    rd_samples_options so;
+    rd_image *img = NULL;
+    rd_error err;
+    size_t len, lo;
+    int lb;
+
+    rd_samples_options_default(&so);
+    so.rows = 64;
+    so.force_syntax = RD_DICOM_SYNTAX_RLE;
+    snprintf(path, sizeof path, "%s/rle.dcm", dir);
+    snprintf(variant, sizeof variant, "%s/variant.dcm", dir);
+    REQUIRE_OK(rd_samples_write_case(0, &so, path, &err), &err);
+    REQUIRE_OK(rd_dicom_read_image(path, NULL, &img, NULL, &err), &err);
+    CHECK_EQ_INT(img->height, 64);
+    rd_image_free(img);
+    unsigned char *b = slurp(path, &len);
+    REQUIRE(b);
+    /* Pixel Data: the offset table item, then the frame's fragment and its header: 2
+     * segments (16-bit samples), the first at 64. */
+    size_t v = find_value(b, len, 132, 0x7fe0, 0x0010, &lo, &lb);
+    REQUIRE(v > 0 && v + 8 <= len);
+    size_t item = v + 8 + ((size_t)b[v + 4] | ((size_t)b[v + 5] << 8));
+    REQUIRE(item + 8 + 64 <= len);
+    unsigned char *frag = b + item + 8;
+    size_t frag_len =
+        (size_t)b[item + 4] | ((size_t)b[item + 5] << 8) | ((size_t)b[item + 6] << 16);
+    REQUIRE(frag[0] == 2 && frag[4] == 64 && frag_len > 64 && item + 8 + frag_len <= len);
+    unsigned char saved[12];
+    memcpy(saved, frag, sizeof saved);
+    /* The second segment starts past the fragment's end. */
+    frag[8] = 0xee;
+    frag[9] = 0x06;
+    frag[10] = 0x10;
+    CHECK_EQ_INT(read_variant(variant, b, len, NULL, &err), RD_E_CORRUPT);
+    CHECK_MSG(strstr(err.msg, "outside") != NULL, "%s", err.msg);
+    /* ... or before the first one. */
+    memcpy(frag, saved, sizeof saved);
+    frag[8] = 32;
+    frag[9] = frag[10] = 0;
+    CHECK_EQ_INT(read_variant(variant, b, len, NULL, &err), RD_E_CORRUPT);
+    /* The last segment is empty: it decodes to nothing. */
+    memcpy(frag, saved, sizeof saved);
+    frag[8] = (unsigned char)(frag_len & 0xff);
+    frag[9] = (unsigned char)((frag_len >> 8) & 0xff);
+    frag[10] = (unsigned char)(frag_len >> 16);
+    CHECK_EQ_INT(read_variant(variant, b, len, NULL, &err), RD_E_CORRUPT);
+    /* A header naming the wrong number of segments. */
+    memcpy(frag, saved, sizeof saved);
+    frag[0] = 15;
+    CHECK_EQ_INT(read_variant(variant, b, len, NULL, &err), RD_E_CORRUPT);
+    memcpy(frag, saved, sizeof saved);
+    CHECK_EQ_INT(read_variant(variant, b, len, NULL, &err), RD_OK);
+    free(b);
+}
+
+/* A Part 10 file of the Deflated Explicit VR Little Endian transfer syntax whose dataset,
+ * deflated, holds a few attributes and an OB element that claims `claimed` bytes and has
+ * `present` zero bytes. 0 when it cannot be written. */
+static int write_deflated(const char *path, uint32_t claimed, size_t present)
+{
+    static const char ts[] = "1.2.840.10008.1.2.1.99";
+    static const char sop_class[] = "1.2.840.10008.5.1.4.1.1.7";
+    unsigned char meta[256], head[128], zero[1 << 16], out[1 << 16];
+    size_t m = 12, h = 0;
+    z_stream zs;
+    int ok = 1;
+    FILE *fp;
+    memset(zero, 0, sizeof zero);
+    /* Explicit VR little endian element with a 2-byte length (even values only here). */
+#define PUT_SHORT(buf, n, g, e, vr, val, len)                                                      \
+    do {                                                                                           \
+        unsigned char t[8] = {(g)&0xff, (g) >> 8, (e)&0xff,   (e) >> 8,                            \
+                              (vr)[0],  (vr)[1],  (len)&0xff, (len) >> 8};                         \
+        memcpy(buf + n, t, 8);                                                                     \
+        memcpy(buf + n + 8, val, len);                                                             \
+        n += 8 + (len);                                                                            \
+    } while (0)
+    PUT_SHORT(meta, m, 0x0002, 0x0002, "UI", sop_class, 26);
+    PUT_SHORT(meta, m, 0x0002, 0x0003, "UI", "1.2.3.4\0", 8);
+    PUT_SHORT(meta, m, 0x0002, 0x0010, "UI", ts, 22);
+    uint32_t glen = (uint32_t)(m - 12);
+    unsigned char gl[12] = {0x02, 0, 0, 0, 'U', 'L', 4, 0, glen & 0xff, glen >> 8, 0, 0};
+    memcpy(meta, gl, 12);
+    PUT_SHORT(head, h, 0x0008, 0x0016, "UI", sop_class, 26);
+    PUT_SHORT(head, h, 0x0008, 0x0018, "UI", "1.2.3.4\0", 8);
+    PUT_SHORT(head, h, 0x0008, 0x0060, "CS", "OT", 2);
+#undef PUT_SHORT
+    unsigned char ob[12] = {0x09,
+                            0x00,
+                            0x10,
+                            0x10,
+                            'O',
+                            'B',
+                            0,
+                            0,
+                            claimed & 0xff,
+                            (claimed >> 8) & 0xff,
+                            (claimed >> 16) & 0xff,
+                            claimed >> 24};
+    memcpy(head + h, ob, 12);
+    h += 12;
+    if (!(fp = fopen(path, "wb")))
+        return 0;
+    memset(out, 0, 128);
+    ok = fwrite(out, 1, 128, fp) == 128 && fwrite("DICM", 1, 4, fp) == 4 &&
+         fwrite(meta, 1, m, fp) == m;
+    memset(&zs, 0, sizeof zs);
+    ok = ok && deflateInit2(&zs, 9, Z_DEFLATED, -MAX_WBITS, 9, Z_DEFAULT_STRATEGY) == Z_OK;
+    for (size_t sent = 0, step = 0; ok; step++) {
+        int flush = Z_NO_FLUSH;
+        if (step == 0) {
+            zs.next_in = head;
+            zs.avail_in = (uInt)h;
+        } else if (sent < present) {
+            size_t n = present - sent < sizeof zero ? present - sent : sizeof zero;
+            zs.next_in = zero;
+            zs.avail_in = (uInt)n;
+            sent += n;
+        } else {
+            zs.avail_in = 0;
+            flush = Z_FINISH;
+        }
+        int z;
+        do {
+            zs.next_out = out;
+            zs.avail_out = sizeof out;
+            z = deflate(&zs, flush);
+            size_t got = sizeof out - zs.avail_out;
+            ok = ok && z != Z_STREAM_ERROR && fwrite(out, 1, got, fp) == got;
+        } while (ok && zs.avail_out == 0);
+        if (flush == Z_FINISH)
+            break;
+    }
+    deflateEnd(&zs);
+    return fclose(fp) == 0 && ok;
+}
+
+/* A deflated dataset is inflated by radraft within RD_DICOM_MAX_INFLATED_BYTES (256 MiB),
+ * and its lengths are checked against what it inflates to: DCMTK, left to inflate it, loaded
+ * every value at its claimed length (a 4 KB file made it allocate 2 GiB: found by
+ * tests/fuzz/fuzz_dicom, whose corpus keeps the input as regress-deflated-length.dcm). */
+RD_TEST(deflated_datasets_are_bounded)
+{
+    const char *dir = rd_test_tmpdir("dicom_deflated");
+    char path[1200];
+    rd_dicom_meta meta;
+    rd_error err;
+    snprintf(path, sizeof path, "%s/small.dcm", dir);
+    REQUIRE(write_deflated(path, 1024, 1024));
+    REQUIRE_OK(rd_dicom_read_meta(path, &meta, &err), &err);
+    CHECK_STR(meta.transfer_syntax_uid, "1.2.840.10008.1.2.1.99");
+    CHECK_STR(meta.sop_instance_uid, "1.2.3.4");
+    /* An element that claims 2 GiB of the few bytes there are. */
+    snprintf(path, sizeof path, "%s/claims.dcm", dir);
+    REQUIRE(write_deflated(path, 0x80000000u, 16));
+    CHECK_EQ_INT(rd_dicom_read_meta(path, &meta, &err), RD_E_CORRUPT);
+    /* 300 MiB of zeros, deflated to a few hundred kilobytes: refused while inflating. */
+    snprintf(path, sizeof path, "%s/bomb.dcm", dir);
+    REQUIRE(write_deflated(path, 300u << 20, (size_t)300 << 20));
+    CHECK_EQ_INT(rd_dicom_read_meta(path, &meta, &err), RD_E_TOO_LARGE);
+    CHECK_MSG(strstr(err.msg, "inflates to more than") != NULL, "%s", err.msg);
 }
 
 /* ---- corrupted variants never crash --------------------------------------------------- */
