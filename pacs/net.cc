@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "dcm_load.h"
 #include "dcm_uid.h"
 #include "radraft/log.h"
 #include "radraft/uid.h"
@@ -615,12 +616,15 @@ rd_status check_dataset(rd_net_scp *scp, const char *path, size_t size, size_t d
     rd_status st = RD_OK;
     {
         // Values over 4 KiB stay in the file (DCMTK reads them only when asked): parsing
-        // costs memory for the attributes, not for the pixel data.
+        // costs memory for the attributes, not for the pixel data. Every length is checked
+        // against the data before DCMTK allocates it (pacs/dcm_load.h).
         DcmFileFormat ff;
-        OFCondition cond = ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096, ERM_fileOnly);
+        E_TransferSyntax file_xfer = EXS_Unknown;
+        unsigned long long data_size = 0;
+        st = rd__dcm_load_file(ff, path, true, 4096, &file_xfer, &data_size, err);
         DcmDataset *ds = ff.getDataset();
-        if (cond.bad()) {
-            st = rd_error_set(err, RD_E_DICOM, "the dataset cannot be parsed: %s", cond.text());
+        if (st != RD_OK) {
+            rd_error_prefix(err, st, "the dataset cannot be parsed");
         } else {
             static const char *const names[4] = {"SOP Class UID", "SOP Instance UID",
                                                  "Study Instance UID", "Series Instance UID"};

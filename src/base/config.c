@@ -161,7 +161,7 @@ static const cfg_key cfg_keys[] = {
     {"server.max_pending_per_peer", CFG_INT, OFF(server_max_pending_per_peer), 1, 1024, "4", NULL,
      "connections of one IP address whose association request is still being read; more are "
      "closed at once"},
-    {"server.max_inflated_mb", CFG_INT, OFF(server_max_inflated_mb), 1, 2047, "256", NULL,
+    {"server.max_inflated_mb", CFG_INT, OFF(server_max_inflated_mb), 1, 256, "256", NULL,
      "a deflated dataset that inflates to more MiB is refused (0xA700)"},
     {"server.max_inflate_ratio", CFG_INT, OFF(server_max_inflate_ratio), 1, 100000, "200", NULL,
      "a deflated dataset inflating to over 16 MiB and more than this many times its size is "
