@@ -1848,6 +1848,19 @@ nomem:
     return rd_error_set(err, RD_E_NOMEM, "out of memory");
 }
 
+// The boundary of the C API: no exception leaves it. `f` returns an rd_status; a
+// bad_alloc is RD_E_NOMEM, anything else RD_E_INTERNAL naming `what` was being done.
+template <class F> rd_status guarded(rd_error *err, const char *what, F &&f)
+{
+    try {
+        return f();
+    } catch (const std::bad_alloc &) {
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
+    } catch (...) {
+        return rd_error_set(err, RD_E_INTERNAL, "unexpected exception %s", what);
+    }
+}
+
 } // namespace
 
 extern "C" {
@@ -1867,25 +1880,14 @@ void rd_sr_sign_params_init(rd_sr_sign_params *p)
 rd_status rd_sr_write_draft(const rd_sr_params *p, const char *out_path, rd_sr_result *res,
                             rd_error *err)
 {
-    try {
-        return draft_impl(p, out_path, res, err);
-    } catch (const std::bad_alloc &) {
-        return rd_error_set(err, RD_E_NOMEM, "out of memory");
-    } catch (...) {
-        return rd_error_set(err, RD_E_INTERNAL, "unexpected exception writing an SR");
-    }
+    return guarded(err, "writing an SR", [&] { return draft_impl(p, out_path, res, err); });
 }
 
 rd_status rd_sr_write_signed(const char *draft_path, const rd_sr_sign_params *p,
                              const char *out_path, rd_sr_result *res, rd_error *err)
 {
-    try {
-        return signed_impl(draft_path, p, out_path, res, err);
-    } catch (const std::bad_alloc &) {
-        return rd_error_set(err, RD_E_NOMEM, "out of memory");
-    } catch (...) {
-        return rd_error_set(err, RD_E_INTERNAL, "unexpected exception signing an SR");
-    }
+    return guarded(err, "signing an SR",
+                   [&] { return signed_impl(draft_path, p, out_path, res, err); });
 }
 
 rd_status rd_sr_read(const char *path, const rd_sr_codes *codes, rd_sr_info *info, rd_error *err)
@@ -1918,25 +1920,14 @@ void rd_sr_air_sign_params_init(rd_sr_air_sign_params *p)
 rd_status rd_sr_write_air(const rd_sr_air_params *p, const char *out_path, rd_sr_result *res,
                           rd_error *err)
 {
-    try {
-        return air_impl(p, out_path, res, err);
-    } catch (const std::bad_alloc &) {
-        return rd_error_set(err, RD_E_NOMEM, "out of memory");
-    } catch (...) {
-        return rd_error_set(err, RD_E_INTERNAL, "unexpected exception writing an AIR SR");
-    }
+    return guarded(err, "writing an AIR SR", [&] { return air_impl(p, out_path, res, err); });
 }
 
 rd_status rd_sr_write_air_signed(const char *air_path, const rd_sr_air_sign_params *p,
                                  const char *out_path, rd_sr_result *res, rd_error *err)
 {
-    try {
-        return air_signed_impl(air_path, p, out_path, res, err);
-    } catch (const std::bad_alloc &) {
-        return rd_error_set(err, RD_E_NOMEM, "out of memory");
-    } catch (...) {
-        return rd_error_set(err, RD_E_INTERNAL, "unexpected exception signing an AIR SR");
-    }
+    return guarded(err, "signing an AIR SR",
+                   [&] { return air_signed_impl(air_path, p, out_path, res, err); });
 }
 
 rd_status rd_sr_air_device_uid(const char *model_name, const char *model_version,
