@@ -11,7 +11,8 @@
 # refused, and a check that every acknowledged instance is in the store.
 set -u
 RADRAFT=$(readlink -f "$1")
-DATA=$2
+DATA=$(readlink -f "$2") # the script works in WORKDIR: a relative path would miss
+[ -f "$DATA/dicom/codecs/CT-MONO2-16-ankle-implicit.dcm" ] || { echo "bench_soak: no sample under $2" >&2; exit 1; }
 SECS=${3:-600}
 WORK=${4:-/tmp/radraft-soak.$$}
 HERE=$(cd "$(dirname "$0")/../integration" && pwd)
@@ -72,11 +73,7 @@ print("%-12s %6d acknowledged %4d failed  %6.1f inst/s  p50 %6.1f ms  p99 %6.1f 
 EOF
 }
 
-echo "== $BASE s: 8 senders alone"
 phase alone $BASE
-summary alone $BASE | tee alone.txt
-
-echo "== $SECS s: 8 senders, a slowloris (4 dripping connections) and deflate bombs of 1 GiB"
 END=$(($(date +%s) + SECS))
 (while [ "$(date +%s)" -lt $END ]; do
     $PY "$HERE/slow_client.py" 127.0.0.1 $PORT 127.0.0.2 4 drip 30 >>slow.out 2>&1
@@ -94,22 +91,33 @@ PIDS="$PIDS $SLOW $BOMB"
 done) &
 phase attack $SECS
 wait $SLOW $BOMB 2>/dev/null
-summary attack $SECS | tee attack.txt
-
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)
 rss_max=$(sort -n rss.txt | tail -1)
 kill -TERM $SERVER && wait $SERVER 2>/dev/null
+
+# The work was done, before anything is reported: every instance acknowledged is in the
+# store, and the attackers really attacked.
+acked=$(cat alone.s* attack.s* | awk '$1 == "ok" {print $3}' | sort -u)
+missing=0
+for f in $acked; do
+    sop=$(dcmdump -q +P 0008,0018 "$f" | sed -e 's/.*\[\(.*\)\].*/\1/')
+    [ -n "$(find rd/store -name "$sop.dcm" | head -1)" ] || missing=$((missing + 1))
+done
+n_acked=$(echo "$acked" | wc -w)
+if [ "$n_acked" = 0 ] || [ $missing != 0 ] || ! grep -q '^closed' slow.out || ! grep -q status bomb.out; then
+    echo "bench_soak: the run did not do its work: $n_acked instances acknowledged, $missing of" \
+        "them missing from the store, $(grep -c '^closed' slow.out) slow connections cut," \
+        "$(grep -c status bomb.out) bombs answered" >&2
+    exit 1
+fi
+
+echo "== $BASE s: 8 senders alone; then $SECS s beside a slowloris (4 dripping connections) and 1 GiB deflate bombs"
+summary alone $BASE | tee alone.txt
+summary attack $SECS | tee attack.txt
 rate() { awk '{for (i = 1; i <= NF; i++) if ($i == "inst/s") print $(i - 1)}' $1; }
 echo "ratio: $(echo "scale=2; $(rate attack.txt) / $(rate alone.txt)" | bc) of the throughput alone, under attack"
 echo "server peak RSS: $((hwm / 1024)) MiB (highest sample while attacked: $((${rss_max:-0} / 1024)) MiB)"
 echo "bombs: $(grep -c 'status 0xa700' bomb.out) refused with 0xA700, $(grep -c 'status 0x0000' bomb.out) accepted, $(grep -vc status bomb.out) other outcomes"
 echo "slowloris connections cut: $(grep -c '^closed' slow.out)"
 echo "rejected associations: $(grep -c 'rejected an association' serve.log); connections closed before their request: $(grep -c 'closed the connection from' serve.log) logged"
-# The work was done: every instance acknowledged is in the store.
-acked=$(cat alone.all attack.all | awk '$1 == "ok" {print $3}' | sort -u)
-missing=0
-for f in $acked; do
-    sop=$(dcmdump -q +P 0008,0018 "$f" | sed -e 's/.*\[\(.*\)\].*/\1/')
-    [ -n "$(find rd/store -name "$sop.dcm" | head -1)" ] || missing=$((missing + 1))
-done
-echo "acknowledged distinct instances: $(echo "$acked" | wc -w), missing from the store: $missing"
+echo "acknowledged distinct instances: $n_acked, all of them in the store"
