@@ -1763,6 +1763,11 @@ rd_status read_impl(const char *path, const rd_sr_codes *codes, rd_sr_info *info
     put(info->study_uid, sizeof info->study_uid, get_str(ds, DCM_StudyInstanceUID));
     put(info->patient_name, sizeof info->patient_name, get_str(ds, DCM_PatientName));
     put(info->patient_id, sizeof info->patient_id, get_str(ds, DCM_PatientID));
+    put(info->accession_number, sizeof info->accession_number, get_str(ds, DCM_AccessionNumber));
+    put(info->study_date, sizeof info->study_date, get_str(ds, DCM_StudyDate));
+    put(info->study_time, sizeof info->study_time, get_str(ds, DCM_StudyTime));
+    put(info->timezone_offset, sizeof info->timezone_offset,
+        get_str(ds, DCM_TimezoneOffsetFromUTC));
     const char *s = DSRTypes::completionFlagToEnumeratedValue(doc.getCompletionFlag());
     put(info->completion_flag, sizeof info->completion_flag, s ? s : "");
     s = DSRTypes::verificationFlagToEnumeratedValue(doc.getVerificationFlag());

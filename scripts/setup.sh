@@ -12,6 +12,7 @@ want_tests=0
 
 pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk libpng-dev libopenblas-dev
       libcjson-dev libsqlite3-dev sqlite3 libopenjp2-7-dev libsodium-dev libmicrohttpd-dev zlib1g-dev
+      libssl-dev
       python3)
 if [ "$want_tests" = 1 ]; then
     pkgs+=(dicom3tools strace python3-numpy python3-torch orthanc curl openssl clang-format chromium
@@ -50,9 +51,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # playwright-core drives the system's Chromium (it downloads no browser); it is pinned by
-# tests/browser/package-lock.json and lives in tests/browser/node_modules, which git ignores.
+# tests/browser/package-lock.json and lives in tests/browser/node_modules, which git ignores
+# (as tests/fhir/node_modules).
 if [ "$want_tests" = 1 ]; then
     (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    # The FHIR Bundles' validator (HL7's R4 StructureDefinitions through @medplum/core),
+    # pinned by tests/fhir/package-lock.json.
+    (cd tests/fhir && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)

@@ -60,6 +60,12 @@ typedef struct rd_config {
     int outbox_retry_initial_seconds;
     int outbox_retry_max_seconds;
     int outbox_retry_max_attempts;
+    /* FHIR output (include/radraft/fhir.h) */
+    int fhir_enabled;
+    char fhir_endpoint[256];
+    char fhir_ca_certificates[RD_CONFIG_STR_MAX];
+    char fhir_bearer_token_file[RD_CONFIG_STR_MAX];
+    int fhir_timeout_seconds;
     /* labeler and generator data files */
     char labeler_phrases[RD_CONFIG_STR_MAX];
     char labeler_speculative[16];

@@ -170,6 +170,7 @@ typedef struct rd_pipeline_draft {
     rd_sr_result sr;
     char air_sr_path[1024]; /* the AI Results SR beside it (sr.air), "" when none */
     rd_sr_result air_sr;
+    char fhir_path[1024]; /* the FHIR Bundle beside it (fhir.enabled), "" when none */
     double ms_read, ms_decode, ms_embed, ms_retrieve, ms_generate, ms_write;
 } rd_pipeline_draft;
 
@@ -216,6 +217,15 @@ rd_status rd_pipeline_write_air_sr(const char *const *sources, int n_sources,
  * then "-air-sr.dcm" ("x-draft-sr.dcm" -> "x-draft-air-sr.dcm", "a.dcm" -> "a-air-sr.dcm").
  * RD_E_INVALID when it does not fit `size`. */
 rd_status rd_pipeline_air_sr_path(const char *sr_path, char *out, size_t size, rd_error *err);
+
+/* The FHIR Bundle of a draft (radraft/fhir.h) whose text SR is `sr_path`: per finding its
+ * state in `draft`, its probability in `scores` and the thresholds `th`, the report's
+ * lifecycle named by `report_key`, written to `path` atomically. */
+rd_status rd_pipeline_write_fhir(const char *sr_path, const char *report_key, const rd_draft *draft,
+                                 const double scores[RD_FINDING_N_ABNORMAL],
+                                 const rd_thresholds *th, const char *model_name,
+                                 const char *model_version, const rd_sr_codes *codes,
+                                 const char *path, rd_error *err);
 
 /* The heat maps of a drafted study: for each item of d->draft that names a side, the
  * rd_localize_heatmap of its finding's map at the frontal image's size (the longest side cut

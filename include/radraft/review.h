@@ -193,8 +193,9 @@ typedef struct rd_review_signed {
     /* The signed AI Results SR (sr.air, an item drafted with one): "" when none. */
     char air_sr_path[1024];
     char air_sr_sop_instance_uid[RD_UID_SIZE];
-    int destinations; /* outbox deliveries queued */
-    int archived;     /* the study became (or replaced) its archive entry */
+    char fhir_path[1200]; /* the signed FHIR Bundle (fhir.enabled): "" when none */
+    int destinations;     /* DICOM destinations the SRs are queued for */
+    int archived;         /* the study became (or replaced) its archive entry */
 } rd_review_signed;
 
 /* Signs a claimed item (`amend` NULL), or amends a signed one with `amend`'s changes: writes

@@ -374,6 +374,10 @@ typedef struct rd_sr_info {
     char study_uid[RD_UID_SIZE];
     char patient_name[256]; /* UTF-8 */
     char patient_id[72];
+    char accession_number[72];
+    char study_date[16];        /* DA, "" when absent */
+    char study_time[32];        /* TM, "" when absent */
+    char timezone_offset[8];    /* Timezone Offset From UTC ("+0100"), "" when absent */
     char completion_flag[16];   /* "PARTIAL" / "COMPLETE" */
     char verification_flag[16]; /* "UNVERIFIED" / "VERIFIED" */
     char preliminary_flag[16];  /* "PRELIMINARY" / "FINAL" / "" */

@@ -400,6 +400,10 @@ typedef struct rd_store_review {
     /* The draft's AI Results SR, queued with the text SR; NULL: none (sr.air off). */
     const char *air_sr_path;
     const char *air_sr_sop_instance_uid;
+    /* The draft's FHIR Bundle and the FHIR server it goes to (queued with the SRs); either
+     * NULL or "": none queued. */
+    const char *fhir_path;
+    const char *fhir_destination;
     const char *frontal_sop_instance_uid;
     const char *model_version;
     const char *findings_text;
@@ -421,7 +425,8 @@ typedef struct rd_store_review {
 } rd_store_review;
 
 /* Adds a review item in state 'draft', marks its study version drafted, queues the SR (and
- * the AI Results SR, when there is one) for every destination and marks the study's earlier items
+ * the AI Results SR, when there is one) for every destination and the FHIR Bundle for its
+ * FHIR server, and marks the study's earlier items
  * still waiting (draft, in_review) superseded by it, in one transaction. A study version that
  * already has its item changes nothing: *added (may be NULL) is then 0, and *review_id (may be
  * NULL) names the existing item. */
@@ -521,6 +526,9 @@ typedef struct rd_store_signature {
     /* The signed AI Results SR, queued with the signed SR; NULL: none. */
     const char *air_sr_path;
     const char *air_sr_sop_instance_uid;
+    /* The signed FHIR Bundle and its FHIR server, as in rd_store_review. */
+    const char *fhir_path;
+    const char *fhir_destination;
     const char *findings_text;
     const char *impression_text;
     const char *final_states; /* JSON {finding: state} */

@@ -191,6 +191,20 @@ static const cfg_key cfg_keys[] = {
      NULL, "delay before the first retry of a failed delivery; doubled at each retry"},
     {"outbox.retry_max_seconds", CFG_INT, OFF(outbox_retry_max_seconds), 1, 604800, "600", NULL,
      "longest delay between two attempts of a delivery"},
+    {"fhir.enabled", CFG_BOOL, OFF(fhir_enabled), 0, 1, "true", NULL,
+     "write a FHIR R4 transaction Bundle (a DiagnosticReport and one Observation per finding) "
+     "beside each draft and signed text report"},
+    {"fhir.endpoint", CFG_STRING, OFF(fhir_endpoint), 0, 255, "", NULL,
+     "base URL of a FHIR R4 server (http:// or https://) that each Bundle is POSTed to through "
+     "the outbox, with its retries; empty: written only"},
+    {"fhir.ca_certificates", CFG_STRING, OFF(fhir_ca_certificates), 0, 1000, "", NULL,
+     "PEM file of the CAs an https FHIR server's certificate must chain to (empty: the system "
+     "store /etc/ssl/certs); its host name is checked too"},
+    {"fhir.bearer_token_file", CFG_STRING, OFF(fhir_bearer_token_file), 0, 1000, "", NULL,
+     "file whose first line is sent to the FHIR server as \"Authorization: Bearer <token>\"; "
+     "empty: no Authorization header"},
+    {"fhir.timeout_seconds", CFG_INT, OFF(fhir_timeout_seconds), 1, 3600, "30", NULL,
+     "longest a POST to the FHIR server may take, connecting included"},
     {"outbox.retry_max_attempts", CFG_INT, OFF(outbox_retry_max_attempts), 0, 1000000, "150", NULL,
      "attempts before a delivery is given up as failed (150: about a day with the default "
      "backoff); 0 retries forever"},

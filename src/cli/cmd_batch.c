@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "radraft/batch.h"
+#include "radraft/fhir.h"
 #include "radraft/log.h"
 #include "radraft/pipeline.h"
 
@@ -25,8 +26,9 @@ static const char help[] =
     "is recorded as a failed job with its error in the database (as serve records one) and\n"
     "is tried again by the next run. Exit status 1 when a study failed.\n\n"
     "  --out DIR           where SRs are written (default DATA/sr)\n"
-    "  --send              also queue every SR for outbox.destinations (radraft serve on the\n"
-    "                      same data directory delivers them)\n"
+    "  --send              also queue every SR for outbox.destinations and every FHIR Bundle\n"
+    "                      for fhir.endpoint (radraft serve on the same data directory\n"
+    "                      delivers them)\n"
     "  --data-dir D        data directory (server.data_dir, default ./radraft-data)\n"
     "  --model MODEL       encoder model (encoder.model)\n"
     "  --workers N         parallel studies (pipeline.workers)\n" RD_CLI_COMMON_HELP;
@@ -139,8 +141,13 @@ int rd_cmd_batch(int argc, char **argv)
     if (rd_cli_set_options(&cli, settings, RD_CLI_COUNT(settings)) != RD_EXIT_OK)
         return RD_EXIT_USAGE;
     rc = RD_EXIT_FAIL; /* what `goto out` returns from here on */
-    if (send && cli.cfg.outbox_destinations.count == 0) {
-        rd_cli_error(&cli, "--send: no destination (set outbox.destinations)");
+    if (send && cli.cfg.outbox_destinations.count == 0 && !cli.cfg.fhir_endpoint[0]) {
+        rd_cli_error(&cli, "--send: no destination (set outbox.destinations or fhir.endpoint)");
+        return RD_EXIT_USAGE;
+    }
+    if (send && cli.cfg.fhir_endpoint[0] &&
+        rd_fhir_endpoint_check(cli.cfg.fhir_endpoint, &err) != RD_OK) {
+        rd_cli_error(&cli, "fhir.endpoint: %s", rd_error_message(&err));
         return RD_EXIT_USAGE;
     }
 

@@ -426,16 +426,20 @@ static int cmd_change(queue_args *a, rd_store *s)
             } else {
                 cJSON_AddNullToObject(o, "air_sr");
             }
+            if (sg.fhir_path[0])
+                cJSON_AddStringToObject(o, "fhir", sg.fhir_path);
+            else
+                cJSON_AddNullToObject(o, "fhir");
         }
         rc = print_json(o) == 0 ? RD_EXIT_OK : RD_EXIT_FAIL;
         cJSON_Delete(o);
         return rc;
     }
     if (sg.version)
-        printf("item %lld signed (version %d): %s%s%s, to %d destination%s%s\n", (long long)a->id,
-               sg.version, sg.sr_path, sg.air_sr_path[0] ? " and " : "", sg.air_sr_path,
-               sg.destinations, sg.destinations == 1 ? "" : "s",
-               sg.archived ? ", added to the archive" : "");
+        printf("item %lld signed (version %d): %s%s%s%s%s, to %d destination%s%s\n",
+               (long long)a->id, sg.version, sg.sr_path, sg.air_sr_path[0] ? " and " : "",
+               sg.air_sr_path, sg.fhir_path[0] ? ", FHIR " : "", sg.fhir_path, sg.destinations,
+               sg.destinations == 1 ? "" : "s", sg.archived ? ", added to the archive" : "");
     else
         printf("item %lld: %s done\n", (long long)a->id, verb);
     return RD_EXIT_OK;

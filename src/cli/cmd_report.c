@@ -9,6 +9,7 @@
 
 #include "radraft/codes.h"
 #include "radraft/dicom.h"
+#include "radraft/fhir.h"
 #include "radraft/findings.h"
 #include "radraft/generator.h"
 #include "radraft/image.h"
@@ -35,7 +36,8 @@ static const char report_help[] =
     "review item, no outbox delivery.\n\n"
     "  -o, --output FILE      the SR to write (default: ./<StudyInstanceUID>-draft-sr.dcm);\n"
     "                         with sr.air (the default) the AI Results SR goes beside it, as\n"
-    "                         FILE less its .dcm and -sr, then -air-sr.dcm\n"
+    "                         FILE less its .dcm and -sr, then -air-sr.dcm, and with\n"
+    "                         fhir.enabled (the default) the FHIR Bundle, ...-fhir.json\n"
     "  --model M              encoder model folder or model.json (encoder.model)\n"
     "  --data-dir D           whose radraft.db holds the archive (server.data_dir); with\n"
     "                         archive.load_seed, the model's seed archive is loaded into it\n"
@@ -54,7 +56,8 @@ static const char report_help[] =
     "                         score and neighbours' vote (and, for a finding the text places,\n"
     "                         its side, zone and heat map), the neighbours, the model version\n"
     "                         and the paths and UIDs of the SR and the AI Results SR (air_sr)\n"
-    "                         as one JSON object\n" RD_CLI_COMMON_HELP;
+    "                         and the FHIR Bundle's path (fhir) as one JSON "
+    "object\n" RD_CLI_COMMON_HELP;
 
 static const char sign_help[] =
     "usage: radraft sign [OPTIONS] DRAFT.dcm --verifier NAME --organization ORG\n"
@@ -215,6 +218,13 @@ static rd_status draft_from_scores(rd_cli *cli, char **files, int n, const rd_di
             &codes, d->air_sr_path, &d->air_sr, err);
     if (st != RD_OK)
         d->air_sr_path[0] = '\0';
+    /* The Bundle of this one SR: its own lifecycle, named by the SR. */
+    if (st == RD_OK && cli->cfg.fhir_enabled &&
+        ((st = rd_fhir_path(out_path, d->fhir_path, sizeof d->fhir_path, err)) != RD_OK ||
+         (st = rd_pipeline_write_fhir(out_path, d->sr.sop_instance_uid, &d->draft, scores, &th,
+                                      d->model_name, d->model_version, &codes, d->fhir_path,
+                                      err)) != RD_OK))
+        d->fhir_path[0] = '\0';
 out:
     rd_generator_free(gen);
     return st;
@@ -350,6 +360,10 @@ static int print_report_json(char **files, int n, const rd_pipeline_draft *d, in
         add_result(obj, "air_sr", d->air_sr_path, &d->air_sr);
     else
         cJSON_AddNullToObject(obj, "air_sr");
+    if (d->fhir_path[0])
+        cJSON_AddStringToObject(obj, "fhir", d->fhir_path);
+    else
+        cJSON_AddNullToObject(obj, "fhir");
     rc = print_json(obj);
 out:
     cJSON_Delete(obj);
@@ -494,8 +508,9 @@ int rd_cmd_report(int argc, char **argv)
         goto out;
     }
     if (!json) {
-        printf("%s\n%s%s\nFINDINGS:\n%s\n\nIMPRESSION:\n%s\n", d.sr_path, d.air_sr_path,
-               d.air_sr_path[0] ? "\n" : "", d.draft.findings_text, d.draft.impression_text);
+        printf("%s\n%s%s%s%s\nFINDINGS:\n%s\n\nIMPRESSION:\n%s\n", d.sr_path, d.air_sr_path,
+               d.air_sr_path[0] ? "\n" : "", d.fhir_path, d.fhir_path[0] ? "\n" : "",
+               d.draft.findings_text, d.draft.impression_text);
         rc = RD_EXIT_OK;
         goto out;
     }

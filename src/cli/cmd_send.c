@@ -4,19 +4,24 @@
 #include <string.h>
 
 #include "cli.h"
+#include "radraft/fhir.h"
 #include "radraft/log.h"
 #include "radraft/net.h"
 #include "radraft/store.h"
 
 static const char send_help[] =
     "usage: radraft send FILE... --to AE@host:port [OPTIONS]\n"
+    "       radraft send BUNDLE.json... --to http[s]://host[:port]/path [OPTIONS]\n"
     "Sends DICOM files with C-STORE over one association, each in its own transfer syntax\n"
     "(no transcoding). Exits 0 only when the peer confirmed every file.\n"
+    "To a FHIR server (an http:// or https:// base URL), the files are FHIR Bundles\n"
+    "(radraft's -fhir.json files), each POSTed in turn (fhir.* keys: timeout, CA file,\n"
+    "bearer token); exits 0 only when the server accepted every one.\n"
     "With --queue the files are put in the outbox of the data directory instead, for\n"
     "`radraft serve` to deliver with retries (to --to, or to every outbox.destinations).\n"
     "A destination ending +tls uses DICOM TLS, one ending +plain plain TCP; others follow\n"
     "outbox.tls.\n\n"
-    "  --to AE@host:port   the destination (repeatable with --queue)\n"
+    "  --to DESTINATION    AE@host:port or a FHIR base URL (repeatable with --queue)\n"
     "  --queue             queue in the outbox instead of sending now\n"
     "  --data-dir D        data directory of the outbox (server.data_dir)\n"
     "  --calling-ae T      calling AE title (default server.ae_title)\n" RD_CLI_COMMON_HELP;
@@ -26,6 +31,24 @@ static const char echo_help[] =
     "Sends a C-ECHO (verification) to a DICOM peer; exits 0 when it answers success.\n"
     "AE@host:port+tls uses DICOM TLS, +plain plain TCP; without a suffix outbox.tls decides.\n\n"
     "  --calling-ae T      calling AE title (default server.ae_title)\n" RD_CLI_COMMON_HELP;
+
+/* Each Bundle POSTed to the FHIR server `url` in turn. */
+static int post_bundles(rd_cli *cli, const char *url, char **files, int n)
+{
+    rd_fhir_client client = {.timeout_s = cli->cfg.fhir_timeout_seconds,
+                             .ca_file = cli->cfg.fhir_ca_certificates,
+                             .bearer_file = cli->cfg.fhir_bearer_token_file};
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        rd_error err;
+        if (rd_fhir_post(url, files[i], &client, NULL, &err) == RD_OK)
+            ok++;
+        else
+            rd_cli_error(cli, "%s: %s", files[i], rd_error_message(&err));
+    }
+    fprintf(stderr, "radraft send: %d of %d Bundle(s) accepted by %s\n", ok, n, url);
+    return ok == n ? RD_EXIT_OK : RD_EXIT_FAIL;
+}
 
 int rd_cmd_send(int argc, char **argv)
 {
@@ -79,12 +102,13 @@ int rd_cmd_send(int argc, char **argv)
             to[n_to++] = cli.cfg.outbox_destinations.items[i];
     if (n_to == 0 || (!queue && n_to > 1)) {
         rd_cli_error(&cli, queue ? "no destination (--to or outbox.destinations)"
-                                 : "exactly one --to AE@host:port is needed");
+                                 : "exactly one --to AE@host:port (or FHIR URL) is needed");
         return RD_EXIT_USAGE;
     }
     for (int i = 0; i < n_to; i++) {
         rd_net_peer peer;
-        if (rd_net_peer_parse(to[i], &peer, &err) != RD_OK) {
+        if (rd_fhir_is_endpoint(to[i]) ? rd_fhir_endpoint_check(to[i], &err) != RD_OK
+                                       : rd_net_peer_parse(to[i], &peer, &err) != RD_OK) {
             rd_cli_error(&cli, "%s", rd_error_message(&err));
             return RD_EXIT_USAGE;
         }
@@ -114,6 +138,8 @@ int rd_cmd_send(int argc, char **argv)
         return rc;
     }
 
+    if (rd_fhir_is_endpoint(to[0]))
+        return post_bundles(&cli, to[0], argv + optind, argc - optind);
     {
         rd_net_peer peer;
         rd_net_scu_options scu;

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "radraft/fhir.h"
 #include "radraft/log.h"
 #include "radraft/net.h"
 #include "radraft/serve.h"
@@ -101,6 +102,10 @@ int rd_cmd_serve(int argc, char **argv)
             rd_cli_error(&cli, "destination: %s", rd_error_message(&err));
             return RD_EXIT_USAGE;
         }
+    }
+    if (cli.cfg.fhir_endpoint[0] && rd_fhir_endpoint_check(cli.cfg.fhir_endpoint, &err) != RD_OK) {
+        rd_cli_error(&cli, "fhir.endpoint: %s", rd_error_message(&err));
+        return RD_EXIT_USAGE;
     }
 
     memset(&sa, 0, sizeof sa);

@@ -1,4 +1,5 @@
-/* radraft — the outbox: delivers the SRs the pipeline queued to their destinations.
+/* radraft — the outbox: delivers the SRs the pipeline queued to their DICOM destinations,
+ * and the FHIR Bundles to the FHIR server.
  *
  * Each due delivery goes in an association of its own, so that one destination that is
  * down delays only its own files; the store keeps every delivery's state and backoff
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "pipeline/pipeline_int.h"
+#include "radraft/fhir.h"
 #include "radraft/log.h"
 #include "radraft/serve.h"
 
@@ -21,6 +23,27 @@ struct rd_outbox {
     rd_net_scu_options scu;
 };
 
+/* One attempt: a FHIR Bundle POSTed to its server, an SR sent to its DICOM peer.
+ * *permanent: the server refused the content itself (a 4xx other than 408 and 429), which
+ * no retry changes; the delivery is then failed at once. */
+static rd_status deliver(const rd_config *cfg, const rd_net_scu_options *scu,
+                         const rd_store_delivery *d, int *permanent, rd_error *err)
+{
+    if (rd_fhir_is_endpoint(d->destination)) {
+        rd_fhir_client client = {.timeout_s = cfg->fhir_timeout_seconds,
+                                 .ca_file = cfg->fhir_ca_certificates,
+                                 .bearer_file = cfg->fhir_bearer_token_file};
+        rd_fhir_reply reply;
+        rd_status st = rd_fhir_post(d->destination, d->file, &client, &reply, err);
+        *permanent = st != RD_OK && reply.permanent;
+        return st;
+    }
+    rd_net_peer peer;
+    const char *files[1] = {d->file};
+    rd_status st = rd_net_peer_parse(d->destination, &peer, err);
+    return st == RD_OK ? rd_net_send_files(&peer, scu, files, 1, NULL, err) : st;
+}
+
 rd_status rd_outbox_run_due(rd_store *s, const rd_config *cfg, const rd_net_scu_options *scu,
                             double now, atomic_int *stop, int *attempted, rd_error *err)
 {
@@ -31,12 +54,9 @@ rd_status rd_outbox_run_due(rd_store *s, const rd_config *cfg, const rd_net_scu_
      * (a test's, in the future) and the store's backoff agree. */
     double started = rd_store_now();
     while (!(stop && atomic_load(stop)) && (st = rd_store_outbox_claim(s, now, &d, err)) == RD_OK) {
-        rd_net_peer peer;
         rd_error send_err;
-        const char *files[1] = {d.file};
-        rd_status sst = rd_net_peer_parse(d.destination, &peer, &send_err);
-        if (sst == RD_OK)
-            sst = rd_net_send_files(&peer, scu, files, 1, NULL, &send_err);
+        int permanent = 0;
+        rd_status sst = deliver(cfg, scu, &d, &permanent, &send_err);
         n++;
         if (sst == RD_OK)
             rd_log_info("serve: outbox: %s delivered to %s", d.file, d.destination);
@@ -46,7 +66,8 @@ rd_status rd_outbox_run_due(rd_store *s, const rd_config *cfg, const rd_net_scu_
         if ((st = rd_store_outbox_result(
                  s, d.id, sst == RD_OK ? NULL : rd_error_message(&send_err),
                  now + (rd_store_now() - started), cfg->outbox_retry_initial_seconds,
-                 cfg->outbox_retry_max_seconds, cfg->outbox_retry_max_attempts, err)) != RD_OK)
+                 cfg->outbox_retry_max_seconds, permanent ? 1 : cfg->outbox_retry_max_attempts,
+                 err)) != RD_OK)
             break;
     }
     if (attempted)

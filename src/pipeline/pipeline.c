@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "radraft/encoder.h"
+#include "radraft/fhir.h"
 #include "radraft/findings.h"
 #include "radraft/generator.h"
 #include "radraft/image.h"
@@ -515,6 +516,36 @@ rd_status rd_pipeline_write_air_sr(const char *const *sources, int n_sources,
     return rd_sr_write_air(&ap, path, out, err);
 }
 
+rd_status rd_pipeline_write_fhir(const char *sr_path, const char *report_key, const rd_draft *draft,
+                                 const double scores[RD_FINDING_N_ABNORMAL],
+                                 const rd_thresholds *th, const char *model_name,
+                                 const char *model_version, const rd_sr_codes *codes,
+                                 const char *path, rd_error *err)
+{
+    rd_fhir_params fp;
+    /* The model named as in the AIR SR (cut to 64 characters), so both give one Device UID. */
+    char uid[RD_UID_SIZE], name[160], sr_model[65], sr_version[65];
+    rd_status st;
+    rd_strlcpy(sr_model, model_name, sizeof sr_model);
+    rd_strlcpy(sr_version, model_version, sizeof sr_version);
+    if ((st = rd_sr_air_device_uid(sr_model, sr_version, uid, err)) != RD_OK)
+        return st;
+    snprintf(name, sizeof name, "radraft %s %s", sr_model, sr_version);
+    rd_fhir_params_init(&fp);
+    fp.sr_path = sr_path;
+    fp.report_key = report_key;
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        fp.findings[f].state = draft->state[f];
+        fp.findings[f].probability = scores[f];
+        fp.findings[f].present_threshold = th->present[f];
+        fp.findings[f].uncertain_threshold = th->uncertain[f];
+    }
+    fp.device_uid = uid;
+    fp.device_name = name;
+    fp.codes = codes;
+    return rd_fhir_write(&fp, path, err);
+}
+
 rd_status rd_pipeline_air_sr_path(const char *sr_path, char *out, size_t size, rd_error *err)
 {
     size_t n = strlen(sr_path);
@@ -960,6 +991,17 @@ static rd_status stage_write(study *s, rd_error *err)
             return rd_error_prefix(err, st, "write: AI results SR");
         }
     }
+    if (p->cfg.fhir_enabled) {
+        char key[RD_UID_SIZE + 80];
+        snprintf(key, sizeof key, "%s/%s", d->study_uid, d->content_version);
+        if ((st = rd_fhir_path(d->sr_path, d->fhir_path, sizeof d->fhir_path, err)) != RD_OK ||
+            (st = rd_pipeline_write_fhir(d->sr_path, key, &d->draft, d->combined, &p->th,
+                                         p->model_name, p->model_version, &p->codes, d->fhir_path,
+                                         err)) != RD_OK) {
+            d->fhir_path[0] = '\0';
+            return rd_error_prefix(err, st, "write: FHIR");
+        }
+    }
     d->outcome = RD_PIPELINE_DRAFTED;
     s->outcome_set = 1;
     return RD_OK;
@@ -1089,6 +1131,8 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
         r.sr_sop_instance_uid = d.sr.sop_instance_uid;
         r.air_sr_path = d.air_sr_path[0] ? d.air_sr_path : NULL;
         r.air_sr_sop_instance_uid = d.air_sr_path[0] ? d.air_sr.sop_instance_uid : NULL;
+        r.fhir_path = d.fhir_path;
+        r.fhir_destination = p->enqueue ? p->cfg.fhir_endpoint : NULL;
         r.frontal_sop_instance_uid = d.frontal_sop_instance_uid;
         r.model_version = d.model_version;
         r.findings_text = d.draft.findings_text;

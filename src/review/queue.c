@@ -17,6 +17,7 @@
 
 #include "review/review_int.h"
 #include "radraft/codes.h"
+#include "radraft/fhir.h"
 #include "radraft/index.h"
 #include "radraft/labeler.h"
 #include "radraft/log.h"
@@ -381,6 +382,53 @@ static rd_status sign_air(const rd_config *cfg, rd_store *s, const rd_store_revi
     return RD_OK;
 }
 
+/* The FHIR Bundle of a signed SR (fhir.enabled): the final states, the model's
+ * probabilities as drafted, the device named as the draft's AI results name it (else as
+ * its text SR does), in the lifecycle of the item's draft. "" in `path` when off. */
+static rd_status sign_fhir(const rd_config *cfg, const rd_store_review_item *it, int amended,
+                           const rd_finding_state *final_states, const rd_sr_codes *codes,
+                           const char *signed_sr, char *path, size_t size, rd_error *err)
+{
+    rd_fhir_params fp;
+    rd_sr_info dev;
+    cJSON *scores;
+    char key[RD_UID_SIZE + RD_SHA256_HEX_SIZE + 2];
+    rd_status st;
+    path[0] = '\0';
+    if (!cfg->fhir_enabled)
+        return RD_OK;
+    if ((st = rd_fhir_path(signed_sr, path, size, err)) != RD_OK ||
+        (st = rd_sr_read(it->air_sr_path[0] ? it->air_sr_path : it->sr_path, NULL, &dev, err)) !=
+            RD_OK) {
+        path[0] = '\0';
+        return rd_error_prefix(err, st, "signed FHIR Bundle");
+    }
+    rd_fhir_params_init(&fp);
+    snprintf(key, sizeof key, "%s/%s", it->study_uid, it->content_version);
+    fp.sr_path = signed_sr;
+    fp.report_key = key;
+    fp.amended = amended;
+    fp.device_uid = dev.device_uid;
+    fp.device_name = dev.device_model_name;
+    fp.codes = codes;
+    scores = it->findings_json ? cJSON_Parse(it->findings_json) : NULL;
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(scores, rd_finding_name((rd_finding)f));
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "score");
+        fp.findings[f].state = final_states[f];
+        if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1)
+            fp.findings[f].probability = v->valuedouble;
+    }
+    cJSON_Delete(scores);
+    st = rd_fhir_write(&fp, path, err);
+    rd_sr_info_free(&dev);
+    if (st != RD_OK) {
+        path[0] = '\0';
+        return rd_error_prefix(err, st, "signed FHIR Bundle");
+    }
+    return RD_OK;
+}
+
 /* The archive entry of a signed study: its draft-time embedding and the signed states. */
 static void archive_row(const rd_store_review_item *it, const rd_finding_state *st,
                         const char *findings, const char *impression, char key[96],
@@ -420,7 +468,7 @@ rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const ch
     rd_audit_event ev;
     const char *dests[RD_CONFIG_LIST_MAX];
     char path[1100], prev_path[1024], prev_uid[RD_UID_SIZE], key[96], states[RD_FINDING_COUNT + 1],
-        detail[64], air_path[1200];
+        detail[64], air_path[1200], fhir_path[1200];
     int version = 0, nd = 0, air = 0;
     size_t nc = 0;
     rd_status st;
@@ -484,7 +532,9 @@ rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const ch
     if ((st = rd_sr_write_signed(amend ? prev_path : it.sr_path, &sp, path, &res, err)) != RD_OK)
         goto out;
     if ((st = sign_air(cfg, s, &it, amend != NULL, r.final_states, u.display_name, &codes, path,
-                       air_path, sizeof air_path, &air_res, &air, err)) != RD_OK)
+                       air_path, sizeof air_path, &air_res, &air, err)) != RD_OK ||
+        (st = sign_fhir(cfg, &it, amend != NULL, r.final_states, &codes, path, fhir_path,
+                        sizeof fhir_path, err)) != RD_OK)
         goto out;
     if (rd__review_after_sr)
         rd__review_after_sr();
@@ -496,6 +546,8 @@ rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const ch
     sig.predecessor_sop_instance_uid = amend ? prev_uid : it.sr_sop_instance_uid;
     sig.air_sr_path = air ? air_path : NULL;
     sig.air_sr_sop_instance_uid = air ? air_res.sop_instance_uid : NULL;
+    sig.fhir_path = fhir_path;
+    sig.fhir_destination = cfg->fhir_endpoint;
     sig.findings_text = r.findings;
     sig.impression_text = r.impression;
     sig.final_states = r.final_json;
@@ -521,6 +573,7 @@ rd_status rd_review_sign(rd_store *s, const rd_config *cfg, int64_t id, const ch
         rd_strlcpy(out->air_sr_sop_instance_uid, air_res.sop_instance_uid,
                    sizeof out->air_sr_sop_instance_uid);
     }
+    rd_strlcpy(out->fhir_path, fhir_path, sizeof out->fhir_path);
     out->destinations = nd;
     out->archived = sig.archive != NULL;
 out:

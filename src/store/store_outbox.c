@@ -1,4 +1,5 @@
-/* radraft — the outbox: deliveries of files (draft and verified SRs) to DICOM destinations.
+/* radraft — the outbox: deliveries of files (draft and verified SRs to DICOM destinations,
+ * FHIR Bundles to a FHIR server).
  * A delivery is queued once per file and destination, claimed when due, and its result
  * recorded: done for good once the peer confirmed it, else retried with exponential
  * backoff until it has failed too often. */
@@ -39,6 +40,11 @@ rd_status rd_store_outbox_add(rd_store *s, const char *file, const char *destina
                            RD__ARGS(RD__TEXT(file), RD__TEXT(destination)), id, NULL, err);
 }
 
+/* Deliveries to a FHIR server go in the order they were queued: a report's signed Bundle
+ * updates the resources its draft's created, so it must not overtake a draft still being
+ * retried. (DICOM deliveries are independent instances and go as they come due.) */
+#define FHIR_ORDERED "(o.destination LIKE 'http://%' OR o.destination LIKE 'https://%')"
+
 rd_status rd_store_outbox_claim(rd_store *s, double now, rd_store_delivery *d, rd_error *err)
 {
     rd__stmt q = RD__STMT_INIT;
@@ -47,8 +53,11 @@ rd_status rd_store_outbox_claim(rd_store *s, double now, rd_store_delivery *d, r
     if ((rc = rd__begin(s, err)) != RD_OK)
         return rc;
     if ((rc = rd__stmt_row(&q, s, "claiming a delivery",
-                           "SELECT id, file, destination, attempts FROM outbox WHERE"
-                           " state='pending' AND next_attempt <= ?1"
+                           "SELECT id, file, destination, attempts FROM outbox o WHERE"
+                           " state='pending' AND next_attempt <= ?1 AND NOT (" FHIR_ORDERED
+                           " AND EXISTS (SELECT 1 FROM outbox e WHERE"
+                           " e.destination=o.destination AND e.id<o.id AND"
+                           " e.state IN ('pending','sending')))"
                            " ORDER BY next_attempt, id LIMIT 1",
                            RD__ARGS(RD__REAL(now)), &row, err)) != RD_OK)
         goto out;

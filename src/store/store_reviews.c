@@ -13,6 +13,12 @@
 #include "radraft/store.h"
 #include "store/store_int.h"
 
+/* A FHIR Bundle is queued when there is one and a server to send it to. */
+static int queue_fhir(const char *path, const char *destination)
+{
+    return path && path[0] && destination && destination[0];
+}
+
 rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
                               const char *const *destinations, int n_destinations,
                               int64_t *review_id, int *added, rd_error *err)
@@ -29,6 +35,9 @@ rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
             (r->air_sr_path &&
              (rc = rd__outbox_check(r->air_sr_path, destinations[i], err)) != RD_OK))
             return rc;
+    if (queue_fhir(r->fhir_path, r->fhir_destination) &&
+        (rc = rd__outbox_check(r->fhir_path, r->fhir_destination, err)) != RD_OK)
+        return rc;
     /* One transaction: the review item, the study version's outcome and the deliveries
      * appear together or not at all, so a crash can neither deliver an SR that has no
      * review item nor leave a draft that is never delivered. */
@@ -86,6 +95,9 @@ rd_status rd_store_review_add(rd_store *s, const rd_store_review *r,
             (r->air_sr_path &&
              (rc = rd__outbox_insert(s, r->air_sr_path, destinations[i], now, err)) != RD_OK))
             goto out;
+    if (queue_fhir(r->fhir_path, r->fhir_destination) &&
+        (rc = rd__outbox_insert(s, r->fhir_path, r->fhir_destination, now, err)) != RD_OK)
+        goto out;
 commit:
     rc = rd__commit(s, err);
 out:
@@ -449,6 +461,9 @@ static rd_status sign_more(rd_store *s, void *vctx, rd_error *err)
             (g->air_sr_path &&
              (st = rd__outbox_insert(s, g->air_sr_path, c->destinations[i], c->now, err)) != RD_OK))
             return st;
+    if (queue_fhir(g->fhir_path, g->fhir_destination) &&
+        (st = rd__outbox_insert(s, g->fhir_path, g->fhir_destination, c->now, err)) != RD_OK)
+        return st;
     if (!g->archive)
         return RD_OK;
     /* The study's signed entry is replaced, not updated in place: a new row id is what
@@ -475,6 +490,9 @@ rd_status rd_store_review_sign(rd_store *s, int64_t id, const char *user, double
             (sig->air_sr_path &&
              (st = rd__outbox_check(sig->air_sr_path, destinations[i], err)) != RD_OK))
             return st;
+    if (queue_fhir(sig->fhir_path, sig->fhir_destination) &&
+        (st = rd__outbox_check(sig->fhir_path, sig->fhir_destination, err)) != RD_OK)
+        return st;
     /* Version 1 needs the user's live claim; an amendment needs a signed item with exactly
      * version - 1 signatures, so that of two amendments at once only one is recorded. */
     return transition(
