@@ -255,7 +255,7 @@ static void count_reason(rd_batch_stats *bs, const char *reason)
     }
 }
 
-static void count_outcome(rd_batch_stats *bs, const rd_pipeline_result *res)
+void rd_batch_stats_count(rd_batch_stats *bs, const rd_pipeline_result *res)
 {
     switch (res->outcome) {
     case RD_PIPELINE_DRAFTED:
@@ -325,7 +325,7 @@ static rd_status batch_finish(void *ctx, rd_pipeline_worker *w, const rd_store_j
         if (st != RD_OK)
             b->stats.failed++;
         else
-            count_outcome(&b->stats, res);
+            rd_batch_stats_count(&b->stats, res);
     }
     pthread_mutex_unlock(&b->mu);
     if (st != RD_OK && retry_delay >= 0)
