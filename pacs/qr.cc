@@ -291,8 +291,11 @@ DcmDataset *study_keys(const char *study_uid)
     return ds;
 }
 
-// The final response of a C-GET or C-MOVE, as statuses and counts.
-rd_status retrieve_outcome(const char *what, const rd_net_peer *peer,
+// The final response of a C-GET or C-MOVE, as statuses and counts: success and warnings
+// are RD_OK; "out of resources" (0xA7xx) may pass, so RD_E_NET (the retry policy tries
+// again); a refused move destination is a configuration error; any other failure (0xA900,
+// 0xCxxx) is final for this run, RD_E_DICOM. `destination`: the C-MOVE's, else NULL.
+rd_status retrieve_outcome(const char *what, const rd_net_peer *peer, const char *destination,
                            OFList<RetrieveResponse *> &responses, rd_qr_retrieve_stats *stats,
                            rd_error *err)
 {
@@ -307,11 +310,18 @@ rd_status retrieve_outcome(const char *what, const rd_net_peer *peer,
         return RD_OK;
     if (s == STATUS_MOVE_Failed_MoveDestinationUnknown)
         return rd_error_set(err, RD_E_CONFIG,
-                            "%s: %s does not know the move destination (status 0xa801): add "
+                            "%s: %s does not know the move destination %s (status 0xa801): add "
                             "radraft's AE title, host and port to the PACS",
-                            what, peer->ae_title);
-    return rd_error_set(err, RD_E_NET, "%s from %s: status 0x%04x (%d completed, %d failed)", what,
-                        peer->ae_title, s, stats->completed, stats->failed);
+                            what, peer->ae_title, destination ? destination : "");
+    char hint[200] = "";
+    if (destination) // PACSs answer an unknown destination with 0xC000 too (Orthanc does)
+        snprintf(hint, sizeof hint,
+                 "; check that %s knows the move destination %s (radraft's AE title, host and "
+                 "port)",
+                 peer->ae_title, destination);
+    return rd_error_set(err, (s & 0xFF00) == 0xA700 ? RD_E_NET : RD_E_DICOM,
+                        "%s from %s: status 0x%04x (%d completed, %d failed)%s", what,
+                        peer->ae_title, s, stats->completed, stats->failed, hint);
 }
 
 } // namespace
@@ -423,7 +433,7 @@ extern "C" rd_status rd_qr_get_study(const rd_net_peer *peer, const rd_net_scu_o
             st = rd_error_set(err, RD_E_NET, "C-GET of study %s from %s: %s", study_uid,
                               peer->ae_title, c.text());
         else
-            st = retrieve_outcome("C-GET", peer, responses, stats, err);
+            st = retrieve_outcome("C-GET", peer, NULL, responses, stats, err);
         if (st == RD_OK && scu.received == 0)
             st = rd_error_set(err, RD_E_NOT_FOUND,
                               "C-GET of study %s from %s: no instance kept "
@@ -478,7 +488,7 @@ extern "C" rd_status rd_qr_move_study(const rd_net_peer *peer, const rd_net_scu_
             st = rd_error_set(err, RD_E_NET, "C-MOVE of study %s from %s: %s", study_uid,
                               peer->ae_title, c.text());
         else
-            st = retrieve_outcome("C-MOVE", peer, responses, stats, err);
+            st = retrieve_outcome("C-MOVE", peer, destination, responses, stats, err);
         for (auto *r : responses)
             delete r;
         disconnect(scu, tls, c.good());

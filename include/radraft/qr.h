@@ -63,16 +63,19 @@ typedef struct rd_qr_retrieve_stats {
 /* C-GET of study `study_uid` into folder `dir` (which must exist): each instance of the
  * study (CR, DX, secondary capture and SR storage classes are negotiated) as its own file
  * "i<n>.dcm", written as received. RD_OK when the PACS ended with success or a warning and
- * at least one instance was kept. Errors: RD_E_NET (association, C-GET failure or failure
- * status, a session that broke off), RD_E_NOT_FOUND (nothing of the study arrived),
- * RD_E_INVALID. `stats` may be NULL. */
+ * at least one instance was kept. Errors: RD_E_NET (no association, a session that broke
+ * off, 0xA7xx), RD_E_DICOM (another failure status), RD_E_NOT_FOUND (nothing of the study
+ * arrived), RD_E_INVALID. `stats` may be NULL. */
 rd_status rd_qr_get_study(const rd_net_peer *peer, const rd_net_scu_options *opts,
                           const char *study_uid, const char *dir, rd_qr_retrieve_stats *stats,
                           rd_error *err);
 
 /* C-MOVE of study `study_uid` to the AE `destination` (radraft's own listener, which the
  * PACS must know by that AE title). RD_OK when the PACS ended with success or a warning.
- * Errors: RD_E_CONFIG (0xA801: the PACS does not know `destination`), RD_E_NET. */
+ * Errors: RD_E_CONFIG (0xA801: the PACS does not know `destination`), RD_E_NET (no
+ * association, a session that broke off, "out of resources" 0xA7xx: worth another try),
+ * RD_E_DICOM (another failure status, e.g. 0xC000, which some PACSs also answer for an
+ * unknown destination: the message says to check it). C-GET's statuses mean the same. */
 rd_status rd_qr_move_study(const rd_net_peer *peer, const rd_net_scu_options *opts,
                            const char *study_uid, const char *destination,
                            rd_qr_retrieve_stats *stats, rd_error *err);

@@ -1,0 +1,182 @@
+#!/bin/bash
+# batch --from-pacs against Orthanc (Debian package orthanc) as the PACS, on loopback. Orthanc
+# holds four chest studies dated January to March 2024, the same chest study type in 2019 and
+# in April 2024 (outside the range asked), and a CT study inside it. Checked:
+#   - C-GET drafts exactly the four chest radiographs in the range, removes what it
+#     retrieved, and a rerun retrieves nothing again;
+#   - C-MOVE to radraft's own listener does the same (with --keep, the files stay), and the
+#     draft SRs sent back to Orthanc land in the source studies;
+#   - date pages with too many matches are split (qr.page_max_matches 1), and a query that
+#     cannot be paged is refused;
+#   - kill -9 in the middle, then a rerun: every study drafted exactly once;
+#   - Orthanc stopped in the middle: the run retries and finishes when it is back;
+#   - an unreachable PACS and a move destination the PACS does not know: clear errors.
+#
+# usage: bash test_qr_orthanc.sh RADRAFT_BINARY SHARED_DATA WORKDIR
+set -u
+RADRAFT=$(readlink -f "$1")
+WORK=$3
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib_ports.sh"
+. "$HERE/lib_wait.sh"
+for tool in Orthanc curl sqlite3 dcmodify dcmdump; do
+    command -v $tool >/dev/null || { echo "FATAL: $tool not installed (bash scripts/setup.sh --test)" >&2; exit 1; }
+done
+FAILS=0
+ORTHANC=
+BATCH=
+HOLDER=
+cleanup() { kill -9 $ORTHANC $BATCH $HOLDER 2>/dev/null; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+pass() { echo "ok: $*"; }
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+api() { curl -s --max-time 20 "http://127.0.0.1:$OR_HTTP$1" "${@:2}"; }
+db() { sqlite3 -cmd ".timeout 10000" "$1/radraft.db" "$2"; }
+tag() { dcmdump +P "$1" "$2" 2>/dev/null | head -1 | sed -e 's/^[^[]*\[//' -e 's/\].*$//'; }
+
+# --- the PACS's content ---
+"$RADRAFT" samples --out s --size 256 >/dev/null || { fail "samples"; exit 1; }
+mkdir -p extra/old extra/ct extra/april
+cp s/RDS0001/*.dcm extra/old/ && cp s/RDS0002/*.dcm extra/ct/ && cp s/RDS0003/*.dcm extra/april/
+# New studies of their own (new UIDs), dated outside the range, or a CT inside it.
+newuid() { python3 -c 'import uuid; print("2.25.%d" % uuid.uuid4().int)'; }
+dcmodify -nb -gse -gin -m StudyInstanceUID=$(newuid) -m StudyDate=20190101 extra/old/*.dcm >/dev/null 2>&1
+dcmodify -nb -gse -gin -m StudyInstanceUID=$(newuid) -m StudyDate=20240210 -m Modality=CT \
+    -m SOPClassUID=1.2.840.10008.5.1.4.1.1.2 extra/ct/*.dcm >/dev/null 2>&1
+dcmodify -nb -gse -gin -m StudyInstanceUID=$(newuid) -m StudyDate=20240415 extra/april/*.dcm >/dev/null 2>&1
+want=$(for d in s/RDS000*; do tag StudyInstanceUID "$(ls $d/*.dcm | head -1)"; done | sort)
+[ "$(echo "$want" | wc -l)" = 4 ] || { fail "four sample studies expected"; exit 1; }
+for d in s/RDS000*; do tag StudyDate "$(ls $d/*.dcm | head -1)"; done | sort | tr '\n' ' ' >dates.txt
+python3 -c "import sys; d=open('dates.txt').read().split(); sys.exit(0 if all('20240101' <= x <= '20240331' for x in d) else 1)" ||
+    { fail "sample dates outside January to March 2024: $(cat dates.txt)"; exit 1; }
+
+# Held for the whole test: Orthanc keeps its ports when it is stopped and started again, and
+# Orthanc's configuration names radraft's listener port before radraft listens.
+rd_hold_ports 3 || { fail "cannot hold ports"; exit 1; }
+HOLDER=$RD_HOLDER
+read OR_HTTP OR_DICOM RD_PORT <<<"$RD_PORTS"
+mkdir -p orthanc-db
+cat >orthanc.json <<EOF
+{ "Name": "qr-test", "StorageDirectory": "$WORK/orthanc-db", "IndexDirectory": "$WORK/orthanc-db",
+  "HttpPort": $OR_HTTP, "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
+  "DicomAet": "ORTHANC", "DicomPort": $OR_DICOM, "DicomCheckCalledAet": false,
+  "Plugins": [], "StorageCompression": false,
+  "DicomModalities": { "radraft": ["RADRAFT", "127.0.0.1", $RD_PORT] } }
+EOF
+start_orthanc() {
+    local off
+    off=$(rd_log_size orthanc.log)
+    Orthanc orthanc.json >>orthanc.log 2>&1 &
+    ORTHANC=$!
+    rd_wait_listening Orthanc $ORTHANC orthanc.log "$off" 60 $OR_DICOM $OR_HTTP || return 1
+    rd_wait_for "Orthanc's REST API" 30 api /system
+}
+start_orthanc || { tail -20 orthanc.log; fail "Orthanc did not start"; exit 1; }
+for f in $(find s extra -name '*.dcm'); do
+    api /instances -X POST --data-binary @"$f" >/dev/null || fail "upload $f"
+done
+[ "$(api /statistics | python3 -c 'import json,sys; print(json.load(sys.stdin)["CountStudies"])')" = 7 ] &&
+    pass "Orthanc holds 7 studies" || fail "Orthanc: $(api /statistics)"
+PACS=ORTHANC@127.0.0.1:$OR_DICOM
+RANGE="--since 20240101 --until 20240331"
+
+drafted_studies() { db "$1" "SELECT study_uid FROM reviews ORDER BY study_uid" | sort; }
+
+# --- C-GET ---
+"$RADRAFT" batch --from-pacs "$PACS" $RANGE --data-dir get >get.log 2>&1 || { fail "batch by C-GET"; tail -20 get.log; }
+[ "$(drafted_studies get)" = "$want" ] && pass "C-GET: exactly the 4 chest radiographs of the range drafted" ||
+    fail "C-GET drafted: $(drafted_studies get | tr '\n' ' ')"
+[ "$(db get "SELECT state, COUNT(*) FROM qr_studies GROUP BY state")" = "drafted|4" ] &&
+    pass "4 studies recorded drafted" || fail "states: $(db get "SELECT state, COUNT(*) FROM qr_studies GROUP BY state")"
+[ -z "$(find get/qr -name '*.dcm' 2>/dev/null)" ] && pass "the retrieved files are removed" ||
+    fail "files left: $(find get/qr -name '*.dcm' | head -3)"
+"$RADRAFT" batch --from-pacs "$PACS" $RANGE --data-dir get >get2.log 2>&1 || fail "rerun"
+grep -q "0 to retrieve" get2.log && grep -q "batch: 0 studies" get2.log &&
+    pass "a rerun retrieves nothing again" || fail "rerun: $(grep -E 'to retrieve|studies in' get2.log)"
+[ "$(db get "SELECT COUNT(*) FROM reviews")" = 4 ] || fail "reviews after the rerun: $(db get "SELECT COUNT(*) FROM reviews")"
+
+# --- pages: one match at most per C-FIND; the range is split down to days ---
+"$RADRAFT" batch --from-pacs "$PACS" $RANGE --data-dir pages --set qr.page_max_matches=1 >pages.log 2>&1 ||
+    { fail "batch with split pages"; tail -5 pages.log; }
+[ "$(drafted_studies pages)" = "$want" ] && pass "pages split to one match each: the same 4 studies" ||
+    fail "split pages drafted: $(drafted_studies pages | tr '\n' ' ')"
+grep -q "asking it in two halves" pages.log || fail "no page was split"
+"$RADRAFT" batch --from-pacs "$PACS" --data-dir nopage --set qr.page_max_matches=1 >nopage.log 2>&1
+[ $? = 1 ] && grep -q "give --since" nopage.log && pass "an unpaged query over the cap is refused" ||
+    fail "unpaged query: $(tail -2 nopage.log)"
+
+# --- C-MOVE to radraft's listener, --keep; then the SRs back to Orthanc ---
+"$RADRAFT" batch --from-pacs "$PACS" $RANGE --data-dir move --keep --set qr.retrieve=move \
+    --set server.port=$RD_PORT >move.log 2>&1 || { fail "batch by C-MOVE"; tail -20 move.log; }
+[ "$(drafted_studies move)" = "$want" ] && pass "C-MOVE: the same 4 studies drafted" ||
+    fail "C-MOVE drafted: $(drafted_studies move | tr '\n' ' ')"
+[ "$(find move/qr -name '*.dcm' | wc -l)" -ge 4 ] && pass "--keep: $(find move/qr -name '*.dcm' | wc -l) files kept" ||
+    fail "--keep kept $(find move/qr -name '*.dcm' | wc -l) files"
+"$RADRAFT" send move/sr/*-draft-sr.dcm --to "$PACS" >sendback.log 2>&1 || fail "sending the SRs to Orthanc"
+sr_in_studies=0
+for st in $want; do
+    n=$(api /tools/find -X POST -d "{\"Level\": \"Series\", \"Query\": {\"StudyInstanceUID\": \"$st\", \"Modality\": \"SR\"}}" |
+        python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+    [ "$n" -ge 1 ] && sr_in_studies=$((sr_in_studies + 1))
+done
+[ $sr_in_studies = 4 ] && pass "Orthanc files each draft SR in its source study" || fail "SRs in $sr_in_studies of 4 studies"
+
+# --- errors: a PACS that is not there, a move destination it does not know ---
+"$RADRAFT" batch --from-pacs "ORTHANC@127.0.0.1:$(rd_free_port)" $RANGE --data-dir down >down.log 2>&1
+[ $? = 1 ] && grep -q "cannot associate" down.log && pass "unreachable PACS: $(grep -m1 'cannot associate' down.log | cut -c1-140)" ||
+    fail "unreachable PACS: $(tail -2 down.log)"
+[ "$(db down "SELECT COUNT(*) FROM qr_studies" 2>/dev/null || echo 0)" = 0 ] || fail "an unreachable PACS left studies recorded"
+"$RADRAFT" batch --from-pacs "$PACS" $RANGE --limit 1 --data-dir nodest --set qr.retrieve=move \
+    --set qr.move_destination=NOBODY --set server.port=$(rd_free_port) >nodest.log 2>&1
+[ $? = 1 ] && grep -qE "(does not know|knows) the move destination NOBODY" nodest.log &&
+    pass "unknown move destination: $(grep -m1 -oE 'status 0x[0-9a-f]+.*move destination NOBODY' nodest.log)" ||
+    fail "unknown move destination: $(tail -3 nodest.log)"
+[ "$(db nodest "SELECT state FROM qr_studies WHERE state<>'queried'")" = failed ] || fail "the refused study is not failed"
+"$RADRAFT" batch --from-pacs "$PACS" --since 2024-01-01 --data-dir bad >bad.log 2>&1
+[ $? = 2 ] && pass "a malformed date is a usage error" || fail "--since 2024-01-01 accepted"
+
+# --- kill -9 in the middle, then a rerun: each study drafted once ---
+"$RADRAFT" batch --from-pacs "$PACS" $RANGE --data-dir kill --set qr.studies_per_minute=40 >kill.log 2>&1 &
+BATCH=$!
+drafted_one() { n=$(db kill "SELECT COUNT(*) FROM qr_studies WHERE state='drafted'" 2>/dev/null); echo "drafted: ${n:-0}"; [ "${n:-0}" -ge 1 ]; }
+rd_wait_for "a first study drafted" 60 drafted_one || fail "kill: $RD_WAIT_SAID"
+if kill -0 $BATCH 2>/dev/null; then
+    kill -9 $BATCH
+    wait $BATCH 2>/dev/null
+    BATCH=
+    before=$(db kill "SELECT COUNT(*) FROM qr_studies WHERE state='drafted'")
+    [ "$before" -lt 4 ] && pass "killed with $before of 4 drafted" || fail "the run had finished before the kill"
+    "$RADRAFT" batch --from-pacs "$PACS" $RANGE --data-dir kill >kill2.log 2>&1 || fail "rerun after kill -9"
+    [ "$(drafted_studies kill)" = "$want" ] &&
+        [ "$(db kill "SELECT COUNT(*) FROM reviews")" = 4 ] && pass "after the rerun: each study drafted once" ||
+        fail "after kill and rerun: $(db kill "SELECT study_uid, COUNT(*) FROM reviews GROUP BY study_uid")"
+else
+    fail "the run finished before it could be killed (studies_per_minute did not slow it)"
+fi
+
+# --- Orthanc stopped in the middle: retried with backoff, then finished ---
+"$RADRAFT" batch --from-pacs "$PACS" $RANGE --data-dir outage --set qr.studies_per_minute=40 \
+    --set pipeline.retry_initial_seconds=1 --set pipeline.retry_max_seconds=2 \
+    --set pipeline.retry_max_attempts=30 >outage.log 2>&1 &
+BATCH=$!
+drafted_out() { n=$(db outage "SELECT COUNT(*) FROM qr_studies WHERE state='drafted'" 2>/dev/null); echo "drafted: ${n:-0}"; [ "${n:-0}" -ge 1 ]; }
+rd_wait_for "a first study drafted" 60 drafted_out || fail "outage: $RD_WAIT_SAID"
+kill $ORTHANC
+wait $ORTHANC 2>/dev/null
+retried() { grep -c "retrying in" outage.log; grep -q "retrying in" outage.log; }
+rd_wait_for "a retry while Orthanc is down" 30 retried && pass "a failed retrieval is retried ($RD_WAIT_SAID retries logged)" ||
+    fail "no retry while Orthanc was down"
+start_orthanc || fail "Orthanc did not restart"
+rd_wait_for "the run to finish" 90 bash -c "! kill -0 $BATCH 2>/dev/null" || fail "the run did not finish"
+wait $BATCH
+rc=$?
+BATCH=
+[ $rc = 0 ] && [ "$(drafted_studies outage)" = "$want" ] && pass "Orthanc back: the run finished with all 4 drafted" ||
+    fail "after the outage: exit $rc, drafted $(drafted_studies outage | wc -l); $(tail -3 outage.log)"
+
+if [ "$FAILS" -gt 0 ]; then
+    echo "$FAILS failure(s)"
+    exit 1
+fi
+echo "all query/retrieve checks passed"
