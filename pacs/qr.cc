@@ -194,22 +194,7 @@ class QrScu : public DcmSCU
             unlink(path);
             return c;
         }
-        struct stat sb;
-        DcmFileFormat ff;
-        E_TransferSyntax xfer = EXS_Unknown;
-        unsigned long long size = 0;
-        rd_error e;
-        bool keep = stat(path, &sb) == 0 &&
-                    static_cast<unsigned long long>(sb.st_size) <= RD_DICOM_MAX_FILE_BYTES;
-        if (keep && rd__dcm_load_file(ff, path, true, 4096, &xfer, &size, &e) != RD_OK)
-            keep = false;
-        if (keep) {
-            DcmDataset *ds = ff.getDataset();
-            std::string study = raw_uid(ds, DCM_StudyInstanceUID);
-            std::string series = raw_uid(ds, DCM_SeriesInstanceUID);
-            std::string sop = raw_uid(ds, DCM_SOPInstanceUID);
-            keep = study == want_study && rd_uid_valid(series.c_str()) && rd_uid_valid(sop.c_str());
-        }
+        bool keep = rd_qr_check_instance(path, want_study.c_str(), NULL) == RD_OK;
         if (keep) {
             received++;
         } else {
@@ -385,6 +370,36 @@ rd_qr_find_studies(const rd_net_peer *peer, const rd_net_scu_options *opts, cons
         return rd_error_set(err, RD_E_NOMEM, "out of memory in C-FIND");
     }
     return st;
+}
+
+extern "C" rd_status rd_qr_check_instance(const char *path, const char *study_uid, rd_error *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return rd_error_set(err, RD_E_NOT_FOUND, "%s: not found", path);
+    if (static_cast<unsigned long long>(sb.st_size) > RD_DICOM_MAX_FILE_BYTES)
+        return rd_error_set(err, RD_E_TOO_LARGE, "%s: over %lld bytes", path,
+                            RD_DICOM_MAX_FILE_BYTES);
+    try {
+        DcmFileFormat ff;
+        E_TransferSyntax xfer = EXS_Unknown;
+        unsigned long long size = 0;
+        rd_status st = rd__dcm_load_file(ff, path, true, 4096, &xfer, &size, err);
+        if (st != RD_OK)
+            return rd_error_prefix(err, st, "%s", path);
+        DcmDataset *ds = ff.getDataset();
+        std::string study = raw_uid(ds, DCM_StudyInstanceUID);
+        if (study != study_uid)
+            return rd_error_set(err, RD_E_INVALID, "%s: of study %.80s, not %s", path,
+                                study.c_str(), study_uid);
+        if (!rd_uid_valid(raw_uid(ds, DCM_SeriesInstanceUID).c_str()) ||
+            !rd_uid_valid(raw_uid(ds, DCM_SOPInstanceUID).c_str()))
+            return rd_error_set(err, RD_E_INVALID, "%s: an invalid series or SOP Instance UID",
+                                path);
+    } catch (const std::bad_alloc &) {
+        return rd_error_set(err, RD_E_NOMEM, "out of memory reading %s", path);
+    }
+    return RD_OK;
 }
 
 extern "C" rd_status rd_qr_get_study(const rd_net_peer *peer, const rd_net_scu_options *opts,

@@ -10,6 +10,7 @@
 #define RADRAFT_BATCH_H
 
 #include "radraft/error.h"
+#include "radraft/http.h"
 #include "radraft/net.h"
 #include "radraft/pipeline.h"
 
@@ -65,7 +66,8 @@ void rd_batch_get_stats(rd_batch *b, rd_batch_stats *out);
  * reason, done before), as every batch source does. */
 void rd_batch_stats_count(rd_batch_stats *bs, const rd_pipeline_result *res);
 
-/* ---- batch --from-pacs: the studies of a PACS as a job source (src/pipeline/qr.c) ----
+/* ---- batch --from-pacs / --from-dicomweb: the studies of a PACS as a job source
+ * (src/pipeline/qr.c) ----
  *
  * The studies are found by C-FIND at STUDY level (radraft/qr.h), in pages of dates when a
  * start date is given (a page with too many matches is split), and recorded in the data
@@ -90,6 +92,12 @@ typedef struct rd_qr_batch_options {
     double studies_per_minute;       /* most retrievals started per minute; 0: no limit */
     int page_days;                   /* days per C-FIND page, >= 1 */
     long page_max_matches;           /* more in one page: split it (one day: an error) */
+    /* DICOMweb instead of DICOM: the studies by QIDO-RS and WADO-RS at this base URL
+     * (`peer` and the C-MOVE options unused), with `http` (its strings copied too) and at
+     * most max_study_bytes per study's reply. NULL: DICOM query/retrieve. */
+    const char *dicomweb_url;
+    rd_http_options http;
+    size_t max_study_bytes;
 } rd_qr_batch_options;
 
 typedef struct rd_qr_batch rd_qr_batch;

@@ -43,6 +43,11 @@ rd_status rd_http_request(const char *method, const char *url, const char *const
                           const rd_http_options *opts, const char *out_path, char **body,
                           size_t max_body, rd_http_reply *reply, rd_error *err);
 
+/* Checks that `url` is http[s]://host[:port][/path] (a name, an IPv4 address or [IPv6]; no
+ * user, query or fragment; printable ASCII) and copies its host to `host` (may be NULL).
+ * Errors: RD_E_INVALID, saying what is wrong. */
+rd_status rd_http_url_check(const char *url, char *host, size_t host_size, rd_error *err);
+
 /* The first line of a file (a token, a password), printable ASCII only, into `out`.
  * Errors: RD_E_NOT_FOUND / RD_E_IO, RD_E_CONFIG (empty, control characters, too long). */
 rd_status rd_http_read_secret(const char *path, char *out, size_t size, rd_error *err);

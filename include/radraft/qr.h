@@ -70,6 +70,12 @@ rd_status rd_qr_get_study(const rd_net_peer *peer, const rd_net_scu_options *opt
                           const char *study_uid, const char *dir, rd_qr_retrieve_stats *stats,
                           rd_error *err);
 
+/* Checks a retrieved file: a DICOM file radraft's bounded loader reads (at most
+ * RD_DICOM_MAX_FILE_BYTES), of study `study_uid`, with valid series and SOP Instance UIDs.
+ * Errors: RD_E_NOT_FOUND, RD_E_TOO_LARGE, RD_E_DICOM / RD_E_CORRUPT (unreadable),
+ * RD_E_INVALID (another study, invalid UIDs). */
+rd_status rd_qr_check_instance(const char *path, const char *study_uid, rd_error *err);
+
 /* C-MOVE of study `study_uid` to the AE `destination` (radraft's own listener, which the
  * PACS must know by that AE title). RD_OK when the PACS ended with success or a warning.
  * Errors: RD_E_CONFIG (0xA801: the PACS does not know `destination`), RD_E_NET (no

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "radraft/batch.h"
 #include "radraft/fhir.h"
+#include "radraft/http.h"
 #include "radraft/log.h"
 #include "radraft/net.h"
 #include "radraft/store.h"
@@ -19,6 +20,7 @@
 static const char help[] =
     "usage: radraft batch [OPTIONS] DIR_OR_FILE...\n"
     "       radraft batch --from-pacs AE@host:port [--since DATE] [--until DATE] [OPTIONS]\n"
+    "       radraft batch --from-dicomweb URL [--since DATE] [--until DATE] [OPTIONS]\n"
     "Drafts every chest radiograph study found under the folders (recursively) with the same\n"
     "pipeline as radraft serve: instances are grouped into studies by Study Instance UID,\n"
     "studies are drafted in parallel (pipeline.workers; default one per core), and each\n"
@@ -34,7 +36,9 @@ static const char help[] =
     "C-MOVE to radraft's listener on server.port (qr.retrieve move; the PACS must know\n"
     "qr.move_destination, default server.ae_title), drafted, and its files removed. What was\n"
     "found and what became of each study is kept in the data directory: a rerun continues,\n"
-    "and a study drafted before is not retrieved again (unless the PACS has new images).\n\n"
+    "and a study drafted before is not retrieved again (unless the PACS has new images).\n"
+    "--from-dicomweb does the same over DICOMweb: QIDO-RS for the studies, WADO-RS for\n"
+    "their instances (dicomweb.* keys: basic or bearer authentication, CAs, timeout).\n\n"
     "  --out DIR           where SRs are written (default DATA/sr)\n"
     "  --send              also queue every SR for outbox.destinations and every FHIR Bundle\n"
     "                      for fhir.endpoint (radraft serve on the same data directory\n"
@@ -43,6 +47,7 @@ static const char help[] =
     "  --model MODEL       encoder model (encoder.model)\n"
     "  --workers N         parallel studies (pipeline.workers)\n"
     "  --from-pacs PEER    query/retrieve from AE@host:port[+tls|+plain] instead of folders\n"
+    "  --from-dicomweb URL the same from a DICOMweb base URL (http[s]://host[:port]/path)\n"
     "  --since DATE        first study date, YYYYMMDD (without it: one C-FIND, no paging)\n"
     "  --until DATE        last study date, YYYYMMDD (default: today)\n"
     "  --modality LIST     Modalities in Study, comma-separated (default CR,DX)\n"
@@ -187,7 +192,8 @@ int rd_cmd_batch(int argc, char **argv)
         OPT_MODALITY,
         OPT_DESCRIPTION,
         OPT_LIMIT,
-        OPT_KEEP
+        OPT_KEEP,
+        OPT_DICOMWEB
     };
     static const struct option opts[] = {
         {"out", required_argument, NULL, OPT_OUT},
@@ -202,10 +208,11 @@ int rd_cmd_batch(int argc, char **argv)
         {"study-description", required_argument, NULL, OPT_DESCRIPTION},
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"keep", no_argument, NULL, OPT_KEEP},
+        {"from-dicomweb", required_argument, NULL, OPT_DICOMWEB},
         RD_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0}};
     const char *out = NULL, *data = NULL, *model = NULL, *workers_arg = NULL, *pacs = NULL;
-    const char *since = NULL, *until = NULL, *description = NULL;
+    const char *since = NULL, *until = NULL, *description = NULL, *dicomweb = NULL;
     char modalities[68] = "CR\\DX";
     long limit = 0;
     int send = 0, keep = 0, opt, rc, n_workers = 1, threads = 1;
@@ -268,10 +275,17 @@ int rd_cmd_batch(int argc, char **argv)
         case OPT_KEEP:
             keep = 1;
             break;
+        case OPT_DICOMWEB:
+            dicomweb = optarg;
+            break;
         }
     }
     if (opt < 0)
         return rc;
+    if (pacs && dicomweb)
+        return rd_cli_usage_error(&cli, help, "--from-pacs or --from-dicomweb, not both");
+    if (dicomweb)
+        pacs = dicomweb; /* a PACS either way, below */
     if (!pacs && optind >= argc)
         return rd_cli_usage_error(&cli, help, "no folder or file given");
     if (pacs && optind < argc)
@@ -307,8 +321,30 @@ int rd_cmd_batch(int argc, char **argv)
         rd_qr_batch_options qo;
         char work[RD_CONFIG_STR_MAX + 8];
         long found = 0;
+        char bearer[4100] = "", password[4100] = "";
         memset(&qo, 0, sizeof qo);
-        if (rd_net_peer_parse(pacs, &qo.peer, &err) != RD_OK) {
+        if (dicomweb) {
+            if (rd_http_url_check(dicomweb, NULL, 0, &err) != RD_OK) {
+                rd_cli_error(&cli, "--from-dicomweb: %s", rd_error_message(&err));
+                return RD_EXIT_USAGE;
+            }
+            if ((cli.cfg.dicomweb_bearer_token_file[0] &&
+                 rd_http_read_secret(cli.cfg.dicomweb_bearer_token_file, bearer, sizeof bearer,
+                                     &err) != RD_OK) ||
+                (cli.cfg.dicomweb_password_file[0] &&
+                 rd_http_read_secret(cli.cfg.dicomweb_password_file, password, sizeof password,
+                                     &err) != RD_OK)) {
+                rd_cli_error(&cli, "%s", rd_error_message(&err));
+                return RD_EXIT_USAGE;
+            }
+            qo.dicomweb_url = dicomweb;
+            qo.http.timeout_s = cli.cfg.dicomweb_timeout_seconds;
+            qo.http.ca_file = cli.cfg.dicomweb_ca_certificates;
+            qo.http.bearer = bearer;
+            qo.http.user = cli.cfg.dicomweb_user;
+            qo.http.password = password;
+            qo.max_study_bytes = (size_t)cli.cfg.dicomweb_max_study_mb << 20;
+        } else if (rd_net_peer_parse(pacs, &qo.peer, &err) != RD_OK) {
             rd_cli_error(&cli, "--from-pacs: %s", rd_error_message(&err));
             return RD_EXIT_USAGE;
         }
@@ -319,7 +355,7 @@ int rd_cmd_batch(int argc, char **argv)
         qo.modalities = modalities;
         qo.description = description;
         qo.limit = limit;
-        qo.use_move = strcmp(cli.cfg.qr_retrieve, "move") == 0;
+        qo.use_move = !dicomweb && strcmp(cli.cfg.qr_retrieve, "move") == 0;
         qo.move_destination =
             cli.cfg.qr_move_destination[0] ? cli.cfg.qr_move_destination : cli.cfg.server_ae_title;
         qo.work_dir = work;
@@ -339,7 +375,11 @@ int rd_cmd_batch(int argc, char **argv)
         get_stats(&run, &bs);
         rd_log_info("batch: %s answered %ld matching studies; %ld to retrieve (%s), queried "
                     "in %.1f s",
-                    pacs, found, bs.studies, qo.use_move ? "C-MOVE" : "C-GET", mono_s() - t0);
+                    pacs, found, bs.studies,
+                    dicomweb      ? "WADO-RS"
+                    : qo.use_move ? "C-MOVE"
+                                  : "C-GET",
+                    mono_s() - t0);
         if (qo.use_move) {
             /* The PACS sends the studies to radraft's own listener. */
             rd_net_scp_options so;

@@ -2,7 +2,9 @@
  * the callers (the outbox thread, a batch worker) each make their own. */
 #include "radraft/http.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -11,6 +13,83 @@
 #include <sys/stat.h>
 
 #include "base/util.h"
+
+typedef struct http_url {
+    int tls;
+    char host[256];
+    char port[8];
+    char path[1024];
+    int host_is_ip;
+} http_url;
+
+/* http[s]://host[:port][/path], host a name, an IPv4 address or [IPv6]; no user info, no
+ * query or fragment, nothing outside printable ASCII. */
+static rd_status parse_url(const char *s, http_url *u, rd_error *err)
+{
+    const char *p, *host, *end;
+    size_t n;
+    memset(u, 0, sizeof *u);
+    for (p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 127 || *p == '#' || *p == '?' ||
+            *p == '@' || *p == '\\')
+            return rd_error_set(err, RD_E_INVALID,
+                                "'%.200s': only http[s]://host[:port][/path] "
+                                "(printable, no user, query or fragment)",
+                                s);
+    if (strncmp(s, "https://", 8) == 0) {
+        u->tls = 1;
+        host = s + 8;
+    } else if (strncmp(s, "http://", 7) == 0) {
+        host = s + 7;
+    } else {
+        return rd_error_set(err, RD_E_INVALID, "'%.200s': not an http(s) URL", s);
+    }
+    end = host + strcspn(host, "/");
+    if (*host == '[') {
+        const char *close = memchr(host, ']', (size_t)(end - host));
+        if (!close || (size_t)(close - host - 1) >= sizeof u->host)
+            return rd_error_set(err, RD_E_INVALID, "'%.200s': bad IPv6 host", s);
+        memcpy(u->host, host + 1, (size_t)(close - host - 1));
+        p = close + 1;
+        u->host_is_ip = 1;
+    } else {
+        p = memchr(host, ':', (size_t)(end - host));
+        if (!p)
+            p = end;
+        if (p == host || (size_t)(p - host) >= sizeof u->host)
+            return rd_error_set(err, RD_E_INVALID, "'%.200s': bad host", s);
+        memcpy(u->host, host, (size_t)(p - host));
+        struct in_addr a;
+        u->host_is_ip = inet_pton(AF_INET, u->host, &a) == 1;
+    }
+    if (p < end && *p == ':') {
+        n = (size_t)(end - p - 1);
+        long port = 0;
+        for (size_t i = 0; i < n; i++)
+            port = p[1 + i] >= '0' && p[1 + i] <= '9' && port < 65536 ? port * 10 + (p[1 + i] - '0')
+                                                                      : -1;
+        if (n == 0 || port < 1 || port > 65535)
+            return rd_error_set(err, RD_E_INVALID, "'%.200s': bad port", s);
+        snprintf(u->port, sizeof u->port, "%ld", port);
+    } else if (p != end) {
+        return rd_error_set(err, RD_E_INVALID, "'%.200s': bad host", s);
+    } else {
+        rd_strlcpy(u->port, u->tls ? "443" : "80", sizeof u->port);
+    }
+    if (rd_strlcpy(u->path, *end ? end : "/", sizeof u->path) >= sizeof u->path)
+        return rd_error_set(err, RD_E_INVALID, "'%.200s': path too long", s);
+    return RD_OK;
+}
+
+
+rd_status rd_http_url_check(const char *url_text, char *host, size_t host_size, rd_error *err)
+{
+    http_url u;
+    rd_status st = parse_url(url_text, &u, err);
+    if (st == RD_OK && host)
+        rd_strlcpy(host, u.host, host_size);
+    return st;
+}
 
 static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode g_curl_init = CURLE_OK;

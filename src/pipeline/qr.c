@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "radraft/dicomweb.h"
 #include "radraft/log.h"
 #include "radraft/qr.h"
 #include "radraft/store.h"
@@ -39,6 +40,7 @@ struct rd_qr_batch {
     rd_qr_batch_options o;
     char date_from[9], date_to[9], modalities[68], description[132], move_dest[RD_NET_AE_MAX + 1];
     char work_dir[1024];
+    char dicomweb_url[1024], ca_file[1024], bearer[4100], user[256], password[4100];
     char source[320];    /* the PACS as "AE@host:port", its key in the store */
     char query_key[256]; /* the query's keys, the key of its pages */
     qr_study *studies;
@@ -74,10 +76,25 @@ rd_status rd_qr_batch_create(rd_qr_batch **out, const rd_qr_batch_options *o, rd
     qb->o.description = qb->description;
     qb->o.move_destination = qb->move_dest;
     qb->o.work_dir = qb->work_dir;
+    if (o->dicomweb_url) {
+        copy_opt(qb->dicomweb_url, sizeof qb->dicomweb_url, o->dicomweb_url);
+        copy_opt(qb->ca_file, sizeof qb->ca_file, o->http.ca_file);
+        copy_opt(qb->bearer, sizeof qb->bearer, o->http.bearer);
+        copy_opt(qb->user, sizeof qb->user, o->http.user);
+        copy_opt(qb->password, sizeof qb->password, o->http.password);
+        qb->o.dicomweb_url = qb->dicomweb_url;
+        qb->o.http.ca_file = qb->ca_file;
+        qb->o.http.bearer = qb->bearer;
+        qb->o.http.user = qb->user;
+        qb->o.http.password = qb->password;
+    }
     if (qb->o.page_days < 1)
         qb->o.page_days = 1;
-    snprintf(qb->source, sizeof qb->source, "%s@%s:%d", o->peer.ae_title, o->peer.host,
-             o->peer.port);
+    if (o->dicomweb_url)
+        rd_strlcpy(qb->source, o->dicomweb_url, sizeof qb->source);
+    else
+        snprintf(qb->source, sizeof qb->source, "%s@%s:%d", o->peer.ae_title, o->peer.host,
+                 o->peer.port);
     snprintf(qb->query_key, sizeof qb->query_key, "modalities=%s;description=%s", qb->modalities,
              qb->description);
     *out = qb;
@@ -108,6 +125,15 @@ static rd_status on_found(void *vctx, const rd_qr_study *m, rd_error *err)
                             m->description, m->accession,  m->n_instances};
     c->n++;
     return rd_store_qr_found(c->s, c->qb->source, &st, rd_store_now(), err);
+}
+
+/* The study query, by C-FIND or QIDO-RS. */
+static rd_status find(rd_qr_batch *qb, const rd_qr_query *q, found_ctx *c, rd_qr_find_stats *fs,
+                      rd_error *err)
+{
+    if (qb->o.dicomweb_url)
+        return rd_dicomweb_find_studies(qb->o.dicomweb_url, &qb->o.http, q, on_found, c, fs, err);
+    return rd_qr_find_studies(&qb->o.peer, &qb->o.scu, q, on_found, c, fs, err);
 }
 
 /* Days since 1970-01-01 of a YYYYMMDD date, and back. */
@@ -147,7 +173,7 @@ static rd_status query_page(rd_qr_batch *qb, rd_store *s, long from, long to, lo
         (done && to < today))
         return st;
     rd_qr_query q = {df, dt, qb->modalities, qb->description, qb->o.page_max_matches};
-    st = rd_qr_find_studies(&qb->o.peer, &qb->o.scu, &q, on_found, &c, &fs, err);
+    st = find(qb, &q, &c, &fs, err);
     if (st == RD_E_TOO_LARGE && from < to) {
         long mid = from + (to - from) / 2;
         rd_log_info("batch: %s: %s-%s has more than %ld matches: asking it in two halves",
@@ -197,7 +223,7 @@ rd_status rd_qr_batch_query(rd_qr_batch *qb, rd_store *s, long *found, rd_error 
         rd_qr_find_stats fs;
         rd_qr_query q = {NULL, qb->date_to, qb->modalities, qb->description,
                          qb->o.page_max_matches};
-        st = rd_qr_find_studies(&qb->o.peer, &qb->o.scu, &q, on_found, &c, &fs, err);
+        st = find(qb, &q, &c, &fs, err);
         if (st == RD_E_TOO_LARGE)
             return rd_error_prefix(err, st, "give --since so that the query is asked in pages");
         if (st != RD_OK)
@@ -358,9 +384,13 @@ static rd_status qr_files(void *ctx, rd_pipeline_worker *w, const rd_store_job *
         (st = rd_mkdirs(dir, err)) != RD_OK)
         return st;
     clear_dir(dir, 0); /* what an interrupted run left */
-    st = qb->o.use_move
-             ? rd_qr_move_study(&qb->o.peer, &qb->o.scu, job->study_uid, qb->move_dest, &rs, err)
-             : rd_qr_get_study(&qb->o.peer, &qb->o.scu, job->study_uid, dir, &rs, err);
+    if (qb->o.dicomweb_url)
+        st = rd_dicomweb_get_study(qb->o.dicomweb_url, &qb->o.http, job->study_uid, dir,
+                                   qb->o.max_study_bytes, &rs, err);
+    else if (qb->o.use_move)
+        st = rd_qr_move_study(&qb->o.peer, &qb->o.scu, job->study_uid, qb->move_dest, &rs, err);
+    else
+        st = rd_qr_get_study(&qb->o.peer, &qb->o.scu, job->study_uid, dir, &rs, err);
     if (st == RD_OK)
         st = list_dir(dir, files, n, err);
     if (st == RD_OK && *n == 0) {

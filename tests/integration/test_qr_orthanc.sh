@@ -6,6 +6,7 @@
 #     retrieved, and a rerun retrieves nothing again;
 #   - C-MOVE to radraft's own listener does the same (with --keep, the files stay), and the
 #     draft SRs sent back to Orthanc land in the source studies;
+#   - DICOMweb (QIDO-RS, WADO-RS; Debian orthanc-dicomweb) does the same;
 #   - date pages with too many matches are split (qr.page_max_matches 1), and a query that
 #     cannot be paged is refused;
 #   - kill -9 in the middle, then a rerun: every study drafted exactly once;
@@ -22,6 +23,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 for tool in Orthanc curl sqlite3 dcmodify dcmdump; do
     command -v $tool >/dev/null || { echo "FATAL: $tool not installed (bash scripts/setup.sh --test)" >&2; exit 1; }
 done
+DICOMWEB_PLUGIN=/usr/share/orthanc/plugins/libOrthancDicomWeb.so
+[ -f $DICOMWEB_PLUGIN ] || { echo "FATAL: $DICOMWEB_PLUGIN missing (orthanc-dicomweb; bash scripts/setup.sh --test)" >&2; exit 1; }
 FAILS=0
 ORTHANC=
 BATCH=
@@ -61,7 +64,7 @@ cat >orthanc.json <<EOF
 { "Name": "qr-test", "StorageDirectory": "$WORK/orthanc-db", "IndexDirectory": "$WORK/orthanc-db",
   "HttpPort": $OR_HTTP, "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
   "DicomAet": "ORTHANC", "DicomPort": $OR_DICOM, "DicomCheckCalledAet": false,
-  "Plugins": [], "StorageCompression": false,
+  "Plugins": ["$DICOMWEB_PLUGIN"], "StorageCompression": false,
   "DicomModalities": { "radraft": ["RADRAFT", "127.0.0.1", $RD_PORT] } }
 EOF
 start_orthanc() {
@@ -121,6 +124,20 @@ for st in $want; do
     [ "$n" -ge 1 ] && sr_in_studies=$((sr_in_studies + 1))
 done
 [ $sr_in_studies = 4 ] && pass "Orthanc files each draft SR in its source study" || fail "SRs in $sr_in_studies of 4 studies"
+
+# --- DICOMweb: QIDO-RS and WADO-RS at Orthanc's DICOMweb plugin ---
+WEB=http://127.0.0.1:$OR_HTTP/dicom-web
+"$RADRAFT" batch --from-dicomweb "$WEB" $RANGE --data-dir web >web.log 2>&1 || { fail "batch by DICOMweb"; tail -20 web.log; }
+[ "$(drafted_studies web)" = "$want" ] && pass "DICOMweb: the same 4 studies drafted" ||
+    fail "DICOMweb drafted: $(drafted_studies web | tr '\n' ' ')"
+grep -q "WADO-RS" web.log || fail "the run does not say it retrieves by WADO-RS"
+"$RADRAFT" batch --from-dicomweb "$WEB" $RANGE --data-dir web >web2.log 2>&1 && grep -q "0 to retrieve" web2.log &&
+    pass "DICOMweb rerun retrieves nothing" || fail "DICOMweb rerun: $(grep 'to retrieve' web2.log)"
+"$RADRAFT" batch --from-dicomweb "http://127.0.0.1:$OR_HTTP/no-such-root" $RANGE --data-dir web404 >web404.log 2>&1
+[ $? = 1 ] && grep -q "QIDO-RS.*HTTP 404" web404.log && pass "a wrong DICOMweb root: $(grep -m1 -o 'QIDO-RS.*HTTP 404' web404.log)" ||
+    fail "wrong DICOMweb root: $(tail -2 web404.log)"
+"$RADRAFT" batch --from-dicomweb "http://user@127.0.0.1/dicom-web" --data-dir webbad >webbad.log 2>&1
+[ $? = 2 ] && pass "a DICOMweb URL with a user is refused" || fail "DICOMweb URL with a user: $(tail -1 webbad.log)"
 
 # --- errors: a PACS that is not there, a move destination it does not know ---
 "$RADRAFT" batch --from-pacs "ORTHANC@127.0.0.1:$(rd_free_port)" $RANGE --data-dir down >down.log 2>&1
