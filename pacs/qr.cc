@@ -424,9 +424,12 @@ extern "C" rd_status rd_qr_get_study(const rd_net_peer *peer, const rd_net_scu_o
         scu.setStorageDir(dir);
         OFList<OFString> ts = xfers_list(k_get_xfers, 2);
         scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, ts);
-        OFList<OFString> all = xfers_list(k_get_xfers, sizeof k_get_xfers / sizeof k_get_xfers[0]);
+        // One context per storage class and transfer syntax, so that the PACS can send each
+        // instance as it holds it (with one context listing every syntax it must pick one,
+        // and a PACS without the codec then fails to convert).
         for (const char *cls : k_get_classes)
-            scu.addPresentationContext(cls, all, ASC_SC_ROLE_SCP);
+            for (const char *x : k_get_xfers)
+                scu.addPresentationContext(cls, xfers_list(&x, 1), ASC_SC_ROLE_SCP);
         if ((st = connect(scu, peer, opts, &tls, err)) != RD_OK) {
             disconnect(scu, tls, false);
             return st;

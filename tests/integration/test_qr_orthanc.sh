@@ -11,7 +11,9 @@
 #     cannot be paged is refused;
 #   - kill -9 in the middle, then a rerun: every study drafted exactly once;
 #   - Orthanc stopped in the middle: the run retries and finishes when it is back;
-#   - an unreachable PACS and a move destination the PACS does not know: clear errors.
+#   - an unreachable PACS and a move destination the PACS does not know: clear errors;
+#   - a C-FIND answer with an invalid Study Instance UID (DCMTK's dcmqrscp as the PACS) is
+#     left out and counted.
 #
 # usage: bash test_qr_orthanc.sh RADRAFT_BINARY SHARED_DATA WORKDIR
 set -u
@@ -20,7 +22,7 @@ WORK=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib_ports.sh"
 . "$HERE/lib_wait.sh"
-for tool in Orthanc curl sqlite3 dcmodify dcmdump; do
+for tool in Orthanc curl sqlite3 dcmodify dcmdump dcmqrscp dcmqridx; do
     command -v $tool >/dev/null || { echo "FATAL: $tool not installed (bash scripts/setup.sh --test)" >&2; exit 1; }
 done
 DICOMWEB_PLUGIN=/usr/share/orthanc/plugins/libOrthancDicomWeb.so
@@ -29,7 +31,8 @@ FAILS=0
 ORTHANC=
 BATCH=
 HOLDER=
-cleanup() { kill -9 $ORTHANC $BATCH $HOLDER 2>/dev/null; }
+QRSCP=
+cleanup() { kill -9 $ORTHANC $BATCH $HOLDER $QRSCP 2>/dev/null; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 pass() { echo "ok: $*"; }
@@ -138,6 +141,39 @@ grep -q "WADO-RS" web.log || fail "the run does not say it retrieves by WADO-RS"
     fail "wrong DICOMweb root: $(tail -2 web404.log)"
 "$RADRAFT" batch --from-dicomweb "http://user@127.0.0.1/dicom-web" --data-dir webbad >webbad.log 2>&1
 [ $? = 2 ] && pass "a DICOMweb URL with a user is refused" || fail "DICOMweb URL with a user: $(tail -1 webbad.log)"
+
+# --- garbage in a C-FIND answer: DCMTK's dcmqrscp holding a study whose Study Instance UID
+# is invalid (a leading zero, "1.02.3") beside a valid one ---
+mkdir -p qrscp/db
+cp s/RDS0001/pa.dcm qrscp/good.dcm
+cp s/RDS0003/lateral.dcm qrscp/bad.dcm
+dcmodify -nb -gin -m StudyInstanceUID=1.02.3 qrscp/bad.dcm >/dev/null 2>&1
+QR_PORT=$(rd_free_port)
+cat >qrscp/qr.cfg <<EOF
+NetworkTCPPort = $QR_PORT
+MaxPDUSize = 16384
+MaxAssociations = 16
+HostTable BEGIN
+HostTable END
+VendorTable BEGIN
+VendorTable END
+AETable BEGIN
+QRSCP $WORK/qrscp/db RW (200, 1024mb) ANY
+AETable END
+EOF
+dcmqridx qrscp/db qrscp/good.dcm qrscp/bad.dcm || fail "dcmqridx"
+dcmqrscp -c qrscp/qr.cfg >qrscp.log 2>&1 &
+QRSCP=$!
+rd_wait_listening dcmqrscp $QRSCP qrscp.log 0 20 $QR_PORT || fail "dcmqrscp did not start"
+"$RADRAFT" batch --from-pacs QRSCP@127.0.0.1:$QR_PORT $RANGE --data-dir garbage >garbage.log 2>&1 ||
+    { fail "batch from dcmqrscp"; tail -5 garbage.log; }
+grep -q "1 answers without a valid Study Instance UID" garbage.log &&
+    [ "$(db garbage "SELECT COUNT(*) FROM qr_studies")" = 1 ] &&
+    [ "$(db garbage "SELECT state FROM qr_studies")" = drafted ] &&
+    pass "dcmqrscp: the answer with an invalid Study Instance UID left out, the valid study drafted" ||
+    fail "dcmqrscp: $(grep -E 'without a valid|drafted  ' garbage.log) rows: $(db garbage "SELECT study_uid, state FROM qr_studies")"
+kill $QRSCP 2>/dev/null
+wait $QRSCP 2>/dev/null
 
 # --- errors: a PACS that is not there, a move destination it does not know ---
 "$RADRAFT" batch --from-pacs "ORTHANC@127.0.0.1:$(rd_free_port)" $RANGE --data-dir down >down.log 2>&1
