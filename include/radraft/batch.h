@@ -50,7 +50,7 @@ rd_pipeline_source rd_batch_source(rd_batch *b);
  * while the pool runs). */
 typedef struct rd_batch_stats {
     long instances, studies, not_dicom, unreadable;
-    long finished, drafted, skipped, before, failed;
+    long finished, drafted, skipped, before, failed, imported;
     struct {
         char text[160];
         long count;
@@ -98,6 +98,9 @@ typedef struct rd_qr_batch_options {
     const char *dicomweb_url;
     rd_http_options http;
     size_t max_study_bytes;
+    /* Each study's own report (its SR) and frontal image go into the similar-case archive
+     * (rd_pipeline_import_study) instead of a draft. */
+    int import_reports;
 } rd_qr_batch_options;
 
 typedef struct rd_qr_batch rd_qr_batch;

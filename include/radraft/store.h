@@ -238,10 +238,11 @@ typedef enum rd_qr_state {
     RD_QR_DRAFTED,     /* drafted (or drafted before in the same content version) */
     RD_QR_SKIPPED,     /* retrieved, not a study to draft (the pipeline's reason) */
     RD_QR_FAILED,      /* given up after the retry policy; a rerun tries again */
+    RD_QR_IMPORTED,    /* its own report went into the archive (--import-reports) */
     RD_QR_STATE_COUNT
 } rd_qr_state;
 
-/* "queried", "retrieved", "drafted", "skipped", "failed". */
+/* "queried", "retrieved", "drafted", "skipped", "failed", "imported". */
 const char *rd_qr_state_name(rd_qr_state s);
 
 /* A study as the PACS `source` ("AE@host:port") described it. */
@@ -251,7 +252,7 @@ typedef struct rd_store_qr_study {
 } rd_store_qr_study;
 
 /* Records a study found by a query. A new one is queried; a drafted or skipped one is
- * queried again when the PACS now counts another number of instances (new images); a
+ * (or imported) one is queried again when the PACS counts another number of instances; a
  * failed one is queried again (a rerun retries it); any other keeps its state. */
 rd_status rd_store_qr_found(rd_store *s, const char *source, const rd_store_qr_study *st,
                             double now, rd_error *err);

@@ -53,8 +53,10 @@ static const char help[] =
     "  --modality LIST     Modalities in Study, comma-separated (default CR,DX)\n"
     "  --study-description PATTERN  Study Description, * and ? wildcards\n"
     "  --limit N           retrieve at most N studies in this run\n"
-    "  --keep              leave the retrieved files in "
-    "DATA/qr/<StudyInstanceUID>\n" RD_CLI_COMMON_HELP;
+    "  --keep              leave the retrieved files in DATA/qr/<StudyInstanceUID>\n"
+    "  --import-reports    put each study's own report (its SR) and frontal image into the\n"
+    "                      similar-case archive instead of drafting it: how a site seeds\n"
+    "                      retrieval with its signed history\n" RD_CLI_COMMON_HELP;
 
 static atomic_int g_batch_stop;
 
@@ -111,6 +113,8 @@ static void summary(const rd_batch_stats *bs, double el, int interrupted)
            interrupted ? ", interrupted" : "");
     printf("  drafted      %ld\n", bs->drafted);
     printf("  done before  %ld\n", bs->before);
+    if (bs->imported)
+        printf("  imported     %ld\n", bs->imported);
     printf("  skipped      %ld\n", bs->skipped);
     for (int i = 0; i < bs->n_reasons; i++)
         printf("    %5ld  %s\n", bs->reasons[i].count, bs->reasons[i].text);
@@ -193,7 +197,8 @@ int rd_cmd_batch(int argc, char **argv)
         OPT_DESCRIPTION,
         OPT_LIMIT,
         OPT_KEEP,
-        OPT_DICOMWEB
+        OPT_DICOMWEB,
+        OPT_IMPORT
     };
     static const struct option opts[] = {
         {"out", required_argument, NULL, OPT_OUT},
@@ -209,13 +214,14 @@ int rd_cmd_batch(int argc, char **argv)
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"keep", no_argument, NULL, OPT_KEEP},
         {"from-dicomweb", required_argument, NULL, OPT_DICOMWEB},
+        {"import-reports", no_argument, NULL, OPT_IMPORT},
         RD_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0}};
     const char *out = NULL, *data = NULL, *model = NULL, *workers_arg = NULL, *pacs = NULL;
     const char *since = NULL, *until = NULL, *description = NULL, *dicomweb = NULL;
     char modalities[68] = "CR\\DX";
     long limit = 0;
-    int send = 0, keep = 0, opt, rc, n_workers = 1, threads = 1;
+    int send = 0, keep = 0, import = 0, opt, rc, n_workers = 1, threads = 1;
     rd_cli cli;
     rd_error err;
     rd_batch *b = NULL;
@@ -278,6 +284,9 @@ int rd_cmd_batch(int argc, char **argv)
         case OPT_DICOMWEB:
             dicomweb = optarg;
             break;
+        case OPT_IMPORT:
+            import = 1;
+            break;
         }
     }
     if (opt < 0)
@@ -290,10 +299,11 @@ int rd_cmd_batch(int argc, char **argv)
         return rd_cli_usage_error(&cli, help, "no folder or file given");
     if (pacs && optind < argc)
         return rd_cli_usage_error(&cli, help, "--from-pacs takes no folder or file");
-    if (!pacs && (since || until || description || limit || keep))
-        return rd_cli_usage_error(&cli, help,
-                                  "--since, --until, --modality, --limit and --keep "
-                                  "go with --from-pacs");
+    if (!pacs && (since || until || description || limit || keep || import))
+        return rd_cli_usage_error(
+            &cli, help,
+            "--since, --until, --modality, --limit, --keep and --import-reports "
+            "go with --from-pacs");
     if ((since && !date_arg(since)) || (until && !date_arg(until)))
         return rd_cli_usage_error(&cli, help, "--since and --until take a date YYYYMMDD");
     if (since && until && strcmp(since, until) > 0)
@@ -360,6 +370,7 @@ int rd_cmd_batch(int argc, char **argv)
             cli.cfg.qr_move_destination[0] ? cli.cfg.qr_move_destination : cli.cfg.server_ae_title;
         qo.work_dir = work;
         qo.keep = keep;
+        qo.import_reports = import;
         qo.studies_per_minute = cli.cfg.qr_studies_per_minute;
         qo.page_days = cli.cfg.qr_page_days;
         qo.page_max_matches = cli.cfg.qr_page_max_matches;

@@ -275,6 +275,9 @@ void rd_batch_stats_count(rd_batch_stats *bs, const rd_pipeline_result *res)
     case RD_PIPELINE_DONE_BEFORE:
         bs->before++;
         break;
+    case RD_PIPELINE_IMPORTED:
+        bs->imported++;
+        break;
     }
 }
 
@@ -338,7 +341,7 @@ static rd_status batch_finish(void *ctx, rd_pipeline_worker *w, const rd_store_j
 
 rd_pipeline_source rd_batch_source(rd_batch *b)
 {
-    rd_pipeline_source src = {b, batch_claim, batch_files, batch_finish};
+    rd_pipeline_source src = {b, batch_claim, batch_files, batch_finish, NULL};
     return src;
 }
 

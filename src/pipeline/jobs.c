@@ -80,7 +80,7 @@ static rd_status store_finish(void *ctx, rd_pipeline_worker *w, const rd_store_j
     return rd_store_job_finish(s, job->id, error, err);
 }
 
-static const rd_pipeline_source store_source = {NULL, store_claim, store_files, store_finish};
+static const rd_pipeline_source store_source = {NULL, store_claim, store_files, store_finish, NULL};
 
 /* ---- one job ---- */
 
@@ -102,7 +102,8 @@ rd_status rd_pipeline_run_job(rd_pipeline_worker *w, const rd_pipeline_source *s
     if (st != RD_OK)
         (void)rd_error_prefix(&e, st, "read");
     else
-        st = rd_pipeline_run_study(w, (const char *const *)files, n, res, &e);
+        st = (src->run ? src->run : rd_pipeline_run_study)(w, (const char *const *)files, n, res,
+                                                           &e);
     rd_store_free_paths(files, n);
     if (st != RD_OK)
         delay = rd_pipeline_retry_delay(rd_pipeline_worker_config(w), st, job->attempts);

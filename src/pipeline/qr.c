@@ -429,6 +429,8 @@ static rd_status qr_finish(void *ctx, rd_pipeline_worker *w, const rd_store_job 
         state = retry ? RD_QR_QUERIED : RD_QR_FAILED;
     else if (res->outcome == RD_PIPELINE_SKIPPED)
         state = RD_QR_SKIPPED;
+    else if (res->outcome == RD_PIPELINE_IMPORTED)
+        state = RD_QR_IMPORTED;
     else
         state = RD_QR_DRAFTED;
     if (st == RD_OK) {
@@ -467,7 +469,8 @@ static rd_status qr_finish(void *ctx, rd_pipeline_worker *w, const rd_store_job 
 
 rd_pipeline_source rd_qr_batch_source(rd_qr_batch *qb)
 {
-    rd_pipeline_source src = {qb, qr_claim, qr_files, qr_finish};
+    rd_pipeline_source src = {qb, qr_claim, qr_files, qr_finish,
+                              qb->o.import_reports ? rd_pipeline_import_study : NULL};
     return src;
 }
 

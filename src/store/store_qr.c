@@ -6,7 +6,7 @@
 #include "store/store_int.h"
 
 static const char *const qr_names[RD_QR_STATE_COUNT] = {"queried", "retrieved", "drafted",
-                                                        "skipped", "failed"};
+                                                        "skipped", "failed",    "imported"};
 
 const char *rd_qr_state_name(rd_qr_state s)
 {
@@ -18,23 +18,24 @@ rd_status rd_store_qr_found(rd_store *s, const char *source, const rd_store_qr_s
 {
     if (!source || !st || !st->study_uid || !rd_store_uid_valid(st->study_uid))
         return rd_error_set(err, RD_E_INVALID, "a found study needs a source and a valid UID");
-    return rd__run(s, "recording a study found",
-                   "INSERT INTO qr_studies(source, study_uid, study_date, modalities, description,"
-                   " accession, n_instances, state, created_at, updated_at)"
-                   " VALUES(?1,?2,?3,?4,?5,?6,?7,'queried',?8,?8)"
-                   " ON CONFLICT(source, study_uid) DO UPDATE SET"
-                   " study_date=excluded.study_date, modalities=excluded.modalities,"
-                   " description=excluded.description, accession=excluded.accession,"
-                   " n_instances=excluded.n_instances, updated_at=excluded.updated_at,"
-                   " state=CASE WHEN state='failed' THEN 'queried'"
-                   "  WHEN state IN ('drafted','skipped') AND excluded.n_instances>=0 AND"
-                   "   excluded.n_instances<>COALESCE(done_instances, -1) THEN 'queried'"
-                   "  ELSE state END,"
-                   " attempts=CASE WHEN state='failed' THEN 0 ELSE attempts END",
-                   RD__ARGS(RD__TEXT(source), RD__TEXT(st->study_uid), RD__TEXT(st->study_date),
-                            RD__TEXT(st->modalities), RD__TEXT(st->description),
-                            RD__TEXT(st->accession), RD__INT(st->n_instances), RD__REAL(now)),
-                   NULL, err);
+    return rd__run(
+        s, "recording a study found",
+        "INSERT INTO qr_studies(source, study_uid, study_date, modalities, description,"
+        " accession, n_instances, state, created_at, updated_at)"
+        " VALUES(?1,?2,?3,?4,?5,?6,?7,'queried',?8,?8)"
+        " ON CONFLICT(source, study_uid) DO UPDATE SET"
+        " study_date=excluded.study_date, modalities=excluded.modalities,"
+        " description=excluded.description, accession=excluded.accession,"
+        " n_instances=excluded.n_instances, updated_at=excluded.updated_at,"
+        " state=CASE WHEN state='failed' THEN 'queried'"
+        "  WHEN state IN ('drafted','skipped','imported') AND excluded.n_instances>=0 AND"
+        "   excluded.n_instances<>COALESCE(done_instances, -1) THEN 'queried'"
+        "  ELSE state END,"
+        " attempts=CASE WHEN state='failed' THEN 0 ELSE attempts END",
+        RD__ARGS(RD__TEXT(source), RD__TEXT(st->study_uid), RD__TEXT(st->study_date),
+                 RD__TEXT(st->modalities), RD__TEXT(st->description), RD__TEXT(st->accession),
+                 RD__INT(st->n_instances), RD__REAL(now)),
+        NULL, err);
 }
 
 rd_status rd_store_qr_set_state(rd_store *s, const char *source, const char *study_uid,

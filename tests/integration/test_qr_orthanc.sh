@@ -7,6 +7,7 @@
 #   - C-MOVE to radraft's own listener does the same (with --keep, the files stay), and the
 #     draft SRs sent back to Orthanc land in the source studies;
 #   - DICOMweb (QIDO-RS, WADO-RS; Debian orthanc-dicomweb) does the same;
+#   - --import-reports puts the studies' own SRs (the drafts sent back) into the archive;
 #   - date pages with too many matches are split (qr.page_max_matches 1), and a query that
 #     cannot be paged is refused;
 #   - kill -9 in the middle, then a rerun: every study drafted exactly once;
@@ -127,6 +128,15 @@ for st in $want; do
     [ "$n" -ge 1 ] && sr_in_studies=$((sr_in_studies + 1))
 done
 [ $sr_in_studies = 4 ] && pass "Orthanc files each draft SR in its source study" || fail "SRs in $sr_in_studies of 4 studies"
+
+# --- --import-reports: the studies' own reports (the SRs now at Orthanc) seed the archive ---
+"$RADRAFT" batch --from-pacs "$PACS" $RANGE --import-reports --data-dir imp >imp.log 2>&1 ||
+    { fail "batch --import-reports"; tail -10 imp.log; }
+imported=$(db imp "SELECT COUNT(DISTINCT study_uid) FROM archive WHERE source=1") # RD_ARCHIVE_IMPORT
+[ "$imported" = 4 ] && [ "$(db imp "SELECT COUNT(*) FROM reviews")" = 0 ] &&
+    [ "$(db imp "SELECT state, COUNT(*) FROM qr_studies GROUP BY state")" = "imported|4" ] &&
+    pass "--import-reports: the 4 reported studies in the archive, none drafted" ||
+    fail "--import-reports: $imported studies in the archive, $(db imp "SELECT COUNT(*) FROM reviews") drafts, states $(db imp "SELECT state, COUNT(*) FROM qr_studies GROUP BY state")"
 
 # --- DICOMweb: QIDO-RS and WADO-RS at Orthanc's DICOMweb plugin ---
 WEB=http://127.0.0.1:$OR_HTTP/dicom-web
