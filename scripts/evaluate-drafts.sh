@@ -95,7 +95,9 @@ for h in (0, 1):
     run([radraft, "batch", "--data-dir", os.path.join(hd, "data"), "--out", os.path.join(hd, "sr"),
          "--model", m, os.path.join(hd, "dicom")], stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
-    srs = sorted(os.path.join(hd, "sr", f) for f in os.listdir(os.path.join(hd, "sr")))
+    # The SRs only: the FHIR Bundles beside them are not DICOM.
+    srs = sorted(os.path.join(hd, "sr", f) for f in os.listdir(os.path.join(hd, "sr"))
+                 if f.endswith(".dcm"))
     out = run([radraft, "label", "--sr"] + srs, capture_output=True).stdout
     labelled += [json.loads(l) for l in out.splitlines() if l.strip()]
 
