@@ -1129,31 +1129,63 @@ typedef struct scan_part {
     int started;
 } scan_part;
 
-/* Scores the part's rows SCAN_ROWS at a time from the storage the index scans, and offers
- * each block to the part's top k while its similarities are still in L1. */
-static void scan_rows(scan_part *sp)
+/* Scores `bn` rows of each of `ns` streams, stream s from row pos[s], into sims[s * bn
+ * ...], from the storage the index scans. */
+static void score_rows(const scan_part *sp, const size_t *pos, int ns, size_t bn, float *sims)
 {
     const rd_index *ix = sp->ix;
-    const rd__scan_ops *ops = ix->ops;
     size_t dim = (size_t)ix->dim;
-    float sims[SCAN_ROWS];
-    int32_t isums[SCAN_ROWS];
-    for (size_t start = sp->lo; start < sp->hi; start += SCAN_ROWS) {
-        size_t bn = sp->hi - start < SCAN_ROWS ? sp->hi - start : SCAN_ROWS;
-        switch (ix->storage) {
-        case RD_INDEX_STORAGE_F32:
-            ops->dot_f32(ix->emb + start * dim, bn, dim, sp->q, sims);
-            break;
-        case RD_INDEX_STORAGE_F16:
-            ops->dot_f16((const uint16_t *)ix->low + start * dim, bn, dim, sp->q, sims);
-            break;
-        case RD_INDEX_STORAGE_INT8:
-            ops->dot_i8((const int8_t *)ix->low + start * dim, bn, dim, sp->q16, isums);
+    switch (ix->storage) {
+    case RD_INDEX_STORAGE_F32: {
+        const float *rows[4];
+        for (int s = 0; s < ns; s++)
+            rows[s] = ix->emb + pos[s] * dim;
+        ix->ops->dot_f32(rows, ns, bn, dim, sp->q, sims);
+        break;
+    }
+    case RD_INDEX_STORAGE_F16: {
+        const uint16_t *rows[4];
+        for (int s = 0; s < ns; s++)
+            rows[s] = (const uint16_t *)ix->low + pos[s] * dim;
+        ix->ops->dot_f16(rows, ns, bn, dim, sp->q, sims);
+        break;
+    }
+    case RD_INDEX_STORAGE_INT8: {
+        const int8_t *rows[4];
+        int32_t isums[SCAN_ROWS];
+        for (int s = 0; s < ns; s++)
+            rows[s] = (const int8_t *)ix->low + pos[s] * dim;
+        ix->ops->dot_i8(rows, ns, bn, dim, sp->q16, isums);
+        for (int s = 0; s < ns; s++)
             for (size_t j = 0; j < bn; j++)
-                sims[j] = (float)isums[j] * ix->low_scale[start + j] * sp->q16_inv;
-            break;
-        }
-        offer(ix, &sp->pq, start, sims, bn);
+                sims[(size_t)s * bn + j] =
+                    (float)isums[(size_t)s * bn + j] * ix->low_scale[pos[s] + j] * sp->q16_inv;
+        break;
+    }
+    }
+}
+
+/* Scans the part's rows as four streams, its four quarters read side by side (memory
+ * delivers more to four sequential streams than to one: see scan.c), SCAN_ROWS / 4 rows
+ * of each per kernel call, then the len % 4 rows left as one stream. Each block is offered
+ * to the part's top k while its similarities are still in L1. */
+static void scan_rows(scan_part *sp)
+{
+    enum { STREAM_ROWS = SCAN_ROWS / 4 };
+    float sims[SCAN_ROWS];
+    size_t ql = (sp->hi - sp->lo) / 4, pos[4];
+    for (size_t j = 0; j < ql; j += STREAM_ROWS) {
+        size_t bn = ql - j < STREAM_ROWS ? ql - j : STREAM_ROWS;
+        for (int s = 0; s < 4; s++)
+            pos[s] = sp->lo + (size_t)s * ql + j;
+        score_rows(sp, pos, 4, bn, sims);
+        for (int s = 0; s < 4; s++)
+            offer(sp->ix, &sp->pq, pos[s], sims + (size_t)s * bn, bn);
+    }
+    for (size_t start = sp->lo + 4 * ql; start < sp->hi; start += SCAN_ROWS) {
+        size_t bn = sp->hi - start < SCAN_ROWS ? sp->hi - start : SCAN_ROWS;
+        score_rows(sp, &start, 1, bn, sims);
+        offer(sp->ix, &sp->pq, start, sims, bn);
     }
 }
 
@@ -1284,7 +1316,8 @@ static rd_status search_one(rd_index *ix, const rd_index_query *q, const rd_inde
     for (int i = 0; i < merged.n; i++) {
         cand c = merged.heap[i];
         if (low) {
-            ix->ops->dot_f32(ix->emb + c.pos * dim, 1, dim, unit, &exact);
+            const float *row = ix->emb + c.pos * dim;
+            ix->ops->dot_f32(&row, 1, 1, dim, unit, &exact);
             if (!(exact >= result.min_sim))
                 continue;
             c.sim = exact;

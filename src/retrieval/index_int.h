@@ -36,12 +36,16 @@ static inline int rd__query_i16_max(size_t dim)
 }
 
 typedef struct rd__scan_ops {
-    /* out[j] = sum_d rows[j * dim + d] * q[d] */
-    void (*dot_f32)(const float *rows, size_t n, size_t dim, const float *q, float *out);
+    /* Scores `n` rows of each of `ns` (1..4) streams: stream s's rows of `dim` elements
+     * start at rows[s], and out[s * n + j] = sum_d rows[s][j * dim + d] * q[d]. */
+    void (*dot_f32)(const float *const rows[], int ns, size_t n, size_t dim, const float *q,
+                    float *out);
     /* the same over IEEE half-precision rows */
-    void (*dot_f16)(const uint16_t *rows, size_t n, size_t dim, const float *q, float *out);
-    /* out[j] = sum_d rows[j * dim + d] * q[d], exactly (int32) */
-    void (*dot_i8)(const int8_t *rows, size_t n, size_t dim, const int16_t *q, int32_t *out);
+    void (*dot_f16)(const uint16_t *const rows[], int ns, size_t n, size_t dim, const float *q,
+                    float *out);
+    /* the same over int8 rows and an int16 query, exactly (int32 sums) */
+    void (*dot_i8)(const int8_t *const rows[], int ns, size_t n, size_t dim, const int16_t *q,
+                   int32_t *out);
 } rd__scan_ops;
 
 /* "scalar", "avx2", "avx512". */
