@@ -4,12 +4,13 @@
  * build needs no -march and runs on any x86-64).
  *
  * The scan is bound by memory bandwidth, not arithmetic: a row of 512 floats is 2 KiB to
- * read and 32 AVX-512 FMAs to score. What matters is how many reads are in flight: the
- * rows are taken from four streams far apart (four quarters of a thread's share), one row
- * of each at a time, so that four hardware prefetch streams run at once. On the Xeon this
- * was measured on, one sequential stream read at 12-13 GB/s and four at 15-16 GB/s; four
- * adjacent rows at a time scanned at 1.2x the four-stream read, four quarters at 1.05x.
- * Four rows share each load of the query, one accumulator per row, no software prefetch
+ * read and 32 AVX-512 FMAs to score. What matters is how many reads are in flight: a scan
+ * takes its rows from several streams far apart (index.c: SCAN_STREAMS slices of a
+ * thread's share), one row of each of four at a time, so that several hardware prefetch
+ * streams run at once. On the Xeon this was measured on, one sequential stream read at
+ * 12-13 GB/s and four or eight at 14-16 GB/s; four adjacent rows at a time scanned at 1.2x
+ * the time of the four-stream read, four far-apart rows at 1.05x. Four rows share each
+ * load of the query, one accumulator per row (two measured no better), no software prefetch
  * (measured no better). */
 #include "retrieval/index_int.h"
 

@@ -773,8 +773,9 @@ RD_TEST(f16_conversions)
     CHECK_EQ_INT(rd__f32_to_f16(-INFINITY), 0xfc00);
     CHECK_EQ_INT(rd__f32_to_f16(0x1p-25f), 0);          /* a tie: to even, zero */
     CHECK_EQ_INT(rd__f32_to_f16(0x1.000002p-25f), 1);   /* above the tie */
-    CHECK_EQ_INT(rd__f32_to_f16(0x1.ffcp-15f), 0x03ff); /* largest subnormal */
-    CHECK_EQ_INT(rd__f32_to_f16(0x1.ffep-15f), 0x0400); /* rounds to the smallest normal */
+    CHECK_EQ_INT(rd__f32_to_f16(0x1.ff8p-15f), 0x03ff); /* the largest subnormal */
+    CHECK_EQ_INT(rd__f32_to_f16(0x1.ffap-15f), 0x03ff); /* below the tie */
+    CHECK_EQ_INT(rd__f32_to_f16(0x1.ffcp-15f), 0x0400); /* a tie: to even, the smallest normal */
     CHECK(isnan(rd__f16_to_f32(rd__f32_to_f16(NAN))));
 #ifdef TEST_X86
     if (hw)
@@ -1111,6 +1112,8 @@ RD_TEST(sync_follows_other_connections)
     }
     REQUIRE_OK(rd_index_load(&ix, s, "model-s", 16, NULL, NULL, &err), &err);
     CHECK_EQ_INT(rd_index_count(ix), 20);
+    /* int8 storage: what the syncs add, and the rebuild after a deletion, keep it. */
+    REQUIRE_OK(rd_index_set_storage(ix, RD_INDEX_STORAGE_INT8, &err), &err);
     CHECK_OK(rd_index_sync(ix, s, &added, &err), &err);
     CHECK_EQ_INT(added, 0);
     /* 30 more by the other connection, one of them exactly the query. */
@@ -1147,6 +1150,7 @@ RD_TEST(sync_follows_other_connections)
     CHECK_OK(rd_index_sync(ix, s, &added, &err), &err);
     CHECK_EQ_INT(added, 0);
     CHECK_EQ_INT(rd_index_count(ix), 50);
+    CHECK_EQ_INT(rd_index_get_storage(ix), RD_INDEX_STORAGE_INT8);
     CHECK_OK(rd_index_search(ix, &q, &p, hits, &n, &err), &err);
     REQUIRE(n >= 1);
     CHECK(strcmp(hits[0].study_uid, f.study[33]) == 0);
