@@ -87,6 +87,7 @@ typedef struct rd_config {
     int retrieval_date_window_days;
     double retrieval_uncertain_value;
     double retrieval_temperature;
+    char retrieval_storage[8]; /* f32 | f16 | int8 (rd_index_storage_parse) */
     char archive_patient_salt[RD_CONFIG_ITEM_MAX];
     int archive_load_seed;
     double archive_refresh_seconds;

@@ -304,6 +304,7 @@ void rd_index_evidence(const rd_index_hit *hits, int n_hits, rd_evidence_case *o
 typedef struct rd_retrieval_settings {
     rd_index_params search;
     rd_vote_params votes;
+    rd_index_storage storage; /* retrieval.storage (rd_index_set_storage); f32 without cfg */
 } rd_retrieval_settings;
 
 struct rd_config;

@@ -83,6 +83,10 @@ static const cfg_key cfg_keys[] = {
     {"retrieval.temperature", CFG_DOUBLE, OFF(retrieval_temperature), -1, 10, "-1", NULL,
      "> 0: neighbours weigh exp((sim - best) / temperature); 0: weigh their similarity; "
      "-1: the model's value, else 0"},
+    {"retrieval.storage", CFG_STRING, OFF(retrieval_storage), 1, 7, "f32", "f32|f16|int8",
+     "what one query scans: f32 rows; f16 or int8, a second copy of the archive's rows at half "
+     "or a quarter of their size (scanned about 1.7x or 3x faster), the best 4k + 32 then "
+     "re-ranked with the f32 rows, which stay in memory (1.5x or 1.25x the memory of f32)"},
     {"archive.patient_salt", CFG_STRING, OFF(archive_patient_salt), 0, RD_CONFIG_ITEM_MAX - 1, "",
      NULL, "site secret mixed into the patient id hashes kept in the archive"},
     {"archive.load_seed", CFG_BOOL, OFF(archive_load_seed), 0, 1, "true", NULL,

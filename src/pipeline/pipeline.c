@@ -243,6 +243,9 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
     /* Reusing a similar case's sentence puts another patient's wording into this patient's
      * draft (the generator cleans it, but cleaning can miss): only when the site asks. */
     p->rs.search.with_text = cfg->generator_reuse_neighbour_sentences ? 1 : 0;
+    /* A worker's search may use the threads its encoder does: workers x encoder threads
+     * never exceed the cores, and a worker does one or the other at a time. */
+    p->rs.search.threads = p->encoder_threads;
     if ((st = rd_sr_codes_load(&p->codes, cfg->sr_finding_codes, err)) != RD_OK) {
         st = rd_error_prefix(err, st, "sr.finding_codes");
         goto out;
@@ -258,6 +261,8 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
             goto out;
         if (n_seeded > 0)
             rd_log_info("pipeline: imported %ld seed archive entries from %s", n_seeded, seed);
+        if ((st = rd_index_set_storage(p->ix, p->rs.storage, err)) != RD_OK)
+            goto out;
     }
     rd_log_info("pipeline: model %s (%s), archive of %ld studies, SRs into %s", p->model_name,
                 p->model_version, p->ix ? rd_index_count(p->ix) : 0L, p->sr_dir);

@@ -1540,6 +1540,7 @@ rd_status rd_retrieval_settings_resolve(rd_retrieval_settings *out, const struct
     rd_index_params_default(&s.search);
     rd_vote_params_default(&s.votes);
     s.search.with_text = 1;
+    s.storage = RD_INDEX_STORAGE_F32;
     if (model_json) {
         const cJSON *r;
         if (!(doc = cJSON_Parse(model_json)))
@@ -1598,6 +1599,12 @@ rd_status rd_retrieval_settings_resolve(rd_retrieval_settings *out, const struct
         if (cfg->retrieval_temperature >= 0)
             s.votes.temperature = cfg->retrieval_temperature;
         s.search.date_window_days = cfg->retrieval_date_window_days;
+        /* Empty (a configuration not from rd_config_default) is f32. */
+        if (cfg->retrieval_storage[0] &&
+            rd_index_storage_parse(cfg->retrieval_storage, &s.storage, err) != RD_OK) {
+            st = rd_error_prefix(err, RD_E_CONFIG, "retrieval.storage");
+            goto out;
+        }
     }
     *out = s;
 out:
