@@ -109,6 +109,7 @@ typedef struct rd_config {
     int web_lockout_seconds;
     /* pipeline (drafting workers) */
     int pipeline_workers;
+    int pipeline_block; /* studies a batch worker drafts as one block (rd_pipeline_source) */
     int pipeline_retry_max_attempts;
     int pipeline_retry_initial_seconds;
     int pipeline_retry_max_seconds;

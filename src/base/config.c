@@ -126,6 +126,10 @@ static const cfg_key cfg_keys[] = {
     {"pipeline.workers", CFG_INT, OFF(pipeline_workers), 0, 64, "0", NULL,
      "drafting workers; 0: serve uses half the cores (at least 1), batch one per core; "
      "workers x encoder.threads never exceeds the cores"},
+    {"pipeline.block", CFG_INT, OFF(pipeline_block), 1, 64, "16", NULL,
+     "studies a radraft batch worker drafts together: each is read, decoded and embedded, "
+     "then their archive searches run as one (a single pass over the archive, sgemm), then "
+     "each is written; 1: one at a time (serve always drafts one at a time)"},
     {"pipeline.retry_max_attempts", CFG_INT, OFF(pipeline_retry_max_attempts), 1, 100, "5", NULL,
      "attempts of a study job whose failure may pass (I/O, database) before it is failed"},
     {"pipeline.retry_initial_seconds", CFG_INT, OFF(pipeline_retry_initial_seconds), 0, 86400, "2",

@@ -338,7 +338,7 @@ static rd_status batch_finish(void *ctx, rd_pipeline_worker *w, const rd_store_j
 
 rd_pipeline_source rd_batch_source(rd_batch *b)
 {
-    rd_pipeline_source src = {b, batch_claim, batch_files, batch_finish};
+    rd_pipeline_source src = {b, batch_claim, batch_files, batch_finish, 1};
     return src;
 }
 
