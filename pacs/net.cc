@@ -47,6 +47,7 @@
 
 #include "dcm_load.h"
 #include "dcm_uid.h"
+#include "net_tls.h"
 #include "radraft/log.h"
 #include "radraft/uid.h"
 
@@ -463,6 +464,10 @@ extern "C" void rd_net_init(void)
         signal(SIGPIPE, SIG_IGN);
         // No reverse DNS lookup for each association: it can stall the accept loop.
         dcmDisableGethostbyaddr.set(OFTrue);
+        // DCMTK's parser would print a line per received instance on stderr (the bounded
+        // loader's look at the meta header alone ends with "skipping rest of dataset");
+        // every failure that matters comes back as an rd_status instead, as in dicom.cc.
+        OFLog::getLogger("dcmtk.dcmdata").setLogLevel(OFLogger::FATAL_LOG_LEVEL);
     });
 }
 
@@ -1406,6 +1411,19 @@ void drop_network(T_ASC_Network **net, DcmTLSTransportLayer **tls)
     *tls = NULL;
 }
 
+// The sender's TLS layer, with the warning when peers are not verified.
+rd_status requestor_tls(const rd_net_scu_options *opts, DcmTLSTransportLayer **tls, rd_error *err)
+{
+    rd_status st = make_tls(NET_REQUESTOR, opts->tls_certificate, opts->tls_private_key,
+                            opts->tls_ca_file, !opts->tls_skip_verify, tls, err);
+    if (st == RD_OK && opts->tls_skip_verify)
+        std::call_once(g_skip_verify_warned, [] {
+            rd_log_warn("net: server.tls_verify_peer is false: TLS peers are not "
+                        "verified (any certificate is accepted)");
+        });
+    return st;
+}
+
 rd_status open_association(const rd_net_peer *peer, const rd_net_scu_options *opts,
                            const std::vector<std::pair<std::string, std::string>> &contexts,
                            T_ASC_Network **net, T_ASC_Association **assoc,
@@ -1429,13 +1447,7 @@ rd_status open_association(const rd_net_peer *peer, const rd_net_scu_options *op
     if (cond.bad())
         return rd_error_set(err, RD_E_NET, "network initialisation failed: %s", cond.text());
     if (use_tls) {
-        rd_status st = make_tls(NET_REQUESTOR, opts->tls_certificate, opts->tls_private_key,
-                                opts->tls_ca_file, !opts->tls_skip_verify, tls, err);
-        if (st == RD_OK && opts->tls_skip_verify)
-            std::call_once(g_skip_verify_warned, [] {
-                rd_log_warn("net: server.tls_verify_peer is false: TLS peers are not "
-                            "verified (any certificate is accepted)");
-            });
+        rd_status st = requestor_tls(opts, tls, err);
         if (st == RD_OK && ASC_setTransportLayer(*net, *tls, 0).bad())
             st = rd_error_set(err, RD_E_NET, "cannot install the TLS layer");
         if (st != RD_OK) {
@@ -1509,6 +1521,12 @@ void close_association(T_ASC_Network **net, T_ASC_Association **assoc, DcmTLSTra
 }
 
 } // namespace
+
+rd_status rd__net_make_tls_requestor(const rd_net_scu_options *opts, DcmTLSTransportLayer **out,
+                                     rd_error *err)
+{
+    return requestor_tls(opts, out, err);
+}
 
 extern "C" rd_status rd_net_echo(const rd_net_peer *peer, const rd_net_scu_options *opts,
                                  rd_error *err)

@@ -12,10 +12,10 @@ want_tests=0
 
 pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk libpng-dev libopenblas-dev
       libcjson-dev libsqlite3-dev sqlite3 libopenjp2-7-dev libsodium-dev libmicrohttpd-dev zlib1g-dev
-      libssl-dev
+      libcurl4-openssl-dev
       python3)
 if [ "$want_tests" = 1 ]; then
-    pkgs+=(dicom3tools strace python3-numpy python3-torch orthanc curl openssl clang-format chromium
+    pkgs+=(dicom3tools strace python3-numpy python3-torch orthanc orthanc-dicomweb curl openssl clang-format chromium
            libpixelmed-java default-jre-headless)
     # The fuzz targets (scripts/fuzz.sh): clang, and its runtime libraries (libFuzzer and the
     # sanitizers), which clang only recommends.

@@ -60,6 +60,18 @@ typedef struct rd_config {
     int outbox_retry_initial_seconds;
     int outbox_retry_max_seconds;
     int outbox_retry_max_attempts;
+    /* batch --from-pacs (include/radraft/qr.h, batch.h) */
+    char qr_retrieve[8];
+    char qr_move_destination[17];
+    double qr_studies_per_minute;
+    int qr_page_days;
+    int qr_page_max_matches;
+    char dicomweb_user[256];
+    char dicomweb_password_file[RD_CONFIG_STR_MAX];
+    char dicomweb_bearer_token_file[RD_CONFIG_STR_MAX];
+    char dicomweb_ca_certificates[RD_CONFIG_STR_MAX];
+    int dicomweb_timeout_seconds;
+    int dicomweb_max_study_mb;
     /* FHIR output (include/radraft/fhir.h) */
     int fhir_enabled;
     char fhir_endpoint[256];

@@ -99,9 +99,10 @@ rd_store *rd_pipeline_worker_store(rd_pipeline_worker *w);
 const rd_config *rd_pipeline_worker_config(const rd_pipeline_worker *w);
 
 typedef enum rd_pipeline_outcome {
-    RD_PIPELINE_DRAFTED = 0,    /* a draft SR was written and its review item recorded */
-    RD_PIPELINE_SKIPPED = 1,    /* no draft, for the recorded reason */
-    RD_PIPELINE_DONE_BEFORE = 2 /* this content version was drafted or skipped before */
+    RD_PIPELINE_DRAFTED = 0,     /* a draft SR was written and its review item recorded */
+    RD_PIPELINE_SKIPPED = 1,     /* no draft, for the recorded reason */
+    RD_PIPELINE_DONE_BEFORE = 2, /* this content version was drafted or skipped before */
+    RD_PIPELINE_IMPORTED = 3 /* its own report went into the archive (rd_pipeline_import_study) */
 } rd_pipeline_outcome;
 
 const char *rd_pipeline_outcome_name(rd_pipeline_outcome o);
@@ -288,10 +289,23 @@ typedef struct rd_pipeline_source {
     rd_status (*finish)(void *ctx, rd_pipeline_worker *w, const rd_store_job *job, rd_status st,
                         const rd_pipeline_result *res, const char *error, double retry_delay,
                         rd_error *err);
+    /* What is done with the job's files; NULL: rd_pipeline_run_study (drafting). */
+    rd_status (*run)(rd_pipeline_worker *w, const char *const *files, int n,
+                     rd_pipeline_result *res, rd_error *err);
     /* Jobs a worker claims at once, up to this many (1..RD_PIPELINE_MAX_BLOCK; 0: 1), and
-     * runs as one block (rd_pipeline_run_jobs). */
+     * drafts as one block (rd_pipeline_run_jobs); only without a `run` hook. */
     int block;
 } rd_pipeline_source;
+
+/* A study that comes with its own report, into the similar-case archive instead of being
+ * drafted (batch --import-reports): the report is the study's SR with findings or impression
+ * text (a verified one over a draft), its states what the labeler reads in it, and the
+ * frontal image (rd_pipeline_choose_frontal) is embedded by the worker's encoder and added
+ * with them to the archive (source import) through rd_review_archive_add, searchable at once.
+ * res->outcome IMPORTED, or SKIPPED with the reason (no report, no frontal image, the model
+ * has no embedding); an entry already there counts as DONE_BEFORE. */
+rd_status rd_pipeline_import_study(rd_pipeline_worker *w, const char *const *files, int n,
+                                   rd_pipeline_result *res, rd_error *err);
 
 /* Runs one claimed job of `src` (NULL: the store's queue): its files through
  * rd_pipeline_run_study, then the retry policy, then src->finish, which records the
@@ -301,9 +315,10 @@ typedef struct rd_pipeline_source {
 rd_status rd_pipeline_run_job(rd_pipeline_worker *w, const rd_pipeline_source *src,
                               const rd_store_job *job, rd_pipeline_result *res, rd_error *err);
 
-/* As rd_pipeline_run_job for `count` claimed jobs (1..RD_PIPELINE_MAX_BLOCK) run as one
- * block (rd_pipeline_run_studies); each job is finished on its own. Returns RD_OK, or the
- * first error of recording an outcome (every job is still finished). */
+/* As rd_pipeline_run_job for `count` claimed jobs (1..RD_PIPELINE_MAX_BLOCK) drafted as
+ * one block (rd_pipeline_run_studies; with a `run` hook, one after the other); each job is
+ * finished on its own. Returns RD_OK, or the first error of recording an outcome (every
+ * job is still finished). */
 rd_status rd_pipeline_run_jobs(rd_pipeline_worker *w, const rd_pipeline_source *src,
                                const rd_store_job *jobs, int count, rd_error *err);
 

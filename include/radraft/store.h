@@ -230,6 +230,60 @@ rd_status rd_store_job_begin(rd_store *s, const char *study_uid, int attempts, r
 /* The last error recorded on a job ("" when none) into `buf`. RD_E_NOT_FOUND: no such job. */
 rd_status rd_store_job_error(rd_store *s, int64_t job_id, char *buf, size_t size, rd_error *err);
 
+/* ---- batch --from-pacs: studies found at a PACS and their states (store_qr.c) ---- */
+
+typedef enum rd_qr_state {
+    RD_QR_QUERIED = 0, /* found, not retrieved yet (or to be retrieved again) */
+    RD_QR_RETRIEVED,   /* its instances arrived, not drafted yet */
+    RD_QR_DRAFTED,     /* drafted (or drafted before in the same content version) */
+    RD_QR_SKIPPED,     /* retrieved, not a study to draft (the pipeline's reason) */
+    RD_QR_FAILED,      /* given up after the retry policy; a rerun tries again */
+    RD_QR_IMPORTED,    /* its own report went into the archive (--import-reports) */
+    RD_QR_STATE_COUNT
+} rd_qr_state;
+
+/* "queried", "retrieved", "drafted", "skipped", "failed", "imported". */
+const char *rd_qr_state_name(rd_qr_state s);
+
+/* A study as the PACS `source` ("AE@host:port") described it. */
+typedef struct rd_store_qr_study {
+    const char *study_uid, *study_date, *modalities, *description, *accession;
+    int n_instances; /* -1: not given */
+} rd_store_qr_study;
+
+/* Records a study found by a query. A new one is queried; a drafted or skipped one is
+ * (or imported) one is queried again when the PACS counts another number of instances; a
+ * failed one is queried again (a rerun retries it); any other keeps its state. */
+rd_status rd_store_qr_found(rd_store *s, const char *source, const rd_store_qr_study *st,
+                            double now, rd_error *err);
+
+/* Sets a study's state; `error` (may be NULL) its last failure, `review_id` (0: none) and
+ * `done_instances` (-1: unchanged) what drafting it made of it. RD_E_NOT_FOUND when the
+ * study was never found at `source`. */
+rd_status rd_store_qr_set_state(rd_store *s, const char *source, const char *study_uid,
+                                rd_qr_state state, const char *error, int64_t review_id,
+                                int done_instances, double now, rd_error *err);
+
+/* Calls `fn` for each study of `source` in a state of `mask` (bit 1 << state), oldest study
+ * date first; at most `limit` (<= 0: all). */
+rd_status rd_store_qr_each(rd_store *s, const char *source, unsigned mask, long limit,
+                           rd_status (*fn)(void *ctx, const char *study_uid, int n_instances,
+                                           rd_error *err),
+                           void *ctx, rd_error *err);
+
+/* The number of studies of `source` in each state. */
+rd_status rd_store_qr_counts(rd_store *s, const char *source, long counts[RD_QR_STATE_COUNT],
+                             rd_error *err);
+
+/* A date page of a query (`query` names its keys) asked in full: recorded with its number
+ * of matches, and looked up so that a rerun does not ask it again. *done is 0 or 1. */
+rd_status rd_store_qr_page_done(rd_store *s, const char *source, const char *query,
+                                const char *date_from, const char *date_to, long matches,
+                                double now, rd_error *err);
+rd_status rd_store_qr_page_is_done(rd_store *s, const char *source, const char *query,
+                                   const char *date_from, const char *date_to, int *done,
+                                   rd_error *err);
+
 /* ---- the outbox: deliveries to DICOM destinations (store_outbox.c) ---- */
 
 typedef struct rd_store_delivery {

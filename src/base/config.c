@@ -199,6 +199,33 @@ static const cfg_key cfg_keys[] = {
      NULL, "delay before the first retry of a failed delivery; doubled at each retry"},
     {"outbox.retry_max_seconds", CFG_INT, OFF(outbox_retry_max_seconds), 1, 604800, "600", NULL,
      "longest delay between two attempts of a delivery"},
+    {"qr.retrieve", CFG_STRING, OFF(qr_retrieve), 1, 7, "get", "get|move",
+     "how batch --from-pacs retrieves a study: get (C-GET, on radraft's own association: the "
+     "PACS needs no route to radraft) or move (C-MOVE to radraft's listener on server.port, "
+     "which the PACS must know by qr.move_destination)"},
+    {"qr.move_destination", CFG_STRING, OFF(qr_move_destination), 0, 16, "", NULL,
+     "the AE title the PACS moves studies to (radraft's, as configured in the PACS); empty: "
+     "server.ae_title"},
+    {"qr.studies_per_minute", CFG_DOUBLE, OFF(qr_studies_per_minute), 0, 100000, "0", NULL,
+     "most retrievals batch --from-pacs starts per minute, to spare the PACS; 0: no limit"},
+    {"qr.page_days", CFG_INT, OFF(qr_page_days), 1, 36600, "31", NULL,
+     "days of study dates asked per C-FIND, so that a long archive is never one huge answer"},
+    {"qr.page_max_matches", CFG_INT, OFF(qr_page_max_matches), 1, 1000000, "2000", NULL,
+     "most matches taken from one C-FIND; a page with more is asked again in halves"},
+    {"dicomweb.user", CFG_STRING, OFF(dicomweb_user), 0, 255, "", NULL,
+     "user name for HTTP basic authentication at the DICOMweb server of batch "
+     "--from-dicomweb; empty: none"},
+    {"dicomweb.password_file", CFG_STRING, OFF(dicomweb_password_file), 0, 1000, "", NULL,
+     "file whose first line is dicomweb.user's password"},
+    {"dicomweb.bearer_token_file", CFG_STRING, OFF(dicomweb_bearer_token_file), 0, 1000, "", NULL,
+     "file whose first line is sent to the DICOMweb server as a bearer token"},
+    {"dicomweb.ca_certificates", CFG_STRING, OFF(dicomweb_ca_certificates), 0, 1000, "", NULL,
+     "PEM file of the CAs an https DICOMweb server's certificate must chain to (empty: the "
+     "system store)"},
+    {"dicomweb.timeout_seconds", CFG_INT, OFF(dicomweb_timeout_seconds), 1, 86400, "600", NULL,
+     "longest one QIDO-RS or WADO-RS request may take (a whole study's instances)"},
+    {"dicomweb.max_study_mb", CFG_INT, OFF(dicomweb_max_study_mb), 1, 1048576, "4096", NULL,
+     "largest WADO-RS reply for one study, in MiB; a larger one fails the study"},
     {"fhir.enabled", CFG_BOOL, OFF(fhir_enabled), 0, 1, "true", NULL,
      "write a FHIR R4 transaction Bundle (a DiagnosticReport and one Observation per finding) "
      "beside each draft and signed text report"},

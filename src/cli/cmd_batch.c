@@ -10,11 +10,17 @@
 #include "cli.h"
 #include "radraft/batch.h"
 #include "radraft/fhir.h"
+#include "radraft/http.h"
 #include "radraft/log.h"
+#include "radraft/net.h"
+#include "radraft/store.h"
+#include "base/util.h"
 #include "radraft/pipeline.h"
 
 static const char help[] =
     "usage: radraft batch [OPTIONS] DIR_OR_FILE...\n"
+    "       radraft batch --from-pacs AE@host:port [--since DATE] [--until DATE] [OPTIONS]\n"
+    "       radraft batch --from-dicomweb URL [--since DATE] [--until DATE] [OPTIONS]\n"
     "Drafts every chest radiograph study found under the folders (recursively) with the same\n"
     "pipeline as radraft serve: instances are grouped into studies by Study Instance UID,\n"
     "studies are drafted in parallel (pipeline.workers; default one per core), and each\n"
@@ -24,14 +30,33 @@ static const char help[] =
     "(count, rate, ETA) goes to stderr: a status line on a terminal, else a line every 10 s.\n"
     "The summary lists drafted, skipped (with reasons) and failed studies. A failed study\n"
     "is recorded as a failed job with its error in the database (as serve records one) and\n"
-    "is tried again by the next run. Exit status 1 when a study failed.\n\n"
+    "is tried again by the next run. Exit status 1 when a study failed.\n"
+    "With --from-pacs the studies come from a PACS: C-FIND of the studies in the date range\n"
+    "(asked in pages of qr.page_days), then each one retrieved by C-GET (qr.retrieve get) or\n"
+    "C-MOVE to radraft's listener on server.port (qr.retrieve move; the PACS must know\n"
+    "qr.move_destination, default server.ae_title), drafted, and its files removed. What was\n"
+    "found and what became of each study is kept in the data directory: a rerun continues,\n"
+    "and a study drafted before is not retrieved again (unless the PACS has new images).\n"
+    "--from-dicomweb does the same over DICOMweb: QIDO-RS for the studies, WADO-RS for\n"
+    "their instances (dicomweb.* keys: basic or bearer authentication, CAs, timeout).\n\n"
     "  --out DIR           where SRs are written (default DATA/sr)\n"
     "  --send              also queue every SR for outbox.destinations and every FHIR Bundle\n"
     "                      for fhir.endpoint (radraft serve on the same data directory\n"
     "                      delivers them)\n"
     "  --data-dir D        data directory (server.data_dir, default ./radraft-data)\n"
     "  --model MODEL       encoder model (encoder.model)\n"
-    "  --workers N         parallel studies (pipeline.workers)\n" RD_CLI_COMMON_HELP;
+    "  --workers N         parallel studies (pipeline.workers)\n"
+    "  --from-pacs PEER    query/retrieve from AE@host:port[+tls|+plain] instead of folders\n"
+    "  --from-dicomweb URL the same from a DICOMweb base URL (http[s]://host[:port]/path)\n"
+    "  --since DATE        first study date, YYYYMMDD (without it: one C-FIND, no paging)\n"
+    "  --until DATE        last study date, YYYYMMDD (default: today)\n"
+    "  --modality LIST     Modalities in Study, comma-separated (default CR,DX)\n"
+    "  --study-description PATTERN  Study Description, * and ? wildcards\n"
+    "  --limit N           retrieve at most N studies in this run\n"
+    "  --keep              leave the retrieved files in DATA/qr/<StudyInstanceUID>\n"
+    "  --import-reports    put each study's own report (its SR) and frontal image into the\n"
+    "                      similar-case archive instead of drafting it: how a site seeds\n"
+    "                      retrieval with its signed history\n" RD_CLI_COMMON_HELP;
 
 static atomic_int g_batch_stop;
 
@@ -48,10 +73,24 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void progress(rd_batch *b, double t0, int tty, int final)
+/* The counters of the run's source: folders (rd_batch) or a PACS (rd_qr_batch). */
+typedef struct run_source {
+    rd_batch *b;
+    rd_qr_batch *qb;
+} run_source;
+
+static void get_stats(const run_source *r, rd_batch_stats *bs)
+{
+    if (r->qb)
+        rd_qr_batch_get_stats(r->qb, bs);
+    else
+        rd_batch_get_stats(r->b, bs);
+}
+
+static void progress(const run_source *r, double t0, int tty, int final)
 {
     rd_batch_stats bs;
-    rd_batch_get_stats(b, &bs);
+    get_stats(r, &bs);
     double el = mono_s() - t0, rate = el > 0 ? (double)bs.finished / el : 0;
     double eta = rate > 0 ? (double)(bs.studies - bs.finished) / rate : 0;
     if (tty)
@@ -74,6 +113,8 @@ static void summary(const rd_batch_stats *bs, double el, int interrupted)
            interrupted ? ", interrupted" : "");
     printf("  drafted      %ld\n", bs->drafted);
     printf("  done before  %ld\n", bs->before);
+    if (bs->imported)
+        printf("  imported     %ld\n", bs->imported);
     printf("  skipped      %ld\n", bs->skipped);
     for (int i = 0; i < bs->n_reasons; i++)
         printf("    %5ld  %s\n", bs->reasons[i].count, bs->reasons[i].text);
@@ -89,21 +130,105 @@ static void summary(const rd_batch_stats *bs, double el, int interrupted)
     }
 }
 
+/* A YYYYMMDD date. */
+static int date_arg(const char *s)
+{
+    if (!s || strlen(s) != 8 || strspn(s, "0123456789") != 8)
+        return 0;
+    int m = (s[4] - '0') * 10 + (s[5] - '0'), d = (s[6] - '0') * 10 + (s[7] - '0');
+    return m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
+/* "CR,DX" as DICOM's "CR\DX"; each one 1-16 upper-case letters or digits. */
+static int modality_arg(const char *s, char *out, size_t size)
+{
+    size_t n = strlen(s), run = 0;
+    if (n == 0 || n >= size)
+        return 0;
+    for (size_t i = 0; i <= n; i++) {
+        char c = s[i];
+        if (c == ',' || c == '\0') {
+            if (run == 0 || run > 16)
+                return 0;
+            out[i] = c ? '\\' : '\0';
+            run = 0;
+        } else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+            out[i] = c;
+            run++;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- C-MOVE: radraft's listener files what the PACS sends into the study's folder ---- */
+
+static rd_status moved_spool(void *ctx, void *assoc_ctx, char *path, size_t size, int *fd,
+                             rd_error *err)
+{
+    const char *dir = ctx ? rd_qr_batch_work_dir(ctx) : ".";
+    (void)assoc_ctx;
+    if ((size_t)snprintf(path, size, "%s/.spool-XXXXXX", dir) >= size)
+        return rd_error_set(err, RD_E_INVALID, "%s: path too long", dir);
+    if ((*fd = mkstemp(path)) < 0)
+        return rd_error_set(err, RD_E_IO, "%s: cannot create a spool file", path);
+    return RD_OK;
+}
+
+static rd_status moved_store(void *ctx, void *assoc_ctx, const rd_net_instance *in, rd_error *err)
+{
+    (void)assoc_ctx;
+    return rd_qr_batch_file_moved(ctx, in->study_uid, in->sop_instance_uid, in->path, err);
+}
+
 int rd_cmd_batch(int argc, char **argv)
 {
-    enum { OPT_OUT = RD_OPT_FIRST_PRIVATE, OPT_SEND, OPT_DATA, OPT_MODEL, OPT_WORKERS };
-    static const struct option opts[] = {{"out", required_argument, NULL, OPT_OUT},
-                                         {"send", no_argument, NULL, OPT_SEND},
-                                         {"data-dir", required_argument, NULL, OPT_DATA},
-                                         {"model", required_argument, NULL, OPT_MODEL},
-                                         {"workers", required_argument, NULL, OPT_WORKERS},
-                                         RD_CLI_COMMON_LONGOPTS,
-                                         {NULL, 0, NULL, 0}};
-    const char *out = NULL, *data = NULL, *model = NULL, *workers_arg = NULL;
-    int send = 0, opt, rc, n_workers = 1, threads = 1;
+    enum {
+        OPT_OUT = RD_OPT_FIRST_PRIVATE,
+        OPT_SEND,
+        OPT_DATA,
+        OPT_MODEL,
+        OPT_WORKERS,
+        OPT_PACS,
+        OPT_SINCE,
+        OPT_UNTIL,
+        OPT_MODALITY,
+        OPT_DESCRIPTION,
+        OPT_LIMIT,
+        OPT_KEEP,
+        OPT_DICOMWEB,
+        OPT_IMPORT
+    };
+    static const struct option opts[] = {
+        {"out", required_argument, NULL, OPT_OUT},
+        {"send", no_argument, NULL, OPT_SEND},
+        {"data-dir", required_argument, NULL, OPT_DATA},
+        {"model", required_argument, NULL, OPT_MODEL},
+        {"workers", required_argument, NULL, OPT_WORKERS},
+        {"from-pacs", required_argument, NULL, OPT_PACS},
+        {"since", required_argument, NULL, OPT_SINCE},
+        {"until", required_argument, NULL, OPT_UNTIL},
+        {"modality", required_argument, NULL, OPT_MODALITY},
+        {"study-description", required_argument, NULL, OPT_DESCRIPTION},
+        {"limit", required_argument, NULL, OPT_LIMIT},
+        {"keep", no_argument, NULL, OPT_KEEP},
+        {"from-dicomweb", required_argument, NULL, OPT_DICOMWEB},
+        {"import-reports", no_argument, NULL, OPT_IMPORT},
+        RD_CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0}};
+    const char *out = NULL, *data = NULL, *model = NULL, *workers_arg = NULL, *pacs = NULL;
+    const char *since = NULL, *until = NULL, *description = NULL, *dicomweb = NULL;
+    char modalities[68] = "CR\\DX";
+    long limit = 0;
+    int send = 0, keep = 0, import = 0, opt, rc, n_workers = 1, threads = 1;
     rd_cli cli;
     rd_error err;
     rd_batch *b = NULL;
+    rd_qr_batch *qb = NULL;
+    rd_net_scp *scp = NULL;
+    rd_store *store = NULL;
+    run_source run = {NULL, NULL};
     rd_batch_stats bs;
     rd_pipeline *pipeline = NULL;
     rd_pipeline_pool *pool = NULL;
@@ -128,12 +253,61 @@ int rd_cmd_batch(int argc, char **argv)
         case OPT_WORKERS:
             workers_arg = optarg;
             break;
+        case OPT_PACS:
+            pacs = optarg;
+            break;
+        case OPT_SINCE:
+            since = optarg;
+            break;
+        case OPT_UNTIL:
+            until = optarg;
+            break;
+        case OPT_MODALITY:
+            if (!modality_arg(optarg, modalities, sizeof modalities))
+                return rd_cli_usage_error(&cli, help,
+                                          "--modality: a comma-separated list of "
+                                          "modalities (CR,DX)");
+            break;
+        case OPT_DESCRIPTION:
+            description = optarg;
+            break;
+        case OPT_LIMIT: {
+            char *end = NULL;
+            limit = strtol(optarg, &end, 10);
+            if (!end || *end || limit < 1)
+                return rd_cli_usage_error(&cli, help, "--limit: a positive number");
+            break;
+        }
+        case OPT_KEEP:
+            keep = 1;
+            break;
+        case OPT_DICOMWEB:
+            dicomweb = optarg;
+            break;
+        case OPT_IMPORT:
+            import = 1;
+            break;
         }
     }
     if (opt < 0)
         return rc;
-    if (optind >= argc)
+    if (pacs && dicomweb)
+        return rd_cli_usage_error(&cli, help, "--from-pacs or --from-dicomweb, not both");
+    if (dicomweb)
+        pacs = dicomweb; /* a PACS either way, below */
+    if (!pacs && optind >= argc)
         return rd_cli_usage_error(&cli, help, "no folder or file given");
+    if (pacs && optind < argc)
+        return rd_cli_usage_error(&cli, help, "--from-pacs takes no folder or file");
+    if (!pacs && (since || until || description || limit || keep || import))
+        return rd_cli_usage_error(
+            &cli, help,
+            "--since, --until, --modality, --limit, --keep and --import-reports "
+            "go with --from-pacs");
+    if ((since && !date_arg(since)) || (until && !date_arg(until)))
+        return rd_cli_usage_error(&cli, help, "--since and --until take a date YYYYMMDD");
+    if (since && until && strcmp(since, until) > 0)
+        return rd_cli_usage_error(&cli, help, "--since is after --until");
     if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
         return rc;
     const rd_cli_setting settings[] = {
@@ -151,25 +325,104 @@ int rd_cmd_batch(int argc, char **argv)
         return RD_EXIT_USAGE;
     }
 
-    /* Scan and group. */
     double t0 = mono_s();
-    if (rd_batch_create(&b, &err) != RD_OK) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
-        goto out;
-    }
-    for (int i = optind; i < argc; i++)
-        if (rd_batch_add_root(b, argv[i], &err) != RD_OK) {
+    if (pacs) {
+        /* Query the PACS; the studies left to retrieve are this run's. */
+        rd_qr_batch_options qo;
+        char work[RD_CONFIG_STR_MAX + 8];
+        long found = 0;
+        char bearer[4100] = "", password[4100] = "";
+        memset(&qo, 0, sizeof qo);
+        if (dicomweb) {
+            if (rd_http_url_check(dicomweb, NULL, 0, &err) != RD_OK) {
+                rd_cli_error(&cli, "--from-dicomweb: %s", rd_error_message(&err));
+                return RD_EXIT_USAGE;
+            }
+            if ((cli.cfg.dicomweb_bearer_token_file[0] &&
+                 rd_http_read_secret(cli.cfg.dicomweb_bearer_token_file, bearer, sizeof bearer,
+                                     &err) != RD_OK) ||
+                (cli.cfg.dicomweb_password_file[0] &&
+                 rd_http_read_secret(cli.cfg.dicomweb_password_file, password, sizeof password,
+                                     &err) != RD_OK)) {
+                rd_cli_error(&cli, "%s", rd_error_message(&err));
+                return RD_EXIT_USAGE;
+            }
+            qo.dicomweb_url = dicomweb;
+            qo.http.timeout_s = cli.cfg.dicomweb_timeout_seconds;
+            qo.http.ca_file = cli.cfg.dicomweb_ca_certificates;
+            qo.http.bearer = bearer;
+            qo.http.user = cli.cfg.dicomweb_user;
+            qo.http.password = password;
+            qo.max_study_bytes = (size_t)cli.cfg.dicomweb_max_study_mb << 20;
+        } else if (rd_net_peer_parse(pacs, &qo.peer, &err) != RD_OK) {
+            rd_cli_error(&cli, "--from-pacs: %s", rd_error_message(&err));
+            return RD_EXIT_USAGE;
+        }
+        rd_net_scu_options_from_config(&qo.scu, &cli.cfg);
+        snprintf(work, sizeof work, "%s/qr", cli.cfg.server_data_dir);
+        qo.date_from = since;
+        qo.date_to = until;
+        qo.modalities = modalities;
+        qo.description = description;
+        qo.limit = limit;
+        qo.use_move = !dicomweb && strcmp(cli.cfg.qr_retrieve, "move") == 0;
+        qo.move_destination =
+            cli.cfg.qr_move_destination[0] ? cli.cfg.qr_move_destination : cli.cfg.server_ae_title;
+        qo.work_dir = work;
+        qo.keep = keep;
+        qo.import_reports = import;
+        qo.studies_per_minute = cli.cfg.qr_studies_per_minute;
+        qo.page_days = cli.cfg.qr_page_days;
+        qo.page_max_matches = cli.cfg.qr_page_max_matches;
+        if (rd_mkdirs(work, &err) != RD_OK || rd_qr_batch_create(&qb, &qo, &err) != RD_OK ||
+            rd_store_open(&store, cli.cfg.server_data_dir, NULL, &err) != RD_OK ||
+            rd_qr_batch_query(qb, store, &found, &err) != RD_OK) {
             rd_cli_error(&cli, "%s", rd_error_message(&err));
             goto out;
         }
-    if (rd_batch_group(b, &err) != RD_OK) {
-        rd_cli_error(&cli, "%s", rd_error_message(&err));
-        goto out;
+        rd_store_close(store);
+        store = NULL;
+        run.qb = qb;
+        get_stats(&run, &bs);
+        rd_log_info("batch: %s answered %ld matching studies; %ld to retrieve (%s), queried "
+                    "in %.1f s",
+                    pacs, found, bs.studies,
+                    dicomweb      ? "WADO-RS"
+                    : qo.use_move ? "C-MOVE"
+                                  : "C-GET",
+                    mono_s() - t0);
+        if (qo.use_move) {
+            /* The PACS sends the studies to radraft's own listener. */
+            rd_net_scp_options so;
+            rd_net_handlers h = {qb, NULL, NULL, moved_spool, moved_store};
+            rd_net_scp_options_from_config(&so, &cli.cfg);
+            rd_strlcpy(so.ae_title, qo.move_destination, sizeof so.ae_title);
+            if (rd_net_scp_start(&scp, &so, &h, &err) != RD_OK) {
+                rd_cli_error(&cli, "the listener for C-MOVE: %s", rd_error_message(&err));
+                goto out;
+            }
+        }
+    } else {
+        /* Scan and group. */
+        if (rd_batch_create(&b, &err) != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            goto out;
+        }
+        for (int i = optind; i < argc; i++)
+            if (rd_batch_add_root(b, argv[i], &err) != RD_OK) {
+                rd_cli_error(&cli, "%s", rd_error_message(&err));
+                goto out;
+            }
+        if (rd_batch_group(b, &err) != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            goto out;
+        }
+        run.b = b;
+        rd_batch_get_stats(b, &bs);
+        rd_log_info("batch: %ld DICOM instances in %ld studies (%ld other files, %ld "
+                    "unreadable), scanned in %.1f s",
+                    bs.instances, bs.studies, bs.not_dicom, bs.unreadable, mono_s() - t0);
     }
-    rd_batch_get_stats(b, &bs);
-    rd_log_info("batch: %ld DICOM instances in %ld studies (%ld other files, %ld unreadable), "
-                "scanned in %.1f s",
-                bs.instances, bs.studies, bs.not_dicom, bs.unreadable, mono_s() - t0);
 
     /* The pipeline and its pool, one worker per thread, on the studies found. */
     rd_pipeline_options po;
@@ -180,7 +433,7 @@ int rd_cmd_batch(int argc, char **argv)
     po.sr_dir = out;
     po.enqueue = send;
     po.encoder_threads = threads;
-    rd_pipeline_source src = rd_batch_source(b);
+    rd_pipeline_source src = qb ? rd_qr_batch_source(qb) : rd_batch_source(b);
     /* Blocks of pipeline.block studies, but no larger than an equal share of the studies
      * per worker, so that a small batch still keeps every worker busy. */
     src.block = cli.cfg.pipeline_block;
@@ -205,20 +458,23 @@ int rd_cmd_batch(int argc, char **argv)
         struct timespec ts = {0, 200 * 1000 * 1000};
         nanosleep(&ts, NULL);
         if (tty || mono_s() - last >= 10) {
-            progress(b, t1, tty, 0);
+            progress(&run, t1, tty, 0);
             last = mono_s();
         }
     }
     rd_pipeline_pool_stop(pool); /* the studies in progress finish */
     pool = NULL;
     double el = mono_s() - t1;
-    progress(b, t1, tty, 1);
-    rd_batch_get_stats(b, &bs);
+    progress(&run, t1, tty, 1);
+    get_stats(&run, &bs);
     summary(&bs, el, atomic_load(&g_batch_stop));
     rc = bs.failed == 0 && !atomic_load(&g_batch_stop) ? RD_EXIT_OK : RD_EXIT_FAIL;
 out:
     rd_pipeline_pool_stop(pool);
+    rd_net_scp_stop(scp);
     rd_pipeline_free(pipeline);
+    rd_store_close(store);
     rd_batch_free(b);
+    rd_qr_batch_free(qb);
     return rc;
 }

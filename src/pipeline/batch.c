@@ -255,7 +255,7 @@ static void count_reason(rd_batch_stats *bs, const char *reason)
     }
 }
 
-static void count_outcome(rd_batch_stats *bs, const rd_pipeline_result *res)
+void rd_batch_stats_count(rd_batch_stats *bs, const rd_pipeline_result *res)
 {
     switch (res->outcome) {
     case RD_PIPELINE_DRAFTED:
@@ -274,6 +274,9 @@ static void count_outcome(rd_batch_stats *bs, const rd_pipeline_result *res)
         break;
     case RD_PIPELINE_DONE_BEFORE:
         bs->before++;
+        break;
+    case RD_PIPELINE_IMPORTED:
+        bs->imported++;
         break;
     }
 }
@@ -325,7 +328,7 @@ static rd_status batch_finish(void *ctx, rd_pipeline_worker *w, const rd_store_j
         if (st != RD_OK)
             b->stats.failed++;
         else
-            count_outcome(&b->stats, res);
+            rd_batch_stats_count(&b->stats, res);
     }
     pthread_mutex_unlock(&b->mu);
     if (st != RD_OK && retry_delay >= 0)
@@ -338,7 +341,7 @@ static rd_status batch_finish(void *ctx, rd_pipeline_worker *w, const rd_store_j
 
 rd_pipeline_source rd_batch_source(rd_batch *b)
 {
-    rd_pipeline_source src = {b, batch_claim, batch_files, batch_finish, 1};
+    rd_pipeline_source src = {b, batch_claim, batch_files, batch_finish, NULL, 1};
     return src;
 }
 

@@ -82,7 +82,8 @@ static rd_status store_finish(void *ctx, rd_pipeline_worker *w, const rd_store_j
 
 /* One job at a time: a study queued by serve is drafted as soon as a worker is free, not
  * after the ones claimed with it. */
-static const rd_pipeline_source store_source = {NULL, store_claim, store_files, store_finish, 1};
+static const rd_pipeline_source store_source = {NULL,         store_claim, store_files,
+                                                store_finish, NULL,        1};
 
 /* ---- one job ---- */
 
@@ -110,6 +111,12 @@ rd_status rd_pipeline_run_jobs(rd_pipeline_worker *w, const rd_pipeline_source *
     if (count < 1 || count > RD_PIPELINE_MAX_BLOCK)
         return rd_error_set(err, RD_E_INVALID, "%d jobs at once (1..%d)", count,
                             RD_PIPELINE_MAX_BLOCK);
+    if (src->run) {
+        /* A hook other than drafting: one job after the other. */
+        for (int i = 0; i < count; i++)
+            (void)rd_pipeline_run_job(w, src, &jobs[i], NULL, &e);
+        return RD_OK;
+    }
     js = calloc((size_t)count, sizeof *js);
     run_res = calloc((size_t)count, sizeof *run_res);
     run_errs = calloc((size_t)count, sizeof *run_errs);
@@ -179,7 +186,8 @@ rd_status rd_pipeline_run_job(rd_pipeline_worker *w, const rd_pipeline_source *s
     if (st != RD_OK)
         (void)rd_error_prefix(&e, st, "read");
     else
-        st = rd_pipeline_run_study(w, (const char *const *)files, n, res, &e);
+        st = (src->run ? src->run : rd_pipeline_run_study)(w, (const char *const *)files, n, res,
+                                                           &e);
     rd_store_free_paths(files, n);
     if (st != RD_OK)
         delay = rd_pipeline_retry_delay(rd_pipeline_worker_config(w), st, job->attempts);
@@ -235,7 +243,8 @@ static void *pool_main(void *arg)
     while (!atomic_load(&pool->stop)) {
         rd_store_job jobs[RD_PIPELINE_MAX_BLOCK];
         rd_error err;
-        int finished = 0, n = 0, block = pool->src.block;
+        /* Blocks only for drafting: a `run` hook takes one study at a time. */
+        int finished = 0, n = 0, block = pool->src.run ? 1 : pool->src.block;
         rd_status st = pool->src.claim(pool->src.ctx, w, &jobs[0], &finished, &err);
         if (block < 1)
             block = 1;

@@ -36,6 +36,7 @@
 #include "radraft/labeler.h"
 #include "radraft/log.h"
 #include "radraft/metrics.h"
+#include "radraft/review.h"
 #include "radraft/sr.h"
 #include "radraft/version.h"
 #include "base/util.h"
@@ -117,6 +118,8 @@ const char *rd_pipeline_outcome_name(rd_pipeline_outcome o)
         return "skipped";
     case RD_PIPELINE_DONE_BEFORE:
         return "done before";
+    case RD_PIPELINE_IMPORTED:
+        return "imported";
     }
     return "?";
 }
@@ -1110,6 +1113,102 @@ rd_status rd_pipeline_draft_files(rd_pipeline_worker *w, const char *const *file
 {
     int64_t unused = 0;
     return draft_study(w, files, n, sr_path, 0, d, &unused, err);
+}
+
+/* The report of a study's files for rd_pipeline_import_study: the texts of its SR with
+ * findings or impression text, a verified one first. *found 0 when there is none. */
+static rd_status study_report(const char *const *files, int n, const rd_dicom_meta *metas,
+                              rd_sr_info *best, int *found, rd_error *err)
+{
+    *found = 0;
+    for (int i = 0; i < n; i++) {
+        rd_sr_info info;
+        if (strcmp(metas[i].modality, "SR") != 0 ||
+            rd_sr_read(files[i], NULL, &info, NULL) != RD_OK)
+            continue;
+        int verified = strcmp(info.verification_flag, "VERIFIED") == 0;
+        if ((info.findings_text || info.impression_text) &&
+            (!*found || (verified && strcmp(best->verification_flag, "VERIFIED") != 0))) {
+            if (*found)
+                rd_sr_info_free(best);
+            *best = info;
+            *found = 1;
+            continue;
+        }
+        rd_sr_info_free(&info);
+    }
+    (void)err;
+    return RD_OK;
+}
+
+rd_status rd_pipeline_import_study(rd_pipeline_worker *w, const char *const *files, int n,
+                                   rd_pipeline_result *res, rd_error *err)
+{
+    rd_pipeline *p = w->p;
+    rd_dicom_meta *metas = NULL;
+    const char **images = NULL;
+    rd_dicom_meta *image_metas = NULL;
+    rd_dicom_options dopts;
+    rd_sr_info report;
+    int found = 0, n_images = 0, added = 0, frontal;
+    const char *rule = "";
+    rd_status st = RD_OK;
+
+    memset(res, 0, sizeof *res);
+    memset(&report, 0, sizeof report);
+    if (!p->ix) {
+        res->outcome = RD_PIPELINE_SKIPPED;
+        rd_strlcpy(res->reason, "the model has no embedding: no archive", sizeof res->reason);
+        return RD_OK;
+    }
+    if (!(metas = calloc((size_t)n, sizeof *metas)) ||
+        !(images = calloc((size_t)n, sizeof *images)) ||
+        !(image_metas = calloc((size_t)n, sizeof *image_metas))) {
+        st = rd_error_set(err, RD_E_NOMEM, "import: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        rd_error e;
+        if (rd_dicom_read_meta(files[i], &metas[i], &e) != RD_OK) {
+            metas[i].modality[0] = '\0';
+            continue;
+        }
+        if (i == 0 || !res->study_uid[0])
+            rd_strlcpy(res->study_uid, metas[i].study_uid, sizeof res->study_uid);
+        if (strcmp(metas[i].modality, "SR") != 0) {
+            images[n_images] = files[i];
+            image_metas[n_images++] = metas[i];
+        }
+    }
+    if ((st = study_report(files, n, metas, &report, &found, err)) != RD_OK)
+        goto out;
+    if (!found) {
+        res->outcome = RD_PIPELINE_SKIPPED;
+        rd_strlcpy(res->reason, "no report (SR with text) to import", sizeof res->reason);
+        goto out;
+    }
+    rd_dicom_options_from_config(&dopts, &p->cfg);
+    frontal = rd_pipeline_choose_frontal(images, image_metas, n_images, &dopts, NULL, &rule);
+    if (frontal < 0) {
+        res->outcome = RD_PIPELINE_SKIPPED;
+        rd_strlcpy(res->reason, "no frontal image to import", sizeof res->reason);
+        goto out;
+    }
+    /* The review module's one "decode, embed, add" path for reported studies. */
+    if ((st = rd_review_archive_add(p->ix, w->store, w->enc, p->lab, &p->cfg, images[frontal],
+                                    &image_metas[frontal], RD_ARCHIVE_IMPORT, NULL,
+                                    report.findings_text, report.impression_text, &added, err)) !=
+        RD_OK) {
+        st = rd_error_prefix(err, st, "import");
+        goto out;
+    }
+    res->outcome = added ? RD_PIPELINE_IMPORTED : RD_PIPELINE_DONE_BEFORE;
+out:
+    rd_sr_info_free(&report);
+    free(metas);
+    free(images);
+    free(image_metas);
+    return st;
 }
 
 /* record, after the stages of one study (`st` their status): its result from the draft,

@@ -222,6 +222,34 @@ static const char *const migrations[] = {
     "ALTER TABLE reviews ADD COLUMN air_sr_sop_instance_uid TEXT;"
     "ALTER TABLE signatures ADD COLUMN air_sr_path TEXT;"
     "ALTER TABLE signatures ADD COLUMN air_sr_sop_instance_uid TEXT;",
+    /* 7: batch --from-pacs: the studies a PACS answered and what became of each, and the
+     * date pages of a query already asked, so that a rerun continues. */
+    "CREATE TABLE qr_studies("
+    "  source TEXT NOT NULL,"
+    "  study_uid TEXT NOT NULL,"
+    "  study_date TEXT,"
+    "  modalities TEXT,"
+    "  description TEXT,"
+    "  accession TEXT,"
+    "  n_instances INTEGER NOT NULL,"
+    "  state TEXT NOT NULL CHECK(state IN"
+    "   ('queried','retrieved','drafted','skipped','failed','imported')),"
+    "  done_instances INTEGER,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT,"
+    "  review_id INTEGER,"
+    "  created_at REAL NOT NULL,"
+    "  updated_at REAL NOT NULL,"
+    "  PRIMARY KEY(source, study_uid));"
+    "CREATE INDEX qr_studies_state ON qr_studies(source, state, study_date);"
+    "CREATE TABLE qr_pages("
+    "  source TEXT NOT NULL,"
+    "  query TEXT NOT NULL,"
+    "  date_from TEXT NOT NULL,"
+    "  date_to TEXT NOT NULL,"
+    "  matches INTEGER NOT NULL,"
+    "  done_at REAL NOT NULL,"
+    "  PRIMARY KEY(source, query, date_from, date_to));",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

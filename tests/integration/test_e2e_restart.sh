@@ -109,8 +109,9 @@ received=$(find received -type f | wc -l)
 [ "$deliveries" = $((2 * NS)) ] && [ "$received" = $((2 * NS)) ] && pass "serve: $((2 * NS)) SRs delivered once each" \
     || fail "serve: $deliveries deliveries done, $received files at storescp (expected $((2 * NS)))"
 [ "$(q rd/radraft.db "SELECT COUNT(*) FROM jobs WHERE state<>'done'")" = 0 ] || fail "serve: unfinished jobs: $(q rd/radraft.db "SELECT id, state, error FROM jobs WHERE state<>'done'")"
-[ -z "$(ls rd/sr | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')" ] ||
-    fail "serve: stray files in rd/sr: $(ls rd/sr | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')"
+[ "$(ls rd/sr/*-draft-fhir.json 2>/dev/null | wc -l)" = $NS ] || fail "serve: $(ls rd/sr/*-draft-fhir.json 2>/dev/null | wc -l) FHIR Bundles (expected $NS)"
+[ -z "$(ls rd/sr | grep -vE -- '-draft-(air-)?sr.dcm$|-draft-fhir.json$')" ] ||
+    fail "serve: stray files in rd/sr: $(ls rd/sr | grep -vE -- '-draft-(air-)?sr.dcm$|-draft-fhir.json$')"
 kill -TERM $SERVER; wait $SERVER
 SERVER=
 
@@ -153,8 +154,9 @@ airs=$(ls out/*-draft-air-sr.dcm | wc -l)
 [ "$reviews" = $N ] && [ "$studies" = $N ] && [ "$srs" = $N ] && [ "$airs" = $N ] &&
     pass "batch: $N review items, $N SRs and $N AI results SRs" \
     || fail "batch: $reviews review items, $studies studies, $srs SRs, $airs AI results SRs (expected $N)"
-[ -z "$(ls out | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')" ] ||
-    fail "batch: stray files in out: $(ls out | grep -v -- '-draft-sr.dcm$' | grep -v -- '-draft-air-sr.dcm$')"
+[ "$(ls out/*-draft-fhir.json 2>/dev/null | wc -l)" = $N ] || fail "batch: $(ls out/*-draft-fhir.json 2>/dev/null | wc -l) FHIR Bundles (expected $N)"
+[ -z "$(ls out | grep -vE -- '-draft-(air-)?sr.dcm$|-draft-fhir.json$')" ] ||
+    fail "batch: stray files in out: $(ls out | grep -vE -- '-draft-(air-)?sr.dcm$|-draft-fhir.json$')"
 "$RADRAFT" batch archive --data-dir bd --out out --model model >batch3.log 2>&1 || fail "third run"
 grep -q "^  done before  $N$" batch3.log && pass "a third run drafts nothing" || fail "third run: $(cat batch3.log | tail -6)"
 
