@@ -43,7 +43,8 @@ rd_status rd_batch_group(rd_batch *b, rd_error *err);
 
 /* The pool's source over the grouped studies: each study is claimed once, again after a
  * retry delay when the policy asks for one, and the source finishes when every study has
- * its final outcome. Valid while `b` lives. */
+ * its final outcome. Valid while `b` lives. Its block is 1; the caller sets it
+ * (radraft batch: pipeline.block). */
 rd_pipeline_source rd_batch_source(rd_batch *b);
 
 /* What a batch found and what became of its studies so far (a consistent copy; safe to call

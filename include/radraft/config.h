@@ -99,6 +99,7 @@ typedef struct rd_config {
     int retrieval_date_window_days;
     double retrieval_uncertain_value;
     double retrieval_temperature;
+    char retrieval_storage[8]; /* f32 | f16 | int8 (rd_index_storage_parse) */
     char archive_patient_salt[RD_CONFIG_ITEM_MAX];
     int archive_load_seed;
     double archive_refresh_seconds;
@@ -120,6 +121,7 @@ typedef struct rd_config {
     int web_lockout_seconds;
     /* pipeline (drafting workers) */
     int pipeline_workers;
+    int pipeline_block; /* studies a batch worker drafts as one block (rd_pipeline_source) */
     int pipeline_retry_max_attempts;
     int pipeline_retry_initial_seconds;
     int pipeline_retry_max_seconds;

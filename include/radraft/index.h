@@ -7,11 +7,24 @@
  * spaces and are never mixed: an index refuses entries of another dimension, and loads from
  * the store only the rows of its own model version.
  *
- * Search is exact: the cosine similarity of the query with every entry (one cblas_sgemv for
- * a query, cblas_sgemm for a batch), then the k best that pass the filters: never the same
- * patient (hash) or the same study, the same view family, an optional date window and a
- * minimum similarity. Hits are ordered by similarity, larger first; equal similarities by
- * id, smaller first.
+ * Search is exact: the cosine similarity of the query with every entry, then the k best
+ * that pass the filters: never the same patient (hash) or the same study, the same view
+ * family, an optional date window and a minimum similarity. Hits are ordered by
+ * similarity, larger first; equal similarities by id, smaller first. One query is one pass
+ * over the rows that scores them and keeps the k best as it goes (AVX2 / AVX-512 kernels
+ * chosen at run time, portable C elsewhere), so that it runs at about the speed memory
+ * delivers the rows, on one thread or split across several (rd_index_params.threads); the
+ * filters are looked at only for an entry that would enter the top k. A batch of queries
+ * is scored with cblas_sgemm (one read of the rows for all of them).
+ *
+ * Storage (rd_index_set_storage, configuration key retrieval.storage): f32 keeps the rows
+ * only as floats. f16 and int8 keep a second, smaller copy (half or a quarter of the
+ * floats' bytes, plus 4 bytes a row for int8) that a single query scans instead; the best
+ * 4k + 32 candidates are then re-ranked with the f32 rows, so every similarity returned is
+ * the exact f32 one and the top k is the f32 top k unless an entry of it fell outside the
+ * candidates (recall@10 is measured by tests/bench/bench_index.sh). The f32 rows stay in
+ * memory for the re-ranking, for batches and for seed files: f16 costs 1.5x the memory of
+ * f32, int8 about 1.25x.
  *
  * Persistence: the store's `archive` table (include/radraft/store.h) holds every entry with
  * its embedding and model version. rd_index_load() reads the rows of one model version at
@@ -129,6 +142,25 @@ rd_status rd_index_load(rd_index **out, rd_store *store, const char *model_versi
 /* Accepts NULL. */
 void rd_index_free(rd_index *ix);
 
+/* What a single-query search scans (see the top of this file). */
+typedef enum rd_index_storage {
+    RD_INDEX_STORAGE_F32 = 0,
+    RD_INDEX_STORAGE_F16 = 1, /* IEEE half precision, then f32 re-ranking */
+    RD_INDEX_STORAGE_INT8 = 2 /* int8 with a scale per row, then f32 re-ranking */
+} rd_index_storage;
+
+/* "f32", "f16", "int8". */
+const char *rd_index_storage_name(rd_index_storage s);
+/* Parses the names above; RD_E_INVALID when unknown. */
+rd_status rd_index_storage_parse(const char *name, rd_index_storage *out, rd_error *err);
+
+/* Makes the index keep (and scan) its rows in `storage` from now on: the reduced copy of
+ * every entry is built at once (memory for all of them, under the write lock) and kept up
+ * to date by additions and rd_index_sync. f32 frees the copy. Errors: RD_E_INVALID,
+ * RD_E_NOMEM (the index is unchanged then). */
+rd_status rd_index_set_storage(rd_index *ix, rd_index_storage storage, rd_error *err);
+rd_index_storage rd_index_get_storage(rd_index *ix);
+
 const char *rd_index_model_version(const rd_index *ix);
 int rd_index_dim(const rd_index *ix);
 /* Number of entries now (it may grow while other threads add). */
@@ -184,9 +216,13 @@ typedef struct rd_index_params {
     int date_window_days;  /* > 0 and the query has a date: only entries dated within this
                             * many days of it (entries without a date excluded); 0: any */
     int with_text;         /* non-zero: hits carry copies of the report texts */
+    int threads;           /* threads one single-query search may use: <= 1 the calling
+                            * thread only; n > 1 up to n (at most 64), each with at least
+                            * 2 Mi floats of rows, so a small archive stays on one. The
+                            * result does not depend on it. A batch uses OpenBLAS's threads. */
 } rd_index_params;
 
-/* k 10, min_similarity -1, no date window, no text. */
+/* k 10, min_similarity -1, no date window, no text, 1 thread. */
 void rd_index_params_default(rd_index_params *p);
 
 /* One neighbour. With with_text the texts are owned by the hit (rd_index_hits_clear). */
@@ -209,9 +245,10 @@ typedef struct rd_index_hit {
 rd_status rd_index_search(rd_index *ix, const rd_index_query *q, const rd_index_params *p,
                           rd_index_hit *hits, int *n_hits, rd_error *err);
 
-/* Exact top-k of `nq` queries (1..RD_INDEX_MAX_BATCH) at once (sgemm): query i's hits are
- * hits[i * p->k ...], their number n_hits[i]. Same results as nq single searches (up to
- * float rounding between sgemv and sgemm when similarities tie within ~1e-6). */
+/* Exact top-k of `nq` queries (1..RD_INDEX_MAX_BATCH) at once (sgemm over the f32 rows,
+ * whatever the storage; nq == 1 is rd_index_search): query i's hits are hits[i * p->k
+ * ...], their number n_hits[i]. Same results as nq single searches (up to float rounding
+ * between the scan kernels and sgemm when similarities tie within ~1e-6). */
 rd_status rd_index_search_batch(rd_index *ix, const rd_index_query *qs, int nq,
                                 const rd_index_params *p, rd_index_hit *hits, int *n_hits,
                                 rd_error *err);
@@ -267,6 +304,7 @@ void rd_index_evidence(const rd_index_hit *hits, int n_hits, rd_evidence_case *o
 typedef struct rd_retrieval_settings {
     rd_index_params search;
     rd_vote_params votes;
+    rd_index_storage storage; /* retrieval.storage (rd_index_set_storage); f32 without cfg */
 } rd_retrieval_settings;
 
 struct rd_config;

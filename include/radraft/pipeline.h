@@ -244,6 +244,18 @@ rd_status rd_pipeline_write_heatmaps(const rd_pipeline_draft *d, const char *dir
 rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files, int n,
                                 rd_pipeline_result *res, rd_error *err);
 
+/* The most studies a block holds (rd_pipeline_run_studies, rd_pipeline_source.block). */
+#define RD_PIPELINE_MAX_BLOCK 64
+
+/* Runs `count` studies (1..RD_PIPELINE_MAX_BLOCK; study i's files[i], n[i] of them) as one
+ * block: each through the stages up to its embedding, then the archive searches of all of
+ * them at once (one rd_index_search_batch: the archive is read once for the block, with
+ * sgemm), then each through the rest and recorded as rd_pipeline_run_study would.
+ * sts[i], res[i] and errs[i] (`errs` may be NULL for count 1) are study i's status,
+ * result and error; each study's ms_retrieve is its share of the block's search. */
+void rd_pipeline_run_studies(rd_pipeline_worker *w, int count, const char *const *const *files,
+                             const int *n, rd_pipeline_result *res, rd_status *sts, rd_error *errs);
+
 /* ---- jobs: the one pool and the one retry policy of serve and batch (src/pipeline/jobs.c) */
 
 /* 1 if a failure with this status may pass on a retry (I/O, database, memory, network). */
@@ -280,6 +292,9 @@ typedef struct rd_pipeline_source {
     /* What is done with the job's files; NULL: rd_pipeline_run_study (drafting). */
     rd_status (*run)(rd_pipeline_worker *w, const char *const *files, int n,
                      rd_pipeline_result *res, rd_error *err);
+    /* Jobs a worker claims at once, up to this many (1..RD_PIPELINE_MAX_BLOCK; 0: 1), and
+     * drafts as one block (rd_pipeline_run_jobs); only without a `run` hook. */
+    int block;
 } rd_pipeline_source;
 
 /* A study that comes with its own report, into the similar-case archive instead of being
@@ -299,6 +314,13 @@ rd_status rd_pipeline_import_study(rd_pipeline_worker *w, const char *const *fil
  * it was drafted or skipped), or the source's error when recording failed. */
 rd_status rd_pipeline_run_job(rd_pipeline_worker *w, const rd_pipeline_source *src,
                               const rd_store_job *job, rd_pipeline_result *res, rd_error *err);
+
+/* As rd_pipeline_run_job for `count` claimed jobs (1..RD_PIPELINE_MAX_BLOCK) drafted as
+ * one block (rd_pipeline_run_studies; with a `run` hook, one after the other); each job is
+ * finished on its own. Returns RD_OK, or the first error of recording an outcome (every
+ * job is still finished). */
+rd_status rd_pipeline_run_jobs(rd_pipeline_worker *w, const rd_pipeline_source *src,
+                               const rd_store_job *jobs, int count, rd_error *err);
 
 /* A pool of `workers` threads, each with its own worker, taking jobs from `src` (copied;
  * NULL: the store's queue, until stopped). Workers are created before it returns, so a bad

@@ -83,6 +83,10 @@ static const cfg_key cfg_keys[] = {
     {"retrieval.temperature", CFG_DOUBLE, OFF(retrieval_temperature), -1, 10, "-1", NULL,
      "> 0: neighbours weigh exp((sim - best) / temperature); 0: weigh their similarity; "
      "-1: the model's value, else 0"},
+    {"retrieval.storage", CFG_STRING, OFF(retrieval_storage), 1, 7, "f32", "f32|f16|int8",
+     "what one query scans: f32 rows; f16 or int8, a second copy of the archive's rows at half "
+     "or a quarter of their size (scanned about 1.7x or 3x faster), the best 4k + 32 then "
+     "re-ranked with the f32 rows, which stay in memory (1.5x or 1.25x the memory of f32)"},
     {"archive.patient_salt", CFG_STRING, OFF(archive_patient_salt), 0, RD_CONFIG_ITEM_MAX - 1, "",
      NULL, "site secret mixed into the patient id hashes kept in the archive"},
     {"archive.load_seed", CFG_BOOL, OFF(archive_load_seed), 0, 1, "true", NULL,
@@ -122,6 +126,10 @@ static const cfg_key cfg_keys[] = {
     {"pipeline.workers", CFG_INT, OFF(pipeline_workers), 0, 64, "0", NULL,
      "drafting workers; 0: serve uses half the cores (at least 1), batch one per core; "
      "workers x encoder.threads never exceeds the cores"},
+    {"pipeline.block", CFG_INT, OFF(pipeline_block), 1, 64, "16", NULL,
+     "studies a radraft batch worker drafts together: each is read, decoded and embedded, "
+     "then their archive searches run as one (a single pass over the archive, sgemm), then "
+     "each is written; 1: one at a time (serve always drafts one at a time)"},
     {"pipeline.retry_max_attempts", CFG_INT, OFF(pipeline_retry_max_attempts), 1, 100, "5", NULL,
      "attempts of a study job whose failure may pass (I/O, database) before it is failed"},
     {"pipeline.retry_initial_seconds", CFG_INT, OFF(pipeline_retry_initial_seconds), 0, 86400, "2",

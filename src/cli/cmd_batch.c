@@ -434,6 +434,11 @@ int rd_cmd_batch(int argc, char **argv)
     po.enqueue = send;
     po.encoder_threads = threads;
     rd_pipeline_source src = qb ? rd_qr_batch_source(qb) : rd_batch_source(b);
+    /* Blocks of pipeline.block studies, but no larger than an equal share of the studies
+     * per worker, so that a small batch still keeps every worker busy. */
+    src.block = cli.cfg.pipeline_block;
+    if (bs.studies > 0 && src.block > (bs.studies + n_workers - 1) / n_workers)
+        src.block = (int)((bs.studies + n_workers - 1) / n_workers);
     if (rd_pipeline_create(&pipeline, &cli.cfg, &po, &err) != RD_OK ||
         rd_pipeline_pool_start(&pool, pipeline, n_workers, &src, &err) != RD_OK) {
         rd_cli_error(&cli, "%s", rd_error_message(&err));

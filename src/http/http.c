@@ -81,7 +81,6 @@ static rd_status parse_url(const char *s, http_url *u, rd_error *err)
     return RD_OK;
 }
 
-
 rd_status rd_http_url_check(const char *url_text, char *host, size_t host_size, rd_error *err)
 {
     http_url u;

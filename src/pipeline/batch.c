@@ -341,7 +341,7 @@ static rd_status batch_finish(void *ctx, rd_pipeline_worker *w, const rd_store_j
 
 rd_pipeline_source rd_batch_source(rd_batch *b)
 {
-    rd_pipeline_source src = {b, batch_claim, batch_files, batch_finish, NULL};
+    rd_pipeline_source src = {b, batch_claim, batch_files, batch_finish, NULL, 1};
     return src;
 }
 

@@ -80,9 +80,93 @@ static rd_status store_finish(void *ctx, rd_pipeline_worker *w, const rd_store_j
     return rd_store_job_finish(s, job->id, error, err);
 }
 
-static const rd_pipeline_source store_source = {NULL, store_claim, store_files, store_finish, NULL};
+/* One job at a time: a study queued by serve is drafted as soon as a worker is free, not
+ * after the ones claimed with it. */
+static const rd_pipeline_source store_source = {NULL,         store_claim, store_files,
+                                                store_finish, NULL,        1};
 
 /* ---- one job ---- */
+
+/* What rd_pipeline_run_jobs keeps per job (on the heap: a block of 64 is a few hundred
+ * KiB). */
+typedef struct job_slot {
+    char **files;
+    int n;
+    rd_status st;
+    rd_pipeline_result res;
+    rd_error err;
+} job_slot;
+
+rd_status rd_pipeline_run_jobs(rd_pipeline_worker *w, const rd_pipeline_source *src,
+                               const rd_store_job *jobs, int count, rd_error *err)
+{
+    const char *const *study_files[RD_PIPELINE_MAX_BLOCK];
+    int run_n[RD_PIPELINE_MAX_BLOCK], at[RD_PIPELINE_MAX_BLOCK], n_run = 0;
+    rd_status run_sts[RD_PIPELINE_MAX_BLOCK], out = RD_OK;
+    rd_pipeline_result *run_res = NULL;
+    rd_error *run_errs = NULL, e;
+    job_slot *js = NULL;
+    if (!src)
+        src = &store_source;
+    if (count < 1 || count > RD_PIPELINE_MAX_BLOCK)
+        return rd_error_set(err, RD_E_INVALID, "%d jobs at once (1..%d)", count,
+                            RD_PIPELINE_MAX_BLOCK);
+    if (src->run) {
+        /* A hook other than drafting: one job after the other. */
+        for (int i = 0; i < count; i++)
+            (void)rd_pipeline_run_job(w, src, &jobs[i], NULL, &e);
+        return RD_OK;
+    }
+    js = calloc((size_t)count, sizeof *js);
+    run_res = calloc((size_t)count, sizeof *run_res);
+    run_errs = calloc((size_t)count, sizeof *run_errs);
+    if (!js || !run_res || !run_errs) {
+        /* No room to run them: one at a time, as without a block. */
+        free(js);
+        free(run_res);
+        free(run_errs);
+        for (int i = 0; i < count; i++)
+            (void)rd_pipeline_run_job(w, src, &jobs[i], NULL, &e);
+        return RD_OK;
+    }
+    for (int i = 0; i < count; i++) {
+        job_slot *j = &js[i];
+        j->st = src->files(src->ctx, w, &jobs[i], &j->files, &j->n, &j->err);
+        if (j->st != RD_OK) {
+            (void)rd_error_prefix(&j->err, j->st, "read");
+            continue;
+        }
+        study_files[n_run] = (const char *const *)j->files;
+        run_n[n_run] = j->n;
+        at[n_run++] = i;
+    }
+    if (n_run > 0)
+        rd_pipeline_run_studies(w, n_run, study_files, run_n, run_res, run_sts, run_errs);
+    for (int k = 0; k < n_run; k++) {
+        js[at[k]].st = run_sts[k];
+        js[at[k]].res = run_res[k];
+        js[at[k]].err = run_errs[k];
+    }
+    for (int i = 0; i < count; i++) {
+        job_slot *j = &js[i];
+        double delay = -1;
+        rd_status fst;
+        rd_store_free_paths(j->files, j->n);
+        if (j->st != RD_OK)
+            delay = rd_pipeline_retry_delay(rd_pipeline_worker_config(w), j->st, jobs[i].attempts);
+        fst = src->finish(src->ctx, w, &jobs[i], j->st, &j->res,
+                          j->st == RD_OK ? NULL : rd_error_message(&j->err), delay, &e);
+        if (fst != RD_OK && out == RD_OK) {
+            out = fst;
+            if (err)
+                *err = e;
+        }
+    }
+    free(js);
+    free(run_res);
+    free(run_errs);
+    return out;
+}
 
 rd_status rd_pipeline_run_job(rd_pipeline_worker *w, const rd_pipeline_source *src,
                               const rd_store_job *job, rd_pipeline_result *res, rd_error *err)
@@ -157,15 +241,35 @@ static void *pool_main(void *arg)
     rd_pipeline_worker *w = pool->workers[((pool_arg *)arg)->index];
     free(arg);
     while (!atomic_load(&pool->stop)) {
-        rd_store_job job;
+        rd_store_job jobs[RD_PIPELINE_MAX_BLOCK];
         rd_error err;
-        int finished = 0;
-        rd_status st = pool->src.claim(pool->src.ctx, w, &job, &finished, &err);
+        /* Blocks only for drafting: a `run` hook takes one study at a time. */
+        int finished = 0, n = 0, block = pool->src.run ? 1 : pool->src.block;
+        rd_status st = pool->src.claim(pool->src.ctx, w, &jobs[0], &finished, &err);
+        if (block < 1)
+            block = 1;
+        if (block > RD_PIPELINE_MAX_BLOCK)
+            block = RD_PIPELINE_MAX_BLOCK;
         if (st == RD_OK) {
-            rd_log_info("pipeline: job %lld: study %s (attempt %d)", (long long)job.id,
-                        job.study_uid, job.attempts);
-            (void)rd_pipeline_run_job(w, &pool->src, &job, NULL, &err);
-            pool_job_done(pool);
+            /* A block: as many more as are due now, up to the source's block. */
+            rd_store_job *job = &jobs[0];
+            for (n = 1; n < block; n++) {
+                int more_finished = 0;
+                rd_error e;
+                if (pool->src.claim(pool->src.ctx, w, &jobs[n], &more_finished, &e) != RD_OK)
+                    break;
+            }
+            for (int i = 0; i < n; i++) {
+                job = &jobs[i];
+                rd_log_info("pipeline: job %lld: study %s (attempt %d)", (long long)job->id,
+                            job->study_uid, job->attempts);
+            }
+            if (n == 1)
+                (void)rd_pipeline_run_job(w, &pool->src, &jobs[0], NULL, &err);
+            else if (rd_pipeline_run_jobs(w, &pool->src, jobs, n, &err) != RD_OK)
+                rd_log_error("pipeline: %s", rd_error_message(&err));
+            for (int i = 0; i < n; i++)
+                pool_job_done(pool);
             continue;
         }
         if (st == RD_E_NOT_FOUND && finished) {

@@ -246,6 +246,9 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
     /* Reusing a similar case's sentence puts another patient's wording into this patient's
      * draft (the generator cleans it, but cleaning can miss): only when the site asks. */
     p->rs.search.with_text = cfg->generator_reuse_neighbour_sentences ? 1 : 0;
+    /* A worker's search may use the threads its encoder does: workers x encoder threads
+     * never exceed the cores, and a worker does one or the other at a time. */
+    p->rs.search.threads = p->encoder_threads;
     if ((st = rd_sr_codes_load(&p->codes, cfg->sr_finding_codes, err)) != RD_OK) {
         st = rd_error_prefix(err, st, "sr.finding_codes");
         goto out;
@@ -261,6 +264,8 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
             goto out;
         if (n_seeded > 0)
             rd_log_info("pipeline: imported %ld seed archive entries from %s", n_seeded, seed);
+        if ((st = rd_index_set_storage(p->ix, p->rs.storage, err)) != RD_OK)
+            goto out;
     }
     rd_log_info("pipeline: model %s (%s), archive of %ld studies, SRs into %s", p->model_name,
                 p->model_version, p->ix ? rd_index_count(p->ix) : 0L, p->sr_dir);
@@ -355,23 +360,22 @@ static void sync_archive(rd_pipeline_worker *w)
         rd_log_info("pipeline: archive refreshed: %ld entries now", rd_index_count(p->ix));
 }
 
-/* The retrieval stage: the top-k similar archive studies of the frontal image and their
- * votes combined with the encoder's scores into `combined`. Without an archive (or an
- * empty one) the encoder's scores pass through. `hits` has room for rs.search.k hits. */
-static rd_status retrieve(rd_pipeline_worker *w, const rd_index_query *q, const double *enc_scores,
-                          rd_index_hit *hits, int *n_hits, double votes[RD_FINDING_COUNT],
-                          double combined[RD_FINDING_N_ABNORMAL], rd_error *err)
+/* The archive search of the retrieval stage, for `nq` studies at once: the top-k similar
+ * archive studies of each query, query i's into hits[i * rs.search.k ...] (n_hits[i] of
+ * them). One query is one scan of the archive; several are one rd_index_search_batch,
+ * which reads the archive once for all of them (sgemm). Without an archive (or an empty
+ * one) there are no hits. */
+static rd_status search_archive(rd_pipeline_worker *w, const rd_index_query *qs, int nq,
+                                rd_index_hit *hits, int *n_hits, rd_error *err)
 {
     rd_pipeline *p = w->p;
-    rd_status st;
-    *n_hits = 0;
+    for (int i = 0; i < nq; i++)
+        n_hits[i] = 0;
     if (p->ix)
         sync_archive(w);
-    if (p->ix && rd_index_count(p->ix) > 0 &&
-        (st = rd_index_search(p->ix, q, &p->rs.search, hits, n_hits, err)) != RD_OK)
-        return st;
-    (void)rd_index_scores(hits, *n_hits, enc_scores, &p->rs.votes, votes, combined);
-    return RD_OK;
+    if (!p->ix || rd_index_count(p->ix) == 0)
+        return RD_OK;
+    return rd_index_search_batch(p->ix, qs, nq, &p->rs.search, hits, n_hits, err);
 }
 
 /* The combined scores become calibrated probabilities; the raw ones are kept beside. */
@@ -637,7 +641,8 @@ typedef struct study {
     float *embedding;   /* info->embedding_dim floats */
     rd_index_hit *hits; /* room for rs.search.k */
     int n_hits;
-    int outcome_set; /* d->outcome is final: skipped, done before, or drafted */
+    rd_index_query query; /* the frontal image's archive query (retrieve_query) */
+    int outcome_set;      /* d->outcome is final: skipped, done before, or drafted */
 } study;
 
 static void study_free(study *s)
@@ -884,6 +889,9 @@ static rd_status stage_embed(study *s, rd_error *err)
     }
     for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++)
         d->encoder[f] = d->has_encoder_scores ? fscores[f] : 0;
+    /* No later stage reads the pixels: a block of studies does not keep them all. */
+    rd_image_free(s->img);
+    s->img = NULL;
     /* The review item keeps it: signing makes it the study's archive entry. */
     if (info->embedding_dim > 0) {
         d->embedding = s->embedding;
@@ -893,28 +901,35 @@ static rd_status stage_embed(study *s, rd_error *err)
     return RD_OK;
 }
 
-/* retrieve: the neighbours and the combined scores, kept in the draft. */
-static rd_status stage_retrieve(study *s, rd_error *err)
+/* retrieve, in three steps so that a block of studies can share the search: the query of
+ * the frontal image (kept in the draft: a signed study's archive entry is filed the same
+ * way) and room for its hits; the search (search_archive); then the votes, the combined
+ * and calibrated scores, and the neighbours, kept in the draft. */
+static rd_status retrieve_query(study *s, rd_error *err)
 {
     rd_pipeline *p = s->w->p;
     rd_pipeline_draft *d = s->d;
-    rd_status st;
-    rd_index_query q;
+    rd_index_query *q = &s->query;
     s->hits = calloc((size_t)(p->rs.search.k > 0 ? p->rs.search.k : 1), sizeof *s->hits);
     if (!s->hits)
         return rd_error_set(err, RD_E_NOMEM, "retrieve: out of memory");
-    /* The query, kept in the draft: a signed study's archive entry is filed the same way. */
-    memset(&q, 0, sizeof q);
-    q.embedding = d->embedding;
-    rd_index_query_from_meta(&q, &s->img_metas[s->frontal], p->cfg.archive_patient_salt,
+    memset(q, 0, sizeof *q);
+    q->embedding = d->embedding;
+    rd_index_query_from_meta(q, &s->img_metas[s->frontal], p->cfg.archive_patient_salt,
                              d->patient_hash);
-    if (q.view == RD_VIEW_UNKNOWN)
-        q.view = RD_VIEW_FRONTAL; /* the frontal image was chosen as such */
-    d->view = q.view;
-    d->study_date = q.study_date;
-    if ((st = retrieve(s->w, &q, d->has_encoder_scores ? d->encoder : NULL, s->hits, &s->n_hits,
-                       d->votes, d->combined, err)) != RD_OK)
-        return rd_error_prefix(err, st, "retrieve");
+    if (q->view == RD_VIEW_UNKNOWN)
+        q->view = RD_VIEW_FRONTAL; /* the frontal image was chosen as such */
+    d->view = q->view;
+    d->study_date = q->study_date;
+    return RD_OK;
+}
+
+static rd_status retrieve_scores(study *s, rd_error *err)
+{
+    rd_pipeline *p = s->w->p;
+    rd_pipeline_draft *d = s->d;
+    (void)rd_index_scores(s->hits, s->n_hits, d->has_encoder_scores ? d->encoder : NULL,
+                          &p->rs.votes, d->votes, d->combined);
     calibrate(p, d);
     if (s->n_hits == 0)
         return RD_OK;
@@ -929,6 +944,17 @@ static rd_status stage_retrieve(study *s, rd_error *err)
     }
     d->n_neighbours = s->n_hits;
     return RD_OK;
+}
+
+/* retrieve for one study alone. */
+static rd_status stage_retrieve(study *s, rd_error *err)
+{
+    rd_status st;
+    if ((st = retrieve_query(s, err)) != RD_OK)
+        return st;
+    if ((st = search_archive(s->w, &s->query, 1, s->hits, &s->n_hits, err)) != RD_OK)
+        return rd_error_prefix(err, st, "retrieve");
+    return retrieve_scores(s, err);
 }
 
 /* generate: the report text from the combined scores, the neighbours as evidence. */
@@ -1025,41 +1051,59 @@ static const struct {
     {stage_write, offsetof(rd_pipeline_draft, ms_write)},
 };
 
-/* The stages from read to write, shared by rd_pipeline_draft_files (record == 0: nothing
- * touches the store) and rd_pipeline_run_study (record != 0: a content version processed
- * before is not drafted again, its review id going to *done_review_id, and skips are
- * recorded). A stage runs while no stage before it failed, skipped the study or found it
- * done before; the last one sets the outcome DRAFTED. `d` is initialized here and always
- * left for rd_pipeline_draft_free. */
-static rd_status draft_study(rd_pipeline_worker *w, const char *const *files, int n,
-                             const char *sr_path, int record, rd_pipeline_draft *d,
-                             int64_t *done_review_id, rd_error *err)
-{
-    study s;
-    rd_status st = RD_OK;
+#define N_STAGES (sizeof stages / sizeof stages[0])
+#define STAGE_RETRIEVE 5 /* stages[STAGE_RETRIEVE] is stage_retrieve */
 
-    memset(&s, 0, sizeof s);
-    s.w = w;
-    s.files = files;
-    s.n = n;
-    s.record = record;
-    s.sr_path = sr_path;
-    s.done_review_id = done_review_id;
-    s.d = d;
-    s.frontal = -1;
+/* A study about to go through the stages: `d` is initialized here and always left for
+ * rd_pipeline_draft_free, `s` for study_free. With record == 0 nothing touches the store
+ * (rd_pipeline_draft_files); with record != 0 a content version processed before is not
+ * drafted again, its review id going to *done_review_id, and skips are recorded. */
+static void study_begin(study *s, rd_pipeline_worker *w, const char *const *files, int n,
+                        const char *sr_path, int record, rd_pipeline_draft *d,
+                        int64_t *done_review_id)
+{
+    memset(s, 0, sizeof *s);
+    s->w = w;
+    s->files = files;
+    s->n = n;
+    s->record = record;
+    s->sr_path = sr_path;
+    s->done_review_id = done_review_id;
+    s->d = d;
+    s->frontal = -1;
     memset(d, 0, sizeof *d);
     d->frontal = -1;
     d->frontal_rule = "";
     rd_strlcpy(d->model_name, w->p->model_name, sizeof d->model_name);
     rd_strlcpy(d->model_version, w->p->model_version, sizeof d->model_version);
-    for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
+}
+
+/* Runs stages [from, to) while none fails and the study's outcome is not final (skipped,
+ * done before); the last stage sets the outcome DRAFTED. Each stage's time goes to the
+ * draft. */
+static rd_status run_stages(study *s, size_t from, size_t to, rd_error *err)
+{
+    rd_status st = RD_OK;
+    for (size_t i = from; i < to && !s->outcome_set; i++) {
         double t = now_ms();
-        st = stages[i].run(&s, err);
+        st = stages[i].run(s, err);
         if (stages[i].ms)
-            *(double *)((char *)d + stages[i].ms) = now_ms() - t;
-        if (st != RD_OK || s.outcome_set)
+            *(double *)((char *)s->d + stages[i].ms) = now_ms() - t;
+        if (st != RD_OK)
             break;
     }
+    return st;
+}
+
+/* The stages from read to write, for rd_pipeline_draft_files (record == 0). */
+static rd_status draft_study(rd_pipeline_worker *w, const char *const *files, int n,
+                             const char *sr_path, int record, rd_pipeline_draft *d,
+                             int64_t *done_review_id, rd_error *err)
+{
+    study s;
+    rd_status st;
+    study_begin(&s, w, files, n, sr_path, record, d, done_review_id);
+    st = run_stages(&s, 0, N_STAGES, err);
     study_free(&s);
     return st;
 }
@@ -1167,34 +1211,33 @@ out:
     return st;
 }
 
-rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files, int n,
-                                rd_pipeline_result *res, rd_error *err)
+/* record, after the stages of one study (`st` their status): its result from the draft,
+ * then for a draft the heat maps, the review item, the study version and the deliveries,
+ * together. `t0` is when the study started (for the drafting time histogram). */
+static rd_status record_study(rd_pipeline_worker *w, rd_pipeline_draft *d, rd_status st,
+                              rd_pipeline_result *res, double t0, rd_error *err)
 {
     rd_pipeline *p = w->p;
-    rd_pipeline_draft d;
     char *findings_json = NULL, *neighbours_json = NULL;
     char heatmaps[RD_FINDING_N_ABNORMAL][1024];
-    rd_status st;
-    double t, t0 = now_ms();
+    double t;
 
-    memset(res, 0, sizeof *res);
-    st = draft_study(w, files, n, NULL, 1, &d, &res->review_id, err);
-    rd_strlcpy(res->study_uid, d.study_uid, sizeof res->study_uid);
-    rd_strlcpy(res->content_version, d.content_version, sizeof res->content_version);
-    rd_strlcpy(res->reason, d.reason, sizeof res->reason);
-    res->outcome = d.outcome;
-    res->n_neighbours = d.n_neighbours;
-    res->ms_read = d.ms_read;
-    res->ms_decode = d.ms_decode;
-    res->ms_embed = d.ms_embed;
-    res->ms_retrieve = d.ms_retrieve;
-    res->ms_generate = d.ms_generate;
-    res->ms_write = d.ms_write;
-    if (st != RD_OK || d.outcome != RD_PIPELINE_DRAFTED)
+    rd_strlcpy(res->study_uid, d->study_uid, sizeof res->study_uid);
+    rd_strlcpy(res->content_version, d->content_version, sizeof res->content_version);
+    rd_strlcpy(res->reason, d->reason, sizeof res->reason);
+    res->outcome = d->outcome;
+    res->n_neighbours = d->n_neighbours;
+    res->ms_read = d->ms_read;
+    res->ms_decode = d->ms_decode;
+    res->ms_embed = d->ms_embed;
+    res->ms_retrieve = d->ms_retrieve;
+    res->ms_generate = d->ms_generate;
+    res->ms_write = d->ms_write;
+    if (st != RD_OK || d->outcome != RD_PIPELINE_DRAFTED)
         goto out;
-    rd_strlcpy(res->sr_path, d.sr_path, sizeof res->sr_path);
-    for (int i = 0; i < d.draft.n_items; i++) {
-        if (d.draft.items[i].state == RD_STATE_PRESENT)
+    rd_strlcpy(res->sr_path, d->sr_path, sizeof res->sr_path);
+    for (int i = 0; i < d->draft.n_items; i++) {
+        if (d->draft.items[i].state == RD_STATE_PRESENT)
             res->n_present++;
         else
             res->n_uncertain++;
@@ -1203,15 +1246,15 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
     /* record: the heat maps, then the review item, the study version and the deliveries,
      * together. */
     t = now_ms();
-    if (d.cams) {
+    if (d->cams) {
         char dir[PL_PATH_MAX + 16];
         snprintf(dir, sizeof dir, "%s/heatmaps", p->data_dir);
-        if ((st = rd_pipeline_write_heatmaps(&d, dir, heatmaps, err)) != RD_OK) {
+        if ((st = rd_pipeline_write_heatmaps(d, dir, heatmaps, err)) != RD_OK) {
             st = rd_error_prefix(err, st, "record: heat maps");
             goto out;
         }
     }
-    if ((st = review_json(&d, d.cams ? heatmaps : NULL, &findings_json, &neighbours_json, err)) !=
+    if ((st = review_json(d, d->cams ? heatmaps : NULL, &findings_json, &neighbours_json, err)) !=
         RD_OK) {
         st = rd_error_prefix(err, st, "record");
         goto out;
@@ -1224,27 +1267,27 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
             for (int i = 0; i < p->cfg.outbox_destinations.count; i++)
                 dests[nd++] = p->cfg.outbox_destinations.items[i];
         memset(&r, 0, sizeof r);
-        r.study_uid = d.study_uid;
-        r.content_version = d.content_version;
-        r.sr_path = d.sr_path;
-        r.sr_sop_instance_uid = d.sr.sop_instance_uid;
-        r.air_sr_path = d.air_sr_path[0] ? d.air_sr_path : NULL;
-        r.air_sr_sop_instance_uid = d.air_sr_path[0] ? d.air_sr.sop_instance_uid : NULL;
-        r.fhir_path = d.fhir_path;
+        r.study_uid = d->study_uid;
+        r.content_version = d->content_version;
+        r.sr_path = d->sr_path;
+        r.sr_sop_instance_uid = d->sr.sop_instance_uid;
+        r.air_sr_path = d->air_sr_path[0] ? d->air_sr_path : NULL;
+        r.air_sr_sop_instance_uid = d->air_sr_path[0] ? d->air_sr.sop_instance_uid : NULL;
+        r.fhir_path = d->fhir_path;
         r.fhir_destination = p->enqueue ? p->cfg.fhir_endpoint : NULL;
-        r.frontal_sop_instance_uid = d.frontal_sop_instance_uid;
-        r.model_version = d.model_version;
-        r.findings_text = d.draft.findings_text;
-        r.impression_text = d.draft.impression_text;
+        r.frontal_sop_instance_uid = d->frontal_sop_instance_uid;
+        r.model_version = d->model_version;
+        r.findings_text = d->draft.findings_text;
+        r.impression_text = d->draft.impression_text;
         r.findings_json = findings_json;
         r.neighbours_json = neighbours_json;
-        r.images_json = d.images_json;
-        r.embedding = d.embedding;
-        r.dim = d.embedding_dim;
-        r.patient_hash = d.patient_hash;
-        r.view = d.view;
-        r.study_date = d.study_date;
-        r.priority = d.urgent;
+        r.images_json = d->images_json;
+        r.embedding = d->embedding;
+        r.dim = d->embedding_dim;
+        r.patient_hash = d->patient_hash;
+        r.view = d->view;
+        r.study_date = d->study_date;
+        r.priority = d->urgent;
         if ((st = rd_store_review_add(w->store, &r, dests, nd, &res->review_id, &added, err)) !=
             RD_OK) {
             st = rd_error_prefix(err, st, "record");
@@ -1256,11 +1299,107 @@ rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files,
     if (res->outcome == RD_PIPELINE_DRAFTED)
         rd_histogram_observe(p->draft_seconds, (now_ms() - t0) / 1e3);
     rd_log_info("pipeline: study %s drafted: %d present, %d uncertain, %d neighbours, SR %s%s%s",
-                d.study_uid, res->n_present, res->n_uncertain, d.n_neighbours, res->sr_path,
-                d.air_sr_path[0] ? ", AI results SR " : "", d.air_sr_path);
+                d->study_uid, res->n_present, res->n_uncertain, d->n_neighbours, res->sr_path,
+                d->air_sr_path[0] ? ", AI results SR " : "", d->air_sr_path);
 out:
     cJSON_free(findings_json);
     cJSON_free(neighbours_json);
-    rd_pipeline_draft_free(&d);
+    return st;
+}
+
+/* A block of studies: each through the stages up to the embedding, then their archive
+ * searches as one (search_archive: the archive is read once for the block), then each on
+ * through the rest, then recorded. A study's status and result are what it would have had
+ * alone, but for the time of the search, which the block's studies share equally. */
+void rd_pipeline_run_studies(rd_pipeline_worker *w, int count, const char *const *const *files,
+                             const int *n, rd_pipeline_result *res, rd_status *sts, rd_error *errs)
+{
+    study *ss = NULL;
+    rd_pipeline_draft *ds = NULL;
+    rd_index_query *qs = NULL;
+    rd_index_hit *hits = NULL;
+    int *n_hits = NULL, *at = NULL, nq = 0, k = w->p->rs.search.k > 0 ? w->p->rs.search.k : 1;
+    double *t0 = NULL;
+    rd_error scratch[1], e;
+    rd_status bst;
+
+    if (count < 1)
+        return;
+    if (!errs && count == 1)
+        errs = scratch;
+    ss = calloc((size_t)count, sizeof *ss);
+    ds = calloc((size_t)count, sizeof *ds);
+    qs = calloc((size_t)count, sizeof *qs);
+    hits = calloc((size_t)count * (size_t)k, sizeof *hits);
+    n_hits = calloc((size_t)count, sizeof *n_hits);
+    at = calloc((size_t)count, sizeof *at);
+    t0 = calloc((size_t)count, sizeof *t0);
+    if (!ss || !ds || !qs || !hits || !n_hits || !at || !t0 || !errs ||
+        count > RD_INDEX_MAX_BATCH) {
+        for (int i = 0; i < count; i++) {
+            memset(&res[i], 0, sizeof res[i]);
+            sts[i] = count > RD_INDEX_MAX_BATCH ? RD_E_INVALID : RD_E_NOMEM;
+            if (errs)
+                rd_error_set(&errs[i], sts[i], "read: %s",
+                             sts[i] == RD_E_NOMEM ? "out of memory" : "too many studies at once");
+        }
+        goto out;
+    }
+    for (int i = 0; i < count; i++) {
+        memset(&res[i], 0, sizeof res[i]);
+        t0[i] = now_ms();
+        study_begin(&ss[i], w, files[i], n[i], NULL, 1, &ds[i], &res[i].review_id);
+        sts[i] = run_stages(&ss[i], 0, STAGE_RETRIEVE, &errs[i]);
+        if (sts[i] == RD_OK && !ss[i].outcome_set &&
+            (sts[i] = retrieve_query(&ss[i], &errs[i])) == RD_OK) {
+            qs[nq] = ss[i].query;
+            at[nq++] = i;
+        }
+    }
+    if (nq > 0) {
+        double t = now_ms(), share;
+        bst = search_archive(w, qs, nq, hits, n_hits, &e);
+        share = (now_ms() - t) / nq;
+        for (int j = 0; j < nq; j++) {
+            study *s = &ss[at[j]];
+            if (bst != RD_OK) {
+                sts[at[j]] = bst;
+                errs[at[j]] = e;
+                (void)rd_error_prefix(&errs[at[j]], bst, "retrieve");
+                continue;
+            }
+            /* The hits (and their texts) move to the study, which frees them. */
+            memcpy(s->hits, hits + (size_t)j * (size_t)k, (size_t)n_hits[j] * sizeof *hits);
+            s->n_hits = n_hits[j];
+            t = now_ms();
+            sts[at[j]] = retrieve_scores(s, &errs[at[j]]);
+            s->d->ms_retrieve = share + (now_ms() - t);
+        }
+    }
+    for (int i = 0; i < count; i++) {
+        if (sts[i] == RD_OK)
+            sts[i] = run_stages(&ss[i], STAGE_RETRIEVE + 1, N_STAGES, &errs[i]);
+        study_free(&ss[i]);
+        sts[i] = record_study(w, &ds[i], sts[i], &res[i], t0[i], &errs[i]);
+        rd_pipeline_draft_free(&ds[i]);
+    }
+out:
+    free(ss);
+    free(ds);
+    free(qs);
+    free(hits);
+    free(n_hits);
+    free(at);
+    free(t0);
+}
+
+rd_status rd_pipeline_run_study(rd_pipeline_worker *w, const char *const *files, int n,
+                                rd_pipeline_result *res, rd_error *err)
+{
+    rd_status st;
+    rd_error e;
+    rd_pipeline_run_studies(w, 1, &files, &n, res, &st, &e);
+    if (st != RD_OK && err)
+        *err = e;
     return st;
 }

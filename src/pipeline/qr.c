@@ -469,8 +469,10 @@ static rd_status qr_finish(void *ctx, rd_pipeline_worker *w, const rd_store_job 
 
 rd_pipeline_source rd_qr_batch_source(rd_qr_batch *qb)
 {
-    rd_pipeline_source src = {qb, qr_claim, qr_files, qr_finish,
-                              qb->o.import_reports ? rd_pipeline_import_study : NULL};
+    /* Block 1: radraft batch sets pipeline.block (drafting only; an import runs alone). */
+    rd_pipeline_source src = {
+        qb, qr_claim, qr_files, qr_finish, qb->o.import_reports ? rd_pipeline_import_study : NULL,
+        1};
     return src;
 }
 

@@ -1,5 +1,7 @@
-/* radraft — the in-memory archive index: exact cosine top-k with filters over OpenBLAS,
- * persistence through the store's archive table, votes for the generator, seed files. */
+/* radraft — the in-memory archive index: exact cosine top-k with filters (one query: a
+ * fused scan over the rows, scan.c; a batch: OpenBLAS sgemm), optional reduced-precision
+ * copies of the rows with exact re-ranking, persistence through the store's archive table,
+ * votes for the generator, seed files. */
 #include "radraft/index.h"
 
 #include <cblas.h>
@@ -16,10 +18,22 @@
 #include "radraft/log.h"
 #include "radraft/nn.h"
 #include "base/util.h"
+#include "retrieval/index_int.h"
 
-/* Entries scored per BLAS call: bounds the score buffer whatever the archive size. */
+/* Entries scored per BLAS call of a batch search: bounds the score buffer whatever the
+ * archive size. */
 #define SCORE_BUDGET (1u << 20) /* floats of one score block (4 MiB) */
 #define MIN_BLOCK_ROWS 256
+/* Rows a single-query scan scores per kernel call: their similarities (256 bytes) stay in
+ * L1 until the top-k looks at them, so the rows are read once and nothing else is. */
+#define SCAN_ROWS 64
+/* Sequential streams a scan reads side by side (a multiple of 4, the kernels' group): 4,
+ * 8 and 16 measured the same within noise, 1 about 1.2x slower. */
+#define SCAN_STREAMS 8
+/* A thread of a single-query search gets at least this many floats of rows (8 MiB, about
+ * half a millisecond of memory traffic): starting a thread costs tens of microseconds. */
+#define THREAD_MIN_FLOATS ((size_t)1 << 21)
+#define MAX_SEARCH_THREADS 64
 #define NO_DAY INT_MIN
 
 static const char SEED_MAGIC[8] = {'R', 'D', 'S', 'E', 'E', 'D', '0', '1'};
@@ -43,8 +57,16 @@ struct rd_index {
     char version[RD_INDEX_VERSION_MAX];
     int dim;
     pthread_rwlock_t lock;
+    rd__index_isa isa; /* the kernels of every scan (the CPU's best unless a test chose) */
+    const rd__scan_ops *ops;
     size_t n, cap;
     float *emb; /* cap x dim, row i = entry i, unit norm */
+    /* With reduced-precision storage, a second copy of the rows that single-query scans
+     * read instead of `emb` (which re-ranking still reads): cap x dim halfs (f16) or int8
+     * with a scale per row (x[d] ~ low[d] * low_scale). NULL with f32 storage. */
+    rd_index_storage storage;
+    void *low;
+    float *low_scale;
     ix_meta *meta;
     int64_t next_id; /* ids of memory-only entries */
     /* Open-addressing set of entry positions + 1 keyed by key (0 = empty slot), so that a
@@ -261,6 +283,9 @@ rd_status rd_index_create(rd_index **out, const char *model_version, int dim, rd
     memcpy(ix->version, model_version, vl + 1);
     ix->dim = dim;
     ix->next_id = 1;
+    ix->isa = rd__index_isa_best();
+    ix->ops = rd__scan_ops_of(ix->isa);
+    ix->storage = RD_INDEX_STORAGE_F32;
     {
         pthread_rwlockattr_t attr;
         int rc;
@@ -298,6 +323,8 @@ void rd_index_free(rd_index *ix)
     }
     free(ix->meta);
     free(ix->emb);
+    free(ix->low);
+    free(ix->low_scale);
     free(ix->slots);
     pthread_rwlock_destroy(&ix->lock);
     pthread_mutex_destroy(&ix->sync_mu);
@@ -372,6 +399,21 @@ static rd_status reserve(rd_index *ix, size_t extra, rd_error *err)
         if (!m)
             return rd_error_set(err, RD_E_NOMEM, "out of memory growing the index to %zu", cap);
         ix->meta = m;
+        if (ix->storage != RD_INDEX_STORAGE_F32) {
+            /* cap x dim elements fit: cap x dim floats did. */
+            size_t el = ix->storage == RD_INDEX_STORAGE_F16 ? sizeof(uint16_t) : sizeof(int8_t);
+            void *lo = realloc(ix->low, cap * (size_t)ix->dim * el);
+            if (!lo)
+                return rd_error_set(err, RD_E_NOMEM, "out of memory growing the index to %zu", cap);
+            ix->low = lo;
+            if (ix->storage == RD_INDEX_STORAGE_INT8) {
+                float *sc = realloc(ix->low_scale, cap * sizeof(float));
+                if (!sc)
+                    return rd_error_set(err, RD_E_NOMEM, "out of memory growing the index to %zu",
+                                        cap);
+                ix->low_scale = sc;
+            }
+        }
         ix->cap = cap;
     }
     if (need * 2 > ix->n_slots) {
@@ -388,6 +430,121 @@ static rd_status reserve(rd_index *ix, size_t extra, rd_error *err)
         ix->n_slots = ns;
     }
     return RD_OK;
+}
+
+/* Writes the reduced-precision copy of row `i` from its f32 row (nothing with f32
+ * storage). int8: a symmetric scale per row, max |x| / 127, and the rounded quotients. */
+static void low_row(rd_index *ix, size_t i)
+{
+    size_t dim = (size_t)ix->dim;
+    const float *x = ix->emb + i * dim;
+    if (ix->storage == RD_INDEX_STORAGE_F16) {
+        uint16_t *h = (uint16_t *)ix->low + i * dim;
+        for (size_t d = 0; d < dim; d++)
+            h[d] = rd__f32_to_f16(x[d]);
+    } else if (ix->storage == RD_INDEX_STORAGE_INT8) {
+        int8_t *b = (int8_t *)ix->low + i * dim;
+        float mx = 0;
+        for (size_t d = 0; d < dim; d++)
+            mx = fabsf(x[d]) > mx ? fabsf(x[d]) : mx;
+        /* A unit row has mx in [1/sqrt(dim), 1]: never zero. */
+        float scale = mx / 127.0f, inv = 127.0f / mx;
+        for (size_t d = 0; d < dim; d++) {
+            long v = lrintf(x[d] * inv);
+            b[d] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        }
+        ix->low_scale[i] = scale;
+    }
+}
+
+const char *rd_index_storage_name(rd_index_storage s)
+{
+    switch (s) {
+    case RD_INDEX_STORAGE_F32:
+        return "f32";
+    case RD_INDEX_STORAGE_F16:
+        return "f16";
+    case RD_INDEX_STORAGE_INT8:
+        return "int8";
+    }
+    return "?";
+}
+
+rd_status rd_index_storage_parse(const char *name, rd_index_storage *out, rd_error *err)
+{
+    for (int v = RD_INDEX_STORAGE_F32; v <= RD_INDEX_STORAGE_INT8; v++)
+        if (name && strcmp(name, rd_index_storage_name((rd_index_storage)v)) == 0) {
+            *out = (rd_index_storage)v;
+            return RD_OK;
+        }
+    return rd_error_set(err, RD_E_INVALID, "index storage '%s' is not f32, f16 or int8",
+                        name ? name : "(null)");
+}
+
+rd_status rd_index_set_storage(rd_index *ix, rd_index_storage storage, rd_error *err)
+{
+    void *low = NULL;
+    float *scale = NULL;
+    rd_status st = RD_OK;
+    if ((int)storage < RD_INDEX_STORAGE_F32 || (int)storage > RD_INDEX_STORAGE_INT8)
+        return rd_error_set(err, RD_E_INVALID, "index: bad storage %d", (int)storage);
+    pthread_rwlock_wrlock(&ix->lock);
+    if (storage == ix->storage)
+        goto out;
+    if (storage != RD_INDEX_STORAGE_F32 && ix->cap > 0) {
+        size_t el = storage == RD_INDEX_STORAGE_F16 ? sizeof(uint16_t) : sizeof(int8_t);
+        /* cap x dim floats were allocated, so cap x dim elements cannot overflow. */
+        low = malloc(ix->cap * (size_t)ix->dim * el);
+        if (storage == RD_INDEX_STORAGE_INT8)
+            scale = malloc(ix->cap * sizeof(float));
+        if (!low || (storage == RD_INDEX_STORAGE_INT8 && !scale)) {
+            free(low);
+            free(scale);
+            st = rd_error_set(err, RD_E_NOMEM, "out of memory for the %s copy of the index",
+                              rd_index_storage_name(storage));
+            goto out;
+        }
+    }
+    free(ix->low);
+    free(ix->low_scale);
+    ix->low = low;
+    ix->low_scale = scale;
+    ix->storage = storage;
+    for (size_t i = 0; i < ix->n; i++)
+        low_row(ix, i);
+out:
+    pthread_rwlock_unlock(&ix->lock);
+    return st;
+}
+
+rd_index_storage rd_index_get_storage(rd_index *ix)
+{
+    rd_index_storage s;
+    pthread_rwlock_rdlock(&ix->lock);
+    s = ix->storage;
+    pthread_rwlock_unlock(&ix->lock);
+    return s;
+}
+
+rd_status rd__index_set_isa(rd_index *ix, rd__index_isa isa, rd_error *err)
+{
+    if ((int)isa < 0 || (int)isa >= RD__ISA_COUNT || !rd__index_isa_supported(isa))
+        return rd_error_set(err, RD_E_INVALID, "index: this CPU does not run the %s kernels",
+                            rd__index_isa_name(isa));
+    pthread_rwlock_wrlock(&ix->lock);
+    ix->isa = isa;
+    ix->ops = rd__scan_ops_of(isa);
+    pthread_rwlock_unlock(&ix->lock);
+    return RD_OK;
+}
+
+rd__index_isa rd__index_get_isa(rd_index *ix)
+{
+    rd__index_isa isa;
+    pthread_rwlock_rdlock(&ix->lock);
+    isa = ix->isa;
+    pthread_rwlock_unlock(&ix->lock);
+    return isa;
 }
 
 static rd_status check_entry(const rd_index *ix, const rd_index_entry *e, rd_error *err)
@@ -447,6 +604,7 @@ static rd_status append(rd_index *ix, const rd_index_entry *e, const float *unit
     for (int f = 0; f < RD_FINDING_COUNT; f++)
         m->state[f] = (unsigned char)e->state[f];
     memcpy(ix->emb + ix->n * (size_t)ix->dim, unit, (size_t)ix->dim * sizeof(float));
+    low_row(ix, ix->n);
     slot_insert(ix->slots, ix->n_slots, m->key, ix->n);
     ix->n++;
     if (id >= ix->next_id)
@@ -673,6 +831,9 @@ static void swap_entries(rd_index *ix, rd_index *fresh)
     SWAP(n);
     SWAP(cap);
     SWAP(emb);
+    SWAP(storage);
+    SWAP(low);
+    SWAP(low_scale);
     SWAP(meta);
     SWAP(next_id);
     SWAP(slots);
@@ -696,6 +857,12 @@ rd_status rd_index_sync(rd_index *ix, rd_store *store, long *added, rd_error *er
         rd_index *fresh = NULL;
         if ((st = rd_index_load(&fresh, store, ix->version, ix->dim, NULL, NULL, err)) != RD_OK)
             goto out;
+        /* The same storage as the entries it replaces (set_storage is not called while a
+         * sync runs: both belong to the index's owner). */
+        if ((st = rd_index_set_storage(fresh, rd_index_get_storage(ix), err)) != RD_OK) {
+            rd_index_free(fresh);
+            goto out;
+        }
         swap_entries(ix, fresh);
         ix->synced_max_id = fresh->synced_max_id;
         ix->synced_deletions = fresh->synced_deletions;
@@ -721,6 +888,7 @@ void rd_index_params_default(rd_index_params *p)
     p->min_similarity = -1;
     p->date_window_days = 0;
     p->with_text = 0;
+    p->threads = 1;
 }
 
 typedef struct cand {
@@ -788,6 +956,13 @@ static int cmp_best_first(const void *a, const void *b)
     return 0;
 }
 
+/* Pushes `c` when it ranks among the k best so far. */
+static void heap_offer(topk *t, const cand *c)
+{
+    if (t->n < t->k || worse(&t->heap[0], c))
+        heap_push(t, c);
+}
+
 /* A query prepared for the scan: normalized, its filters resolved. */
 typedef struct prepared {
     const char *study;   /* NULL: no study filter */
@@ -799,6 +974,8 @@ typedef struct prepared {
     topk top;
 } prepared;
 
+/* Called for an entry whose similarity may rank among the best: the exact comparison with
+ * the k-th best kept, then the filters, cheapest first. */
 static void consider(const rd_index *ix, prepared *q, size_t pos, float sim)
 {
     const ix_meta *m = &ix->meta[pos];
@@ -827,6 +1004,38 @@ static void consider(const rd_index *ix, prepared *q, size_t pos, float sim)
     heap_push(&q->top, &c);
 }
 
+/* The smallest similarity that can still enter the top k: the minimum, or the k-th best
+ * once there are k (an entry equal to it may still win on its id). */
+static float admit_threshold(const prepared *q)
+{
+    float t = q->min_sim;
+    if (q->top.n == q->top.k && q->top.heap[0].sim > t)
+        t = q->top.heap[0].sim;
+    return t;
+}
+
+/* Offers the similarities of entries start .. start + n - 1 to the query's top k. A block
+ * of SCAN_ROWS is first compared with the threshold as a whole (a loop the compiler turns
+ * into vector compares); only a block that holds a candidate is walked entry by entry. */
+static void offer(const rd_index *ix, prepared *q, size_t start, const float *sims, size_t n)
+{
+    for (size_t c = 0; c < n; c += SCAN_ROWS) {
+        size_t cn = n - c < SCAN_ROWS ? n - c : SCAN_ROWS;
+        const float *s = sims + c;
+        float thr = admit_threshold(q);
+        int any = 0;
+        for (size_t j = 0; j < cn; j++)
+            any |= s[j] >= thr;
+        if (!any)
+            continue;
+        for (size_t j = 0; j < cn; j++)
+            if (s[j] >= thr) {
+                consider(ix, q, start + c + j, s[j]);
+                thr = admit_threshold(q);
+            }
+    }
+}
+
 static rd_status check_params(const rd_index_params *p, rd_error *err)
 {
     if (p->k < 1 || p->k > RD_INDEX_MAX_K)
@@ -838,9 +1047,10 @@ static rd_status check_params(const rd_index_params *p, rd_error *err)
     return RD_OK;
 }
 
+/* Prepares a query whose heap has room for `k` (p->k, or more candidates to re-rank). */
 static rd_status prepare_query(const rd_index *ix, const rd_index_query *q,
-                               const rd_index_params *p, float *unit, cand *heap, prepared *pq,
-                               rd_error *err)
+                               const rd_index_params *p, int k, float *unit, cand *heap,
+                               prepared *pq, rd_error *err)
 {
     if (!q->embedding || !normalize(q->embedding, unit, ix->dim))
         return rd_error_set(err, RD_E_INVALID,
@@ -859,7 +1069,7 @@ static rd_status prepare_query(const rd_index *ix, const rd_index_query *q,
         p->min_similarity <= -1.0 ? -INFINITY : nextafterf((float)p->min_similarity, -INFINITY);
     pq->top.heap = heap;
     pq->top.n = 0;
-    pq->top.k = p->k;
+    pq->top.k = k;
     return RD_OK;
 }
 
@@ -908,11 +1118,238 @@ void rd_index_hits_clear(rd_index_hit *hits, int n)
     }
 }
 
+/* ---- one query: a fused scan ---- */
+
+/* One thread's share of a single-query scan: rows [lo, hi) into its own top k. */
+typedef struct scan_part {
+    const rd_index *ix;
+    const float *q;     /* the unit query */
+    const int16_t *q16; /* int8 storage: the query quantized, q[d] ~ q16[d] * q16_inv */
+    float q16_inv;
+    size_t lo, hi;
+    prepared pq;
+    pthread_t thread;
+    int started;
+} scan_part;
+
+/* Scores `bn` rows of each of `ns` streams, stream s from row pos[s], into sims[s * bn
+ * ...], from the storage the index scans. */
+static void score_rows(const scan_part *sp, const size_t *pos, int ns, size_t bn, float *sims)
+{
+    const rd_index *ix = sp->ix;
+    size_t dim = (size_t)ix->dim;
+    switch (ix->storage) {
+    case RD_INDEX_STORAGE_F32: {
+        const float *rows[4];
+        for (int s = 0; s < ns; s++)
+            rows[s] = ix->emb + pos[s] * dim;
+        ix->ops->dot_f32(rows, ns, bn, dim, sp->q, sims);
+        break;
+    }
+    case RD_INDEX_STORAGE_F16: {
+        const uint16_t *rows[4];
+        for (int s = 0; s < ns; s++)
+            rows[s] = (const uint16_t *)ix->low + pos[s] * dim;
+        ix->ops->dot_f16(rows, ns, bn, dim, sp->q, sims);
+        break;
+    }
+    case RD_INDEX_STORAGE_INT8: {
+        const int8_t *rows[4];
+        int32_t isums[SCAN_ROWS];
+        for (int s = 0; s < ns; s++)
+            rows[s] = (const int8_t *)ix->low + pos[s] * dim;
+        ix->ops->dot_i8(rows, ns, bn, dim, sp->q16, isums);
+        for (int s = 0; s < ns; s++)
+            for (size_t j = 0; j < bn; j++)
+                sims[(size_t)s * bn + j] =
+                    (float)isums[(size_t)s * bn + j] * ix->low_scale[pos[s] + j] * sp->q16_inv;
+        break;
+    }
+    }
+}
+
+/* Scans the part's rows as SCAN_STREAMS streams, its SCAN_STREAMS equal slices read side
+ * by side (memory delivers more to several sequential streams than to one: see scan.c),
+ * SCAN_ROWS / 4 rows of four streams per kernel call, then the rows left over as one
+ * stream. Each block is offered to the part's top k while its similarities are still in
+ * L1. */
+static void scan_rows(scan_part *sp)
+{
+    enum { STREAM_ROWS = SCAN_ROWS / 4 };
+    float sims[SCAN_ROWS];
+    size_t ql = (sp->hi - sp->lo) / SCAN_STREAMS, pos[4];
+    for (size_t j = 0; j < ql; j += STREAM_ROWS) {
+        size_t bn = ql - j < STREAM_ROWS ? ql - j : STREAM_ROWS;
+        for (int g = 0; g < SCAN_STREAMS; g += 4) {
+            for (int s = 0; s < 4; s++)
+                pos[s] = sp->lo + (size_t)(g + s) * ql + j;
+            score_rows(sp, pos, 4, bn, sims);
+            for (int s = 0; s < 4; s++)
+                offer(sp->ix, &sp->pq, pos[s], sims + (size_t)s * bn, bn);
+        }
+    }
+    for (size_t start = sp->lo + SCAN_STREAMS * ql; start < sp->hi; start += SCAN_ROWS) {
+        size_t bn = sp->hi - start < SCAN_ROWS ? sp->hi - start : SCAN_ROWS;
+        score_rows(sp, &start, 1, bn, sims);
+        offer(sp->ix, &sp->pq, start, sims, bn);
+    }
+}
+
+static void *scan_thread(void *arg)
+{
+    scan_rows(arg);
+    return NULL;
+}
+
+/* How many candidates a reduced-precision scan keeps for the f32 re-ranking. */
+static int rerank_count(int k)
+{
+    return 4 * k + 32;
+}
+
+/* How far a reduced-precision similarity can be from the f32 one, at most: f16 rounds each
+ * element to 2^-11 relative, so the dot product of unit vectors moves by less than 2^-11
+ * (sum |x_d q_d| <= 1) plus the float sums' rounding; int8 moves each element of a row by
+ * at most half its scale (<= 1/254) and of the query by half its step. Used only to keep
+ * an entry near the minimum similarity among the candidates: the re-ranking decides. */
+static float low_error_bound(const rd_index *ix, const float *q, float q16_inv)
+{
+    double l1 = 0;
+    size_t dim = (size_t)ix->dim;
+    if (ix->storage == RD_INDEX_STORAGE_F16)
+        return 1e-3f;
+    for (size_t d = 0; d < dim; d++)
+        l1 += fabs(q[d]);
+    return (float)(l1 / 254.0 + sqrt((double)dim) * q16_inv / 2.0 + 1e-4);
+}
+
+static rd_status search_one(rd_index *ix, const rd_index_query *q, const rd_index_params *p,
+                            rd_index_hit *hits, int *n_hits, rd_error *err)
+{
+    rd_status st;
+    size_t dim = (size_t)ix->dim, n;
+    float *unit = NULL, exact, q16_inv = 0, bound = 0;
+    int16_t *q16 = NULL;
+    cand *heaps = NULL, *final_heap = NULL, *cands = NULL;
+    scan_part *parts = NULL;
+    prepared result;
+    topk merged;
+    int nth = 0, kc, low;
+
+    *n_hits = 0;
+    if ((st = check_params(p, err)) != RD_OK)
+        return st;
+    unit = malloc(dim * sizeof *unit);
+    q16 = malloc(dim * sizeof *q16);
+    final_heap = malloc((size_t)p->k * sizeof *final_heap);
+    if (!unit || !q16 || !final_heap) {
+        st = rd_error_set(err, RD_E_NOMEM, "out of memory searching the index");
+        goto out_free;
+    }
+    if ((st = prepare_query(ix, q, p, p->k, unit, final_heap, &result, err)) != RD_OK)
+        goto out_free;
+    pthread_rwlock_rdlock(&ix->lock);
+    n = ix->n;
+    low = ix->storage != RD_INDEX_STORAGE_F32;
+    kc = low ? rerank_count(p->k) : p->k;
+    {
+        size_t by_size = n * dim / THREAD_MIN_FLOATS;
+        nth = p->threads > 1 ? p->threads : 1;
+        if (nth > MAX_SEARCH_THREADS)
+            nth = MAX_SEARCH_THREADS;
+        if ((size_t)nth > by_size)
+            nth = by_size > 1 ? (int)by_size : 1;
+    }
+    parts = calloc((size_t)nth, sizeof *parts);
+    heaps = malloc((size_t)nth * (size_t)kc * sizeof *heaps);
+    cands = malloc((size_t)kc * sizeof *cands);
+    if (!parts || !heaps || !cands) {
+        st = rd_error_set(err, RD_E_NOMEM, "out of memory searching the index");
+        goto out;
+    }
+    if (ix->storage == RD_INDEX_STORAGE_INT8) {
+        float mx = 0;
+        for (size_t d = 0; d < dim; d++)
+            mx = fabsf(unit[d]) > mx ? fabsf(unit[d]) : mx;
+        float s = (float)rd__query_i16_max(dim) / mx;
+        for (size_t d = 0; d < dim; d++)
+            q16[d] = (int16_t)lrintf(unit[d] * s);
+        q16_inv = 1.0f / s;
+    }
+    if (low)
+        bound = low_error_bound(ix, unit, q16_inv);
+    for (int t = 0; t < nth; t++) {
+        scan_part *sp = &parts[t];
+        sp->ix = ix;
+        sp->q = unit;
+        sp->q16 = q16;
+        sp->q16_inv = q16_inv;
+        /* Contiguous shares in SCAN_ROWS blocks: the split does not change the result (the
+         * order of hits is total), only who finds them. */
+        size_t blocks = (n + SCAN_ROWS - 1) / SCAN_ROWS;
+        sp->lo = blocks * (size_t)t / (size_t)nth * SCAN_ROWS;
+        sp->hi = blocks * (size_t)(t + 1) / (size_t)nth * SCAN_ROWS;
+        if (sp->hi > n)
+            sp->hi = n;
+        sp->pq = result;
+        sp->pq.top.heap = heaps + (size_t)t * (size_t)kc;
+        sp->pq.top.k = kc;
+        if (low && sp->pq.min_sim > -INFINITY)
+            sp->pq.min_sim -= bound;
+    }
+    /* The calling thread scans the first share; a thread that cannot be started leaves its
+     * share to the caller too. */
+    for (int t = 1; t < nth; t++)
+        parts[t].started = pthread_create(&parts[t].thread, NULL, scan_thread, &parts[t]) == 0;
+    scan_rows(&parts[0]);
+    for (int t = 1; t < nth; t++) {
+        if (parts[t].started)
+            pthread_join(parts[t].thread, NULL);
+        else
+            scan_rows(&parts[t]);
+    }
+    /* The parts' best into the best kc of all (the order is total, so these are the ones
+     * one thread would have kept), every one past the filters already. With f32 storage
+     * they are the result; otherwise each is scored again from its f32 row (by the kernel
+     * of an f32 scan, so with the f32 search's similarity), checked against the minimum
+     * again, and the best k of them are the result. */
+    merged.heap = cands;
+    merged.n = 0;
+    merged.k = kc;
+    for (int t = 0; t < nth; t++)
+        for (int i = 0; i < parts[t].pq.top.n; i++)
+            heap_offer(&merged, &parts[t].pq.top.heap[i]);
+    for (int i = 0; i < merged.n; i++) {
+        cand c = merged.heap[i];
+        if (low) {
+            const float *row = ix->emb + c.pos * dim;
+            ix->ops->dot_f32(&row, 1, 1, dim, unit, &exact);
+            if (!(exact >= result.min_sim))
+                continue;
+            c.sim = exact;
+        }
+        heap_offer(&result.top, &c);
+    }
+    st = emit(ix, &result, p, hits, n_hits, err);
+out:
+    pthread_rwlock_unlock(&ix->lock);
+out_free:
+    free(unit);
+    free(q16);
+    free(final_heap);
+    free(heaps);
+    free(cands);
+    free(parts);
+    return st;
+}
+
 rd_status rd_index_search(rd_index *ix, const rd_index_query *q, const rd_index_params *p,
                           rd_index_hit *hits, int *n_hits, rd_error *err)
 {
-    return rd_index_search_batch(ix, q, 1, p, hits, n_hits, err);
+    return search_one(ix, q, p, hits, n_hits, err);
 }
+
+/* ---- a batch: sgemm ---- */
 
 rd_status rd_index_search_batch(rd_index *ix, const rd_index_query *qs, int nq,
                                 const rd_index_params *p, rd_index_hit *hits, int *n_hits,
@@ -925,6 +1362,8 @@ rd_status rd_index_search_batch(rd_index *ix, const rd_index_query *qs, int nq,
     size_t dim = (size_t)ix->dim, block, qbytes;
     int locked = 0, emitted = 0;
 
+    if (nq == 1)
+        return search_one(ix, qs, p, hits, n_hits, err);
     if ((st = check_params(p, err)) != RD_OK)
         return st;
     if (nq < 1 || nq > RD_INDEX_MAX_BATCH)
@@ -946,7 +1385,7 @@ rd_status rd_index_search_batch(rd_index *ix, const rd_index_query *qs, int nq,
         goto out;
     }
     for (int i = 0; i < nq; i++)
-        if ((st = prepare_query(ix, &qs[i], p, qm + (size_t)i * dim, heaps + (size_t)i * p->k,
+        if ((st = prepare_query(ix, &qs[i], p, p->k, qm + (size_t)i * dim, heaps + (size_t)i * p->k,
                                 &pq[i], err)) != RD_OK)
             goto out;
     pthread_rwlock_rdlock(&ix->lock);
@@ -954,20 +1393,11 @@ rd_status rd_index_search_batch(rd_index *ix, const rd_index_query *qs, int nq,
     for (size_t start = 0; start < ix->n; start += block) {
         size_t bn = ix->n - start < block ? ix->n - start : block;
         const float *eb = ix->emb + start * dim;
-        if (nq == 1) {
-            /* scores = E_block (bn x dim) * q */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)bn, (int)dim, 1.0f, eb, (int)dim, qm, 1,
-                        0.0f, scores, 1);
-        } else {
-            /* scores (nq x bn) = Q (nq x dim) * E_block^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, (int)bn, (int)dim, 1.0f, qm,
-                        (int)dim, eb, (int)dim, 0.0f, scores, (int)bn);
-        }
-        for (int i = 0; i < nq; i++) {
-            const float *row = scores + (size_t)i * bn;
-            for (size_t j = 0; j < bn; j++)
-                consider(ix, &pq[i], start + j, row[j]);
-        }
+        /* scores (nq x bn) = Q (nq x dim) * E_block^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, (int)bn, (int)dim, 1.0f, qm,
+                    (int)dim, eb, (int)dim, 0.0f, scores, (int)bn);
+        for (int i = 0; i < nq; i++)
+            offer(ix, &pq[i], start, scores + (size_t)i * bn, bn);
     }
     for (int i = 0; i < nq; i++) {
         if ((st = emit(ix, &pq[i], p, hits + (size_t)i * p->k, &n_hits[i], err)) != RD_OK)
@@ -1110,6 +1540,7 @@ rd_status rd_retrieval_settings_resolve(rd_retrieval_settings *out, const struct
     rd_index_params_default(&s.search);
     rd_vote_params_default(&s.votes);
     s.search.with_text = 1;
+    s.storage = RD_INDEX_STORAGE_F32;
     if (model_json) {
         const cJSON *r;
         if (!(doc = cJSON_Parse(model_json)))
@@ -1168,6 +1599,12 @@ rd_status rd_retrieval_settings_resolve(rd_retrieval_settings *out, const struct
         if (cfg->retrieval_temperature >= 0)
             s.votes.temperature = cfg->retrieval_temperature;
         s.search.date_window_days = cfg->retrieval_date_window_days;
+        /* Empty (a configuration not from rd_config_default) is f32. */
+        if (cfg->retrieval_storage[0] &&
+            rd_index_storage_parse(cfg->retrieval_storage, &s.storage, err) != RD_OK) {
+            st = rd_error_prefix(err, RD_E_CONFIG, "retrieval.storage");
+            goto out;
+        }
     }
     *out = s;
 out:

@@ -1,53 +1,80 @@
 #!/bin/bash
-# Benchmark (not a test): exact top-k search of the archive index (src/retrieval/, OpenBLAS
-# sgemv / sgemm) against FAISS IndexFlatIP (Debian libfaiss-dev) and a naive C loop, on the
-# same random unit vectors, same machine, same thread count.
+# Benchmark (not a test): exact top-k search of the archive index (src/retrieval/) against
+# the memory-bandwidth floor the same run measures, for the three storages (f32, and f16 /
+# int8 with f32 re-ranking), on 1 thread and on THREADS; FAISS IndexFlatIP (Debian
+# libfaiss-dev) on the same vectors when it is installed.
 #
-# usage: bench_index.sh [SIZES] [DIM] [K] [REPS] [THREADS]
-#   SIZES   comma-separated archive sizes (default 2000,20000,100000)
-#   DIM     embedding size (default 256); K top-k (default 10); REPS repetitions (default 20)
-#   THREADS OpenBLAS and OpenMP threads for both (default 1)
-# Prints one row per size: median ms of one query and of a batch of 16 for radraft and
-# FAISS, their ratio (radraft / FAISS, < 1 means radraft is faster), the naive loop, and
-# whether both return the same top-k ids. Without libfaiss-dev the FAISS columns say n/a.
+# usage: bench_index.sh [SIZES] [DIMS] [K] [REPS] [THREADS]
+#   SIZES   comma-separated archive sizes (default 100000,1000000)
+#   DIMS    comma-separated embedding sizes (default 256,512)
+#   K       top-k (default 10); REPS rounds of the 16 queries (default 3)
+#   THREADS threads of the second set of rows (default: the cores)
+#
+# For each size: the floor is the time to read as many bytes as the f32 rows (N x DIM x 4)
+# with the same number of threads, measured right before every query; each time is the
+# median over REPS x 16 queries, and "x floor" is it over the floor's median. The f32 ids
+# of every search must be the reference's (a plain double-precision loop) and those of the
+# batch too; f16 / int8 must carry the exact f32 similarity for every id they share with
+# it, and their recall@k against f32 is printed. When a check fails the row says what
+# differs and prints no figure, and the script exits 1.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-SIZES=${1:-2000,20000,100000}
-DIM=${2:-256}
+SIZES=${1:-100000,1000000}
+DIMS=${2:-256,512}
 K=${3:-10}
-REPS=${4:-20}
-THREADS=${5:-1}
+REPS=${4:-3}
+THREADS=${5:-$(getconf _NPROCESSORS_ONLN)}
+for v in ${SIZES//,/ } ${DIMS//,/ } "$K" "$REPS" "$THREADS"; do
+    case $v in '' | *[!0-9]*) echo "bench_index.sh: '$v' is not a number" >&2 && exit 2 ;; esac
+done
 WORK=$(mktemp -d /tmp/radraft-bench-index.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
+# The batch's sgemm gets its thread count from the program (openblas_set_num_threads).
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=$THREADS
 
-# The index and what it links, compiled directly (no DCMTK needed for this module).
-gcc -std=c11 -O2 -D_GNU_SOURCE -I"$ROOT/include" -I"$ROOT/src" -o "$WORK/bench_index" \
-    "$ROOT/tests/bench/bench_index.c" "$ROOT"/src/retrieval/*.c "$ROOT"/src/store/*.c \
-    "$ROOT/src/base/util.c" "$ROOT/src/base/log.c" "$ROOT/src/base/error.c" \
-    "$ROOT/src/base/sha256.c" $(pkg-config --cflags --libs openblas libcjson sqlite3) -lpthread -lm
+# The index and what it links (the store, src/base, and src/nn for reading a model's
+# retrieval settings), compiled directly: no DCMTK, no build folder. No -march: the kernels
+# are chosen at run time, as in the radraft binary.
+gcc -std=c11 -O2 -Wall -Wextra -D_GNU_SOURCE -DRD_MODELS_DIR="\"$ROOT/models\"" \
+    -I"$ROOT/include" -I"$ROOT/src" \
+    -o "$WORK/bench_index" "$ROOT/tests/bench/bench_index.c" "$ROOT"/src/retrieval/*.c \
+    "$ROOT"/src/store/*.c "$ROOT"/src/base/*.c "$ROOT"/src/nn/*.c \
+    $(pkg-config --cflags --libs openblas libcjson sqlite3) -lpthread -lm
 HAVE_FAISS=0
 if [ -f /usr/include/faiss/IndexFlat.h ] &&
     g++ -std=c++17 -O2 -o "$WORK/bench_faiss" "$ROOT/tests/bench/bench_index_faiss.cc" \
         -lfaiss -fopenmp $(pkg-config --libs openblas) 2>"$WORK/faiss.err"; then
     HAVE_FAISS=1
-else
-    echo "(FAISS not available: apt-get install libfaiss-dev; comparing with the naive loop only)"
 fi
 
-echo "threads=$THREADS dim=$DIM k=$K reps=$REPS ($(getconf _NPROCESSORS_ONLN) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
-printf "%8s | %12s %12s | %12s %12s | %8s %8s | %10s | %s\n" entries "radraft 1q" "radraft 16q" \
-    "faiss 1q" "faiss 16q" "ratio 1q" "ratio 16" "naive 1q" "same top-k"
-for n in ${SIZES//,/ }; do
-    read -r _ _ r1 r16 rn _ agree < <("$WORK/bench_index" "$n" "$DIM" "$K" "$REPS" "$WORK/ids_rd")
-    f1=n/a f16=n/a q1=n/a q16=n/a same=n/a
-    if [ $HAVE_FAISS = 1 ]; then
-        read -r _ _ f1 f16 _ < <("$WORK/bench_faiss" "$n" "$DIM" "$K" "$REPS" "$WORK/ids_fa")
-        q1=$(awk -v a="$r1" -v b="$f1" 'BEGIN { printf "%.2f", a / b }')
-        q16=$(awk -v a="$r16" -v b="$f16" 'BEGIN { printf "%.2f", a / b }')
-        same=$(paste -d'\n' "$WORK/ids_rd" "$WORK/ids_fa" | awk 'NR % 2 { a = $0; next }
-            { n++; if (a == $0) s++ } END { printf "%d/%d queries", s, n }')
-    fi
-    printf "%8s | %9s ms %9s ms | %9s ms %9s ms | %8s %8s | %7s ms | %s (naive %d/%d)\n" \
-        "$n" "$r1" "$r16" "$f1" "$f16" "$q1" "$q16" "$rn" "$same" "$agree" "$K"
+echo "machine: $(getconf _NPROCESSORS_ONLN) cores, $(grep -m1 'model name' /proc/cpuinfo |
+    cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' \
+    /proc/meminfo); kernels $("$WORK/bench_index" --isa); load average before: $(cut -d' ' \
+    -f1-3 /proc/loadavg)"
+echo "top-$K, $REPS x 16 queries per row; times are medians; x floor = time / floor;" \
+    "x f32 = time / the f32 time; recall@$K against f32"
+printf "%-14s | %2s | %-22s | %-18s | %-30s | %-30s | %-11s | %s\n" "entries x dim" th \
+    "floor (read)" "f32 1 query" "f16 1 query  x f32  recall" "int8 1 query  x f32  recall" \
+    "f32 16 q" "checks"
+status=0
+for dim in ${DIMS//,/ }; do
+    for n in ${SIZES//,/ }; do
+        if ! "$WORK/bench_index" "$n" "$dim" "$K" "$REPS" "$THREADS" "$WORK/ids_ref"; then
+            status=1
+            continue
+        fi
+        if [ $HAVE_FAISS = 1 ]; then
+            read -r _ _ f1 f16 _ < <("$WORK/bench_faiss" "$n" "$dim" "$K" "$REPS" "$WORK/ids_fa")
+            same=$(paste -d'\n' "$WORK/ids_ref" "$WORK/ids_fa" | awk 'NR % 2 { a = $0; next }
+                { n++; if (a == $0) s++ } END { printf "%d/%d", s, n }')
+            if [ "$same" = "16/16" ]; then
+                echo "  FAISS IndexFlatIP $n x $dim ($THREADS threads): 1 query $f1 ms, 16 queries $f16 ms (same ids as the reference: $same)"
+            else
+                echo "  FAISS IndexFlatIP $n x $dim: ids differ from the reference ($same queries the same): no figure"
+            fi
+        fi
+    done
 done
+[ $HAVE_FAISS = 1 ] || echo "(FAISS not installed: apt-get install libfaiss-dev for its rows)"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+exit $status

@@ -1,6 +1,9 @@
-/* The archive index: exact top-k against a brute-force reference (filters, ties, k > n),
- * batch == single searches, concurrent adds and searches, persistence through the store,
- * model-version isolation, votes, settings, and seed files (round trip, corruption). */
+/* The archive index: exact top-k against a brute-force reference (filters, ties, k > n)
+ * with every scan kernel this CPU runs and dims that are not a multiple of any vector
+ * width, thread counts that do not change results, the f16 / int8 storages (conversions,
+ * recall, exact re-ranked similarities), batch == single searches, concurrent adds and
+ * searches, persistence through the store, model-version isolation, votes, settings, and
+ * seed files (round trip, corruption). */
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -14,6 +17,12 @@
 #include "rdtest.h"
 #include "store/store_int.h"
 #include "base/util.h"
+#include "retrieval/index_int.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TEST_X86 1
+#endif
 
 static uint64_t rng_state = 88172645463325252ull;
 
@@ -447,6 +456,384 @@ RD_TEST(batch_equals_single)
     fixture_free(&f);
 }
 
+/* ---- the scan kernels, instruction set by instruction set ---- */
+
+static const int kernel_dims[] = {1,  3,  7,  8,   9,   15,  16,  17, 31,
+                                  32, 33, 63, 100, 255, 256, 257, 515};
+
+/* Raw kernels against double sums: every storage, 1 and 4 streams, and a row scored in a
+ * group of four is bit-equal to the same row scored alone. */
+RD_TEST(kernels_match_double_sums)
+{
+    enum { NR = 4 * 9 };
+    for (int isa = 0; isa < RD__ISA_COUNT; isa++) {
+        if (!rd__index_isa_supported((rd__index_isa)isa))
+            continue;
+        const rd__scan_ops *ops = rd__scan_ops_of((rd__index_isa)isa);
+        for (size_t di = 0; di < sizeof kernel_dims / sizeof kernel_dims[0]; di++) {
+            size_t dim = (size_t)kernel_dims[di];
+            float *rows = malloc(NR * dim * sizeof(float)), q[515], o4[NR], o1[NR];
+            uint16_t *h = malloc(NR * dim * sizeof *h);
+            int8_t *b = malloc(NR * dim);
+            int16_t q16[515];
+            int32_t i4[NR], i1[NR];
+            REQUIRE(rows && h && b);
+            for (size_t i = 0; i < NR * dim; i++) {
+                rows[i] = frand();
+                h[i] = rd__f32_to_f16(rows[i]);
+                b[i] = (int8_t)(rng() % 255 - 127);
+            }
+            for (size_t d = 0; d < dim; d++) {
+                q[d] = frand();
+                q16[d] = (int16_t)((int)(rng() % 32767) - 16383);
+            }
+            /* Four streams of NR / 4 rows each, then each row alone. */
+            const size_t per = NR / 4;
+            const float *fs[4] = {rows, rows + per * dim, rows + 2 * per * dim,
+                                  rows + 3 * per * dim};
+            const uint16_t *hs[4] = {h, h + per * dim, h + 2 * per * dim, h + 3 * per * dim};
+            const int8_t *bs[4] = {b, b + per * dim, b + 2 * per * dim, b + 3 * per * dim};
+            float f4[NR], h4[NR];
+            ops->dot_f32(fs, 4, per, dim, q, f4);
+            ops->dot_f16(hs, 4, per, dim, q, h4);
+            ops->dot_i8(bs, 4, per, dim, q16, i4);
+            for (int j = 0; j < NR; j++) {
+                const float *fr = rows + (size_t)j * dim;
+                const uint16_t *hr = h + (size_t)j * dim;
+                const int8_t *br = b + (size_t)j * dim;
+                ops->dot_f32(&fr, 1, 1, dim, q, &o1[j]);
+                ops->dot_f16(&hr, 1, 1, dim, q, &o4[j]);
+                ops->dot_i8(&br, 1, 1, dim, q16, &i1[j]);
+                double sf = 0, sh = 0, abs_f = 0, abs_h = 0;
+                long long si = 0;
+                for (size_t d = 0; d < dim; d++) {
+                    sf += (double)fr[d] * q[d];
+                    abs_f += fabs((double)fr[d] * q[d]);
+                    sh += (double)rd__f16_to_f32(hr[d]) * q[d];
+                    abs_h += fabs((double)rd__f16_to_f32(hr[d]) * q[d]);
+                    si += (long long)br[d] * q16[d];
+                }
+                CHECK_MSG(fabs(o1[j] - sf) <= 1e-6 * abs_f + 1e-7,
+                          "%s f32 dim %zu row %d: %g vs %g", rd__index_isa_name((rd__index_isa)isa),
+                          dim, j, o1[j], sf);
+                CHECK_MSG(fabs(o4[j] - sh) <= 1e-6 * abs_h + 1e-7,
+                          "%s f16 dim %zu row %d: %g vs %g", rd__index_isa_name((rd__index_isa)isa),
+                          dim, j, o4[j], sh);
+                CHECK_MSG(i1[j] == si, "%s int8 dim %zu row %d: %d vs %lld",
+                          rd__index_isa_name((rd__index_isa)isa), dim, j, i1[j], si);
+                /* Grouped == alone, to the bit. */
+                CHECK_MSG(f4[j] == o1[j] && h4[j] == o4[j] && i4[j] == i1[j],
+                          "%s dim %zu row %d: grouped and alone differ",
+                          rd__index_isa_name((rd__index_isa)isa), dim, j);
+            }
+            free(rows);
+            free(h);
+            free(b);
+        }
+    }
+}
+
+/* Every kernel this CPU runs, across dims, with the filters, min similarity, date windows
+ * and k > the filtered set, against the brute-force reference. */
+RD_TEST(topk_every_kernel_and_dim)
+{
+    for (size_t di = 0; di < sizeof kernel_dims / sizeof kernel_dims[0]; di++) {
+        int dim = kernel_dims[di];
+        fixture f;
+        rd_index *ix = NULL;
+        rd_error err;
+        /* Not a multiple of 4 streams or of a 64-row block. */
+        fixture_make(&f, 403 + 2 * (int)di, dim, 30);
+        ref_hit *ref = malloc(sizeof *ref * (size_t)f.n);
+        rd_index_hit *hits = calloc(1000, sizeof *hits);
+        float *qv = malloc(sizeof(float) * (size_t)dim);
+        REQUIRE(ref && hits && qv);
+        REQUIRE_OK(rd_index_create(&ix, "test-v1", dim, &err), &err);
+        REQUIRE_OK(fixture_add_all(&f, ix, NULL, &err), &err);
+        for (int isa = 0; isa < RD__ISA_COUNT; isa++) {
+            if (!rd__index_isa_supported((rd__index_isa)isa))
+                continue;
+            REQUIRE_OK(rd__index_set_isa(ix, (rd__index_isa)isa, &err), &err);
+            for (int t = 0; t < 30; t++) {
+                rd_index_query q;
+                rd_index_params p;
+                int n_hits = -1;
+                random_query(&f, qv, &q, &p, t);
+                CHECK_OK(rd_index_search(ix, &q, &p, hits, &n_hits, &err), &err);
+                int n_ref = reference(&f, &q, &p, ref);
+                CHECK_MSG(hits_match(&f, hits, n_hits, ref, n_ref, p.k, 2e-5),
+                          "%s dim %d query %d differs", rd__index_isa_name((rd__index_isa)isa), dim,
+                          t);
+                rd_index_hits_clear(hits, n_hits);
+            }
+        }
+        rd_index_free(ix);
+        free(ref);
+        free(hits);
+        free(qv);
+        fixture_free(&f);
+    }
+}
+
+/* Equal rows at positions that land in different streams, blocks and the remainder give
+ * bit-equal similarities in every kernel and storage, so that they come out by id. */
+RD_TEST(ties_across_streams_every_kernel)
+{
+    enum { N = 1031, DIM = 37 };
+    static const int dup[] = {0, 5, 63, 64, 257, 258, 515, 700, 1027, 1030};
+    const int n_dup = (int)(sizeof dup / sizeof dup[0]);
+    float *emb = malloc(sizeof(float) * N * DIM), v[DIM], qv[DIM];
+    char keys[N][12];
+    rd_index *ix = NULL;
+    rd_error err;
+    rd_index_hit hits[20];
+    int n_hits = 0;
+    REQUIRE(emb);
+    for (int d = 0; d < DIM; d++) {
+        v[d] = frand();
+        qv[d] = v[d] + 0.01f * frand();
+    }
+    for (int i = 0; i < N; i++)
+        for (int d = 0; d < DIM; d++)
+            emb[i * DIM + d] = 0.2f * frand();
+    for (int j = 0; j < n_dup; j++)
+        memcpy(emb + dup[j] * DIM, v, sizeof v);
+    REQUIRE_OK(rd_index_create(&ix, "v", DIM, &err), &err);
+    for (int i = 0; i < N; i++) {
+        rd_index_entry e;
+        memset(&e, 0, sizeof e);
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        e.key = keys[i];
+        e.study_uid = keys[i];
+        REQUIRE_OK(rd_index_add(ix, NULL, &e, emb + i * DIM, NULL, NULL, &err), &err);
+    }
+    for (int isa = 0; isa < RD__ISA_COUNT; isa++) {
+        if (!rd__index_isa_supported((rd__index_isa)isa))
+            continue;
+        REQUIRE_OK(rd__index_set_isa(ix, (rd__index_isa)isa, &err), &err);
+        for (int s = RD_INDEX_STORAGE_F32; s <= RD_INDEX_STORAGE_INT8; s++) {
+            rd_index_query q = {qv, NULL, NULL, RD_VIEW_UNKNOWN, 0};
+            rd_index_params p;
+            REQUIRE_OK(rd_index_set_storage(ix, (rd_index_storage)s, &err), &err);
+            rd_index_params_default(&p);
+            p.k = n_dup + 2;
+            REQUIRE_OK(rd_index_search(ix, &q, &p, hits, &n_hits, &err), &err);
+            REQUIRE(n_hits == p.k);
+            for (int j = 0; j < n_dup; j++) {
+                CHECK_MSG(hits[j].id == dup[j] + 1, "%s %s rank %d: id %lld, expected %d",
+                          rd__index_isa_name((rd__index_isa)isa),
+                          rd_index_storage_name((rd_index_storage)s), j, (long long)hits[j].id,
+                          dup[j] + 1);
+                CHECK(hits[j].similarity == hits[0].similarity);
+            }
+            CHECK(hits[n_dup].similarity < hits[0].similarity);
+            /* k = 3 keeps the three smallest ids of the tie. */
+            p.k = 3;
+            REQUIRE_OK(rd_index_search(ix, &q, &p, hits, &n_hits, &err), &err);
+            CHECK_EQ_INT(n_hits, 3);
+            CHECK(hits[0].id == 1 && hits[1].id == 6 && hits[2].id == 64);
+        }
+    }
+    rd_index_free(ix);
+    free(emb);
+}
+
+/* Searches split across threads return exactly what one thread returns (the index splits
+ * only archives of at least 2 x 2 Mi floats: this one takes up to 5 threads). */
+RD_TEST(threads_do_not_change_results)
+{
+    enum { N = 41000, DIM = 257 };
+    fixture f;
+    rd_index *ix = NULL;
+    rd_error err;
+    rd_index_hit one[40], many[40];
+    float qv[DIM];
+    fixture_make(&f, N, DIM, 500);
+    REQUIRE_OK(rd_index_create(&ix, "v", DIM, &err), &err);
+    REQUIRE_OK(fixture_add_all(&f, ix, NULL, &err), &err);
+    for (int s = RD_INDEX_STORAGE_F32; s <= RD_INDEX_STORAGE_INT8; s++) {
+        REQUIRE_OK(rd_index_set_storage(ix, (rd_index_storage)s, &err), &err);
+        for (int t = 0; t < 12; t++) {
+            rd_index_query q;
+            rd_index_params p;
+            int n_one = 0, n_many = 0;
+            random_query(&f, qv, &q, &p, t);
+            if (p.k > 40)
+                p.k = 40;
+            p.threads = 1;
+            REQUIRE_OK(rd_index_search(ix, &q, &p, one, &n_one, &err), &err);
+            for (int th = 2; th <= 7; th += 5) {
+                p.threads = th;
+                REQUIRE_OK(rd_index_search(ix, &q, &p, many, &n_many, &err), &err);
+                CHECK_EQ_INT(n_many, n_one);
+                for (int r = 0; r < n_one && r < n_many; r++)
+                    CHECK_MSG(one[r].id == many[r].id && one[r].similarity == many[r].similarity,
+                              "%s, %d threads, query %d rank %d differs",
+                              rd_index_storage_name((rd_index_storage)s), th, t, r);
+            }
+        }
+    }
+    rd_index_free(ix);
+    fixture_free(&f);
+}
+
+/* f16 and int8 storage: recall@10 against f32 on random data, the similarities of the
+ * shared hits exactly the f32 ones (re-ranked), and the filters still hold. */
+RD_TEST(reduced_storage_recall)
+{
+    static const int dims[] = {100, 256};
+    for (int di = 0; di < 2; di++) {
+        int dim = dims[di];
+        fixture f;
+        rd_index *ix32 = NULL, *ixl = NULL;
+        rd_error err;
+        rd_index_hit h32[40], hl[40];
+        float *qv = malloc(sizeof(float) * (size_t)dim);
+        REQUIRE(qv);
+        fixture_make(&f, 20000, dim, 1000);
+        REQUIRE_OK(rd_index_create(&ix32, "v", dim, &err), &err);
+        REQUIRE_OK(rd_index_create(&ixl, "v", dim, &err), &err);
+        REQUIRE_OK(fixture_add_all(&f, ix32, NULL, &err), &err);
+        /* The storage set before the entries come: kept up to date by each addition. */
+        REQUIRE_OK(rd_index_set_storage(ixl, RD_INDEX_STORAGE_INT8, &err), &err);
+        for (int i = 0; i < f.n; i++) {
+            rd_index_entry e = fixture_entry(&f, i);
+            REQUIRE_OK(rd_index_add(ixl, NULL, &e, f.emb + (size_t)i * dim, NULL, NULL, &err),
+                       &err);
+        }
+        for (int s = RD_INDEX_STORAGE_INT8; s >= RD_INDEX_STORAGE_F16; s--) {
+            long found = 0, total = 0;
+            REQUIRE_OK(rd_index_set_storage(ixl, (rd_index_storage)s, &err), &err);
+            CHECK_EQ_INT(rd_index_get_storage(ixl), s);
+            for (int t = 0; t < 60; t++) {
+                rd_index_query q;
+                rd_index_params p;
+                int n32 = 0, nl = 0;
+                random_query(&f, qv, &q, &p, t);
+                p.k = 10;
+                REQUIRE_OK(rd_index_search(ix32, &q, &p, h32, &n32, &err), &err);
+                REQUIRE_OK(rd_index_search(ixl, &q, &p, hl, &nl, &err), &err);
+                CHECK(nl <= n32);
+                total += n32;
+                for (int r = 0; r < nl; r++) {
+                    int hit = 0;
+                    for (int j = 0; j < n32; j++)
+                        if (hl[r].id == h32[j].id) {
+                            hit = 1;
+                            CHECK(hl[r].similarity == h32[j].similarity);
+                        }
+                    found += hit;
+                    if (q.view != RD_VIEW_UNKNOWN)
+                        CHECK_EQ_INT(hl[r].view, q.view);
+                    if (q.study_uid)
+                        CHECK(strcmp(hl[r].study_uid, q.study_uid) != 0);
+                    CHECK(hl[r].similarity >= p.min_similarity - 1e-6);
+                }
+            }
+            double recall = total ? (double)found / (double)total : 1;
+            CHECK_MSG(recall >= 0.99, "%s dim %d: recall@10 %.4f",
+                      rd_index_storage_name((rd_index_storage)s), dim, recall);
+        }
+        rd_index_free(ix32);
+        rd_index_free(ixl);
+        free(qv);
+        fixture_free(&f);
+    }
+}
+
+#ifdef TEST_X86
+__attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f)
+{
+    return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+}
+__attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+#endif
+
+/* The portable half conversions: every half round-trips, and where the CPU converts
+ * (F16C) both directions agree with it, subnormals, ties and overflow included. */
+RD_TEST(f16_conversions)
+{
+    int hw = rd__index_isa_supported(RD__ISA_AVX2) || rd__index_isa_supported(RD__ISA_AVX512);
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = rd__f16_to_f32((uint16_t)h);
+        if (isnan(f))
+            continue;
+        CHECK_MSG(rd__f32_to_f16(f) == h, "half %04x does not round-trip", (unsigned)h);
+#ifdef TEST_X86
+        if (hw)
+            CHECK_MSG(memcmp(&f, &(float){hw_f16_to_f32((uint16_t)h)}, sizeof f) == 0,
+                      "half %04x converts differently", (unsigned)h);
+#endif
+    }
+    CHECK_EQ_INT(rd__f32_to_f16(65519.0f), 0x7bff);
+    CHECK_EQ_INT(rd__f32_to_f16(65520.0f), 0x7c00);
+    CHECK_EQ_INT(rd__f32_to_f16(-INFINITY), 0xfc00);
+    CHECK_EQ_INT(rd__f32_to_f16(0x1p-25f), 0);          /* a tie: to even, zero */
+    CHECK_EQ_INT(rd__f32_to_f16(0x1.000002p-25f), 1);   /* above the tie */
+    CHECK_EQ_INT(rd__f32_to_f16(0x1.ff8p-15f), 0x03ff); /* the largest subnormal */
+    CHECK_EQ_INT(rd__f32_to_f16(0x1.ffap-15f), 0x03ff); /* below the tie */
+    CHECK_EQ_INT(rd__f32_to_f16(0x1.ffcp-15f), 0x0400); /* a tie: to even, the smallest normal */
+    CHECK(isnan(rd__f16_to_f32(rd__f32_to_f16(NAN))));
+#ifdef TEST_X86
+    if (hw)
+        for (int i = 0; i < 200000; i++) {
+            uint32_t u = (uint32_t)rng();
+            float f;
+            memcpy(&f, &u, sizeof f);
+            if (isnan(f))
+                continue;
+            CHECK_MSG(rd__f32_to_f16(f) == hw_f32_to_f16(f), "float %08x converts differently",
+                      (unsigned)u);
+        }
+#else
+    (void)hw;
+#endif
+}
+
+RD_TEST(storage_names_and_settings)
+{
+    rd_index *ix = NULL;
+    rd_error err;
+    rd_index_storage s;
+    for (int v = RD_INDEX_STORAGE_F32; v <= RD_INDEX_STORAGE_INT8; v++) {
+        CHECK_OK(rd_index_storage_parse(rd_index_storage_name((rd_index_storage)v), &s, &err),
+                 &err);
+        CHECK_EQ_INT(s, v);
+    }
+    CHECK(rd_index_storage_parse("f64", &s, &err) == RD_E_INVALID);
+    CHECK(rd_index_storage_parse(NULL, &s, &err) == RD_E_INVALID);
+    REQUIRE_OK(rd_index_create(&ix, "v", 4, &err), &err);
+    CHECK_EQ_INT(rd_index_get_storage(ix), RD_INDEX_STORAGE_F32);
+    CHECK(rd_index_set_storage(ix, (rd_index_storage)7, &err) == RD_E_INVALID);
+    /* An empty index changes storage, then grows with it. */
+    CHECK_OK(rd_index_set_storage(ix, RD_INDEX_STORAGE_F16, &err), &err);
+    {
+        rd_index_entry e;
+        const float v[4] = {0, 0, 3, 4};
+        float qv[4] = {0, 0, 3, 4};
+        rd_index_hit h[2];
+        int n_hits = 0;
+        rd_index_params p;
+        rd_index_query q = {qv, NULL, NULL, RD_VIEW_UNKNOWN, 0};
+        memset(&e, 0, sizeof e);
+        e.key = "a";
+        e.study_uid = "a";
+        CHECK_OK(rd_index_add(ix, NULL, &e, v, NULL, NULL, &err), &err);
+        rd_index_params_default(&p);
+        CHECK_OK(rd_index_search(ix, &q, &p, h, &n_hits, &err), &err);
+        CHECK_EQ_INT(n_hits, 1);
+        CHECK_NEAR(h[0].similarity, 1.0, 1e-6);
+    }
+    CHECK_OK(rd_index_set_storage(ix, RD_INDEX_STORAGE_F32, &err), &err);
+    CHECK(rd__index_set_isa(ix, (rd__index_isa)RD__ISA_COUNT, &err) == RD_E_INVALID);
+    CHECK_OK(rd__index_set_isa(ix, RD__ISA_SCALAR, &err), &err);
+    CHECK_EQ_INT(rd__index_get_isa(ix), RD__ISA_SCALAR);
+    rd_index_free(ix);
+}
+
 typedef struct thread_arg {
     rd_index *ix;
     const fixture *f;
@@ -725,6 +1112,8 @@ RD_TEST(sync_follows_other_connections)
     }
     REQUIRE_OK(rd_index_load(&ix, s, "model-s", 16, NULL, NULL, &err), &err);
     CHECK_EQ_INT(rd_index_count(ix), 20);
+    /* int8 storage: what the syncs add, and the rebuild after a deletion, keep it. */
+    REQUIRE_OK(rd_index_set_storage(ix, RD_INDEX_STORAGE_INT8, &err), &err);
     CHECK_OK(rd_index_sync(ix, s, &added, &err), &err);
     CHECK_EQ_INT(added, 0);
     /* 30 more by the other connection, one of them exactly the query. */
@@ -761,6 +1150,7 @@ RD_TEST(sync_follows_other_connections)
     CHECK_OK(rd_index_sync(ix, s, &added, &err), &err);
     CHECK_EQ_INT(added, 0);
     CHECK_EQ_INT(rd_index_count(ix), 50);
+    CHECK_EQ_INT(rd_index_get_storage(ix), RD_INDEX_STORAGE_INT8);
     CHECK_OK(rd_index_search(ix, &q, &p, hits, &n, &err), &err);
     REQUIRE(n >= 1);
     CHECK(strcmp(hits[0].study_uid, f.study[33]) == 0);

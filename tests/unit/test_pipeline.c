@@ -10,6 +10,7 @@
 #include "radraft/batch.h"
 #include "radraft/config.h"
 #include "radraft/image.h"
+#include "radraft/index.h"
 #include "radraft/nn.h"
 #include "radraft/pipeline.h"
 #include "radraft/samples.h"
@@ -251,6 +252,8 @@ RD_TEST(batch_source_runs_every_study_and_refuses_an_oversized_one)
     po.encoder_threads = 1;
     REQUIRE_OK(rd_pipeline_create(&p, &cfg, &po, &err), &err);
     rd_pipeline_source src = rd_batch_source(b);
+    /* Blocks of two: a worker may claim both, one failing before its stages. */
+    src.block = 2;
     REQUIRE_OK(rd_pipeline_pool_start(&pool, p, 2, &src, &err), &err);
     for (int i = 0; i < 600 && !rd_pipeline_pool_finished(pool); i++) {
         struct timespec ts = {0, 50 * 1000 * 1000};
@@ -286,6 +289,153 @@ RD_TEST(batch_source_runs_every_study_and_refuses_an_oversized_one)
     rd_store_close(s);
     rd_pipeline_free(p);
     rd_batch_free(b);
+}
+
+/* The neighbours of a review item: ids and similarities from its neighbours_json. */
+static int item_neighbours(rd_store *s, int64_t review_id, double *ids, double *sims, int max)
+{
+    rd_store_review_item it;
+    rd_error err;
+    int n = -1;
+    memset(&it, 0, sizeof it);
+    if (rd_store_review_get(s, review_id, &it, &err) != RD_OK)
+        return -1;
+    cJSON *doc = it.neighbours_json ? cJSON_Parse(it.neighbours_json) : NULL;
+    if (cJSON_IsArray(doc)) {
+        const cJSON *o;
+        n = 0;
+        cJSON_ArrayForEach(o, doc)
+        {
+            if (n == max)
+                break;
+            ids[n] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "id"));
+            sims[n] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "similarity"));
+            n++;
+        }
+    }
+    cJSON_Delete(doc);
+    rd_store_review_item_clear(&it);
+    return n;
+}
+
+/* A block of studies (their archive searches as one batch) gives each study what it gets
+ * alone: the same outcome, the same neighbours (similarities within float rounding of the
+ * sgemm and the scan kernels), the same failure for a study that cannot be read; two data
+ * folders with the same 500-entry archive, one drafted study by study, one as a block. */
+RD_TEST(block_of_studies_drafts_as_one_at_a_time)
+{
+    const char *dir = rd_test_tmpdir("pl_block");
+    char model[1100], data[2][1100], pa[2][512], lat[2][512];
+    rd_config cfg;
+    rd_pipeline_options po;
+    rd_pipeline *p[2] = {NULL, NULL};
+    rd_pipeline_worker *w[2] = {NULL, NULL};
+    rd_pipeline_draft d;
+    rd_error err;
+    snprintf(model, sizeof model, "%s/model", dir);
+    REQUIRE_OK(rd_nn_model_init("resnet-small", 1, model, &err), &err);
+    for (int i = 0; i < 2; i++)
+        write_case(dir, i, pa[i], lat[i]);
+    rd_config_defaults(&cfg);
+    REQUIRE(rd_strlcpy(cfg.encoder_model, model, sizeof cfg.encoder_model) <
+            sizeof cfg.encoder_model);
+    cfg.archive_refresh_seconds = 0; /* the entries added below are seen at once */
+    for (int r = 0; r < 2; r++) {
+        snprintf(data[r], sizeof data[r], "%s/%s", dir, r ? "block" : "one");
+        memset(&po, 0, sizeof po);
+        po.data_dir = data[r];
+        po.encoder_threads = 1;
+        REQUIRE_OK(rd_pipeline_create(&p[r], &cfg, &po, &err), &err);
+        REQUIRE_OK(rd_pipeline_worker_create(&w[r], p[r], &err), &err);
+    }
+    /* The model's version and embedding, from a draft that records nothing. */
+    const char *f0[2] = {pa[0], lat[0]};
+    REQUIRE_OK(rd_pipeline_draft_files(w[0], f0, 2, NULL, &d, &err), &err);
+    REQUIRE(d.embedding && d.embedding_dim > 0);
+    int dim = d.embedding_dim;
+    float *emb = malloc(sizeof(float) * (size_t)dim);
+    REQUIRE(emb);
+    for (int r = 0; r < 2; r++) {
+        rd_store *s = NULL;
+        rd_index *ix = NULL;
+        uint64_t x = 12345;
+        REQUIRE_OK(rd_store_open(&s, data[r], NULL, &err), &err);
+        REQUIRE_OK(rd_index_load(&ix, s, d.model_version, dim, NULL, NULL, &err), &err);
+        for (int i = 0; i < 500; i++) {
+            char key[32], study[32];
+            rd_index_entry e;
+            memset(&e, 0, sizeof e);
+            snprintf(key, sizeof key, "a%d", i);
+            snprintf(study, sizeof study, "9.9.%d", i);
+            e.key = key;
+            e.study_uid = study;
+            e.view = i % 5 ? RD_VIEW_FRONTAL : RD_VIEW_LATERAL;
+            for (int k = 0; k < dim; k++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                float noise = (float)((double)(x >> 11) / (double)(1ull << 53) - 0.5);
+                /* Every 7th near the first study, the rest anywhere. */
+                emb[k] = i % 7 ? noise : d.embedding[k] + 0.2f * noise;
+            }
+            REQUIRE_OK(rd_index_add(ix, s, &e, emb, NULL, NULL, &err), &err);
+        }
+        rd_index_free(ix);
+        rd_store_close(s);
+    }
+    free(emb);
+    rd_pipeline_draft_free(&d);
+    /* Study by study in one folder, as a block of three in the other. */
+    const char *files0[2] = {pa[0], lat[0]}, *files1[2] = {pa[1], lat[1]},
+               *files2[1] = {"/nonexistent/radraft/study.dcm"};
+    const char *const *files[3] = {files0, files1, files2};
+    int n[3] = {2, 2, 1};
+    rd_pipeline_result one[3], blk[3];
+    rd_status st_one[3], st_blk[3];
+    rd_error e_one[3], e_blk[3];
+    for (int i = 0; i < 3; i++)
+        st_one[i] = rd_pipeline_run_study(w[0], files[i], n[i], &one[i], &e_one[i]);
+    rd_pipeline_run_studies(w[1], 3, files, n, blk, st_blk, e_blk);
+    rd_store *s[2] = {NULL, NULL};
+    REQUIRE_OK(rd_store_open(&s[0], data[0], NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s[1], data[1], NULL, &err), &err);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(st_blk[i], st_one[i]);
+        if (st_one[i] != RD_OK || st_blk[i] != RD_OK) {
+            CHECK_STR(rd_error_message(&e_blk[i]), rd_error_message(&e_one[i]));
+            continue;
+        }
+        CHECK_EQ_INT(blk[i].outcome, RD_PIPELINE_DRAFTED);
+        CHECK_EQ_INT(one[i].outcome, RD_PIPELINE_DRAFTED);
+        CHECK_STR(blk[i].study_uid, one[i].study_uid);
+        CHECK_EQ_INT(blk[i].n_neighbours, one[i].n_neighbours);
+        CHECK(blk[i].n_neighbours > 0);
+        CHECK_EQ_INT(blk[i].n_present, one[i].n_present);
+        CHECK_EQ_INT(blk[i].n_uncertain, one[i].n_uncertain);
+        double ids[2][64], sims[2][64];
+        int nn0 = item_neighbours(s[0], one[i].review_id, ids[0], sims[0], 64);
+        int nn1 = item_neighbours(s[1], blk[i].review_id, ids[1], sims[1], 64);
+        CHECK(nn0 > 0 && nn0 == nn1);
+        for (int j = 0; j < nn0 && j < nn1; j++) {
+            CHECK_NEAR(sims[1][j], sims[0][j], 1e-5);
+            /* The same ids unless two similarities are within rounding of each other. */
+            if (ids[1][j] != ids[0][j])
+                CHECK((j > 0 && fabs(sims[0][j] - sims[0][j - 1]) < 1e-5) ||
+                      (j + 1 < nn0 && fabs(sims[0][j] - sims[0][j + 1]) < 1e-5));
+        }
+    }
+    /* The same studies again, as a block: done before, nothing drafted twice. */
+    rd_pipeline_run_studies(w[1], 2, files, n, blk, st_blk, e_blk);
+    for (int i = 0; i < 2; i++) {
+        CHECK_OK(st_blk[i], &e_blk[i]);
+        CHECK_EQ_INT(blk[i].outcome, RD_PIPELINE_DONE_BEFORE);
+    }
+    rd_store_close(s[0]);
+    rd_store_close(s[1]);
+    for (int r = 0; r < 2; r++) {
+        rd_pipeline_worker_free(w[r]);
+        rd_pipeline_free(p[r]);
+    }
 }
 
 RD_TEST(study_drafted_once_and_non_chest_skipped)
