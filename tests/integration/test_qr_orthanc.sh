@@ -12,7 +12,8 @@
 #     cannot be paged is refused;
 #   - kill -9 in the middle, then a rerun: every study drafted exactly once;
 #   - Orthanc stopped in the middle: the run retries and finishes when it is back;
-#   - an unreachable PACS and a move destination the PACS does not know: clear errors;
+#   - an unreachable PACS, a refused association and a move destination the PACS does not
+#     know: clear errors, nothing recorded;
 #   - a C-FIND answer with an invalid Study Instance UID (DCMTK's dcmqrscp as the PACS) is
 #     left out and counted.
 #
@@ -182,6 +183,12 @@ grep -q "1 answers without a valid Study Instance UID" garbage.log &&
     [ "$(db garbage "SELECT state FROM qr_studies")" = drafted ] &&
     pass "dcmqrscp: the answer with an invalid Study Instance UID left out, the valid study drafted" ||
     fail "dcmqrscp: $(grep -E 'without a valid|drafted  ' garbage.log) rows: $(db garbage "SELECT study_uid, state FROM qr_studies")"
+# dcmqrscp knows only its own AE title: another called AE is a refused association.
+"$RADRAFT" batch --from-pacs NOSUCHAE@127.0.0.1:$QR_PORT $RANGE --data-dir refused >refused.log 2>&1
+[ $? = 1 ] && grep -qi "rejected the association\|cannot associate" refused.log &&
+    [ "$(db refused "SELECT COUNT(*) FROM qr_studies" 2>/dev/null || echo 0)" = 0 ] &&
+    pass "a refused association: $(grep -m1 -oi 'cannot associate.*\|rejected the association.*' refused.log | cut -c1-120)" ||
+    fail "refused association: $(tail -2 refused.log)"
 kill $QRSCP 2>/dev/null
 wait $QRSCP 2>/dev/null
 
