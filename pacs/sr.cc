@@ -37,6 +37,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -1415,12 +1416,13 @@ rd_status sign_finish(signing &g, const sign_request &q, const char *out_path, r
     if (cond.good() &&
         g.in_ff.getDataset()->findAndGetElement(DCM_ContributingEquipmentSequence, eq).good() &&
         eq) {
-        DcmElement *copy = OFstatic_cast(DcmElement *, eq->clone());
+        // Owned here until the dataset has it: insert may throw (DcmList allocates a node).
+        std::unique_ptr<DcmElement> copy(OFstatic_cast(DcmElement *, eq->clone()));
         if (!copy)
             return rd_error_set(err, RD_E_NOMEM, "out of memory");
-        cond = ds->insert(copy, OFTrue);
-        if (cond.bad())
-            delete copy;
+        cond = ds->insert(copy.get(), OFTrue);
+        if (cond.good())
+            copy.release();
     }
     if (cond.bad())
         return rd_error_set(err, rd__dcm_build_status(cond, RD_E_DICOM),
