@@ -45,37 +45,66 @@ void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t n);
 char *__real_strdup(const char *s);
 
-static int g_armed;      /* allocations are counted (and one may fail) */
-static long g_fail_at;   /* the allocation that fails, counting from 1; 0: none */
-static long g_count;     /* allocations that may fail since the run began */
-static long g_total;     /* every allocation since the run began */
-static long g_total_cxx; /* ...of them C++ allocations (operator new) */
-static long g_cxx_bound; /* C++ allocations after this many never fail (0: no bound) */
-static int g_fired;      /* the armed allocation failed */
-static int g_fired_kind; /* ...as malloc (0), a nothrow operator new (1), a throwing one (2) */
-static int g_in_cjson;   /* ...and it was one of cJSON's */
+static int g_armed;       /* allocations are counted (and one may fail) */
+static long g_fail_at;    /* the allocation that fails, counting from 1; 0: none */
+static long g_count;      /* allocations that may fail since the run began */
+static long g_total;      /* every allocation since the run began */
+static long g_total_cxx;  /* ...of them C++ allocations (operator new) */
+static long g_cxx_stride; /* only every g_cxx_stride-th C++ allocation may fail (0, 1: all) */
+static int g_fired;       /* the armed allocation failed */
+static int g_fired_kind;  /* ...as malloc (0), a nothrow operator new (1), a throwing one (2) */
+static int g_in_cjson;    /* ...and it was one of cJSON's */
 
 static long g_fired_at; /* the allocation that failed (g_fail_at, or a later one) */
 static long g_in_dtor;  /* allocations not failed for being in a destructor */
+static long g_in_dcmtk; /* ...for being DCMTK's, in the leak-checked build */
 static long g_trace_at; /* RD_ALLOC_FAULTS_TRACE: the allocation whose stack is printed */
 
-int rd_alloc_fault_in_destructor(void); /* alloc_faults_new.cc */
+/* The AddressSanitizer build checks for leaks, and DCMTK is not exception-safe: where one of
+ * its own allocations throws, it loses what it had allocated before (a new element not yet
+ * inserted, the half of a DcmFileFormat made by its constructor, a tree node not yet
+ * linked: DcmItem::readSubElement, DSRDocument::write and ::read,
+ * DSRDocumentSubTree::addContentItem, DcmItem::putAndInsertString and more), which no code
+ * of radraft's can free. So in that build a throwing operator new called by DCMTK itself is
+ * not failed; its nothrow ones (which DCMTK handles), radraft's own throwing ones and every
+ * malloc still are. The normal build fails them all, and checks everything else (status, no
+ * crash, no partial or wrong output). */
+#if defined(__SANITIZE_ADDRESS__)
+#define LEAK_CHECKED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LEAK_CHECKED 1
+#endif
+#endif
+#ifndef LEAK_CHECKED
+#define LEAK_CHECKED 0
+#endif
 
-/* cxx: 0 for malloc and friends, 1 for a nothrow operator new, 2 for one that throws. */
-static int fail_now(int cxx)
+int rd_alloc_fault_in_destructor(void);          /* alloc_faults_new.cc */
+int rd_alloc_fault_in_dcmtk(const void *caller); /* alloc_faults_new.cc */
+
+/* cxx: 0 for malloc and friends, 1 for a nothrow operator new, 2 for one that throws, called
+ * from `caller`. */
+static int fail_now(int cxx, const void *caller)
 {
     if (!g_armed)
         return 0;
     g_total++;
     g_total_cxx += cxx != 0;
-    if (cxx && g_cxx_bound > 0 && g_total_cxx > g_cxx_bound)
+    if (cxx && g_cxx_stride > 1 && g_total_cxx % g_cxx_stride != 1)
         return 0;
     if (++g_count != g_fail_at)
         return 0;
     /* A throwing allocation inside a destructor would end the process by the language's
-     * rules (destructors are noexcept): the next one fails instead. */
+     * rules (destructors are noexcept), and one of DCMTK's would leak in the leak-checked
+     * build: the next one fails instead. */
     if (cxx == 2 && rd_alloc_fault_in_destructor()) {
         g_in_dtor++;
+        g_fail_at++;
+        return 0;
+    }
+    if (cxx == 2 && LEAK_CHECKED && rd_alloc_fault_in_dcmtk(caller)) {
+        g_in_dcmtk++;
         g_fail_at++;
         return 0;
     }
@@ -91,35 +120,35 @@ static int fail_now(int cxx)
 }
 
 /* For alloc_faults_new.cc: 1 when this operator new is to fail. */
-int rd_alloc_fault_now(int throwing);
-int rd_alloc_fault_now(int throwing)
+int rd_alloc_fault_now(int throwing, const void *caller);
+int rd_alloc_fault_now(int throwing, const void *caller)
 {
-    return fail_now(throwing ? 2 : 1);
+    return fail_now(throwing ? 2 : 1, caller);
 }
 
 void *__wrap_malloc(size_t n)
 {
-    return fail_now(0) ? NULL : __real_malloc(n);
+    return fail_now(0, NULL) ? NULL : __real_malloc(n);
 }
 
 void *__wrap_calloc(size_t n, size_t size)
 {
-    return fail_now(0) ? NULL : __real_calloc(n, size);
+    return fail_now(0, NULL) ? NULL : __real_calloc(n, size);
 }
 
 void *__wrap_realloc(void *p, size_t n)
 {
-    return fail_now(0) ? NULL : __real_realloc(p, n);
+    return fail_now(0, NULL) ? NULL : __real_realloc(p, n);
 }
 
 char *__wrap_strdup(const char *s)
 {
-    return fail_now(0) ? NULL : __real_strdup(s);
+    return fail_now(0, NULL) ? NULL : __real_strdup(s);
 }
 
 static void *cjson_malloc(size_t n)
 {
-    if (fail_now(0)) {
+    if (fail_now(0, NULL)) {
         g_in_cjson = 1;
         return NULL;
     }
@@ -141,17 +170,17 @@ static rd_error g_err;
 /* What a scenario is: `run` is the work under the countdown; `before` (may be NULL) runs
  * unarmed ahead of each run, `after` (may be NULL) unarmed after it with the run's status,
  * to check what the run left (no partial file after a failure, a valid one after success).
- * With `cxx_bound` > 0 only the first cxx_bound C++ allocations of a run may fail (the later
- * ones are counted only). With `stride` > 1 the countdown fails allocation 1, 1 + stride,
- * 1 + 2 stride, ... rather than each: for a run of tens of thousands of allocations, whose
+ * With `stride` > 1 the countdown fails allocation 1, 1 + stride, 1 + 2 stride, ... rather
+ * than each, and with `cxx_stride` > 1 only C++ allocation 1, 1 + cxx_stride, ... may fail
+ * at all (the others are counted only): for runs of tens of thousands of allocations, whose
  * countdown would take minutes (each run costs the work up to its failure). */
 typedef struct fault_scenario {
     const char *name;
     scenario run;
     void (*before)(void);
     void (*after)(rd_status st);
-    long cxx_bound;
     long stride;
+    long cxx_stride;
 } fault_scenario;
 
 typedef struct fault_tally {
@@ -188,7 +217,7 @@ static void each_allocation_fails(const fault_scenario *sc, fault_tally *t)
     int verbose = getenv("RD_ALLOC_FAULTS_VERBOSE") != NULL;
     cJSON_InitHooks(&hooks);
     memset(t, 0, sizeof *t);
-    g_in_dtor = 0;
+    g_in_dtor = g_in_dcmtk = 0;
     g_trace_at = trace ? strtol(trace, NULL, 10) : 0;
     /* The unarmed warm-up: one-time state is made here, outside the countdown, and `after`
      * sees a run without failure first (the reference of what success looks like). */
@@ -206,7 +235,7 @@ static void each_allocation_fails(const fault_scenario *sc, fault_tally *t)
         g_count = g_total = g_total_cxx = 0;
         g_fired = g_fired_kind = g_in_cjson = 0;
         g_fail_at = n;
-        g_cxx_bound = sc->cxx_bound;
+        g_cxx_stride = sc->cxx_stride;
         g_armed = 1;
         st = sc->run();
         g_armed = 0;
@@ -244,12 +273,13 @@ static void each_allocation_fails(const fault_scenario *sc, fault_tally *t)
     t->cxx = g_total_cxx;
     fprintf(stderr,
             "%s: %ld allocations a run (%ld C, %ld C++); %ld failed in turn (%ld C++, %ld in "
-            "cJSON%s%s), %ld left alone in destructors; after a failed nothrow new %ld runs "
-            "succeeded, %ld ended in another error than RD_E_NOMEM; %.1f s\n",
+            "cJSON%s%s), %ld left alone in destructors and %ld DCMTK's (leak-checked build); "
+            "after a failed nothrow new %ld runs succeeded, %ld ended in another error than "
+            "RD_E_NOMEM; %.1f s\n",
             sc->name, g_total, t->c, t->cxx, t->runs, cxx_failed, in_cjson,
-            sc->cxx_bound > 0 ? "; C++ ones up to the bound" : "",
-            sc->stride > 1 ? "; one in each stride" : "", g_in_dtor, t->recovered, t->relabeled,
-            t->sec);
+            sc->cxx_stride > 1 ? "; one C++ allocation in each C++ stride" : "",
+            sc->stride > 1 ? "; one in each stride" : "", g_in_dtor, g_in_dcmtk, t->recovered,
+            t->relabeled, t->sec);
     CHECK(n < 1000000);
 }
 
@@ -269,7 +299,7 @@ static rd_status label_scenario(void)
 
 RD_TEST(labeler_allocation_failures)
 {
-    fault_scenario sc = {"labeler", label_scenario, NULL, NULL, 0, 1};
+    fault_scenario sc = {"labeler", label_scenario, NULL, NULL, 1, 1};
     fault_tally t;
     each_allocation_fails(&sc, &t);
     CHECK(t.runs > 0);
@@ -295,7 +325,7 @@ static rd_status draft_scenario(void)
 
 RD_TEST(generator_allocation_failures)
 {
-    fault_scenario sc = {"generator", draft_scenario, NULL, NULL, 0, 1};
+    fault_scenario sc = {"generator", draft_scenario, NULL, NULL, 1, 1};
     fault_tally t;
     each_allocation_fails(&sc, &t);
     CHECK(t.runs > 0);
@@ -328,7 +358,7 @@ static rd_status store_scenario(void)
 
 RD_TEST(store_allocation_failures)
 {
-    fault_scenario sc = {"store", store_scenario, NULL, NULL, 0, 1};
+    fault_scenario sc = {"store", store_scenario, NULL, NULL, 1, 1};
     fault_tally t;
     g_store_dir = rd_test_tmpdir("alloc_faults_store");
     each_allocation_fails(&sc, &t);
@@ -554,7 +584,7 @@ static rd_status sr_air_signed_scenario(void)
  * signing scenarios (`input`: NULL, "draft" or "air") is written first, unarmed. */
 static void sr_countdown(const char *name, scenario run, const char *input, long stride)
 {
-    fault_scenario sc = {name, run, sr_before, sr_after, 0, stride};
+    fault_scenario sc = {name, run, sr_before, sr_after, stride, 1};
     fault_tally t;
     rd_dicom_meta m;
     rd_error err;
@@ -588,6 +618,249 @@ RD_TEST(sr_air_allocation_failures)
 RD_TEST(sr_air_signed_allocation_failures)
 {
     sr_countdown("sr_air_signed", sr_air_signed_scenario, "air", 53);
+}
+
+/* ---- the pipeline: a stored study to a recorded draft ---- */
+
+/* The serve path's work on one study, as a worker does it (src/pipeline/jobs.c): a job of a
+ * study whose two instances are in the store (the sample study above, as the listener
+ * stored them), its files from the store, every stage (read, select, decode, embed with the
+ * small test model "opzoo", retrieve, generate, write both SRs), the heat maps and the record
+ * transaction, then the job's outcome. The pipeline (the model, templates, labeler, code
+ * table) is made once, unarmed: it is what `radraft serve` loads at start. What runs under
+ * the countdown is the worker (its store connection and encoder) and the job.
+ *
+ * A run that fails must leave the study as it was: no review item, no study version (a
+ * failure must never record the study as skipped), no temporary in the SR folder; an SR
+ * written before the failure is complete (a retry rewrites it). A run that succeeds drafted
+ * the study, and says what an undisturbed run says. The store is put back as it was after
+ * every success, so that each run drafts the study afresh. */
+static char g_pl_data[1100], g_pl_pristine[1100], g_pl_db[1200];
+static char g_pl_study[RD_UID_SIZE];
+static rd_pipeline *g_pl;
+static rd_store_job g_pl_job;
+static rd_pipeline_result g_pl_res;
+
+static void remove_files_in(const char *dir, const char *sub)
+{
+    char path[1300];
+    DIR *d;
+    struct dirent *e;
+    snprintf(path, sizeof path, "%s/%s", dir, sub);
+    if (!(d = opendir(path)))
+        return;
+    while ((e = readdir(d)) != NULL) {
+        char f[1600];
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(f, sizeof f, "%s/%s", path, e->d_name);
+        unlink(f);
+    }
+    closedir(d);
+}
+
+/* Copies a file whole (a small database). */
+static void copy_file(const char *from, const char *to)
+{
+    char *data = NULL;
+    size_t len = 0;
+    rd_error err;
+    if (rd_read_file(from, (size_t)64 << 20, &data, &len, &err) != RD_OK ||
+        rd_write_file_atomic(to, data, len, &err) != RD_OK) {
+        fprintf(stderr, "copy %s: %s\n", from, rd_error_message(&err));
+        abort();
+    }
+    free(data);
+}
+
+static void pipeline_before(void)
+{
+    rd_store *s = NULL;
+    rd_error err;
+    if (rd_store_open(&s, g_pl_data, NULL, &err) != RD_OK ||
+        rd_store_job_begin(s, g_pl_study, 1, &g_pl_job, &err) != RD_OK) {
+        fprintf(stderr, "pipeline job: %s\n", rd_error_message(&err));
+        abort();
+    }
+    rd_store_close(s);
+    memset(&g_pl_res, 0, sizeof g_pl_res);
+}
+
+static rd_status pipeline_scenario(void)
+{
+    rd_pipeline_worker *w = NULL;
+    rd_status st = rd_pipeline_worker_create(&w, g_pl, &g_err);
+    if (st == RD_OK)
+        st = rd_pipeline_run_job(w, NULL, &g_pl_job, &g_pl_res, &g_err);
+    rd_pipeline_worker_free(w);
+    return st;
+}
+
+/* The folder's files that are temporaries of an interrupted write ("...tmp-XXXXXX"), or SRs
+ * that do not read; each is named. */
+static int bad_files_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        char path[1600];
+        rd_sr_info info;
+        rd_error err;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (strstr(e->d_name, ".tmp-")) {
+            fprintf(stderr, "  left in %s: %s\n", dir, e->d_name);
+            n++;
+        } else if (strstr(e->d_name, ".dcm")) {
+            if (rd_sr_read(path, codes(), &info, &err) != RD_OK) {
+                fprintf(stderr, "  %s does not read: %s\n", path, rd_error_message(&err));
+                n++;
+            }
+            rd_sr_info_free(&info);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* What a drafted study says: its review item and both SRs. */
+static void pipeline_digest(rd_store *s, char *out, size_t size)
+{
+    rd_store_review_item it;
+    rd_error err;
+    char sr[8192], air[8192];
+    memset(&it, 0, sizeof it);
+    if (rd_store_review_get(s, g_pl_res.review_id, &it, &err) != RD_OK) {
+        snprintf(out, size, "no review item: %s", rd_error_message(&err));
+        return;
+    }
+    sr_digest(it.sr_path, sr, sizeof sr);
+    sr_digest(it.air_sr_path, air, sizeof air);
+    snprintf(out, size, "%s|%s|%s|%s|%s|%s|%d|%s|%s", it.findings_text, it.impression_text,
+             it.findings_json, it.neighbours_json, it.frontal_sop_instance_uid, it.model_version,
+             it.priority, sr, air);
+    rd_store_review_item_clear(&it);
+}
+
+static void pipeline_after(rd_status st)
+{
+    static char digest[40000], reference[40000];
+    char sr_dir[1200];
+    rd_store *s = NULL;
+    rd_store_study_version sv;
+    rd_error err;
+    long n = -1;
+    snprintf(sr_dir, sizeof sr_dir, "%s/sr", g_pl_data);
+    CHECK_EQ_INT(bad_files_in(sr_dir), 0);
+    REQUIRE_OK(rd_store_open(&s, g_pl_data, NULL, &err), &err);
+    CHECK_OK(rd_store_count_reviews(s, NULL, NULL, &n, &err), &err);
+    CHECK_OK(rd_store_study_version_get(s, g_pl_study, g_pl_res.content_version, &sv, &err), &err);
+    if (st != RD_OK) {
+        CHECK_MSG(n == 0 && !sv.found,
+                  "allocation %ld failed (%s) but the study's outcome was recorded (%ld review "
+                  "items, version %s)",
+                  g_fired_at, rd_status_name(st), n, sv.found ? "recorded" : "not recorded");
+    } else {
+        CHECK_MSG(g_pl_res.outcome == RD_PIPELINE_DRAFTED && n == 1,
+                  "allocation %ld failed, the job succeeded, but the study was %s (%s)", g_fired_at,
+                  rd_pipeline_outcome_name(g_pl_res.outcome), g_pl_res.reason);
+        pipeline_digest(s, digest, sizeof digest);
+        if (!g_fired)
+            rd_strlcpy(reference, digest, sizeof reference);
+        else
+            CHECK_MSG(strcmp(digest, reference) == 0,
+                      "allocation %ld failed and the study was drafted, but it differs:\n  %s\n"
+                      "  expected\n  %s",
+                      g_fired_at, digest, reference);
+    }
+    rd_store_close(s);
+    remove_files_in(g_pl_data, "sr");
+    remove_files_in(g_pl_data, "heatmaps");
+    if (st == RD_OK) {
+        /* Back to the store without the draft. */
+        char wal[1300], shm[1300];
+        snprintf(wal, sizeof wal, "%s-wal", g_pl_db);
+        snprintf(shm, sizeof shm, "%s-shm", g_pl_db);
+        unlink(wal);
+        unlink(shm);
+        copy_file(g_pl_pristine, g_pl_db);
+    }
+}
+
+/* Stores `path` as the listener would have (rd_store_put of the file's bytes). */
+static void store_instance(rd_store *s, const char *path)
+{
+    rd_dicom_meta m;
+    rd_store_instance in;
+    char *data = NULL;
+    size_t len = 0;
+    rd_error err;
+    if (rd_dicom_read_meta(path, &m, &err) != RD_OK ||
+        rd_read_file(path, (size_t)16 << 20, &data, &len, &err) != RD_OK) {
+        fprintf(stderr, "%s: %s\n", path, rd_error_message(&err));
+        abort();
+    }
+    in.study_uid = m.study_uid;
+    in.series_uid = m.series_uid;
+    in.sop_instance_uid = m.sop_instance_uid;
+    in.sop_class_uid = m.sop_class_uid;
+    in.transfer_syntax_uid = m.transfer_syntax_uid;
+    in.modality = m.modality;
+    in.calling_ae = "MODALITY";
+    if (rd_store_put(s, &in, data, len, 0, NULL, &err) != RD_OK) {
+        fprintf(stderr, "%s: %s\n", path, rd_error_message(&err));
+        abort();
+    }
+    rd_strlcpy(g_pl_study, m.study_uid, sizeof g_pl_study);
+    free(data);
+}
+
+RD_TEST(pipeline_allocation_failures)
+{
+    static const char all_present[] = "{\"default\": {\"present\": 0.3, \"uncertain\": 0.1}}";
+    char model[1100], th[1100];
+    rd_config cfg;
+    rd_pipeline_options po;
+    rd_store *s = NULL;
+    rd_error err;
+    /* Every stage is run with a C++ allocation in 97 failing in turn: the SR writers, which
+     * make most of them, have their own countdowns above; every C allocation fails in turn. */
+    fault_scenario sc = {"pipeline", pipeline_scenario, pipeline_before, pipeline_after, 1, 97};
+    fault_tally t;
+    sample_study("alloc_faults_pipeline");
+    snprintf(model, sizeof model, "%s/model", g_dir);
+    snprintf(th, sizeof th, "%s/thresholds.json", g_dir);
+    snprintf(g_pl_data, sizeof g_pl_data, "%s/data", g_dir);
+    snprintf(g_pl_db, sizeof g_pl_db, "%s/radraft.db", g_pl_data);
+    snprintf(g_pl_pristine, sizeof g_pl_pristine, "%s/pristine.db", g_dir);
+    REQUIRE_OK(rd_nn_model_init("opzoo", 1, model, &err), &err);
+    REQUIRE_OK(rd_write_file_atomic(th, all_present, strlen(all_present), &err), &err);
+    REQUIRE_OK(rd_store_open(&s, g_pl_data, NULL, &err), &err);
+    store_instance(s, g_pa);
+    store_instance(s, g_lat);
+    rd_store_close(s);
+    copy_file(g_pl_db, g_pl_pristine);
+
+    rd_log_set_level(RD_LOG_ERROR);
+    rd_config_defaults(&cfg);
+    rd_strlcpy(cfg.encoder_model, model, sizeof cfg.encoder_model);
+    rd_strlcpy(cfg.generator_thresholds, th, sizeof cfg.generator_thresholds);
+    snprintf(cfg.outbox_destinations.items[0], sizeof cfg.outbox_destinations.items[0],
+             "PACS@127.0.0.1:104");
+    cfg.outbox_destinations.count = 1;
+    memset(&po, 0, sizeof po);
+    po.data_dir = g_pl_data;
+    po.enqueue = 1;
+    po.encoder_threads = 1;
+    REQUIRE_OK(rd_pipeline_create(&g_pl, &cfg, &po, &err), &err);
+    each_allocation_fails(&sc, &t);
+    CHECK(t.runs > 0 && t.c > 0 && t.cxx > 0);
+    rd_pipeline_free(g_pl);
+    g_pl = NULL;
 }
 
 RD_TEST_MAIN()
