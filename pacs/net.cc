@@ -47,6 +47,7 @@
 
 #include "dcm_load.h"
 #include "dcm_uid.h"
+#include "net_int.h"
 #include "radraft/log.h"
 #include "radraft/uid.h"
 
@@ -342,8 +343,340 @@ void handoff_release()
     }
 }
 
+// Bounds on what a peer sends that DCMTK does not bound itself. DCMTK parses a DIMSE
+// command set from its PDVs and allocates each element's value at the length its header
+// claims before the bytes are there (a C-ECHO whose command claimed a 4 GiB element made it
+// allocate 4 GiB; found by tests/fuzz/fuzz_net). Command elements are UIDs, AE titles and
+// numbers, so 64 KiB is far above any, and 1 MiB above any command set; a PDU other than
+// P-DATA (an association request, a release, an abort) is at most 1 MiB, a P-DATA PDU at
+// most 16 MiB (radraft announces at most 128 KiB: ASC_MAXIMUMPDUSIZE).
+const uint32_t k_max_command_element = 64u << 10;
+const size_t k_max_command_set = static_cast<size_t>(1) << 20;
+const uint32_t k_max_control_pdu = 1u << 20;
+const uint32_t k_max_data_pdu = 16u << 20;
+
+uint32_t be32(const unsigned char *p)
+{
+    return (static_cast<uint32_t>(p[0]) << 24) | (static_cast<uint32_t>(p[1]) << 16) |
+           (static_cast<uint32_t>(p[2]) << 8) | p[3];
+}
+
+uint32_t le32(const unsigned char *p)
+{
+    return (static_cast<uint32_t>(p[3]) << 24) | (static_cast<uint32_t>(p[2]) << 16) |
+           (static_cast<uint32_t>(p[1]) << 8) | p[0];
+}
+
+uint16_t be16(const unsigned char *p)
+{
+    return static_cast<uint16_t>((p[0] << 8) | p[1]);
+}
+
+// Whether the items of `len` bytes at `p` (type, reserved, 2-byte length, value: PS3.8
+// 9.3.2) each fit in what holds them; `check(type, value, length)` judges each one's value.
+template <class F> bool items_fit(const unsigned char *p, size_t len, F check)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        if (len - pos < 4)
+            return false;
+        size_t n = be16(p + pos + 2);
+        if (n > len - pos - 4 || !check(p[pos], p + pos + 4, n))
+            return false;
+        pos += 4 + n;
+    }
+    return true;
+}
+
+// Whether the body of an A-ASSOCIATE-RQ (`request`) or -AC PDU is well formed as DCMTK's
+// parser (dulparse.cc) needs it: every item and sub-item within what holds it, UIDs at most
+// 64 bytes, presentation contexts of the PDU's kind with a transfer syntax each (one in an
+// accepted one), a
+// Maximum Length item of 4 bytes, the lengths inside role selection, extended negotiation
+// and user identity items within theirs, at most 128 presentation contexts.
+// DCMTK loses what it has parsed when it refuses a request (its lists and every item so
+// far: a request of many small presentation contexts and one bad item leaked megabytes;
+// found by tests/fuzz/fuzz_net), and it trusts a Maximum Length item's length, so such a
+// request ends the connection before DCMTK reads it.
+bool associate_ok(const unsigned char *b, size_t n, bool request)
+{
+    int contexts = 0;
+    if (n < 68 || !(be16(b) & 1)) // protocol version, reserved, AE titles, reserved
+        return false;
+    auto user_item = [request](unsigned type, const unsigned char *v, size_t len) {
+        switch (type) {
+        case 0x51: // maximum length
+            return len == 4;
+        case 0x52: // implementation class UID
+        case 0x55: // implementation version name
+            return len <= 64;
+        case 0x54: // SCP/SCU role selection
+            return len >= 4 && be16(v) <= len - 4;
+        case 0x56: // SOP class extended negotiation
+            return len >= 2 && be16(v) <= len - 2;
+        case 0x58: // user identity (DCMTK reads either by the PDU's type)
+        case 0x59:
+            if (!request)
+                return len >= 2 && be16(v) <= len - 2;
+            if (len < 6 || be16(v + 2) > len - 6)
+                return false;
+            return be16(v + 4 + be16(v + 2)) <= len - 6 - be16(v + 2);
+        default:
+            return true;
+        }
+    };
+    return items_fit(b + 68, n - 68, [&](unsigned type, const unsigned char *v, size_t len) {
+        switch (type) {
+        case 0x10: // application context
+            return len <= 64;
+        case 0x20: // presentation context (an -RQ's, 0x20; an -AC's, 0x21): DCMTK wants one
+        case 0x21: // transfer syntax or more, and an accepted one exactly one
+        {
+            int syntaxes = 0;
+            auto sub_item = [&syntaxes](unsigned sub, const unsigned char *, size_t sub_len) {
+                syntaxes += sub == 0x40;
+                return (sub != 0x30 && sub != 0x40) || sub_len <= 64;
+            };
+            if ((type == 0x20) != request || len < 4 || ++contexts > 128 ||
+                !items_fit(v + 4, len - 4, sub_item))
+                return false;
+            return request ? syntaxes > 0 : v[2] != 0 || syntaxes == 1;
+        }
+        case 0x50: // user information
+            return items_fit(v, len, user_item);
+        default:
+            return true;
+        }
+    });
+}
+
+// Follows the bytes a peer sends (PS3.8 9.3: PDUs; in P-DATA-TF PDUs, PDV items; in command
+// fragments, the command set's elements, Implicit VR Little Endian) and says when one is
+// over the bounds above. It only reads the lengths: whatever else is wrong with the stream
+// is DCMTK's to refuse.
+class PeerStreamBounds
+{
+  public:
+    bool feed(const unsigned char *p, size_t n)
+    {
+        while (n > 0) {
+            if (pdu_have_ < 6) {
+                pdu_hdr_[pdu_have_++] = *p++;
+                n--;
+                if (pdu_have_ == 6 && !start_pdu())
+                    return false;
+                continue;
+            }
+            size_t k = std::min(n, static_cast<size_t>(pdu_left_));
+            if (pdu_hdr_[0] == 0x04) {
+                size_t used = 0;
+                if (!feed_pdv(p, k, &used))
+                    return false;
+                k = used;
+            } else if (associate()) {
+                assoc_.insert(assoc_.end(), p, p + k);
+            }
+            p += k;
+            n -= k;
+            pdu_left_ -= static_cast<uint32_t>(k);
+            if (pdu_left_ == 0) {
+                pdu_have_ = item_have_ = 0;
+                if (associate()) {
+                    bool ok = associate_ok(assoc_.data(), assoc_.size(), pdu_hdr_[0] == 0x01);
+                    std::vector<unsigned char>().swap(assoc_);
+                    if (!ok)
+                        return false;
+                }
+            }
+        }
+        return true;
+    }
+
+  private:
+    // An A-ASSOCIATE-RQ or -AC: its body is kept until it is whole, then checked.
+    bool associate() const
+    {
+        return pdu_hdr_[0] == 0x01 || pdu_hdr_[0] == 0x02;
+    }
+
+    bool start_pdu()
+    {
+        pdu_left_ = be32(pdu_hdr_ + 2);
+        if (pdu_left_ > (pdu_hdr_[0] == 0x04 ? k_max_data_pdu : k_max_control_pdu))
+            return false;
+        if (pdu_left_ == 0) {
+            pdu_have_ = 0;
+            if (associate() && !associate_ok(nullptr, 0, true))
+                return false;
+        }
+        return true;
+    }
+
+    // Up to `n` bytes of a P-DATA-TF body; *used: how many were taken (a PDV item header
+    // byte at a time, a fragment in one go).
+    bool feed_pdv(const unsigned char *p, size_t n, size_t *used)
+    {
+        if (item_have_ < 6) {
+            item_hdr_[item_have_++] = *p;
+            *used = 1;
+            if (item_have_ == 6) {
+                uint32_t len = be32(item_hdr_);
+                item_left_ = len >= 2 ? len - 2 : 0;
+                if (item_left_ == 0)
+                    end_item();
+            }
+            return true;
+        }
+        size_t k = std::min(n, static_cast<size_t>(item_left_));
+        *used = k;
+        if ((item_hdr_[5] & 1) && !feed_command(p, k))
+            return false;
+        item_left_ -= static_cast<uint32_t>(k);
+        if (item_left_ == 0)
+            end_item();
+        return true;
+    }
+
+    void end_item()
+    {
+        item_have_ = 0;
+        if ((item_hdr_[5] & 3) == 3) // the last fragment of a command
+            el_have_ = el_left_ = 0, cmd_bytes_ = 0;
+    }
+
+    bool feed_command(const unsigned char *p, size_t n)
+    {
+        cmd_bytes_ += n;
+        if (cmd_bytes_ > k_max_command_set)
+            return false;
+        while (n > 0) {
+            if (el_have_ < 8) {
+                el_hdr_[el_have_++] = *p++;
+                n--;
+                if (el_have_ == 8) {
+                    el_left_ = le32(el_hdr_ + 4);
+                    if (el_left_ > k_max_command_element)
+                        return false;
+                    if (el_left_ == 0)
+                        el_have_ = 0;
+                }
+                continue;
+            }
+            size_t k = std::min(n, static_cast<size_t>(el_left_));
+            p += k;
+            n -= k;
+            el_left_ -= static_cast<uint32_t>(k);
+            if (el_left_ == 0)
+                el_have_ = 0;
+        }
+        return true;
+    }
+
+    unsigned char pdu_hdr_[6] = {};
+    size_t pdu_have_ = 0;
+    uint32_t pdu_left_ = 0;
+    unsigned char item_hdr_[6] = {};
+    size_t item_have_ = 0;
+    uint32_t item_left_ = 0;
+    unsigned char el_hdr_[8] = {};
+    size_t el_have_ = 0;
+    uint32_t el_left_ = 0;
+    size_t cmd_bytes_ = 0;
+    std::vector<unsigned char> assoc_;
+};
+
+// A transport connection (plain TCP or TLS) whose incoming bytes are checked against the
+// bounds above before DCMTK parses them: over a bound, a read fails (EMSGSIZE), which DCMTK
+// takes as the connection breaking off, and the association ends.
+class BoundedConnection : public DcmTransportConnection
+{
+  public:
+    BoundedConnection(DcmNativeSocketType sock, DcmTransportConnection *inner)
+        : DcmTransportConnection(sock), inner_(inner)
+    {
+    }
+    ~BoundedConnection() override
+    {
+        delete inner_;
+    }
+    OFCondition serverSideHandshake() override
+    {
+        return inner_->serverSideHandshake();
+    }
+    OFCondition clientSideHandshake() override
+    {
+        return inner_->clientSideHandshake();
+    }
+    OFCondition renegotiate(const char *suite) override
+    {
+        return inner_->renegotiate(suite);
+    }
+    ssize_t read(void *buf, size_t nbyte) override
+    {
+        if (over_) {
+            errno = EMSGSIZE;
+            return -1;
+        }
+        ssize_t n = inner_->read(buf, nbyte);
+        bool ok = true;
+        try {
+            ok = n <= 0 ||
+                 bounds_.feed(static_cast<const unsigned char *>(buf), static_cast<size_t>(n));
+        } catch (const std::bad_alloc &) {
+            ok = false; // no room to check the request: it is not read
+        }
+        if (!ok) {
+            over_ = true;
+            rd_log_warn("net: a peer sent a malformed association request, or a PDU or command "
+                        "element over radraft's bounds; closing the connection");
+            errno = EMSGSIZE;
+            return -1;
+        }
+        return n;
+    }
+    ssize_t write(void *buf, size_t nbyte) override
+    {
+        return inner_->write(buf, nbyte);
+    }
+    void close() override
+    {
+        inner_->close();
+        setSocket(-1);
+    }
+    void closeTransportConnection() override
+    {
+        inner_->closeTransportConnection();
+    }
+    unsigned long getPeerCertificateLength() override
+    {
+        return inner_->getPeerCertificateLength();
+    }
+    unsigned long getPeerCertificate(void *buf, unsigned long len) override
+    {
+        return inner_->getPeerCertificate(buf, len);
+    }
+    OFBool networkDataAvailable(int timeout) override
+    {
+        return inner_->networkDataAvailable(timeout);
+    }
+    OFBool isTransparentConnection() override
+    {
+        return inner_->isTransparentConnection();
+    }
+    using DcmTransportConnection::dumpConnectionParameters;
+    OFString &dumpConnectionParameters(OFString &str) override
+    {
+        return inner_->dumpConnectionParameters(str);
+    }
+
+  private:
+    DcmTransportConnection *inner_;
+    PeerStreamBounds bounds_;
+    bool over_ = false;
+};
+
 // A transport layer (plain TCP or TLS) that releases the hand-off when DCMTK gives it the
-// socket. As a sender's layer it behaves exactly as its base.
+// socket, and bounds what the peer sends (BoundedConnection), listener and sender alike.
 template <class Base> class HandoffLayer : public Base
 {
   public:
@@ -352,7 +685,13 @@ template <class Base> class HandoffLayer : public Base
     {
         t_socket_taken = true;
         handoff_release();
-        return Base::createConnection(sock, secure);
+        DcmTransportConnection *inner = Base::createConnection(sock, secure);
+        if (!inner)
+            return NULL;
+        DcmTransportConnection *c = new (std::nothrow) BoundedConnection(sock, inner);
+        if (!c)
+            delete inner;
+        return c;
     }
 };
 
@@ -819,6 +1158,7 @@ OFCondition accept_contexts(T_ASC_Parameters *params)
 void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
 {
     char calling[64] = "", called[64] = "", responding[64] = "", peer[256] = "", local[256] = "";
+    char app_context[128] = "";
     void *actx = NULL;
     bool begun = false;
     OFCondition cond;
@@ -845,6 +1185,18 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
                     peer, calling, called, scp->opts.ae_title);
         reject(scp, assoc, ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER,
                ASC_REASON_SU_CALLEDAETITLENOTRECOGNIZED);
+        goto done;
+    }
+    // DICOM's application context is the only one (PS3.7 A.2.1); DCMTK fails to
+    // acknowledge a request without it, losing what it built for the answer (found by
+    // tests/fuzz/fuzz_net).
+    (void)ASC_getApplicationContextName(assoc->params, app_context, sizeof app_context);
+    if (strcmp(app_context, UID_StandardApplicationContext) != 0) {
+        rd_log_warn("net: rejected an association from %s (calling AE '%s'): application "
+                    "context '%s' is not DICOM's",
+                    peer, calling, app_context);
+        reject(scp, assoc, ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER,
+               ASC_REASON_SU_APPCONTEXTNAMENOTSUPPORTED);
         goto done;
     }
     cond = accept_contexts(assoc->params);
@@ -1368,6 +1720,26 @@ extern "C" void rd_net_scp_stop(rd_net_scp *scp)
                 scp->n_assoc.load(), scp->n_stored.load(), scp->n_failed.load(),
                 scp->n_rejected.load(), scp->n_cut.load());
     delete scp;
+}
+
+extern "C" rd_status rd__net_scp_serve_socket(rd_net_scp *scp, int fd, const char *peer)
+{
+    std::list<pending_conn>::iterator conn;
+    try {
+        std::lock_guard<std::mutex> lock(scp->mu);
+        pending_conn c;
+        c.fd = fd;
+        c.peer = peer;
+        c.deadline =
+            std::chrono::steady_clock::now() + std::chrono::seconds(scp->opts.request_timeout);
+        conn = scp->pending.insert(scp->pending.end(), c);
+        scp->threads++;
+    } catch (const std::bad_alloc &) {
+        (void)close(fd);
+        return RD_E_NOMEM;
+    }
+    serve_connection(scp, conn);
+    return RD_OK;
 }
 
 extern "C" void rd_net_scp_get_stats(rd_net_scp *scp, rd_net_scp_stats *stats)
