@@ -450,10 +450,14 @@ bool associate_ok(const unsigned char *b, size_t n, bool request)
     });
 }
 
-// Follows the bytes a peer sends (PS3.8 9.3: PDUs; in P-DATA-TF PDUs, PDV items; in command
-// fragments, the command set's elements, Implicit VR Little Endian) and says when one is
-// over the bounds above. It only reads the lengths: whatever else is wrong with the stream
-// is DCMTK's to refuse.
+// Follows the bytes a peer sends (PS3.8 9.3: PDUs; in P-DATA-TF PDUs, PDV items; in what
+// DCMTK reads as a command set, its elements, Implicit VR Little Endian) and says when one
+// is over the bounds above. DCMTK's DIMSE_receiveCommand parses every PDV it gets as
+// command bytes, whatever the PDV says it is, until a last fragment (a data PDV where a
+// command is due is parsed before it is refused: found by tests/fuzz/fuzz_net); so every
+// PDV is followed as a command but those of a C-STORE-RQ's dataset, which radraft reads as
+// data. It only reads the lengths: whatever else is wrong with the stream is DCMTK's to
+// refuse.
 class PeerStreamBounds
 {
   public:
@@ -529,7 +533,7 @@ class PeerStreamBounds
         }
         size_t k = std::min(n, static_cast<size_t>(item_left_));
         *used = k;
-        if ((item_hdr_[5] & 1) && !feed_command(p, k))
+        if (!in_data_ && !feed_command(p, k))
             return false;
         item_left_ -= static_cast<uint32_t>(k);
         if (item_left_ == 0)
@@ -539,9 +543,21 @@ class PeerStreamBounds
 
     void end_item()
     {
+        const bool command = item_hdr_[5] & 1, last = item_hdr_[5] & 2;
         item_have_ = 0;
-        if ((item_hdr_[5] & 3) == 3) // the last fragment of a command
-            el_have_ = el_left_ = 0, cmd_bytes_ = 0;
+        if (in_data_) {
+            in_data_ = !(last && !command); // until the dataset's last fragment
+            return;
+        }
+        if (!last)
+            return;
+        // What DCMTK took for a command set is whole. A C-STORE-RQ's dataset follows (radraft
+        // reads it whatever the command's Data Set Type says, and DCMTK reads it as data);
+        // after any other command the next PDV is read as a command again.
+        in_data_ = command && command_field_ == 0x0001;
+        el_have_ = el_left_ = 0;
+        cmd_bytes_ = 0;
+        command_field_ = 0;
     }
 
     bool feed_command(const unsigned char *p, size_t n)
@@ -557,12 +573,16 @@ class PeerStreamBounds
                     el_left_ = le32(el_hdr_ + 4);
                     if (el_left_ > k_max_command_element)
                         return false;
+                    // (0000,0100) Command Field, US: which command this is.
+                    el_is_field_ = le32(el_hdr_) == 0x01000000u && el_left_ == 2;
                     if (el_left_ == 0)
                         el_have_ = 0;
                 }
                 continue;
             }
             size_t k = std::min(n, static_cast<size_t>(el_left_));
+            for (size_t i = 0; el_is_field_ && i < k; i++)
+                command_field_ = static_cast<uint16_t>((command_field_ >> 8) | (p[i] << 8));
             p += k;
             n -= k;
             el_left_ -= static_cast<uint32_t>(k);
@@ -581,7 +601,10 @@ class PeerStreamBounds
     unsigned char el_hdr_[8] = {};
     size_t el_have_ = 0;
     uint32_t el_left_ = 0;
+    bool el_is_field_ = false;
     size_t cmd_bytes_ = 0;
+    uint16_t command_field_ = 0;
+    bool in_data_ = false; // receiving a C-STORE-RQ's dataset: its PDVs are not a command
     std::vector<unsigned char> assoc_;
 };
 
@@ -1159,6 +1182,7 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
 {
     char calling[64] = "", called[64] = "", responding[64] = "", peer[256] = "", local[256] = "";
     char app_context[128] = "";
+    bool allowed = false;
     void *actx = NULL;
     bool begun = false;
     OFCondition cond;
@@ -1167,7 +1191,18 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
                           sizeof responding);
     (void)ASC_getPresentationAddresses(assoc->params, peer, sizeof peer, local, sizeof local);
 
-    bool allowed = scp->allowed.empty();
+    // An AE title of spaces only is none (PS3.5 6.2), and DCMTK fails to acknowledge a
+    // request without both, losing what it built for the answer (found by
+    // tests/fuzz/fuzz_net).
+    if (!calling[0] || !called[0]) {
+        rd_log_warn("net: rejected an association from %s: no %s AE title", peer,
+                    calling[0] ? "called" : "calling");
+        reject(scp, assoc, ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER,
+               calling[0] ? ASC_REASON_SU_CALLEDAETITLENOTRECOGNIZED
+                          : ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED);
+        goto done;
+    }
+    allowed = scp->allowed.empty();
     for (const std::string &a : scp->allowed)
         if (a == calling)
             allowed = true;
