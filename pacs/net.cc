@@ -20,6 +20,7 @@
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmtls/tlslayer.h>
+#include <dcmtk/oflog/oflog.h>
 #include <zlib.h>
 
 #include <arpa/inet.h>
@@ -825,6 +826,12 @@ extern "C" void rd_net_init(void)
         signal(SIGPIPE, SIG_IGN);
         // No reverse DNS lookup for each association: it can stall the accept loop.
         dcmDisableGethostbyaddr.set(OFTrue);
+        // DCMTK would print its own messages on stderr for whatever a peer sends wrong (a
+        // line per malformed element); every failure comes back as a condition, which the
+        // listener and the sender log with the peer's name.
+        static const char *const loggers[] = {"dcmtk.dcmdata", "dcmtk.dcmnet"};
+        for (const char *name : loggers)
+            OFLog::getLogger(name).setLogLevel(OFLogger::FATAL_LOG_LEVEL);
     });
 }
 
