@@ -143,8 +143,10 @@ static size_t exchange(int fd, const uint8_t *data, size_t len)
 static void tcp_pair(int sv[2])
 {
     sv[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (sv[1] < 0 || connect(sv[1], (struct sockaddr *)&g_pair_addr, sizeof g_pair_addr) != 0)
+    if (sv[1] < 0 || connect(sv[1], (struct sockaddr *)&g_pair_addr, sizeof g_pair_addr) != 0) {
+        perror("fuzz_net: connect");
         die("connecting a socket pair", NULL);
+    }
     sv[0] = accept(g_pair_fd, NULL, NULL);
     if (sv[0] < 0)
         die("accepting a socket pair", NULL);
@@ -163,6 +165,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         die("pthread_create", NULL);
     got = exchange(sv[1], data, size);
     pthread_join(thread, NULL);
+    /* Closed at once (a reset): the peer's end would otherwise wait a minute in TIME_WAIT,
+     * and a few hundred inputs a second run out of loopback ports. */
+    struct linger hard = {1, 0};
+    setsockopt(sv[1], SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
     close(sv[1]);
     rd_net_scp_get_stats(g_scp, &stats);
     if (getenv("RD_FUZZ_NET_ECHO"))
