@@ -16,7 +16,7 @@
 # RADRAFT_BINARY defaults to build-fuzz/radraft (built here when missing; build/radraft
 # works as well). Files named regress-* are regression inputs of fixed bugs, kept as they
 # are; every other file of a corpus folder is replaced. Run it again when a format changes
-# and commit the result (it is small: about 500 KB; the two SRs differ each time, as they
+# and commit the result (it is small: about 350 KB; the two SRs differ each time, as they
 # carry the time they were written).
 set -euo pipefail
 cd "$(dirname "$0")/.."
