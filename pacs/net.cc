@@ -462,6 +462,7 @@ bool associate_ok(const unsigned char *b, size_t n, bool request)
 class PeerStreamBounds
 {
   public:
+    // False when the bytes go over a bound; why() then says which.
     bool feed(const unsigned char *p, size_t n)
     {
         while (n > 0) {
@@ -490,14 +491,25 @@ class PeerStreamBounds
                     bool ok = associate_ok(assoc_.data(), assoc_.size(), pdu_hdr_[0] == 0x01);
                     std::vector<unsigned char>().swap(assoc_);
                     if (!ok)
-                        return false;
+                        return refuse("a malformed association PDU");
                 }
             }
         }
         return true;
     }
 
+    const char *why() const
+    {
+        return why_;
+    }
+
   private:
+    bool refuse(const char *why)
+    {
+        why_ = why;
+        return false;
+    }
+
     // An A-ASSOCIATE-RQ or -AC: its body is kept until it is whole, then checked.
     bool associate() const
     {
@@ -507,12 +519,15 @@ class PeerStreamBounds
     bool start_pdu()
     {
         pdu_left_ = be32(pdu_hdr_ + 2);
-        if (pdu_left_ > (pdu_hdr_[0] == 0x04 ? k_max_data_pdu : k_max_control_pdu))
-            return false;
+        // A PDU type DCMTK does not know (PS3.8 9.3: 1 to 7) it refuses by its header.
+        if (pdu_hdr_[0] >= 1 && pdu_hdr_[0] <= 7 &&
+            pdu_left_ > (pdu_hdr_[0] == 0x04 ? k_max_data_pdu : k_max_control_pdu))
+            return refuse(pdu_hdr_[0] == 0x04 ? "a P-DATA PDU over 16 MiB"
+                                              : "a PDU other than P-DATA over 1 MiB");
         if (pdu_left_ == 0) {
             pdu_have_ = 0;
             if (associate() && !associate_ok(nullptr, 0, true))
-                return false;
+                return refuse("a malformed association PDU");
         }
         return true;
     }
@@ -565,7 +580,7 @@ class PeerStreamBounds
     {
         cmd_bytes_ += n;
         if (cmd_bytes_ > k_max_command_set)
-            return false;
+            return refuse("a DIMSE command set over 1 MiB");
         while (n > 0) {
             if (el_have_ < 8) {
                 el_hdr_[el_have_++] = *p++;
@@ -573,7 +588,7 @@ class PeerStreamBounds
                 if (el_have_ == 8) {
                     el_left_ = le32(el_hdr_ + 4);
                     if (el_left_ > k_max_command_element)
-                        return false;
+                        return refuse("a DIMSE command element over 64 KiB");
                     // (0000,0100) Command Field, US: which command this is.
                     el_is_field_ = le32(el_hdr_) == 0x01000000u && el_left_ == 2;
                     if (el_left_ == 0)
@@ -607,7 +622,12 @@ class PeerStreamBounds
     uint16_t command_field_ = 0;
     bool in_data_ = false; // receiving a C-STORE-RQ's dataset: its PDVs are not a command
     std::vector<unsigned char> assoc_;
+    const char *why_ = "";
 };
+
+// Why this thread's connection was closed for going over a bound (NULL: it was not), for
+// the log lines of the listener, which know the peer.
+thread_local const char *t_bound_refusal = nullptr;
 
 // A transport connection (plain TCP or TLS) whose incoming bytes are checked against the
 // bounds above before DCMTK parses them: over a bound, a read fails (EMSGSIZE), which DCMTK
@@ -647,12 +667,11 @@ class BoundedConnection : public DcmTransportConnection
             ok = n <= 0 ||
                  bounds_.feed(static_cast<const unsigned char *>(buf), static_cast<size_t>(n));
         } catch (const std::bad_alloc &) {
-            ok = false; // no room to check the request: it is not read
+            ok = false; // no room to check the request: it is not read (why() is "")
         }
         if (!ok) {
             over_ = true;
-            rd_log_warn("net: a peer sent a malformed association request, or a PDU or command "
-                        "element over radraft's bounds; closing the connection");
+            t_bound_refusal = bounds_.why()[0] ? bounds_.why() : "no memory to check its bytes";
             errno = EMSGSIZE;
             return -1;
         }
@@ -1308,6 +1327,12 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
                 rd_log_info("net: %s (%s) aborted the association", calling, peer);
                 break;
             }
+            if (cond.bad() && t_bound_refusal) {
+                rd_log_warn("net: association from %s (%s): it sent %s; aborting it", calling, peer,
+                            t_bound_refusal);
+                (void)ASC_abortAssociation(assoc);
+                break;
+            }
             if (cond.bad()) {
                 rd_log_warn("net: association from %s (%s): %s; aborting it", calling, peer,
                             cond.text());
@@ -1413,6 +1438,10 @@ T_ASC_Association *receive_request(rd_net_scp *scp, int fd, T_ASC_Network **net,
     handoff_release(); // when DCMTK failed before taking the socket
     if (!t_socket_taken)
         (void)close(dcm_fd);
+    // A request whose bytes went over a bound: DCMTK, whose read failed, answers with an
+    // association of nothing (and success).
+    if (t_bound_refusal && cond.good())
+        cond = makeOFCondition(0, 2, OF_error, t_bound_refusal);
     if (cond.bad() && assoc) {
         (void)ASC_dropAssociation(assoc);
         (void)ASC_destroyAssociation(&assoc);
@@ -1423,6 +1452,7 @@ T_ASC_Association *receive_request(rd_net_scp *scp, int fd, T_ASC_Network **net,
 // One accepted connection, from its association request to its end.
 void serve_connection(rd_net_scp *scp, std::list<pending_conn>::iterator conn)
 {
+    t_bound_refusal = nullptr;
     T_ASC_Network *net = NULL;
     OFCondition cond;
     const int fd = conn->fd;
@@ -1453,6 +1483,10 @@ void serve_connection(rd_net_scp *scp, std::list<pending_conn>::iterator conn)
             snprintf(why, sizeof why, "no association request within %d s (server.request_timeout)",
                      scp->opts.request_timeout);
             warn_cut(scp, peer.c_str(), why);
+        } else if (t_bound_refusal) {
+            rd_log_warn("net: receiving the association request from %s failed: it sent %s; "
+                        "closed the connection",
+                        peer.c_str(), t_bound_refusal);
         } else if (!cut && cond != DUL_NOASSOCIATIONREQUEST) {
             rd_log_warn("net: receiving the association request from %s failed: %s", peer.c_str(),
                         cond.text());
