@@ -43,6 +43,8 @@ rd_status load_error(const OFCondition &cond, rd_error *err)
 {
     bool truncated =
         cond == EC_StreamNotifyClient || cond == EC_SequEnd || cond == EC_InvalidStream;
+    if (cond == EC_MemoryExhausted)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory reading DICOM: %s", cond.text());
     return rd_error_set(err, truncated ? RD_E_CORRUPT : RD_E_DICOM, "%s: %s",
                         truncated ? "truncated or corrupt DICOM" : "unreadable DICOM", cond.text());
 }

@@ -23,6 +23,24 @@
  * radiograph is at most some tens of megabytes. */
 #define RD_DICOM_MAX_INFLATED_BYTES ((unsigned long long)256 << 20)
 
+/* The status of a failed DCMTK call: RD_E_NOMEM when DCMTK says memory ran out
+ * (EC_MemoryExhausted: its value buffers are allocated with new (std::nothrow), so an
+ * exhausted heap comes back as that condition rather than as std::bad_alloc), else
+ * `otherwise`. */
+inline rd_status rd__dcm_status(const OFCondition &cond, rd_status otherwise)
+{
+    return cond == EC_MemoryExhausted ? RD_E_NOMEM : otherwise;
+}
+
+/* The same for a DCMTK call that stores radraft's own values (a dataset or SR being built,
+ * not one being read): there an element whose value buffer could not be allocated fails
+ * later as EC_InvalidStream (a length, no value, no file to load it from), which is memory
+ * running out too. */
+inline rd_status rd__dcm_build_status(const OFCondition &cond, rd_status otherwise)
+{
+    return cond == EC_MemoryExhausted || cond == EC_InvalidStream ? RD_E_NOMEM : otherwise;
+}
+
 /* Loads `path` into `ff`: with `part10`, a Part 10 file (meta header and dataset) or, when
  * it has no meta header, a raw dataset (DCMTK's ERM_autoDetect); else a raw dataset. Values above
  * `max_read` bytes left in the file until used (every value, for a deflated dataset, which is then

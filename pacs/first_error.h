@@ -6,19 +6,28 @@
 
 #include <string>
 
+#include "radraft/error.h"
+
 class first_error
 {
   public:
-    void fail(const std::string &m)
+    // `nomem`: the failure was memory running out (DCMTK's EC_MemoryExhausted).
+    void fail(const std::string &m, bool nomem = false)
     {
         if (ok_) {
             ok_ = false;
+            nomem_ = nomem;
             msg_ = m;
         }
     }
     bool ok() const
     {
         return ok_;
+    }
+    // The status of the first failure: RD_E_NOMEM when memory ran out, else `otherwise`.
+    rd_status status(rd_status otherwise) const
+    {
+        return nomem_ ? RD_E_NOMEM : otherwise;
     }
     const std::string &msg() const
     {
@@ -27,6 +36,7 @@ class first_error
 
   private:
     bool ok_ = true;
+    bool nomem_ = false;
     std::string msg_;
 };
 

@@ -20,6 +20,7 @@
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmtls/tlslayer.h>
+#include <dcmtk/oflog/oflog.h>
 #include <zlib.h>
 
 #include <arpa/inet.h>
@@ -47,6 +48,7 @@
 
 #include "dcm_load.h"
 #include "dcm_uid.h"
+#include "net_int.h"
 #include "net_tls.h"
 #include "radraft/log.h"
 #include "radraft/uid.h"
@@ -343,8 +345,382 @@ void handoff_release()
     }
 }
 
+// Bounds on what a peer sends that DCMTK does not bound itself. DCMTK parses a DIMSE
+// command set from its PDVs and allocates each element's value at the length its header
+// claims before the bytes are there (a C-ECHO whose command claimed a 4 GiB element made it
+// allocate 4 GiB; found by tests/fuzz/fuzz_net). Command elements are UIDs, AE titles and
+// numbers, so 64 KiB is far above any, and 1 MiB above any command set; a PDU other than
+// P-DATA (an association request, a release, an abort) is at most 1 MiB, a P-DATA PDU at
+// most 16 MiB (radraft announces at most 128 KiB: ASC_MAXIMUMPDUSIZE).
+const uint32_t k_max_command_element = 64u << 10;
+const size_t k_max_command_set = static_cast<size_t>(1) << 20;
+const uint32_t k_max_control_pdu = 1u << 20;
+const uint32_t k_max_data_pdu = 16u << 20;
+
+uint32_t be32(const unsigned char *p)
+{
+    return (static_cast<uint32_t>(p[0]) << 24) | (static_cast<uint32_t>(p[1]) << 16) |
+           (static_cast<uint32_t>(p[2]) << 8) | p[3];
+}
+
+uint32_t le32(const unsigned char *p)
+{
+    return (static_cast<uint32_t>(p[3]) << 24) | (static_cast<uint32_t>(p[2]) << 16) |
+           (static_cast<uint32_t>(p[1]) << 8) | p[0];
+}
+
+uint16_t be16(const unsigned char *p)
+{
+    return static_cast<uint16_t>((p[0] << 8) | p[1]);
+}
+
+// Whether the items of `len` bytes at `p` (type, reserved, 2-byte length, value: PS3.8
+// 9.3.2) each fit in what holds them; `check(type, value, length)` judges each one's value.
+template <class F> bool items_fit(const unsigned char *p, size_t len, F check)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        if (len - pos < 4)
+            return false;
+        size_t n = be16(p + pos + 2);
+        if (n > len - pos - 4 || !check(p[pos], p + pos + 4, n))
+            return false;
+        pos += 4 + n;
+    }
+    return true;
+}
+
+// Whether the body of an A-ASSOCIATE-RQ (`request`) or -AC PDU is well formed as DCMTK's
+// parser (dulparse.cc) needs it: every item and sub-item within what holds it, UIDs at most
+// 64 bytes, presentation contexts of the PDU's kind with a transfer syntax each (one in an
+// accepted one), a
+// Maximum Length item of 4 bytes, the lengths inside role selection, extended negotiation
+// and user identity items within theirs, at most 128 presentation contexts.
+// DCMTK loses what it has parsed when it refuses a request (its lists and every item so
+// far: a request of many small presentation contexts and one bad item leaked megabytes;
+// found by tests/fuzz/fuzz_net), and it trusts a Maximum Length item's length, so such a
+// request ends the connection before DCMTK reads it.
+bool associate_ok(const unsigned char *b, size_t n, bool request)
+{
+    int contexts = 0;
+    if (n < 68 || !(be16(b) & 1)) // protocol version, reserved, AE titles, reserved
+        return false;
+    auto user_item = [request](unsigned type, const unsigned char *v, size_t len) {
+        switch (type) {
+        case 0x51: // maximum length
+            return len == 4;
+        case 0x52: // implementation class UID
+        case 0x55: // implementation version name
+            return len <= 64;
+        case 0x54: // SCP/SCU role selection
+            return len >= 4 && be16(v) <= len - 4;
+        case 0x56: // SOP class extended negotiation
+            return len >= 2 && be16(v) <= len - 2;
+        case 0x58: // user identity (DCMTK reads either by the PDU's type)
+        case 0x59:
+            if (!request)
+                return len >= 2 && be16(v) <= len - 2;
+            if (len < 6 || be16(v + 2) > len - 6)
+                return false;
+            return be16(v + 4 + be16(v + 2)) <= len - 6 - be16(v + 2);
+        default:
+            return true;
+        }
+    };
+    return items_fit(b + 68, n - 68, [&](unsigned type, const unsigned char *v, size_t len) {
+        switch (type) {
+        case 0x10: // application context
+            return len <= 64;
+        case 0x20: // presentation context (an -RQ's, 0x20; an -AC's, 0x21): DCMTK wants one
+        case 0x21: // transfer syntax or more, and an accepted one exactly one
+        {
+            int syntaxes = 0;
+            auto sub_item = [&syntaxes](unsigned sub, const unsigned char *, size_t sub_len) {
+                syntaxes += sub == 0x40;
+                return (sub != 0x30 && sub != 0x40) || sub_len <= 64;
+            };
+            if ((type == 0x20) != request || len < 4 || ++contexts > 128 ||
+                !items_fit(v + 4, len - 4, sub_item))
+                return false;
+            return request ? syntaxes > 0 : v[2] != 0 || syntaxes == 1;
+        }
+        case 0x50: // user information
+            return items_fit(v, len, user_item);
+        default:
+            return true;
+        }
+    });
+}
+
+// Follows the bytes a peer sends (PS3.8 9.3: PDUs; in P-DATA-TF PDUs, PDV items; in what
+// DCMTK reads as a command set, its elements, Implicit VR Little Endian) and says when one
+// is over the bounds above. DCMTK's DIMSE_receiveCommand parses every PDV it gets as
+// command bytes, whatever the PDV says it is, until a last fragment (a data PDV where a
+// command is due is parsed before it is refused: found by tests/fuzz/fuzz_net); so every
+// PDV is followed as a command but those of a C-STORE-RQ's dataset, which radraft reads as
+// data. It only reads the lengths: whatever else is wrong with the stream is DCMTK's to
+// refuse.
+class PeerStreamBounds
+{
+  public:
+    // False when the bytes go over a bound; why() then says which.
+    bool feed(const unsigned char *p, size_t n)
+    {
+        while (n > 0) {
+            if (pdu_have_ < 6) {
+                pdu_hdr_[pdu_have_++] = *p++;
+                n--;
+                if (pdu_have_ == 6 && !start_pdu())
+                    return false;
+                continue;
+            }
+            size_t k = std::min(n, static_cast<size_t>(pdu_left_));
+            if (pdu_hdr_[0] == 0x04) {
+                size_t used = 0;
+                if (!feed_pdv(p, k, &used))
+                    return false;
+                k = used;
+            } else if (associate()) {
+                assoc_.insert(assoc_.end(), p, p + k);
+            }
+            p += k;
+            n -= k;
+            pdu_left_ -= static_cast<uint32_t>(k);
+            if (pdu_left_ == 0) {
+                pdu_have_ = item_have_ = 0;
+                if (associate()) {
+                    bool ok = associate_ok(assoc_.data(), assoc_.size(), pdu_hdr_[0] == 0x01);
+                    std::vector<unsigned char>().swap(assoc_);
+                    if (!ok)
+                        return refuse("a malformed association PDU");
+                }
+            }
+        }
+        return true;
+    }
+
+    const char *why() const
+    {
+        return why_;
+    }
+
+  private:
+    bool refuse(const char *why)
+    {
+        why_ = why;
+        return false;
+    }
+
+    // An A-ASSOCIATE-RQ or -AC: its body is kept until it is whole, then checked.
+    bool associate() const
+    {
+        return pdu_hdr_[0] == 0x01 || pdu_hdr_[0] == 0x02;
+    }
+
+    bool start_pdu()
+    {
+        pdu_left_ = be32(pdu_hdr_ + 2);
+        // A PDU type DCMTK does not know (PS3.8 9.3: 1 to 7) it refuses by its header.
+        if (pdu_hdr_[0] >= 1 && pdu_hdr_[0] <= 7 &&
+            pdu_left_ > (pdu_hdr_[0] == 0x04 ? k_max_data_pdu : k_max_control_pdu))
+            return refuse(pdu_hdr_[0] == 0x04 ? "a P-DATA PDU over 16 MiB"
+                                              : "a PDU other than P-DATA over 1 MiB");
+        if (pdu_left_ == 0) {
+            pdu_have_ = 0;
+            if (associate() && !associate_ok(nullptr, 0, true))
+                return refuse("a malformed association PDU");
+        }
+        return true;
+    }
+
+    // Up to `n` bytes of a P-DATA-TF body; *used: how many were taken (a PDV item header
+    // byte at a time, a fragment in one go).
+    bool feed_pdv(const unsigned char *p, size_t n, size_t *used)
+    {
+        if (item_have_ < 6) {
+            item_hdr_[item_have_++] = *p;
+            *used = 1;
+            if (item_have_ == 6) {
+                uint32_t len = be32(item_hdr_);
+                item_left_ = len >= 2 ? len - 2 : 0;
+                if (item_left_ == 0)
+                    end_item();
+            }
+            return true;
+        }
+        size_t k = std::min(n, static_cast<size_t>(item_left_));
+        *used = k;
+        if (!in_data_ && !feed_command(p, k))
+            return false;
+        item_left_ -= static_cast<uint32_t>(k);
+        if (item_left_ == 0)
+            end_item();
+        return true;
+    }
+
+    void end_item()
+    {
+        const bool command = item_hdr_[5] & 1, last = item_hdr_[5] & 2;
+        item_have_ = 0;
+        if (in_data_) {
+            in_data_ = !(last && !command); // until the dataset's last fragment
+            return;
+        }
+        if (!last)
+            return;
+        // What DCMTK took for a command set is whole. A C-STORE-RQ's dataset follows (radraft
+        // reads it whatever the command's Data Set Type says, and DCMTK reads it as data);
+        // after any other command the next PDV is read as a command again.
+        in_data_ = command && command_field_ == 0x0001;
+        el_have_ = el_left_ = 0;
+        cmd_bytes_ = 0;
+        command_field_ = 0;
+    }
+
+    bool feed_command(const unsigned char *p, size_t n)
+    {
+        cmd_bytes_ += n;
+        if (cmd_bytes_ > k_max_command_set)
+            return refuse("a DIMSE command set over 1 MiB");
+        while (n > 0) {
+            if (el_have_ < 8) {
+                el_hdr_[el_have_++] = *p++;
+                n--;
+                if (el_have_ == 8) {
+                    el_left_ = le32(el_hdr_ + 4);
+                    if (el_left_ > k_max_command_element)
+                        return refuse("a DIMSE command element over 64 KiB");
+                    // (0000,0100) Command Field, US: which command this is.
+                    el_is_field_ = le32(el_hdr_) == 0x01000000u && el_left_ == 2;
+                    if (el_left_ == 0)
+                        el_have_ = 0;
+                }
+                continue;
+            }
+            size_t k = std::min(n, static_cast<size_t>(el_left_));
+            for (size_t i = 0; el_is_field_ && i < k; i++)
+                command_field_ = static_cast<uint16_t>((command_field_ >> 8) | (p[i] << 8));
+            p += k;
+            n -= k;
+            el_left_ -= static_cast<uint32_t>(k);
+            if (el_left_ == 0)
+                el_have_ = 0;
+        }
+        return true;
+    }
+
+    unsigned char pdu_hdr_[6] = {};
+    size_t pdu_have_ = 0;
+    uint32_t pdu_left_ = 0;
+    unsigned char item_hdr_[6] = {};
+    size_t item_have_ = 0;
+    uint32_t item_left_ = 0;
+    unsigned char el_hdr_[8] = {};
+    size_t el_have_ = 0;
+    uint32_t el_left_ = 0;
+    bool el_is_field_ = false;
+    size_t cmd_bytes_ = 0;
+    uint16_t command_field_ = 0;
+    bool in_data_ = false; // receiving a C-STORE-RQ's dataset: its PDVs are not a command
+    std::vector<unsigned char> assoc_;
+    const char *why_ = "";
+};
+
+// Why this thread's connection was closed for going over a bound (NULL: it was not), for
+// the log lines of the listener, which know the peer.
+thread_local const char *t_bound_refusal = nullptr;
+
+// A transport connection (plain TCP or TLS) whose incoming bytes are checked against the
+// bounds above before DCMTK parses them: over a bound, a read fails (EMSGSIZE), which DCMTK
+// takes as the connection breaking off, and the association ends.
+class BoundedConnection : public DcmTransportConnection
+{
+  public:
+    BoundedConnection(DcmNativeSocketType sock, DcmTransportConnection *inner)
+        : DcmTransportConnection(sock), inner_(inner)
+    {
+    }
+    ~BoundedConnection() override
+    {
+        delete inner_;
+    }
+    OFCondition serverSideHandshake() override
+    {
+        return inner_->serverSideHandshake();
+    }
+    OFCondition clientSideHandshake() override
+    {
+        return inner_->clientSideHandshake();
+    }
+    OFCondition renegotiate(const char *suite) override
+    {
+        return inner_->renegotiate(suite);
+    }
+    ssize_t read(void *buf, size_t nbyte) override
+    {
+        if (over_) {
+            errno = EMSGSIZE;
+            return -1;
+        }
+        ssize_t n = inner_->read(buf, nbyte);
+        bool ok = true;
+        try {
+            ok = n <= 0 ||
+                 bounds_.feed(static_cast<const unsigned char *>(buf), static_cast<size_t>(n));
+        } catch (const std::bad_alloc &) {
+            ok = false; // no room to check the request: it is not read (why() is "")
+        }
+        if (!ok) {
+            over_ = true;
+            t_bound_refusal = bounds_.why()[0] ? bounds_.why() : "no memory to check its bytes";
+            errno = EMSGSIZE;
+            return -1;
+        }
+        return n;
+    }
+    ssize_t write(void *buf, size_t nbyte) override
+    {
+        return inner_->write(buf, nbyte);
+    }
+    void close() override
+    {
+        inner_->close();
+        setSocket(-1);
+    }
+    void closeTransportConnection() override
+    {
+        inner_->closeTransportConnection();
+    }
+    unsigned long getPeerCertificateLength() override
+    {
+        return inner_->getPeerCertificateLength();
+    }
+    unsigned long getPeerCertificate(void *buf, unsigned long len) override
+    {
+        return inner_->getPeerCertificate(buf, len);
+    }
+    OFBool networkDataAvailable(int timeout) override
+    {
+        return inner_->networkDataAvailable(timeout);
+    }
+    OFBool isTransparentConnection() override
+    {
+        return inner_->isTransparentConnection();
+    }
+    using DcmTransportConnection::dumpConnectionParameters;
+    OFString &dumpConnectionParameters(OFString &str) override
+    {
+        return inner_->dumpConnectionParameters(str);
+    }
+
+  private:
+    DcmTransportConnection *inner_;
+    PeerStreamBounds bounds_;
+    bool over_ = false;
+};
+
 // A transport layer (plain TCP or TLS) that releases the hand-off when DCMTK gives it the
-// socket. As a sender's layer it behaves exactly as its base.
+// socket, and bounds what the peer sends (BoundedConnection), listener and sender alike.
 template <class Base> class HandoffLayer : public Base
 {
   public:
@@ -353,7 +729,13 @@ template <class Base> class HandoffLayer : public Base
     {
         t_socket_taken = true;
         handoff_release();
-        return Base::createConnection(sock, secure);
+        DcmTransportConnection *inner = Base::createConnection(sock, secure);
+        if (!inner)
+            return NULL;
+        DcmTransportConnection *c = new (std::nothrow) BoundedConnection(sock, inner);
+        if (!c)
+            delete inner;
+        return c;
     }
 };
 
@@ -464,10 +846,14 @@ extern "C" void rd_net_init(void)
         signal(SIGPIPE, SIG_IGN);
         // No reverse DNS lookup for each association: it can stall the accept loop.
         dcmDisableGethostbyaddr.set(OFTrue);
-        // DCMTK's parser would print a line per received instance on stderr (the bounded
-        // loader's look at the meta header alone ends with "skipping rest of dataset");
-        // every failure that matters comes back as an rd_status instead, as in dicom.cc.
-        OFLog::getLogger("dcmtk.dcmdata").setLogLevel(OFLogger::FATAL_LOG_LEVEL);
+        // DCMTK would print its own messages on stderr for whatever a peer sends wrong (a
+        // line per malformed element, and a line per received instance where the bounded
+        // loader reads the meta header alone: "skipping rest of dataset"); every failure
+        // comes back as a condition, which the listener, the senders and query/retrieve log
+        // with the peer's name.
+        static const char *const loggers[] = {"dcmtk.dcmdata", "dcmtk.dcmnet"};
+        for (const char *name : loggers)
+            OFLog::getLogger(name).setLogLevel(OFLogger::FATAL_LOG_LEVEL);
     });
 }
 
@@ -824,6 +1210,8 @@ OFCondition accept_contexts(T_ASC_Parameters *params)
 void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
 {
     char calling[64] = "", called[64] = "", responding[64] = "", peer[256] = "", local[256] = "";
+    char app_context[128] = "";
+    bool allowed = false;
     void *actx = NULL;
     bool begun = false;
     OFCondition cond;
@@ -832,7 +1220,18 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
                           sizeof responding);
     (void)ASC_getPresentationAddresses(assoc->params, peer, sizeof peer, local, sizeof local);
 
-    bool allowed = scp->allowed.empty();
+    // An AE title of spaces only is none (PS3.5 6.2), and DCMTK fails to acknowledge a
+    // request without both, losing what it built for the answer (found by
+    // tests/fuzz/fuzz_net).
+    if (!calling[0] || !called[0]) {
+        rd_log_warn("net: rejected an association from %s: no %s AE title", peer,
+                    calling[0] ? "called" : "calling");
+        reject(scp, assoc, ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER,
+               calling[0] ? ASC_REASON_SU_CALLEDAETITLENOTRECOGNIZED
+                          : ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED);
+        goto done;
+    }
+    allowed = scp->allowed.empty();
     for (const std::string &a : scp->allowed)
         if (a == calling)
             allowed = true;
@@ -850,6 +1249,18 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
                     peer, calling, called, scp->opts.ae_title);
         reject(scp, assoc, ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER,
                ASC_REASON_SU_CALLEDAETITLENOTRECOGNIZED);
+        goto done;
+    }
+    // DICOM's application context is the only one (PS3.7 A.2.1); DCMTK fails to
+    // acknowledge a request without it, losing what it built for the answer (found by
+    // tests/fuzz/fuzz_net).
+    (void)ASC_getApplicationContextName(assoc->params, app_context, sizeof app_context);
+    if (strcmp(app_context, UID_StandardApplicationContext) != 0) {
+        rd_log_warn("net: rejected an association from %s (calling AE '%s'): application "
+                    "context '%s' is not DICOM's",
+                    peer, calling, app_context);
+        reject(scp, assoc, ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER,
+               ASC_REASON_SU_APPCONTEXTNAMENOTSUPPORTED);
         goto done;
     }
     cond = accept_contexts(assoc->params);
@@ -917,6 +1328,12 @@ void serve_association(rd_net_scp *scp, T_ASC_Association *assoc)
             }
             if (cond == DUL_PEERABORTEDASSOCIATION) {
                 rd_log_info("net: %s (%s) aborted the association", calling, peer);
+                break;
+            }
+            if (cond.bad() && t_bound_refusal) {
+                rd_log_warn("net: association from %s (%s): it sent %s; aborting it", calling, peer,
+                            t_bound_refusal);
+                (void)ASC_abortAssociation(assoc);
                 break;
             }
             if (cond.bad()) {
@@ -1024,6 +1441,10 @@ T_ASC_Association *receive_request(rd_net_scp *scp, int fd, T_ASC_Network **net,
     handoff_release(); // when DCMTK failed before taking the socket
     if (!t_socket_taken)
         (void)close(dcm_fd);
+    // A request whose bytes went over a bound: DCMTK, whose read failed, answers with an
+    // association of nothing (and success).
+    if (t_bound_refusal && cond.good())
+        cond = makeOFCondition(0, 2, OF_error, t_bound_refusal);
     if (cond.bad() && assoc) {
         (void)ASC_dropAssociation(assoc);
         (void)ASC_destroyAssociation(&assoc);
@@ -1034,6 +1455,7 @@ T_ASC_Association *receive_request(rd_net_scp *scp, int fd, T_ASC_Network **net,
 // One accepted connection, from its association request to its end.
 void serve_connection(rd_net_scp *scp, std::list<pending_conn>::iterator conn)
 {
+    t_bound_refusal = nullptr;
     T_ASC_Network *net = NULL;
     OFCondition cond;
     const int fd = conn->fd;
@@ -1064,6 +1486,10 @@ void serve_connection(rd_net_scp *scp, std::list<pending_conn>::iterator conn)
             snprintf(why, sizeof why, "no association request within %d s (server.request_timeout)",
                      scp->opts.request_timeout);
             warn_cut(scp, peer.c_str(), why);
+        } else if (t_bound_refusal) {
+            rd_log_warn("net: receiving the association request from %s failed: it sent %s; "
+                        "closed the connection",
+                        peer.c_str(), t_bound_refusal);
         } else if (!cut && cond != DUL_NOASSOCIATIONREQUEST) {
             rd_log_warn("net: receiving the association request from %s failed: %s", peer.c_str(),
                         cond.text());
@@ -1373,6 +1799,26 @@ extern "C" void rd_net_scp_stop(rd_net_scp *scp)
                 scp->n_assoc.load(), scp->n_stored.load(), scp->n_failed.load(),
                 scp->n_rejected.load(), scp->n_cut.load());
     delete scp;
+}
+
+extern "C" rd_status rd__net_scp_serve_socket(rd_net_scp *scp, int fd, const char *peer)
+{
+    std::list<pending_conn>::iterator conn;
+    try {
+        std::lock_guard<std::mutex> lock(scp->mu);
+        pending_conn c;
+        c.fd = fd;
+        c.peer = peer;
+        c.deadline =
+            std::chrono::steady_clock::now() + std::chrono::seconds(scp->opts.request_timeout);
+        conn = scp->pending.insert(scp->pending.end(), c);
+        scp->threads++;
+    } catch (const std::bad_alloc &) {
+        (void)close(fd);
+        return RD_E_NOMEM;
+    }
+    serve_connection(scp, conn);
+    return RD_OK;
 }
 
 extern "C" void rd_net_scp_get_stats(rd_net_scp *scp, rd_net_scp_stats *stats)

@@ -11,7 +11,6 @@
 
 #include <cstdio>
 #include <cstring>
-#include <mutex>
 #include <new>
 #include <string>
 #include <sys/stat.h>
@@ -207,10 +206,7 @@ class QrScu : public DcmSCU
 
 void set_up(QrScu &scu, const rd_net_peer *peer, const rd_net_scu_options *opts)
 {
-    // DcmSCU narrates every message at INFO level on stderr; radraft logs what matters.
-    static std::once_flag quiet;
-    std::call_once(quiet,
-                   [] { OFLog::getLogger("dcmtk.dcmnet").setLogLevel(OFLogger::WARN_LOG_LEVEL); });
+    // DcmSCU's narration (INFO on stderr) is silenced with the rest of dcmnet by rd_net_init.
     scu.setAETitle(has(opts->calling_ae) ? opts->calling_ae : "RADRAFT");
     scu.setPeerHostName(peer->host);
     scu.setPeerPort(static_cast<Uint16>(peer->port));

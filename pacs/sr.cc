@@ -37,6 +37,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -297,14 +298,20 @@ bool valid_utf8(const char *s)
     return true;
 }
 
+void put(char *dst, size_t size, const char *v)
+{
+    size_t len = std::strlen(v);
+    size_t n = len < size - 1 ? len : size - 1;
+    // Cut at a UTF-8 character boundary.
+    while (n > 0 && n < len && (static_cast<unsigned char>(v[n]) & 0xc0) == 0x80)
+        n--;
+    std::memcpy(dst, v, n);
+    dst[n] = '\0';
+}
+
 void put(char *dst, size_t size, const std::string &v)
 {
-    size_t n = v.size() < size - 1 ? v.size() : size - 1;
-    // Cut at a UTF-8 character boundary.
-    while (n > 0 && n < v.size() && (static_cast<unsigned char>(v[n]) & 0xc0) == 0x80)
-        n--;
-    std::memcpy(dst, v.data(), n);
-    dst[n] = '\0';
+    put(dst, size, v.c_str());
 }
 
 int finding_index(const char *name)
@@ -429,7 +436,8 @@ class tree_builder : public first_error
         OFCondition c = t_.getCurrentContentItem().setImageReference(
             DSRImageReferenceValue(sop_class.c_str(), sop.c_str()));
         if (c.bad())
-            fail(std::string("image reference: ") + c.text());
+            fail(std::string("image reference: ") + c.text(),
+                 rd__dcm_build_status(c, RD_E_DICOM) == RD_E_NOMEM);
     }
     void up()
     {
@@ -456,7 +464,8 @@ class tree_builder : public first_error
     void check(const OFCondition &c, const DSRCodedEntryValue &name)
     {
         if (c.bad())
-            fail(std::string(name.getCodeMeaning().c_str()) + ": " + c.text());
+            fail(std::string(name.getCodeMeaning().c_str()) + ": " + c.text(),
+                 rd__dcm_build_status(c, RD_E_DICOM) == RD_E_NOMEM);
     }
 
   private:
@@ -505,7 +514,7 @@ rd_status build_tree(DSRDocumentTree &t, const content &c, rd_error *err)
     b.add(DSRTypes::RT_contains, DSRTypes::VT_Text, DSRTypes::AM_belowCurrent, kImpression);
     b.text(c.impression_text, kImpression);
     if (!b.ok())
-        return rd_error_set(err, RD_E_DICOM, "SR content: %s", b.msg().c_str());
+        return rd_error_set(err, b.status(RD_E_DICOM), "SR content: %s", b.msg().c_str());
     return RD_OK;
 }
 
@@ -554,27 +563,222 @@ struct source_ref {
 // Sets a header value copied from the source. One that DCMTK's VR check refuses (a name
 // over 64 characters, a malformed date) is copied unchecked, as the source has it, and
 // noted: the PACS files the report by these values, so they must match the images even
-// where the images are not quite valid DICOM.
+// where the images are not quite valid DICOM. Memory running out is no such note: it is
+// thrown as std::bad_alloc (RD_E_NOMEM at the C boundary), so that no SR is written
+// without the value.
 template <class F>
 void set_or_note(F setter, const std::string &value, const char *what, std::string &warning)
 {
-    if (setter(value, true).good())
+    OFCondition c = setter(value, true);
+    if (c.good())
         return;
-    if (setter(value, false).bad())
+    if (c == EC_MemoryExhausted || (c = setter(value, false)) == EC_MemoryExhausted)
+        throw std::bad_alloc();
+    if (c.bad())
         setter(std::string(), false);
     if (warning.empty())
         warning = std::string(what) + " of the source is not valid DICOM; copied as is";
 }
 
-rd_status save_atomic(DcmFileFormat &ff, const char *path, rd_error *err)
+// The header attributes of an SR that DSRDocument holds, with its getter of each: what the
+// checks below compare.
+using doc_getter = OFCondition (DSRDocument::*)(OFString &, const signed long) const;
+struct header_attr {
+    doc_getter get;
+    DcmTagKey tag;
+    const char *name;
+};
+const header_attr kHeader[] = {
+    {&DSRDocument::getPatientName, DCM_PatientName, "Patient's Name"},
+    {&DSRDocument::getPatientID, DCM_PatientID, "Patient ID"},
+    {&DSRDocument::getPatientBirthDate, DCM_PatientBirthDate, "Patient's Birth Date"},
+    {&DSRDocument::getPatientSex, DCM_PatientSex, "Patient's Sex"},
+    {&DSRDocument::getStudyInstanceUID, DCM_StudyInstanceUID, "Study Instance UID"},
+    {&DSRDocument::getStudyDate, DCM_StudyDate, "Study Date"},
+    {&DSRDocument::getStudyTime, DCM_StudyTime, "Study Time"},
+    {&DSRDocument::getAccessionNumber, DCM_AccessionNumber, "Accession Number"},
+    {&DSRDocument::getReferringPhysicianName, DCM_ReferringPhysicianName,
+     "Referring Physician's Name"},
+    {&DSRDocument::getStudyID, DCM_StudyID, "Study ID"},
+    {&DSRDocument::getStudyDescription, DCM_StudyDescription, "Study Description"},
+    {&DSRDocument::getSpecificCharacterSet, DCM_SpecificCharacterSet, "Specific Character Set"},
+    {&DSRDocument::getSOPClassUID, DCM_SOPClassUID, "SOP Class UID"},
+    {&DSRDocument::getModality, DCM_Modality, "Modality"},
+    {&DSRDocument::getSeriesInstanceUID, DCM_SeriesInstanceUID, "Series Instance UID"},
+    {&DSRDocument::getSeriesNumber, DCM_SeriesNumber, "Series Number"},
+    {&DSRDocument::getSeriesDescription, DCM_SeriesDescription, "Series Description"},
+    {&DSRDocument::getSeriesDate, DCM_SeriesDate, "Series Date"},
+    {&DSRDocument::getSeriesTime, DCM_SeriesTime, "Series Time"},
+    {&DSRDocument::getTimezoneOffsetFromUTC, DCM_TimezoneOffsetFromUTC, "Timezone Offset"},
+    {&DSRDocument::getSOPInstanceUID, DCM_SOPInstanceUID, "SOP Instance UID"},
+    {&DSRDocument::getInstanceNumber, DCM_InstanceNumber, "Instance Number"},
+    {&DSRDocument::getContentDate, DCM_ContentDate, "Content Date"},
+    {&DSRDocument::getContentTime, DCM_ContentTime, "Content Time"},
+    {&DSRDocument::getManufacturer, DCM_Manufacturer, "Manufacturer"},
+    {&DSRDocument::getManufacturerModelName, DCM_ManufacturerModelName, "Model Name"},
+    {&DSRDocument::getSoftwareVersions, DCM_SoftwareVersions, "Software Versions"}};
+
+// DCMTK's SR reader (DSRDocument::read) copies each header attribute of the dataset into the
+// document, and one whose value buffer it cannot allocate (new (std::nothrow) returning
+// NULL) is left empty, silently (found by tests/unit/test_alloc_faults); a signed SR would
+// then go out without it. So the document read is compared with its dataset, attribute by
+// attribute; a difference fails as RD_E_NOMEM.
+rd_status check_read(DSRDocument &doc, DcmItem &ds, const char *path, rd_error *err)
+{
+    OFString a, b;
+    for (const header_attr &h : kHeader) {
+        if (ds.findAndGetOFStringArray(h.tag, a).bad())
+            a.clear();
+        (doc.*h.get)(b, -1);
+        if (a != b)
+            return rd_error_set(err, RD_E_NOMEM, "%s: out of memory reading the SR: %s was lost",
+                                path, h.name);
+    }
+    return RD_OK;
+}
+
+// What an SR written must say, for check_written: the document it was written from, and
+// its Study, Series and SOP Instance UIDs (which DSRDocument would make up afresh when it
+// lost them).
+struct sr_expect {
+    DSRDocument *doc;
+    std::string study, series, sop;
+};
+
+// DCMTK's SR writer drops what it cannot store: an attribute or content item value whose
+// buffer it cannot allocate (new (std::nothrow) returning NULL) is left out or empty, or,
+// for a UID, made up afresh, in DSRDocument::write and again in saveFile (which writes such
+// an element empty, inside an item whose length counted its value), and the write still
+// succeeds (found by tests/unit/test_alloc_faults). So the file written is read back into a
+// second document, before it is renamed into place, and compared with the first: its
+// header, its lists and its content tree. Both hold the same values unless one was lost
+// that way, so a difference, or a file that does not read back, fails as RD_E_NOMEM.
+rd_status check_written(const sr_expect &x, const char *path, rd_error *err)
+{
+    DcmFileFormat ff;
+    DSRDocument back;
+    DSRDocument &doc = *x.doc;
+    OFCondition c = ff.loadFile(path);
+    if (c.good())
+        c = back.read(*ff.getDataset());
+    if (c.bad())
+        return rd_error_set(err, RD_E_NOMEM,
+                            "out of memory writing the SR: the file does not read back (%s)",
+                            c.text());
+    const char *lost = nullptr;
+    OFString a, b;
+    for (const header_attr &h : kHeader) {
+        (back.*h.get)(b, -1);
+        if (h.tag == DCM_StudyInstanceUID)
+            a = x.study.c_str();
+        else if (h.tag == DCM_SeriesInstanceUID)
+            a = x.series.c_str();
+        else if (h.tag == DCM_SOPInstanceUID)
+            a = x.sop.c_str();
+        else
+            (doc.*h.get)(a, -1);
+        if (a != b) {
+            lost = h.name;
+            break;
+        }
+    }
+    if (!lost && (back.getDocumentType() != doc.getDocumentType() ||
+                  back.getSpecificCharacterSetType() != doc.getSpecificCharacterSetType() ||
+                  back.getCompletionFlag() != doc.getCompletionFlag() ||
+                  back.getVerificationFlag() != doc.getVerificationFlag() ||
+                  back.getPreliminaryFlag() != doc.getPreliminaryFlag()))
+        lost = "the document type, character set or a flag";
+    if (!lost && (back.getCurrentRequestedProcedureEvidence().getNumberOfInstances() !=
+                      doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances() ||
+                  back.getPredecessorDocuments().getNumberOfInstances() !=
+                      doc.getPredecessorDocuments().getNumberOfInstances() ||
+                  back.getCodingSchemeIdentification().getNumberOfItems() !=
+                      doc.getCodingSchemeIdentification().getNumberOfItems() ||
+                  back.getNumberOfVerifyingObservers() != doc.getNumberOfVerifyingObservers()))
+        lost = "a reference, coding scheme or verifying observer";
+    for (size_t i = 1; !lost && i <= doc.getNumberOfVerifyingObservers(); i++) {
+        OFString dt[2], name[2], org[2];
+        doc.getVerifyingObserver(i, dt[0], name[0], org[0]);
+        back.getVerifyingObserver(i, dt[1], name[1], org[1]);
+        if (dt[0] != dt[1] || name[0] != name[1] || org[0] != org[1])
+            lost = "a verifying observer";
+    }
+    // The content tree, node by node in document order: each node's relationship, value
+    // type, concept name and value (DSRDocumentTreeNode::operator==) and its level.
+    DSRDocumentTree &t0 = doc.getTree(), &t1 = back.getTree();
+    OFString tid[2], res[2];
+    t0.getTemplateIdentification(tid[0], res[0]);
+    t1.getTemplateIdentification(tid[1], res[1]);
+    if (!lost && (tid[0] != tid[1] || res[0] != res[1]))
+        lost = "the template identification";
+    size_t n0 = t0.gotoRoot(), n1 = t1.gotoRoot();
+    while (!lost && (n0 != 0 || n1 != 0)) {
+        const DSRDocumentTreeNode *p = t0.getCurrentNode(), *q = t1.getCurrentNode();
+        if (n0 == 0 || n1 == 0 || !p || !q || *p != *q || t0.getLevel() != t1.getLevel())
+            lost = "a content item";
+        n0 = t0.iterate();
+        n1 = t1.iterate();
+    }
+    if (lost)
+        return rd_error_set(err, RD_E_NOMEM,
+                            "out of memory writing the SR: DCMTK left out %s (the file read "
+                            "back differs from the document)",
+                            lost);
+    return RD_OK;
+}
+
+// A temporary file beside the output, removed when it goes out of scope unless it was
+// renamed into place: an early return or an exception (a std::bad_alloc out of DCMTK while
+// it writes) leaves no temporary behind.
+struct temp_file {
+    std::vector<char> name;
+    bool created = false;
+    ~temp_file()
+    {
+        if (created)
+            unlink(name.data());
+    }
+};
+
+// Whether the file meta header names the dataset's class and instance, Explicit VR Little
+// Endian and radraft. DCMTK's validateMetaInfo drops the condition of every value it makes
+// there (a value whose buffer it cannot allocate is left empty), so a header is checked
+// before it is written: every value is ours and valid, so only an exhausted heap leaves one
+// out.
+bool meta_complete(DcmMetaInfo *meta, DcmDataset *ds)
+{
+    OFString a, b;
+    const Uint8 *version = nullptr;
+    unsigned long n = 0;
+    auto same = [&](const DcmTagKey &in_meta, const DcmTagKey &in_ds) {
+        return meta->findAndGetOFString(in_meta, a).good() &&
+               ds->findAndGetOFString(in_ds, b).good() && !a.empty() && a == b;
+    };
+    auto is = [&](const DcmTagKey &tag, const char *v) {
+        return meta->findAndGetOFString(tag, a).good() && a == v;
+    };
+    return same(DCM_MediaStorageSOPClassUID, DCM_SOPClassUID) &&
+           same(DCM_MediaStorageSOPInstanceUID, DCM_SOPInstanceUID) &&
+           is(DCM_TransferSyntaxUID, UID_LittleEndianExplicitTransferSyntax) &&
+           is(DCM_ImplementationClassUID, RD_SR_IMPLEMENTATION_CLASS_UID) &&
+           is(DCM_ImplementationVersionName, RD_SR_IMPLEMENTATION_VERSION_NAME) &&
+           meta->findAndGetUint8Array(DCM_FileMetaInformationVersion, version, &n).good() &&
+           version && n == 2 && version[0] == 0 && version[1] == 1;
+}
+
+// Writes `ff` to `path` through a temporary file, which is checked against `x`
+// (check_written) before it is renamed into place.
+rd_status save_atomic(DcmFileFormat &ff, const sr_expect &x, const char *path, rd_error *err)
 {
     std::string tmp = std::string(path) + ".tmp-XXXXXX";
-    std::vector<char> name(tmp.begin(), tmp.end());
-    name.push_back('\0');
-    int fd = mkstemp(name.data());
+    temp_file t;
+    t.name.assign(tmp.begin(), tmp.end());
+    t.name.push_back('\0');
+    int fd = mkstemp(t.name.data());
     if (fd < 0)
         return rd_error_set(err, RD_E_IO, "%s: cannot create a temporary file: %s", path,
                             std::strerror(errno));
+    t.created = true;
     close(fd);
     // radraft's own implementation identification rather than DCMTK's (which saveFile
     // would write when the meta information is created afresh).
@@ -585,26 +789,27 @@ rd_status save_atomic(DcmFileFormat &ff, const char *path, rd_error *err)
     if (c.good())
         c = meta->putAndInsertString(DCM_ImplementationVersionName,
                                      RD_SR_IMPLEMENTATION_VERSION_NAME);
+    if (c.good() && !meta_complete(meta, ff.getDataset()))
+        return rd_error_set(err, RD_E_NOMEM, "%s: out of memory making the file meta header", path);
     if (c.good())
         c = meta->computeGroupLengthAndPadding(EGL_recalcGL, EPD_noChange, EXS_LittleEndianExplicit,
                                                EET_ExplicitLength);
     if (c.good())
-        c = ff.saveFile(name.data(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_recalcGL,
+        c = ff.saveFile(t.name.data(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_recalcGL,
                         EPD_noChange, 0, 0, EWM_dontUpdateMeta);
-    if (c.bad()) {
-        unlink(name.data());
-        return rd_error_set(err, RD_E_IO, "%s: %s", path, c.text());
-    }
-    fd = open(name.data(), O_RDONLY);
+    if (c.bad())
+        return rd_error_set(err, rd__dcm_build_status(c, RD_E_IO), "%s: %s", path, c.text());
+    rd_status st = check_written(x, t.name.data(), err);
+    if (st != RD_OK)
+        return st;
+    fd = open(t.name.data(), O_RDONLY);
     if (fd >= 0) {
         fsync(fd);
         close(fd);
     }
-    if (std::rename(name.data(), path) != 0) {
-        int e = errno;
-        unlink(name.data());
-        return rd_error_set(err, RD_E_IO, "%s: %s", path, std::strerror(e));
-    }
+    if (std::rename(t.name.data(), path) != 0)
+        return rd_error_set(err, RD_E_IO, "%s: %s", path, std::strerror(errno));
+    t.created = false;
     return RD_OK;
 }
 
@@ -648,7 +853,8 @@ rd_status put_contributing_equipment(DcmItem *ds, const std::string &model_name,
     if (c.good())
         c = purpose->putAndInsertString(DCM_CodeMeaning, what.purpose_meaning);
     if (c.bad())
-        return rd_error_set(err, RD_E_DICOM, "Contributing Equipment Sequence: %s", c.text());
+        return rd_error_set(err, rd__dcm_build_status(c, RD_E_DICOM),
+                            "Contributing Equipment Sequence: %s", c.text());
     return RD_OK;
 }
 
@@ -672,7 +878,8 @@ rd_status add_scheme_if_used(DSRDocument &doc, const rd_sr_codes &codes, rd_erro
     OFCondition c = l.addItem(codes.private_scheme, "", codes.private_scheme_name,
                               codes.private_scheme_responsible);
     if (c.bad())
-        return rd_error_set(err, RD_E_DICOM, "Coding Scheme Identification: %s", c.text());
+        return rd_error_set(err, rd__dcm_build_status(c, RD_E_DICOM),
+                            "Coding Scheme Identification: %s", c.text());
     return RD_OK;
 }
 
@@ -696,13 +903,15 @@ rd_status set_series_time(DSRDocument &doc, rd_error *err)
     if (c.good())
         c = doc.setTimezoneOffsetFromUTC(tz);
     if (c.bad())
-        return rd_error_set(err, RD_E_DICOM, "series date and time: %s", c.text());
+        return rd_error_set(err, rd__dcm_build_status(c, RD_E_DICOM), "series date and time: %s",
+                            c.text());
     return RD_OK;
 }
 
-void fill_result(rd_sr_result *res, const std::string &study, const std::string &series,
-                 const std::string &sop, const char *sop_class, int n_evidence,
-                 const std::string &warning)
+// Called once the output is in place, so it allocates nothing (an exception now would
+// report a failure for an SR that was written).
+void fill_result(rd_sr_result *res, const char *study, const char *series, const char *sop,
+                 const char *sop_class, int n_evidence, const char *warning)
 {
     if (!res)
         return;
@@ -749,12 +958,13 @@ rd_status read_sr(DcmFileFormat &ff, DSRDocument &doc, const char *path, size_t 
     if (!cs.empty() && cs != "ISO_IR 192" && cs != "ISO_IR 6") {
         OFCondition c = ds->convertToUTF8();
         if (c.bad())
-            return rd_error_set(err, RD_E_DICOM, "%s: character set '%s': %s", path, cs.c_str(),
-                                c.text());
+            return rd_error_set(err, rd__dcm_status(c, RD_E_DICOM), "%s: character set '%s': %s",
+                                path, cs.c_str(), c.text());
     }
     OFCondition c = doc.read(*ds, flags);
     if (c.bad())
-        return rd_error_set(err, RD_E_DICOM, "%s: not a readable SR document: %s", path, c.text());
+        return rd_error_set(err, rd__dcm_status(c, RD_E_DICOM),
+                            "%s: not a readable SR document: %s", path, c.text());
     return RD_OK;
 }
 
@@ -896,7 +1106,8 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     if (cond.good())
         cond = doc.createNewSeriesInStudy(refs[0].study.c_str());
     if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "new SR document: %s", cond.text());
+        return rd_error_set(err, rd__dcm_build_status(cond, RD_E_DICOM), "new SR document: %s",
+                            cond.text());
     set_study_header(doc, meta, referring, study_id, warning);
     char num[16];
     std::snprintf(num, sizeof num, "%d", series_number);
@@ -914,12 +1125,14 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     if (cond.good())
         cond = doc.setPreliminaryFlag(DSRTypes::PF_Preliminary);
     if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "SR header: %s", cond.text());
+        return rd_error_set(err, rd__dcm_build_status(cond, RD_E_DICOM), "SR header: %s",
+                            cond.text());
     for (const source_ref &r : refs) {
         cond = doc.getCurrentRequestedProcedureEvidence().addItem(
             r.study.c_str(), r.series.c_str(), r.sop_class.c_str(), r.sop.c_str());
         if (cond.bad())
-            return rd_error_set(err, RD_E_DICOM, "evidence %s: %s", r.sop.c_str(), cond.text());
+            return rd_error_set(err, rd__dcm_build_status(cond, RD_E_DICOM), "evidence %s: %s",
+                                r.sop.c_str(), cond.text());
     }
     st = build_tree(doc.getTree(), c, err);
     if (st == RD_OK)
@@ -940,16 +1153,18 @@ rd_status draft_impl(const rd_sr_params *p, const char *out_path, rd_sr_result *
     if (cond.good())
         cond = ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
     if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "writing the SR dataset: %s", cond.text());
+        return rd_error_set(err, rd__dcm_build_status(cond, RD_E_DICOM),
+                            "writing the SR dataset: %s", cond.text());
     const equipment eq = {"109102", "DCM", "Processing Equipment",
                           "Report draft generated from image findings", std::string()};
     st = put_contributing_equipment(ds, p->model_name, p->model_version, eq, err);
+    const sr_expect x = {&doc, refs[0].study, series_uid, sop_uid};
     if (st == RD_OK)
-        st = save_atomic(ff, out_path, err);
+        st = save_atomic(ff, x, out_path, err);
     if (st != RD_OK)
         return st;
-    fill_result(res, refs[0].study, series_uid, sop_uid, UID_EnhancedSRStorage,
-                static_cast<int>(refs.size()), warning);
+    fill_result(res, refs[0].study.c_str(), series_uid.c_str(), sop_uid.c_str(),
+                UID_EnhancedSRStorage, static_cast<int>(refs.size()), warning.c_str());
     return RD_OK;
 }
 
@@ -1006,7 +1221,7 @@ rd_status put_person_observer(DSRDocumentTree &t, const char *name, const char *
     b.add(DSRTypes::RT_hasObsContext, DSRTypes::VT_Text, DSRTypes::AM_afterCurrent, kPersonOrg);
     b.text(org, kPersonOrg);
     if (!b.ok())
-        return rd_error_set(err, RD_E_INVALID, "person observer: %s", b.msg().c_str());
+        return rd_error_set(err, b.status(RD_E_INVALID), "person observer: %s", b.msg().c_str());
     return RD_OK;
 }
 
@@ -1030,7 +1245,8 @@ rd_status put_author_observer(DcmItem *ds, const char *name, const char *org, rd
     if (c.good())
         c = a->insertEmptyElement(DCM_InstitutionCodeSequence);
     if (c.bad())
-        return rd_error_set(err, RD_E_DICOM, "Author Observer Sequence: %s", c.text());
+        return rd_error_set(err, rd__dcm_build_status(c, RD_E_DICOM),
+                            "Author Observer Sequence: %s", c.text());
     return RD_OK;
 }
 
@@ -1084,6 +1300,8 @@ rd_status sign_begin(const char *in_path, const sign_request &q, signing &g, rd_
                                 q.sop_instance_uid);
     }
     rd_status st = read_sr(g.in_ff, g.doc, in_path, 0, err);
+    if (st == RD_OK)
+        st = check_read(g.doc, *g.in_ff.getDataset(), in_path, err);
     if (st != RD_OK)
         return st;
     DSRDocument &doc = g.doc;
@@ -1168,7 +1386,8 @@ rd_status sign_finish(signing &g, const sign_request &q, const char *out_path, r
     if (cond.good())
         cond = doc.setPreliminaryFlag(DSRTypes::PF_Final);
     if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "signed SR header: %s", cond.text());
+        return rd_error_set(err, rd__dcm_build_status(cond, RD_E_DICOM), "signed SR header: %s",
+                            cond.text());
     if (q.codes && (st = add_scheme_if_used(doc, *q.codes, err)) != RD_OK)
         return st;
     if ((st = set_series_time(doc, err)) != RD_OK)
@@ -1176,7 +1395,13 @@ rd_status sign_finish(signing &g, const sign_request &q, const char *out_path, r
     std::string dt = q.datetime && q.datetime[0] ? q.datetime : now_dt("%Y%m%d%H%M%S");
     cond = doc.verifyDocument(q.verifier_name, q.organization, dt.c_str());
     if (cond.bad())
-        return rd_error_set(err, RD_E_INVALID, "verifying observer: %s", cond.text());
+        return rd_error_set(err, rd__dcm_build_status(cond, RD_E_INVALID), "verifying observer: %s",
+                            cond.text());
+    // verifyDocument succeeds even when DCMTK could not store a value of the observer.
+    OFString v_dt, v_name, v_org;
+    doc.getVerifyingObserver(doc.getNumberOfVerifyingObservers(), v_dt, v_name, v_org);
+    if (v_dt != dt.c_str() || v_name != q.verifier_name || v_org != q.organization)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory storing the verifying observer");
 
     if (g.sop_uid.empty() && !make_uid(g.sop_uid))
         return rd_error_set(err, RD_E_IO, "no random bytes for UIDs: %s", std::strerror(errno));
@@ -1191,25 +1416,29 @@ rd_status sign_finish(signing &g, const sign_request &q, const char *out_path, r
     if (cond.good() &&
         g.in_ff.getDataset()->findAndGetElement(DCM_ContributingEquipmentSequence, eq).good() &&
         eq) {
-        DcmElement *copy = OFstatic_cast(DcmElement *, eq->clone());
+        // Owned here until the dataset has it: insert may throw (DcmList allocates a node).
+        std::unique_ptr<DcmElement> copy(OFstatic_cast(DcmElement *, eq->clone()));
         if (!copy)
             return rd_error_set(err, RD_E_NOMEM, "out of memory");
-        cond = ds->insert(copy, OFTrue);
-        if (cond.bad())
-            delete copy;
+        cond = ds->insert(copy.get(), OFTrue);
+        if (cond.good())
+            copy.release();
     }
     if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "writing the signed SR dataset: %s", cond.text());
+        return rd_error_set(err, rd__dcm_build_status(cond, RD_E_DICOM),
+                            "writing the signed SR dataset: %s", cond.text());
     st = put_author_observer(ds, q.verifier_name, q.organization, err);
-    if (st == RD_OK)
-        st = save_atomic(ff, out_path, err);
-    if (st != RD_OK)
-        return st;
     OFString sop_class;
     doc.getSOPClassUID(sop_class);
-    fill_result(res, g.study.c_str(), g.signed_series, g.sop_uid, sop_class.c_str(),
-                static_cast<int>(doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances()),
-                std::string());
+    const int n_evidence =
+        static_cast<int>(doc.getCurrentRequestedProcedureEvidence().getNumberOfInstances());
+    const sr_expect x = {&doc, g.study.c_str(), g.signed_series, g.sop_uid};
+    if (st == RD_OK)
+        st = save_atomic(ff, x, out_path, err);
+    if (st != RD_OK)
+        return st;
+    fill_result(res, g.study.c_str(), g.signed_series.c_str(), g.sop_uid.c_str(), sop_class.c_str(),
+                n_evidence, "");
     return RD_OK;
 }
 
@@ -1293,7 +1522,7 @@ rd_status signed_impl(const char *draft_path, const rd_sr_sign_params *p, const 
             b.findings(findings, *p->codes, DSRTypes::AM_belowCurrent);
         }
         if (!b.ok())
-            return rd_error_set(err, RD_E_DICOM, "SR content: %s", b.msg().c_str());
+            return rd_error_set(err, b.status(RD_E_DICOM), "SR content: %s", b.msg().c_str());
     }
     st = put_person_observer(t, p->verifier_name, p->organization, draft_path, err);
     if (st != RD_OK)
@@ -1443,7 +1672,7 @@ rd_status build_air_tree(DSRDocumentTree &t, const air_content &c, rd_error *err
         b.code(to_dsr(state_code(codes, enum_value(c.findings[f].state))), name);
     }
     if (!b.ok())
-        return rd_error_set(err, RD_E_DICOM, "AIR SR content: %s", b.msg().c_str());
+        return rd_error_set(err, b.status(RD_E_DICOM), "AIR SR content: %s", b.msg().c_str());
     return RD_OK;
 }
 
@@ -1534,7 +1763,8 @@ rd_status air_impl(const rd_sr_air_params *p, const char *out_path, rd_sr_result
     if (cond.good())
         cond = doc.createNewSeriesInStudy(frontal->study.c_str());
     if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "new SR document: %s", cond.text());
+        return rd_error_set(err, rd__dcm_build_status(cond, RD_E_DICOM), "new SR document: %s",
+                            cond.text());
     set_study_header(doc, meta, referring, study_id, warning);
     char num[16];
     std::snprintf(num, sizeof num, "%d", series_number);
@@ -1556,7 +1786,8 @@ rd_status air_impl(const rd_sr_air_params *p, const char *out_path, rd_sr_result
             frontal->study.c_str(), frontal->series.c_str(), frontal->sop_class.c_str(),
             frontal->sop.c_str());
     if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "AIR SR header: %s", cond.text());
+        return rd_error_set(err, rd__dcm_build_status(cond, RD_E_DICOM), "AIR SR header: %s",
+                            cond.text());
     st = build_air_tree(doc.getTree(), c, err);
     if (st == RD_OK)
         st = add_scheme_if_used(doc, *p->codes, err);
@@ -1576,17 +1807,20 @@ rd_status air_impl(const rd_sr_air_params *p, const char *out_path, rd_sr_result
     if (cond.good())
         cond = ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
     if (cond.bad())
-        return rd_error_set(err, RD_E_DICOM, "writing the AIR SR dataset: %s", cond.text());
+        return rd_error_set(err, rd__dcm_build_status(cond, RD_E_DICOM),
+                            "writing the AIR SR dataset: %s", cond.text());
     const equipment eq = {kAirPurposeValue, kAirPurposeScheme, kAirPurposeMeaning,
                           "AI results: the model's calibrated probability and state of each "
                           "finding",
                           c.device_uid};
     st = put_contributing_equipment(ds, p->model_name, p->model_version, eq, err);
+    const sr_expect x = {&doc, frontal->study, series_uid, sop_uid};
     if (st == RD_OK)
-        st = save_atomic(ff, out_path, err);
+        st = save_atomic(ff, x, out_path, err);
     if (st != RD_OK)
         return st;
-    fill_result(res, frontal->study, series_uid, sop_uid, UID_Comprehensive3DSRStorage, 1, warning);
+    fill_result(res, frontal->study.c_str(), series_uid.c_str(), sop_uid.c_str(),
+                UID_Comprehensive3DSRStorage, 1, warning.c_str());
     return RD_OK;
 }
 

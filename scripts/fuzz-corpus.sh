@@ -6,14 +6,17 @@
 # configuration (`config --print`), report texts drafted by the generator, the shipped
 # phrase file, and requests of the web API. Nothing comes from ../shared. Only the DICOM
 # transfer syntaxes radraft does not write (deflated, big endian, implicit, no meta header)
-# are made by DCMTK's dcmconv from a sample, when it is installed.
+# are made by DCMTK's dcmconv from a sample, when it is installed. The net target's inputs
+# are the bytes that `radraft send`, and DCMTK's echoscu and storescu, send to a
+# `radraft serve` on one connection each (an echo, stores of the samples in each transfer
+# syntax, a study, an SR), captured by a small forwarding proxy (python3).
 #
 #   bash scripts/fuzz-corpus.sh [RADRAFT_BINARY]
 #
 # RADRAFT_BINARY defaults to build-fuzz/radraft (built here when missing; build/radraft
 # works as well). Files named regress-* are regression inputs of fixed bugs, kept as they
 # are; every other file of a corpus folder is replaced. Run it again when a format changes
-# and commit the result (it is small: about 400 KB; the two SRs differ each time, as they
+# and commit the result (it is small: about 350 KB; the two SRs differ each time, as they
 # carry the time they were written).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +37,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # An instrumented radraft runs as usual; its exit-time leak check is the fuzz targets' job.
 export ASAN_OPTIONS=detect_leaks=0
-targets=(dicom model seed config labeler phrases web)
+targets=(dicom model seed config labeler phrases web net)
 for t in "${targets[@]}"; do
     mkdir -p "$out/$t"
     find "$out/$t" -type f ! -name 'regress-*' -delete
@@ -153,6 +156,98 @@ post user-add /api/users '{"name": "rad2", "role": "radiologist", "display_name"
 post user-disable /api/users/rad2/disable '{}'
 req chunked "POST /api/queue/2/amend HTTP/1.1\r\n${auth}X-CSRF-Token: @CSRF@\r\nTransfer-Encoding: chunked\r\n\r\n1a\r\n{\"impression_text\": \"Ok.\"}\r\n0\r\n\r\n"
 req pipelined "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /api/me HTTP/1.1\r\n$auth\r\nGET /assets/app.js HTTP/1.0\r\n\r\n"
+
+# ---- net: what peers send on one connection, captured between them and `radraft serve` ----
+# The listener runs as the fuzz target's does (AE FUZZSCP, max PDU 16384, so that the
+# peers' PDUs fit the target's), with no model (nothing is drafted).
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+scp_port=$(free_port)
+proxy_port=$(free_port)
+mkdir -p captures
+"$radraft" serve --port "$scp_port" --ae-title FUZZSCP --data-dir serve-data --log-level error \
+    --set server.bind=127.0.0.1 --set server.max_pdu=16384 --set encoder.model= \
+    --set web.port=0 >serve.log 2>&1 &
+serve_pid=$!
+# The proxy forwards each connection to the listener and writes what the peer sent to
+# captures/NN, one file per connection (named once the connection is over).
+python3 - "$proxy_port" "$scp_port" captures <<'PY' &
+import os, socket, sys, threading
+listen, target, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", listen))
+srv.listen(4)
+n = 0
+while True:
+    peer, _ = srv.accept()
+    n += 1
+    scp = socket.create_connection(("127.0.0.1", target))
+    log = open(f"{out}/.{n:02d}", "wb")
+    def pump(a, b, f):
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            if f:
+                f.write(data)
+            b.sendall(data)
+        try:
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+    t = threading.Thread(target=pump, args=(scp, peer, None))
+    t.start()
+    pump(peer, scp, log)
+    t.join()
+    log.close()
+    os.rename(f"{out}/.{n:02d}", f"{out}/{n:02d}")
+    peer.close()
+    scp.close()
+PY
+proxy_pid=$!
+trap 'kill "$serve_pid" "$proxy_pid" 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 50); do # until both listen (this echo's capture is not kept)
+    echoscu -aet FUZZ -aec FUZZSCP 127.0.0.1 "$proxy_port" 2>/dev/null && break
+    sleep 0.2
+done
+# capture NAME COMMAND...: runs a peer through the proxy and keeps its bytes as NAME.
+capture() {
+    local name=$1 before after
+    shift
+    before=$(ls captures | wc -l)
+    "$@" >/dev/null 2>&1 || [ "$name" = wrong-called-ae ] ||
+        echo "fuzz-corpus: net: '$*' failed" >&2
+    for _ in $(seq 50); do
+        after=$(ls captures | wc -l)
+        [ "$after" -gt "$before" ] && break
+        sleep 0.1
+    done
+    if [ "$after" -gt "$before" ]; then
+        cp "captures/$(ls captures | tail -1)" "$out/net/$name"
+    else
+        echo "fuzz-corpus: net: nothing captured for $name" >&2
+    fi
+}
+to="FUZZSCP@127.0.0.1:$proxy_port"
+capture echo echoscu -aet FUZZ -aec FUZZSCP 127.0.0.1 "$proxy_port"
+capture store-explicit "$radraft" send samples/RDS0001/pa.dcm --to "$to" --calling-ae FUZZ
+capture store-jpegls-study "$radraft" send samples/RDS0001/pa.dcm samples/RDS0001/lateral.dcm \
+    --to "$to" --calling-ae FUZZ
+capture store-jpeg-rle-study "$radraft" send samples/RDS0002/pa.dcm samples/RDS0002/lateral.dcm \
+    --to "$to" --calling-ae FUZZ
+capture store-sr "$radraft" send sr-draft.dcm --to "$to" --calling-ae MODALITY
+if [ -f "$out/dicom/dcmconv-deflated.dcm" ]; then
+    capture storescu-deflated storescu -aet FUZZ -aec FUZZSCP -xd 127.0.0.1 "$proxy_port" \
+        "$out/dicom/dcmconv-deflated.dcm"
+    capture storescu-implicit storescu -aet FUZZ -aec FUZZSCP -xi 127.0.0.1 "$proxy_port" \
+        "$out/dicom/dcmconv-implicit.dcm"
+    capture storescu-big-endian storescu -aet FUZZ -aec FUZZSCP -xb 127.0.0.1 "$proxy_port" \
+        "$out/dicom/dcmconv-big-endian.dcm"
+fi
+capture wrong-called-ae echoscu -aet FUZZ -aec SOMEONE 127.0.0.1 "$proxy_port" ||
+    true # rejected, as it should be
+kill "$serve_pid" "$proxy_pid" 2>/dev/null
+wait "$serve_pid" 2>/dev/null || true
 
 du -sh "$out"
 for t in "${targets[@]}"; do

@@ -8,7 +8,7 @@
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # SECONDS_PER_TARGET defaults to 60; the targets to all of them: dicom model seed config
-# labeler phrases web. RADRAFT_FUZZ_JOBS sets the build's parallelism (default 1);
+# labeler phrases web net. RADRAFT_FUZZ_JOBS sets the build's parallelism (default 1);
 # RADRAFT_FUZZ_WORK the scratch folder (default build-fuzz/fuzz-work, emptied per target),
 # which keeps each target's log, grown corpus and reproducers after the run.
 # Extra libFuzzer flags can be given in RADRAFT_FUZZ_FLAGS (e.g. "-fork=4").
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-60}
 shift || true
-all=(dicom model seed config labeler phrases web)
+all=(dicom model seed config labeler phrases web net)
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=("${all[@]}")
 case "$secs" in

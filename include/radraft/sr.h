@@ -71,8 +71,10 @@
  * amends; its verifying, person and author observer are the amending radiologist's (the
  * earlier ones are reachable through the predecessor).
  *
- * Files are written through a temporary file renamed into place. Every DCMTK condition
- * becomes an rd_status with DCMTK's message; nothing here throws or aborts.
+ * Files are written through a temporary file renamed into place, once it has been read back
+ * and found to say what was written (DCMTK leaves out a value it cannot allocate and still
+ * succeeds): out of memory is RD_E_NOMEM, with no file left. Every DCMTK condition becomes an
+ * rd_status with DCMTK's message; nothing here throws or aborts.
  */
 #ifndef RADRAFT_SR_H
 #define RADRAFT_SR_H

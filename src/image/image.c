@@ -357,6 +357,7 @@ out:
 typedef struct png_buf {
     unsigned char *data;
     size_t len, cap;
+    int nomem; /* growing failed: the error is RD_E_NOMEM */
 } png_buf;
 
 static void png_buf_write(png_structp png, png_bytep data, png_size_t n)
@@ -369,8 +370,10 @@ static void png_buf_write(png_structp png, png_bytep data, png_size_t n)
         while (cap < b->len + n)
             cap *= 2;
         unsigned char *grown = realloc(b->data, cap);
-        if (!grown)
+        if (!grown) {
+            b->nomem = 1;
             png_error(png, "out of memory");
+        }
         b->data = grown;
         b->cap = cap;
     }
@@ -394,7 +397,7 @@ static rd_status png_encode(const rd_image *img, int overlay, void **out, size_t
     png_infop pinfo = NULL;
     png_ctx ctx = {.msg = ""};
     unsigned char *volatile row = NULL;
-    png_buf buf = {NULL, 0, 0};
+    png_buf buf = {NULL, 0, 0, 0};
     volatile rd_status st = RD_OK;
 
     *out = NULL;
@@ -409,7 +412,7 @@ static rd_status png_encode(const rd_image *img, int overlay, void **out, size_t
         goto out;
     }
     if (setjmp(ctx.jmp)) {
-        st = rd_error_set(err, RD_E_IMAGE, "encoding a PNG: %s", ctx.msg);
+        st = rd_error_set(err, buf.nomem ? RD_E_NOMEM : RD_E_IMAGE, "encoding a PNG: %s", ctx.msg);
         goto out;
     }
     png_set_write_fn(png, &buf, png_buf_write, png_buf_flush);

@@ -392,45 +392,48 @@ static rd_status review_json(const rd_pipeline_draft *d, char heatmaps[RD_FINDIN
 {
     cJSON *fo = cJSON_CreateObject(), *no = cJSON_CreateArray();
     rd_status st = RD_OK;
+    /* Every member is checked: one that cJSON could not add would leave the item without it,
+     * silently. */
+    int ok = fo && no;
     *findings = *neighbours = NULL;
-    if (!fo || !no)
-        goto nomem;
-    for (int f = 0; f < RD_FINDING_COUNT; f++) {
+    for (int f = 0; ok && f < RD_FINDING_COUNT; f++) {
         cJSON *o = cJSON_AddObjectToObject(fo, rd_finding_name((rd_finding)f));
-        if (!o || !cJSON_AddStringToObject(o, "state", rd_state_name(d->draft.state[f])))
-            goto nomem;
-        if (f < RD_FINDING_N_ABNORMAL) {
-            cJSON_AddNumberToObject(o, "score", d->combined[f]);
-            if (d->uncalibrated[f] != d->combined[f])
-                cJSON_AddNumberToObject(o, "uncalibrated", d->uncalibrated[f]);
-            if (d->has_encoder_scores)
-                cJSON_AddNumberToObject(o, "encoder", d->encoder[f]);
+        ok = o && cJSON_AddStringToObject(o, "state", rd_state_name(d->draft.state[f]));
+        if (ok && f < RD_FINDING_N_ABNORMAL) {
+            ok = cJSON_AddNumberToObject(o, "score", d->combined[f]) != NULL;
+            if (ok && d->uncalibrated[f] != d->combined[f])
+                ok = cJSON_AddNumberToObject(o, "uncalibrated", d->uncalibrated[f]) != NULL;
+            if (ok && d->has_encoder_scores)
+                ok = cJSON_AddNumberToObject(o, "encoder", d->encoder[f]) != NULL;
         }
-        if (d->n_neighbours > 0)
-            cJSON_AddNumberToObject(o, "votes", d->votes[f]);
+        if (ok && d->n_neighbours > 0)
+            ok = cJSON_AddNumberToObject(o, "votes", d->votes[f]) != NULL;
     }
     /* Where the text places each located finding, and its heat map. */
-    for (int i = 0; i < d->draft.n_items; i++) {
+    for (int i = 0; ok && i < d->draft.n_items; i++) {
         const rd_draft_item *it = &d->draft.items[i];
         cJSON *o = cJSON_GetObjectItemCaseSensitive(fo, rd_finding_name(it->finding));
         if (it->side == RD_SIDE_NONE || !o)
             continue;
-        cJSON_AddStringToObject(o, "side", rd_side_name(it->side));
-        if (it->zone != RD_ZONE_NONE)
-            cJSON_AddStringToObject(o, "zone", rd_zone_name(it->zone));
-        if (heatmaps && heatmaps[it->finding][0])
-            cJSON_AddStringToObject(o, "heatmap", heatmaps[it->finding]);
+        ok = cJSON_AddStringToObject(o, "side", rd_side_name(it->side)) != NULL;
+        if (ok && it->zone != RD_ZONE_NONE)
+            ok = cJSON_AddStringToObject(o, "zone", rd_zone_name(it->zone)) != NULL;
+        if (ok && heatmaps && heatmaps[it->finding][0])
+            ok = cJSON_AddStringToObject(o, "heatmap", heatmaps[it->finding]) != NULL;
     }
-    for (int i = 0; i < d->n_neighbours; i++) {
+    for (int i = 0; ok && i < d->n_neighbours; i++) {
         cJSON *o = cJSON_CreateObject();
         if (!o || !cJSON_AddItemToArray(no, o)) {
             cJSON_Delete(o);
-            goto nomem;
+            ok = 0;
+            break;
         }
-        cJSON_AddNumberToObject(o, "id", (double)d->neighbours[i].id);
-        cJSON_AddNumberToObject(o, "similarity", d->neighbours[i].similarity);
-        cJSON_AddStringToObject(o, "study_uid", d->neighbours[i].study_uid);
+        ok = cJSON_AddNumberToObject(o, "id", (double)d->neighbours[i].id) &&
+             cJSON_AddNumberToObject(o, "similarity", d->neighbours[i].similarity) &&
+             cJSON_AddStringToObject(o, "study_uid", d->neighbours[i].study_uid);
     }
+    if (!ok)
+        goto nomem;
     *findings = cJSON_PrintUnformatted(fo);
     *neighbours = cJSON_PrintUnformatted(no);
     if (!*findings || !*neighbours) {
@@ -749,21 +752,24 @@ static rd_status stage_done_before(study *s, rd_error *err)
 static rd_status images_json(study *s, rd_error *err)
 {
     cJSON *arr = cJSON_CreateArray();
-    for (int i = 0; arr && i < s->n_img; i++) {
+    int ok = arr != NULL; /* every member checked, as in review_json */
+    for (int i = 0; ok && i < s->n_img; i++) {
         cJSON *o = cJSON_CreateObject();
         if (!o || !cJSON_AddItemToArray(arr, o)) {
             cJSON_Delete(o);
+            ok = 0;
             break;
         }
-        /* Absolute, so that a web node started elsewhere finds batch's files too. */
+        /* Absolute, so that a web node started elsewhere finds batch's files too. A path
+         * that cannot be resolved (out of memory among the reasons) is kept as given. */
         char *abs = realpath(s->img_files[i], NULL);
-        cJSON_AddStringToObject(o, "path", abs ? abs : s->img_files[i]);
+        ok = cJSON_AddStringToObject(o, "path", abs ? abs : s->img_files[i]) &&
+             cJSON_AddStringToObject(o, "sop_instance_uid", s->img_metas[i].sop_instance_uid) &&
+             cJSON_AddStringToObject(o, "view_position", s->img_metas[i].view_position) &&
+             cJSON_AddBoolToObject(o, "frontal", i == s->frontal);
         free(abs);
-        cJSON_AddStringToObject(o, "sop_instance_uid", s->img_metas[i].sop_instance_uid);
-        cJSON_AddStringToObject(o, "view_position", s->img_metas[i].view_position);
-        cJSON_AddBoolToObject(o, "frontal", i == s->frontal);
     }
-    s->d->images_json = arr ? cJSON_PrintUnformatted(arr) : NULL;
+    s->d->images_json = ok ? cJSON_PrintUnformatted(arr) : NULL;
     cJSON_Delete(arr);
     return s->d->images_json ? RD_OK : rd_error_set(err, RD_E_NOMEM, "frontal: out of memory");
 }

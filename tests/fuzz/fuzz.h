@@ -29,6 +29,10 @@ const char *rd_fuzz_dir(void);
  * code's under test. */
 const char *rd_fuzz_write_file(const char *name, const void *data, size_t size);
 
+/* Removes `path` and, for a folder, everything in it (the web target's data directory, the
+ * model target's model folder, the net target's store). */
+void rd_fuzz_remove_tree(const char *path);
+
 /* A NUL-terminated copy of `size` bytes (malloc'ed; the caller frees it). Aborts when out of
  * memory. */
 char *rd_fuzz_strndup(const void *data, size_t size);

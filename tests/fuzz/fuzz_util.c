@@ -12,9 +12,7 @@
 static char g_dir[512];
 static FILE *g_null;
 
-/* Removes `path` and, for a folder, everything in it (the web target's data directory, the
- * model target's model folder). */
-static void remove_tree(const char *path)
+void rd_fuzz_remove_tree(const char *path)
 {
     struct stat sb;
     DIR *d;
@@ -31,7 +29,7 @@ static void remove_tree(const char *path)
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
                 continue;
             if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) < (int)sizeof child)
-                remove_tree(child);
+                rd_fuzz_remove_tree(child);
         }
         closedir(d);
     }
@@ -40,7 +38,7 @@ static void remove_tree(const char *path)
 
 static void remove_dir(void)
 {
-    remove_tree(g_dir);
+    rd_fuzz_remove_tree(g_dir);
 }
 
 void rd_fuzz_init(void)
