@@ -45,6 +45,7 @@ struct rd_qr_batch {
     char query_key[256]; /* the query's keys, the key of its pages */
     qr_study *studies;
     long n, cap, next, in_flight;
+    long n_waiting;    /* studies waiting for a retry (scanned for only when there are some) */
     double next_start; /* the rate limit: no retrieval starts before */
     rd_batch_stats stats;
 };
@@ -252,6 +253,8 @@ static void fill_job(rd_qr_batch *qb, long i, rd_store_job *job)
 {
     qr_study *q = &qb->studies[i];
     q->attempts++;
+    if (q->waiting)
+        qb->n_waiting--;
     q->waiting = 0;
     job->id = i;
     rd_strlcpy(job->study_uid, q->uid, sizeof job->study_uid);
@@ -265,7 +268,6 @@ static rd_status qr_claim(void *ctx, rd_pipeline_worker *w, rd_store_job *job, i
     rd_qr_batch *qb = ctx;
     rd_status st = RD_E_NOT_FOUND;
     double now = rd_store_now();
-    int waiting = 0;
     (void)w;
     (void)err;
     pthread_mutex_lock(&qb->mu);
@@ -273,13 +275,10 @@ static rd_status qr_claim(void *ctx, rd_pipeline_worker *w, rd_store_job *job, i
         pthread_mutex_unlock(&qb->mu);
         return RD_E_NOT_FOUND; /* the rate limit: not yet */
     }
-    for (long k = 0; k < qb->next && st != RD_OK; k++)
-        if (qb->studies[k].waiting) {
-            waiting = 1;
-            if (qb->studies[k].retry_due <= now) {
-                fill_job(qb, k, job);
-                st = RD_OK;
-            }
+    for (long k = 0; qb->n_waiting > 0 && k < qb->next && st != RD_OK; k++)
+        if (qb->studies[k].waiting && qb->studies[k].retry_due <= now) {
+            fill_job(qb, k, job);
+            st = RD_OK;
         }
     if (st != RD_OK && qb->next < qb->n) {
         fill_job(qb, qb->next++, job);
@@ -288,7 +287,7 @@ static rd_status qr_claim(void *ctx, rd_pipeline_worker *w, rd_store_job *job, i
     if (st == RD_OK && qb->o.studies_per_minute > 0)
         qb->next_start =
             (now > qb->next_start ? now : qb->next_start) + 60.0 / qb->o.studies_per_minute;
-    if (st != RD_OK && qb->in_flight == 0 && !waiting && qb->next >= qb->n)
+    if (st != RD_OK && qb->in_flight == 0 && qb->n_waiting == 0 && qb->next >= qb->n)
         *finished = 1;
     pthread_mutex_unlock(&qb->mu);
     return st;
@@ -450,6 +449,7 @@ static rd_status qr_finish(void *ctx, rd_pipeline_worker *w, const rd_store_job 
     qb->in_flight--;
     if (retry) {
         qb->studies[job->id].waiting = 1;
+        qb->n_waiting++;
         qb->studies[job->id].retry_due = rd_store_now() + retry_delay;
     } else {
         qb->stats.finished++;
