@@ -296,15 +296,19 @@ static void conditional_url(const char *type, const char *uuid, char *out, size_
 static cJSON *entry(cJSON *resource, const char *type, const char *uuid)
 {
     char full[64], url[160];
-    cJSON *e = cJSON_CreateObject(), *req = NULL;
+    cJSON *e = resource ? cJSON_CreateObject() : NULL, *req = NULL;
     snprintf(full, sizeof full, "urn:uuid:%.36s", uuid);
     conditional_url(type, uuid, url, sizeof url);
-    if (!e || !cJSON_AddStringToObject(e, "fullUrl", full) || !put(e, "resource", resource) ||
+    if (!e) {
+        cJSON_Delete(resource);
+        return NULL;
+    }
+    /* The resource first: from here on `e` owns it, whatever fails (put frees it if the
+     * adding itself fails). */
+    if (!put(e, "resource", resource) || !cJSON_AddStringToObject(e, "fullUrl", full) ||
         !(req = cJSON_AddObjectToObject(e, "request")) ||
         !cJSON_AddStringToObject(req, "method", "PUT") ||
         !cJSON_AddStringToObject(req, "url", url)) {
-        if (!e)
-            cJSON_Delete(resource);
         cJSON_Delete(e);
         return NULL;
     }

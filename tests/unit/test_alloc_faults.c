@@ -29,6 +29,7 @@
 #include "radraft/codes.h"
 #include "radraft/config.h"
 #include "radraft/dicom.h"
+#include "radraft/fhir.h"
 #include "radraft/generator.h"
 #include "radraft/labeler.h"
 #include "radraft/log.h"
@@ -620,6 +621,61 @@ RD_TEST(sr_air_signed_allocation_failures)
     sr_countdown("sr_air_signed", sr_air_signed_scenario, "air", 53);
 }
 
+/* ---- the FHIR Bundle of a draft SR (src/fhir/fhir.c) ---- */
+
+static rd_status fhir_scenario(void)
+{
+    rd_fhir_params p;
+    rd_fhir_params_init(&p);
+    p.sr_path = g_input;
+    p.report_key = "study/v1";
+    p.device_uid = "2.25.1234";
+    p.device_name = "radraft test-model 0.3";
+    p.codes = codes();
+    for (int f = 0; f < RD_FINDING_N_ABNORMAL; f++) {
+        p.findings[f].state = f == RD_FINDING_CARDIOMEGALY ? RD_STATE_PRESENT : RD_STATE_ABSENT;
+        p.findings[f].probability = 0.05 * f;
+        p.findings[f].uncertain_threshold = 0.2;
+        p.findings[f].present_threshold = 0.35;
+    }
+    return rd_fhir_write(&p, g_out, &g_err);
+}
+
+/* After a failure nothing is written; after a success the Bundle is whole: the report and
+ * its 14 Observations. */
+static void fhir_after(rd_status st)
+{
+    struct stat sb;
+    char *text = NULL;
+    size_t len = 0;
+    cJSON *doc;
+    if (st != RD_OK) {
+        CHECK_MSG(stat(g_out, &sb) != 0, "allocation %ld failed (%s) but the Bundle is there",
+                  g_fired_at, rd_status_name(st));
+        return;
+    }
+    REQUIRE_OK(rd_read_file(g_out, RD_FHIR_MAX_BUNDLE, &text, &len, NULL), NULL);
+    doc = cJSON_Parse(text);
+    CHECK_MSG(doc && cJSON_GetArraySize(cJSON_GetObjectItem(doc, "entry")) == 15,
+              "allocation %ld failed and the Bundle was written, but it is not whole", g_fired_at);
+    cJSON_Delete(doc);
+    free(text);
+}
+
+RD_TEST(fhir_allocation_failures)
+{
+    /* Every C allocation (cJSON's included) in turn; the SR is read through DCMTK, whose C++
+     * allocations the SR countdowns cover: one in 31 here. */
+    fault_scenario sc = {"fhir", fhir_scenario, sr_before, fhir_after, 1, 31};
+    fault_tally t;
+    sample_study("alloc_faults_fhir");
+    snprintf(g_input, sizeof g_input, "%s/input-sr.dcm", g_dir);
+    REQUIRE_OK(sr_draft_scenario(), NULL);
+    REQUIRE(rename(g_out, g_input) == 0);
+    each_allocation_fails(&sc, &t);
+    CHECK(t.runs > 0 && t.c > 0);
+}
+
 /* ---- the pipeline: a stored study to a recorded draft ---- */
 
 /* The serve path's work on one study, as a worker does it (src/pipeline/jobs.c): a job of a
@@ -852,6 +908,9 @@ RD_TEST(pipeline_allocation_failures)
     snprintf(cfg.outbox_destinations.items[0], sizeof cfg.outbox_destinations.items[0],
              "PACS@127.0.0.1:104");
     cfg.outbox_destinations.count = 1;
+    /* The FHIR Bundle has its own countdown (above): its thousands of cJSON allocations would
+     * multiply this one's runs. */
+    cfg.fhir_enabled = 0;
     memset(&po, 0, sizeof po);
     po.data_dir = g_pl_data;
     po.enqueue = 1;
