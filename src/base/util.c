@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,4 +289,21 @@ int rd_utf8_valid(const char *s, size_t n)
         i += len;
     }
     return 1;
+}
+
+rd_status rd_path_beside_sr(const char *sr_path, const char *suffix, const char *what, char *out,
+                            size_t size, rd_error *err)
+{
+    size_t n = strlen(sr_path);
+    if (n >= 4 && strcmp(sr_path + n - 4, ".dcm") == 0)
+        n -= 4;
+    if (n >= 3 && strncmp(sr_path + n - 3, "-sr", 3) == 0)
+        n -= 3;
+    if (n > (size_t)INT_MAX ||
+        snprintf(out, size, "%.*s%s", (int)n, sr_path, suffix) >= (int)size) {
+        if (size)
+            out[0] = '\0';
+        return rd_error_set(err, RD_E_INVALID, "%s path too long", what);
+    }
+    return RD_OK;
 }

@@ -39,6 +39,12 @@ rd_status rd_write_file_atomic(const char *path, const void *data, size_t len, r
  * loss with the whole path. */
 rd_status rd_mkdirs(const char *path, rd_error *err);
 
+/* The path of a file written beside an SR: `sr_path` less its ".dcm" and then "-sr", then
+ * `suffix` ("x-draft-sr.dcm" + "-fhir.json" -> "x-draft-fhir.json"). RD_E_INVALID, naming
+ * `what`, when it does not fit `size` (out is then ""). */
+rd_status rd_path_beside_sr(const char *sr_path, const char *suffix, const char *what, char *out,
+                            size_t size, rd_error *err);
+
 /* A wakeup between threads: a mutex, a condition variable and a count of posts. A post is
  * never lost: one made while nobody waits makes the next wait return at once. Waiters use it
  * to shorten a polling sleep, so correctness never depends on a post arriving. The struct

@@ -36,18 +36,7 @@ int rd_fhir_is_endpoint(const char *d)
 
 rd_status rd_fhir_path(const char *sr_path, char *out, size_t size, rd_error *err)
 {
-    size_t n = strlen(sr_path);
-    if (n >= 4 && strcmp(sr_path + n - 4, ".dcm") == 0)
-        n -= 4;
-    if (n >= 3 && strncmp(sr_path + n - 3, "-sr", 3) == 0)
-        n -= 3;
-    if (n > (size_t)INT_MAX ||
-        snprintf(out, size, "%.*s-fhir.json", (int)n, sr_path) >= (int)size) {
-        if (size)
-            out[0] = '\0';
-        return rd_error_set(err, RD_E_INVALID, "FHIR Bundle path too long");
-    }
-    return RD_OK;
+    return rd_path_beside_sr(sr_path, "-fhir.json", "FHIR Bundle", out, size, err);
 }
 
 /* The FHIR system of a DICOM coding scheme designator (PS3.16 Section 8), NULL if none. */

@@ -558,18 +558,7 @@ rd_status rd_pipeline_write_fhir(const char *sr_path, const char *report_key, co
 
 rd_status rd_pipeline_air_sr_path(const char *sr_path, char *out, size_t size, rd_error *err)
 {
-    size_t n = strlen(sr_path);
-    if (n >= 4 && strcmp(sr_path + n - 4, ".dcm") == 0)
-        n -= 4;
-    if (n >= 3 && strncmp(sr_path + n - 3, "-sr", 3) == 0)
-        n -= 3;
-    if (n > (size_t)INT_MAX ||
-        snprintf(out, size, "%.*s-air-sr.dcm", (int)n, sr_path) >= (int)size) {
-        if (size)
-            out[0] = '\0';
-        return rd_error_set(err, RD_E_INVALID, "AIR SR path too long");
-    }
-    return RD_OK;
+    return rd_path_beside_sr(sr_path, "-air-sr.dcm", "AIR SR", out, size, err);
 }
 
 rd_status rd_pipeline_write_heatmaps(const rd_pipeline_draft *d, const char *dir,
