@@ -12,10 +12,10 @@ want_tests=0
 
 pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk libpng-dev libopenblas-dev
       libcjson-dev libsqlite3-dev sqlite3 libopenjp2-7-dev libsodium-dev libmicrohttpd-dev zlib1g-dev
-      libcurl4-openssl-dev
+      libcurl4-openssl-dev libpq-dev
       python3)
 if [ "$want_tests" = 1 ]; then
-    pkgs+=(dicom3tools strace python3-numpy python3-torch orthanc orthanc-dicomweb curl openssl clang-format chromium
+    pkgs+=(postgresql-15 dicom3tools strace python3-numpy python3-torch orthanc orthanc-dicomweb curl openssl clang-format chromium
            libpixelmed-java default-jre-headless)
     # The fuzz targets (scripts/fuzz.sh): clang, and its runtime libraries (libFuzzer and the
     # sanitizers), which clang only recommends.
@@ -47,6 +47,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     # Orthanc's package starts a system service; the tests start their own instances.
     if printf '%s\n' "${missing[@]}" | grep -qx orthanc; then
         (service orthanc stop || systemctl stop orthanc) >/dev/null 2>&1 || true
+    fi
+    # So does PostgreSQL's (its cluster "main"); the tests run their own servers.
+    if printf '%s\n' "${missing[@]}" | grep -qx postgresql-15; then
+        (service postgresql stop || systemctl stop postgresql) >/dev/null 2>&1 || true
     fi
 fi
 

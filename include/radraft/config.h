@@ -56,6 +56,11 @@ typedef struct rd_config {
     int server_tls_verify_peer;
     int outbox_tls;
     char store_duplicate_policy[16];
+    char store_backend[16];
+    char server_node_name[64];
+    double server_node_timeout_seconds;
+    char store_postgresql_dsn[1024];
+    char store_postgresql_schema[64];
     rd_strlist outbox_destinations;
     int outbox_retry_initial_seconds;
     int outbox_retry_max_seconds;

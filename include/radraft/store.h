@@ -50,12 +50,37 @@ typedef enum rd_store_dup_policy {
     RD_STORE_DUP_REPLACE = 1     /* replace the file and its row, log a warning */
 } rd_store_dup_policy;
 
+/* Where the index lives: SQLite beside the files (the default), or a PostgreSQL database
+ * that several nodes share (the files then on a folder every node mounts). */
+typedef enum rd_store_backend { RD_STORE_SQLITE = 0, RD_STORE_POSTGRESQL = 1 } rd_store_backend;
+
+#define RD_STORE_DSN_MAX 1024
+
 typedef struct rd_store_options {
     rd_store_dup_policy duplicate_policy;
-    int busy_timeout_ms; /* SQLite busy timeout; 0 means the default (30000) */
+    /* How long a statement waits for another connection's lock (SQLite's busy timeout,
+     * PostgreSQL's lock_timeout); 0 means the default (30000). */
+    int busy_timeout_ms;
+    rd_store_backend backend;
+    char postgresql_dsn[RD_STORE_DSN_MAX]; /* libpq connection string or URI */
+    char postgresql_schema[64];            /* the store's schema; "" is "radraft" */
+    /* This node's name in the jobs and deliveries it takes ("": none, a single node), and
+     * how long a node may go without a heartbeat before its work goes to the others. */
+    char node[64];
+    double node_timeout_seconds;
 } rd_store_options;
 
 void rd_store_options_default(rd_store_options *opts);
+
+struct rd_config;
+
+/* The store options of a configuration (store.duplicate_policy, store.backend,
+ * store.postgresql_dsn, store.postgresql_schema). RD_E_INVALID names the bad key. */
+rd_status rd_store_options_from_config(rd_store_options *opts, const struct rd_config *cfg,
+                                       rd_error *err);
+
+/* Parses "sqlite" or "postgresql". */
+rd_status rd_store_backend_parse(const char *text, rd_store_backend *out, rd_error *err);
 
 /* Parses "keep-first" or "replace". */
 rd_status rd_store_dup_policy_parse(const char *text, rd_store_dup_policy *out, rd_error *err);
@@ -83,9 +108,17 @@ int rd_store_schema_version(rd_store *s);
 int rd_store_uid_valid(const char *uid);
 
 /* Once per process start, before serving: jobs left 'running' and deliveries left
- * 'sending' by a crash go back to 'queued'/'pending', and stray temporary files under
- * store/ are removed. */
+ * 'sending' by a crash of this node (or by a node with no name, or one whose heartbeat is
+ * older than the node timeout) go back to 'queued'/'pending', the node's heartbeat is
+ * recorded, and stray temporary files under store/ and spool/ are removed (on PostgreSQL,
+ * whose files other nodes share, only those older than ten minutes). */
 rd_status rd_store_recover(rd_store *s, rd_error *err);
+
+/* A running node's sign of life (every few seconds): records its heartbeat, and puts the
+ * jobs and deliveries of every other node whose heartbeat is older than the node timeout
+ * back in the queues; *requeued (may be NULL) gets how many. A node without a name
+ * (opts.node "") does nothing. */
+rd_status rd_store_node_heartbeat(rd_store *s, double now, int *requeued, rd_error *err);
 
 /* ---- instances and studies (store_instances.c) ---- */
 

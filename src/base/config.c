@@ -151,6 +151,13 @@ static const cfg_key cfg_keys[] = {
      "associations served at once; more are rejected (local limit exceeded)"},
     {"server.stable_seconds", CFG_INT, OFF(server_stable_seconds), 0, 86400, "30", NULL,
      "a study without a new instance for this long is complete: its job is queued"},
+    {"server.node_name", CFG_STRING, OFF(server_node_name), 0, 63, "", NULL,
+     "this node's name in the jobs and deliveries it takes, unique among the nodes of one "
+     "database; empty: hostname:server.port"},
+    {"server.node_timeout_seconds", CFG_DOUBLE, OFF(server_node_timeout_seconds), 2, 3600, "30",
+     NULL,
+     "a node without a heartbeat for this long has stopped: its running jobs and deliveries go "
+     "back to the queues for the other nodes"},
     {"server.allowed_calling_aes", CFG_STRLIST, OFF(server_allowed_calling_aes), 0, 0, "", NULL,
      "calling AE titles allowed to associate; empty allows every peer"},
     {"server.check_called_ae", CFG_BOOL, OFF(server_check_called_ae), 0, 1, "true", NULL,
@@ -192,6 +199,15 @@ static const cfg_key cfg_keys[] = {
     {"store.duplicate_policy", CFG_STRING, OFF(store_duplicate_policy), 1, 15, "keep-first",
      "keep-first|replace",
      "an instance received again with different content: keep the first or replace it"},
+    {"store.backend", CFG_STRING, OFF(store_backend), 1, 15, "sqlite", "sqlite|postgresql",
+     "where the index lives: SQLite in the data directory, or a PostgreSQL database that several "
+     "nodes share (their data directories then one shared folder)"},
+    {"store.postgresql_dsn", CFG_STRING, OFF(store_postgresql_dsn), 0, 1023, "", NULL,
+     "libpq connection string or postgresql:// URI of the database (store.backend postgresql); "
+     "keep the password in ~/.pgpass or PGPASSFILE, not here"},
+    {"store.postgresql_schema", CFG_STRING, OFF(store_postgresql_schema), 1, 63, "radraft", NULL,
+     "schema of radraft's tables in that database (created when missing): lower-case letters, "
+     "digits and _"},
     {"outbox.destinations", CFG_STRLIST, OFF(outbox_destinations), 0, 0, "", NULL,
      "DICOM destinations (AE@host:port, +tls or +plain after the port to override outbox.tls) "
      "that results are sent to"},

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "radraft/log.h"
+#include "radraft/store.h"
 
 void rd_cli_init(rd_cli *cli, const char *prog)
 {
@@ -181,6 +182,13 @@ int rd_cli_finish_config(rd_cli *cli)
     }
     rd_log_set_level(level);
     return 0;
+}
+
+rd_status rd_cli_store_open(const rd_cli *cli, const char *data_dir, rd_store **out, rd_error *err)
+{
+    rd_store_options so;
+    rd_status st = rd_store_options_from_config(&so, &cli->cfg, err);
+    return st == RD_OK ? rd_store_open(out, data_dir, &so, err) : st;
 }
 
 int rd_cli_parse_int(const rd_cli *cli, const char *name, const char *text, long lo, long hi,

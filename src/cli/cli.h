@@ -95,6 +95,13 @@ int rd_cli_no_operands(const rd_cli *cli, int argc, char **argv);
  * returns non-zero on failure. */
 int rd_cli_finish_config(rd_cli *cli);
 
+struct rd_store;
+
+/* Opens the store of `data_dir` with the configuration's store options (backend, DSN,
+ * duplicate policy). */
+rd_status rd_cli_store_open(const rd_cli *cli, const char *data_dir, struct rd_store **out,
+                            rd_error *err);
+
 /* A command-line option that stands for a configuration key: --data-dir D for
  * server.data_dir. `value` is NULL when the option was not given. */
 typedef struct rd_cli_setting {

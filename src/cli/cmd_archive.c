@@ -92,9 +92,7 @@ typedef struct archive_args {
 
 static rd_status open_store(const archive_args *a, rd_store **s, rd_error *err)
 {
-    rd_store_options so;
-    rd_store_options_default(&so);
-    return rd_store_open(s, a->data_dir, &so, err);
+    return rd_cli_store_open(&a->cli, a->data_dir, s, err);
 }
 
 /* ---- import: NIH images + labels CSV ---- */

@@ -192,7 +192,7 @@ int rd_cmd_audit(int argc, char **argv)
         return RD_EXIT_FAIL;
     if (!a.data_dir)
         a.data_dir = a.cli.cfg.server_data_dir;
-    if (rd_store_open(&s, a.data_dir, NULL, &err) != RD_OK) {
+    if (rd_cli_store_open(&a.cli, a.data_dir, &s, &err) != RD_OK) {
         rd_cli_error(&a.cli, "%s", rd_error_message(&err));
         return RD_EXIT_FAIL;
     }

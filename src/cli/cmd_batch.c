@@ -375,7 +375,7 @@ int rd_cmd_batch(int argc, char **argv)
         qo.page_days = cli.cfg.qr_page_days;
         qo.page_max_matches = cli.cfg.qr_page_max_matches;
         if (rd_mkdirs(work, &err) != RD_OK || rd_qr_batch_create(&qb, &qo, &err) != RD_OK ||
-            rd_store_open(&store, cli.cfg.server_data_dir, NULL, &err) != RD_OK ||
+            rd_cli_store_open(&cli, cli.cfg.server_data_dir, &store, &err) != RD_OK ||
             rd_qr_batch_query(qb, store, &found, &err) != RD_OK) {
             rd_cli_error(&cli, "%s", rd_error_message(&err));
             goto out;

@@ -121,7 +121,6 @@ static rd_status open_archive(const rd_cli *cli, const char *model, const char *
     struct stat sb;
     rd_store *store = NULL;
     rd_index *ix = NULL;
-    rd_store_options so;
     rd_status st;
     long n_seed = 0, n_store;
 
@@ -132,9 +131,9 @@ static rd_status open_archive(const rd_cli *cli, const char *model, const char *
     }
     if (snprintf(db, sizeof db, "%s/radraft.db", data_dir) >= (int)sizeof db)
         return rd_error_set(err, RD_E_INVALID, "%s: data directory path too long", data_dir);
-    if (stat(db, &sb) == 0) {
-        rd_store_options_default(&so);
-        if ((st = rd_store_open(&store, data_dir, &so, err)) != RD_OK)
+    /* A data directory on PostgreSQL has no radraft.db: its archive is always there. */
+    if (cli->cfg.store_backend[0] != 's' || stat(db, &sb) == 0) {
+        if ((st = rd_cli_store_open(cli, data_dir, &store, err)) != RD_OK)
             return st;
         st = rd_index_load(&ix, store, info->version, info->embedding_dim, NULL, NULL, err);
         rd_store_close(store);

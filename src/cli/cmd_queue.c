@@ -613,7 +613,8 @@ int rd_cmd_queue(int argc, char **argv)
         args[n++] = argv[i];
     }
     rc = parse(&a, n, args);
-    if (rc == RD_EXIT_OK && rd_store_open(&s, a.cli.cfg.server_data_dir, NULL, &err) != RD_OK) {
+    if (rc == RD_EXIT_OK &&
+        rd_cli_store_open(&a.cli, a.cli.cfg.server_data_dir, &s, &err) != RD_OK) {
         rd_cli_error(&a.cli, "%s", rd_error_message(&err));
         rc = RD_EXIT_FAIL;
     } else if (rc == RD_EXIT_OK) {

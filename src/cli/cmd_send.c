@@ -117,7 +117,7 @@ int rd_cmd_send(int argc, char **argv)
     if (queue) {
         rd_store *s = NULL;
         double now = rd_store_now();
-        if (rd_store_open(&s, cli.cfg.server_data_dir, NULL, &err) != RD_OK) {
+        if (rd_cli_store_open(&cli, cli.cfg.server_data_dir, &s, &err) != RD_OK) {
             rd_cli_error(&cli, "%s", rd_error_message(&err));
             return RD_EXIT_FAIL;
         }

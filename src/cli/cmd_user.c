@@ -200,7 +200,7 @@ static int run(user_args *a)
         rc = RD_EXIT_FAIL;
         goto out;
     }
-    if (rd_store_open(&s, a->data_dir, NULL, &err) != RD_OK) {
+    if (rd_cli_store_open(&a->cli, a->data_dir, &s, &err) != RD_OK) {
         rd_cli_error(&a->cli, "%s", rd_error_message(&err));
         rc = RD_EXIT_FAIL;
         goto out;

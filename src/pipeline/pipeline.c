@@ -47,6 +47,7 @@
 struct rd_pipeline {
     rd_config cfg;
     char data_dir[PL_PATH_MAX];
+    rd_store_options store_opts; /* from the configuration: backend, DSN */
     char sr_dir[PL_PATH_MAX];
     char model_path[PL_PATH_MAX];
     char model_name[128];
@@ -205,6 +206,8 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
     p->draft_seconds = opts ? opts->draft_seconds : NULL;
     rd_strlcpy(p->data_dir, opts && opts->data_dir ? opts->data_dir : cfg->server_data_dir,
                sizeof p->data_dir);
+    if ((st = rd_store_options_from_config(&p->store_opts, cfg, err)) != RD_OK)
+        goto out;
     if (opts && opts->sr_dir) {
         if (rd_strlcpy(p->sr_dir, opts->sr_dir, sizeof p->sr_dir) >= sizeof p->sr_dir - 200) {
             st = rd_error_set(err, RD_E_INVALID, "SR folder path too long");
@@ -257,7 +260,7 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
         char seed[PL_PATH_MAX + 64];
         long n_seeded = 0;
         seed_path(p->model_path, seed, sizeof seed);
-        if ((st = rd_store_open(&store, p->data_dir, NULL, err)) != RD_OK)
+        if ((st = rd_store_open(&store, p->data_dir, &p->store_opts, err)) != RD_OK)
             goto out;
         if ((st = rd_index_load(&p->ix, store, p->model_version, info->embedding_dim,
                                 cfg->archive_load_seed ? seed : NULL, &n_seeded, err)) != RD_OK)
@@ -310,7 +313,7 @@ rd_status rd_pipeline_worker_create(rd_pipeline_worker **out, rd_pipeline *p, rd
     if (!w)
         return rd_error_set(err, RD_E_NOMEM, "out of memory creating a worker");
     w->p = p;
-    if ((st = rd_store_open(&w->store, p->data_dir, NULL, err)) != RD_OK ||
+    if ((st = rd_store_open(&w->store, p->data_dir, &p->store_opts, err)) != RD_OK ||
         (st = rd_encoder_create_shared(&w->enc, p->model, p->encoder_threads, 1, err)) != RD_OK) {
         rd_pipeline_worker_free(w);
         return st;

@@ -18,7 +18,36 @@
 struct rd_scheduler {
     rd__service svc;
     rd_pipeline_pool *pool; /* borrowed; NULL without drafting */
+    double last_beat;       /* when the node's heartbeat was last recorded */
 };
+
+/* How often the node records its heartbeat: a quarter of the node timeout, so that a
+ * heartbeat or two may be late before the other nodes take its work. */
+static double beat_interval(const rd_config *cfg)
+{
+    return cfg->server_node_timeout_seconds / 4;
+}
+
+/* The node's sign of life; the work of nodes that stopped goes back to the queues. */
+static void heartbeat(rd_scheduler *sch)
+{
+    int requeued = 0;
+    rd_error err;
+    double now = rd_store_now();
+    if (now - sch->last_beat < beat_interval(&sch->svc.cfg))
+        return;
+    sch->last_beat = now;
+    if (rd_store_node_heartbeat(sch->svc.store, now, &requeued, &err) != RD_OK) {
+        rd_log_error("serve: heartbeat: %s", rd_error_message(&err));
+        return;
+    }
+    if (requeued > 0) {
+        rd_log_warn("serve: %d job(s) or deliveries of a node without a heartbeat for %g s"
+                    " queued again",
+                    requeued, sch->svc.cfg.server_node_timeout_seconds);
+        rd_pipeline_pool_wake(sch->pool);
+    }
+}
 
 double rd_scheduler_delay(double due, double now)
 {
@@ -41,6 +70,7 @@ static double schedule_once(rd_scheduler *sch)
     double due = -1;
     rd_store_job job;
     rd_error err;
+    heartbeat(sch);
     if (rd_store_queue_stable(s, rd_store_now(), sch->svc.cfg.server_stable_seconds, &queued,
                               &err) != RD_OK)
         rd_log_error("serve: scheduler: %s", rd_error_message(&err));

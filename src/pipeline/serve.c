@@ -122,9 +122,7 @@ rd_status rd_serve_start(rd_serve **out, const rd_config *cfg, rd_error *err)
         return rd_error_set(err, RD_E_NOMEM, "out of memory starting the node");
     srv->cfg = *cfg;
     rd_metrics_init(&srv->metrics);
-    rd_store_options_default(&srv->store_opts);
-    if ((st = rd_store_dup_policy_parse(cfg->store_duplicate_policy,
-                                        &srv->store_opts.duplicate_policy, err)) != RD_OK)
+    if ((st = rd_store_options_from_config(&srv->store_opts, cfg, err)) != RD_OK)
         goto fail;
     rd_net_init();
     /* Open the store once up front: migrations, and recovery after a crash (jobs and

@@ -73,8 +73,8 @@ rd_status rd_store_archive_add(rd_store *s, const rd_store_archive_row *row, int
     if (rs != RD_OK)
         return rs;
     if (changed == 1) {
-        if (id)
-            *id = rd__last_insert_id(s);
+        if (id && (rs = rd__last_insert_id(s, id, err)) != RD_OK)
+            return rs;
         if (added)
             *added = 1;
         return RD_OK;
@@ -118,17 +118,17 @@ static rd_status read_row(rd_store *s, rd__stmt *q, int with_embedding, float **
     row->dim = rd__col_int(q, 11);
     if (!row->model_version || !row->key || !row->study_uid || !row->states || row->dim <= 0 ||
         row->dim > ARCHIVE_MAX_DIM)
-        return rd_error_set(err, RD_E_CORRUPT, "%s/radraft.db: archive row %lld is malformed",
-                            s->dir, (long long)row->id);
+        return rd_error_set(err, RD_E_CORRUPT, "%s: archive row %lld is malformed", s->db_name,
+                            (long long)row->id);
     if (!with_embedding)
         return RD_OK;
     size_t bytes;
     const void *blob = rd__col_blob(q, 12, &bytes);
     if (!blob || bytes != (size_t)row->dim * sizeof(float))
         return rd_error_set(err, RD_E_CORRUPT,
-                            "%s/radraft.db: archive row %lld: embedding of %zu bytes, "
+                            "%s: archive row %lld: embedding of %zu bytes, "
                             "expected %d floats",
-                            s->dir, (long long)row->id, bytes, row->dim);
+                            s->db_name, (long long)row->id, bytes, row->dim);
     if ((size_t)row->dim > *buf_n) {
         float *nb = realloc(*buf, bytes);
         if (!nb)

@@ -26,7 +26,6 @@
  * Concurrency: a row is appended inside a transaction opened with BEGIN IMMEDIATE, and the
  * previous row's id and hash are read inside it, so that two connections appending at once
  * are serialized by SQLite's write lock and each chains to the row the other committed. */
-#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -168,7 +167,7 @@ rd_status rd__audit_insert(rd_store *s, const rd_audit_event *ev, double now, rd
     /* Outside a transaction the read of the previous hash and the insert would be two
      * transactions, between which another connection could append: two rows would then
      * chain to the same predecessor. */
-    if (sqlite3_get_autocommit(s->db))
+    if (!rd__in_transaction(s))
         return rd_error_set(err, RD_E_INTERNAL,
                             "audit row appended outside a transaction (a bug in radraft)");
     if ((rc = check_event(ev, err)) != RD_OK)
@@ -234,9 +233,7 @@ rd_status rd_store_audit_append(rd_store *s, const rd_audit_event *ev, rd_error 
  * around the store), or NULL for SQL NULL. */
 static const char *col_bytes(rd__stmt *q, int col, size_t *len)
 {
-    const char *p = (const char *)sqlite3_column_text(q->stmt, col);
-    *len = p ? (size_t)sqlite3_column_bytes(q->stmt, col) : 0;
-    return p;
+    return rd__col_bytes(q, col, len);
 }
 
 /* The columns every read of the audit table selects, in this order. */

@@ -1,18 +1,22 @@
 /* radraft — the store's database: opening a data directory's radraft.db (pragmas, WAL,
- * busy timeout), the schema migrations, transactions, and the statement helper through
- * which every query of the store module goes (declared in store_int.h). No other file of
- * the store calls sqlite3_prepare or formats a database error itself. */
+ * busy timeout) or its PostgreSQL schema (store_pg.c), the schema migrations, transactions,
+ * and the statement helper through which every query of the store module goes (declared
+ * in store_int.h). No other file of the store calls sqlite3_prepare or libpq, or formats a
+ * database error itself. */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
+#include "radraft/config.h"
 #include "radraft/store.h"
 #include "store/store_int.h"
 #include "base/util.h"
 
 #define DEFAULT_BUSY_TIMEOUT_MS 30000
+#define DEFAULT_NODE_TIMEOUT_S 30
 
 /* Migration i brings the schema from version i to i+1. Never edit a released entry:
  * append a new one. */
@@ -250,6 +254,16 @@ static const char *const migrations[] = {
     "  matches INTEGER NOT NULL,"
     "  done_at REAL NOT NULL,"
     "  PRIMARY KEY(source, query, date_from, date_to));",
+    /* 8: several nodes on one database: the node that runs a job or sends a delivery, and
+     * each node's last sign of life, so that the work of a node that stopped answering goes
+     * back to the queues (rd_store_node_heartbeat) and a restarting node takes back only
+     * its own. */
+    "ALTER TABLE jobs ADD COLUMN node TEXT;"
+    "ALTER TABLE outbox ADD COLUMN node TEXT;"
+    "CREATE TABLE nodes("
+    "  name TEXT PRIMARY KEY,"
+    "  started_at REAL NOT NULL,"
+    "  heartbeat_at REAL NOT NULL);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -258,7 +272,8 @@ static const char *const migrations[] = {
 
 rd_status rd__db_error(rd_store *s, const char *what, rd_error *err)
 {
-    return rd_error_set(err, RD_E_DB, "%s/radraft.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
+    return rd_error_set(err, RD_E_DB, "%s: %s: %s", s->db_name, what,
+                        s->db ? sqlite3_errmsg(s->db) : "no connection");
 }
 
 /* The cache slot of `sql`, or -1 when it was never prepared on this connection. */
@@ -291,19 +306,45 @@ static int bind_one(sqlite3_stmt *stmt, int idx, const rd__arg *a)
     return sqlite3_bind_null(stmt, idx);
 }
 
+/* The statement fault, when this statement is the one armed (rd_store__fail_statement). */
+static int injected(rd_store *s)
+{
+    s->n_statements++;
+    if (s->fail_at > 0 && s->n_statements == s->fail_at) {
+        s->fail_at = 0;
+        return s->fail_busy ? SQLITE_BUSY : SQLITE_IOERR;
+    }
+    return SQLITE_OK;
+}
+
+static rd_status injected_error(rd_store *s, const char *what, int rc, rd_error *err)
+{
+    return rd_error_set(err, RD_E_DB, "%s: %s: %s (injected)", s->db_name, what,
+                        sqlite3_errstr(rc));
+}
+
 rd_status rd__stmt_open(rd__stmt *q, rd_store *s, const char *what, const char *sql, rd__args args,
                         rd_error *err)
 {
-    int slot = cache_find(s, sql);
-    *q = (rd__stmt){s, NULL, what, -1};
+    int slot;
+    *q = (rd__stmt)RD__STMT_INIT;
+    q->s = s;
+    q->what = what;
+    if (s->pg) {
+        int rc = injected(s);
+        if (rc != SQLITE_OK)
+            return injected_error(s, what, rc, err);
+        return rd__pg_stmt_open(q, sql, args, err);
+    }
+    slot = cache_find(s, sql);
     if (slot >= 0 && !s->slots[slot].in_use) {
         q->stmt = s->slots[slot].stmt;
         q->slot = slot;
         s->slots[slot].in_use = 1;
     } else {
         if (sqlite3_prepare_v2(s->db, sql, -1, &q->stmt, NULL) != SQLITE_OK) {
-            rd_status st = rd_error_set(err, RD_E_DB, "%s/radraft.db: %s: preparing: %s", s->dir,
-                                        what, sqlite3_errmsg(s->db));
+            rd_status st = rd_error_set(err, RD_E_DB, "%s: %s: preparing: %s", s->db_name, what,
+                                        sqlite3_errmsg(s->db));
             sqlite3_finalize(q->stmt);
             q->stmt = NULL;
             return st;
@@ -325,26 +366,15 @@ rd_status rd__stmt_open(rd__stmt *q, rd_store *s, const char *what, const char *
     return RD_OK;
 }
 
-/* The statement fault, when this statement is the one armed (rd_store__fail_statement). */
-static int injected(rd_store *s)
-{
-    s->n_statements++;
-    if (s->fail_at > 0 && s->n_statements == s->fail_at) {
-        s->fail_at = 0;
-        return s->fail_busy ? SQLITE_BUSY : SQLITE_IOERR;
-    }
-    return SQLITE_OK;
-}
-
-static rd_status injected_error(rd_store *s, const char *what, int rc, rd_error *err)
-{
-    return rd_error_set(err, RD_E_DB, "%s/radraft.db: %s: %s (injected)", s->dir, what,
-                        sqlite3_errstr(rc));
-}
-
 rd_status rd__stmt_step(rd__stmt *q, int *row, rd_error *err)
 {
-    int rc = injected(q->s);
+    int rc;
+    if (q->res) {
+        /* PostgreSQL ran the statement (and counted it for the faults) when it opened. */
+        *row = rd__pg_stmt_step(q);
+        return RD_OK;
+    }
+    rc = injected(q->s);
     if (rc != SQLITE_OK) {
         *row = 0;
         return injected_error(q->s, q->what, rc, err);
@@ -368,6 +398,8 @@ rd_status rd__stmt_row(rd__stmt *q, rd_store *s, const char *what, const char *s
 
 void rd__stmt_close(rd__stmt *q)
 {
+    if (q && q->res)
+        rd__pg_stmt_close(q);
     if (!q || !q->stmt)
         return;
     if (q->slot >= 0) {
@@ -386,33 +418,51 @@ void rd__stmt_close(rd__stmt *q)
 
 const char *rd__col_text(rd__stmt *q, int col)
 {
-    return (const char *)sqlite3_column_text(q->stmt, col);
+    size_t len;
+    return rd__col_bytes(q, col, &len);
+}
+
+const char *rd__col_bytes(rd__stmt *q, int col, size_t *len)
+{
+    const char *p;
+    if (q->res)
+        return rd__pg_col_text(q, col, len);
+    /* The text first, then its size, as SQLite documents. */
+    p = (const char *)sqlite3_column_text(q->stmt, col);
+    *len = p ? (size_t)sqlite3_column_bytes(q->stmt, col) : 0;
+    return p;
 }
 
 int rd__col_int(rd__stmt *q, int col)
 {
-    return sqlite3_column_int(q->stmt, col);
+    return (int)rd__col_int64(q, col);
 }
 
 int64_t rd__col_int64(rd__stmt *q, int col)
 {
-    return sqlite3_column_int64(q->stmt, col);
+    return q->res ? rd__pg_col_int64(q, col) : sqlite3_column_int64(q->stmt, col);
 }
 
 double rd__col_real(rd__stmt *q, int col)
 {
-    return sqlite3_column_double(q->stmt, col);
+    return q->res ? rd__pg_col_real(q, col) : sqlite3_column_double(q->stmt, col);
 }
 
 int rd__col_is_null(rd__stmt *q, int col)
 {
+    size_t len;
+    if (q->res)
+        return rd__pg_col_text(q, col, &len) == NULL;
     return sqlite3_column_type(q->stmt, col) == SQLITE_NULL;
 }
 
 const void *rd__col_blob(rd__stmt *q, int col, size_t *bytes)
 {
+    const void *p;
+    if (q->res)
+        return rd__pg_col_blob(q, col, bytes);
     /* The pointer first, then the size, as SQLite documents for a BLOB read. */
-    const void *p = sqlite3_column_blob(q->stmt, col);
+    p = sqlite3_column_blob(q->stmt, col);
     *bytes = (size_t)sqlite3_column_bytes(q->stmt, col);
     return p;
 }
@@ -424,7 +474,7 @@ rd_status rd__run(rd_store *s, const char *what, const char *sql, rd__args args,
     int row;
     rd_status st = rd__stmt_row(&q, s, what, sql, args, &row, err);
     if (st == RD_OK && changes)
-        *changes = sqlite3_changes(s->db);
+        *changes = q.res ? rd__pg_changes(&q) : sqlite3_changes(s->db);
     rd__stmt_close(&q);
     return st;
 }
@@ -440,7 +490,7 @@ rd_status rd__query_int64(rd_store *s, const char *what, const char *sql, rd__ar
     if (st == RD_OK && found)
         *found = row;
     else if (st == RD_OK && !row)
-        st = rd_error_set(err, RD_E_DB, "%s/radraft.db: %s: no row", s->dir, what);
+        st = rd_error_set(err, RD_E_DB, "%s: %s: no row", s->db_name, what);
     rd__stmt_close(&q);
     return st;
 }
@@ -454,14 +504,30 @@ rd_status rd__count(rd_store *s, const char *sql, rd__args args, long *count, rd
     return st;
 }
 
-int64_t rd__last_insert_id(rd_store *s)
+rd_status rd__last_insert_id(rd_store *s, int64_t *id, rd_error *err)
 {
-    return sqlite3_last_insert_rowid(s->db);
+    if (s->pg)
+        /* The identity column's sequence was the last this connection advanced. */
+        return rd__query_int64(s, "reading the new row's id", "SELECT lastval()", RD__NO_ARGS, id,
+                               NULL, err);
+    *id = sqlite3_last_insert_rowid(s->db);
+    return RD_OK;
+}
+
+int rd__in_transaction(rd_store *s)
+{
+    return s->pg ? rd__pg_in_transaction(s) : !sqlite3_get_autocommit(s->db);
 }
 
 rd_status rd__begin(rd_store *s, rd_error *err)
 {
-    return rd__run(s, "beginning a transaction", "BEGIN IMMEDIATE", RD__NO_ARGS, NULL, err);
+    rd_status st;
+    if (!s->pg)
+        return rd__run(s, "beginning a transaction", "BEGIN IMMEDIATE", RD__NO_ARGS, NULL, err);
+    if ((st = rd__run(s, "beginning a transaction", "BEGIN", RD__NO_ARGS, NULL, err)) == RD_OK &&
+        (st = rd__pg_lock(s, err)) != RD_OK)
+        rd__rollback(s);
+    return st;
 }
 
 rd_status rd__commit(rd_store *s, rd_error *err)
@@ -471,7 +537,9 @@ rd_status rd__commit(rd_store *s, rd_error *err)
 
 void rd__rollback(rd_store *s)
 {
-    if (!sqlite3_get_autocommit(s->db))
+    if (s->pg)
+        rd__pg_rollback(s);
+    else if (!sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -481,8 +549,10 @@ rd_status rd__exec(rd_store *s, const char *what, const char *sql, rd_error *err
     int rc = injected(s);
     if (rc != SQLITE_OK)
         return injected_error(s, what, rc, err);
+    if (s->pg)
+        return rd__pg_exec(s, what, sql, 0, err);
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        rd_status st = rd_error_set(err, RD_E_DB, "%s/radraft.db: %s: %s", s->dir, what,
+        rd_status st = rd_error_set(err, RD_E_DB, "%s: %s: %s", s->db_name, what,
                                     msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
         return st;
@@ -498,8 +568,10 @@ static int read_version(rd_store *s)
     int64_t has = 0, v = 0;
     int found = 0;
     if (rd__query_int64(s, "reading the schema version",
-                        "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND"
-                        " name='schema_version'",
+                        s->pg ? "SELECT COUNT(*) FROM information_schema.tables WHERE"
+                                " table_schema=current_schema() AND table_name='schema_version'"
+                              : "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND"
+                                " name='schema_version'",
                         RD__NO_ARGS, &has, NULL, NULL) != RD_OK)
         return -1;
     if (!has)
@@ -518,15 +590,16 @@ static rd_status migrate(rd_store *s, rd_error *err)
      * once apply each migration exactly once. */
     if ((st = rd__begin(s, err)) != RD_OK)
         return st;
+    if (s->pg && (st = rd__pg_prepare_schema(s, err)) != RD_OK)
+        goto out;
     v = read_version(s);
     if (v < 0) {
         st = rd__db_error(s, "reading the schema version", err);
         goto out;
     }
     if (v > N_MIGRATIONS) {
-        st = rd_error_set(err, RD_E_DB,
-                          "%s/radraft.db: schema version %d is newer than this radraft (%d)",
-                          s->dir, v, N_MIGRATIONS);
+        st = rd_error_set(err, RD_E_DB, "%s: schema version %d is newer than this radraft (%d)",
+                          s->db_name, v, N_MIGRATIONS);
         goto out;
     }
     if (v == 0 && (st = rd__exec(s, "creating the schema version",
@@ -537,7 +610,9 @@ static rd_status migrate(rd_store *s, rd_error *err)
     for (; v < N_MIGRATIONS; v++) {
         char what[64];
         snprintf(what, sizeof what, "migration %d", v + 1);
-        if ((st = rd__exec(s, what, migrations[v], err)) != RD_OK)
+        st = s->pg ? rd__pg_migration(s, v, migrations[v], err)
+                   : rd__exec(s, what, migrations[v], err);
+        if (st != RD_OK)
             goto out;
         if ((st = rd__run(s, what, "UPDATE schema_version SET version=?1", RD__ARGS(RD__INT(v + 1)),
                           NULL, err)) != RD_OK)
@@ -552,8 +627,53 @@ out:
 
 void rd_store_options_default(rd_store_options *opts)
 {
+    memset(opts, 0, sizeof *opts);
     opts->duplicate_policy = RD_STORE_DUP_KEEP_FIRST;
     opts->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
+    opts->backend = RD_STORE_SQLITE;
+    opts->node_timeout_seconds = DEFAULT_NODE_TIMEOUT_S;
+}
+
+rd_status rd_store_backend_parse(const char *text, rd_store_backend *out, rd_error *err)
+{
+    if (strcmp(text, "sqlite") == 0)
+        *out = RD_STORE_SQLITE;
+    else if (strcmp(text, "postgresql") == 0)
+        *out = RD_STORE_POSTGRESQL;
+    else
+        return rd_error_set(err, RD_E_INVALID, "store.backend: 'sqlite' or 'postgresql', not '%s'",
+                            text);
+    return RD_OK;
+}
+
+rd_status rd_store_options_from_config(rd_store_options *opts, const rd_config *cfg, rd_error *err)
+{
+    rd_status st;
+    rd_store_options_default(opts);
+    if ((st = rd_store_dup_policy_parse(cfg->store_duplicate_policy, &opts->duplicate_policy,
+                                        err)) != RD_OK ||
+        (st = rd_store_backend_parse(cfg->store_backend, &opts->backend, err)) != RD_OK)
+        return st;
+    if (opts->backend == RD_STORE_POSTGRESQL && !cfg->store_postgresql_dsn[0])
+        return rd_error_set(err, RD_E_INVALID,
+                            "store.backend is postgresql: store.postgresql_dsn must name the"
+                            " database (e.g. \"host=db1 dbname=radraft user=radraft\")");
+    rd_strlcpy(opts->postgresql_dsn, cfg->store_postgresql_dsn, sizeof opts->postgresql_dsn);
+    rd_strlcpy(opts->postgresql_schema, cfg->store_postgresql_schema,
+               sizeof opts->postgresql_schema);
+    opts->node_timeout_seconds = cfg->server_node_timeout_seconds;
+    if (cfg->server_node_name[0]) {
+        rd_strlcpy(opts->node, cfg->server_node_name, sizeof opts->node);
+    } else {
+        /* host:port names a listener uniquely and stays the same across its restarts. */
+        char host[256] = "";
+        if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+            rd_strlcpy(host, "localhost", sizeof host);
+        host[sizeof host - 1] = '\0';
+        snprintf(opts->node, sizeof opts->node, "%.*s:%d", (int)sizeof opts->node - 8, host,
+                 cfg->server_port);
+    }
+    return RD_OK;
 }
 
 rd_status rd_store_open(rd_store **out, const char *data_dir, const rd_store_options *opts,
@@ -575,9 +695,15 @@ rd_status rd_store_open(rd_store **out, const char *data_dir, const rd_store_opt
         st = rd_error_set(err, RD_E_INVALID, "%s: data directory path too long", data_dir);
         goto out;
     }
+    snprintf(s->db_name, sizeof s->db_name, "%s/radraft.db", s->dir);
     snprintf(path, sizeof path, "%s/store", s->dir);
     if ((st = rd_mkdirs(path, err)) != RD_OK)
         goto out;
+    if (s->opts.backend == RD_STORE_POSTGRESQL) {
+        if ((st = rd__pg_open(s, err)) == RD_OK)
+            st = migrate(s, err);
+        goto out;
+    }
     snprintf(path, sizeof path, "%s/radraft.db", s->dir);
     if (sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -612,6 +738,7 @@ void rd_store_close(rd_store *s)
     for (int i = 0; i < s->n_slots; i++)
         sqlite3_finalize(s->slots[i].stmt);
     sqlite3_close(s->db);
+    rd__pg_close(s);
     free(s);
 }
 

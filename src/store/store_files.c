@@ -18,6 +18,10 @@
 #include "radraft/uid.h"
 #include "store/store_int.h"
 
+/* How old a temporary file in a folder that several nodes share must be to be a left-over
+ * of an interrupted write rather than one being written. */
+#define TEMP_GRACE_S 600
+
 int rd_store_uid_valid(const char *uid)
 {
     return rd_uid_valid(uid);
@@ -133,7 +137,9 @@ rd_status rd__file_rename(rd_store *s, const char *tmp, const char *abs, rd_erro
 }
 
 /* Removes temporary files (".tmp-*") that a crash left under store/, three levels deep. */
-static void remove_temps(const char *dir, int depth)
+/* Removes the temporaries under `dir` (to `depth` levels) last changed before
+ * `older_than` (seconds since the epoch; 0: all). */
+static void remove_temps(const char *dir, int depth, double older_than)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -149,8 +155,9 @@ static void remove_temps(const char *dir, int depth)
         if (lstat(path, &sb) != 0)
             continue;
         if (S_ISDIR(sb.st_mode) && depth < 3)
-            remove_temps(path, depth + 1);
-        else if (S_ISREG(sb.st_mode) && strncmp(e->d_name, ".tmp-", 5) == 0) {
+            remove_temps(path, depth + 1, older_than);
+        else if (S_ISREG(sb.st_mode) && strncmp(e->d_name, ".tmp-", 5) == 0 &&
+                 (older_than <= 0 || (double)sb.st_mtime < older_than)) {
             rd_log_info("store: removing the temporary file %s left by an interrupted write", path);
             unlink(path);
         }
@@ -158,22 +165,90 @@ static void remove_temps(const char *dir, int depth)
     closedir(d);
 }
 
+/* Runs the two statements that put jobs and deliveries back in their queues (?1 this node's
+ * name, ?2 the oldest heartbeat still alive); *n gets how many. Inside the caller's
+ * transaction. */
+static rd_status requeue(rd_store *s, const char *jobs_sql, const char *outbox_sql, double cutoff,
+                         int *n, rd_error *err)
+{
+    int a = 0, b = 0;
+    rd_status st = rd__run(s, "requeueing the jobs of stopped nodes", jobs_sql,
+                           RD__ARGS(RD__TEXT(s->opts.node), RD__REAL(cutoff)), &a, err);
+    if (st == RD_OK)
+        st = rd__run(s, "requeueing the deliveries of stopped nodes", outbox_sql,
+                     RD__ARGS(RD__TEXT(s->opts.node), RD__REAL(cutoff)), &b, err);
+    *n = a + b;
+    return st;
+}
+
+/* Records this node's heartbeat (a named node only). Inside the caller's transaction. */
+static rd_status beat(rd_store *s, double now, rd_error *err)
+{
+    if (!s->opts.node[0])
+        return RD_OK;
+    return rd__run(s, "recording the node's heartbeat",
+                   "INSERT INTO nodes(name, started_at, heartbeat_at) VALUES(?1, ?2, ?2)"
+                   " ON CONFLICT(name) DO UPDATE SET heartbeat_at=excluded.heartbeat_at",
+                   RD__ARGS(RD__TEXT(s->opts.node), RD__REAL(now)), NULL, err);
+}
+
 rd_status rd_store_recover(rd_store *s, rd_error *err)
 {
     char path[RD__STORE_PATH_MAX + 16];
+    double now = rd_store_now();
+    int n = 0;
     rd_status st;
-    if ((st = rd__exec(s, "recovering interrupted work",
-                       "BEGIN IMMEDIATE;"
-                       "UPDATE jobs SET state='queued' WHERE state='running';"
-                       "UPDATE outbox SET state='pending' WHERE state='sending';"
-                       "COMMIT;",
-                       err)) != RD_OK) {
+    if ((st = rd__begin(s, err)) != RD_OK)
+        return st;
+    if ((st = requeue(s,
+                      "UPDATE jobs SET state='queued', node=NULL WHERE state='running' AND"
+                      " (node IS NULL OR node=?1 OR node IN"
+                      " (SELECT name FROM nodes WHERE heartbeat_at < ?2))",
+                      "UPDATE outbox SET state='pending', node=NULL WHERE state='sending' AND"
+                      " (node IS NULL OR node=?1 OR node IN"
+                      " (SELECT name FROM nodes WHERE heartbeat_at < ?2))",
+                      now - s->opts.node_timeout_seconds, &n, err)) != RD_OK ||
+        (st = beat(s, now, err)) != RD_OK ||
+        (st = rd__run(s, "recording the node's start",
+                      "UPDATE nodes SET started_at=?2 WHERE name=?1",
+                      RD__ARGS(RD__TEXT(s->opts.node), RD__REAL(now)), NULL, err)) != RD_OK ||
+        (st = rd__commit(s, err)) != RD_OK) {
         rd__rollback(s);
         return st;
     }
+    if (n > 0)
+        rd_log_info("store: %d interrupted job(s) or deliveries queued again", n);
+    /* Other nodes write temporaries in a shared folder: only old ones are left-overs. */
+    double older_than = s->pg ? now - TEMP_GRACE_S : 0;
     snprintf(path, sizeof path, "%s/store", s->dir);
-    remove_temps(path, 0);
+    remove_temps(path, 0, older_than);
     snprintf(path, sizeof path, "%s/spool", s->dir);
-    remove_temps(path, 3); /* flat: no subfolders */
+    remove_temps(path, 3, older_than); /* flat: no subfolders */
+    return RD_OK;
+}
+
+rd_status rd_store_node_heartbeat(rd_store *s, double now, int *requeued, rd_error *err)
+{
+    int n = 0;
+    rd_status st;
+    if (requeued)
+        *requeued = 0;
+    if (!s->opts.node[0])
+        return RD_OK;
+    if ((st = rd__begin(s, err)) != RD_OK)
+        return st;
+    if ((st = beat(s, now, err)) != RD_OK ||
+        (st = requeue(s,
+                      "UPDATE jobs SET state='queued', node=NULL WHERE state='running' AND"
+                      " node IN (SELECT name FROM nodes WHERE heartbeat_at < ?2 AND name<>?1)",
+                      "UPDATE outbox SET state='pending', node=NULL WHERE state='sending' AND"
+                      " node IN (SELECT name FROM nodes WHERE heartbeat_at < ?2 AND name<>?1)",
+                      now - s->opts.node_timeout_seconds, &n, err)) != RD_OK ||
+        (st = rd__commit(s, err)) != RD_OK) {
+        rd__rollback(s);
+        return st;
+    }
+    if (requeued)
+        *requeued = n;
     return RD_OK;
 }

@@ -251,7 +251,7 @@ static rd_status put(rd_store *s, const rd_store_instance *inst, const void *dat
 commit:
     if (s->fault == RD_STORE_FAULT_COMMIT) {
         s->fault = RD_STORE_FAULT_NONE;
-        st = rd_error_set(err, RD_E_DB, "%s/radraft.db: commit: disk I/O error (injected)", s->dir);
+        st = rd_error_set(err, RD_E_DB, "%s: commit: disk I/O error (injected)", s->db_name);
         goto out;
     }
     if ((st = rd__commit(s, err)) != RD_OK)

@@ -29,6 +29,8 @@ extern "C" {
 
 struct sqlite3;
 struct sqlite3_stmt;
+struct pg_conn;
+struct pg_result;
 
 /* Longest data directory or file path the store builds. */
 #define RD__STORE_PATH_MAX 4096
@@ -56,8 +58,12 @@ typedef struct rd__stmt_slot {
 } rd__stmt_slot;
 
 struct rd_store {
-    struct sqlite3 *db;
+    struct sqlite3 *db; /* the SQLite connection, or NULL on PostgreSQL */
+    struct pg_conn *pg; /* the PostgreSQL connection (store_pg.c), or NULL on SQLite */
     char dir[RD__STORE_PATH_MAX];
+    /* The database in messages: "<dir>/radraft.db" or "postgresql schema <name>". */
+    char db_name[RD__STORE_PATH_MAX + 16];
+    char pg_schema[64];
     rd_store_options opts;
     rd_store_fault fault;
     /* Statement fault injection (tests): the statement numbered fail_at (counting every
@@ -136,17 +142,27 @@ static inline const char *rd__or_empty(const char *v)
     return v ? v : "";
 }
 
-/* A statement being run. */
+/* BYTEA columns of one PostgreSQL row that may be read at once. */
+#define RD__PG_BLOBS 4
+
+/* A statement being run. On PostgreSQL it has run when it is open: `res` holds its rows
+ * and `pg_row` is the current one. */
 typedef struct rd__stmt {
     rd_store *s;
     struct sqlite3_stmt *stmt;
     const char *what; /* its purpose, for error messages */
     int slot;         /* its cache slot, -1 when it is finalized on close */
+    struct pg_result *res;
+    int pg_row;
+    void *pg_blobs[RD__PG_BLOBS]; /* BYTEA values of the current row, decoded */
 } rd__stmt;
 
 #define RD__STMT_INIT                                                                              \
     {                                                                                              \
-        NULL, NULL, NULL, -1                                                                       \
+        NULL, NULL, NULL, -1, NULL, -1,                                                            \
+        {                                                                                          \
+            NULL                                                                                   \
+        }                                                                                          \
     }
 
 /* Prepares `sql` (taken from the connection's cache when it was prepared before; `sql` must
@@ -176,6 +192,8 @@ int64_t rd__col_int64(rd__stmt *q, int col);
 double rd__col_real(rd__stmt *q, int col);
 int rd__col_is_null(rd__stmt *q, int col);
 const void *rd__col_blob(rd__stmt *q, int col, size_t *bytes);
+/* A text column's bytes and their count (NULL and 0 for SQL NULL). */
+const char *rd__col_bytes(rd__stmt *q, int col, size_t *len);
 
 /* Runs a statement that returns no row (INSERT, UPDATE); *changes (may be NULL) gets the
  * number of rows it changed. */
@@ -190,8 +208,11 @@ rd_status rd__query_int64(rd_store *s, const char *what, const char *sql, rd__ar
 /* rd__query_int64 for a COUNT(*) into the public API's long. */
 rd_status rd__count(rd_store *s, const char *sql, rd__args args, long *count, rd_error *err);
 
-/* The row id of the last INSERT on the connection. */
-int64_t rd__last_insert_id(rd_store *s);
+/* The row id the last INSERT on the connection gave its table's id column. */
+rd_status rd__last_insert_id(rd_store *s, int64_t *id, rd_error *err);
+
+/* 1 inside a transaction (rd__begin or BEGIN in rd__exec), 0 outside. */
+int rd__in_transaction(rd_store *s);
 
 /* Transactions. rd__begin takes the write lock at once (BEGIN IMMEDIATE), so that a
  * transaction never fails half-way on a lock upgrade while another connection writes: the
@@ -206,6 +227,30 @@ rd_status rd__exec(rd_store *s, const char *what, const char *sql, rd_error *err
 
 /* An RD_E_DB error naming the store's database, `what` and the connection's last message. */
 rd_status rd__db_error(rd_store *s, const char *what, rd_error *err);
+
+/* ---- the PostgreSQL backend (store_pg.c), called by the helper above ---- */
+
+rd_status rd__pg_open(rd_store *s, rd_error *err);
+void rd__pg_close(rd_store *s);
+/* Runs `sql` with `args` (q->s and q->what set); its rows wait in q->res. */
+rd_status rd__pg_stmt_open(rd__stmt *q, const char *sql, rd__args args, rd_error *err);
+int rd__pg_stmt_step(rd__stmt *q);
+void rd__pg_stmt_close(rd__stmt *q);
+int rd__pg_changes(rd__stmt *q);
+const char *rd__pg_col_text(rd__stmt *q, int col, size_t *len);
+int64_t rd__pg_col_int64(rd__stmt *q, int col);
+double rd__pg_col_real(rd__stmt *q, int col);
+const void *rd__pg_col_blob(rd__stmt *q, int col, size_t *bytes);
+int rd__pg_in_transaction(rd_store *s);
+void rd__pg_rollback(rd_store *s);
+/* Runs SQL text of several statements; `ddl` translates a migration's schema. */
+rd_status rd__pg_exec(rd_store *s, const char *what, const char *sql, int ddl, rd_error *err);
+/* Takes the schema's transaction-scoped lock (inside rd__begin). */
+rd_status rd__pg_lock(rd_store *s, rd_error *err);
+/* Applies migration i (from 0), SQLite's text translated, and its PostgreSQL triggers. */
+rd_status rd__pg_migration(rd_store *s, int i, const char *sql, rd_error *err);
+/* Creates the store's schema when it is missing (inside the migration's transaction). */
+rd_status rd__pg_prepare_schema(rd_store *s, rd_error *err);
 
 /* ---- the file store (store_files.c) ---- */
 
@@ -254,7 +299,8 @@ void rd_store__set_fault(rd_store *s, rd_store_fault fault);
  * disk I/O error would; 0 disarms. Returns the statements run on this handle so far. */
 long rd_store__fail_statement(rd_store *s, long nth, int busy);
 
-/* The connection of a handle (tests reach into the database with it). */
+/* The SQLite connection of a handle (tests reach into the database with it); NULL on
+ * PostgreSQL. */
 struct sqlite3 *rd_store__db(rd_store *s);
 
 /* ---- the audit trail (store_audit.c), shared with the users and the review items ---- */

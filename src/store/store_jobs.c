@@ -91,9 +91,10 @@ rd_status rd_store_job_claim(rd_store *s, rd_store_job *job, rd_error *err)
     job->attempts = rd__col_int(&q, 2) + 1;
     rd__stmt_close(&q);
     if ((rc = rd__run(s, "claiming a job",
-                      "UPDATE jobs SET state='running', attempts=attempts+1, updated_at=?1"
-                      " WHERE id=?2",
-                      RD__ARGS(RD__REAL(rd_store_now()), RD__INT(job->id)), NULL, err)) != RD_OK)
+                      "UPDATE jobs SET state='running', attempts=attempts+1, updated_at=?1,"
+                      " node=NULLIF(?3, '') WHERE id=?2",
+                      RD__ARGS(RD__REAL(rd_store_now()), RD__INT(job->id), RD__TEXT(s->opts.node)),
+                      NULL, err)) != RD_OK)
         goto out;
     rc = rd__commit(s, err);
 out:
@@ -164,9 +165,8 @@ rd_status rd_store_job_begin(rd_store *s, const char *study_uid, int attempts, r
                  " VALUES(?1, 'running', ?2, ?3, ?3)",
                  RD__ARGS(RD__TEXT(study_uid), RD__INT(attempts), RD__REAL(rd_store_now())), NULL,
                  err);
-    if (rc != RD_OK)
+    if (rc != RD_OK || (rc = rd__last_insert_id(s, &job->id, err)) != RD_OK)
         return rc;
-    job->id = rd__last_insert_id(s);
     rd_strlcpy(job->study_uid, study_uid, sizeof job->study_uid);
     job->attempts = attempts;
     return RD_OK;

@@ -71,8 +71,10 @@ rd_status rd_store_outbox_claim(rd_store *s, double now, rd_store_delivery *d, r
     d->attempts = rd__col_int(&q, 3);
     rd__stmt_close(&q);
     if ((rc = rd__run(s, "claiming a delivery",
-                      "UPDATE outbox SET state='sending', updated_at=?1 WHERE id=?2",
-                      RD__ARGS(RD__REAL(now), RD__INT(d->id)), NULL, err)) != RD_OK)
+                      "UPDATE outbox SET state='sending', updated_at=?1, node=NULLIF(?3, '')"
+                      " WHERE id=?2",
+                      RD__ARGS(RD__REAL(now), RD__INT(d->id), RD__TEXT(s->opts.node)), NULL,
+                      err)) != RD_OK)
         goto out;
     rc = rd__commit(s, err);
 out:

@@ -298,7 +298,7 @@ rd_status rd_store_review_list(rd_store *s, int state, int by_priority, long lim
     rd_status st = rd__stmt_open(
         &q, s, "listing review items", sql[state >= 0][by_priority != 0],
         RD__ARGS(RD__TEXT(state >= 0 ? rd_review_state_name((rd_review_state)state) : NULL),
-                 RD__INT(limit > 0 ? limit : -1)),
+                 RD__INT(limit > 0 ? limit : INT64_MAX)),
         err);
     while (st == RD_OK && (st = rd__stmt_step(&q, &more, err)) == RD_OK && more)
         if ((st = read_item(&q, 0, &it, err)) == RD_OK)

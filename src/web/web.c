@@ -1572,10 +1572,8 @@ rd_status rd_web_start(rd_web **out, const rd_config *cfg, const rd_web_options 
     web->cfg = *cfg;
     if (opts)
         web->opts = *opts;
-    rd_store_options_default(&web->store_opts);
     rd_dicom_options_from_config(&web->dicom_opts, cfg);
-    if ((st = rd_store_dup_policy_parse(cfg->store_duplicate_policy,
-                                        &web->store_opts.duplicate_policy, err)) != RD_OK)
+    if ((st = rd_store_options_from_config(&web->store_opts, cfg, err)) != RD_OK)
         goto fail;
     if (cfg->web_port <= 0 || cfg->web_port > 65535) {
         st = rd_error_set(err, RD_E_CONFIG, "web.port: %d is not a port to listen on",

@@ -6,7 +6,6 @@
  * seed files (round trip, corruption). */
 #include <math.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include "radraft/config.h"
 #include "radraft/index.h"
 #include "rdtest.h"
+#include "rdtest_store.h"
 #include "store/store_int.h"
 #include "base/util.h"
 #include "retrieval/index_int.h"
@@ -966,7 +966,7 @@ RD_TEST(persistence_round_trip)
 
     rd_strlcpy(dirbuf, dir, sizeof dirbuf);
     fixture_make(&f, 400, 24, 30);
-    REQUIRE_OK(rd_store_open(&s, dirbuf, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dirbuf, rdt_store_opts(dirbuf), &err), &err);
     REQUIRE_OK(rd_index_load(&ix, s, "model-a", 24, NULL, &seeded, &err), &err);
     CHECK_EQ_INT(rd_index_count(ix), 0);
     CHECK_EQ_INT(seeded, 0);
@@ -1030,7 +1030,7 @@ RD_TEST(persistence_round_trip)
     rd_index_free(ix);
     rd_store_close(s);
 
-    REQUIRE_OK(rd_store_open(&s, dirbuf, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dirbuf, rdt_store_opts(dirbuf), &err), &err);
     REQUIRE_OK(rd_index_load(&ix, s, "model-a", 24, NULL, NULL, &err), &err);
     CHECK_EQ_INT(rd_index_count(ix), 400);
     REQUIRE_OK(rd_index_search_batch(ix, qs, 5, &p, &after[0][0], na, &err), &err);
@@ -1059,15 +1059,20 @@ RD_TEST(persistence_round_trip)
     CHECK(ix == NULL);
     /* A damaged row (an embedding BLOB of the wrong size, bad states) is refused, not read
      * past its end. */
-    CHECK(sqlite3_exec(rd_store__db(s),
-                       "UPDATE archive SET embedding=x'0000803f' WHERE model_version='model-b'",
-                       NULL, NULL, NULL) == SQLITE_OK);
+    {
+        static const unsigned char one_float[4] = {0x00, 0x00, 0x80, 0x3f};
+        CHECK_OK(rd__run(s, "damaging a row",
+                         "UPDATE archive SET embedding=?1 WHERE model_version='model-b'",
+                         RD__ARGS(RD__BLOB(one_float, sizeof one_float)), NULL, &err),
+                 &err);
+    }
     CHECK(rd_index_load(&ix, s, "model-b", 16, NULL, NULL, &err) == RD_E_CORRUPT);
     CHECK(ix == NULL);
-    CHECK(sqlite3_exec(rd_store__db(s),
-                       "UPDATE archive SET states='0000000000000x0' WHERE id=(SELECT MIN(id) FROM "
-                       "archive WHERE model_version='model-a')",
-                       NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_OK(rd__exec(s, "damaging a row",
+                      "UPDATE archive SET states='0000000000000x0' WHERE id=(SELECT MIN(id) FROM "
+                      "archive WHERE model_version='model-a')",
+                      &err),
+             &err);
     CHECK(rd_index_load(&ix, s, "model-a", 24, NULL, NULL, &err) == RD_E_CORRUPT);
     CHECK(ix == NULL);
     rd_store_close(s);
@@ -1103,8 +1108,8 @@ RD_TEST(sync_follows_other_connections)
 
     rd_strlcpy(dirbuf, dir, sizeof dirbuf);
     fixture_make(&f, 60, 16, 10);
-    REQUIRE_OK(rd_store_open(&s, dirbuf, NULL, &err), &err);
-    REQUIRE_OK(rd_store_open(&other, dirbuf, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dirbuf, rdt_store_opts(dirbuf), &err), &err);
+    REQUIRE_OK(rd_store_open(&other, dirbuf, rdt_store_opts(dirbuf), &err), &err);
     REQUIRE_OK(rd_index_load(&writer, other, "model-s", 16, NULL, NULL, &err), &err);
     for (int i = 0; i < 20; i++) {
         rd_index_entry e = fixture_entry(&f, i);
@@ -1134,12 +1139,11 @@ RD_TEST(sync_follows_other_connections)
     rd_index_hits_clear(hits, n);
     /* A row replaced: deleted, then added again with other states (a new row id). */
     {
-        sqlite3 *db = rd_store__db(other);
         rd_index_entry e = fixture_entry(&f, 33);
         char sql[200];
         rd_index *fresh = NULL;
         snprintf(sql, sizeof sql, "DELETE FROM archive WHERE key='%s'", f.key[33]);
-        REQUIRE(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+        REQUIRE_OK(rd__exec(other, "deleting a row", sql, &err), &err);
         for (int k = 0; k < RD_FINDING_COUNT; k++)
             e.state[k] = RD_STATE_PRESENT;
         /* A new writer index: the old one still holds the key in memory. */
@@ -1362,7 +1366,7 @@ RD_TEST(seed_round_trip)
     /* Loading from a store with no rows of the model imports the seed once. */
     {
         rd_index *fromdb = NULL;
-        REQUIRE_OK(rd_store_open(&s, dbdir, NULL, &err), &err);
+        REQUIRE_OK(rd_store_open(&s, dbdir, rdt_store_opts(dbdir), &err), &err);
         REQUIRE_OK(rd_index_load(&fromdb, s, "seed-model", 16, path, &seeded, &err), &err);
         CHECK_EQ_INT(seeded, 300);
         CHECK_EQ_INT(rd_index_count(fromdb), 300);

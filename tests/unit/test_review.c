@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 
 #include "review/review_int.h"
 #include "store/store_int.h"
@@ -23,6 +22,7 @@
 #include "radraft/samples.h"
 #include "radraft/store.h"
 #include "rdtest.h"
+#include "rdtest_store.h"
 #include "base/util.h"
 
 typedef struct fixture {
@@ -59,6 +59,7 @@ static int fixture_make(fixture *f, const char *name)
     if (rd_nn_model_init("resnet-small", 1, f->model, &err) != RD_OK)
         return 0;
     rd_config_defaults(&f->cfg);
+    rdt_config_store(&f->cfg, f->data);
     rd_strlcpy(f->cfg.encoder_model, f->model, sizeof f->cfg.encoder_model);
     rd_strlcpy(f->cfg.review_organization, "Test Hospital", sizeof f->cfg.review_organization);
     snprintf(f->cfg.outbox_destinations.items[0], sizeof f->cfg.outbox_destinations.items[0],
@@ -84,7 +85,7 @@ static int fixture_make(fixture *f, const char *name)
     po.encoder_threads = 1;
     if (rd_pipeline_create(&f->p, &f->cfg, &po, &err) != RD_OK ||
         rd_pipeline_worker_create(&f->w, f->p, &err) != RD_OK ||
-        rd_store_open(&f->s, f->data, NULL, &err) != RD_OK) {
+        rd_store_open(&f->s, f->data, rdt_store_opts(f->data), &err) != RD_OK) {
         fprintf(stderr, "fixture: %s\n", rd_error_message(&err));
         return 0;
     }
@@ -124,12 +125,10 @@ static rd_review_state state_of(fixture *f, int64_t id)
 
 static long count(fixture *f, const char *sql)
 {
-    sqlite3_stmt *q = NULL;
     long n = -1;
-    if (sqlite3_prepare_v2((sqlite3 *)rd_store__db(f->s), sql, -1, &q, NULL) == SQLITE_OK &&
-        sqlite3_step(q) == SQLITE_ROW)
-        n = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
+    rd_error err;
+    if (rd__count(f->s, sql, RD__NO_ARGS, &n, &err) != RD_OK)
+        fprintf(stderr, "count: %s\n", rd_error_message(&err));
     return n;
 }
 
@@ -479,7 +478,7 @@ RD_TEST(sign_survives_a_crash_between_sr_and_record)
     if (pid == 0) {
         rd_store *own = NULL;
         rd__review_after_sr = die_now;
-        if (rd_store_open(&own, f.data, NULL, &err) != RD_OK)
+        if (rd_store_open(&own, f.data, rdt_store_opts(f.data), &err) != RD_OK)
             _exit(2);
         (void)rd_review_sign(own, &f.cfg, f.items[0], "alice", NULL, &sg, &err);
         _exit(3); /* not reached when the hook ran */

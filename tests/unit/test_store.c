@@ -5,10 +5,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "radraft/store.h"
 #include "radraft/uid.h"
 #include "rdtest.h"
+#include "rdtest_store.h"
 #include "store/store_int.h"
 #include "base/util.h"
 
@@ -101,13 +105,13 @@ RD_TEST(open_creates_schema_and_reopens)
     rd_error err;
     char path[1200];
     struct stat sb;
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     /* Every migration applied (2: the pipeline's tables, 3: the archive, ...). */
     CHECK(rd_store_schema_version(s) >= 3);
     snprintf(path, sizeof path, "%s/store", dir);
     CHECK(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode));
     /* A second connection (another thread) opens the same store. */
-    REQUIRE_OK(rd_store_open(&s2, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s2, dir, rdt_store_opts(dir), &err), &err);
     CHECK_EQ_INT(rd_store_schema_version(s2), rd_store_schema_version(s));
     rd_store_close(s2);
     rd_store_close(s);
@@ -126,7 +130,7 @@ RD_TEST(put_writes_file_and_row)
     long n = -1;
     int files = 0, temps = 0;
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     CHECK_OK(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, &res, &err), &err);
     CHECK_EQ_INT(res, RD_STORE_NEW);
     CHECK_OK(rd_store_instance_path(s, "1.2.3.4.5", path, sizeof path, &err), &err);
@@ -163,7 +167,7 @@ RD_TEST(put_refuses_hostile_uids)
     int files = 0, temps = 0;
     long n = -1;
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         rd_store_instance a = inst_of(bad[i], "1.2", "1.2.3");
         rd_store_instance b = inst_of("1.2", bad[i], "1.2.3");
@@ -195,7 +199,7 @@ RD_TEST(duplicate_same_content_is_one_copy)
     /* Same dataset, another file meta header: still the same content. */
     memcpy(other_meta, fake_file, sizeof fake_file);
     memcpy(other_meta, "XXXXXXXXXXXXX|", META_LEN);
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     CHECK_OK(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, &res, &err), &err);
     CHECK_EQ_INT(res, RD_STORE_NEW);
     CHECK_OK(rd_store_put(s, &in, other_meta, sizeof fake_file - 1, META_LEN, &res, &err), &err);
@@ -220,7 +224,7 @@ static void check_dup_policy(rd_store_dup_policy policy, const char *name)
     char path[2048], *data = NULL;
     size_t len = 0;
 
-    rd_store_options_default(&opts);
+    rdt_store_opts_init(&opts, dir);
     opts.duplicate_policy = policy;
     REQUIRE_OK(rd_store_open(&s, dir, &opts, &err), &err);
     CHECK_OK(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, &res, &err), &err);
@@ -268,7 +272,7 @@ static void check_fault(rd_store_fault fault, rd_status expect, const char *name
     long n = -1;
     int files = 0, temps = 0;
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     rd_store__set_fault(s, fault);
     CHECK_EQ_INT(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, NULL, &err),
                  expect);
@@ -319,18 +323,28 @@ RD_TEST(recover_removes_temporary_files)
     char path[1200];
     int files = 0, temps = 0;
     FILE *fp;
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     snprintf(path, sizeof path, "%s/store/1.2/1.3", dir);
     REQUIRE_OK(rd_mkdirs(path, &err), &err);
-    snprintf(path, sizeof path, "%s/store/1.2/1.3/.tmp-1.4-abcdef", dir);
-    fp = fopen(path, "wb");
-    REQUIRE(fp);
-    fputs("half a file", fp);
-    fclose(fp);
+    /* One left by a write an hour ago, one as fresh as a write still going on. */
+    for (int fresh = 0; fresh < 2; fresh++) {
+        struct timeval hour_ago[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+        snprintf(path, sizeof path, "%s/store/1.2/1.3/.tmp-1.%d-abcdef", dir, 4 + fresh);
+        fp = fopen(path, "wb");
+        REQUIRE(fp);
+        fputs("half a file", fp);
+        fclose(fp);
+        if (!fresh)
+            REQUIRE(utimes(path, hour_ago) == 0);
+    }
     CHECK_OK(rd_store_recover(s, &err), &err);
     snprintf(path, sizeof path, "%s/store", dir);
     count_files(path, &files, &temps);
-    CHECK_EQ_INT(temps, 0);
+    /* SQLite's data directory is this node's alone; on PostgreSQL other nodes share the
+     * folder, and a fresh temporary may be theirs. */
+    CHECK_EQ_INT(temps, rdt_store_opts(dir) ? 1 : 0);
+    snprintf(path, sizeof path, "%s/store/1.2/1.3/.tmp-1.4-abcdef", dir);
+    CHECK(access(path, F_OK) != 0);
     rd_store_close(s);
 }
 
@@ -347,7 +361,7 @@ RD_TEST(stable_study_queues_one_job_and_requeues)
     long n = -1;
     double now;
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     CHECK_OK(rd_store_put(s, &a, "AAAA", 4, 0, NULL, &err), &err);
     CHECK_OK(rd_store_put(s, &b, "BBBB", 4, 0, NULL, &err), &err);
     now = rd_store_now();
@@ -362,7 +376,7 @@ RD_TEST(stable_study_queues_one_job_and_requeues)
     CHECK_EQ_INT(queued, 0);
     /* Jobs survive a restart (a new connection) and a crash while running. */
     rd_store_close(s);
-    REQUIRE_OK(rd_store_open(&s2, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s2, dir, rdt_store_opts(dir), &err), &err);
     REQUIRE_OK(rd_store_job_claim(s2, &job, &err), &err);
     CHECK_STR(job.study_uid, "1.2.3");
     CHECK_EQ_INT(job.attempts, 1);
@@ -400,7 +414,7 @@ RD_TEST(next_stable_due_is_the_oldest_dirty_study)
     rd_store_instance b = inst_of("1.2.6", "1.2.6.4", "1.2.6.4.1");
     double due = 0, before, t_a, after;
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     /* No study at all: nothing is due. */
     CHECK_OK(rd_store_next_stable_due(s, 30, &due, &err), &err);
     CHECK(due < 0);
@@ -429,7 +443,7 @@ RD_TEST(outbox_retries_with_backoff_and_never_resends_done)
     long n = -1;
     double t0 = 1000000.0;
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     CHECK_OK(rd_store_outbox_add(s, "/x/a.dcm", "PACS@localhost:104", t0, &id, &err), &err);
     CHECK_OK(rd_store_outbox_add(s, "/x/a.dcm", "PACS@localhost:104", t0, &id2, &err), &err);
     CHECK_EQ_INT(id, id2); /* queued once */
@@ -475,7 +489,7 @@ RD_TEST(job_begin_records_a_job_run_outside_the_queue)
     char msg[256];
     long n = -1;
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     /* A failure: the job row holds the state, the attempts and the message. */
     REQUIRE_OK(rd_store_job_begin(s, "1.2.9", 3, &job, &err), &err);
     CHECK_STR(job.study_uid, "1.2.9");
@@ -516,10 +530,10 @@ RD_TEST(db_errors_name_what_failed_and_a_lock_waits_the_busy_timeout)
     long n = -1;
     double t0;
 
-    rd_store_options_default(&opts);
+    rdt_store_opts_init(&opts, dir);
     opts.busy_timeout_ms = 200;
     REQUIRE_OK(rd_store_open(&s, dir, &opts, &err), &err);
-    REQUIRE_OK(rd_store_open(&other, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&other, dir, rdt_store_opts(dir), &err), &err);
     /* Another connection holds the write lock: a write waits the busy timeout, then fails
      * as a database error that says what it was doing. */
     REQUIRE(sqlite3_exec(rd_store__db(other), "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
@@ -592,7 +606,7 @@ RD_TEST(archive_scan_callback_may_query_the_same_store)
         {0, "m1", "b", "1.2.2", "", 0, 0, 0, "000000000000000", "text", NULL, 4, emb}};
     nested_scan ns = {NULL, 0, 0, 0};
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     REQUIRE_OK(rd_store_archive_add_many(s, rows, 2, NULL, NULL, &err), &err);
     ns.s = s;
     CHECK_OK(rd_store_archive_scan(s, "m1", 1, scan_again, &ns, &err), &err);
@@ -638,7 +652,7 @@ RD_TEST(store_statement_faults_leave_it_consistent)
             long before, after, rows = -1, outbox = -1;
             int files = 0, temps = 0;
             snprintf(dir, sizeof dir, "%s/%d-%ld", rd_test_tmpdir("store_faults"), busy, n);
-            REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+            REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
             before = rd_store__fail_statement(s, n, busy);
             st = receive_scenario(s, &err);
             after = rd_store__fail_statement(s, 0, 0);

@@ -9,6 +9,7 @@
 #include "radraft/review.h"
 #include "radraft/store.h"
 #include "rdtest.h"
+#include "rdtest_store.h"
 #include "store/store_int.h"
 #include "base/util.h"
 
@@ -143,7 +144,7 @@ RD_TEST(user_add_get_duplicate_malformed)
     rd_error err;
     int n = 0;
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     u = user_of("jdoe", RD_ROLE_RADIOLOGIST, "Doe^Jane");
     rd_strlcpy(u.password_hash, "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA",
                sizeof u.password_hash);
@@ -229,7 +230,7 @@ RD_TEST(require_unknown_disabled_low_role)
     rd_store_user u, got;
     rd_error err;
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     u = user_of("rad", RD_ROLE_RADIOLOGIST, "Rad^Ian");
     REQUIRE_OK(rd_store_user_add(s, &u, &err), &err);
     u = user_of("view", RD_ROLE_VIEWER, "View^Vera");
@@ -262,7 +263,7 @@ RD_TEST(user_management_bootstrap_and_audit)
     long n = 0;
     int64_t bad = -1;
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     /* The first user: no acting user, and it must be an admin. */
     CHECK_EQ_INT(rd_review_user_add(s, NULL, "rad", RD_ROLE_RADIOLOGIST, "Rad^Ian", NULL, &err),
                  RD_E_DENIED);
@@ -362,7 +363,7 @@ RD_TEST(audit_chain_verifies)
     int64_t bad = -1;
     char detail[600];
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     /* An empty trail is intact. */
     CHECK_OK(rd_store_audit_verify(s, &n, &bad, &err), &err);
     CHECK_EQ_INT(n, 0);
@@ -469,7 +470,7 @@ static void *append_many(void *arg)
     rd_store *s = NULL;
     char detail[64];
     /* Each thread its own connection, as the design asks. */
-    a->st = rd_store_open(&s, a->dir, NULL, &a->err);
+    a->st = rd_store_open(&s, a->dir, rdt_store_opts(a->dir), &a->err);
     for (int i = 0; i < a->n; i++) {
         rd_audit_event ev = {a->user, "view", i + 1, "1.2.840.1", NULL, detail};
         /* The threads meet every 10 appends and then race for the next 10: left alone, the
@@ -519,7 +520,7 @@ RD_TEST(audit_two_writers_keep_the_chain)
     } sw = {"", 0};
 
     /* Created once before the threads start, so that they race on the appends only. */
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     REQUIRE(pthread_barrier_init(&start, NULL, 2) == 0);
     for (int i = 0; i < 2; i++)
         REQUIRE(pthread_create(&th[i], NULL, append_many, &a[i]) == 0);
@@ -550,7 +551,7 @@ RD_TEST(audit_tampering_is_detected)
     int64_t bad = 0;
     rows rs;
 
-    REQUIRE_OK(rd_store_open(&s, dir, NULL, &err), &err);
+    REQUIRE_OK(rd_store_open(&s, dir, rdt_store_opts(dir), &err), &err);
     for (int i = 0; i < 4; i++) {
         rd_audit_event ev = {"jdoe", "view", i + 1, "1.2.3", NULL, NULL};
         REQUIRE_OK(rd_store_audit_append(s, &ev, &err), &err);
