@@ -97,6 +97,24 @@ void rd_store_close(rd_store *s);
 /* The schema version of an open store (the number of migrations applied). */
 int rd_store_schema_version(rd_store *s);
 
+/* ---- copying an index into PostgreSQL (store_copy.c) ---- */
+
+/* The tables rd_store_copy copies. */
+#define RD_STORE_COPY_TABLES 13
+
+typedef struct rd_store_copied {
+    const char *table;
+    long rows;
+} rd_store_copied;
+
+/* Copies every row of the SQLite store `from` into the PostgreSQL store `to`, which must be
+ * at the same schema version and hold no row yet, in one transaction of `to`: either all of
+ * it arrives, counted again there, or nothing. copied[] gets each table's rows. Stop every
+ * node of `from` first: rows written during the copy are not in it. RD_E_INVALID: wrong
+ * backends, versions, or `to` not empty. */
+rd_status rd_store_copy(rd_store *from, rd_store *to, rd_store_copied copied[RD_STORE_COPY_TABLES],
+                        rd_error *err);
+
 /* ---- the file store: file names, recovery (store_files.c) ---- */
 
 /* Longest UID (DICOM's limit), and so the longest component of a stored file's path. */

@@ -180,6 +180,7 @@ void rd_cli_print_json_string(FILE *fp, const char *s);
 
 /* The subcommands: argv[0] is the subcommand's name. */
 int rd_cmd_config(int argc, char **argv);
+int rd_cmd_store(int argc, char **argv);
 int rd_cmd_samples(int argc, char **argv);
 int rd_cmd_archive(int argc, char **argv);
 int rd_cmd_serve(int argc, char **argv);

@@ -38,6 +38,7 @@ static const command commands[] = {
     {"archive", rd_cmd_archive, "similar-case archive: import, list, stats, export-seed, query"},
     {"samples", rd_cmd_samples, "write the synthetic sample studies as DICOM files"},
     {"config", rd_cmd_config, "print the effective configuration or the list of keys"},
+    {"store", rd_cmd_store, "the index: migrate an SQLite data directory to PostgreSQL"},
 };
 
 static void usage(FILE *fp)

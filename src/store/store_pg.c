@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "radraft/log.h"
 #include "radraft/store.h"
 #include "store/store_int.h"
 #include "base/util.h"
@@ -178,6 +179,13 @@ static int valid_schema(const char *name)
     return 1;
 }
 
+/* The server's notices ("schema ... already exists, skipping") are for a debug log only. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    rd_log_debug("store: postgresql: %.*s", (int)strcspn(message, "\n"), message);
+}
+
 rd_status rd__pg_open(rd_store *s, rd_error *err)
 {
     const char *schema = s->opts.postgresql_schema[0] ? s->opts.postgresql_schema : "radraft";
@@ -201,6 +209,7 @@ rd_status rd__pg_open(rd_store *s, rd_error *err)
         return rd_error_set(err, RD_E_NOMEM, "out of memory connecting to PostgreSQL");
     if (PQstatus(s->pg) != CONNECTION_OK)
         return pg_error(s, "connecting", NULL, err);
+    PQsetNoticeProcessor(s->pg, on_notice, NULL);
     /* The schema itself is created by the first migration, under the schema's lock. */
     snprintf(search, sizeof search, "SET search_path TO %s", schema);
     res = PQexec(s->pg, search);
