@@ -307,6 +307,15 @@ typedef struct rd_pipeline_source {
 rd_status rd_pipeline_import_study(rd_pipeline_worker *w, const char *const *files, int n,
                                    rd_pipeline_result *res, rd_error *err);
 
+/* Stores the DICOM Part 10 file at `path` in `s` as a C-STORE of it from `source_ae` would
+ * (the file copied into the store's spool, then rd_store_put_file: durable on RD_OK); its
+ * study then becomes a job of the store's queue once stable, on whichever node takes it
+ * (radraft batch --queue). `study_uid` gets its Study Instance UID. RD_E_DICOM for a file
+ * that is not Part 10 DICOM; the store's errors otherwise (a hostile UID: RD_E_INVALID). */
+rd_status rd_pipeline_ingest_file(rd_store *s, const char *path, const char *source_ae,
+                                  char *study_uid, size_t study_uid_size,
+                                  rd_store_put_result *result, rd_error *err);
+
 /* Runs one claimed job of `src` (NULL: the store's queue): its files through
  * rd_pipeline_run_study, then the retry policy, then src->finish, which records the
  * outcome (for the store's queue: done, back in the queue after the delay, or failed, the

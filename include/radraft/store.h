@@ -97,10 +97,34 @@ void rd_store_close(rd_store *s);
 /* The schema version of an open store (the number of migrations applied). */
 int rd_store_schema_version(rd_store *s);
 
+/* ---- reprocessing runs: batch --queue (store_runs.c) ---- */
+
+#define RD_STORE_RUN_LABEL_MAX 1000
+
+/* What the job queue did with a run's studies. Each study counts once, by its latest job
+ * queued since it was added: waiting (none yet: not stable yet), queued, running, done or
+ * failed; the done ones were drafted, skipped, or neither (drafted before: done - drafted -
+ * skipped). */
+typedef struct rd_store_run_progress {
+    double created_at;
+    long studies, waiting, queued, running, done, failed;
+    long drafted, skipped;
+} rd_store_run_progress;
+
+/* A new run named `label` (the folders it came from); *id gets its number. */
+rd_status rd_store_run_create(rd_store *s, const char *label, int64_t *id, rd_error *err);
+
+/* Adds a study to a run at time `now` (rd_store_now()), after its files are stored. */
+rd_status rd_store_run_add_study(rd_store *s, int64_t run_id, const char *study_uid, double now,
+                                 rd_error *err);
+
+/* The run's progress; RD_E_NOT_FOUND when there is no such run. */
+rd_status rd_store_run_get(rd_store *s, int64_t run_id, rd_store_run_progress *p, rd_error *err);
+
 /* ---- copying an index into PostgreSQL (store_copy.c) ---- */
 
 /* The tables rd_store_copy copies. */
-#define RD_STORE_COPY_TABLES 13
+#define RD_STORE_COPY_TABLES 15
 
 typedef struct rd_store_copied {
     const char *table;

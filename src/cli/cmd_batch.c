@@ -15,12 +15,15 @@
 #include "radraft/net.h"
 #include "radraft/store.h"
 #include "base/util.h"
+#include "base/walk.h"
 #include "radraft/pipeline.h"
 
 static const char help[] =
     "usage: radraft batch [OPTIONS] DIR_OR_FILE...\n"
     "       radraft batch --from-pacs AE@host:port [--since DATE] [--until DATE] [OPTIONS]\n"
     "       radraft batch --from-dicomweb URL [--since DATE] [--until DATE] [OPTIONS]\n"
+    "       radraft batch --queue [--no-wait] DIR_OR_FILE...\n"
+    "       radraft batch --run ID\n"
     "Drafts every chest radiograph study found under the folders (recursively) with the same\n"
     "pipeline as radraft serve: instances are grouped into studies by Study Instance UID,\n"
     "studies are drafted in parallel (pipeline.workers; default one per core), and each\n"
@@ -38,7 +41,13 @@ static const char help[] =
     "found and what became of each study is kept in the data directory: a rerun continues,\n"
     "and a study drafted before is not retrieved again (unless the PACS has new images).\n"
     "--from-dicomweb does the same over DICOMweb: QIDO-RS for the studies, WADO-RS for\n"
-    "their instances (dicomweb.* keys: basic or bearer authentication, CAs, timeout).\n\n"
+    "their instances (dicomweb.* keys: basic or bearer authentication, CAs, timeout).\n"
+    "--queue does not draft here: it stores the folders' DICOM files in the data directory\n"
+    "(durably, as C-STORE would) as one numbered run, and the `radraft serve` nodes of that\n"
+    "data directory draft its studies from the shared job queue once each is stable\n"
+    "(server.stable_seconds); with store.backend postgresql every node takes part. It then\n"
+    "follows the run's progress in the database until every study is done (--no-wait:\n"
+    "returns at once); --run ID prints a run's progress and summary at any time.\n\n"
     "  --out DIR           where SRs are written (default DATA/sr)\n"
     "  --send              also queue every SR for outbox.destinations and every FHIR Bundle\n"
     "                      for fhir.endpoint (radraft serve on the same data directory\n"
@@ -56,7 +65,10 @@ static const char help[] =
     "  --keep              leave the retrieved files in DATA/qr/<StudyInstanceUID>\n"
     "  --import-reports    put each study's own report (its SR) and frontal image into the\n"
     "                      similar-case archive instead of drafting it: how a site seeds\n"
-    "                      retrieval with its signed history\n" RD_CLI_COMMON_HELP;
+    "                      retrieval with its signed history\n"
+    "  --queue             put the studies into the shared job queue (see above)\n"
+    "  --no-wait           with --queue: do not wait for the run to finish\n"
+    "  --run ID            the progress and summary of run ID (from --queue)\n" RD_CLI_COMMON_HELP;
 
 static atomic_int g_batch_stop;
 
@@ -130,6 +142,124 @@ static void summary(const rd_batch_stats *bs, double el, int interrupted)
     }
 }
 
+/* ---- batch --queue: the studies into the shared job queue ---- */
+
+typedef struct queue_ctx {
+    rd_store *store;
+    int64_t run;
+    long files, stored, same, not_dicom, failed;
+    char last_study[RD_UID_SIZE];
+} queue_ctx;
+
+static rd_status queue_file(void *ctx, const char *path, const struct stat *sb, rd_error *err)
+{
+    queue_ctx *q = ctx;
+    char study[RD_UID_SIZE];
+    rd_store_put_result res;
+    rd_error e;
+    rd_status st;
+    (void)sb;
+    if (atomic_load(&g_batch_stop))
+        return rd_error_set(err, RD_E_INTERNAL, "interrupted");
+    q->files++;
+    st = rd_pipeline_ingest_file(q->store, path, "BATCH", study, sizeof study, &res, &e);
+    if (st == RD_E_DICOM || st == RD_E_NOT_FOUND) {
+        q->not_dicom++;
+        rd_log_debug("batch: %s", rd_error_message(&e));
+        return RD_OK;
+    }
+    if (st != RD_OK) {
+        /* A file the store refuses (a hostile UID) is reported; the store failing stops. */
+        q->failed++;
+        rd_log_warn("batch: %s", rd_error_message(&e));
+        return st == RD_E_INVALID ? RD_OK : rd_error_set(err, st, "%s", rd_error_message(&e));
+    }
+    if (res == RD_STORE_NEW || res == RD_STORE_REPLACED)
+        q->stored++;
+    else
+        q->same++;
+    /* Added after each file of it: the study counts from its last file on. */
+    return rd_store_run_add_study(q->store, q->run, study, rd_store_now(), err);
+}
+
+static void print_run(int64_t run, const rd_store_run_progress *p)
+{
+    long before = p->done - p->drafted - p->skipped;
+    printf("batch: run %lld: %ld studies: %ld waiting to be stable, %ld queued, %ld running, "
+           "%ld done, %ld failed\n",
+           (long long)run, p->studies, p->waiting, p->queued, p->running, p->done, p->failed);
+    printf("  drafted      %ld\n", p->drafted);
+    printf("  done before  %ld\n", before > 0 ? before : 0);
+    printf("  skipped      %ld\n", p->skipped);
+    printf("  failed       %ld\n", p->failed);
+}
+
+/* Follows the run in the database until no study is left to do (or a signal). */
+static int follow_run(rd_cli *cli, rd_store *s, int64_t run, int wait)
+{
+    rd_store_run_progress p;
+    rd_error err;
+    double last = 0;
+    for (;;) {
+        if (rd_store_run_get(s, run, &p, &err) != RD_OK) {
+            rd_cli_error(cli, "%s", rd_error_message(&err));
+            return RD_EXIT_FAIL;
+        }
+        int left = p.waiting + p.queued + p.running > 0L;
+        if (!wait || !left || atomic_load(&g_batch_stop))
+            break;
+        if (mono_s() - last >= 10) {
+            rd_log_info("batch: run %lld: %ld of %ld studies done (%ld failed), %ld running, %ld"
+                        " queued, %ld waiting",
+                        (long long)run, p.done + p.failed, p.studies, p.failed, p.running, p.queued,
+                        p.waiting);
+            last = mono_s();
+        }
+        struct timespec ts = {0, 500 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    print_run(run, &p);
+    return p.failed > 0 ? RD_EXIT_FAIL : RD_EXIT_OK;
+}
+
+static int queue_folders(rd_cli *cli, char **roots, int n, int wait)
+{
+    queue_ctx q;
+    rd_walk_options wo;
+    rd_store *s = NULL;
+    rd_error err;
+    char label[RD_STORE_RUN_LABEL_MAX + 1] = "";
+    size_t len = 0;
+    int rc = RD_EXIT_FAIL;
+
+    memset(&q, 0, sizeof q);
+    for (int i = 0; i < n && len < sizeof label; i++)
+        len += (size_t)snprintf(label + len, sizeof label - len, "%s%s", i ? " " : "", roots[i]);
+    if (rd_cli_store_open(cli, cli->cfg.server_data_dir, &s, &err) != RD_OK ||
+        rd_store_run_create(s, label, &q.run, &err) != RD_OK) {
+        rd_cli_error(cli, "%s", rd_error_message(&err));
+        goto out;
+    }
+    q.store = s;
+    rd_walk_options_default(&wo);
+    wo.sorted = 1;
+    wo.skip_unreadable = 1;
+    for (int i = 0; i < n; i++)
+        if (rd_walk(roots[i], &wo, queue_file, &q, NULL, &err) != RD_OK) {
+            rd_cli_error(cli, "%s", rd_error_message(&err));
+            goto out;
+        }
+    rd_log_info("batch: run %lld: %ld files: %ld instances stored, %ld stored before, %ld not "
+                "DICOM, %ld refused",
+                (long long)q.run, q.files, q.stored, q.same, q.not_dicom, q.failed);
+    rc = follow_run(cli, s, q.run, wait);
+    if (q.failed > 0)
+        rc = RD_EXIT_FAIL;
+out:
+    rd_store_close(s);
+    return rc;
+}
+
 /* A YYYYMMDD date. */
 static int date_arg(const char *s)
 {
@@ -198,7 +328,10 @@ int rd_cmd_batch(int argc, char **argv)
         OPT_LIMIT,
         OPT_KEEP,
         OPT_DICOMWEB,
-        OPT_IMPORT
+        OPT_IMPORT,
+        OPT_QUEUE,
+        OPT_NO_WAIT,
+        OPT_RUN
     };
     static const struct option opts[] = {
         {"out", required_argument, NULL, OPT_OUT},
@@ -215,13 +348,18 @@ int rd_cmd_batch(int argc, char **argv)
         {"keep", no_argument, NULL, OPT_KEEP},
         {"from-dicomweb", required_argument, NULL, OPT_DICOMWEB},
         {"import-reports", no_argument, NULL, OPT_IMPORT},
+        {"queue", no_argument, NULL, OPT_QUEUE},
+        {"no-wait", no_argument, NULL, OPT_NO_WAIT},
+        {"run", required_argument, NULL, OPT_RUN},
         RD_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0}};
     const char *out = NULL, *data = NULL, *model = NULL, *workers_arg = NULL, *pacs = NULL;
     const char *since = NULL, *until = NULL, *description = NULL, *dicomweb = NULL;
     char modalities[68] = "CR\\DX";
     long limit = 0;
-    int send = 0, keep = 0, import = 0, opt, rc, n_workers = 1, threads = 1;
+    int send = 0, keep = 0, import = 0, queue = 0, no_wait = 0, opt, rc, n_workers = 1;
+    int threads = 1;
+    long run_id = 0;
     rd_cli cli;
     rd_error err;
     rd_batch *b = NULL;
@@ -287,10 +425,52 @@ int rd_cmd_batch(int argc, char **argv)
         case OPT_IMPORT:
             import = 1;
             break;
+        case OPT_QUEUE:
+            queue = 1;
+            break;
+        case OPT_NO_WAIT:
+            no_wait = 1;
+            break;
+        case OPT_RUN:
+            if (rd_cli_parse_int(&cli, "--run", optarg, 1, 2147483647L, &run_id) != 0)
+                return RD_EXIT_USAGE;
+            break;
         }
     }
     if (opt < 0)
         return rc;
+    if (run_id || queue) {
+        rd_store *s = NULL;
+        if (pacs || dicomweb || out || send || model || workers_arg || import || keep)
+            return rd_cli_usage_error(&cli, help,
+                                      "--queue and --run take folders (--queue) and --data-dir"
+                                      " only: the nodes draft");
+        if (run_id && (queue || optind < argc))
+            return rd_cli_usage_error(&cli, help, "--run ID takes no folder");
+        if (queue && optind >= argc)
+            return rd_cli_usage_error(&cli, help, "--queue: no folder or file given");
+        if ((rc = rd_cli_finish(&cli, argc, argv, RD_CLI_OPERANDS)) != RD_EXIT_OK)
+            return rc;
+        const rd_cli_setting qs[] = {{"server.data_dir", data}};
+        if (rd_cli_set_options(&cli, qs, RD_CLI_COUNT(qs)) != RD_EXIT_OK)
+            return RD_EXIT_USAGE;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_batch_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        if (queue)
+            return queue_folders(&cli, argv + optind, argc - optind, !no_wait);
+        if (rd_cli_store_open(&cli, cli.cfg.server_data_dir, &s, &err) != RD_OK) {
+            rd_cli_error(&cli, "%s", rd_error_message(&err));
+            return RD_EXIT_FAIL;
+        }
+        rc = follow_run(&cli, s, run_id, 0);
+        rd_store_close(s);
+        return rc;
+    }
+    if (no_wait)
+        return rd_cli_usage_error(&cli, help, "--no-wait goes with --queue");
     if (pacs && dicomweb)
         return rd_cli_usage_error(&cli, help, "--from-pacs or --from-dicomweb, not both");
     if (dicomweb)

@@ -20,7 +20,7 @@ static const struct {
 } tables[RD_STORE_COPY_TABLES] = {
     {"instances", 0},  {"studies", 0},    {"jobs", 1},    {"outbox", 1}, {"study_versions", 0},
     {"reviews", 1},    {"signatures", 1}, {"archive", 1}, {"users", 0},  {"audit", 1},
-    {"qr_studies", 0}, {"qr_pages", 0},   {"nodes", 0},
+    {"qr_studies", 0}, {"qr_pages", 0},   {"nodes", 0},   {"runs", 1},   {"run_studies", 0},
 };
 
 /* Longest INSERT the copy builds: every column name and a mark for each (the statement

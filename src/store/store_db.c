@@ -264,6 +264,18 @@ static const char *const migrations[] = {
     "  name TEXT PRIMARY KEY,"
     "  started_at REAL NOT NULL,"
     "  heartbeat_at REAL NOT NULL);",
+    /* 9: batch --queue: a reprocessing run put into the shared job queue, and its studies
+     * with the time each was added, so that its progress is read from the jobs and study
+     * versions that came after. */
+    "CREATE TABLE runs("
+    "  id INTEGER PRIMARY KEY,"
+    "  label TEXT NOT NULL,"
+    "  created_at REAL NOT NULL);"
+    "CREATE TABLE run_studies("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  study_uid TEXT NOT NULL,"
+    "  added_at REAL NOT NULL,"
+    "  PRIMARY KEY(run_id, study_uid));",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -161,6 +161,31 @@ workers=$(q "SELECT COUNT(DISTINCT node) FROM jobs WHERE state='done'")
 # The node restarts under its name and takes back nothing that is not its own.
 start_node 1 || fail "node 1 did not restart"
 [ "$(q "SELECT COUNT(*) FROM jobs WHERE state<>'done'")" = 0 ] || fail "jobs left after the restart"
+# A reprocessing run through the shared queue: batch --queue stores the files and the three
+# nodes draft them; its progress and summary come from the database.
+for seed in 7 8; do
+    "$RADRAFT" samples --out "rerun/s$seed" --seed $seed --size 1024 --syntax explicit-le >/dev/null ||
+        fail "samples --seed $seed"
+done
+NR=$(ls -d rerun/*/*/ | wc -l)
+echo "not DICOM" >rerun/readme.txt
+before_jobs=$(q "SELECT COALESCE(MAX(id), 0) FROM jobs")
+timeout 240 "$RADRAFT" batch --queue rerun --data-dir shared --set store.backend=postgresql \
+    --set "store.postgresql_dsn=$DSN" --set store.postgresql_schema=multi >queue.out 2>queue.log ||
+    fail "batch --queue: $(tail -3 queue.log)"
+grep -q "studies: 0 waiting to be stable, 0 queued, 0 running, $NR done, 0 failed" queue.out &&
+    grep -q "^  drafted      $NR$" queue.out && pass "batch --queue: $NR studies drafted by the nodes" ||
+    fail "batch --queue said: $(cat queue.out)"
+grep -q "1 not DICOM" queue.log || fail "batch --queue: the text file not counted: $(grep files queue.log)"
+run=$(sed -n 's/^batch: run \([0-9]*\):.*/\1/p' queue.out)
+"$RADRAFT" batch --run "$run" --data-dir shared --set store.backend=postgresql \
+    --set "store.postgresql_dsn=$DSN" --set store.postgresql_schema=multi >run.out 2>&1 &&
+    cmp -s queue.out run.out && pass "batch --run $run reads the same summary" ||
+    fail "batch --run: $(cat run.out)"
+nodes=$(q "SELECT COUNT(DISTINCT node) FROM jobs WHERE id > $before_jobs")
+[ "$nodes" -ge 2 ] && pass "the run's $NR studies drafted by $nodes nodes" ||
+    fail "the run was drafted by $nodes node(s)"
+
 for i in 0 1 2; do
     [ -n "${NODES[$i]}" ] || continue
     kill -TERM ${NODES[$i]}
