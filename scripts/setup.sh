@@ -3,7 +3,8 @@
 #   bash scripts/setup.sh          build dependencies + DCMTK tools, then build into build/
 #   bash scripts/setup.sh --test   also what the tests drive (dicom3tools, PixelMed, PyTorch, Orthanc,
 #                                  Chromium with playwright-core for the web page's test, clang
-#                                  with libFuzzer for scripts/fuzz.sh)
+#                                  with libFuzzer for scripts/fuzz.sh, lintian and systemd for
+#                                  the Debian package's test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,11 +16,15 @@ pkgs=(build-essential cmake pkg-config git libdcmtk-dev dcmtk libpng-dev libopen
       libcurl4-openssl-dev libpq-dev
       python3)
 if [ "$want_tests" = 1 ]; then
-    pkgs+=(postgresql-15 dicom3tools strace python3-numpy python3-torch orthanc orthanc-dicomweb curl openssl clang-format chromium
+    pkgs+=(postgresql-15 orthanc-postgresql dicom3tools strace python3-numpy python3-torch orthanc orthanc-dicomweb curl openssl clang-format chromium
            libpixelmed-java default-jre-headless)
     # The fuzz targets (scripts/fuzz.sh): clang, and its runtime libraries (libFuzzer and the
     # sanitizers), which clang only recommends.
     pkgs+=(clang libclang-rt-dev)
+    # The Debian package's test (test_package): lintian, systemd-analyze (systemd, which
+    # needs no running systemd for it), man-db for man --warnings, and dpkg-dev (also a
+    # dependency of build-essential) for dpkg-buildflags and CPack's dpkg-shlibdeps.
+    pkgs+=(lintian systemd man-db dpkg-dev)
     # Node.js may come from elsewhere (nodesource's nodejs bundles npm); Debian's only if none.
     if ! command -v node >/dev/null; then
         pkgs+=(nodejs)
