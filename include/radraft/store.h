@@ -63,7 +63,9 @@ typedef struct rd_store_options {
     int busy_timeout_ms;
     rd_store_backend backend;
     char postgresql_dsn[RD_STORE_DSN_MAX]; /* libpq connection string or URI */
-    char postgresql_schema[64];            /* the store's schema; "" is "radraft" */
+    /* The store's schema; "" is "radraft"; "auto" is "radraft_" and the start of the data
+     * folder's id (DATA/store-id), a schema of its own for every data folder. */
+    char postgresql_schema[64];
     /* This node's name in the jobs and deliveries it takes ("": none, a single node), and
      * how long a node may go without a heartbeat before its work goes to the others. */
     char node[64];

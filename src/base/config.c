@@ -207,7 +207,7 @@ static const cfg_key cfg_keys[] = {
      "keep the password in ~/.pgpass or PGPASSFILE, not here"},
     {"store.postgresql_schema", CFG_STRING, OFF(store_postgresql_schema), 1, 63, "radraft", NULL,
      "schema of radraft's tables in that database (created when missing): lower-case letters, "
-     "digits and _"},
+     "digits and _; auto: radraft_ and the start of the data folder's id (DATA/store-id)"},
     {"outbox.destinations", CFG_STRLIST, OFF(outbox_destinations), 0, 0, "", NULL,
      "DICOM destinations (AE@host:port, +tls or +plain after the port to override outbox.tls) "
      "that results are sent to"},

@@ -129,10 +129,12 @@ static rd_status open_archive(const rd_cli *cli, const char *model, const char *
         snprintf(why, why_size, "the model has no embedding");
         return RD_OK;
     }
-    if (snprintf(db, sizeof db, "%s/radraft.db", data_dir) >= (int)sizeof db)
+    /* A data directory on PostgreSQL holds no radraft.db but its id, once a store used it. */
+    if (snprintf(db, sizeof db, "%s/%s", data_dir,
+                 strcmp(cli->cfg.store_backend, "postgresql") == 0 ? "store-id" : "radraft.db") >=
+        (int)sizeof db)
         return rd_error_set(err, RD_E_INVALID, "%s: data directory path too long", data_dir);
-    /* A data directory on PostgreSQL has no radraft.db: its archive is always there. */
-    if (cli->cfg.store_backend[0] != 's' || stat(db, &sb) == 0) {
+    if (stat(db, &sb) == 0) {
         if ((st = rd_cli_store_open(cli, data_dir, &store, err)) != RD_OK)
             return st;
         st = rd_index_load(&ix, store, info->version, info->embedding_dim, NULL, NULL, err);

@@ -276,6 +276,9 @@ static const char *const migrations[] = {
     "  study_uid TEXT NOT NULL,"
     "  added_at REAL NOT NULL,"
     "  PRIMARY KEY(run_id, study_uid));",
+    /* 10: which data folder the index belongs to (DATA/store-id): on PostgreSQL a schema is
+     * bound to one folder, so that two installations never share an index by mistake. */
+    "CREATE TABLE store_identity(store_id TEXT NOT NULL);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -630,6 +633,8 @@ static rd_status migrate(rd_store *s, rd_error *err)
                           NULL, err)) != RD_OK)
             goto out;
     }
+    if (s->pg && (st = rd__pg_check_identity(s, err)) != RD_OK)
+        goto out;
     st = rd__commit(s, err);
 out:
     if (st != RD_OK)

@@ -64,6 +64,7 @@ struct rd_store {
     /* The database in messages: "<dir>/radraft.db" or "postgresql schema <name>". */
     char db_name[RD__STORE_PATH_MAX + 16];
     char pg_schema[64];
+    char folder_id[33]; /* DATA/store-id (PostgreSQL only) */
     rd_store_options opts;
     rd_store_fault fault;
     /* Statement fault injection (tests): the statement numbered fail_at (counting every
@@ -251,6 +252,9 @@ rd_status rd__pg_lock(rd_store *s, rd_error *err);
 rd_status rd__pg_migration(rd_store *s, int i, const char *sql, rd_error *err);
 /* Creates the store's schema when it is missing (inside the migration's transaction). */
 rd_status rd__pg_prepare_schema(rd_store *s, rd_error *err);
+/* Binds the schema to the data folder's id on its first use, and refuses a schema bound
+ * to another folder (inside the migration's transaction). */
+rd_status rd__pg_check_identity(rd_store *s, rd_error *err);
 
 /* ---- the file store (store_files.c) ---- */
 

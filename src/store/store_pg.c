@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "radraft/log.h"
 #include "radraft/store.h"
@@ -179,6 +181,96 @@ static int valid_schema(const char *name)
     return 1;
 }
 
+/* ---- the data folder's id ---- */
+
+static int valid_id(const char *id)
+{
+    if (strlen(id) != 32)
+        return 0;
+    for (int i = 0; i < 32; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* Reads DATA/store-id into s->folder_id, creating it (128 random bits in hex) on a folder's
+ * first use. Nodes that start together on a new folder agree: the file is written whole
+ * under a temporary name and linked into place, which fails for all but the first. */
+static rd_status folder_id(rd_store *s, rd_error *err)
+{
+    char path[RD__STORE_PATH_MAX + 16], tmp[RD__STORE_PATH_MAX + 48], *text = NULL;
+    unsigned char raw[16];
+    size_t len = 0;
+    rd_status st;
+
+    snprintf(path, sizeof path, "%s/store-id", s->dir);
+    st = rd_read_file(path, 64, &text, &len, err);
+    if (st == RD_E_NOT_FOUND) {
+        char id[34];
+        size_t got = 0;
+        while (got < sizeof raw) {
+            ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return rd_error_set(err, RD_E_IO, "getrandom: %s", strerror(errno));
+            got += (size_t)n;
+        }
+        for (int i = 0; i < 16; i++)
+            snprintf(id + 2 * i, 3, "%02x", raw[i]);
+        id[32] = '\n';
+        id[33] = '\0';
+        snprintf(tmp, sizeof tmp, "%s/.store-id.%ld", s->dir, (long)getpid());
+        if ((st = rd_write_file_atomic(tmp, id, 33, err)) != RD_OK)
+            return st;
+        if (link(tmp, path) != 0 && errno != EEXIST) {
+            st = rd_error_set(err, RD_E_IO, "%s: %s", path, strerror(errno));
+            unlink(tmp);
+            return st;
+        }
+        unlink(tmp);
+        if ((st = rd__file_fsync_dir(s->dir, err)) != RD_OK)
+            return st;
+        st = rd_read_file(path, 64, &text, &len, err);
+    }
+    if (st != RD_OK)
+        return st;
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
+    if (!valid_id(text)) {
+        free(text);
+        return rd_error_set(err, RD_E_CORRUPT, "%s: not a store id (32 hex digits)", path);
+    }
+    rd_strlcpy(s->folder_id, text, sizeof s->folder_id);
+    free(text);
+    return RD_OK;
+}
+
+rd_status rd__pg_check_identity(rd_store *s, rd_error *err)
+{
+    rd__stmt q = RD__STMT_INIT;
+    rd_status st;
+    int row;
+    if ((st = rd__stmt_row(&q, s, "reading the store's folder",
+                           "SELECT store_id FROM store_identity", RD__NO_ARGS, &row, err)) != RD_OK)
+        goto out;
+    if (!row) {
+        rd__stmt_close(&q);
+        st = rd__run(s, "binding the schema to its folder",
+                     "INSERT INTO store_identity(store_id) VALUES(?1)",
+                     RD__ARGS(RD__TEXT(s->folder_id)), NULL, err);
+    } else if (strcmp(rd__or_empty(rd__col_text(&q, 0)), s->folder_id) != 0) {
+        st = rd_error_set(err, RD_E_INVALID,
+                          "%s holds the index of another data folder (its store id %s, %s/store-id"
+                          " says %s): give each data folder a schema of its own"
+                          " (store.postgresql_schema)",
+                          s->db_name, rd__or_empty(rd__col_text(&q, 0)), s->dir, s->folder_id);
+    }
+out:
+    rd__stmt_close(&q);
+    return st;
+}
+
 /* The server's notices ("schema ... already exists, skipping") are for a debug log only. */
 static void on_notice(void *arg, const char *message)
 {
@@ -189,11 +281,18 @@ static void on_notice(void *arg, const char *message)
 rd_status rd__pg_open(rd_store *s, rd_error *err)
 {
     const char *schema = s->opts.postgresql_schema[0] ? s->opts.postgresql_schema : "radraft";
-    char options[128], search[128];
+    char options[128], search[128], automatic[64];
     const char *keys[] = {"dbname", "options", "application_name", "connect_timeout", NULL};
     const char *values[] = {s->opts.postgresql_dsn, options, "radraft", "10", NULL};
     PGresult *res;
+    rd_status st;
 
+    if ((st = folder_id(s, err)) != RD_OK)
+        return st;
+    if (strcmp(schema, "auto") == 0) {
+        snprintf(automatic, sizeof automatic, "radraft_%.16s", s->folder_id);
+        schema = automatic;
+    }
     if (!valid_schema(schema))
         return rd_error_set(err, RD_E_INVALID,
                             "store.postgresql_schema '%s': 1..63 lower-case letters, digits and _"
@@ -214,7 +313,7 @@ rd_status rd__pg_open(rd_store *s, rd_error *err)
     snprintf(search, sizeof search, "SET search_path TO %s", schema);
     res = PQexec(s->pg, search);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        rd_status st = pg_error(s, "setting the search path", PQresultErrorMessage(res), err);
+        st = pg_error(s, "setting the search path", PQresultErrorMessage(res), err);
         PQclear(res);
         return st;
     }

@@ -27,11 +27,12 @@ rd_status rd_store_qr_found(rd_store *s, const char *source, const rd_store_qr_s
         " study_date=excluded.study_date, modalities=excluded.modalities,"
         " description=excluded.description, accession=excluded.accession,"
         " n_instances=excluded.n_instances, updated_at=excluded.updated_at,"
-        " state=CASE WHEN state='failed' THEN 'queried'"
-        "  WHEN state IN ('drafted','skipped','imported') AND excluded.n_instances>=0 AND"
-        "   excluded.n_instances<>COALESCE(done_instances, -1) THEN 'queried'"
-        "  ELSE state END,"
-        " attempts=CASE WHEN state='failed' THEN 0 ELSE attempts END",
+        " state=CASE WHEN qr_studies.state='failed' THEN 'queried'"
+        "  WHEN qr_studies.state IN ('drafted','skipped','imported') AND"
+        "   excluded.n_instances>=0 AND"
+        "   excluded.n_instances<>COALESCE(qr_studies.done_instances, -1) THEN 'queried'"
+        "  ELSE qr_studies.state END,"
+        " attempts=CASE WHEN qr_studies.state='failed' THEN 0 ELSE qr_studies.attempts END",
         RD__ARGS(RD__TEXT(source), RD__TEXT(st->study_uid), RD__TEXT(st->study_date),
                  RD__TEXT(st->modalities), RD__TEXT(st->description), RD__TEXT(st->accession),
                  RD__INT(st->n_instances), RD__REAL(now)),
@@ -50,7 +51,8 @@ rd_status rd_store_qr_set_state(rd_store *s, const char *source, const char *stu
                  "UPDATE qr_studies SET state=?3, last_error=?4,"
                  " review_id=CASE WHEN ?5>0 THEN ?5 ELSE review_id END,"
                  " done_instances=CASE WHEN ?6>=0 THEN ?6 ELSE done_instances END,"
-                 " attempts=attempts+(?3 IN ('failed','retrieved')), updated_at=?7"
+                 " attempts=attempts+CASE WHEN ?3 IN ('failed','retrieved') THEN 1 ELSE 0 END,"
+                 " updated_at=?7"
                  " WHERE source=?1 AND study_uid=?2",
                  RD__ARGS(RD__TEXT(source), RD__TEXT(study_uid), RD__TEXT(qr_names[state]),
                           RD__TEXT(error), RD__INT(review_id), RD__INT(done_instances),

@@ -20,7 +20,8 @@ rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 FAILS=0
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 pass() { echo "ok: $*"; }
-q() { sqlite3 -cmd ".timeout 10000" d/radraft.db "$1"; }
+. "$(dirname "$0")/lib_store.sh"
+q() { rd_db d "$1"; }
 study_of() { dcmdump +P 0020,000D "$1" | sed -n 's/.*\[\(.*\)\].*/\1/p'; }
 count() { sed -n "s/^  $1 *\([0-9]*\)\$/\1/p" "$2"; }
 

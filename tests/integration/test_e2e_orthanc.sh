@@ -16,6 +16,7 @@ done
 [ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
 . "$(dirname "$0")/lib_ports.sh"
 . "$(dirname "$0")/lib_wait.sh"
+. "$(dirname "$0")/lib_store.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
 # Ports are picked as each server starts (start_orthanc, start_radraft).
@@ -145,7 +146,7 @@ PY
 else
     fail "no AI results SR of study $study_uid in Orthanc after 20 s"
 fi
-n=$(sqlite3 -cmd ".timeout 5000" rd/radraft.db "SELECT COUNT(*) FROM reviews WHERE study_uid='$study_uid' AND state='draft'")
+n=$(rd_db rd "SELECT COUNT(*) FROM reviews WHERE study_uid='$study_uid' AND state='draft'")
 [ "$n" = 1 ] && pass "one review item" || fail "$n review items"
 
 kill -TERM $SERVER; wait $SERVER

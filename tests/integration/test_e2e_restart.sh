@@ -16,6 +16,7 @@ done
 [ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
 . "$(dirname "$0")/lib_ports.sh"
 . "$(dirname "$0")/lib_wait.sh"
+. "$(dirname "$0")/lib_store.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
 # Ports are picked as each server starts (start_storescp, start_serve).
@@ -29,7 +30,7 @@ cleanup() { kill -9 $SERVER $SCP $BATCH 2>/dev/null; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 pass() { echo "ok: $*"; }
-q() { sqlite3 -cmd ".timeout 10000" "$1" "$2"; }
+q() { rd_db "$1" "$2"; }
 
 "$RADRAFT" model init --arch resnet-small --seed 1 --out model >/dev/null || { fail "model init"; exit 1; }
 for seed in $(seq 1 10); do
@@ -77,7 +78,7 @@ for try in 1 2 3; do
     rd_wait_for "the first job of serve" 60 job_started || fail "no job started"
     kill -9 $SERVER; wait $SERVER 2>/dev/null
     SERVER=
-    before=$(q rd/radraft.db "SELECT COUNT(*) FROM reviews")
+    before=$(q rd "SELECT COUNT(*) FROM reviews")
     [ "$before" -lt $NS ] && break
     echo "note: serve drafted all $NS studies before the kill; again with $((NS * 2))"
 done
@@ -87,20 +88,20 @@ start_serve || fail "serve did not restart"
 # and storescp holds as many files.
 serve_settled() {
     local done left_jobs left_out rx
-    done=$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state='done'")
-    left_out=$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state<>'done'")
-    left_jobs=$(q rd/radraft.db "SELECT COUNT(*) FROM jobs WHERE state<>'done'")
+    done=$(q rd "SELECT COUNT(*) FROM outbox WHERE state='done'")
+    left_out=$(q rd "SELECT COUNT(*) FROM outbox WHERE state<>'done'")
+    left_jobs=$(q rd "SELECT COUNT(*) FROM jobs WHERE state<>'done'")
     rx=$(find received -type f | wc -l)
     echo "$done deliveries done, $left_out not, $left_jobs jobs not done, $rx files at storescp"
     [ "$done" -ge $((2 * NS)) ] && [ "$left_out" = 0 ] && [ "$left_jobs" = 0 ] && [ "$rx" -ge "$done" ]
 }
 rd_wait_for "serve to draft and deliver every study after the restart" 120 serve_settled ||
     fail "serve after the restart: $RD_WAIT_SAID"
-reviews=$(q rd/radraft.db "SELECT COUNT(*) FROM reviews")
-studies=$(q rd/radraft.db "SELECT COUNT(DISTINCT study_uid) FROM reviews")
+reviews=$(q rd "SELECT COUNT(*) FROM reviews")
+studies=$(q rd "SELECT COUNT(DISTINCT study_uid) FROM reviews")
 srs=$(ls rd/sr/*-draft-sr.dcm 2>/dev/null | wc -l)
 airs=$(ls rd/sr/*-draft-air-sr.dcm 2>/dev/null | wc -l)
-deliveries=$(q rd/radraft.db "SELECT COUNT(*) FROM outbox WHERE state='done'")
+deliveries=$(q rd "SELECT COUNT(*) FROM outbox WHERE state='done'")
 received=$(find received -type f | wc -l)
 [ "$reviews" = $NS ] && [ "$studies" = $NS ] && pass "serve: $NS review items after the restart" \
     || fail "serve: $reviews review items for $studies studies (expected $NS)"
@@ -108,7 +109,7 @@ received=$(find received -type f | wc -l)
     fail "serve: $srs SR and $airs AI results SR files (expected $NS each)"
 [ "$deliveries" = $((2 * NS)) ] && [ "$received" = $((2 * NS)) ] && pass "serve: $((2 * NS)) SRs delivered once each" \
     || fail "serve: $deliveries deliveries done, $received files at storescp (expected $((2 * NS)))"
-[ "$(q rd/radraft.db "SELECT COUNT(*) FROM jobs WHERE state<>'done'")" = 0 ] || fail "serve: unfinished jobs: $(q rd/radraft.db "SELECT id, state, error FROM jobs WHERE state<>'done'")"
+[ "$(q rd "SELECT COUNT(*) FROM jobs WHERE state<>'done'")" = 0 ] || fail "serve: unfinished jobs: $(q rd "SELECT id, state, error FROM jobs WHERE state<>'done'")"
 [ "$(ls rd/sr/*-draft-fhir.json 2>/dev/null | wc -l)" = $NS ] || fail "serve: $(ls rd/sr/*-draft-fhir.json 2>/dev/null | wc -l) FHIR Bundles (expected $NS)"
 [ -z "$(ls rd/sr | grep -vE -- '-draft-(air-)?sr.dcm$|-draft-fhir.json$')" ] ||
     fail "serve: stray files in rd/sr: $(ls rd/sr | grep -vE -- '-draft-(air-)?sr.dcm$|-draft-fhir.json$')"
@@ -131,7 +132,7 @@ for try in 1 2 3; do
     rd_wait_for "5 SRs from batch" 120 five_srs || fail "batch wrote no 5 SRs"
     kill -9 $BATCH; wait $BATCH 2>/dev/null
     BATCH=
-    first=$(q bd/radraft.db "SELECT COUNT(*) FROM reviews")
+    first=$(q bd "SELECT COUNT(*) FROM reviews")
     [ "$first" -lt $N ] && break
     echo "note: batch finished all $N studies before the kill; again with $((N + 40))"
     for seed in $(seq $((N / 4 + 1)) $((N / 4 + 10))); do
@@ -147,8 +148,8 @@ done_before=$(sed -n 's/^  done before *\([0-9]*\)$/\1/p' batch2.log)
 [ "$drafted" = $((N - first)) ] && [ "$done_before" = "$first" ] \
     && pass "rerun drafted $drafted and skipped the $done_before done before" \
     || fail "rerun: drafted '$drafted', done before '$done_before' (first run recorded $first)"
-reviews=$(q bd/radraft.db "SELECT COUNT(*) FROM reviews")
-studies=$(q bd/radraft.db "SELECT COUNT(DISTINCT study_uid) FROM reviews")
+reviews=$(q bd "SELECT COUNT(*) FROM reviews")
+studies=$(q bd "SELECT COUNT(DISTINCT study_uid) FROM reviews")
 srs=$(ls out/*-draft-sr.dcm | wc -l)
 airs=$(ls out/*-draft-air-sr.dcm | wc -l)
 [ "$reviews" = $N ] && [ "$studies" = $N ] && [ "$srs" = $N ] && [ "$airs" = $N ] &&

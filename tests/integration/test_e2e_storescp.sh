@@ -17,6 +17,7 @@ done
 [ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
 . "$(dirname "$0")/lib_ports.sh"
 . "$(dirname "$0")/lib_wait.sh"
+. "$(dirname "$0")/lib_store.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
 # Ports are picked as each server starts (start_storescp, start_radraft).
@@ -30,7 +31,7 @@ cleanup() { kill -9 $SERVER $SCP 2>/dev/null; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 pass() { echo "ok: $*"; }
-db() { sqlite3 -cmd ".timeout 10000" "$WORK/rd/radraft.db" "$1"; }
+db() { rd_db "$WORK/rd" "$1"; }
 tagval() { dcmdump -Un +L +P "$2" "$1" 2>/dev/null | head -1 | sed -e 's/^[^[]*\[//' -e 's/\].*$//'; }
 
 "$RADRAFT" model init --arch resnet-small --seed 1 --out model >/dev/null || { fail "model init"; exit 1; }
@@ -109,11 +110,14 @@ done
 pass "every SR checked (study, patient, dciodvfy)"
 
 # The review item holds the findings, scores, neighbours and SR path.
-python3 - "$WORK/rd/radraft.db" <<'PY' || fail "review item content"
-import json, os, sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-rows = db.execute("SELECT findings_json, neighbours_json, sr_path, findings_text, impression_text,"
-                  " frontal_sop_instance_uid, sr_sop_instance_uid FROM reviews").fetchall()
+# (Columns and rows separated by ASCII's unit and record separators: the JSON and the texts
+# may hold '|' and newlines.)
+rd_db "$WORK/rd" "SELECT findings_json, neighbours_json, sr_path, findings_text, impression_text,
+    frontal_sop_instance_uid, sr_sop_instance_uid FROM reviews" $'\x1f' $'\x1e' >reviews.txt ||
+    fail "reading the review items"
+python3 - "$WORK/rd/radraft.db" reviews.txt <<'PY' || fail "review item content"
+import json, os, sys
+rows = [r.split("\x1f") for r in open(sys.argv[2]).read().split("\x1e") if r.strip()]
 assert rows, "no review rows"
 for fj, nj, path, ft, it, frontal, sop in rows:
     f = json.loads(fj)

@@ -18,6 +18,7 @@ CODES=$ROOT/models/finding-codes.json
 VALIDATE="node $ROOT/tests/fhir/validate.mjs"
 . "$HERE/lib_ports.sh"
 . "$HERE/lib_wait.sh"
+. "$HERE/lib_store.sh"
 FAILS=0
 SERVER=
 FHIR=
@@ -31,7 +32,7 @@ pass() { echo "ok: $*"; }
 command -v openssl >/dev/null || { echo "FATAL: openssl missing" >&2; exit 1; }
 
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
-db() { sqlite3 -cmd ".timeout 10000" "$WORK/rd/radraft.db" "$1"; }
+db() { rd_db "$WORK/rd" "$1"; }
 json() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
 ORG="General Hospital Radiology"
 q() { "$RADRAFT" queue "$@" --data-dir rd --set "review.organization=$ORG" --set "fhir.endpoint=$URL"; }

@@ -231,6 +231,22 @@ pg=(--data-dir single --set store.backend=postgresql --set "store.postgresql_dsn
     { grep -q "holds .* rows already" again.log && pass "a second migrate is refused: $(head -c 150 again.log)" ||
         fail "second migrate said: $(cat again.log)"; }
 
+# ---- a schema belongs to one data folder; auto gives each folder its own ---------------
+mkdir -p otherdir
+if "$RADRAFT" queue list --data-dir otherdir --set store.backend=postgresql \
+    --set "store.postgresql_dsn=$DSN" --set store.postgresql_schema=multi >other.out 2>other.err; then
+    fail "another data folder opened the schema of the shared one"
+else
+    grep -q "holds the index of another data folder" other.err &&
+        pass "another folder is refused: $(head -c 160 other.err)" || fail "other folder: $(cat other.err)"
+fi
+"$RADRAFT" queue list --data-dir otherdir --set store.backend=postgresql \
+    --set "store.postgresql_dsn=$DSN" --set store.postgresql_schema=auto >/dev/null 2>other.err ||
+    fail "schema auto: $(cat other.err)"
+auto=radraft_$(head -c 16 otherdir/store-id)
+[ "$(psql "$DSN" -Atqc "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema='$auto' AND table_name='reviews'")" = 1 ] &&
+    pass "schema auto: the folder's own schema $auto" || fail "schema auto: no $auto"
+
 # ---- the store's unit cases on PostgreSQL ------------------------------------------------
 # Left out, each because it tests SQLite itself: its lock and busy timeout
 # (db_errors_name_what_failed_and_a_lock_waits_the_busy_timeout) and edits made around its

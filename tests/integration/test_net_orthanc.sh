@@ -15,6 +15,7 @@ done
 [ -d "$DATA/dicom/chest" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
 . "$(dirname "$0")/lib_ports.sh"
 . "$(dirname "$0")/lib_wait.sh"
+. "$(dirname "$0")/lib_store.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
 # Orthanc's ports are held for the whole test: it is stopped and started again on them, and
@@ -30,7 +31,7 @@ cleanup() { kill -9 $SERVER $ORTHANC $HOLDER 2>/dev/null; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 pass() { echo "ok: $*"; }
-db() { sqlite3 -cmd ".timeout 10000" "$WORK/rd/radraft.db" "$1"; }
+db() { rd_db "$WORK/rd" "$1"; }
 api() { curl -s --max-time 20 "http://127.0.0.1:$OR_HTTP$1" "${@:2}"; }
 
 mkdir -p orthanc-db

@@ -15,6 +15,7 @@ done
 
 . "$(dirname "$0")/lib_ports.sh"
 . "$(dirname "$0")/lib_wait.sh"
+. "$(dirname "$0")/lib_store.sh"
 
 rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
 cd "$WORK" || exit 1
@@ -81,7 +82,7 @@ stop_server() {
     wait $SERVER 2>/dev/null
     return $?
 }
-db() { sqlite3 -cmd ".timeout 10000" "$1/radraft.db" "$2"; }
+db() { rd_db "$1" "$2"; }
 sop_of() { dcmdump -q +P 0008,0018 "$1" | sed -e 's/.*\[\(.*\)\].*/\1/' | head -1; }
 study_of() { dcmdump -q +P 0020,000d "$1" | sed -e 's/.*\[\(.*\)\].*/\1/' | head -1; }
 # The dataset as dcmdump prints it, every value in full (pixel data included), without

@@ -14,6 +14,7 @@ done
 [ -d "$DATA/dicom/codecs" ] || { echo "FAIL: shared data not found at $DATA"; exit 1; }
 . "$(dirname "$0")/lib_ports.sh"
 . "$(dirname "$0")/lib_wait.sh"
+. "$(dirname "$0")/lib_store.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 PORT=
 FAILS=0
@@ -86,7 +87,7 @@ refused "client certificate from an unknown CA refused" "Association Request Fai
 F=$DATA/dicom/codecs/JPEG-LL.dcm
 storescu +tls client.key client.crt +cf ca.crt -xs -aet TLSSCU -aec RADRAFT localhost $PORT "$F" \
     >storescu.log 2>&1 && pass "storescu over TLS" || fail "storescu over TLS"
-n=$(sqlite3 -cmd ".timeout 10000" rd/radraft.db "SELECT COUNT(*) FROM instances")
+n=$(rd_db rd "SELECT COUNT(*) FROM instances")
 [ "$n" = 1 ] && pass "instance stored over TLS" || fail "$n instances stored"
 # radraft's sender over TLS (echo and send), verifying the server against the CA.
 TLSOPTS="--set outbox.tls=true --set server.tls_certificate=client.crt

@@ -27,7 +27,9 @@ while IFS= read -r -d '' f; do
     [ "$mode" = $want ] || fail "$f is $mode, not $want"
 done < <(find rd -print0)
 [ "$n" -ge 8 ] && pass "$n paths under the data directory checked" || fail "only $n paths found"
-for f in rd/radraft.db rd/sr; do
+. "$(dirname "$0")/lib_store.sh"
+# On PostgreSQL the index is in the database: the folder holds its id instead.
+for f in $(rd_db_is_pg && echo rd/store-id || echo rd/radraft.db) rd/sr; do
     [ -e "$f" ] || fail "$f missing"
 done
 ls rd/sr/*signed* >/dev/null 2>&1 && pass "a signed SR among them" || fail "no signed SR"

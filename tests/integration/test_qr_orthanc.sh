@@ -24,6 +24,7 @@ WORK=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib_ports.sh"
 . "$HERE/lib_wait.sh"
+. "$HERE/lib_store.sh"
 for tool in Orthanc curl sqlite3 dcmodify dcmdump dcmqrscp dcmqridx; do
     command -v $tool >/dev/null || { echo "FATAL: $tool not installed (bash scripts/setup.sh --test)" >&2; exit 1; }
 done
@@ -40,7 +41,7 @@ fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 pass() { echo "ok: $*"; }
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 api() { curl -s --max-time 20 "http://127.0.0.1:$OR_HTTP$1" "${@:2}"; }
-db() { sqlite3 -cmd ".timeout 10000" "$1/radraft.db" "$2"; }
+db() { rd_db "$1" "$2"; }
 tag() { dcmdump +P "$1" "$2" 2>/dev/null | head -1 | sed -e 's/^[^[]*\[//' -e 's/\].*$//'; }
 
 # --- the PACS's content ---

@@ -281,13 +281,11 @@ EOF2
 dsrdump +Pc model-out/draft.dcm 2>/dev/null | grep -qF '(121015,DCM,"Device Observer Model Name")="radraft resnet-small ' ||
     fail "the SR's device observer does not name the model"
 [ "$(tagval model-out/draft.dcm ManufacturerModelName)" = "resnet-small" ] || fail "the SR does not name the model"
-python3 - archive/radraft.db <<'EOF2' || fail "report recorded something in the data directory"
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-for t in ("reviews", "outbox", "study_versions"):
-    n = c.execute("SELECT count(*) FROM " + t).fetchone()[0]
-    assert n == 0, (t, n)
-EOF2
+. "$(dirname "$0")/lib_store.sh"
+for t in reviews outbox study_versions; do
+    [ "$(rd_db archive "SELECT COUNT(*) FROM $t")" = 0 ] ||
+        fail "report recorded something in the data directory ($t)"
+done
 [ -d archive/sr ] && fail "report created the pipeline's SR folder"
 
 # The same files with --scores: the override wins, no model is used.

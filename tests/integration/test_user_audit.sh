@@ -11,8 +11,8 @@ rm -rf "$work"
 mkdir -p "$work"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 command -v sqlite3 >/dev/null || fail "the sqlite3 command is needed (Debian package sqlite3)"
+. "$(dirname "$0")/lib_store.sh"
 d=(--data-dir "$work/d")
-db="$work/d/radraft.db"
 
 # ---- the first user: no --user, and it must be an admin ----
 if "$radraft" user add rad1 --role radiologist --display-name "Doe^Jane" "${d[@]}" \
@@ -133,12 +133,12 @@ PY
 grep -qx "audit: 5 rows, chain intact" "$work/verify.txt" || fail "verify: $(cat "$work/verify.txt")"
 
 # The triggers refuse an edit...
-if sqlite3 "$db" "UPDATE audit SET user='mallory' WHERE id=2" 2>"$work/err"; then
+if rd_db "$work/d" "UPDATE audit SET user='mallory' WHERE id=2" 2>"$work/err"; then
     fail "the audit table accepted an UPDATE"
 fi
 grep -q "append-only" "$work/err" || fail "trigger: $(cat "$work/err")"
 # ...and one made around them is found, at the row it changed.
-sqlite3 "$db" "DROP TRIGGER audit_no_update; UPDATE audit SET user='mallory' WHERE id=2"
+rd_db_around_triggers "$work/d" "UPDATE audit SET user='mallory' WHERE id=2"
 set +e
 "$radraft" audit verify "${d[@]}" >"$work/verify.txt" 2>"$work/err"
 rc=$?

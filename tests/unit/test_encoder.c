@@ -298,7 +298,10 @@ static void check_cam(const char *arch, const char *feature_node, const char *lo
     rd_nn_cam_info ci, ci2;
     rd_error err;
     float *x = NULL, *maps = NULL;
-    snprintf(dir, sizeof dir, "%s", rd_test_tmpdir("cam_a"));
+    char name[64];
+    /* A folder per architecture: the cases run in parallel under ctest -j. */
+    snprintf(name, sizeof name, "cam_%s", arch);
+    snprintf(dir, sizeof dir, "%s", rd_test_tmpdir(name));
     snprintf(dir2, sizeof dir2, "%s/%s", dir, arch);
     REQUIRE_OK(rd_nn_model_init(arch, 11, dir, &err), &err);
     REQUIRE_OK(rd_nn_model_init(arch, 11, dir2, &err), &err);
