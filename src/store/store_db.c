@@ -539,15 +539,19 @@ rd_status rd__begin(rd_store *s, rd_error *err)
     rd_status st;
     if (!s->pg)
         return rd__run(s, "beginning a transaction", "BEGIN IMMEDIATE", RD__NO_ARGS, NULL, err);
-    if ((st = rd__run(s, "beginning a transaction", "BEGIN", RD__NO_ARGS, NULL, err)) == RD_OK &&
-        (st = rd__pg_lock(s, err)) != RD_OK)
+    if ((st = rd__run(s, "beginning a transaction", "BEGIN", RD__NO_ARGS, NULL, err)) != RD_OK)
+        return st;
+    s->pg_in_tx = 1;
+    if ((st = rd__pg_lock(s, err)) != RD_OK)
         rd__rollback(s);
     return st;
 }
 
 rd_status rd__commit(rd_store *s, rd_error *err)
 {
-    return rd__run(s, "committing", "COMMIT", RD__NO_ARGS, NULL, err);
+    rd_status st = rd__run(s, "committing", "COMMIT", RD__NO_ARGS, NULL, err);
+    s->pg_in_tx = 0;
+    return st;
 }
 
 void rd__rollback(rd_store *s)

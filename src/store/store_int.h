@@ -64,6 +64,9 @@ struct rd_store {
     /* The database in messages: "<dir>/radraft.db" or "postgresql schema <name>". */
     char db_name[RD__STORE_PATH_MAX + 16];
     char pg_schema[64];
+    /* A transaction is open on the PostgreSQL connection (rd__begin until commit or
+     * rollback): a connection lost then is not silently reopened mid-transaction. */
+    int pg_in_tx;
     char folder_id[33]; /* DATA/store-id (PostgreSQL only) */
     rd_store_options opts;
     rd_store_fault fault;

@@ -271,6 +271,38 @@ out:
     return st;
 }
 
+/* Points the connection at the store's schema (after connecting, and after a reconnect). */
+static rd_status set_search_path(rd_store *s, rd_error *err)
+{
+    char search[128];
+    PGresult *res;
+    rd_status st = RD_OK;
+    snprintf(search, sizeof search, "SET search_path TO %s", s->pg_schema);
+    res = PQexec(s->pg, search);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        st = pg_error(s, "setting the search path", PQresultErrorMessage(res), err);
+    PQclear(res);
+    return st;
+}
+
+/* A connection the server closed (a restart, a failover, an idle timeout) is opened again
+ * before the next statement, once: unless a transaction was open on it, whose statements
+ * are lost with it; the caller's rollback ends that, and the statement after it
+ * reconnects. */
+static rd_status ensure_connected(rd_store *s, const char *what, rd_error *err)
+{
+    if (PQstatus(s->pg) == CONNECTION_OK)
+        return RD_OK;
+    if (s->pg_in_tx)
+        return rd_error_set(err, RD_E_DB, "%s: %s: the connection was lost in a transaction",
+                            s->db_name, what);
+    PQreset(s->pg);
+    if (PQstatus(s->pg) != CONNECTION_OK)
+        return pg_error(s, "reconnecting", NULL, err);
+    rd_log_warn("store: %s: connection lost; connected again", s->db_name);
+    return set_search_path(s, err);
+}
+
 /* The server's notices ("schema ... already exists, skipping") are for a debug log only. */
 static void on_notice(void *arg, const char *message)
 {
@@ -281,10 +313,9 @@ static void on_notice(void *arg, const char *message)
 rd_status rd__pg_open(rd_store *s, rd_error *err)
 {
     const char *schema = s->opts.postgresql_schema[0] ? s->opts.postgresql_schema : "radraft";
-    char options[128], search[128], automatic[64];
+    char options[128], automatic[64];
     const char *keys[] = {"dbname", "options", "application_name", "connect_timeout", NULL};
     const char *values[] = {s->opts.postgresql_dsn, options, "radraft", "10", NULL};
-    PGresult *res;
     rd_status st;
 
     if ((st = folder_id(s, err)) != RD_OK)
@@ -310,15 +341,7 @@ rd_status rd__pg_open(rd_store *s, rd_error *err)
         return pg_error(s, "connecting", NULL, err);
     PQsetNoticeProcessor(s->pg, on_notice, NULL);
     /* The schema itself is created by the first migration, under the schema's lock. */
-    snprintf(search, sizeof search, "SET search_path TO %s", schema);
-    res = PQexec(s->pg, search);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        st = pg_error(s, "setting the search path", PQresultErrorMessage(res), err);
-        PQclear(res);
-        return st;
-    }
-    PQclear(res);
-    return RD_OK;
+    return set_search_path(s, err);
 }
 
 void rd__pg_close(rd_store *s)
@@ -341,6 +364,10 @@ rd_status rd__pg_stmt_open(rd__stmt *q, const char *sql, rd__args args, rd_error
     rd_status st = RD_OK;
     int n = args.n;
 
+    if ((st = ensure_connected(s, q->what, err)) != RD_OK) {
+        free(text);
+        return st;
+    }
     if (!text)
         return rd_error_set(err, RD_E_NOMEM, "out of memory: %s", q->what);
     if (!translate(sql, 0, text, SQL_MAX)) {
@@ -387,6 +414,13 @@ rd_status rd__pg_stmt_open(rd__stmt *q, const char *sql, rd__args args, rd_error
         }
     }
     q->res = PQexecParams(s->pg, text, n, types, values, lengths, formats, 0);
+    /* The server closed an idle connection (a restart): found only now, by the statement
+     * that starts a transaction, which did nothing yet and is sent again on a new one. */
+    if (PQresultStatus(q->res) == PGRES_FATAL_ERROR && PQstatus(s->pg) == CONNECTION_BAD &&
+        strcmp(sql, "BEGIN") == 0 && ensure_connected(s, q->what, err) == RD_OK) {
+        PQclear(q->res);
+        q->res = PQexecParams(s->pg, text, n, types, values, lengths, formats, 0);
+    }
     switch (PQresultStatus(q->res)) {
     case PGRES_TUPLES_OK:
     case PGRES_COMMAND_OK:
@@ -493,8 +527,9 @@ int rd__pg_in_transaction(rd_store *s)
 
 void rd__pg_rollback(rd_store *s)
 {
-    if (rd__pg_in_transaction(s))
+    if (PQstatus(s->pg) == CONNECTION_OK && rd__pg_in_transaction(s))
         PQclear(PQexec(s->pg, "ROLLBACK"));
+    s->pg_in_tx = 0;
 }
 
 rd_status rd__pg_exec(rd_store *s, const char *what, const char *sql, int ddl, rd_error *err)
@@ -502,6 +537,10 @@ rd_status rd__pg_exec(rd_store *s, const char *what, const char *sql, int ddl, r
     char *text = malloc(SQL_MAX);
     PGresult *res;
     rd_status st = RD_OK;
+    if ((st = ensure_connected(s, what, err)) != RD_OK) {
+        free(text);
+        return st;
+    }
     if (!text)
         return rd_error_set(err, RD_E_NOMEM, "out of memory: %s", what);
     if (!translate(sql, ddl, text, SQL_MAX)) {

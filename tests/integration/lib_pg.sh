@@ -60,6 +60,15 @@ rd_pg_start() {
     return 1
 }
 
+# rd_pg_restart DIR: restarts the server of DIR on its port (fast: every connection is cut,
+# as a database failover or restart would).
+rd_pg_restart() {
+    local dir=$1 data
+    data=$(cat "$dir/where")
+    rd_pg_as "$RD_PG_BIN/pg_ctl" -D "$data/db" -l "$data/server.log" -w -t 60 -m fast restart \
+        >"$dir/pg_ctl.log" 2>&1
+}
+
 # rd_pg_stop DIR: stops the server of DIR (immediately: its data is thrown away) and
 # removes its files.
 rd_pg_stop() {
