@@ -15,7 +15,9 @@
  *
  * Durability: rd_store_put() returns RD_OK only after the file is written, fsynced,
  * renamed into place, its directory fsynced and its row committed (synchronous=FULL), so
- * that a caller may acknowledge the instance (C-STORE success) once it returns.
+ * that a caller may acknowledge the instance (C-STORE success) once it returns. Handles
+ * that share a commit group (rd_store_options.group) commit the rows of concurrent puts
+ * together, one sync for all; each put still returns only after its own row is committed.
  *
  * Errors: every database failure is RD_E_DB with SQLite's message and what the store was
  * doing; a lock another connection holds longer than the busy timeout is one of them.
@@ -70,6 +72,10 @@ typedef struct rd_store_options {
      * how long a node may go without a heartbeat before its work goes to the others. */
     char node[64];
     double node_timeout_seconds;
+    /* Group commit (SQLite): the handles of one node that share a group put their rows in
+     * one transaction whenever several puts arrive at once (rd_store_group_create); NULL:
+     * each put commits alone. Borrowed: the group outlives every handle opened with it. */
+    struct rd_store_group *group;
 } rd_store_options;
 
 void rd_store_options_default(rd_store_options *opts);
@@ -80,6 +86,18 @@ struct rd_config;
  * store.postgresql_dsn, store.postgresql_schema). RD_E_INVALID names the bad key. */
 rd_status rd_store_options_from_config(rd_store_options *opts, const struct rd_config *cfg,
                                        rd_error *err);
+
+/* A commit group: the C-STORE associations of one node, each with its own handle, whose
+ * concurrent puts are indexed in one transaction and one sync of the WAL (the first put to
+ * find none running leads it, the others wait for its commit; each put's file is synced
+ * before and its folder after, as alone). A put that fails in a group fails alone. */
+typedef struct rd_store_group rd_store_group;
+
+rd_status rd_store_group_create(rd_store_group **out, rd_error *err);
+void rd_store_group_free(rd_store_group *g);
+
+/* The group's transactions so far and the instances they indexed. */
+void rd_store_group_stats(rd_store_group *g, long *transactions, long *instances);
 
 /* Parses "sqlite" or "postgresql". */
 rd_status rd_store_backend_parse(const char *text, rd_store_backend *out, rd_error *err);

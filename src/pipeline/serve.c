@@ -15,6 +15,7 @@
 struct rd_serve {
     rd_config cfg;
     rd_store_options store_opts;
+    rd_store_group *group;  /* the listener's commit group (store_opts.group) */
     rd_pipeline *pipeline;  /* NULL without a model */
     rd_pipeline_pool *pool; /* NULL without a model */
     int workers;
@@ -122,8 +123,11 @@ rd_status rd_serve_start(rd_serve **out, const rd_config *cfg, rd_error *err)
         return rd_error_set(err, RD_E_NOMEM, "out of memory starting the node");
     srv->cfg = *cfg;
     rd_metrics_init(&srv->metrics);
-    if ((st = rd_store_options_from_config(&srv->store_opts, cfg, err)) != RD_OK)
+    if ((st = rd_store_options_from_config(&srv->store_opts, cfg, err)) != RD_OK ||
+        (st = rd_store_group_create(&srv->group, err)) != RD_OK)
         goto fail;
+    /* The associations' puts that arrive together share a commit (rd_store_group). */
+    srv->store_opts.group = srv->group;
     rd_net_init();
     /* Open the store once up front: migrations, and recovery after a crash (jobs and
      * deliveries left running go back to their queues, half-written temporaries go). */
@@ -182,5 +186,6 @@ void rd_serve_stop(rd_serve *srv)
     rd_pipeline_pool_stop(srv->pool); /* the jobs in progress finish first */
     rd_outbox_stop(srv->outbox);      /* what the last jobs queued is sent after a restart */
     rd_pipeline_free(srv->pipeline);
+    rd_store_group_free(srv->group); /* after every handle opened with it is closed */
     free(srv);
 }

@@ -4,6 +4,7 @@
  * version of a study (drafted or skipped). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,199 @@ static void warn_duplicate(const rd_store_instance *inst, const char *what)
 
 #define KEEPING_FIRST "keeping the first (store.duplicate_policy keep-first)"
 
+/* One instance on its way into the index: what put() knows before the write lock, and what
+ * the locked part decides. */
+typedef struct put_req {
+    const rd_store_instance *inst;
+    const void *data;
+    size_t len, hash_offset;
+    double now;
+    rd__file_place f;
+    char tmp[2 * RD__STORE_PATH_MAX + 128];
+    char sha[RD_SHA256_HEX_SIZE];
+    existing ex;
+    rd_store_put_result res;
+    int renamed, have_tmp;
+    /* Group commit (rd_store_group): the outcome the leader leaves, and its next. */
+    rd_status st;
+    rd_error err;
+    int done;
+    struct put_req *next;
+} put_req;
+
+/* The part of a put under the write lock, inside the caller's transaction: looks again
+ * (another association may have stored it meanwhile), then renames the file into place and
+ * writes its row, or decides it is a duplicate. */
+static rd_status put_locked(rd_store *s, put_req *r, rd_error *err)
+{
+    const rd_store_instance *inst = r->inst;
+    rd_status st;
+    if ((st = lookup(s, inst->sop_instance_uid, &r->ex, err)) != RD_OK)
+        return st;
+    if (r->ex.found && !r->sha[0])
+        rd_sha256_hex((const char *)r->data + r->hash_offset, r->len - r->hash_offset, r->sha);
+    if (same_content(s, inst->sop_instance_uid, &r->ex, r->sha)) {
+        r->res = RD_STORE_SAME;
+        return RD_OK;
+    }
+    if (other_content(s, inst->sop_instance_uid, &r->ex, r->sha)) {
+        if (s->opts.duplicate_policy == RD_STORE_DUP_KEEP_FIRST) {
+            warn_duplicate(inst, KEEPING_FIRST);
+            r->res = RD_STORE_KEPT_FIRST;
+            return RD_OK;
+        }
+        warn_duplicate(inst, "replacing it (store.duplicate_policy replace)");
+        r->res = RD_STORE_REPLACED;
+    }
+    if ((st = rd__file_rename(s, r->tmp, r->f.abs, err)) != RD_OK)
+        return st;
+    r->have_tmp = 0;
+    r->renamed = 1;
+    if ((st = write_row(s, inst, r->f.rel, r->len, r->hash_offset, r->sha, r->now, r->ex.found,
+                        err)) != RD_OK)
+        return st;
+    if (r->ex.found && strcmp(r->ex.path, r->f.rel) != 0) {
+        /* A replacement filed under another study or series: the old file goes. */
+        char old[2 * RD__STORE_PATH_MAX];
+        snprintf(old, sizeof old, "%s/%s", s->dir, r->ex.path);
+        unlink(old);
+    }
+    return RD_OK;
+}
+
+/* A put whose row did not commit: a new file renamed into place is removed, so that there
+ * is never a file without its row. (A replaced file cannot be restored; the row keeps the
+ * old hash, so the next resend of either version is stored again rather than taken for a
+ * duplicate.) */
+static void put_undo(put_req *r)
+{
+    if (r->renamed && !r->ex.found)
+        unlink(r->f.abs);
+    r->renamed = 0;
+}
+
+/* ---- group commit ---- */
+
+struct rd_store_group {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    put_req *queue, **tail; /* waiting for the next transaction */
+    int leading;            /* a thread is running a transaction for a group */
+    long transactions, instances;
+};
+
+rd_status rd_store_group_create(rd_store_group **out, rd_error *err)
+{
+    rd_store_group *g = calloc(1, sizeof *g);
+    if (!g)
+        return rd_error_set(err, RD_E_NOMEM, "out of memory creating the commit group");
+    if (pthread_mutex_init(&g->mu, NULL) != 0) {
+        free(g);
+        return rd_error_set(err, RD_E_INTERNAL, "cannot create a mutex");
+    }
+    if (pthread_cond_init(&g->cv, NULL) != 0) {
+        pthread_mutex_destroy(&g->mu);
+        free(g);
+        return rd_error_set(err, RD_E_INTERNAL, "cannot create a condition variable");
+    }
+    g->tail = &g->queue;
+    *out = g;
+    return RD_OK;
+}
+
+void rd_store_group_free(rd_store_group *g)
+{
+    if (!g)
+        return;
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
+void rd_store_group_stats(rd_store_group *g, long *transactions, long *instances)
+{
+    pthread_mutex_lock(&g->mu);
+    *transactions = g->transactions;
+    *instances = g->instances;
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* The leader's transaction for the requests of one group, on its own connection: each
+ * request in a savepoint of its own (one that fails is undone alone), one commit (one sync
+ * of the WAL) for all. */
+static void run_group(rd_store *s, put_req *batch)
+{
+    rd_error err;
+    rd_status st = rd__begin(s, &err);
+    for (put_req *r = batch; r; r = r->next) {
+        if (st != RD_OK) {
+            r->st = st;
+            r->err = err;
+            continue;
+        }
+        if ((r->st = rd__exec(s, "a savepoint", "SAVEPOINT put", &r->err)) == RD_OK &&
+            (r->st = put_locked(s, r, &r->err)) == RD_OK)
+            r->st = rd__exec(s, "releasing a savepoint", "RELEASE put", &r->err);
+        if (r->st != RD_OK) {
+            rd_error ignored;
+            (void)rd__exec(s, "undoing an instance", "ROLLBACK TO put; RELEASE put", &ignored);
+            put_undo(r);
+        }
+    }
+    if (st == RD_OK && (st = rd__commit(s, &err)) != RD_OK) {
+        for (put_req *r = batch; r; r = r->next) {
+            if (r->st == RD_OK) {
+                r->st = st;
+                r->err = err;
+            }
+            put_undo(r);
+        }
+    }
+    if (st != RD_OK)
+        rd__rollback(s);
+    for (put_req *r = batch; r; r = r->next)
+        if (r->st == RD_OK)
+            r->renamed = 0; /* its row committed: the file stays whatever follows */
+}
+
+/* Hands `r` to the group's next transaction and waits for its outcome. The first thread to
+ * find no transaction running leads one for every request queued by then, on its own
+ * connection; the others wait, and one of them leads the next. */
+static rd_status group_put(rd_store *s, put_req *r, rd_error *err)
+{
+    rd_store_group *g = s->opts.group;
+    pthread_mutex_lock(&g->mu);
+    r->next = NULL;
+    *g->tail = r;
+    g->tail = &r->next;
+    while (!r->done) {
+        if (g->leading) {
+            pthread_cond_wait(&g->cv, &g->mu);
+            continue;
+        }
+        put_req *batch = g->queue;
+        long n = 0;
+        g->queue = NULL;
+        g->tail = &g->queue;
+        g->leading = 1;
+        pthread_mutex_unlock(&g->mu);
+        run_group(s, batch);
+        pthread_mutex_lock(&g->mu);
+        for (put_req *b = batch; b; b = b->next) {
+            b->done = 1;
+            n++;
+        }
+        g->leading = 0;
+        g->transactions++;
+        g->instances += n;
+        pthread_cond_broadcast(&g->cv);
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (r->st != RD_OK)
+        *err = r->err;
+    return r->st;
+}
+
 /* rd_store_put and rd_store_put_file: `data` holds the file's bytes; with `spool` (the file
  * they are in, mapped by the caller) that file is fsynced and renamed into place instead of
  * writing a new one, and it is gone on return whatever happens. */
@@ -159,16 +353,18 @@ static rd_status put(rd_store *s, const rd_store_instance *inst, const void *dat
                      const char *spool, size_t hash_offset, rd_store_put_result *result,
                      rd_error *err)
 {
-    char sha[RD_SHA256_HEX_SIZE] = "", tmp[2 * RD__STORE_PATH_MAX + 128];
-    rd__file_place f;
-    existing ex;
-    rd_store_put_result res = RD_STORE_NEW;
+    put_req r;
     rd_status st = RD_OK;
-    int renamed = 0, have_tmp = spool != NULL;
-    double now = rd_store_now();
 
-    ex.found = 0;
-    if (spool && rd_strlcpy(tmp, spool, sizeof tmp) >= sizeof tmp) {
+    memset(&r, 0, sizeof r);
+    r.inst = inst;
+    r.data = data;
+    r.len = len;
+    r.hash_offset = hash_offset;
+    r.now = rd_store_now();
+    r.res = RD_STORE_NEW;
+    r.have_tmp = spool != NULL;
+    if (spool && rd_strlcpy(r.tmp, spool, sizeof r.tmp) >= sizeof r.tmp) {
         unlink(spool);
         return rd_error_set(err, RD_E_INVALID, "%s: path too long", spool);
     }
@@ -185,95 +381,66 @@ static rd_status put(rd_store *s, const rd_store_instance *inst, const void *dat
         st = rd_error_set(err, RD_E_INVALID, "hash offset %zu beyond %zu bytes", hash_offset, len);
         goto done;
     }
-    if ((st = rd__file_place_of(s, inst, &f, err)) != RD_OK)
+    if ((st = rd__file_place_of(s, inst, &r.f, err)) != RD_OK)
         goto done;
 
     /* Fast path without the write lock: a resend of what is already stored. */
-    if ((st = lookup(s, inst->sop_instance_uid, &ex, err)) != RD_OK)
+    if ((st = lookup(s, inst->sop_instance_uid, &r.ex, err)) != RD_OK)
         goto done;
     /* The new data's hash is needed only when the SOP instance is already stored. */
-    if (ex.found)
-        rd_sha256_hex((const char *)data + hash_offset, len - hash_offset, sha);
-    if (same_content(s, inst->sop_instance_uid, &ex, sha)) {
-        res = RD_STORE_SAME;
+    if (r.ex.found)
+        rd_sha256_hex((const char *)data + hash_offset, len - hash_offset, r.sha);
+    if (same_content(s, inst->sop_instance_uid, &r.ex, r.sha)) {
+        r.res = RD_STORE_SAME;
         goto done;
     }
     if (s->opts.duplicate_policy == RD_STORE_DUP_KEEP_FIRST &&
-        other_content(s, inst->sop_instance_uid, &ex, sha)) {
+        other_content(s, inst->sop_instance_uid, &r.ex, r.sha)) {
         warn_duplicate(inst, KEEPING_FIRST);
-        res = RD_STORE_KEPT_FIRST;
+        r.res = RD_STORE_KEPT_FIRST;
         goto done;
     }
 
     /* The slow parts (writing and fsyncing the data) happen before the write lock. */
-    if ((st = rd_mkdirs(f.dir, err)) != RD_OK)
+    if ((st = rd_mkdirs(r.f.dir, err)) != RD_OK)
         goto done;
     if (spool)
-        st = rd__file_fsync_path(tmp, err);
-    else if ((st = rd__file_write_temp(s, f.dir, inst->sop_instance_uid, data, len, tmp, sizeof tmp,
-                                       err)) == RD_OK)
-        have_tmp = 1;
+        st = rd__file_fsync_path(r.tmp, err);
+    else if ((st = rd__file_write_temp(s, r.f.dir, inst->sop_instance_uid, data, len, r.tmp,
+                                       sizeof r.tmp, err)) == RD_OK)
+        r.have_tmp = 1;
     if (st != RD_OK)
         goto done;
 
-    if ((st = rd__begin(s, err)) != RD_OK)
-        goto out;
-    /* Look again under the lock: another association may have stored it meanwhile. */
-    if ((st = lookup(s, inst->sop_instance_uid, &ex, err)) != RD_OK)
-        goto out;
-    if (ex.found && !sha[0])
-        rd_sha256_hex((const char *)data + hash_offset, len - hash_offset, sha);
-    if (same_content(s, inst->sop_instance_uid, &ex, sha)) {
-        res = RD_STORE_SAME;
-        goto commit;
-    }
-    if (other_content(s, inst->sop_instance_uid, &ex, sha)) {
-        if (s->opts.duplicate_policy == RD_STORE_DUP_KEEP_FIRST) {
-            warn_duplicate(inst, KEEPING_FIRST);
-            res = RD_STORE_KEPT_FIRST;
-            goto commit;
+    if (s->opts.group && !s->pg) {
+        /* Concurrent associations share one transaction and one sync of the WAL. */
+        if ((st = group_put(s, &r, err)) != RD_OK)
+            goto done;
+    } else {
+        if ((st = rd__begin(s, err)) != RD_OK || (st = put_locked(s, &r, err)) != RD_OK)
+            goto out;
+        if (s->fault == RD_STORE_FAULT_COMMIT) {
+            s->fault = RD_STORE_FAULT_NONE;
+            st = rd_error_set(err, RD_E_DB, "%s: commit: disk I/O error (injected)", s->db_name);
+            goto out;
         }
-        warn_duplicate(inst, "replacing it (store.duplicate_policy replace)");
-        res = RD_STORE_REPLACED;
+        if ((st = rd__commit(s, err)) != RD_OK)
+            goto out;
+        r.renamed = 0;
     }
-    if ((st = rd__file_rename(s, tmp, f.abs, err)) != RD_OK)
-        goto out;
-    have_tmp = 0;
-    renamed = 1;
-    if ((st = write_row(s, inst, f.rel, len, hash_offset, sha, now, ex.found, err)) != RD_OK)
-        goto out;
-    if (ex.found && strcmp(ex.path, f.rel) != 0) {
-        /* A replacement filed under another study or series: the old file goes. */
-        char old[2 * RD__STORE_PATH_MAX];
-        snprintf(old, sizeof old, "%s/%s", s->dir, ex.path);
-        unlink(old);
-    }
-commit:
-    if (s->fault == RD_STORE_FAULT_COMMIT) {
-        s->fault = RD_STORE_FAULT_NONE;
-        st = rd_error_set(err, RD_E_DB, "%s: commit: disk I/O error (injected)", s->db_name);
-        goto out;
-    }
-    if ((st = rd__commit(s, err)) != RD_OK)
-        goto out;
-    renamed = 0;
     /* The rename is durable only once its directory is: fsync it before answering. */
-    if (res != RD_STORE_SAME && res != RD_STORE_KEPT_FIRST)
-        st = rd__file_fsync_dir(f.dir, err);
+    if (r.res != RD_STORE_SAME && r.res != RD_STORE_KEPT_FIRST)
+        st = rd__file_fsync_dir(r.f.dir, err);
 out:
     if (st != RD_OK) {
         rd__rollback(s);
-        /* A new file whose row did not commit is removed: no file without its row. (A
-         * replaced file cannot be restored; the row keeps the old hash, so the next resend
-         * of either version is stored again rather than taken for a duplicate.) */
-        if (renamed && !ex.found)
-            unlink(f.abs);
+        put_undo(&r);
     }
 done:
-    if (have_tmp)
-        unlink(tmp);
+    if (r.have_tmp)
+        unlink(r.tmp);
     if (st == RD_OK && result)
-        *result = res;
+        *result = r.res;
     return st;
 }
 
