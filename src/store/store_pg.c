@@ -220,9 +220,18 @@ static rd_status folder_id(rd_store *s, rd_error *err)
             snprintf(id + 2 * i, 3, "%02x", raw[i]);
         id[32] = '\n';
         id[33] = '\0';
-        snprintf(tmp, sizeof tmp, "%s/.store-id.%ld", s->dir, (long)getpid());
-        if ((st = rd_write_file_atomic(tmp, id, 33, err)) != RD_OK)
+        /* A name of its own (threads of one process open stores at once, too). */
+        snprintf(tmp, sizeof tmp, "%s/.store-id.XXXXXX", s->dir);
+        int fd = mkstemp(tmp);
+        if (fd < 0)
+            return rd_error_set(err, RD_E_IO, "%s: %s", tmp, strerror(errno));
+        if (write(fd, id, 33) != 33 || fsync(fd) != 0) {
+            st = rd_error_set(err, RD_E_IO, "%s: %s", tmp, strerror(errno));
+            close(fd);
+            unlink(tmp);
             return st;
+        }
+        close(fd);
         if (link(tmp, path) != 0 && errno != EEXIST) {
             st = rd_error_set(err, RD_E_IO, "%s: %s", path, strerror(errno));
             unlink(tmp);
