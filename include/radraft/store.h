@@ -1,10 +1,13 @@
 /* radraft — the durable store: DICOM files laid out by sanitized UIDs under a data
- * directory, and the SQLite index beside them (instances, studies, jobs, outbox, review
- * items, the archive of past studies).
+ * directory, and the index beside them (instances, studies, jobs, outbox, review items, the
+ * archive of past studies): SQLite in the directory, or a PostgreSQL schema that several
+ * nodes share (store_pg.c).
  *
  * Layout of a data directory:
  *   store/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm   the received files
  *   radraft.db                                          SQLite (WAL), schema versioned
+ *   store-id                                            on PostgreSQL: the folder's id,
+ *                                                       which its schema records
  *
  * Only UIDs that pass rd_store_uid_valid() ever become path components, so a hostile UID
  * ("../x", "/etc", 200 characters) is refused before any file is touched.
