@@ -78,6 +78,17 @@ static void on_batch_signal(int sig)
     atomic_store(&g_batch_stop, 1);
 }
 
+/* SIGINT and SIGTERM end the run cleanly: the studies in progress finish first. */
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_batch_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 static double mono_s(void)
 {
     struct timespec ts;
@@ -370,7 +381,6 @@ int rd_cmd_batch(int argc, char **argv)
     rd_batch_stats bs;
     rd_pipeline *pipeline = NULL;
     rd_pipeline_pool *pool = NULL;
-    struct sigaction sa;
     int tty = isatty(STDERR_FILENO);
 
     rd_cli_init(&cli, "radraft batch");
@@ -454,11 +464,7 @@ int rd_cmd_batch(int argc, char **argv)
         const rd_cli_setting qs[] = {{"server.data_dir", data}};
         if (rd_cli_set_options(&cli, qs, RD_CLI_COUNT(qs)) != RD_EXIT_OK)
             return RD_EXIT_USAGE;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_batch_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
+        catch_stop_signals();
         if (queue)
             return queue_folders(&cli, argv + optind, argc - optind, !no_wait);
         if (rd_cli_store_open(&cli, cli.cfg.server_data_dir, &s, &err) != RD_OK) {
@@ -627,11 +633,7 @@ int rd_cmd_batch(int argc, char **argv)
     rd_log_info("batch: %d worker(s) x %d encoder thread(s), SRs into %s", n_workers, threads,
                 rd_pipeline_sr_dir(pipeline));
 
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_batch_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    catch_stop_signals();
 
     double t1 = mono_s(), last = t1;
     while (!rd_pipeline_pool_finished(pool) && !atomic_load(&g_batch_stop)) {
