@@ -5,6 +5,7 @@
 // next to its destination and renamed into place. Nothing here reads the clock or makes
 // random UIDs, so the same arguments give the same bytes.
 #include "radraft/dicom_write.h"
+#include "radraft/tempname.h"
 #include "radraft/uid.h"
 
 #include "first_error.h"
@@ -402,7 +403,10 @@ extern "C" rd_status rd_dicom_write_xray(const char *path, const rd_image *img,
         return rd_error_set(err, RD_E_DICOM, "%s: the dataset cannot be written as %s", path,
                             syn->short_name);
 
-    std::string tmp = std::string(path) + ".tmp." + std::to_string((long)getpid());
+    char tmp_name[4096];
+    if (!rd_temp_name(tmp_name, sizeof tmp_name, path))
+        return rd_error_set(err, RD_E_INVALID, "%s: path too long", path);
+    std::string tmp = tmp_name;
     c = ff.saveFile(tmp.c_str(), syn->xfer, EET_ExplicitLength, EGL_recalcGL, EPD_noChange);
     if (c.bad()) {
         std::remove(tmp.c_str());

@@ -7,6 +7,7 @@
 // Character Set to UTF-8 (including the Japanese ISO 2022 sets that DCMTK's iconv lacks).
 // Nothing here throws across the extern "C" boundary.
 #include "radraft/sr.h"
+#include "radraft/tempname.h"
 
 #include "dcm_load.h"
 #include "dicom_shim.h"
@@ -770,7 +771,10 @@ bool meta_complete(DcmMetaInfo *meta, DcmDataset *ds)
 // (check_written) before it is renamed into place.
 rd_status save_atomic(DcmFileFormat &ff, const sr_expect &x, const char *path, rd_error *err)
 {
-    std::string tmp = std::string(path) + ".tmp-XXXXXX";
+    char tmp_name[4096];
+    if (!rd_temp_name(tmp_name, sizeof tmp_name - 7, path))
+        return rd_error_set(err, RD_E_INVALID, "%s: path too long", path);
+    std::string tmp = std::string(tmp_name) + "-XXXXXX";
     temp_file t;
     t.name.assign(tmp.begin(), tmp.end());
     t.name.push_back('\0');

@@ -1,4 +1,5 @@
 #include "base/util.h"
+#include "radraft/tempname.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -83,7 +84,7 @@ rd_status rd_write_file_atomic(const char *path, const void *data, size_t len, r
     const char *p = data;
     size_t left = len;
 
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+    if (!rd_temp_name(tmp, sizeof tmp, path))
         return rd_error_set(err, RD_E_INVALID, "%s: path too long", path);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)

@@ -38,6 +38,7 @@
 #include "radraft/metrics.h"
 #include "radraft/review.h"
 #include "radraft/sr.h"
+#include "radraft/tempname.h"
 #include "radraft/version.h"
 #include "base/util.h"
 #include "pipeline/pipeline_int.h"
@@ -163,23 +164,36 @@ static rd_status load_thresholds(rd_pipeline *p, const char *model_json, rd_erro
     return RD_OK;
 }
 
-/* An SR is written to "<name>.tmp-XXXXXX" and renamed into place; a process killed in
- * between leaves the temporary behind. Nothing else writes there, and one radraft process
- * drafts into a folder at a time, so whatever temporary is there at start-up is stale. */
-static void remove_stale_temporaries(const char *dir)
+/* SRs, AI results SRs and FHIR Bundles are written to a temporary (radraft/tempname.h) and
+ * renamed into place; a process killed in between leaves the temporary behind. With the
+ * SQLite store one radraft process drafts into a folder at a time, so whatever temporary is
+ * there at start-up is stale. With PostgreSQL the folder may be shared by several nodes:
+ * a temporary is stale when its writer on this host is gone, or, written elsewhere, when it
+ * is older than any write takes (STALE_TEMP_S). */
+#define STALE_TEMP_S 600
+
+static void remove_stale_temporaries(const char *dir, int shared)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
+    double now = rd_store_now();
     if (!d)
         return;
     while ((e = readdir(d)) != NULL) {
         char path[PL_PATH_MAX + 256];
-        if (!strstr(e->d_name, "-sr.dcm.tmp-"))
+        struct stat sb;
+        rd_temp_owner owner = rd_temp_owner_of(e->d_name);
+        if (owner == RD_TEMP_NOT_TEMP)
             continue;
         if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
             continue;
+        if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        if (shared && owner != RD_TEMP_DEAD &&
+            (owner == RD_TEMP_LIVE || (double)sb.st_mtime >= now - STALE_TEMP_S))
+            continue;
         if (unlink(path) == 0)
-            rd_log_warn("pipeline: removed %s, left by an interrupted SR write", path);
+            rd_log_warn("pipeline: removed %s, left by an interrupted write", path);
     }
     closedir(d);
 }
@@ -219,7 +233,7 @@ rd_status rd_pipeline_create(rd_pipeline **out, const rd_config *cfg,
         goto out;
     }
     if ((st = rd_mkdirs(p->sr_dir, err)) == RD_OK)
-        remove_stale_temporaries(p->sr_dir);
+        remove_stale_temporaries(p->sr_dir, p->store_opts.backend == RD_STORE_POSTGRESQL);
     if (st != RD_OK)
         goto out;
     if ((st = rd_pipeline_model_path(cfg, p->model_path, sizeof p->model_path, err)) != RD_OK)

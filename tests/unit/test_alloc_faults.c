@@ -38,6 +38,7 @@
 #include "radraft/samples.h"
 #include "radraft/sr.h"
 #include "radraft/store.h"
+#include "radraft/tempname.h"
 #include "rdtest.h"
 #include "base/util.h"
 
@@ -752,8 +753,8 @@ static rd_status pipeline_scenario(void)
     return st;
 }
 
-/* The folder's files that are temporaries of an interrupted write ("...tmp-XXXXXX"), or SRs
- * that do not read; each is named. */
+/* The folder's files that are temporaries of an interrupted write (radraft/tempname.h), or
+ * SRs that do not read; each is named. */
 static int bad_files_in(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -768,7 +769,7 @@ static int bad_files_in(const char *dir)
         if (e->d_name[0] == '.')
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (strstr(e->d_name, ".tmp-")) {
+        if (rd_temp_owner_of(e->d_name) != RD_TEMP_NOT_TEMP) {
             fprintf(stderr, "  left in %s: %s\n", dir, e->d_name);
             n++;
         } else if (strstr(e->d_name, ".dcm")) {

@@ -781,7 +781,7 @@ RD_TEST(no_model_is_a_config_error)
 RD_TEST(stale_sr_temporaries_removed_at_start)
 {
     const char *dir = rd_test_tmpdir("pl_stale");
-    char model[1100], srdir[1100], stale[1300], keep[1300];
+    char model[1100], srdir[1100], stale[1300], stale_fhir[1300], keep[1300];
     rd_config cfg;
     rd_pipeline_options po;
     rd_pipeline *p = NULL;
@@ -794,8 +794,12 @@ RD_TEST(stale_sr_temporaries_removed_at_start)
     REQUIRE_OK(rd_mkdirs(srdir, &err), &err);
     /* What a process killed between writing and renaming an SR leaves, and a finished SR. */
     snprintf(stale, sizeof stale, "%s/1.2.3-0123456789abcdef-draft-sr.dcm.tmp-Ab12Cd", srdir);
+    snprintf(stale_fhir, sizeof stale_fhir,
+             "%s/1.2.3-0123456789abcdef-draft-fhir.json.tmp.otherhost@12174", srdir);
     snprintf(keep, sizeof keep, "%s/1.2.3-0123456789abcdef-draft-sr.dcm", srdir);
     REQUIRE((fp = fopen(stale, "wb")) != NULL);
+    fclose(fp);
+    REQUIRE((fp = fopen(stale_fhir, "wb")) != NULL);
     fclose(fp);
     REQUIRE((fp = fopen(keep, "wb")) != NULL);
     fclose(fp);
@@ -808,6 +812,7 @@ RD_TEST(stale_sr_temporaries_removed_at_start)
     po.encoder_threads = 1;
     REQUIRE_OK(rd_pipeline_create(&p, &cfg, &po, &err), &err);
     CHECK(stat(stale, &sb) != 0);
+    CHECK(stat(stale_fhir, &sb) != 0);
     CHECK(stat(keep, &sb) == 0);
     rd_pipeline_free(p);
 }

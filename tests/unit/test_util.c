@@ -6,10 +6,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "radraft/log.h"
 #include "radraft/metrics.h"
+#include "radraft/tempname.h"
 #include "rdtest.h"
 #include "base/util.h"
 
@@ -316,6 +319,44 @@ RD_TEST(mul_size_detects_overflow)
     CHECK(!rd_mul_size(SIZE_MAX / 2 + 1, 2, &out));
     CHECK(!rd_mul_size((size_t)1 << (sizeof(size_t) * 4), (size_t)1 << (sizeof(size_t) * 4), &out));
     CHECK_EQ_INT(out, 7); /* untouched on overflow */
+}
+
+RD_TEST(temp_names_tell_their_writer)
+{
+    char name[256], other[300];
+    const char *base;
+    pid_t child;
+    int status;
+    CHECK(rd_temp_name(name, sizeof name, "out/1.2.3-draft-sr.dcm"));
+    CHECK(strncmp(name, "out/1.2.3-draft-sr.dcm.tmp.", 27) == 0);
+    base = strrchr(name, '/') + 1;
+    CHECK_EQ_INT(rd_temp_owner_of(base), RD_TEMP_LIVE); /* this process writes it */
+    snprintf(other, sizeof other, "%s-Ab12Cd", base);   /* mkstemp's suffix after it */
+    CHECK_EQ_INT(rd_temp_owner_of(other), RD_TEMP_LIVE);
+    CHECK(!rd_temp_name(name, 20, "out/1.2.3-draft-sr.dcm"));
+
+    /* A writer that has exited: its temporary is a left-over. */
+    child = fork();
+    if (child == 0)
+        _exit(0);
+    CHECK(child > 0);
+    CHECK(waitpid(child, &status, 0) == child);
+    CHECK(rd_temp_name(name, sizeof name, "x.json"));
+    {
+        char *at = strrchr(name, '@');
+        snprintf(at + 1, sizeof name - (size_t)(at + 1 - name), "%ld", (long)child);
+    }
+    CHECK_EQ_INT(rd_temp_owner_of(name), RD_TEMP_DEAD);
+
+    CHECK_EQ_INT(rd_temp_owner_of("x.json.tmp.some-other-host@1"), RD_TEMP_ELSEWHERE);
+    CHECK_EQ_INT(rd_temp_owner_of("x-sr.dcm.tmp-Ab12Cd"), RD_TEMP_ELSEWHERE);
+    CHECK_EQ_INT(rd_temp_owner_of("x.json.tmp.12174"), RD_TEMP_ELSEWHERE);
+    CHECK_EQ_INT(rd_temp_owner_of("1.2.3-draft-sr.dcm"), RD_TEMP_NOT_TEMP);
+    CHECK_EQ_INT(rd_temp_owner_of(".tmp.host@1"), RD_TEMP_NOT_TEMP);
+    CHECK_EQ_INT(rd_temp_owner_of("x.tmpl"), RD_TEMP_NOT_TEMP);
+    CHECK_EQ_INT(rd_temp_owner_of("x.tmp.host@"), RD_TEMP_NOT_TEMP);
+    CHECK_EQ_INT(rd_temp_owner_of("x.tmp.host@12x"), RD_TEMP_NOT_TEMP);
+    CHECK_EQ_INT(rd_temp_owner_of("x.tmp.host@99999999999999999999"), RD_TEMP_NOT_TEMP);
 }
 
 RD_TEST_MAIN()
