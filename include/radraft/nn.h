@@ -94,6 +94,15 @@ void rd_nn_ctx_free(rd_nn_ctx *ctx);
  * OpenBLAS from the processor, or by $OPENBLAS_CORETYPE when that is set. */
 const char *rd_nn_blas_core(void);
 
+/* Floating-point operations of one image's forward pass through the convolutions and linear
+ * layers (a multiply-add counts two), the work the engine hands to sgemm. */
+double rd_nn_model_flops(const rd_nn_model *model);
+
+/* The sgemm rate this machine reaches in the engine's way of working: `threads` threads (0 =
+ * one per core) at once, each multiplying its own 1024 x 1024 matrices with single-threaded
+ * OpenBLAS; the best of 5 runs, in GFLOP/s. Takes about a second. */
+rd_status rd_nn_sgemm_peak(int threads, double *gflops, rd_error *err);
+
 /* Bytes of the activation arena (planned once at creation) and the worker thread count. */
 size_t rd_nn_ctx_arena_bytes(const rd_nn_ctx *ctx);
 int rd_nn_ctx_threads(const rd_nn_ctx *ctx);

@@ -5,17 +5,19 @@
 #include <time.h>
 
 #include "cli.h"
+#include "base/util.h"
 #include "radraft/nn.h"
 
 static const char help[] =
     "usage: radraft model init --arch ARCH [--seed N] --out DIR\n"
     "       radraft model check MODEL\n"
-    "       radraft model bench MODEL [--batch N] [--threads N] [--iters N]\n"
+    "       radraft model bench MODEL [--batch N] [--threads N] [--iters N] [--save-io DIR]\n"
     "init writes DIR/model.json and DIR/model.safetensors with seeded random (He-normal)\n"
     "weights; ARCH is resnet-small (the project's network), resnet18 or opzoo (every op).\n"
     "check loads and validates a model (a folder with model.json, or the JSON file) and\n"
     "prints what it describes as JSON. bench times forward passes on random input and prints\n"
-    "the median milliseconds per batch and images per second as JSON.\n\n"
+    "as JSON the median milliseconds per batch, images per second, the GFLOP/s achieved\n"
+    "and the sgemm rate this machine reaches on the same threads (measured in the run).\n\n"
     "  --arch ARCH         architecture for init\n"
     "  --seed N            random seed for init (default 1)\n"
     "  --out DIR           folder for init\n"
@@ -23,7 +25,11 @@ static const char help[] =
     "  --threads N         worker threads for bench (default: config encoder.threads; 0 = "
     "cores)\n"
     "  --iters N           timed forward passes for bench (default 20, after 3 "
-    "warm-up)\n" RD_CLI_COMMON_HELP;
+    "warm-up)\n"
+    "  --save-io DIR       bench: write the input (DIR/input.bin, float32 N x C x H x W) and\n"
+    "                      the outputs (DIR/output.bin, each image's embedding then scores)\n"
+    "                      of the last pass, to check them against a "
+    "reference\n" RD_CLI_COMMON_HELP;
 
 static double now_ms(void)
 {
@@ -61,7 +67,40 @@ static int do_check(rd_cli *cli, const char *path)
     return RD_EXIT_OK;
 }
 
-static int do_bench(rd_cli *cli, const char *path, int batch, int threads, int iters)
+/* Writes the bench's input and the last pass's outputs (see --save-io). */
+static rd_status save_io(const rd_nn_ctx *ctx, const char *dir, const float *input, size_t n,
+                         int batch, rd_error *err)
+{
+    char path[4096];
+    int esz = 0, ssz = 0;
+    const float *e = rd_nn_ctx_output(ctx, "embedding", &esz);
+    const float *sc = rd_nn_ctx_output(ctx, "scores", &ssz);
+    size_t row = (size_t)(e ? esz : 0) + (size_t)(sc ? ssz : 0);
+    float *out;
+    rd_status st;
+    if ((st = rd_mkdirs(dir, err)) != RD_OK)
+        return st;
+    if (snprintf(path, sizeof path, "%s/input.bin", dir) >= (int)sizeof path)
+        return rd_error_set(err, RD_E_INVALID, "%s: path too long", dir);
+    if ((st = rd_write_file_atomic(path, input, n * sizeof *input, err)) != RD_OK)
+        return st;
+    if (!(out = malloc((size_t)batch * row * sizeof *out + 1)))
+        return rd_error_set(err, RD_E_NOMEM, "out of memory");
+    for (int b = 0; b < batch; b++) {
+        float *o = out + (size_t)b * row;
+        if (e)
+            memcpy(o, e + (size_t)b * esz, (size_t)esz * sizeof *o);
+        if (sc)
+            memcpy(o + (e ? esz : 0), sc + (size_t)b * ssz, (size_t)ssz * sizeof *o);
+    }
+    snprintf(path, sizeof path, "%s/output.bin", dir);
+    st = rd_write_file_atomic(path, out, (size_t)batch * row * sizeof *out, err);
+    free(out);
+    return st;
+}
+
+static int do_bench(rd_cli *cli, const char *path, int batch, int threads, int iters,
+                    const char *save_dir)
 {
     rd_nn_model *m = NULL;
     rd_nn_ctx *ctx = NULL;
@@ -72,6 +111,7 @@ static int do_bench(rd_cli *cli, const char *path, int batch, int threads, int i
     rd_nn_cam_info ci;
     int rc = RD_EXIT_FAIL;
     uint64_t s = 12345;
+    double peak = 0, gflops;
 
     if (rd_nn_model_load(&m, path, &err) != RD_OK ||
         rd_nn_ctx_create(&ctx, m, batch, threads, &err) != RD_OK) {
@@ -124,6 +164,19 @@ static int do_bench(rd_cli *cli, const char *path, int batch, int threads, int i
     if (maps)
         printf("\"cam_ms_per_batch\": %.4f, \"cam_maps\": \"%d x %dx%d\", ", cam_times[iters / 2],
                ci.n_maps, ci.height, ci.width);
+    if (save_dir && save_io(ctx, save_dir, input, n, batch, &err) != RD_OK) {
+        rd_cli_error(cli, "%s", rd_error_message(&err));
+        goto out;
+    }
+    /* The achieved rate against what sgemm reaches on the same threads, measured now. */
+    if (rd_nn_sgemm_peak(rd_nn_ctx_threads(ctx), &peak, &err) != RD_OK) {
+        rd_cli_error(cli, "%s", rd_error_message(&err));
+        goto out;
+    }
+    gflops = rd_nn_model_flops(m) * batch / med * 1e-6;
+    printf("\"gflop_per_image\": %.3f, \"gflops\": %.1f, \"sgemm_peak_gflops\": %.1f, "
+           "\"peak_share\": %.3f, ",
+           rd_nn_model_flops(m) * 1e-9, gflops, peak, gflops / peak);
     printf("\"blas_core\": \"%s\"}\n", rd_nn_blas_core());
     rc = RD_EXIT_OK;
 out:
@@ -138,18 +191,27 @@ out:
 
 int rd_cmd_model(int argc, char **argv)
 {
-    enum { OPT_ARCH = RD_OPT_FIRST_PRIVATE, OPT_SEED, OPT_OUT, OPT_BATCH, OPT_THREADS, OPT_ITERS };
+    enum {
+        OPT_ARCH = RD_OPT_FIRST_PRIVATE,
+        OPT_SEED,
+        OPT_OUT,
+        OPT_BATCH,
+        OPT_THREADS,
+        OPT_ITERS,
+        OPT_SAVE_IO
+    };
     static const struct option opts[] = {{"arch", required_argument, NULL, OPT_ARCH},
                                          {"seed", required_argument, NULL, OPT_SEED},
                                          {"out", required_argument, NULL, OPT_OUT},
                                          {"batch", required_argument, NULL, OPT_BATCH},
                                          {"threads", required_argument, NULL, OPT_THREADS},
                                          {"iters", required_argument, NULL, OPT_ITERS},
+                                         {"save-io", required_argument, NULL, OPT_SAVE_IO},
                                          RD_CLI_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     rd_cli cli;
     rd_error err;
-    const char *arch = NULL, *outdir = NULL, *verb;
+    const char *arch = NULL, *outdir = NULL, *save_dir = NULL, *verb;
     long seed = 1, batch = 1, threads = -1, iters = 20;
     int opt, rc;
 
@@ -165,6 +227,9 @@ int rd_cmd_model(int argc, char **argv)
             break;
         case OPT_OUT:
             outdir = optarg;
+            break;
+        case OPT_SAVE_IO:
+            save_dir = optarg;
             break;
         case OPT_SEED:
             if (rd_cli_parse_int(&cli, "--seed", optarg, 0, 2147483647L, &seed))
@@ -206,7 +271,8 @@ int rd_cmd_model(int argc, char **argv)
         if (verb[0] == 'c')
             return do_check(&cli, argv[optind]);
         return do_bench(&cli, argv[optind], (int)batch,
-                        threads >= 0 ? (int)threads : cli.cfg.encoder_threads, (int)iters);
+                        threads >= 0 ? (int)threads : cli.cfg.encoder_threads, (int)iters,
+                        save_dir);
     }
     rd_cli_error(&cli, "unknown verb '%s' (init, check, bench)", verb);
     return RD_EXIT_USAGE;

@@ -12,6 +12,12 @@
 # 1x256x256) and ResNet-18 at 3x224x224, with seeded random weights (speed does not depend
 # on the values). PyTorch runs tests/integration/torch_ref.py (torch.set_num_threads(THREADS),
 # inference_mode; convolutions through its oneDNN backend when available).
+#
+# radraft's rate is also given as GFLOP/s (a multiply-add counts two) against the sgemm rate
+# that `radraft model bench` measures on the same threads in the same run (each thread
+# multiplying its own 1024^3 matrices, as the engine's threads do). Before any figure, each
+# network's outputs at batch 16 are checked against PyTorch's on the same input; the script
+# refuses to print a table when they differ.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 radraft="${1:-$here/../../build/radraft}"
@@ -27,6 +33,28 @@ trap 'rm -rf "$work"' EXIT
 
 "$radraft" model init --arch resnet-small --seed 1 --out "$work/resnet-small"
 "$radraft" model init --arch resnet18 --seed 1 --out "$work/resnet18"
+
+# The work must be the right work: radraft's outputs on its bench input against PyTorch's.
+for model in resnet-small resnet18; do
+    "$radraft" model bench "$work/$model" --batch 16 --threads "$threads" --iters 1 \
+        --save-io "$work/io-$model" >/dev/null
+    "$py" "$here/../integration/torch_ref.py" --model "$work/$model" --input "$work/io-$model/input.bin" \
+        --batch 16 --threads "$threads" --out "$work/io-$model/torch.bin"
+    "$py" - "$work/io-$model" "$model" <<'PYEOF'
+import array, sys
+d, model = sys.argv[1], sys.argv[2]
+a, b = array.array("f"), array.array("f")
+a.frombytes(open(d + "/output.bin", "rb").read())
+b.frombytes(open(d + "/torch.bin", "rb").read())
+if len(a) != len(b) or not a:
+    sys.exit("bench_encoder: %s: radraft wrote %d outputs, PyTorch %d: no figures" % (model, len(a), len(b)))
+scale = max(abs(x) for x in b) or 1.0
+err = max(abs(x - y) for x, y in zip(a, b)) / scale
+if err > 1e-3:
+    sys.exit("bench_encoder: %s: outputs differ from PyTorch's (max error %.2e of the largest): no figures" % (model, err))
+print("%s: %d outputs of 16 images equal PyTorch's (max error %.1e of the largest)" % (model, len(a), err))
+PYEOF
+done
 
 results="$work/results.jsonl"
 for round in $(seq "$rounds"); do
@@ -67,11 +95,12 @@ print("CPU: %s, %d cores online, threads %s, best of %s round(s), load average %
          " ".join("%.2f" % x for x in os.getloadavg()),
          some.get("blas_core", "?"), next(iter(pt.values())).get("torch", "?")))
 print()
-print("| model | batch | radraft ms/batch | radraft images/s | PyTorch ms/batch | PyTorch images/s | radraft speed-up |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| model | batch | radraft ms/batch | radraft images/s | PyTorch ms/batch | PyTorch images/s | radraft speed-up | GFLOP/image | radraft GFLOP/s | sgemm peak GFLOP/s | share of peak |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for key in sorted(rd, key=lambda k: (k[0] != "resnet-small", k[1])):
     a, b = rd[key], pt[key]
-    print("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.2fx |" % (
+    print("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2f | %.1f | %.1f | %.0f%% |" % (
         key[0], key[1], a["ms_per_batch"], a["images_per_s"], b["ms_per_batch"],
-        b["images_per_s"], b["ms_per_batch"] / a["ms_per_batch"]))
+        b["images_per_s"], b["ms_per_batch"] / a["ms_per_batch"], a["gflop_per_image"],
+        a["gflops"], a["sgemm_peak_gflops"], 100 * a["gflops"] / a["sgemm_peak_gflops"]))
 PYEOF
