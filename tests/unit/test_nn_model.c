@@ -66,9 +66,15 @@ RD_TEST(init_load_every_arch)
         CHECK_STR(info->labels[0], "Atelectasis");
         CHECK_STR(info->labels[13], "Hernia");
         if (strcmp(want[i].arch, "resnet18") == 0)
-            /* torchvision's 11,689,512 parameters less its 1000-class head (513,000), plus
-             * the batch norms' running statistics (2 x 4,800 channels) and a 14-way head. */
+        /* torchvision's 11,689,512 parameters less its 1000-class head (513,000), plus
+         * the batch norms' running statistics (2 x 4,800 channels) and a 14-way head. */
+        {
             CHECK_EQ_INT(info->n_params, 11689512 - 513000 + 9600 + 512 * 14 + 14);
+            /* The convolutions' 1,813,561,344 multiply-adds at 224 px (the 1.81 GMAC that is
+             * published for ResNet-18, less its 1000-class head) and the 14-way head, two
+             * operations each. */
+            CHECK(rd_nn_model_flops(m) == 2.0 * (1813561344.0 + 512 * 14));
+        }
         if (strcmp(want[i].arch, "opzoo") != 0) {
             /* Every batch norm folded into its convolution, every ReLU fused. */
             CHECK_EQ_INT(count_live(m, RD_NN_OP_BATCHNORM), 0);
@@ -533,6 +539,16 @@ RD_TEST(longest_graph_loads_and_runs)
     rd_nn_model_free(m);
     free(st);
     free(json);
+}
+
+RD_TEST(sgemm_peak_is_measured)
+{
+    double g = 0;
+    rd_error err;
+    REQUIRE_OK(rd_nn_sgemm_peak(1, &g, &err), &err);
+    /* Any machine that runs the tests does more than 0.1 GFLOP/s, and none a PFLOP/s. */
+    CHECK(g > 0.1 && g < 1e6);
+    CHECK_EQ_INT(rd_nn_sgemm_peak(-1, &g, &err), RD_E_INVALID);
 }
 
 RD_TEST_MAIN()
