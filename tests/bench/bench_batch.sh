@@ -63,7 +63,7 @@ if [ "$ARCHIVE" != 0 ]; then
     gcc -std=c11 -O2 -D_GNU_SOURCE -DRD_MODELS_DIR="\"$ROOT/models\"" -I"$ROOT/include" \
         -I"$ROOT/src" -o "$WORK/bench_archive_seed" "$ROOT/tests/bench/bench_archive_seed.c" \
         "$ROOT"/src/retrieval/*.c "$ROOT"/src/store/*.c "$ROOT"/src/base/*.c "$ROOT"/src/nn/*.c \
-        $(pkg-config --cflags --libs openblas libcjson sqlite3) -lpthread -lm || exit 1
+        $(pkg-config --cflags --libs openblas libcjson sqlite3 libpq) -lpthread -lm || exit 1
     MJSON=$MODEL
     [ -d "$MODEL" ] && MJSON=$MODEL/model.json
     read -r VERSION DIM < <(python3 - "$(dirname "$MJSON")/seed-archive.bin" <<'PY'

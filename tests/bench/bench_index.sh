@@ -39,7 +39,7 @@ gcc -std=c11 -O2 -Wall -Wextra -D_GNU_SOURCE -DRD_MODELS_DIR="\"$ROOT/models\"" 
     -I"$ROOT/include" -I"$ROOT/src" \
     -o "$WORK/bench_index" "$ROOT/tests/bench/bench_index.c" "$ROOT"/src/retrieval/*.c \
     "$ROOT"/src/store/*.c "$ROOT"/src/base/*.c "$ROOT"/src/nn/*.c \
-    $(pkg-config --cflags --libs openblas libcjson sqlite3) -lpthread -lm
+    $(pkg-config --cflags --libs openblas libcjson sqlite3 libpq) -lpthread -lm
 HAVE_FAISS=0
 if [ -f /usr/include/faiss/IndexFlat.h ] &&
     g++ -std=c++17 -O2 -o "$WORK/bench_faiss" "$ROOT/tests/bench/bench_index_faiss.cc" \
