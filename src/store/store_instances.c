@@ -166,6 +166,7 @@ typedef struct put_req {
     existing ex;
     rd_store_put_result res;
     int renamed, have_tmp;
+    int dir_synced; /* its folder was fsynced after the rename (by a group's leader) */
     /* Group commit (rd_store_group): the outcome the leader leaves, and its next. */
     rd_status st;
     rd_error err;
@@ -270,9 +271,38 @@ void rd_store_group_stats(rd_store_group *g, long *transactions, long *instances
     pthread_mutex_unlock(&g->mu);
 }
 
+/* Makes the renames of a group's new files durable before its commit: each folder they were
+ * placed in is fsynced once, however many of the group went there (concurrent senders of one
+ * series share a folder). A failure fails the whole group. */
+/* fsync of the folder `dir`, where a file was just renamed. */
+static rd_status sync_dir(rd_store *s, const char *dir, rd_error *err)
+{
+    if (s->fault == RD_STORE_FAULT_DIR_FSYNC) {
+        s->fault = RD_STORE_FAULT_NONE;
+        return rd_error_set(err, RD_E_IO, "%s: fsync: %s (injected)", dir, strerror(EIO));
+    }
+    return rd__file_fsync_dir(dir, err);
+}
+
+static rd_status sync_group_dirs(rd_store *s, put_req *batch, rd_error *err)
+{
+    for (put_req *r = batch; r; r = r->next) {
+        int seen = 0;
+        rd_status st;
+        if (r->st != RD_OK || !r->renamed)
+            continue;
+        for (put_req *o = batch; o != r && !seen; o = o->next)
+            seen = o->dir_synced && strcmp(o->f.dir, r->f.dir) == 0;
+        if (!seen && (st = sync_dir(s, r->f.dir, err)) != RD_OK)
+            return st;
+        r->dir_synced = 1;
+    }
+    return RD_OK;
+}
+
 /* The leader's transaction for the requests of one group, on its own connection: each
- * request in a savepoint of its own (one that fails is undone alone), one commit (one sync
- * of the WAL) for all. */
+ * request in a savepoint of its own (one that fails is undone alone), the folders of the
+ * new files fsynced once each, then one commit (one sync of the WAL) for all. */
 static void run_group(rd_store *s, put_req *batch)
 {
     rd_error err;
@@ -292,7 +322,8 @@ static void run_group(rd_store *s, put_req *batch)
             put_undo(r);
         }
     }
-    if (st == RD_OK && (st = rd__commit(s, &err)) != RD_OK) {
+    if (st == RD_OK &&
+        ((st = sync_group_dirs(s, batch, &err)) != RD_OK || (st = rd__commit(s, &err)) != RD_OK)) {
         for (put_req *r = batch; r; r = r->next) {
             if (r->st == RD_OK) {
                 r->st = st;
@@ -428,9 +459,10 @@ static rd_status put(rd_store *s, const rd_store_instance *inst, const void *dat
             goto out;
         r.renamed = 0;
     }
-    /* The rename is durable only once its directory is: fsync it before answering. */
-    if (r.res != RD_STORE_SAME && r.res != RD_STORE_KEPT_FIRST)
-        st = rd__file_fsync_dir(r.f.dir, err);
+    /* The rename is durable only once its directory is: fsync it before answering (a
+     * group's leader did it already for the group). */
+    if (r.res != RD_STORE_SAME && r.res != RD_STORE_KEPT_FIRST && !r.dir_synced)
+        st = sync_dir(s, r.f.dir, err);
 out:
     if (st != RD_OK) {
         rd__rollback(s);

@@ -43,10 +43,11 @@ struct pg_result;
  * (SQLite-style fault injection): each simulates the errno or database error it names. */
 typedef enum rd_store_fault {
     RD_STORE_FAULT_NONE = 0,
-    RD_STORE_FAULT_WRITE,  /* write() fails with ENOSPC after part of the data */
-    RD_STORE_FAULT_FSYNC,  /* fsync() of the file fails with EIO */
-    RD_STORE_FAULT_RENAME, /* rename() into place fails with EIO */
-    RD_STORE_FAULT_COMMIT  /* the index transaction fails after the rename */
+    RD_STORE_FAULT_WRITE,    /* write() fails with ENOSPC after part of the data */
+    RD_STORE_FAULT_FSYNC,    /* fsync() of the file fails with EIO */
+    RD_STORE_FAULT_RENAME,   /* rename() into place fails with EIO */
+    RD_STORE_FAULT_COMMIT,   /* the index transaction fails after the rename */
+    RD_STORE_FAULT_DIR_FSYNC /* fsync() of the folder a file was renamed into fails with EIO */
 } rd_store_fault;
 
 /* One prepared statement of the cache. `sql` is the text it was prepared from, compared by

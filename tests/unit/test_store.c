@@ -804,6 +804,22 @@ RD_TEST(group_commit_indexes_every_concurrent_put_once)
         CHECK_EQ_INT(res, RD_STORE_NEW);
         CHECK_OK(rd_store_count_instances(s, NULL, &n, &err), &err);
         CHECK_EQ_INT((int)n, GROUP_THREADS * GROUP_PUTS + 2);
+        /* The folder's fsync, which the leader does once for the group before its commit,
+         * fails: the group's rows are not committed and its new files are gone. */
+        if (!rdt_store_opts(dir)) {
+            in = inst_of("1.2.9", "1.2.9.1", "1.2.9.78");
+            rd_store__set_fault(s, RD_STORE_FAULT_DIR_FSYNC);
+            CHECK(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, &res, &err) ==
+                  RD_E_IO);
+            CHECK(strstr(rd_error_message(&err), "fsync") != NULL);
+            CHECK(rd_store_instance_path(s, "1.2.9.78", path, sizeof path, &err) == RD_E_NOT_FOUND);
+            snprintf(path, sizeof path, "%s/store/1.2.9/1.2.9.1/1.2.9.78.dcm", dir);
+            CHECK(access(path, F_OK) != 0);
+            CHECK_OK(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, &res, &err),
+                     &err);
+            CHECK_EQ_INT(res, RD_STORE_NEW);
+            CHECK(access(path, F_OK) == 0);
+        }
         rd_store_close(s);
     }
     rd_store_group_free(g);
