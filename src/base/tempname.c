@@ -50,6 +50,13 @@ static const char *last_tmp(const char *name)
     return last;
 }
 
+/* 1 when `p` is "-XXXXXX" as mkstemp fills it in (six letters or digits) and nothing more. */
+static int mkstemp_suffix(const char *p)
+{
+    static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    return p[0] == '-' && strlen(p + 1) == 6 && strspn(p + 1, alnum) == 6;
+}
+
 rd_temp_owner rd_temp_owner_of(const char *name)
 {
     char host[HOST_MAX + 1];
@@ -59,14 +66,14 @@ rd_temp_owner rd_temp_owner_of(const char *name)
     if (!t || t == name || (t[4] != '.' && t[4] != '-'))
         return RD_TEMP_NOT_TEMP;
     if (t[4] == '-') /* "<name>.tmp-XXXXXX": mkstemp's, no writer recorded */
-        return RD_TEMP_ELSEWHERE;
+        return mkstemp_suffix(t + 4) ? RD_TEMP_ELSEWHERE : RD_TEMP_NOT_TEMP;
     h = t + 5;
     at = strrchr(h, '@');
     if (!at) /* "<name>.tmp.<pid>": a writer's id without its host */
-        return RD_TEMP_ELSEWHERE;
+        return h[0] && strspn(h, "0123456789") == strlen(h) ? RD_TEMP_ELSEWHERE : RD_TEMP_NOT_TEMP;
     errno = 0;
     pid = strtol(at + 1, &end, 10);
-    if (errno != 0 || end == at + 1 || pid <= 0 || pid > INT_MAX || (*end && *end != '-'))
+    if (errno != 0 || end == at + 1 || pid <= 0 || pid > INT_MAX || (*end && !mkstemp_suffix(end)))
         return RD_TEMP_NOT_TEMP;
     host_name(host, sizeof host);
     if ((size_t)(at - h) != strlen(host) || strncmp(h, host, (size_t)(at - h)) != 0)

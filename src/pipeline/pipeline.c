@@ -172,6 +172,21 @@ static rd_status load_thresholds(rd_pipeline *p, const char *model_json, rd_erro
  * is older than any write takes (STALE_TEMP_S). */
 #define STALE_TEMP_S 600
 
+/* 1 when the temporary `name` is on its way to a name the pipeline writes: an SR or AI
+ * results SR ("-sr.dcm") or a FHIR Bundle ("-fhir.json"). Any other file in the folder is
+ * someone else's and stays. */
+static int drafted_name(const char *name)
+{
+    const char *t = strstr(name, ".tmp"), *n;
+    while (t && (n = strstr(t + 4, ".tmp")) != NULL)
+        t = n;
+    if (!t)
+        return 0;
+    size_t len = (size_t)(t - name);
+    return (len >= 7 && memcmp(t - 7, "-sr.dcm", 7) == 0) ||
+           (len >= 10 && memcmp(t - 10, "-fhir.json", 10) == 0);
+}
+
 static void remove_stale_temporaries(const char *dir, int shared)
 {
     DIR *d = opendir(dir);
@@ -183,7 +198,7 @@ static void remove_stale_temporaries(const char *dir, int shared)
         char path[PL_PATH_MAX + 256];
         struct stat sb;
         rd_temp_owner owner = rd_temp_owner_of(e->d_name);
-        if (owner == RD_TEMP_NOT_TEMP)
+        if (owner == RD_TEMP_NOT_TEMP || !drafted_name(e->d_name))
             continue;
         if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
             continue;

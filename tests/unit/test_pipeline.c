@@ -781,7 +781,7 @@ RD_TEST(no_model_is_a_config_error)
 RD_TEST(stale_sr_temporaries_removed_at_start)
 {
     const char *dir = rd_test_tmpdir("pl_stale");
-    char model[1100], srdir[1100], stale[1300], stale_fhir[1300], keep[1300];
+    char model[1100], srdir[1100], stale[1300], stale_fhir[1300], keep[1300], other[1300];
     rd_config cfg;
     rd_pipeline_options po;
     rd_pipeline *p = NULL;
@@ -797,6 +797,9 @@ RD_TEST(stale_sr_temporaries_removed_at_start)
     snprintf(stale_fhir, sizeof stale_fhir,
              "%s/1.2.3-0123456789abcdef-draft-fhir.json.tmp.otherhost@12174", srdir);
     snprintf(keep, sizeof keep, "%s/1.2.3-0123456789abcdef-draft-sr.dcm", srdir);
+    snprintf(other, sizeof other, "%s/notes.txt.tmp-Ab12Cd", srdir); /* not the pipeline's */
+    REQUIRE((fp = fopen(other, "wb")) != NULL);
+    fclose(fp);
     REQUIRE((fp = fopen(stale, "wb")) != NULL);
     fclose(fp);
     REQUIRE((fp = fopen(stale_fhir, "wb")) != NULL);
@@ -814,6 +817,7 @@ RD_TEST(stale_sr_temporaries_removed_at_start)
     CHECK(stat(stale, &sb) != 0);
     CHECK(stat(stale_fhir, &sb) != 0);
     CHECK(stat(keep, &sb) == 0);
+    CHECK(stat(other, &sb) == 0);
     rd_pipeline_free(p);
 }
 

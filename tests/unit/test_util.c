@@ -357,6 +357,10 @@ RD_TEST(temp_names_tell_their_writer)
     CHECK_EQ_INT(rd_temp_owner_of("x.tmp.host@"), RD_TEMP_NOT_TEMP);
     CHECK_EQ_INT(rd_temp_owner_of("x.tmp.host@12x"), RD_TEMP_NOT_TEMP);
     CHECK_EQ_INT(rd_temp_owner_of("x.tmp.host@99999999999999999999"), RD_TEMP_NOT_TEMP);
+    /* A user's files that merely contain ".tmp" are not temporaries. */
+    CHECK_EQ_INT(rd_temp_owner_of("notes.tmp.txt"), RD_TEMP_NOT_TEMP);
+    CHECK_EQ_INT(rd_temp_owner_of("x-sr.dcm.tmp-old"), RD_TEMP_NOT_TEMP);
+    CHECK_EQ_INT(rd_temp_owner_of("x.tmp.host@12-Ab12Cd.bak"), RD_TEMP_NOT_TEMP);
 }
 
 RD_TEST_MAIN()
