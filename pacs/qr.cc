@@ -256,6 +256,29 @@ void disconnect(QrScu &scu, DcmTLSTransportLayer *tls, bool ok)
     delete tls;
 }
 
+// Opens the association and finds its accepted context for `sop_class`, the service named
+// `service` in the message when the peer does not offer it. On failure the association is
+// gone (and *tls freed) and *pc is 0.
+rd_status open_service(QrScu &scu, const rd_net_peer *peer, const rd_net_scu_options *opts,
+                       const char *sop_class, const char *service, DcmTLSTransportLayer **tls,
+                       T_ASC_PresentationContextID *pc, rd_error *err)
+{
+    rd_status st;
+    *pc = 0;
+    if ((st = connect(scu, peer, opts, tls, err)) != RD_OK) {
+        disconnect(scu, *tls, false);
+        *tls = NULL;
+        return st;
+    }
+    *pc = scu.findPresentationContextID(sop_class, "");
+    if (*pc == 0) {
+        disconnect(scu, *tls, true);
+        *tls = NULL;
+        return rd_error_set(err, RD_E_NET, "%s does not offer %s", peer->ae_title, service);
+    }
+    return RD_OK;
+}
+
 OFList<OFString> xfers_list(const char *const *xfers, size_t n)
 {
     OFList<OFString> l;
@@ -325,17 +348,10 @@ rd_qr_find_studies(const rd_net_peer *peer, const rd_net_scu_options *opts, cons
         scu.ctx = ctx;
         OFList<OFString> ts = xfers_list(k_get_xfers, 2);
         scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel, ts);
-        if ((st = connect(scu, peer, opts, &tls, err)) != RD_OK) {
-            disconnect(scu, tls, false);
+        T_ASC_PresentationContextID pc = 0;
+        if ((st = open_service(scu, peer, opts, UID_FINDStudyRootQueryRetrieveInformationModel,
+                               "Study Root C-FIND", &tls, &pc, err)) != RD_OK)
             return st;
-        }
-        T_ASC_PresentationContextID pc =
-            scu.findPresentationContextID(UID_FINDStudyRootQueryRetrieveInformationModel, "");
-        if (pc == 0) {
-            disconnect(scu, tls, true);
-            return rd_error_set(err, RD_E_NET, "%s does not offer Study Root C-FIND",
-                                peer->ae_title);
-        }
         DcmDataset keys;
         std::string range = std::string(has(q->date_from) ? q->date_from : "") + "-" +
                             (has(q->date_to) ? q->date_to : "");
@@ -426,17 +442,10 @@ extern "C" rd_status rd_qr_get_study(const rd_net_peer *peer, const rd_net_scu_o
         for (const char *cls : k_get_classes)
             for (const char *x : k_get_xfers)
                 scu.addPresentationContext(cls, xfers_list(&x, 1), ASC_SC_ROLE_SCP);
-        if ((st = connect(scu, peer, opts, &tls, err)) != RD_OK) {
-            disconnect(scu, tls, false);
+        T_ASC_PresentationContextID pc = 0;
+        if ((st = open_service(scu, peer, opts, UID_GETStudyRootQueryRetrieveInformationModel,
+                               "Study Root C-GET", &tls, &pc, err)) != RD_OK)
             return st;
-        }
-        T_ASC_PresentationContextID pc =
-            scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
-        if (pc == 0) {
-            disconnect(scu, tls, true);
-            return rd_error_set(err, RD_E_NET, "%s does not offer Study Root C-GET",
-                                peer->ae_title);
-        }
         DcmDataset *keys = study_keys(study_uid);
         OFList<RetrieveResponse *> responses;
         OFCondition c = scu.sendCGETRequest(pc, keys, &responses);
@@ -483,17 +492,10 @@ extern "C" rd_status rd_qr_move_study(const rd_net_peer *peer, const rd_net_scu_
         set_up(scu, peer, opts);
         OFList<OFString> ts = xfers_list(k_get_xfers, 2);
         scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel, ts);
-        if ((st = connect(scu, peer, opts, &tls, err)) != RD_OK) {
-            disconnect(scu, tls, false);
+        T_ASC_PresentationContextID pc = 0;
+        if ((st = open_service(scu, peer, opts, UID_MOVEStudyRootQueryRetrieveInformationModel,
+                               "Study Root C-MOVE", &tls, &pc, err)) != RD_OK)
             return st;
-        }
-        T_ASC_PresentationContextID pc =
-            scu.findPresentationContextID(UID_MOVEStudyRootQueryRetrieveInformationModel, "");
-        if (pc == 0) {
-            disconnect(scu, tls, true);
-            return rd_error_set(err, RD_E_NET, "%s does not offer Study Root C-MOVE",
-                                peer->ae_title);
-        }
         DcmDataset *keys = study_keys(study_uid);
         OFList<RetrieveResponse *> responses;
         OFCondition c = scu.sendMOVERequest(pc, destination, keys, &responses);

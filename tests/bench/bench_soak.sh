@@ -26,11 +26,8 @@ PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); pri
 # 8 x 100 distinct instances (dcmodify gives each new UIDs); a sender cycles through its own,
 # so after the first round they are resends of the same content (acknowledged, not rewritten).
 SRC=$DATA/dicom/codecs/CT-MONO2-16-ankle-implicit.dcm
-for s in $(seq 1 8); do
-    mkdir -p src/s$s
-    for i in $(seq 1 100); do cp "$SRC" src/s$s/f$i.dcm; done
-    chmod -R u+w src/s$s && dcmodify -nb -gin src/s$s/*.dcm >/dev/null 2>&1
-done
+. "$HERE/../bench/lib_bench.sh"
+rd_bench_instances "$SRC" 800
 $PY "$HERE/make_deflated.py" bomb.dcm 1024 1.2.826.0.1.3680043.10.998.1 || exit 1
 
 "$RADRAFT" serve --port $PORT --data-dir rd --stable-seconds 30 --set encoder.model= \

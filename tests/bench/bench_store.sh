@@ -18,6 +18,7 @@ N=${3:-400}
 WORK=${4:-/tmp/radraft-bench.$$}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../integration/lib_ports.sh"
+. "$HERE/lib_bench.sh"
 export TCP_NODELAY=1
 SRC=$DATA/dicom/codecs/CT-MONO2-16-ankle-implicit.dcm
 [ -f "$SRC" ] || { echo "bench_store: $SRC not found (SHARED_DATA is $2)" >&2; exit 1; }
@@ -25,11 +26,7 @@ rm -rf "$WORK" && mkdir -p "$WORK/src" && cd "$WORK" || exit 1
 SERVER=
 trap 'kill -9 $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
-for s in $(seq 1 8); do mkdir -p src/s$s; done
-for i in $(seq 1 $N); do cp "$SRC" src/s$(( (i - 1) % 8 + 1 ))/f$i.dcm; done
-chmod -R u+w src
-for s in $(seq 1 8); do dcmodify -nb -gin src/s$s/*.dcm >/dev/null 2>&1; done
-BYTES=$(du -cb src/s*/*.dcm | tail -1 | cut -f1)
+rd_bench_instances "$SRC" $N
 
 wait_up() {
     for _ in $(seq 1 100); do

@@ -123,6 +123,21 @@ rd_retry_port() {
     return 1
 }
 
+# rd_start_storescp DIR [OPTION...]: starts DCMTK's storescp on a port the kernel picks,
+# writing what it receives under DIR (created) with the storescp OPTIONs, its output
+# appended to storescp.log; sets SCP (its pid) and SCP_PORT once it listens. A port taken
+# by another process meanwhile is picked again; returns non-zero when storescp did not start.
+rd_start_storescp() { mkdir -p "$1" && rd_retry_port 5 rd__storescp_once "$@"; }
+rd__storescp_once() {
+    local dir=$1 off
+    shift
+    SCP_PORT=$(rd_free_port)
+    off=$(rd_log_size storescp.log)
+    storescp -od "$dir" "$@" $SCP_PORT >>storescp.log 2>&1 &
+    SCP=$!
+    rd_wait_listening storescp $SCP storescp.log "$off" 20 $SCP_PORT
+}
+
 # rd_hold_ports N: N free ports that the kernel picks, kept bound (not listening) by a
 # background process until it is killed or the calling shell exits; sets RD_PORTS to them
 # (separated by spaces) and RD_HOLDER to the process. While held a port refuses connections

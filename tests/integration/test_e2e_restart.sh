@@ -19,7 +19,7 @@ done
 . "$(dirname "$0")/lib_store.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-# Ports are picked as each server starts (start_storescp, start_serve).
+# Ports are picked as each server starts (rd_start_storescp, start_serve).
 PORT=
 SCP_PORT=
 FAILS=0
@@ -54,16 +54,7 @@ start_serve_once() {
     rd_wait_listening "radraft serve" $SERVER rd.log "$off" 20 $PORT || return
     rd_wait_for "radraft serve to answer a C-ECHO" 20 "$RADRAFT" echo RADRAFT@127.0.0.1:$PORT
 }
-start_storescp() {
-    local off
-    SCP_PORT=$(rd_free_port)
-    off=$(rd_log_size storescp.log)
-    storescp -od received $SCP_PORT >>storescp.log 2>&1 &
-    SCP=$!
-    rd_wait_listening storescp $SCP storescp.log "$off" 20 $SCP_PORT
-}
-mkdir -p received
-rd_retry_port 5 start_storescp || { fail "storescp did not start"; exit 1; }
+rd_start_storescp received || { fail "storescp did not start"; exit 1; }
 # The kill comes as soon as the first job starts, and serve must not have drafted every
 # study by then (the test's premise); if it had, the same again from scratch with twice as
 # many studies.

@@ -20,7 +20,7 @@ done
 . "$(dirname "$0")/lib_store.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-# Ports are picked as each server starts (start_storescp, start_radraft).
+# Ports are picked as each server starts (rd_start_storescp, start_radraft).
 PORT=
 SCP_PORT=
 STABLE=2
@@ -42,16 +42,7 @@ N_STUDIES=$(ls samples | wc -l)
 # One more study, of other UIDs, sent last (see the resend below).
 "$RADRAFT" samples --out later --seed 7 --size 512 --syntax explicit-le >/dev/null || { fail "samples --seed 7"; exit 1; }
 
-mkdir -p received
-start_storescp() {
-    local off
-    SCP_PORT=$(rd_free_port)
-    off=$(rd_log_size storescp.log)
-    storescp -od received --sort-on-study-uid st $SCP_PORT >>storescp.log 2>&1 &
-    SCP=$!
-    rd_wait_listening storescp $SCP storescp.log "$off" 20 $SCP_PORT
-}
-rd_retry_port 5 start_storescp || { fail "storescp did not start"; exit 1; }
+rd_start_storescp received --sort-on-study-uid st || { fail "storescp did not start"; exit 1; }
 start_radraft() {
     local off
     PORT=$(rd_free_port)

@@ -49,16 +49,7 @@ done
 NS=$(ls -d studies/*/*/ | wc -l)
 NI=$(find studies -name '*.dcm' | wc -l)
 
-start_storescp() {
-    local off
-    SCP_PORT=$(rd_free_port)
-    off=$(rd_log_size storescp.log)
-    storescp -od received $SCP_PORT >>storescp.log 2>&1 &
-    SCP=$!
-    rd_wait_listening storescp $SCP storescp.log "$off" 20 $SCP_PORT
-}
-mkdir -p received
-rd_retry_port 5 start_storescp || { fail "storescp did not start"; exit 1; }
+rd_start_storescp received || { fail "storescp did not start"; exit 1; }
 
 # start_node I: node I (0..2) on a new port; every node has the same AE title, data folder
 # and database, and a name of its own.

@@ -26,7 +26,7 @@ done
 . "$(dirname "$0")/lib_wait.sh"
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 
-# Ports are picked as each server starts (start_storescp, start_serve).
+# Ports are picked as each server starts (rd_start_storescp, start_serve).
 PORT=
 WEB_PORT=
 SCP_PORT=
@@ -49,16 +49,7 @@ printf '%s\n' "$RAD_PASSWORD" | "$RADRAFT" user add $RAD --role radiologist \
     --display-name "Reader^Rita" --password-stdin --user admin --data-dir rd >/dev/null ||
     { fail "user add $RAD"; exit 1; }
 
-mkdir -p received
-start_storescp() {
-    local off
-    SCP_PORT=$(rd_free_port)
-    off=$(rd_log_size storescp.log)
-    storescp -od received $SCP_PORT >>storescp.log 2>&1 &
-    SCP=$!
-    rd_wait_listening storescp $SCP storescp.log "$off" 20 $SCP_PORT
-}
-rd_retry_port 5 start_storescp || { fail "storescp did not start"; exit 1; }
+rd_start_storescp received || { fail "storescp did not start"; exit 1; }
 start_serve() {
     local off
     read -r PORT WEB_PORT < <(rd_free_ports 2)
