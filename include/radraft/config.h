@@ -57,6 +57,7 @@ typedef struct rd_config {
     int outbox_tls;
     char store_duplicate_policy[16];
     char store_backend[16];
+    char store_sync[16];
     char server_node_name[64];
     double server_node_timeout_seconds;
     char store_postgresql_dsn[1024];

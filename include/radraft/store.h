@@ -79,6 +79,10 @@ typedef struct rd_store_options {
      * one transaction whenever several puts arrive at once (rd_store_group_create); NULL:
      * each put commits alone. Borrowed: the group outlives every handle opened with it. */
     struct rd_store_group *group;
+    /* With a group: a spool file (rd_store_put_file) is not fsynced alone; the group's
+     * leader makes every file and rename of the group durable with one syncfs of the data
+     * directory's file system before its commit (store.sync filesystem). */
+    int sync_filesystem;
 } rd_store_options;
 
 void rd_store_options_default(rd_store_options *opts);

@@ -199,6 +199,9 @@ static const cfg_key cfg_keys[] = {
     {"store.duplicate_policy", CFG_STRING, OFF(store_duplicate_policy), 1, 15, "keep-first",
      "keep-first|replace",
      "an instance received again with different content: keep the first or replace it"},
+    {"store.sync", CFG_STRING, OFF(store_sync), 1, 15, "file", "file|filesystem",
+     "how a received instance is made durable before its success response (SQLite): fsync of "
+     "its file and folder, or one syncfs of the data directory's file system per commit group"},
     {"store.backend", CFG_STRING, OFF(store_backend), 1, 15, "sqlite", "sqlite|postgresql",
      "where the index lives: SQLite in the data directory, or a PostgreSQL database that several "
      "nodes share (their data directories then one shared folder)"},

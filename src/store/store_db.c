@@ -679,6 +679,10 @@ rd_status rd_store_options_from_config(rd_store_options *opts, const rd_config *
         return rd_error_set(err, RD_E_INVALID,
                             "store.backend is postgresql: store.postgresql_dsn must name the"
                             " database (e.g. \"host=db1 dbname=radraft user=radraft\")");
+    if (strcmp(cfg->store_sync, "file") != 0 && strcmp(cfg->store_sync, "filesystem") != 0)
+        return rd_error_set(err, RD_E_INVALID, "store.sync: 'file' or 'filesystem', not '%s'",
+                            cfg->store_sync);
+    opts->sync_filesystem = strcmp(cfg->store_sync, "filesystem") == 0;
     rd_strlcpy(opts->postgresql_dsn, cfg->store_postgresql_dsn, sizeof opts->postgresql_dsn);
     rd_strlcpy(opts->postgresql_schema, cfg->store_postgresql_schema,
                sizeof opts->postgresql_schema);

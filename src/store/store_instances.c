@@ -2,6 +2,7 @@
  * detection by content, the file written through store_files.c, its row and its study's
  * row committed together), finding stored instances again, and what became of each content
  * version of a study (drafted or skipped). */
+#define _GNU_SOURCE /* syncfs */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -166,7 +167,8 @@ typedef struct put_req {
     existing ex;
     rd_store_put_result res;
     int renamed, have_tmp;
-    int dir_synced; /* its folder was fsynced after the rename (by a group's leader) */
+    int dir_synced;    /* its folder was fsynced after the rename (by a group's leader) */
+    int data_unsynced; /* a spool file not yet fsynced: the group's syncfs does it */
     /* Group commit (rd_store_group): the outcome the leader leaves, and its next. */
     rd_status st;
     rd_error err;
@@ -286,6 +288,27 @@ static rd_status sync_dir(rd_store *s, const char *dir, rd_error *err)
 
 static rd_status sync_group_dirs(rd_store *s, put_req *batch, rd_error *err)
 {
+    int need_fs = 0;
+    for (put_req *r = batch; r; r = r->next)
+        need_fs |= r->st == RD_OK && r->renamed && r->data_unsynced;
+    if (need_fs) {
+        /* One syncfs for the whole group: every new file's data and every rename (and
+         * whatever else is dirty on the file system) on disk at once. */
+        int fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            return rd_error_set(err, RD_E_IO, "%s: %s", s->dir, strerror(errno));
+        if (s->fault == RD_STORE_FAULT_FSYNC || syncfs(fd) != 0) {
+            int e = s->fault == RD_STORE_FAULT_FSYNC ? EIO : errno;
+            s->fault = RD_STORE_FAULT_NONE;
+            close(fd);
+            return rd_error_set(err, RD_E_IO, "%s: syncfs: %s", s->dir, strerror(e));
+        }
+        close(fd);
+        for (put_req *r = batch; r; r = r->next)
+            if (r->st == RD_OK && r->renamed)
+                r->dir_synced = 1;
+        return RD_OK;
+    }
     for (put_req *r = batch; r; r = r->next) {
         int seen = 0;
         rd_status st;
@@ -435,7 +458,9 @@ static rd_status put(rd_store *s, const rd_store_instance *inst, const void *dat
     /* The slow parts (writing and fsyncing the data) happen before the write lock. */
     if ((st = rd_mkdirs(r.f.dir, err)) != RD_OK)
         goto done;
-    if (spool)
+    if (spool && s->opts.group && s->opts.sync_filesystem && !s->pg)
+        r.data_unsynced = 1; /* the group's syncfs */
+    else if (spool)
         st = rd__file_fsync_path(r.tmp, err);
     else if ((st = rd__file_write_temp(s, r.f.dir, inst->sop_instance_uid, data, len, r.tmp,
                                        sizeof r.tmp, err)) == RD_OK)

@@ -517,6 +517,29 @@ rd_wait_for "both deliveries done after the restart" 30 outbox_idle || fail "out
 stop_server
 kill $STORESCP 2>/dev/null
 
+# store.sync filesystem: 4 senders at once, each instance made durable by its commit group's
+# syncfs; every acknowledged instance has its row and its file, and nothing is left in the
+# spool.
+D6="$WORK/data6"
+mkdir -p fsync
+for i in $(seq 1 24); do cp "$DATA"/dicom/codecs/CT-MONO2-16-ankle-implicit.dcm fsync/f$i.dcm; done
+chmod u+w fsync/*.dcm && dcmodify -nb -gin fsync/*.dcm >/dev/null 2>&1
+start_server "$D6" server6.log --set store.sync=filesystem || fail "serve with store.sync filesystem"
+pids=()
+for k in 0 1 2 3; do
+    storescu -aet TESTSCU -aec RADRAFT localhost $PORT $(ls fsync/*.dcm | awk -v k=$k 'NR % 4 == k') \
+        >storescu6.$k.log 2>&1 &
+    pids+=($!)
+done
+sent_ok=1
+for p in "${pids[@]}"; do wait "$p" || sent_ok=0; done
+rows=$(db "$D6" "SELECT COUNT(*) FROM instances")
+files=$(find "$D6/store" -name '*.dcm' | wc -l)
+[ $sent_ok = 1 ] && [ "$rows" = 24 ] && [ "$files" = 24 ] && [ -z "$(ls -A "$D6/spool")" ] &&
+    pass "store.sync filesystem: 24 instances from 4 senders, each with its row and file" ||
+    fail "store.sync filesystem: senders ok $sent_ok, $rows rows, $files files, spool: $(ls -A "$D6/spool" | head -3)"
+stop_server
+
 if [ $FAILS -ne 0 ]; then
     echo "$FAILS check(s) failed"
     exit 1

@@ -795,6 +795,7 @@ RD_TEST(group_commit_indexes_every_concurrent_put_once)
         char path[2048];
         rdt_store_opts_init(&o, dir);
         o.group = g;
+        o.sync_filesystem = 1; /* store.sync filesystem: only the spool case below differs */
         REQUIRE_OK(rd_store_open(&s, dir, &o, &err), &err);
         rd_store__set_fault(s, RD_STORE_FAULT_RENAME);
         CHECK(rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, &res, &err) ==
@@ -819,6 +820,30 @@ RD_TEST(group_commit_indexes_every_concurrent_put_once)
                      &err);
             CHECK_EQ_INT(res, RD_STORE_NEW);
             CHECK(access(path, F_OK) == 0);
+            /* With store.sync filesystem a spool file of a group is not fsynced alone: the
+             * leader's syncfs makes the group's data and renames durable. When it fails,
+             * nothing of the group stays. */
+            for (int attempt = 0; attempt < 2; attempt++) {
+                char spool[2048];
+                int fd = -1;
+                in = inst_of("1.2.9", "1.2.9.1", "1.2.9.79");
+                REQUIRE_OK(rd_store_spool_create(s, spool, sizeof spool, &fd, &err), &err);
+                REQUIRE(write(fd, fake_file, sizeof fake_file - 1) ==
+                        (ssize_t)(sizeof fake_file - 1));
+                close(fd);
+                if (attempt == 0) {
+                    rd_store__set_fault(s, RD_STORE_FAULT_FSYNC);
+                    CHECK(rd_store_put_file(s, &in, spool, META_LEN, &res, &err) == RD_E_IO);
+                    CHECK(strstr(rd_error_message(&err), "syncfs") != NULL);
+                    CHECK(rd_store_instance_path(s, "1.2.9.79", path, sizeof path, &err) ==
+                          RD_E_NOT_FOUND);
+                } else {
+                    CHECK_OK(rd_store_put_file(s, &in, spool, META_LEN, &res, &err), &err);
+                    CHECK_EQ_INT(res, RD_STORE_NEW);
+                    CHECK_OK(rd_store_instance_path(s, "1.2.9.79", path, sizeof path, &err), &err);
+                }
+                CHECK(access(spool, F_OK) != 0); /* gone whatever the outcome */
+            }
         }
         rd_store_close(s);
     }
