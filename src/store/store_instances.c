@@ -273,9 +273,6 @@ void rd_store_group_stats(rd_store_group *g, long *transactions, long *instances
     pthread_mutex_unlock(&g->mu);
 }
 
-/* Makes the renames of a group's new files durable before its commit: each folder they were
- * placed in is fsynced once, however many of the group went there (concurrent senders of one
- * series share a folder). A failure fails the whole group. */
 /* fsync of the folder `dir`, where a file was just renamed. */
 static rd_status sync_dir(rd_store *s, const char *dir, rd_error *err)
 {
@@ -286,6 +283,10 @@ static rd_status sync_dir(rd_store *s, const char *dir, rd_error *err)
     return rd__file_fsync_dir(dir, err);
 }
 
+/* Makes the renames of a group's new files durable before its commit: each folder they were
+ * placed in is fsynced once, however many of the group went there (concurrent senders of one
+ * series share a folder); with store.sync filesystem, one syncfs does it and writes the
+ * files' data too. A failure fails the whole group. */
 static rd_status sync_group_dirs(rd_store *s, put_req *batch, rd_error *err)
 {
     int need_fs = 0;
