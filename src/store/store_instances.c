@@ -2,7 +2,9 @@
  * detection by content, the file written through store_files.c, its row and its study's
  * row committed together), finding stored instances again, and what became of each content
  * version of a study (drafted or skipped). */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* syncfs */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
