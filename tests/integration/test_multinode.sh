@@ -201,6 +201,50 @@ nodes=$(q "SELECT COUNT(DISTINCT node) FROM jobs WHERE id > $before_jobs")
 [ "$nodes" -ge 2 ] && pass "the run's $NR studies drafted by $nodes nodes" ||
     fail "the run was drafted by $nodes node(s)"
 
+# A report signed while the nodes run (with the command line, as from any machine) joins
+# each node's in-memory archive: every node that drafts afterwards logs it refreshed.
+pgm=(--data-dir shared --set store.backend=postgresql --set "store.postgresql_dsn=$DSN"
+    --set store.postgresql_schema=multi)
+"$RADRAFT" user add admin --role admin --display-name "Admin^Site" "${pgm[@]}" >/dev/null &&
+    "$RADRAFT" user add alice --role radiologist --display-name "Smith^Alice" --user admin \
+        "${pgm[@]}" >/dev/null || fail "user add on the shared database"
+item=$("$RADRAFT" queue list --json "${pgm[@]}" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
+entries_before=$(q "SELECT COUNT(*) FROM archive")
+"$RADRAFT" queue claim "$item" --user alice "${pgm[@]}" >/dev/null &&
+    "$RADRAFT" queue sign "$item" --user alice "${pgm[@]}" --set review.organization=Test \
+        >/dev/null || fail "claim and sign item $item on the shared database"
+entries=$(q "SELECT COUNT(*) FROM archive")
+[ "$entries" = $((entries_before + 1)) ] || fail "the archive has $entries entries after the sign"
+offs=()
+for i in 0 1 2; do offs[$i]=$(rd_log_size node$i.log); done
+before_jobs=$(q "SELECT COALESCE(MAX(id), 0) FROM jobs")
+"$RADRAFT" samples --out signed-after --seed 11 --size 512 --syntax explicit-le >/dev/null ||
+    fail "samples after the sign"
+for i in 0 1 2; do
+    storescu -aec RADRAFT 127.0.0.1 ${PORTS[$i]} signed-after/*/*.dcm >signed-after$i.log 2>&1 ||
+        fail "C-STORE to node $i after the sign: $(tail -3 signed-after$i.log)"
+done
+NA=$(ls -d signed-after/*/ | wc -l)
+drafted_after() {
+    local d
+    d=$(q "SELECT COUNT(*) FROM jobs WHERE id > $before_jobs AND state='done'")
+    echo "$d of $NA drafted"
+    [ "$d" -ge $NA ]
+}
+rd_wait_for "the studies sent after the sign to be drafted" 120 drafted_after ||
+    fail "after the sign: $RD_WAIT_SAID"
+seen=0
+for n in $(q "SELECT DISTINCT node FROM jobs WHERE id > $before_jobs AND state='done'"); do
+    i=${n#node}
+    if tail -c +$((${offs[$i]} + 1)) node$i.log | grep -q "archive refreshed: $entries entries now"; then
+        seen=$((seen + 1))
+    else
+        fail "$n drafted after the sign without taking in the signed report's archive entry"
+    fi
+done
+[ $seen -ge 1 ] && pass "the signed report reached the archive of the $seen node(s) that drafted next" ||
+    fail "no node drafted after the sign"
+
 for i in 0 1 2; do
     [ -n "${NODES[$i]}" ] || continue
     kill -TERM ${NODES[$i]}
