@@ -79,10 +79,16 @@ typedef struct rd_store_options {
      * one transaction whenever several puts arrive at once (rd_store_group_create); NULL:
      * each put commits alone. Borrowed: the group outlives every handle opened with it. */
     struct rd_store_group *group;
-    /* With a group: a spool file (rd_store_put_file) is not fsynced alone; the group's
-     * leader makes every file and rename of the group durable with one syncfs of the data
-     * directory's file system before its commit (store.sync filesystem). */
+    /* With a group (SQLite): nothing of a put is synced alone, neither its spool file
+     * (rd_store_put_file), its folder nor the WAL at the commit; after the group's commit
+     * its leader makes the group's files, renames and rows durable with one syncfs of the
+     * data directory's file system, before any put of the group returns (store.sync
+     * filesystem). Rows between commit and syncfs are listed, for rd_store_recover. */
     int sync_filesystem;
+    /* store.sync auto: sync_filesystem is decided when the store opens, 1 when the data
+     * directory is the root of a file system of its own (a mount point), where a syncfs
+     * writes nothing of other programs. */
+    int sync_auto;
 } rd_store_options;
 
 void rd_store_options_default(rd_store_options *opts);
@@ -96,8 +102,10 @@ rd_status rd_store_options_from_config(rd_store_options *opts, const struct rd_c
 
 /* A commit group: the C-STORE associations of one node, each with its own handle, whose
  * concurrent puts are indexed in one transaction and one sync of the WAL (the first put to
- * find none running leads it, the others wait for its commit; each put's file is synced
- * before and its folder after, as alone). A put that fails in a group fails alone. */
+ * find none running leads it, the others wait for its commit; with store.sync file each
+ * put's file is synced before and the group's folders once each before the commit; with
+ * store.sync filesystem one syncfs after it does all). A put that fails in a group fails
+ * alone. */
 typedef struct rd_store_group rd_store_group;
 
 rd_status rd_store_group_create(rd_store_group **out, rd_error *err);
@@ -179,8 +187,10 @@ int rd_store_uid_valid(const char *uid);
 /* Once per process start, before serving: jobs left 'running' and deliveries left
  * 'sending' by a crash of this node (or by a node with no name, or one whose heartbeat is
  * older than the node timeout) go back to 'queued'/'pending', the node's heartbeat is
- * recorded, and stray temporary files under store/ and spool/ are removed (on PostgreSQL,
- * whose files other nodes share, only those older than ten minutes). */
+ * recorded, instance rows that a power cut left without their file (store.sync filesystem:
+ * committed, not yet synced, never answered) are removed, and stray temporary files under
+ * store/ and spool/ are removed (on PostgreSQL, whose files other nodes share, only those
+ * older than ten minutes). */
 rd_status rd_store_recover(rd_store *s, rd_error *err);
 
 /* A running node's sign of life (every few seconds): records its heartbeat, and puts the

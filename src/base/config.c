@@ -199,9 +199,10 @@ static const cfg_key cfg_keys[] = {
     {"store.duplicate_policy", CFG_STRING, OFF(store_duplicate_policy), 1, 15, "keep-first",
      "keep-first|replace",
      "an instance received again with different content: keep the first or replace it"},
-    {"store.sync", CFG_STRING, OFF(store_sync), 1, 15, "file", "file|filesystem",
+    {"store.sync", CFG_STRING, OFF(store_sync), 1, 15, "auto", "auto|file|filesystem",
      "how a received instance is made durable before its success response (SQLite): fsync of "
-     "its file and folder, or one syncfs of the data directory's file system per commit group"},
+     "its file and folder, or one syncfs of the data directory's file system per commit group; "
+     "auto: filesystem when the data directory is a mount point, file otherwise"},
     {"store.backend", CFG_STRING, OFF(store_backend), 1, 15, "sqlite", "sqlite|postgresql",
      "where the index lives: SQLite in the data directory, or a PostgreSQL database that several "
      "nodes share (their data directories then one shared folder)"},

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -279,6 +280,11 @@ static const char *const migrations[] = {
     /* 10: which data folder the index belongs to (DATA/store-id): on PostgreSQL a schema is
      * bound to one folder, so that two installations never share an index by mistake. */
     "CREATE TABLE store_identity(store_id TEXT NOT NULL);",
+    /* 11: store.sync filesystem: a group's rows commit before the one syncfs that makes
+     * them and their files durable; until it returns they are listed here (grp: the
+     * group), and a start after a power cut checks their files (rd_store_recover). */
+    "CREATE TABLE unsynced_puts(sop_instance_uid TEXT NOT NULL, grp INTEGER NOT NULL);"
+    "CREATE INDEX unsynced_puts_grp ON unsynced_puts(grp);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -547,7 +553,31 @@ rd_status rd__begin(rd_store *s, rd_error *err)
     return st;
 }
 
+rd_status rd__commit_sync(rd_store *s, int full, rd_error *err)
+{
+    if (sqlite3_exec(s->db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
+                     NULL, NULL) != SQLITE_OK) {
+        if (full)
+            s->commit_sync_off = 1;
+        return rd__db_error(s, full ? "setting synchronous=FULL" : "setting synchronous=NORMAL",
+                            err);
+    }
+    s->commit_sync_off = !full;
+    return RD_OK;
+}
+
 rd_status rd__commit(rd_store *s, rd_error *err)
+{
+    rd_status st;
+    /* Never a commit without its sync but a group leader's (which calls the helper). */
+    if (s->commit_sync_off && (st = rd__commit_sync(s, 1, err)) != RD_OK) {
+        rd__rollback(s);
+        return st;
+    }
+    return rd__commit_as_set(s, err);
+}
+
+rd_status rd__commit_as_set(rd_store *s, rd_error *err)
 {
     rd_status st = rd__run(s, "committing", "COMMIT", RD__NO_ARGS, NULL, err);
     s->pg_in_tx = 0;
@@ -646,6 +676,15 @@ out:
     return st;
 }
 
+int rd__own_file_system(const char *dir)
+{
+    char parent[RD__STORE_PATH_MAX + 4];
+    struct stat d, p;
+    snprintf(parent, sizeof parent, "%s/..", dir);
+    /* "/" is its own parent, and has every other program's files. */
+    return stat(dir, &d) == 0 && stat(parent, &p) == 0 && d.st_dev != p.st_dev;
+}
+
 void rd_store_options_default(rd_store_options *opts)
 {
     memset(opts, 0, sizeof *opts);
@@ -679,10 +718,12 @@ rd_status rd_store_options_from_config(rd_store_options *opts, const rd_config *
         return rd_error_set(err, RD_E_INVALID,
                             "store.backend is postgresql: store.postgresql_dsn must name the"
                             " database (e.g. \"host=db1 dbname=radraft user=radraft\")");
-    if (strcmp(cfg->store_sync, "file") != 0 && strcmp(cfg->store_sync, "filesystem") != 0)
-        return rd_error_set(err, RD_E_INVALID, "store.sync: 'file' or 'filesystem', not '%s'",
-                            cfg->store_sync);
+    opts->sync_auto = strcmp(cfg->store_sync, "auto") == 0;
     opts->sync_filesystem = strcmp(cfg->store_sync, "filesystem") == 0;
+    if (!opts->sync_auto && !opts->sync_filesystem && strcmp(cfg->store_sync, "file") != 0)
+        return rd_error_set(err, RD_E_INVALID,
+                            "store.sync: 'auto', 'file' or 'filesystem', not '%s'",
+                            cfg->store_sync);
     rd_strlcpy(opts->postgresql_dsn, cfg->store_postgresql_dsn, sizeof opts->postgresql_dsn);
     rd_strlcpy(opts->postgresql_schema, cfg->store_postgresql_schema,
                sizeof opts->postgresql_schema);
@@ -724,6 +765,8 @@ rd_status rd_store_open(rd_store **out, const char *data_dir, const rd_store_opt
     snprintf(path, sizeof path, "%s/store", s->dir);
     if ((st = rd_mkdirs(path, err)) != RD_OK)
         goto out;
+    if (s->opts.sync_auto)
+        s->opts.sync_filesystem = rd__own_file_system(s->dir);
     if (s->opts.backend == RD_STORE_POSTGRESQL) {
         if ((st = rd__pg_open(s, err)) == RD_OK)
             st = migrate(s, err);

@@ -218,6 +218,13 @@ rd_status rd_store_recover(rd_store *s, rd_error *err)
     }
     if (n > 0)
         rd_log_info("store: %d interrupted job(s) or deliveries queued again", n);
+    if (!s->pg && (st = rd__instances_recover(s, err)) != RD_OK)
+        return st;
+    if (!s->pg)
+        rd_log_info("store: store.sync %s%s", s->opts.sync_filesystem ? "filesystem" : "file",
+                    !s->opts.sync_auto        ? ""
+                    : s->opts.sync_filesystem ? " (auto: the data directory is a mount point)"
+                                              : " (auto: the data directory is not a mount point)");
     /* Other nodes write temporaries in a shared folder: only old ones are left-overs. */
     double older_than = s->pg ? now - TEMP_GRACE_S : 0;
     snprintf(path, sizeof path, "%s/store", s->dir);

@@ -237,6 +237,11 @@ struct rd_store_group {
     put_req *queue, **tail; /* waiting for the next transaction */
     int leading;            /* a thread is running a transaction for a group */
     long transactions, instances;
+    /* store.sync filesystem: the number of this group's next transaction in unsynced_puts
+     * (the process id in the high bits, so that processes never share one), and the last
+     * whose syncfs succeeded (0: none), whose rows the next transaction takes off the
+     * list. The leaders' own: one leads at a time. */
+    long long next_grp, synced_grp;
 };
 
 rd_status rd_store_group_create(rd_store_group **out, rd_error *err)
@@ -254,6 +259,7 @@ rd_status rd_store_group_create(rd_store_group **out, rd_error *err)
         return rd_error_set(err, RD_E_INTERNAL, "cannot create a condition variable");
     }
     g->tail = &g->queue;
+    g->next_grp = ((long long)getpid() << 32) + 1;
     *out = g;
     return RD_OK;
 }
@@ -285,32 +291,41 @@ static rd_status sync_dir(rd_store *s, const char *dir, rd_error *err)
     return rd__file_fsync_dir(dir, err);
 }
 
+/* One syncfs of the file system of the data directory: every file written, renamed or
+ * changed there (the WAL too) is on disk when it returns. Honours the fsync faults. */
+static rd_status sync_filesystem(rd_store *s, rd_error *err)
+{
+    int fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return rd_error_set(err, RD_E_IO, "%s: %s", s->dir, strerror(errno));
+    int fault = s->fault == RD_STORE_FAULT_FSYNC || s->fault == RD_STORE_FAULT_DIR_FSYNC;
+    if (fault || syncfs(fd) != 0) {
+        int e = fault ? EIO : errno;
+        if (fault)
+            s->fault = RD_STORE_FAULT_NONE;
+        close(fd);
+        return rd_error_set(err, RD_E_IO, "%s: syncfs: %s", s->dir, strerror(e));
+    }
+    close(fd);
+    return RD_OK;
+}
+
 /* Makes the renames of a group's new files durable before its commit: each folder they were
  * placed in is fsynced once, however many of the group went there (concurrent senders of one
- * series share a folder); with store.sync filesystem, one syncfs does it and writes the
- * files' data too. A failure fails the whole group. */
+ * series share a folder). Spool files left unsynced for a syncfs after the commit that
+ * could not be had (rd__commit_sync failed) get one syncfs before it instead. A failure
+ * fails the whole group. */
 static rd_status sync_group_dirs(rd_store *s, put_req *batch, rd_error *err)
 {
     int need_fs = 0;
     for (put_req *r = batch; r; r = r->next)
         need_fs |= r->st == RD_OK && r->renamed && r->data_unsynced;
     if (need_fs) {
-        /* One syncfs for the whole group: every new file's data and every rename (and
-         * whatever else is dirty on the file system) on disk at once. */
-        int fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-            return rd_error_set(err, RD_E_IO, "%s: %s", s->dir, strerror(errno));
-        if (s->fault == RD_STORE_FAULT_FSYNC || syncfs(fd) != 0) {
-            int e = s->fault == RD_STORE_FAULT_FSYNC ? EIO : errno;
-            s->fault = RD_STORE_FAULT_NONE;
-            close(fd);
-            return rd_error_set(err, RD_E_IO, "%s: syncfs: %s", s->dir, strerror(e));
-        }
-        close(fd);
-        for (put_req *r = batch; r; r = r->next)
+        rd_status st = sync_filesystem(s, err);
+        for (put_req *r = batch; st == RD_OK && r; r = r->next)
             if (r->st == RD_OK && r->renamed)
                 r->dir_synced = 1;
-        return RD_OK;
+        return st;
     }
     for (put_req *r = batch; r; r = r->next) {
         int seen = 0;
@@ -326,13 +341,62 @@ static rd_status sync_group_dirs(rd_store *s, put_req *batch, rd_error *err)
     return RD_OK;
 }
 
+/* Marks every request of the batch still OK as failed with `st`/`err` and undoes its file. */
+static void fail_batch(put_req *batch, rd_status st, const rd_error *err)
+{
+    for (put_req *r = batch; r; r = r->next) {
+        if (r->st == RD_OK) {
+            r->st = st;
+            r->err = *err;
+        }
+        put_undo(r);
+    }
+}
+
+/* A group whose syncfs failed after its commit: its new rows are taken out again (in a
+ * transaction of their own, synced as any other) and their files removed, so that nothing
+ * that may not be on disk stays indexed. Replaced rows stay listed in unsynced_puts for
+ * the next start to check. */
+static void unindex_unsynced(rd_store *s, put_req *batch)
+{
+    rd_error e2;
+    rd_status st = rd__begin(s, &e2);
+    for (put_req *r = batch; st == RD_OK && r; r = r->next)
+        if (r->st == RD_OK && r->renamed && !r->ex.found)
+            st = rd__run(s, "taking out an instance whose sync failed",
+                         "DELETE FROM instances WHERE sop_instance_uid=?1",
+                         RD__ARGS(RD__TEXT(r->inst->sop_instance_uid)), NULL, &e2);
+    if (st == RD_OK)
+        st = rd__commit(s, &e2);
+    if (st != RD_OK) {
+        rd__rollback(s);
+        rd_log_error("store: the rows of a group whose syncfs failed stay until the next "
+                     "start checks their files: %s",
+                     rd_error_message(&e2));
+    }
+}
+
 /* The leader's transaction for the requests of one group, on its own connection: each
- * request in a savepoint of its own (one that fails is undone alone), the folders of the
- * new files fsynced once each, then one commit (one sync of the WAL) for all. */
+ * request in a savepoint of its own (one that fails is undone alone), then one commit for
+ * all. With store.sync file each new file was fsynced before; the folders they went to are
+ * fsynced once each, then the commit syncs the WAL. With store.sync filesystem nothing is
+ * synced before: the commit does not sync the WAL either, and one syncfs after it makes the
+ * group's files, renames and rows durable together before any of them is answered. Until
+ * it returns the group's rows are listed in unsynced_puts (rd__instances_recover). */
 static void run_group(rd_store *s, put_req *batch)
 {
+    rd_store_group *g = s->opts.group;
+    long long grp = g->next_grp++;
+    int one_sync = s->opts.sync_filesystem && !s->pg, renamed = 0;
     rd_error err;
-    rd_status st = rd__begin(s, &err);
+    rd_status st = RD_OK;
+    /* Where SQLite's sync cannot be left out, the group is synced as with store.sync file. */
+    if (one_sync && rd__commit_sync(s, 0, &err) != RD_OK)
+        one_sync = 0;
+    if ((st = rd__begin(s, &err)) == RD_OK && one_sync && g->synced_grp)
+        st = rd__run(s, "taking synced instances off the list",
+                     "DELETE FROM unsynced_puts WHERE grp=?1", RD__ARGS(RD__INT(g->synced_grp)),
+                     NULL, &err);
     for (put_req *r = batch; r; r = r->next) {
         if (st != RD_OK) {
             r->st = st;
@@ -340,29 +404,62 @@ static void run_group(rd_store *s, put_req *batch)
             continue;
         }
         if ((r->st = rd__exec(s, "a savepoint", "SAVEPOINT put", &r->err)) == RD_OK &&
-            (r->st = put_locked(s, r, &r->err)) == RD_OK)
+            (r->st = put_locked(s, r, &r->err)) == RD_OK && one_sync && r->renamed)
+            r->st =
+                rd__run(s, "listing an instance until its sync",
+                        "INSERT INTO unsynced_puts(sop_instance_uid, grp) VALUES(?1, ?2)",
+                        RD__ARGS(RD__TEXT(r->inst->sop_instance_uid), RD__INT(grp)), NULL, &r->err);
+        if (r->st == RD_OK)
             r->st = rd__exec(s, "releasing a savepoint", "RELEASE put", &r->err);
         if (r->st != RD_OK) {
             rd_error ignored;
             (void)rd__exec(s, "undoing an instance", "ROLLBACK TO put; RELEASE put", &ignored);
             put_undo(r);
         }
+        renamed |= r->st == RD_OK && r->renamed;
     }
-    if (st == RD_OK &&
-        ((st = sync_group_dirs(s, batch, &err)) != RD_OK || (st = rd__commit(s, &err)) != RD_OK)) {
-        for (put_req *r = batch; r; r = r->next) {
-            if (r->st == RD_OK) {
-                r->st = st;
-                r->err = err;
-            }
-            put_undo(r);
-        }
+    if (st == RD_OK && !one_sync)
+        st = sync_group_dirs(s, batch, &err);
+    if (st == RD_OK)
+        st = rd__commit_as_set(s, &err);
+    if (one_sync) {
+        rd_error ignored;
+        /* On failure the connection stays marked: its next commit sets FULL first. */
+        (void)rd__commit_sync(s, 1, &ignored);
     }
-    if (st != RD_OK)
+    if (st != RD_OK) {
         rd__rollback(s);
-    for (put_req *r = batch; r; r = r->next)
-        if (r->st == RD_OK)
-            r->renamed = 0; /* its row committed: the file stays whatever follows */
+        fail_batch(batch, st, &err);
+        return;
+    }
+    if (one_sync && renamed) {
+        if (s->fault == RD_STORE_FAULT_EXIT_BEFORE_SYNCFS)
+            _exit(RD__FAULT_EXIT);
+        if ((st = sync_filesystem(s, &err)) != RD_OK) {
+            unindex_unsynced(s, batch);
+            fail_batch(batch, st, &err);
+            return;
+        }
+        g->synced_grp = grp;
+    }
+    for (put_req *r = batch; r; r = r->next) {
+        if (r->st != RD_OK)
+            continue;
+        r->dir_synced |= one_sync && r->renamed; /* by the syncfs */
+        r->renamed = 0; /* its row committed: the file stays whatever follows */
+    }
+}
+
+/* With store.sync filesystem a row is visible from its group's commit, a moment before
+ * that group's syncfs returns: a resend answered from it (the same content, or a different
+ * one kept first) waits until the transaction that may have written it is over. */
+static void group_wait_for_leader(rd_store_group *g)
+{
+    pthread_mutex_lock(&g->mu);
+    long seen = g->transactions;
+    while (g->leading && g->transactions == seen)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
 }
 
 /* Hands `r` to the group's next transaction and waits for its outcome. The first thread to
@@ -447,14 +544,16 @@ static rd_status put(rd_store *s, const rd_store_instance *inst, const void *dat
     /* The new data's hash is needed only when the SOP instance is already stored. */
     if (r.ex.found)
         rd_sha256_hex((const char *)data + hash_offset, len - hash_offset, r.sha);
-    if (same_content(s, inst->sop_instance_uid, &r.ex, r.sha)) {
+    if (same_content(s, inst->sop_instance_uid, &r.ex, r.sha))
         r.res = RD_STORE_SAME;
-        goto done;
-    }
-    if (s->opts.duplicate_policy == RD_STORE_DUP_KEEP_FIRST &&
-        other_content(s, inst->sop_instance_uid, &r.ex, r.sha)) {
+    else if (s->opts.duplicate_policy == RD_STORE_DUP_KEEP_FIRST &&
+             other_content(s, inst->sop_instance_uid, &r.ex, r.sha)) {
         warn_duplicate(inst, KEEPING_FIRST);
         r.res = RD_STORE_KEPT_FIRST;
+    }
+    if (r.res != RD_STORE_NEW) {
+        if (s->opts.group && s->opts.sync_filesystem && !s->pg)
+            group_wait_for_leader(s->opts.group);
         goto done;
     }
 
@@ -678,4 +777,67 @@ rd_status rd_store_count_study_versions(rd_store *s, const char *outcome, long *
         return rd__count(s, "SELECT COUNT(*) FROM study_versions WHERE outcome=?1",
                          RD__ARGS(RD__TEXT(outcome)), count, err);
     return rd__count(s, "SELECT COUNT(*) FROM study_versions", RD__NO_ARGS, count, err);
+}
+
+/* ---- after a power cut (store.sync filesystem) ---- */
+
+rd_status rd__instances_recover(rd_store *s, rd_error *err)
+{
+    rd__stmt q = RD__STMT_INIT;
+    struct lost_file {
+        char sop[RD_STORE_UID_MAX + 1], path[RD__STORE_PATH_MAX];
+    } *lost = NULL;
+    int n_lost = 0, cap = 0, row = 0, listed = 0;
+    rd_status st;
+    if ((st = rd__begin(s, err)) != RD_OK)
+        return st;
+    st = rd__stmt_open(&q, s, "reading the instances not known to be synced",
+                       "SELECT u.sop_instance_uid, i.path, i.size FROM unsynced_puts u"
+                       " JOIN instances i ON i.sop_instance_uid=u.sop_instance_uid",
+                       RD__NO_ARGS, err);
+    while (st == RD_OK && (st = rd__stmt_step(&q, &row, err)) == RD_OK && row) {
+        existing ex;
+        const char *sop = rd__or_empty(rd__col_text(&q, 0));
+        memset(&ex, 0, sizeof ex);
+        rd_strlcpy(ex.path, rd__or_empty(rd__col_text(&q, 1)), sizeof ex.path);
+        ex.size = rd__col_int64(&q, 2);
+        listed++;
+        if (file_present(s, &ex) || strlen(sop) > RD_STORE_UID_MAX)
+            continue;
+        if (n_lost == cap) {
+            void *more = realloc(lost, (size_t)(cap ? 2 * cap : 16) * sizeof *lost);
+            if (!more) {
+                st = rd_error_set(err, RD_E_NOMEM, "out of memory checking unsynced instances");
+                break;
+            }
+            lost = more;
+            cap = cap ? 2 * cap : 16;
+        }
+        rd_strlcpy(lost[n_lost].sop, sop, sizeof lost[0].sop);
+        rd_strlcpy(lost[n_lost++].path, ex.path, sizeof lost[0].path);
+    }
+    rd__stmt_close(&q);
+    for (int i = 0; st == RD_OK && i < n_lost; i++)
+        st = rd__run(s, "removing an instance lost before its sync",
+                     "DELETE FROM instances WHERE sop_instance_uid=?1",
+                     RD__ARGS(RD__TEXT(lost[i].sop)), NULL, err);
+    if (st == RD_OK)
+        st = rd__run(s, "emptying the list of unsynced instances", "DELETE FROM unsynced_puts",
+                     RD__NO_ARGS, NULL, err);
+    if (st == RD_OK)
+        st = rd__commit(s, err);
+    if (st != RD_OK)
+        rd__rollback(s);
+    /* Whatever is left of a lost file goes once its row is gone. */
+    for (int i = 0; st == RD_OK && i < n_lost; i++) {
+        char abs[2 * RD__STORE_PATH_MAX];
+        snprintf(abs, sizeof abs, "%s/%s", s->dir, lost[i].path);
+        unlink(abs);
+    }
+    if (st == RD_OK && n_lost > 0)
+        rd_log_warn("store: %d of %d instance(s) committed just before a crash were not on disk "
+                    "(their senders had no success response): removed, a resend stores them",
+                    n_lost, listed);
+    free(lost);
+    return st;
 }

@@ -43,12 +43,17 @@ struct pg_result;
  * (SQLite-style fault injection): each simulates the errno or database error it names. */
 typedef enum rd_store_fault {
     RD_STORE_FAULT_NONE = 0,
-    RD_STORE_FAULT_WRITE,    /* write() fails with ENOSPC after part of the data */
-    RD_STORE_FAULT_FSYNC,    /* fsync() of the file fails with EIO */
-    RD_STORE_FAULT_RENAME,   /* rename() into place fails with EIO */
-    RD_STORE_FAULT_COMMIT,   /* the index transaction fails after the rename */
-    RD_STORE_FAULT_DIR_FSYNC /* fsync() of the folder a file was renamed into fails with EIO */
+    RD_STORE_FAULT_WRITE,     /* write() fails with ENOSPC after part of the data */
+    RD_STORE_FAULT_FSYNC,     /* fsync() of the file fails with EIO */
+    RD_STORE_FAULT_RENAME,    /* rename() into place fails with EIO */
+    RD_STORE_FAULT_COMMIT,    /* the index transaction fails after the rename */
+    RD_STORE_FAULT_DIR_FSYNC, /* fsync() of the folder a file was renamed into fails with EIO */
+    /* With store.sync filesystem the process ends (_exit(RD__FAULT_EXIT)) right after a
+     * group's commit, before its syncfs: the moment of a power cut, for the recovery test. */
+    RD_STORE_FAULT_EXIT_BEFORE_SYNCFS
 } rd_store_fault;
+
+#define RD__FAULT_EXIT 86
 
 /* One prepared statement of the cache. `sql` is the text it was prepared from, compared by
  * address first (every cached SQL text is a string literal). */
@@ -71,6 +76,11 @@ struct rd_store {
     char folder_id[33]; /* DATA/store-id (PostgreSQL only) */
     rd_store_options opts;
     rd_store_fault fault;
+    /* The connection is at PRAGMA synchronous=NORMAL (its commits do not sync the WAL): a
+     * group's leader with store.sync filesystem, whose syncfs follows its commit, between
+     * rd__commit_sync calls, or after setting FULL back failed. rd__commit sets FULL
+     * first, and refuses to commit while it cannot. */
+    int commit_sync_off;
     /* Statement fault injection (tests): the statement numbered fail_at (counting every
      * step and exec on this handle from 1) fails as SQLITE_BUSY would (fail_busy) or as an
      * I/O error; 0 disarms it. */
@@ -225,6 +235,8 @@ int rd__in_transaction(rd_store *s);
  * outside one, so that every error path may call it. */
 rd_status rd__begin(rd_store *s, rd_error *err);
 rd_status rd__commit(rd_store *s, rd_error *err);
+/* COMMIT as the connection's synchronous setting has it (a group leader's, rd__commit_sync). */
+rd_status rd__commit_as_set(rd_store *s, rd_error *err);
 void rd__rollback(rd_store *s);
 
 /* Runs SQL text that may hold several statements and is not cached (pragmas, migrations). */
@@ -281,6 +293,19 @@ rd_status rd__file_write_temp(rd_store *s, const char *dir, const char *sop, con
 
 /* Renames a written temporary file into place. Honours the rename fault. */
 rd_status rd__file_rename(rd_store *s, const char *tmp, const char *abs, rd_error *err);
+
+/* PRAGMA synchronous FULL (`full`) or NORMAL on an SQLite connection: with NORMAL a
+ * commit does not sync the WAL (store.sync filesystem: the group's syncfs does). A failure
+ * to set FULL back leaves commit_sync_off set. */
+rd_status rd__commit_sync(rd_store *s, int full, rd_error *err);
+
+/* 1 if `dir` is the root of a file system other than its parent's (a mount point). */
+int rd__own_file_system(const char *dir);
+
+/* With store.sync filesystem, rows listed as not yet synced whose file is not on disk with
+ * its recorded size (a power cut between their commit and their group's syncfs) are
+ * removed, and the list emptied (rd_store_recover, SQLite). */
+rd_status rd__instances_recover(rd_store *s, rd_error *err);
 
 /* fsync of the file at `path`. */
 rd_status rd__file_fsync_path(const char *path, rd_error *err);
