@@ -135,23 +135,6 @@ EOF
     rm -rf or
 }
 
-# The disk's flush, the limit of any server that answers only once an instance is on disk:
-# 200 writes of one instance's size, each durable before the next (dd oflag=dsync), in the
-# same work folder. With one sender such a server needs at least storescp's time per
-# instance plus one of these; the summary gives that bound and radraft's share of it.
-bench_flush() {
-    local bs=$((BYTES / N)) t0 t1
-    t0=$(date +%s.%N)
-    dd if=src/s1/f1.dcm of=flush.bin bs=$bs count=1 >/dev/null 2>&1 || exit 1
-    dd if=/dev/zero of=flush.bin bs=$bs count=200 oflag=dsync conv=notrunc >/dev/null 2>&1 ||
-        { echo "bench_store: dd oflag=dsync failed in $WORK" >&2; exit 1; }
-    t1=$(date +%s.%N)
-    rm -f flush.bin
-    awk -v t=$(echo "$t1 - $t0" | bc) -v r=$ROUND 'BEGIN {
-        printf "| %d | %-18s | - | %7.1f | | |\n", r, "dd oflag=dsync", 200 / t
-        printf "%d\tflush\t1\t%f\t0\n", r, 200 / t >>"results.tsv" }'
-}
-
 servers=("bench_radraft file" "bench_radraft filesystem" bench_storescp)
 command -v Orthanc >/dev/null && servers+=(bench_orthanc)
 echo "$N instances of $((BYTES / N / 1024)) KiB, $(nproc) CPUs, $ROUNDS round(s), work folder $WORK" \
@@ -166,7 +149,6 @@ for ROUND in $(seq 1 "$ROUNDS"); do
             ${servers[$(((i + ROUND - 1) % ${#servers[@]}))]} $senders
         done
     done
-    bench_flush
 done
 
 # The summary: each server's median over the rounds, and its ratio to storescp's run of the
@@ -181,7 +163,6 @@ awk -F'\t' '
             for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
-    $2 == "flush" { flush[$1] = $4; next }
     { rate[$1, $2, $3] = $4; key = $2 SUBSEP $3
       if (!(key in seen)) { seen[key] = 1; order[++n] = key }
       rates[key] = rates[key] " " $4; cpus[key] = cpus[key] " " $5; last = $1 }
@@ -196,19 +177,5 @@ awk -F'\t' '
             }
             printf "| %-18s | %d | %7.1f | %6.2f | %.2fx (%.2f-%.2f) |\n", ks[1], ks[2],
                 median(rates[order[k]]), median(cpus[order[k]]), median(ratios), lo, hi
-        }
-        # 1 sender: the time storescp takes an instance plus one durable write, per round.
-        printf "\nDurable bound with 1 sender (1 / (1 / storescp + 1 / dd oflag=dsync writes/s)), per round:"
-        for (r = 1; r <= last; r++) {
-            bound[r] = 1 / (1 / rate[r, "storescp", 1] + 1 / flush[r])
-            printf " %.1f", bound[r]
-        }
-        printf " inst/s\n"
-        for (k = 1; k <= n; k++) {
-            split(order[k], ks, SUBSEP)
-            if (ks[2] != 1 || ks[1] !~ /^radraft/) continue
-            ratios = ""
-            for (r = 1; r <= last; r++) ratios = ratios " " rate[r, ks[1], 1] / bound[r]
-            printf "%s, 1 sender: %.2fx the durable bound (median of the rounds)\n", ks[1], median(ratios)
         }
     }' results.tsv
