@@ -784,9 +784,19 @@ rd_status rd_store_open(rd_store **out, const char *data_dir, const rd_store_opt
      * the store does about SQLITE_BUSY (see store_int.h). */
     sqlite3_busy_timeout(s->db, s->opts.busy_timeout_ms);
     /* WAL lets readers and one writer proceed together; synchronous=FULL makes every
-     * commit durable before it returns, which the C-STORE success response relies on. */
-    if ((st = rd__exec(s, "setting the journal mode",
-                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err)) != RD_OK)
+     * commit durable before it returns, which the C-STORE success response relies on.
+     * Switching a new database to WAL takes a lock that SQLite may not wait for (no busy
+     * handler there): a connection that opens it at the same moment as another gets
+     * SQLITE_BUSY at once, and tries again within the busy timeout. */
+    for (int waited_ms = 0;; waited_ms += 5) {
+        st = rd__exec(s, "setting the journal mode",
+                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err);
+        if (st == RD_OK || (sqlite3_errcode(s->db) & 0xff) != SQLITE_BUSY ||
+            waited_ms >= s->opts.busy_timeout_ms)
+            break;
+        usleep(5000);
+    }
+    if (st != RD_OK)
         goto out;
     st = migrate(s, err);
 out:

@@ -726,6 +726,7 @@ static void *group_main(void *arg)
     rdt_store_opts_init(&o, w->dir);
     o.group = w->g;
     if (rd_store_open(&s, w->dir, &o, &err) != RD_OK) {
+        fprintf(stderr, "worker %d: open: %s\n", w->k, rd_error_message(&err));
         w->failed = GROUP_PUTS + 1;
         return NULL;
     }
@@ -737,9 +738,10 @@ static void *group_main(void *arg)
         else
             snprintf(sop, sizeof sop, "1.2.9.99");
         rd_store_instance in = inst_of("1.2.9", "1.2.9.1", sop);
-        if (rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, &res, &err) != RD_OK)
+        if (rd_store_put(s, &in, fake_file, sizeof fake_file - 1, META_LEN, &res, &err) != RD_OK) {
+            fprintf(stderr, "worker %d: put %s: %s\n", w->k, sop, rd_error_message(&err));
             w->failed++;
-        else if (res == RD_STORE_NEW)
+        } else if (res == RD_STORE_NEW)
             w->new_count++;
     }
     rd_store_close(s);
