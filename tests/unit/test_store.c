@@ -996,7 +996,7 @@ RD_TEST(store_sync_auto_is_filesystem_only_on_a_mount_point)
     CHECK_OK(rd_store_options_from_config(&o, &cfg, &err), &err);
     CHECK(o.sync_auto && !o.sync_filesystem);
     REQUIRE_OK(rd_store_open(&s, dir, &o, &err), &err);
-    CHECK(!s->opts.sync_filesystem); /* a folder of /tmp's file system */
+    CHECK(!s->opts.sync_filesystem); /* a folder inside the build tree, not a mount point */
     rd_store_close(s);
     CHECK(rd__own_file_system("/proc"));
     CHECK(!rd__own_file_system("/"));
